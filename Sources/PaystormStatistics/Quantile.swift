@@ -1,0 +1,112 @@
+import CGSL
+
+/// A quantile estimate with a distribution-free confidence interval.
+public struct QuantileEstimate: Equatable, Sendable {
+    /// The quantile asked for, in (0, 1): 0.99 for p99.
+    public var probability: Double
+    /// Point estimate (`gsl_stats_quantile_from_sorted_data`, linear interpolation).
+    public var value: Double
+    /// Lower end of the interval, or `nil` when too few samples lie below the quantile.
+    public var lower: Double?
+    /// Upper end of the interval, or `nil` when too few samples lie above it —
+    /// then no claim "p(q) < x" can be made at this confidence.
+    public var upper: Double?
+    /// The confidence asked for, in (0, 1).
+    public var confidence: Double
+    /// The coverage the chosen order statistics actually give (≥ `confidence`
+    /// when both ends exist).
+    public var achievedCoverage: Double
+}
+
+/// A sample sorted once, from which quantiles and their order-statistic
+/// confidence intervals are read.
+public struct SortedSample: Sendable {
+    /// The values in ascending order.
+    public private(set) var values: [Double]
+
+    /// Sorts `values` (`gsl_sort`). NaNs are rejected.
+    /// - Complexity: O(n log n).
+    public init(_ values: [Double]) throws {
+        GSLRuntime.configure()
+        if let index = values.firstIndex(where: { $0.isNaN }) {
+            throw StatisticsError.invalidParameter(name: "values[\(index)]", value: .nan, expected: "a number")
+        }
+        var sorted = values
+        sorted.withUnsafeMutableBufferPointer { buffer in
+            if let base = buffer.baseAddress { gsl_sort(base, 1, buffer.count) }
+        }
+        self.values = sorted
+    }
+
+    /// Wraps values the caller guarantees are already ascending.
+    public init(alreadySorted values: [Double]) {
+        precondition(zip(values, values.dropFirst()).allSatisfy { $0 <= $1 }, "values are not sorted")
+        self.values = values
+    }
+
+    public var count: Int { values.count }
+
+    /// The quantile `p` in [0, 1] (`gsl_stats_quantile_from_sorted_data`).
+    /// - Throws: when the sample is empty or `p` is outside [0, 1].
+    public func quantile(_ p: Double) throws -> Double {
+        guard !values.isEmpty else { throw StatisticsError.notEnoughSamples(required: 1, actual: 0) }
+        guard p >= 0, p <= 1 else {
+            throw StatisticsError.invalidParameter(name: "quantile", value: p, expected: "a probability in [0, 1]")
+        }
+        return values.withUnsafeBufferPointer {
+            gsl_stats_quantile_from_sorted_data($0.baseAddress, 1, $0.count, p)
+        }
+    }
+
+    /// The quantile `p` with a two-sided confidence interval from order
+    /// statistics: ranks `l < u` chosen so that
+    /// P(X₍l₎ ≤ ξₚ ≤ X₍u₎) = B(u−1) − B(l−1) ≥ confidence, B the Binomial(n, p) CDF.
+    /// Needs no assumption about the distribution beyond independent samples.
+    ///
+    /// - Complexity: O(log n) binomial CDF evaluations.
+    public func quantile(_ p: Double, confidence: Double) throws -> QuantileEstimate {
+        guard confidence > 0, confidence < 1 else {
+            throw StatisticsError.invalidParameter(name: "confidence", value: confidence, expected: "a value in (0, 1)")
+        }
+        guard p > 0, p < 1 else {
+            throw StatisticsError.invalidParameter(name: "quantile", value: p, expected: "a probability in (0, 1)")
+        }
+        let value = try quantile(p)
+        let n = values.count
+        let tail = (1 - confidence) / 2
+        // r = largest rank with B(r) ≤ tail; the lower end is X₍r+1₎ (1-based).
+        let r = Self.largestIndex(upTo: n) { Binomial.cdf($0, trials: n, probability: p) <= tail }
+        // s = smallest rank with B(s) ≥ 1 − tail; the upper end is X₍s+1₎.
+        let s = Self.smallestIndex(upTo: n) { Binomial.cdf($0, trials: n, probability: p) >= 1 - tail }
+        let lower: Double? = r.map { values[$0] }                 // X₍r+1₎ is values[r]
+        let upper: Double? = (s < n) ? values[s] : nil             // X₍s+1₎ is values[s]
+        let coverageHigh = s < n ? Binomial.cdf(s, trials: n, probability: p) : 1
+        let coverageLow = r.map { Binomial.cdf($0, trials: n, probability: p) } ?? 0
+        return QuantileEstimate(
+            probability: p, value: value, lower: lower, upper: upper,
+            confidence: confidence, achievedCoverage: coverageHigh - coverageLow)
+    }
+
+    /// Largest `i` in `0..<n` with `predicate(i)`, for a predicate true on a
+    /// prefix; `nil` when false at 0.
+    static func largestIndex(upTo n: Int, _ predicate: (Int) -> Bool) -> Int? {
+        guard n > 0, predicate(0) else { return nil }
+        var low = 0, high = n  // predicate(low) holds; answer in [low, high)
+        while high - low > 1 {
+            let mid = low + (high - low) / 2
+            if predicate(mid) { low = mid } else { high = mid }
+        }
+        return low
+    }
+
+    /// Smallest `i` in `0...n` with `predicate(i)`, for a predicate true on a
+    /// suffix; `n` when it holds nowhere below `n`.
+    static func smallestIndex(upTo n: Int, _ predicate: (Int) -> Bool) -> Int {
+        var low = -1, high = n  // predicate(high) treated as true
+        while high - low > 1 {
+            let mid = low + (high - low) / 2
+            if predicate(mid) { high = mid } else { low = mid }
+        }
+        return high
+    }
+}

@@ -1,0 +1,67 @@
+import ArgumentParser
+import PaystormBenchmarks
+
+extension Paystorm {
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Measure Paystorm's speed. Build with `-c release` for meaningful figures.",
+            subcommands: [Kernel.self])
+    }
+}
+
+extension Paystorm.Bench {
+    struct Kernel: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The hold model: N pending events; pop the earliest, schedule one at now + Exp(1).")
+
+        @Option(help: "Events kept pending in the event list.")
+        var pending: Int = 10_000
+
+        @Option(help: "Events to deliver in the timed loop.")
+        var events: Int = 20_000_000
+
+        @Option(help: "Root seed.")
+        var seed: UInt64 = 1
+
+        @Option(help: "Repetitions; the best and median rates are reported.")
+        var repeats: Int = 3
+
+        func validate() throws {
+            guard pending >= 1 && pending <= 50_000_000 else {
+                throw ValidationError("--pending must be in 1...50000000, got \(pending)")
+            }
+            guard events >= 1 else { throw ValidationError("--events must be at least 1, got \(events)") }
+            guard repeats >= 1 && repeats <= 100 else {
+                throw ValidationError("--repeats must be in 1...100, got \(repeats)")
+            }
+        }
+
+        func run() throws {
+            #if DEBUG
+            print("warning: debug build; build with `swift build -c release` for real figures")
+            #endif
+            var rates: [Double] = []
+            var hash = ""
+            for round in 1...repeats {
+                let result = HoldModelBenchmark.run(pending: pending, events: events, seed: seed)
+                rates.append(result.eventsPerSecond)
+                hash = result.traceHash
+                print("round \(round): \(result.events) events in \(format(result.seconds, 3)) s = \(format(result.eventsPerSecond / 1e6, 2))M events/s")
+            }
+            rates.sort()
+            print("hold model: pending=\(pending) events=\(events) best=\(Int(rates.last!)) events/s median=\(Int(rates[rates.count / 2])) events/s trace=\(hash)")
+        }
+    }
+}
+
+func format(_ value: Double, _ decimals: Int) -> String {
+    var scale = 1.0
+    for _ in 0..<decimals { scale *= 10 }
+    let rounded = (value * scale).rounded() / scale
+    var text = "\(rounded)"
+    if let dot = text.firstIndex(of: ".") {
+        let fraction = text[text.index(after: dot)...].count
+        if fraction < decimals { text += String(repeating: "0", count: decimals - fraction) }
+    }
+    return text
+}

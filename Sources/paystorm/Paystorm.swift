@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Paystorm: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "paystorm",
+        abstract: "A payments engine and the deterministic simulator that tests it under faults.",
+        subcommands: [Demo.self, Bench.self])
+}
