@@ -48,7 +48,10 @@ let package = Package(
         ),
         .target(
             name: "PaystormStore",
-            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
             swiftSettings: releaseSpeed
         ),
         .target(
@@ -65,6 +68,7 @@ let package = Package(
             name: "paystorm",
             dependencies: [
                 "PaystormBenchmarks",
+                "PaystormStore",
                 "PaystormWorld",
                 "PaystormStatistics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -271,6 +271,16 @@ public final class SimulationKernel<Message: SimMessage> {
         return handled
     }
 
+    /// Runs events until none is pending or `maxEvents` have been handled;
+    /// the clock stays at the last event's time.
+    /// - Returns: the number of events handled.
+    @inlinable @discardableResult
+    public func runUntilIdle(maxEvents: Int) -> Int {
+        var handled = 0
+        while handled < maxEvents, step() { handled += 1 }
+        return handled
+    }
+
     /// The time of the earliest pending event, if any (may be a cancelled timer).
     public var nextEventTime: SimInstant? { heap.min.map { SimInstant(nanoseconds: $0.time) } }
 

@@ -1,11 +1,13 @@
 import ArgumentParser
+import Foundation
 import PaystormBenchmarks
+import PaystormStore
 
 extension Paystorm {
     struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Measure Paystorm's speed. Build with `-c release` for meaningful figures.",
-            subcommands: [Kernel.self])
+            subcommands: [Kernel.self, StoreInserts.self])
     }
 }
 
@@ -54,7 +56,43 @@ extension Paystorm.Bench {
     }
 }
 
+extension Paystorm.Bench {
+    struct StoreInserts: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "store",
+            abstract: "SQLite inserts per second through GRDB's cached statements and through PreparedStatement (C API).")
+
+        @Option(help: "Rows to insert (each way).")
+        var rows: Int = 200_000
+
+        @Option(help: "Rows per transaction.")
+        var batch: Int = 1_000
+
+        @Option(help: "A database file to use in WAL mode (default: in memory). It must not exist yet.")
+        var store: String?
+
+        func validate() throws {
+            guard rows >= 1 && rows <= 100_000_000 else { throw ValidationError("--rows must be in 1...100000000, got \(rows)") }
+            guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+            if let store, FileManager.default.fileExists(atPath: store) {
+                throw ValidationError("--store \(store) already exists; the benchmark needs a new file")
+            }
+        }
+
+        func run() throws {
+            let location: Store.Location = store.map { .file(path: $0) } ?? .memory
+            let result = try StoreInsertBenchmark.run(location: location, rows: rows, batch: batch)
+            print("store inserts (\(location), \(batch) rows per transaction):")
+            print("  GRDB cached statement: \(Int(result.grdbRowsPerSecond)) rows/s")
+            print("  PreparedStatement:     \(Int(result.rawRowsPerSecond)) rows/s")
+            print("  GRDB overhead:         \(format((result.rawRowsPerSecond / result.grdbRowsPerSecond - 1) * 100, 1))%")
+        }
+    }
+}
+
+/// `value` with exactly `decimals` digits after the point (none for 0).
 func format(_ value: Double, _ decimals: Int) -> String {
+    if decimals == 0 { return "\(Int(value.rounded()))" }
     var scale = 1.0
     for _ in 0..<decimals { scale *= 10 }
     let rounded = (value * scale).rounded() / scale
