@@ -77,7 +77,7 @@ let package = Package(
         ),
         .testTarget(name: "PaystormStatisticsTests", dependencies: ["PaystormStatistics"]),
         .testTarget(name: "PaystormKernelTests", dependencies: ["PaystormKernel", "PaystormStatistics"]),
-        .testTarget(name: "PaystormStoreTests", dependencies: ["PaystormStore"]),
+        .testTarget(name: "PaystormStoreTests", dependencies: ["PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PaystormWorldTests", dependencies: ["PaystormWorld", "PaystormKernel"]),
     ],
     swiftLanguageModes: [.v6]

@@ -21,7 +21,7 @@ public enum HoldModelBenchmark {
         @inline(__always)
         func receive(_ message: Tick, from sender: ActorAddress, kernel: SimulationKernel<Tick>) {
             handled += 1
-            let delay = SimDuration.seconds(kernel.random.exponential(mean: 1.0))
+            let delay = SimDuration(seconds: kernel.random.exponential(mean: 1.0))
             kernel.send(.tick, to: kernel.currentActor, after: delay)
         }
     }
@@ -51,7 +51,7 @@ public enum HoldModelBenchmark {
         }
         let setup = RandomStream(rootSeed: seed, stream: "hold.setup")
         for i in 0..<pending {
-            let at = SimInstant.zero + SimDuration.seconds(setup.exponential(mean: 1.0))
+            let at = SimInstant.zero + SimDuration(seconds: setup.exponential(mean: 1.0))
             kernel.inject(.tick, to: addresses[i % actorCount], at: at)
         }
         let clock = ContinuousClock()

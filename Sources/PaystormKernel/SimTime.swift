@@ -47,10 +47,10 @@ public struct SimDuration: Comparable, Hashable, Sendable, CustomStringConvertib
     /// Rounds a non-negative number of seconds (a sampled latency) to the
     /// nearest nanosecond; negative or non-finite input is clamped to zero.
     @inlinable
-    public static func seconds(_ s: Double) -> SimDuration {
-        guard s.isFinite, s > 0 else { return .zero }
+    public init(seconds s: Double) {
+        guard s.isFinite, s > 0 else { self.nanoseconds = 0; return }
         let ns = (s * 1e9).rounded()
-        return SimDuration(nanoseconds: ns >= 9.2e18 ? Int64.max / 2 : Int64(ns))
+        self.nanoseconds = ns >= 9.2e18 ? Int64.max / 2 : Int64(ns)
     }
 
     @inlinable

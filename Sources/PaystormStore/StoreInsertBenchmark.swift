@@ -6,6 +6,9 @@ import GRDB
 public enum StoreInsertBenchmark {
     public struct Result: Sendable {
         public var rows: Int
+        /// Rows found in the table after each phase (must equal `rows`).
+        public var grdbRowsStored: Int
+        public var rawRowsStored: Int
         public var grdbSeconds: Double
         public var rawSeconds: Double
         public var grdbRowsPerSecond: Double { Double(rows) / grdbSeconds }
@@ -45,6 +48,7 @@ public enum StoreInsertBenchmark {
                 written += count
             }
         }
+        let grdbRowsStored = try store.queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM bench_payment") ?? 0 }
         try store.queue.writeWithoutTransaction { db in
             try db.execute(sql: "DROP TABLE bench_payment")
             try db.execute(sql: createSQL)
@@ -68,7 +72,9 @@ public enum StoreInsertBenchmark {
                 written += count
             }
         }
-        return Result(rows: rows, grdbSeconds: grdb.seconds, rawSeconds: raw.seconds)
+        let rawRowsStored = try store.queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM bench_payment") ?? 0 }
+        return Result(rows: rows, grdbRowsStored: grdbRowsStored, rawRowsStored: rawRowsStored,
+                      grdbSeconds: grdb.seconds, rawSeconds: raw.seconds)
     }
 }
 

@@ -47,7 +47,7 @@ final class DemoClient: SimActor {
             let timer = kernel.setTimer(after: timeout, .timeout(id: id))
             inFlight[id] = InFlight(sentAt: kernel.now, timeout: timer)
             if nextID < totalRequests {
-                kernel.setTimer(after: .seconds(kernel.random.exponential(mean: 1 / ratePerSecond)), .arrival)
+                kernel.setTimer(after: SimDuration(seconds: kernel.random.exponential(mean: 1 / ratePerSecond)), .arrival)
             }
         case let .reply(id):
             guard let request = inFlight.removeValue(forKey: id) else { lateReplies += 1; return }

@@ -49,7 +49,7 @@ final class DemoServer: SimActor {
 
     private func start(id: Int64, client: ActorAddress, kernel: SimulationKernel<DemoMessage>) {
         busy += 1
-        let service = SimDuration.seconds(kernel.random.lognormal(median: serviceMedianSeconds, sigma: serviceSigma))
+        let service = SimDuration(seconds: kernel.random.lognormal(median: serviceMedianSeconds, sigma: serviceSigma))
         kernel.setTimer(after: service, .serviceDone(id: id, client: client))
     }
 
@@ -65,6 +65,6 @@ struct NetworkLatency {
     var sigma: Double
 
     func sample(_ random: PaystormStatistics.RandomStream) -> SimDuration {
-        SimDuration.seconds(random.lognormal(median: medianSeconds, sigma: sigma))
+        SimDuration(seconds: random.lognormal(median: medianSeconds, sigma: sigma))
     }
 }

@@ -87,14 +87,14 @@ public enum QueueingDemo {
         }
         let client = DemoClient(
             ratePerSecond: config.ratePerSecond, totalRequests: config.requests,
-            timeout: .seconds(config.timeoutSeconds), servers: servers, networkLatency: network)
+            timeout: SimDuration(seconds: config.timeoutSeconds), servers: servers, networkLatency: network)
         let clientAddress = kernel.spawn(client, name: "clients")
         kernel.inject(.arrival, to: clientAddress, at: .zero)
 
         let expectedSeconds = Double(config.requests) / config.ratePerSecond
         if let window = config.crashWindow {
-            kernel.scheduleCrash(of: servers[0], at: .zero + .seconds(expectedSeconds * window.start))
-            kernel.scheduleRestart(of: servers[0], at: .zero + .seconds(expectedSeconds * window.end))
+            kernel.scheduleCrash(of: servers[0], at: .zero + SimDuration(seconds: expectedSeconds * window.start))
+            kernel.scheduleRestart(of: servers[0], at: .zero + SimDuration(seconds: expectedSeconds * window.end))
         }
 
         // Bounded: each request costs at most a handful of events (arrival,

@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+@testable import PaystormStatistics
+
+@Suite("Quantiles with order-statistic intervals")
+struct QuantileTests {
+    @Test func pointEstimatesMatchLinearInterpolation() throws {
+        // numpy.quantile(1...100, p) (the same type-7 definition as GSL)
+        let sample = try SortedSample((1...100).reversed().map(Double.init))
+        #expect(try sample.quantile(0.5) == 50.5)
+        #expect(abs(try sample.quantile(0.99) - 99.01) < 1e-12)
+        #expect(abs(try sample.quantile(0.9) - 90.1) < 1e-12)
+        #expect(try sample.quantile(0) == 1)
+        #expect(try sample.quantile(1) == 100)
+    }
+
+    @Test func intervalRanksGiveTheRequestedCoverage() throws {
+        let sample = try SortedSample((0..<10_000).map(Double.init))
+        for p in [0.5, 0.9, 0.99, 0.999] {
+            let estimate = try sample.quantile(p, confidence: 0.95)
+            let lower = try #require(estimate.lower)
+            let upper = try #require(estimate.upper)
+            #expect(lower <= estimate.value && estimate.value <= upper)
+            #expect(estimate.achievedCoverage >= 0.95)
+            // Values equal their 0-based indices, so lower = X₍r+1₎ = r and
+            // upper = X₍s+1₎ = s. Equal tails, each as tight as possible:
+            // B(r) ≤ 2.5% < B(r+1) and B(s−1) < 97.5% ≤ B(s).
+            let r = Int(lower), s = Int(upper)
+            let n = 10_000
+            func cdf(_ k: Int) -> Double { Binomial.cdf(k, trials: n, probability: p) }
+            #expect(cdf(r) <= 0.025 && cdf(r + 1) > 0.025, "p=\(p) r=\(r)")
+            #expect(cdf(s - 1) < 0.975 && cdf(s) >= 0.975, "p=\(p) s=\(s)")
+        }
+    }
+
+    @Test func medianIntervalMatchesTheTextbookRanks() throws {
+        // n = 100, 95%: the classic distribution-free median interval is
+        // X(40) … X(61) (1-based), coverage 0.9648.
+        let sample = try SortedSample((1...100).map(Double.init))
+        let estimate = try sample.quantile(0.5, confidence: 0.95)
+        #expect(estimate.lower == 40)
+        #expect(estimate.upper == 61)
+        #expect(abs(estimate.achievedCoverage - 0.9648) < 1e-3)
+    }
+
+    @Test func tooFewSamplesLeaveTheUpperEndOpen() throws {
+        // p99.99 from 1,000 samples: no order statistic bounds it from above.
+        let sample = try SortedSample((0..<1_000).map(Double.init))
+        let estimate = try sample.quantile(0.9999, confidence: 0.95)
+        #expect(estimate.upper == nil)
+        #expect(estimate.lower != nil)
+        // With 100,000 samples it is bounded.
+        let big = try SortedSample((0..<100_000).map(Double.init))
+        #expect(try big.quantile(0.9999, confidence: 0.95).upper != nil)
+    }
+
+    @Test("coverage holds empirically across seeds", arguments: [0.5, 0.99])
+    func empiricalCoverage(p: Double) throws {
+        // Exponential(1): the true quantile is −ln(1 − p).
+        let truth = -log1p(-p)
+        var covered = 0
+        let trials = 400
+        for seed in 0..<trials {
+            let stream = RandomStream(rootSeed: UInt64(seed), stream: "coverage")
+            let sample = try SortedSample((0..<2_000).map { _ in stream.exponential(mean: 1) })
+            let estimate = try sample.quantile(p, confidence: 0.9)
+            if let lower = estimate.lower, let upper = estimate.upper, lower <= truth, truth <= upper { covered += 1 }
+        }
+        // 90% nominal; the binomial 99.9% band for 400 trials is about ±6%.
+        #expect(Double(covered) / Double(trials) > 0.84)
+    }
+
+    @Test func rejectsBadInput() throws {
+        #expect(throws: StatisticsError.self) { try SortedSample([1, .nan]) }
+        #expect(throws: StatisticsError.notEnoughSamples(required: 1, actual: 0)) { try SortedSample([]).quantile(0.5) }
+        let sample = try SortedSample([1, 2, 3])
+        #expect(throws: StatisticsError.self) { try sample.quantile(1.5) }
+        #expect(throws: StatisticsError.self) { try sample.quantile(0.5, confidence: 0) }
+    }
+}
+
+@Suite("Summaries, t-intervals and Welch's test")
+struct SummaryTests {
+    let a = [12.1, 11.8, 12.5, 12.0, 11.9, 12.3, 12.2, 11.7]
+    let b = [12.9, 13.1, 12.6, 13.4, 12.8, 13.0]
+
+    @Test func meanSpreadAndInterval() throws {
+        // References from numpy / scipy.stats.t.ppf(0.975, 7) = 2.3646.
+        let summary = try Summary(a)
+        #expect(abs(summary.mean - 12.0625) < 1e-12)
+        #expect(abs(summary.standardDeviation - 0.26692695630078284) < 1e-12)
+        let interval = try summary.confidenceInterval(0.95)
+        #expect(abs(interval.lower - 11.839343479985606) < 1e-9)
+        #expect(abs(interval.upper - 12.285656520014394) < 1e-9)
+    }
+
+    @Test func welchMatchesScipy() throws {
+        // scipy.stats.ttest_ind(a, b, equal_var=False)
+        let test = try WelchTest(try Summary(a), try Summary(b))
+        #expect(abs(test.t - -6.187888642186879) < 1e-9)
+        #expect(abs(test.degreesOfFreedom - 10.775512487155419) < 1e-9)
+        #expect(abs(test.pValue - 7.471061812445014e-05) < 1e-10)
+        #expect(test.isSignificant())
+    }
+
+    @Test func identicalSamplesAreNotSignificant() throws {
+        let test = try WelchTest(try Summary(a), try Summary(a))
+        #expect(test.t == 0)
+        #expect(test.pValue == 1)
+        #expect(!test.isSignificant())
+    }
+
+    @Test func rejectsDegenerateInput() throws {
+        #expect(throws: StatisticsError.notEnoughSamples(required: 1, actual: 0)) { try Summary([]) }
+        #expect(throws: StatisticsError.self) { try Summary([1, .infinity]) }
+        #expect(throws: StatisticsError.notEnoughSamples(required: 2, actual: 1)) { try Summary([1]).confidenceInterval(0.95) }
+        #expect(throws: StatisticsError.self) { try WelchTest(try Summary([1, 1]), try Summary([2, 2])) }
+    }
+}

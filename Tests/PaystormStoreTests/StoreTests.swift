@@ -1,0 +1,62 @@
+import Foundation
+import GRDB
+import Testing
+@testable import PaystormStore
+
+@Suite("SQLite store")
+struct StoreTests {
+    @Test func inMemoryStoreMigrates() throws {
+        let store = try Store(.memory)
+        #expect(try store.appliedMigrations() == ["v1-store-metadata"])
+    }
+
+    @Test func fileStoreUsesWALAndSurvivesReopen() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("paystorm-store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("paystorm.sqlite").path
+        do {
+            let store = try Store(.file(path: path))
+            let mode = try store.queue.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }
+            #expect(mode == "wal")
+            try store.queue.write { try $0.execute(sql: "INSERT INTO store_metadata (key, value) VALUES ('k', 'v')") }
+        }
+        let reopened = try Store(.file(path: path))
+        let value = try reopened.queue.read { try String.fetchOne($0, sql: "SELECT value FROM store_metadata WHERE key = 'k'") }
+        #expect(value == "v")
+        #expect(try reopened.appliedMigrations() == ["v1-store-metadata"])
+    }
+
+    @Test func unopenablePathGivesANamedError() {
+        do {
+            _ = try Store(.file(path: "/nonexistent-dir/paystorm.sqlite"))
+            Issue.record("opening a path in a missing directory should fail")
+        } catch {
+            #expect(error.description.contains("/nonexistent-dir/paystorm.sqlite"))
+        }
+    }
+
+    @Test func preparedStatementInsertsAndReportsConstraintErrors() throws {
+        let store = try Store(.memory)
+        try store.queue.write { db in
+            try db.execute(sql: "CREATE TABLE t (id TEXT PRIMARY KEY, amount INTEGER NOT NULL)")
+            let insert = try PreparedStatement(db, sql: "INSERT INTO t (id, amount) VALUES (?, ?)")
+            insert.bind("pay-1", at: 1)
+            insert.bind(Int64(1050), at: 2)
+            try insert.execute()
+            insert.bind("pay-1", at: 1)
+            insert.bind(Int64(7), at: 2)
+            #expect(throws: StoreError.self) { try insert.execute() }
+        }
+        let rows = try store.queue.read { try Row.fetchAll($0, sql: "SELECT id, amount FROM t") }
+        #expect(rows.count == 1)
+        #expect(rows.first?["amount"] == 1050 as Int64)
+    }
+
+    @Test func insertBenchmarkWritesEveryRow() throws {
+        let result = try StoreInsertBenchmark.run(location: .memory, rows: 2_500, batch: 1_000)
+        #expect(result.grdbRowsStored == 2_500)
+        #expect(result.rawRowsStored == 2_500)
+        #expect(result.grdbSeconds > 0 && result.rawSeconds > 0)
+    }
+}
