@@ -61,7 +61,10 @@ let package = Package(
         ),
         .target(
             name: "PaystormBenchmarks",
-            dependencies: ["PaystormKernel", "PaystormStatistics", "PaystormStore", "PaystormWorld"],
+            dependencies: [
+                "PaystormKernel", "PaystormStatistics", "PaystormStore", "PaystormWorld",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: releaseSpeed
         ),
         .executableTarget(
@@ -78,6 +81,7 @@ let package = Package(
         .testTarget(name: "PaystormStatisticsTests", dependencies: ["PaystormStatistics"]),
         .testTarget(name: "PaystormKernelTests", dependencies: ["PaystormKernel", "PaystormStatistics"]),
         .testTarget(name: "PaystormStoreTests", dependencies: ["PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "PaystormBenchmarksTests", dependencies: ["PaystormBenchmarks"]),
         .testTarget(name: "PaystormWorldTests", dependencies: ["PaystormWorld", "PaystormKernel"]),
     ],
     swiftLanguageModes: [.v6]

@@ -60,7 +60,6 @@ public enum HoldModelBenchmark {
             while delivered < events, kernel.step() { delivered += 1 }
         }
         precondition(kernel.pendingEvents == pending, "hold model lost events: \(kernel.pendingEvents) != \(pending)")
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return Result(pending: pending, events: delivered, seconds: seconds, traceHash: kernel.traceHash)
+        return Result(pending: pending, events: delivered, seconds: elapsed.seconds, traceHash: kernel.traceHash)
     }
 }

@@ -8,19 +8,40 @@
 @usableFromInline
 struct EventHeap {
     @usableFromInline var keys: [EventKey] = []
+    /// Set between ``takeMin()`` and ``settle()``: the root has been handed
+    /// out but is still in `keys[0]`, so the next insert can replace it with
+    /// one sift-down instead of a pop plus a push (the hold operation).
+    @usableFromInline var rootIsVacant = false
 
     @inlinable
     init(minimumCapacity: Int) {
         keys.reserveCapacity(minimumCapacity)
     }
 
-    @inlinable var count: Int { keys.count }
-    @inlinable var isEmpty: Bool { keys.isEmpty }
-    @inlinable var min: EventKey? { keys.first }
+    @inlinable var count: Int { keys.count - (rootIsVacant ? 1 : 0) }
+    @inlinable var isEmpty: Bool { count == 0 }
+
+    /// The earliest key. - Complexity: O(1).
+    @inlinable var min: EventKey? {
+        guard rootIsVacant else { return keys.first }
+        // The root is vacant: the minimum is among its children.
+        var best: EventKey?
+        var child = 1
+        while child < Swift.min(5, keys.count) {
+            if best == nil || keys[child] < best! { best = keys[child] }
+            child += 1
+        }
+        return best
+    }
 
     /// - Complexity: O(log₄ n).
     @inlinable
     mutating func insert(_ key: EventKey) {
+        if rootIsVacant {
+            rootIsVacant = false
+            siftDown(from: 0, placing: key)
+            return
+        }
         keys.append(key)
         keys.withUnsafeMutableBufferPointer { buffer in
             var hole = buffer.count - 1
@@ -35,15 +56,40 @@ struct EventHeap {
         }
     }
 
-    /// - Complexity: O(4 log₄ n) comparisons.
+    /// Hands out the earliest key and leaves its place vacant until the next
+    /// ``insert(_:)`` fills it or ``settle()`` closes it.
+    /// - Precondition: no key is already taken.
+    @inlinable
+    mutating func takeMin() -> EventKey? {
+        assert(!rootIsVacant, "takeMin() twice without settle()")
+        guard let first = keys.first else { return nil }
+        rootIsVacant = true
+        return first
+    }
+
+    /// Closes a vacancy left by ``takeMin()`` that no insert filled.
+    @inlinable
+    mutating func settle() {
+        guard rootIsVacant else { return }
+        rootIsVacant = false
+        let last = keys.removeLast()
+        if !keys.isEmpty { siftDown(from: 0, placing: last) }
+    }
+
+    /// Removes and returns the earliest key. - Complexity: O(4 log₄ n) comparisons.
     @inlinable
     mutating func popMin() -> EventKey? {
-        guard let last = keys.popLast() else { return nil }
-        guard !keys.isEmpty else { return last }
-        return keys.withUnsafeMutableBufferPointer { buffer in
-            let top = buffer[0]
+        guard let first = takeMin() else { return nil }
+        settle()
+        return first
+    }
+
+    /// Moves `key` into the hole at `start` and sifts it down.
+    @inlinable
+    mutating func siftDown(from start: Int, placing key: EventKey) {
+        keys.withUnsafeMutableBufferPointer { buffer in
             let count = buffer.count
-            var hole = 0
+            var hole = start
             while true {
                 let first = 4 * hole + 1
                 guard first < count else { break }
@@ -60,12 +106,11 @@ struct EventHeap {
                     bestKey = less ? candidate : bestKey
                     child += 1
                 }
-                guard bestKey < last else { break }
+                guard bestKey < key else { break }
                 buffer[hole] = bestKey
                 hole = best
             }
-            buffer[hole] = last
-            return top
+            buffer[hole] = key
         }
     }
 }

@@ -35,6 +35,9 @@ public struct KernelCounters: Equatable, Sendable {
     public var mailboxOverflows: Int = 0
     /// Sends refused because the event list held `maxPendingEvents`.
     public var eventListOverflows: Int = 0
+    /// Sends and timers refused because the actor making them had crashed
+    /// (it crashed inside its own `receive` and kept going).
+    public var refusedFromCrashedActor: Int = 0
     /// Crashes and restarts performed.
     public var crashes: Int = 0
     public var restarts: Int = 0

@@ -49,7 +49,8 @@ public struct SimDuration: Comparable, Hashable, Sendable, CustomStringConvertib
     @inlinable
     public init(seconds s: Double) {
         guard s.isFinite, s > 0 else { self.nanoseconds = 0; return }
-        let ns = (s * 1e9).rounded()
+        // Round half up by truncation: `rounded()` is a libm call on the hot path.
+        let ns = s * 1e9 + 0.5
         self.nanoseconds = ns >= 9.2e18 ? Int64.max / 2 : Int64(ns)
     }
 

@@ -241,16 +241,19 @@ public final class SimulationKernel<Message: SimMessage> {
     /// - Complexity: amortised O(log n).
     @inlinable
     public func step() -> Bool {
-        while let key = heap.popMin() {
+        while let key = heap.takeMin() {
             let slotIndex = Int(key.slot)
             guard slots[slotIndex].live, slots[slotIndex].sequence == key.sequence else {
+                heap.settle()
                 continue  // a cancelled timer whose slot was released or reused
             }
             let entry = slots[slotIndex]
             release(key.slot)
             precondition(key.time >= now.nanoseconds, "virtual time went backwards")
             _now = SimInstant(nanoseconds: key.time)
+            // The first event this delivery schedules takes the root's place.
             dispatch(entry)
+            heap.settle()
             return true
         }
         return false
@@ -328,6 +331,12 @@ public final class SimulationKernel<Message: SimMessage> {
         precondition(target >= 0 && Int(target) < actors.count, "no actor at address @\(target)")
         precondition(time >= now.nanoseconds, "cannot schedule an event in the past (\(time) < \(now.nanoseconds))")
         let index = Int(target)
+        // A crashed process sends nothing: an actor that crashes inside its
+        // own `receive` (a fault point) cannot leak effects past the crash.
+        if sender >= 0, !isUp[Int(sender)] {
+            _counters.refusedFromCrashedActor += 1
+            return -1
+        }
         guard heap.count < configuration.maxPendingEvents else {
             _counters.eventListOverflows += 1
             return -1

@@ -40,6 +40,30 @@ struct KernelFaultTests {
         #expect(kernel.mailboxDepth(of: victimAddress) == 0)
     }
 
+    /// A fault point: the actor crashes in the middle of handling a message
+    /// (say, after the PSP call and before the commit). Nothing it does after
+    /// that instant may take effect.
+    @Test func anActorThatCrashesInsideReceiveHasNoFurtherEffects() {
+        let kernel = SimulationKernel<Note>(configuration: KernelConfiguration(rootSeed: 1))
+        let sink = Recorder()
+        let sinkAddress = kernel.spawn(sink, name: "sink")
+        let worker = Recorder()
+        worker.onReceive = { _, _, kernel in
+            kernel.send(.value(1), to: sinkAddress)          // before the crash: delivered
+            kernel.crash(kernel.currentActor)
+            kernel.send(.value(2), to: sinkAddress)          // after: refused
+            let timer = kernel.setTimer(after: .milliseconds(1), .tick(0))
+            #expect(timer.isNone)
+        }
+        let workerAddress = kernel.spawn(worker, name: "worker")
+        kernel.inject(.value(0), to: workerAddress, at: .zero)
+        kernel.scheduleRestart(of: workerAddress, at: .zero + .milliseconds(5))
+        kernel.runUntilIdle(maxEvents: 100)
+        #expect(sink.values == [1])
+        #expect(kernel.counters.refusedFromCrashedActor == 2)
+        #expect(worker.restarts == 1 && worker.log.isEmpty)
+    }
+
     @Test func crashingTwiceAndRestartingARunningActorAreNoOps() {
         let kernel = SimulationKernel<Note>(configuration: KernelConfiguration(rootSeed: 1))
         let recorder = Recorder()

@@ -52,11 +52,4 @@ struct StoreTests {
         #expect(rows.count == 1)
         #expect(rows.first?["amount"] == 1050 as Int64)
     }
-
-    @Test func insertBenchmarkWritesEveryRow() throws {
-        let result = try StoreInsertBenchmark.run(location: .memory, rows: 2_500, batch: 1_000)
-        #expect(result.grdbRowsStored == 2_500)
-        #expect(result.rawRowsStored == 2_500)
-        #expect(result.grdbSeconds > 0 && result.rawSeconds > 0)
-    }
 }

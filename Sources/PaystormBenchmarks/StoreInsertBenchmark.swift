@@ -1,4 +1,5 @@
 import GRDB
+import PaystormStore
 
 /// Measures row inserts per second through GRDB's cached prepared statements
 /// and through ``PreparedStatement`` (the C API) on the same connection, so the cost of
@@ -79,6 +80,7 @@ public enum StoreInsertBenchmark {
 }
 
 extension Duration {
+    /// Seconds as a `Double`, for benchmark arithmetic.
     var seconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }

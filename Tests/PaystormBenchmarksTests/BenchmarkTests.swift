@@ -1,0 +1,23 @@
+import Testing
+@testable import PaystormBenchmarks
+
+/// Benchmarks are timed only in release builds by `paystorm bench`; these
+/// tests check that each one does the work it claims to measure.
+@Suite("Benchmark bodies")
+struct BenchmarkTests {
+    @Test func insertBenchmarkWritesEveryRow() throws {
+        let result = try StoreInsertBenchmark.run(location: .memory, rows: 2_500, batch: 1_000)
+        #expect(result.grdbRowsStored == 2_500)
+        #expect(result.rawRowsStored == 2_500)
+        #expect(result.grdbSeconds > 0 && result.rawSeconds > 0)
+    }
+
+    @Test func holdModelKeepsItsPendingEventsAndIsDeterministic() {
+        let a = HoldModelBenchmark.run(pending: 500, events: 20_000, seed: 3)
+        let b = HoldModelBenchmark.run(pending: 500, events: 20_000, seed: 3)
+        let c = HoldModelBenchmark.run(pending: 500, events: 20_000, seed: 4)
+        #expect(a.events == 20_000)
+        #expect(a.traceHash == b.traceHash)
+        #expect(a.traceHash != c.traceHash)
+    }
+}
