@@ -21,7 +21,7 @@ public final class SimulationKernel<Message: SimMessage> {
         case message, timer, crash, restart
     }
 
-    /// Payload storage for one pending event; heap entries stay 24 bytes.
+    /// Payload storage for one pending event; heap entries stay 16 bytes.
     @usableFromInline
     struct EventSlot {
         @usableFromInline var message: Message?
@@ -49,6 +49,9 @@ public final class SimulationKernel<Message: SimMessage> {
     @usableFromInline var slots: [EventSlot] = []
     @usableFromInline var freeSlots: [Int32] = []
     @usableFromInline var nextSequence: UInt64 = 0
+    /// Events that will still be delivered: the heap minus cancelled timers
+    /// not yet surfaced. The `maxPendingEvents` bound applies to this.
+    @usableFromInline var liveEvents = 0
 
     // MARK: Actors (indexed by address)
 
@@ -81,9 +84,8 @@ public final class SimulationKernel<Message: SimMessage> {
     /// The trace hash so far.
     public var traceDigest: UInt64 { trace.digest }
 
-    /// Events waiting in the event list, including cancelled timers not yet
-    /// popped.
-    public var pendingEvents: Int { heap.count }
+    /// Events that will still be delivered (cancelled timers excluded).
+    public var pendingEvents: Int { liveEvents }
 
     /// Creates an empty kernel.
     /// - Complexity: O(`expectedEvents`) to reserve storage.
@@ -123,13 +125,20 @@ public final class SimulationKernel<Message: SimMessage> {
     public var actorCount: Int { actors.count }
 
     /// The name an actor was spawned under.
-    public func name(of address: ActorAddress) -> String { names[Int(address.index)] }
+    public func name(of address: ActorAddress) -> String { names[checked(address)] }
 
     /// Whether the actor is running (not crashed).
-    public func isRunning(_ address: ActorAddress) -> Bool { isUp[Int(address.index)] }
+    public func isRunning(_ address: ActorAddress) -> Bool { isUp[checked(address)] }
 
     /// Messages and timers pending for the actor's current incarnation.
-    public func mailboxDepth(of address: ActorAddress) -> Int { Int(pendingPerActor[Int(address.index)]) }
+    public func mailboxDepth(of address: ActorAddress) -> Int { Int(pendingPerActor[checked(address)]) }
+
+    /// The array index of `address`. - Precondition: an actor lives there.
+    func checked(_ address: ActorAddress) -> Int {
+        precondition(address.index >= 0 && Int(address.index) < actors.count,
+                     "no actor at address \(address) (\(actors.count) spawned)")
+        return Int(address.index)
+    }
 
     /// The random stream of the actor being run.
     /// - Precondition: called from inside an actor's `receive` or `restarted`.
@@ -140,7 +149,7 @@ public final class SimulationKernel<Message: SimMessage> {
     }
 
     /// The random stream of any actor (for setup code).
-    public func randomStream(of address: ActorAddress) -> RandomStream { streams[Int(address.index)] }
+    public func randomStream(of address: ActorAddress) -> RandomStream { streams[checked(address)] }
 
     // MARK: Sending
 
@@ -203,7 +212,7 @@ public final class SimulationKernel<Message: SimMessage> {
     /// Crashes `target` now: its mailbox and timers are dropped and it loses
     /// its in-memory state. Crashing a crashed actor does nothing.
     public func crash(_ target: ActorAddress) {
-        let index = Int(target.index)
+        let index = checked(target)
         guard isUp[index] else { return }
         isUp[index] = false
         incarnations[index] &+= 1
@@ -221,7 +230,7 @@ public final class SimulationKernel<Message: SimMessage> {
     /// Restarts a crashed actor now; it rebuilds its state in `restarted`.
     /// Restarting a running actor does nothing.
     public func restart(_ target: ActorAddress) {
-        let index = Int(target.index)
+        let index = checked(target)
         guard !isUp[index] else { return }
         isUp[index] = true
         _counters.restarts += 1
@@ -267,7 +276,7 @@ public final class SimulationKernel<Message: SimMessage> {
     @inlinable @discardableResult
     public func run(until deadline: SimInstant, maxEvents: Int = .max) -> Int {
         var handled = 0
-        while handled < maxEvents, let next = heap.min, next.time <= deadline.nanoseconds {
+        while handled < maxEvents, let next = nextLiveKey(), next.time <= deadline.nanoseconds {
             if step() { handled += 1 }
         }
         if handled < maxEvents, _now < deadline { _now = deadline }
@@ -284,8 +293,22 @@ public final class SimulationKernel<Message: SimMessage> {
         return handled
     }
 
-    /// The time of the earliest pending event, if any (may be a cancelled timer).
-    public var nextEventTime: SimInstant? { heap.min.map { SimInstant(nanoseconds: $0.time) } }
+    /// The time of the earliest event that will be delivered, if any.
+    public var nextEventTime: SimInstant? { nextLiveKey().map { SimInstant(nanoseconds: $0.time) } }
+
+    /// Discards cancelled timers from the top of the heap and returns the
+    /// earliest live key, so deadlines are judged on events that will run.
+    @inlinable
+    func nextLiveKey() -> EventKey? {
+        // During a delivery the root is vacant and popping is not allowed;
+        // the answer may then be a cancelled timer, which is only early.
+        guard !heap.rootIsVacant else { return heap.min }
+        while let top = heap.min {
+            if slots[Int(top.slot)].live && slots[Int(top.slot)].sequence == top.sequence { return top }
+            _ = heap.popMin()
+        }
+        return nil
+    }
 
     // MARK: Internals
 
@@ -337,7 +360,7 @@ public final class SimulationKernel<Message: SimMessage> {
             _counters.refusedFromCrashedActor += 1
             return -1
         }
-        guard heap.count < configuration.maxPendingEvents else {
+        guard liveEvents < configuration.maxPendingEvents else {
             _counters.eventListOverflows += 1
             return -1
         }
@@ -372,6 +395,7 @@ public final class SimulationKernel<Message: SimMessage> {
             slot = Int32(slots.count)
             slots.append(entry)
         }
+        liveEvents += 1
         let key = EventKey(time: time, sequence: sequence, slot: slot)
         heap.insert(key)
         return slot
@@ -382,5 +406,6 @@ public final class SimulationKernel<Message: SimMessage> {
         slots[Int(slot)].live = false
         slots[Int(slot)].message = nil
         freeSlots.append(slot)
+        liveEvents -= 1
     }
 }

@@ -48,13 +48,13 @@ public enum Availability {
     /// - Complexity: O(log n) binomial CDF evaluations.
     public static func requiredRequests(target: Double, confidence: Double, failures: Int) throws -> Int {
         guard target > 0, target < 1 else {
-            throw StatisticsError.invalidParameter(name: "target", value: target, expected: "a rate in (0, 1), e.g. 0.9999")
+            throw StatisticsError.invalidParameter(name: "target", value: "\(target)", expected: "a rate in (0, 1), e.g. 0.9999")
         }
         guard confidence > 0, confidence < 1 else {
-            throw StatisticsError.invalidParameter(name: "confidence", value: confidence, expected: "a value in (0, 1), e.g. 0.95")
+            throw StatisticsError.invalidParameter(name: "confidence", value: "\(confidence)", expected: "a value in (0, 1), e.g. 0.95")
         }
         guard failures >= 0 else {
-            throw StatisticsError.invalidParameter(name: "failures", value: Double(failures), expected: ">= 0")
+            throw StatisticsError.invalidParameter(name: "failures", value: "\(failures)", expected: ">= 0")
         }
         let alpha = 1 - confidence
         let q = 1 - target
@@ -64,7 +64,7 @@ public enum Availability {
         var high = max(failures + 1, 1)
         while !enough(high) {
             guard high < Int.max / 4 else {
-                throw StatisticsError.invalidParameter(name: "target", value: target, expected: "a claim reachable with fewer than 2^61 requests")
+                throw StatisticsError.invalidParameter(name: "target", value: "\(target)", expected: "a claim reachable with fewer than 2^61 requests")
             }
             high *= 2
         }
@@ -79,13 +79,13 @@ public enum Availability {
 
     private static func validate(failures: Int, requests: Int, confidence: Double) throws {
         guard requests > 0 else {
-            throw StatisticsError.notEnoughSamples(required: 1, actual: requests)
+            throw StatisticsError.invalidParameter(name: "requests", value: "\(requests)", expected: "at least 1 request")
         }
         guard failures >= 0, failures <= requests else {
-            throw StatisticsError.invalidParameter(name: "failures", value: Double(failures), expected: "0...\(requests)")
+            throw StatisticsError.invalidParameter(name: "failures", value: "\(failures)", expected: "0...\(requests)")
         }
         guard confidence > 0, confidence < 1 else {
-            throw StatisticsError.invalidParameter(name: "confidence", value: confidence, expected: "a value in (0, 1), e.g. 0.95")
+            throw StatisticsError.invalidParameter(name: "confidence", value: "\(confidence)", expected: "a value in (0, 1), e.g. 0.95")
         }
     }
 }

@@ -20,20 +20,33 @@ public enum Binomial {
         if k >= n { return 1 }
         if p == 0 { return 1 }
         if p == 1 { return 0 }
-        // P(X ≤ k) = I_{1−p}(n − k, k + 1)
-        var result = gsl_sf_result()
-        let status = gsl_sf_beta_inc_e(Double(n - k), Double(k + 1), 1 - p, &result)
-        if status == GSL_SUCCESS, result.val.isFinite, result.val >= 0, result.val <= 1 {
-            return result.val
+        // P(X > k) = I_p(k + 1, n − k) keeps p exact (1 − p would round away
+        // the digits of a failure rate near 10⁻⁶); 1 − that is accurate while
+        // the CDF is not tiny. Deep in the lower tail use
+        // P(X ≤ k) = I_{1−p}(n − k, k + 1) directly instead.
+        var upper = gsl_sf_result()
+        if gsl_sf_beta_inc_e(Double(k + 1), Double(n - k), p, &upper) == GSL_SUCCESS,
+           upper.val.isFinite, upper.val >= 0, upper.val <= 1, 1 - upper.val >= 1e-6 {
+            return 1 - upper.val
+        }
+        var lower = gsl_sf_result()
+        if gsl_sf_beta_inc_e(Double(n - k), Double(k + 1), 1 - p, &lower) == GSL_SUCCESS,
+           lower.val.isFinite, lower.val >= 0, lower.val <= 1 {
+            return lower.val
         }
         return cdfBySummation(k, trials: n, probability: p)
     }
 
     /// ln P(X = j), exact through `lnΓ`.
     static func logPMF(_ j: Int, trials n: Int, probability p: Double) -> Double {
+        var logChoose: Double
         var choose = gsl_sf_result()
-        _ = gsl_sf_lnchoose_e(UInt32(clamping: n), UInt32(clamping: j), &choose)
-        return choose.val + Double(j) * log(p) + Double(n - j) * log1p(-p)
+        if n <= Int(UInt32.max), gsl_sf_lnchoose_e(UInt32(n), UInt32(j), &choose) == GSL_SUCCESS {
+            logChoose = choose.val
+        } else {
+            logChoose = lgamma(Double(n) + 1) - lgamma(Double(j) + 1) - lgamma(Double(n - j) + 1)
+        }
+        return logChoose + Double(j) * log(p) + Double(n - j) * log1p(-p)
     }
 
     /// Sums the side of the distribution that holds `k`, out to 40 standard

@@ -17,18 +17,18 @@ public final class DiscreteDistribution {
     public init(weights: [Double]) throws {
         GSLRuntime.configure()
         guard !weights.isEmpty else {
-            throw StatisticsError.invalidParameter(name: "weights.count", value: 0, expected: "at least one weight")
+            throw StatisticsError.invalidParameter(name: "weights.count", value: "0", expected: "at least one weight")
         }
         var total = 0.0
         for (index, weight) in weights.enumerated() {
             guard weight.isFinite, weight >= 0 else {
                 throw StatisticsError.invalidParameter(
-                    name: "weights[\(index)]", value: weight, expected: "a finite weight >= 0")
+                    name: "weights[\(index)]", value: "\(weight)", expected: "a finite weight >= 0")
             }
             total += weight
         }
         guard total > 0 else {
-            throw StatisticsError.invalidParameter(name: "sum(weights)", value: total, expected: "> 0")
+            throw StatisticsError.invalidParameter(name: "sum(weights)", value: "\(total)", expected: "> 0")
         }
         guard let table = weights.withUnsafeBufferPointer({
             gsl_ran_discrete_preproc($0.count, $0.baseAddress)
@@ -70,10 +70,10 @@ public final class ZipfDistribution {
     /// - Throws: when `n` is not in `1...10_000_000` or `s` is negative or not finite.
     public init(n: Int, exponent s: Double) throws {
         guard (1...10_000_000).contains(n) else {
-            throw StatisticsError.invalidParameter(name: "n", value: Double(n), expected: "1...10000000")
+            throw StatisticsError.invalidParameter(name: "n", value: "\(n)", expected: "1...10000000")
         }
         guard s.isFinite, s >= 0 else {
-            throw StatisticsError.invalidParameter(name: "exponent", value: s, expected: "a finite value >= 0")
+            throw StatisticsError.invalidParameter(name: "exponent", value: "\(s)", expected: "a finite value >= 0")
         }
         var weights = [Double](repeating: 0, count: n)
         for k in 0..<n {

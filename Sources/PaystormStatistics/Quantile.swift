@@ -29,7 +29,7 @@ public struct SortedSample: Sendable {
     public init(_ values: [Double]) throws {
         GSLRuntime.configure()
         if let index = values.firstIndex(where: { $0.isNaN }) {
-            throw StatisticsError.invalidParameter(name: "values[\(index)]", value: .nan, expected: "a number")
+            throw StatisticsError.invalidParameter(name: "values[\(index)]", value: "NaN", expected: "a number")
         }
         var sorted = values
         sorted.withUnsafeMutableBufferPointer { buffer in
@@ -51,7 +51,7 @@ public struct SortedSample: Sendable {
     public func quantile(_ p: Double) throws -> Double {
         guard !values.isEmpty else { throw StatisticsError.notEnoughSamples(required: 1, actual: 0) }
         guard p >= 0, p <= 1 else {
-            throw StatisticsError.invalidParameter(name: "quantile", value: p, expected: "a probability in [0, 1]")
+            throw StatisticsError.invalidParameter(name: "quantile", value: "\(p)", expected: "a probability in [0, 1]")
         }
         return values.withUnsafeBufferPointer {
             gsl_stats_quantile_from_sorted_data($0.baseAddress, 1, $0.count, p)
@@ -66,10 +66,10 @@ public struct SortedSample: Sendable {
     /// - Complexity: O(log n) binomial CDF evaluations.
     public func quantile(_ p: Double, confidence: Double) throws -> QuantileEstimate {
         guard confidence > 0, confidence < 1 else {
-            throw StatisticsError.invalidParameter(name: "confidence", value: confidence, expected: "a value in (0, 1)")
+            throw StatisticsError.invalidParameter(name: "confidence", value: "\(confidence)", expected: "a value in (0, 1)")
         }
         guard p > 0, p < 1 else {
-            throw StatisticsError.invalidParameter(name: "quantile", value: p, expected: "a probability in (0, 1)")
+            throw StatisticsError.invalidParameter(name: "quantile", value: "\(p)", expected: "a probability in (0, 1)")
         }
         let value = try quantile(p)
         let n = values.count

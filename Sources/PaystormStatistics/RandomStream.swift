@@ -8,7 +8,8 @@ import Foundation
 /// numbers an actor sees depend only on the seed and the order of its own draws.
 /// Not thread-safe; a stream belongs to one simulation thread.
 ///
-/// - Note: MT19937 takes a 32-bit seed; the 64-bit derived seed is folded.
+/// - Note: seeded through MT19937's `init_by_array` with the two halves of
+///   the 64-bit seed, so streams differ whenever their seeds do.
 public final class RandomStream {
     @usableFromInline
     let rng: UnsafeMutablePointer<gsl_rng>
@@ -24,8 +25,31 @@ public final class RandomStream {
         }
         self.rng = rng
         self.seed = seed
-        // Fold the high half in so two streams differing only above bit 32 differ.
-        gsl_rng_set(rng, UInt((seed ^ (seed >> 32)) & 0xFFFF_FFFF))
+        // All 64 bits select the stream (gsl_rng_set would keep 32, and
+        // derived streams would collide at a few thousand actors).
+        let keys: [UInt] = [UInt(seed & 0xFFFF_FFFF), UInt(seed >> 32)]
+        let status = keys.withUnsafeBufferPointer { paystorm_mt19937_init_by_array(rng, $0.baseAddress, 2) }
+        precondition(status == 0, "MT19937 seeding failed")
+    }
+
+    /// A stream seeded by MT19937's reference `init_by_array(keys)`; used to
+    /// check the generator against the reference implementation's outputs.
+    init(referenceKeys keys: [UInt32]) {
+        GSLRuntime.configure()
+        guard let rng = gsl_rng_alloc(paystorm_gsl_rng_mt19937()) else {
+            preconditionFailure("gsl_rng_alloc failed: out of memory")
+        }
+        self.rng = rng
+        self.seed = 0
+        let wide = keys.map { UInt($0) }
+        let status = wide.withUnsafeBufferPointer { paystorm_mt19937_init_by_array(rng, $0.baseAddress, Int32($0.count)) }
+        precondition(status == 0, "MT19937 seeding failed")
+    }
+
+    /// The next raw 32-bit output (`gsl_rng_get`).
+    @inlinable
+    public func nextUInt32() -> UInt32 {
+        UInt32(truncatingIfNeeded: gsl_rng_get(rng))
     }
 
     /// Creates the stream called `name` under `rootSeed`.

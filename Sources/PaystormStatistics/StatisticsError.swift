@@ -1,7 +1,7 @@
 /// Errors raised by the statistics module; each names the input at fault.
 public enum StatisticsError: Error, Equatable, CustomStringConvertible {
     /// A parameter lies outside its domain (`name` = `value`, expected `expected`).
-    case invalidParameter(name: String, value: Double, expected: String)
+    case invalidParameter(name: String, value: String, expected: String)
     /// A computation needs at least `required` samples and got `actual`.
     case notEnoughSamples(required: Int, actual: Int)
     /// GSL rejected an input it should have accepted (status code and where).

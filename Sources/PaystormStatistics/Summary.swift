@@ -13,7 +13,7 @@ public struct Summary: Equatable, Sendable {
         GSLRuntime.configure()
         guard !values.isEmpty else { throw StatisticsError.notEnoughSamples(required: 1, actual: 0) }
         if let index = values.firstIndex(where: { !$0.isFinite }) {
-            throw StatisticsError.invalidParameter(name: "values[\(index)]", value: values[index], expected: "a finite number")
+            throw StatisticsError.invalidParameter(name: "values[\(index)]", value: "\(values[index])", expected: "a finite number")
         }
         count = values.count
         let mean = values.withUnsafeBufferPointer { gsl_stats_mean($0.baseAddress, 1, $0.count) }
@@ -31,7 +31,7 @@ public struct Summary: Equatable, Sendable {
     public func confidenceInterval(_ confidence: Double) throws -> (lower: Double, upper: Double) {
         guard count >= 2 else { throw StatisticsError.notEnoughSamples(required: 2, actual: count) }
         guard confidence > 0, confidence < 1 else {
-            throw StatisticsError.invalidParameter(name: "confidence", value: confidence, expected: "a value in (0, 1)")
+            throw StatisticsError.invalidParameter(name: "confidence", value: "\(confidence)", expected: "a value in (0, 1)")
         }
         let t = gsl_cdf_tdist_Pinv(1 - (1 - confidence) / 2, Double(count - 1))
         guard t.isFinite else { throw StatisticsError.gslFailure(function: "gsl_cdf_tdist_Pinv", status: GSL_EDOM) }
@@ -57,7 +57,7 @@ public struct WelchTest: Equatable, Sendable {
         let va = a.standardDeviation * a.standardDeviation / Double(a.count)
         let vb = b.standardDeviation * b.standardDeviation / Double(b.count)
         guard va + vb > 0 else {
-            throw StatisticsError.invalidParameter(name: "variance", value: 0, expected: "at least one sample with spread")
+            throw StatisticsError.invalidParameter(name: "variance", value: "0", expected: "at least one sample with spread")
         }
         t = (a.mean - b.mean) / (va + vb).squareRoot()
         degreesOfFreedom = (va + vb) * (va + vb)

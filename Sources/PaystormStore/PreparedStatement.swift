@@ -12,6 +12,8 @@ public final class PreparedStatement {
     private let connection: OpaquePointer
     private var handle: OpaquePointer?
     public let sql: String
+    /// The database's description (its path, or ":memory:"), for error messages.
+    private let database: String
 
     /// Prepares `sql` on `db`'s connection.
     public init(_ db: Database, sql: String) throws(StoreError) {
@@ -20,6 +22,7 @@ public final class PreparedStatement {
         }
         self.connection = connection
         self.sql = sql
+        self.database = db.description
         guard sqlite3_prepare_v3(connection, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &handle, nil) == SQLITE_OK else {
             throw StoreError(path: db.description, operation: "prepare \(sql)", message: String(cString: sqlite3_errmsg(connection)))
         }
@@ -50,7 +53,7 @@ public final class PreparedStatement {
         let status = sqlite3_step(handle)
         sqlite3_reset(handle)
         guard status == SQLITE_DONE else {
-            throw StoreError(path: "sqlite", operation: "execute \(sql)", message: String(cString: sqlite3_errmsg(connection)))
+            throw StoreError(path: database, operation: "execute \(sql)", message: String(cString: sqlite3_errmsg(connection)))
         }
     }
 

@@ -27,7 +27,8 @@ public final class Store {
     public init(_ location: Location) throws(StoreError) {
         self.location = location
         var configuration = Configuration()
-        configuration.label = "paystorm"
+        // GRDB uses the label as the database's description: errors name the file.
+        configuration.label = location.description
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
@@ -88,5 +89,5 @@ public struct StoreError: Error, CustomStringConvertible {
     public var operation: String
     public var message: String
 
-    public var description: String { "database \(path): cannot \(operation): \(message)" }
+    public var description: String { "database \"\(path)\": cannot \(operation): \(message)" }
 }

@@ -59,7 +59,7 @@ extension Paystorm {
                 lines.append("  \(label.padding(toLength: 8, withPad: " ", startingAt: 0)) \(format(q.value * 1000, 2))  [\(lower), \(upper)]")
             }
             let c = r.counters
-            lines.append("kernel: delivered \(c.delivered), timers cancelled \(c.timersCancelled), dropped by crash \(c.droppedByCrash), dropped while down \(c.droppedWhileDown), crashes \(c.crashes), restarts \(c.restarts), mailbox overflows \(c.mailboxOverflows), refused from crashed actors \(c.refusedFromCrashedActor), event-list overflows \(c.eventListOverflows), queue overflows \(r.queueOverflows)")
+            lines.append("kernel: delivered \(c.delivered), timers cancelled \(c.timersCancelled), dropped by crash \(c.droppedByCrash), dropped while down \(c.droppedWhileDown), crashes \(c.crashes), restarts \(c.restarts), mailbox overflows \(c.mailboxOverflows), refused from crashed actors \(c.refusedFromCrashedActor), event-list overflows \(c.eventListOverflows), queue overflows \(r.queueOverflows), lost in crashes \(r.lostInCrashes)")
             lines.append("trace hash: \(r.traceHash)")
             return lines.joined(separator: "\n")
         }

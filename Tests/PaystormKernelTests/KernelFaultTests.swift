@@ -118,6 +118,65 @@ struct KernelFaultTests {
         #expect(recorder.log.count == 2)  // the value and tick 1
     }
 
+    @Test func runUntilStopsAtTheDeadlineEvenBehindACancelledTimer() {
+        let kernel = SimulationKernel<Note>(configuration: KernelConfiguration(rootSeed: 1))
+        let recorder = Recorder()
+        recorder.onReceive = { note, _, kernel in
+            if case .value(0) = note {
+                let early = kernel.setTimer(after: .milliseconds(5), .tick(5))
+                kernel.setTimer(after: .milliseconds(20), .tick(20))
+                kernel.cancel(early)
+            }
+        }
+        let address = kernel.spawn(recorder, name: "r")
+        kernel.inject(.value(0), to: address, at: .zero)
+        kernel.run(until: .zero + .milliseconds(10))
+        #expect(kernel.now == .zero + .milliseconds(10))
+        #expect(recorder.log.count == 1, "the t=20ms timer must not run before t=10ms is over")
+        #expect(kernel.nextEventTime == .zero + .milliseconds(20))
+        kernel.inject(.value(1), to: address, at: .zero + .milliseconds(15))
+        kernel.runUntilIdle(maxEvents: 10)
+        #expect(recorder.log.map(\.time) == [0, 15_000_000, 20_000_000])
+    }
+
+    @Test func cancelledTimersDoNotCountAgainstTheEventBound() {
+        let kernel = SimulationKernel<Note>(configuration: KernelConfiguration(rootSeed: 1, maxPendingEvents: 10))
+        let recorder = Recorder()
+        var refused = 0
+        recorder.onReceive = { _, _, kernel in
+            for _ in 0..<100 {
+                let timer = kernel.setTimer(after: .seconds(1), .tick(0))
+                if timer.isNone { refused += 1 }
+                kernel.cancel(timer)
+            }
+        }
+        let address = kernel.spawn(recorder, name: "r")
+        kernel.inject(.value(0), to: address, at: .zero)
+        kernel.runUntilIdle(maxEvents: 10)
+        #expect(refused == 0)
+        #expect(kernel.counters.eventListOverflows == 0)
+        #expect(kernel.pendingEvents == 0)
+    }
+
+    @Test func messagesSentWhileDownDieInASecondCrash() {
+        let kernel = SimulationKernel<Note>(configuration: KernelConfiguration(rootSeed: 1))
+        let victim = Recorder()
+        let address = kernel.spawn(victim, name: "victim")
+        kernel.scheduleCrash(of: address, at: .zero + .milliseconds(1))
+        kernel.run(until: .zero + .milliseconds(1))
+        #expect(!kernel.isRunning(address))
+        kernel.inject(.value(1), to: address, at: .zero + .milliseconds(2))   // sent and arriving while down
+        kernel.inject(.value(2), to: address, at: .zero + .milliseconds(30))  // sent while down, arrives after a second crash
+        kernel.scheduleRestart(of: address, at: .zero + .milliseconds(10))
+        kernel.scheduleCrash(of: address, at: .zero + .milliseconds(20))
+        kernel.scheduleRestart(of: address, at: .zero + .milliseconds(25))
+        kernel.runUntilIdle(maxEvents: 20)
+        #expect(victim.values.isEmpty)
+        #expect(kernel.counters.droppedWhileDown == 1)
+        #expect(kernel.counters.droppedByCrash == 1)
+        #expect(kernel.counters.crashes == 2 && kernel.counters.restarts == 2)
+    }
+
     @Test func mailboxBoundIsEnforcedAndCounted() {
         let kernel = SimulationKernel<Note>(configuration: KernelConfiguration(rootSeed: 1))
         let recorder = Recorder()

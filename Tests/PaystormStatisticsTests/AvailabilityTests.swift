@@ -101,9 +101,11 @@ struct AvailabilityTests {
     }
 
     @Test func rejectsBadInputWithNamedErrors() {
-        #expect(throws: StatisticsError.notEnoughSamples(required: 1, actual: 0)) {
+        #expect(throws: StatisticsError.invalidParameter(name: "requests", value: "0", expected: "at least 1 request")) {
             try Availability.lowerBound(failures: 0, requests: 0, confidence: 0.95)
         }
+        #expect(StatisticsError.invalidParameter(name: "failures", value: "11", expected: "0...10").description
+                == "invalid failures = 11: expected 0...10")
         #expect(throws: StatisticsError.self) { try Availability.lowerBound(failures: 11, requests: 10, confidence: 0.95) }
         #expect(throws: StatisticsError.self) { try Availability.lowerBound(failures: 1, requests: 10, confidence: 1.0) }
         #expect(throws: StatisticsError.self) { try Availability.requiredRequests(target: 1.0, confidence: 0.95, failures: 0) }

@@ -46,7 +46,13 @@ struct StoreTests {
             try insert.execute()
             insert.bind("pay-1", at: 1)
             insert.bind(Int64(7), at: 2)
-            #expect(throws: StoreError.self) { try insert.execute() }
+            do {
+                try insert.execute()
+                Issue.record("a duplicate primary key must fail")
+            } catch let error as StoreError {
+                #expect(error.description.hasPrefix("database \":memory:\": cannot execute INSERT INTO t"))
+                #expect(error.description.contains("UNIQUE constraint failed"))
+            }
         }
         let rows = try store.queue.read { try Row.fetchAll($0, sql: "SELECT id, amount FROM t") }
         #expect(rows.count == 1)

@@ -18,6 +18,8 @@ final class DemoServer: SimActor {
     private var busy = 0
     private var queue: BoundedQueue<Waiting>
     private(set) var queueOverflows = 0
+    /// Requests lost in crashes: queued or in service when the server died.
+    private(set) var lostInCrashes = 0
 
     init(workers: Int, queueCapacity: Int, serviceMedianSeconds: Double, serviceSigma: Double, networkLatency: NetworkLatency) {
         self.workers = workers
@@ -54,8 +56,8 @@ final class DemoServer: SimActor {
     }
 
     func crashed() {
+        lostInCrashes += busy + queue.removeAll()
         busy = 0
-        queue.removeAll()
     }
 }
 

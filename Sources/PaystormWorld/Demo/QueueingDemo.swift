@@ -63,6 +63,8 @@ public enum QueueingDemo {
         public var events: Int
         public var counters: KernelCounters
         public var queueOverflows: Int
+        /// Requests queued or in service on a server when it crashed.
+        public var lostInCrashes: Int
         public var traceHash: String
     }
 
@@ -119,7 +121,8 @@ public enum QueueingDemo {
             rejected: client.rejected, timedOut: client.timedOut, outstanding: client.outstanding,
             latency: latency, availabilityLowerBound: availability, confidence: config.confidence,
             virtualSeconds: kernel.now.seconds, events: events, counters: kernel.counters,
-            queueOverflows: serverActors.reduce(0) { $0 + $1.queueOverflows }, traceHash: kernel.traceHash)
+            queueOverflows: serverActors.reduce(0) { $0 + $1.queueOverflows },
+            lostInCrashes: serverActors.reduce(0) { $0 + $1.lostInCrashes }, traceHash: kernel.traceHash)
     }
 }
 
