@@ -5,9 +5,11 @@ import PackageDescription
 //
 //   paystorm (CLI)
 //     └─ PaystormBenchmarks
-//          └─ PaystormWorld ── PaystormStore (GRDB → system SQLite)
-//               └─ PaystormKernel ── HeapModule
-//                    └─ PaystormStatistics ── CGSL (system GSL)
+//          ├─ PaystormWorld
+//          │    └─ PaystormKernel ── DequeModule
+//          │         └─ PaystormStatistics ── CGSL (system GSL)
+//          └─ PaystormStore (GRDB → system SQLite)
+//   PaystormEngine ── PaystormStore, swift-crypto   (sans-I/O: no kernel, no clock)
 //
 // Only PaystormStatistics imports CGSL.
 // Dynamic exclusivity checks on the kernel's class state cost about a third of
@@ -26,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         .systemLibrary(
@@ -51,6 +54,15 @@ let package = Package(
             dependencies: [
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
+            swiftSettings: releaseSpeed
+        ),
+        .target(
+            name: "PaystormEngine",
+            dependencies: [
+                "PaystormStore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: releaseSpeed
         ),
@@ -81,6 +93,7 @@ let package = Package(
         .testTarget(name: "PaystormStatisticsTests", dependencies: ["PaystormStatistics"]),
         .testTarget(name: "PaystormKernelTests", dependencies: ["PaystormKernel", "PaystormStatistics"]),
         .testTarget(name: "PaystormStoreTests", dependencies: ["PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "PaystormEngineTests", dependencies: ["PaystormEngine", "PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PaystormBenchmarksTests", dependencies: ["PaystormBenchmarks"]),
         .testTarget(name: "PaystormWorldTests", dependencies: ["PaystormWorld", "PaystormKernel"]),
     ],

@@ -1,0 +1,80 @@
+/// Card details as they arrive in a payment request, checked before any PSP
+/// call. The CVV is checked for format and then dropped: it is never stored,
+/// logged or put on a queue, and ``description`` never shows it.
+public struct CardDetails: Sendable, CustomStringConvertible {
+    /// Digits only (spaces and dashes removed on input).
+    public let number: String
+    public let expiryMonth: Int
+    /// Four-digit year.
+    public let expiryYear: Int
+
+    /// Validates a card: 12–19 digits passing the Luhn check, an `MM/YY`
+    /// expiry not before `currentMonth` (year, month from the host's clock),
+    /// and a 3–4 digit CVV.
+    /// - Throws: ``CardError`` naming the field.
+    public init(number rawNumber: String, expiry: String, cvv: String, currentYear: Int, currentMonth: Int) throws(CardError) {
+        let digits = rawNumber.filter { $0 != " " && $0 != "-" }
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { throw .numberNotDigits }
+        guard (12...19).contains(digits.count) else { throw .numberLength(digits.count) }
+        guard Self.passesLuhn(digits) else { throw .numberFailsLuhn }
+        let parts = expiry.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0].count == 2, parts[1].count == 2,
+              let month = Int(parts[0]), let year2 = Int(parts[1]), (1...12).contains(month) else {
+            throw .expiryFormat(expiry)
+        }
+        let year = 2000 + year2
+        guard (year, month) >= (currentYear, currentMonth) else { throw .expired(expiry) }
+        guard (3...4).contains(cvv.count), cvv.allSatisfy({ $0.isASCII && $0.isNumber }) else { throw .cvvFormat }
+        number = digits
+        expiryMonth = month
+        expiryYear = year
+    }
+
+    /// The Luhn (mod 10) check digit test.
+    public static func passesLuhn(_ digits: String) -> Bool {
+        var sum = 0
+        for (index, character) in digits.reversed().enumerated() {
+            guard let digit = character.wholeNumberValue else { return false }
+            if index % 2 == 1 {
+                let doubled = digit * 2
+                sum += doubled > 9 ? doubled - 9 : doubled
+            } else {
+                sum += digit
+            }
+        }
+        return sum % 10 == 0
+    }
+
+    /// First six digits (the issuer BIN).
+    public var first6: String { String(number.prefix(6)) }
+    /// Last four digits.
+    public var last4: String { String(number.suffix(4)) }
+
+    /// The most that may ever be displayed: first 6 and last 4 digits.
+    public var masked: String {
+        first6 + String(repeating: "*", count: number.count - 10) + last4
+    }
+
+    public var description: String { "card \(masked) exp \(expiryMonth)/\(expiryYear)" }
+}
+
+/// Why card details were refused. Messages never repeat the card number or CVV.
+public enum CardError: Error, Equatable, CustomStringConvertible {
+    case numberNotDigits
+    case numberLength(Int)
+    case numberFailsLuhn
+    case expiryFormat(String)
+    case expired(String)
+    case cvvFormat
+
+    public var description: String {
+        switch self {
+        case .numberNotDigits: return "payment_method.details.card_number must contain only digits"
+        case let .numberLength(count): return "payment_method.details.card_number has \(count) digits; expected 12 to 19"
+        case .numberFailsLuhn: return "payment_method.details.card_number fails the Luhn check"
+        case let .expiryFormat(text): return "payment_method.details.expiry_date \"\(text)\" is not MM/YY"
+        case let .expired(text): return "payment_method.details.expiry_date \(text) is in the past"
+        case .cvvFormat: return "payment_method.details.cvv must be 3 or 4 digits"
+        }
+    }
+}

@@ -1,0 +1,207 @@
+import Crypto
+import Foundation
+import GRDB
+
+/// The double-entry journal and account balances, stored in SQLite.
+///
+/// Append-only: entries are inserted, never updated or deleted. Each entry's
+/// SHA-256 covers its canonical bytes and the previous entry's hash, and the
+/// newest hash is kept as the head, so ``verify(_:)`` detects any edit,
+/// deletion or reordering. Balances are maintained in the same transaction as
+/// the entry. All methods run inside the caller's write transaction.
+public enum Ledger {
+    /// Creates the ledger tables (a store migration step).
+    public static func createTables(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE journal_entry (
+                sequence INTEGER PRIMARY KEY,
+                entry_id TEXT NOT NULL UNIQUE,
+                transaction_id TEXT NOT NULL,
+                time_ns INTEGER NOT NULL,
+                previous_hash BLOB NOT NULL,
+                hash BLOB NOT NULL);
+            CREATE INDEX journal_entry_transaction ON journal_entry(transaction_id);
+            CREATE TABLE journal_posting (
+                entry_sequence INTEGER NOT NULL REFERENCES journal_entry(sequence),
+                line INTEGER NOT NULL,
+                account TEXT NOT NULL,
+                side TEXT NOT NULL CHECK (side IN ('debit', 'credit')),
+                amount_minor INTEGER NOT NULL CHECK (amount_minor > 0),
+                currency TEXT NOT NULL,
+                PRIMARY KEY (entry_sequence, line));
+            CREATE INDEX journal_posting_account ON journal_posting(account, currency);
+            CREATE TABLE account_balance (
+                account TEXT NOT NULL,
+                currency TEXT NOT NULL,
+                balance_minor INTEGER NOT NULL,
+                PRIMARY KEY (account, currency));
+            CREATE TABLE journal_head (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                sequence INTEGER NOT NULL,
+                hash BLOB NOT NULL);
+            INSERT INTO journal_head (id, sequence, hash) VALUES (1, 0, zeroblob(32));
+            CREATE TRIGGER journal_entry_append_only_update BEFORE UPDATE ON journal_entry
+                BEGIN SELECT RAISE(ABORT, 'journal_entry is append-only'); END;
+            CREATE TRIGGER journal_entry_append_only_delete BEFORE DELETE ON journal_entry
+                BEGIN SELECT RAISE(ABORT, 'journal_entry is append-only'); END;
+            CREATE TRIGGER journal_posting_append_only_update BEFORE UPDATE ON journal_posting
+                BEGIN SELECT RAISE(ABORT, 'journal_posting is append-only'); END;
+            CREATE TRIGGER journal_posting_append_only_delete BEFORE DELETE ON journal_posting
+                BEGIN SELECT RAISE(ABORT, 'journal_posting is append-only'); END;
+            """)
+    }
+
+    /// Validates and appends `entry`, updating balances and the chain head.
+    /// Nothing is written if any check fails (the caller's transaction rolls back
+    /// on the thrown error).
+    ///
+    /// - Returns: the entry's sequence number.
+    /// - Throws: ``LedgerError`` for an unbalanced, duplicate or overdrawing entry.
+    @discardableResult
+    public static func post(_ entry: JournalEntry, in db: Database) throws(LedgerError) -> Int64 {
+        try entry.validate()
+        do {
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM journal_entry WHERE entry_id = ?", arguments: [entry.id]) == true {
+                throw LedgerError.duplicateEntry(entry.id)
+            }
+            // Net change per (account, currency), applied in a fixed order.
+            var changes: [Key: Int64] = [:]
+            for posting in entry.postings {
+                let key = Key(account: posting.account, currency: posting.amount.currency.code)
+                changes[key, default: 0] += posting.side == .credit ? posting.amount.minorUnits : -posting.amount.minorUnits
+            }
+            for key in changes.keys.sorted() {
+                let current = try Int64.fetchOne(db, sql: "SELECT balance_minor FROM account_balance WHERE account = ? AND currency = ?",
+                                                 arguments: [key.account.name, key.currency]) ?? 0
+                let next = current + changes[key]!
+                if next < 0 && !key.account.isExternal {
+                    throw LedgerError.wouldGoNegative(entry: entry.id, account: key.account.name, currency: key.currency, balance: next)
+                }
+                try db.execute(sql: """
+                    INSERT INTO account_balance (account, currency, balance_minor) VALUES (?, ?, ?)
+                    ON CONFLICT (account, currency) DO UPDATE SET balance_minor = excluded.balance_minor
+                    """, arguments: [key.account.name, key.currency, next])
+            }
+            let head = try Row.fetchOne(db, sql: "SELECT sequence, hash FROM journal_head WHERE id = 1")!
+            let sequence: Int64 = head["sequence"] + 1
+            let previous: Data = head["hash"]
+            let hash = chainHash(previous: previous, sequence: sequence, entry: entry)
+            try db.execute(sql: "INSERT INTO journal_entry (sequence, entry_id, transaction_id, time_ns, previous_hash, hash) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [sequence, entry.id, entry.transactionID, entry.timeNanoseconds, previous, hash])
+            for (line, posting) in entry.postings.enumerated() {
+                try db.execute(sql: "INSERT INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency) VALUES (?, ?, ?, ?, ?, ?)",
+                               arguments: [sequence, line, posting.account.name, posting.side.rawValue, posting.amount.minorUnits, posting.amount.currency.code])
+            }
+            try db.execute(sql: "UPDATE journal_head SET sequence = ?, hash = ? WHERE id = 1", arguments: [sequence, hash])
+            return sequence
+        } catch let error as LedgerError {
+            throw error
+        } catch {
+            throw .storage("\(error)")
+        }
+    }
+
+    /// The balance of an account in a currency (credits − debits), 0 if never posted.
+    public static func balance(of account: LedgerAccount, currency: Currency, in db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT balance_minor FROM account_balance WHERE account = ? AND currency = ?",
+                           arguments: [account.name, currency.code]) ?? 0
+    }
+
+    /// The stored chain head as hex (64 digits).
+    public static func headHash(in db: Database) throws -> String {
+        let data = try Data.fetchOne(db, sql: "SELECT hash FROM journal_head WHERE id = 1") ?? Data()
+        return data.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// What ``verify(_:)`` found when the ledger is sound.
+    public struct Audit: Equatable, Sendable {
+        public var entries: Int
+        public var headHash: String
+    }
+
+    /// Replays the whole journal: recomputes every hash from the entry rows
+    /// and postings, checks each entry is balanced, that the last hash is the
+    /// stored head, and that stored balances equal the replayed ones.
+    /// - Complexity: O(entries + postings).
+    public static func verify(_ db: Database) throws(LedgerError) -> Audit {
+        do {
+            var previous = Data(count: 32)
+            var count = 0
+            var replayed: [Key: Int64] = [:]
+            let entries = try Row.fetchCursor(db, sql: "SELECT sequence, entry_id, transaction_id, time_ns, previous_hash, hash FROM journal_entry ORDER BY sequence")
+            let postingsStatement = try db.cachedStatement(sql: "SELECT account, side, amount_minor, currency FROM journal_posting WHERE entry_sequence = ? ORDER BY line")
+            while let row = try entries.next() {
+                let sequence: Int64 = row["sequence"]
+                let id: String = row["entry_id"]
+                count += 1
+                guard sequence == Int64(count), row["previous_hash"] as Data == previous else {
+                    throw LedgerError.chainBroken(sequence: sequence, entry: id)
+                }
+                var postings: [LedgerPosting] = []
+                for posting in try Row.fetchAll(postingsStatement, arguments: [sequence]) {
+                    let code: String = posting["currency"]
+                    guard let currency = Currency(code: code), let side = LedgerPosting.Side(rawValue: posting["side"]) else {
+                        throw LedgerError.chainBroken(sequence: sequence, entry: id)
+                    }
+                    postings.append(LedgerPosting(side, LedgerAccount(posting["account"]), Money(minorUnits: posting["amount_minor"], currency: currency)))
+                }
+                let entry = JournalEntry(id: id, transactionID: row["transaction_id"], timeNanoseconds: row["time_ns"], postings: postings)
+                try entry.validate()
+                let hash = chainHash(previous: previous, sequence: sequence, entry: entry)
+                guard hash == row["hash"] as Data else { throw LedgerError.chainBroken(sequence: sequence, entry: id) }
+                for posting in postings {
+                    replayed[Key(account: posting.account, currency: posting.amount.currency.code), default: 0]
+                        += posting.side == .credit ? posting.amount.minorUnits : -posting.amount.minorUnits
+                }
+                previous = hash
+            }
+            let stored = try Data.fetchOne(db, sql: "SELECT hash FROM journal_head WHERE id = 1") ?? Data()
+            guard stored == previous else { throw LedgerError.headMismatch(stored: hex(stored), recomputed: hex(previous)) }
+            for row in try Row.fetchAll(db, sql: "SELECT account, currency, balance_minor FROM account_balance ORDER BY account, currency") {
+                let key = Key(account: LedgerAccount(row["account"]), currency: row["currency"])
+                let balance: Int64 = row["balance_minor"]
+                guard replayed[key, default: 0] == balance else {
+                    throw LedgerError.storage("balance of \(key.account) in \(key.currency) is \(balance), the journal says \(replayed[key, default: 0])")
+                }
+                replayed[key] = nil
+            }
+            if let missing = replayed.keys.sorted().first(where: { replayed[$0] != 0 }) {
+                throw LedgerError.storage("no stored balance for \(missing.account) in \(missing.currency)")
+            }
+            return Audit(entries: count, headHash: hex(previous))
+        } catch let error as LedgerError {
+            throw error
+        } catch {
+            throw .storage("\(error)")
+        }
+    }
+
+    struct Key: Hashable, Comparable {
+        var account: LedgerAccount
+        var currency: String
+        static func < (lhs: Key, rhs: Key) -> Bool { (lhs.account.name, lhs.currency) < (rhs.account.name, rhs.currency) }
+    }
+
+    /// SHA-256 over the previous hash and a length-prefixed canonical
+    /// encoding of the entry, so no two different entries encode alike.
+    static func chainHash(previous: Data, sequence: Int64, entry: JournalEntry) -> Data {
+        var hasher = SHA256()
+        hasher.update(data: previous)
+        func add(_ value: Int64) { withUnsafeBytes(of: value.bigEndian) { hasher.update(bufferPointer: $0) } }
+        func add(_ text: String) { add(Int64(text.utf8.count)); hasher.update(data: Data(text.utf8)) }
+        add(sequence)
+        add(entry.id)
+        add(entry.transactionID)
+        add(entry.timeNanoseconds)
+        add(Int64(entry.postings.count))
+        for posting in entry.postings {
+            add(posting.account.name)
+            add(posting.side.rawValue)
+            add(posting.amount.minorUnits)
+            add(posting.amount.currency.code)
+        }
+        return Data(hasher.finalize())
+    }
+
+    static func hex(_ data: Data) -> String { data.map { String(format: "%02x", $0) }.joined() }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import GRDB
+import Testing
+@testable import PaystormEngine
+
+@Suite("Card details and vault")
+struct CardVaultTests {
+    let visa = "4111111111111111"
+    let cvv = "123"
+
+    func card(_ number: String = "4111111111111111", expiry: String = "12/27", cvv: String = "123") throws -> CardDetails {
+        try CardDetails(number: number, expiry: expiry, cvv: cvv, currentYear: 2026, currentMonth: 11)
+    }
+
+    func vault() throws -> CardVault {
+        try CardVault(encryptionKey: Data(repeating: 7, count: 32), tokenKey: Data(repeating: 9, count: 32))
+    }
+
+    @Test func validatesNumberExpiryAndCVV() throws {
+        #expect(try card().last4 == "1111")
+        #expect(try card("4111 1111 1111 1111").number == visa)
+        #expect(try card(expiry: "11/26").expiryYear == 2026, "the current month is still valid")
+        #expect(throws: CardError.numberFailsLuhn) { try card("4111111111111112") }
+        #expect(throws: CardError.numberLength(8)) { try card("41111111") }
+        #expect(throws: CardError.numberNotDigits) { try card("4111-1111-1111-111a") }
+        #expect(throws: CardError.expired("10/26")) { try card(expiry: "10/26") }
+        #expect(throws: CardError.expiryFormat("13/27")) { try card(expiry: "13/27") }
+        #expect(throws: CardError.expiryFormat("1227")) { try card(expiry: "1227") }
+        #expect(throws: CardError.cvvFormat) { try card(cvv: "12") }
+        #expect(throws: CardError.cvvFormat) { try card(cvv: "12a") }
+    }
+
+    @Test func displayNeverShowsMoreThanFirstSixAndLastFour() throws {
+        let details = try card()
+        #expect(details.masked == "411111******1111")
+        #expect(!details.description.contains(visa))
+        #expect(!details.description.contains(cvv))
+        for error in [CardError.numberFailsLuhn, .expired("10/26"), .cvvFormat] {
+            #expect(!error.description.contains(visa))
+        }
+    }
+
+    @Test func storesOnlyCiphertextAndDecryptsBack() throws {
+        let vault = try vault()
+        let db = try DatabaseQueue()
+        try db.write { try CardVault.createTables($0) }
+        let details = try card()
+        let token = try db.write { try vault.store(details, in: $0) }
+        #expect(token.hasPrefix("tok_") && !token.contains("1111"))
+        #expect(try db.write { try vault.store(details, in: $0) } == token, "one card, one token")
+        #expect(try db.read { try vault.cardNumber(for: token, in: $0) } == visa)
+        #expect(throws: CardVaultError.unknownToken("tok_nope")) { try db.read { try vault.cardNumber(for: "tok_nope", in: $0) } }
+    }
+
+    @Test func tamperedCiphertextIsRejected() throws {
+        let vault = try vault()
+        let db = try DatabaseQueue()
+        try db.write { try CardVault.createTables($0) }
+        let token = try db.write { try vault.store(try card(), in: $0) }
+        try db.write { try $0.execute(sql: "UPDATE card_vault SET ciphertext = zeroblob(length(ciphertext))") }
+        #expect(throws: CardVaultError.self) { try db.read { try vault.cardNumber(for: token, in: $0) } }
+    }
+
+    @Test func nonceCounterAdvancesPerCard() throws {
+        let vault = try vault()
+        let db = try DatabaseQueue()
+        try db.write { try CardVault.createTables($0) }
+        try db.write { (db: Database) throws in
+            _ = try vault.store(try card(), in: db)
+            _ = try vault.store(try card("5555555555554444"), in: db)
+            _ = try vault.store(try card(), in: db)
+        }
+        #expect(try db.read { try Int.fetchOne($0, sql: "SELECT counter FROM card_vault_nonce") } == 2)
+    }
+
+    /// Scans every cell of every table, as text and as bytes, for the PAN and the CVV.
+    @Test func databaseScanFindsNoPlaintextCardNumberOrCVV() throws {
+        let vault = try vault()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("paystorm-vault-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("vault.sqlite").path
+        do {
+            let db = try DatabaseQueue(path: path)
+            try db.write { try CardVault.createTables($0) }
+            for number in [visa, "5555555555554444", "378282246310005"] {
+                _ = try db.write { try vault.store(try card(number, cvv: "987"), in: $0) }
+            }
+            let tables = try db.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") }
+            for table in tables {
+                let rows = try db.read { try Row.fetchAll($0, sql: "SELECT * FROM \(table)") }
+                for row in rows {
+                    for (_, value) in row {
+                        let text = String(describing: value)
+                        #expect(!text.contains("4111111111111111") && !text.contains("5555555555554444") && !text.contains("378282246310005"))
+                    }
+                }
+            }
+        }
+        // And the raw file bytes, including free pages.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        for secret in ["4111111111111111", "5555555555554444", "378282246310005", "987"] where secret.count > 3 {
+            #expect(bytes.range(of: Data(secret.utf8)) == nil, "found \(secret) in the database file")
+        }
+    }
+}

@@ -1,0 +1,152 @@
+import GRDB
+import PaystormStore
+import Testing
+@testable import PaystormEngine
+
+@Suite("Double-entry ledger")
+struct LedgerTests {
+    func makeDatabase() throws -> DatabaseQueue {
+        let queue = try DatabaseQueue()
+        try queue.write { try Ledger.createTables($0) }
+        return queue
+    }
+
+    let usd = Currency.usd
+    func capture(_ id: String, gross: Int64, fee: Int64, time: Int64 = 1) -> JournalEntry {
+        JournalEntry(id: "capture:\(id)", transactionID: id, timeNanoseconds: time, postings: [
+            .debit(.psp("stripe"), Money(minorUnits: gross, currency: usd)),
+            .credit(.merchant("m-1"), Money(minorUnits: gross - fee, currency: usd)),
+            .credit(.platformFees, Money(minorUnits: fee, currency: usd)),
+        ])
+    }
+
+    @Test func postsBalancedEntriesAndKeepsBalances() throws {
+        let db = try makeDatabase()
+        try db.write { (db: Database) throws in
+            try Ledger.post(capture("pay-1", gross: 1000, fee: 30), in: db)
+            try Ledger.post(capture("pay-2", gross: 2500, fee: 75), in: db)
+        }
+        try db.read { (db: Database) throws in
+            #expect(try Ledger.balance(of: .merchant("m-1"), currency: usd, in: db) == 3395)
+            #expect(try Ledger.balance(of: .platformFees, currency: usd, in: db) == 105)
+            #expect(try Ledger.balance(of: .psp("stripe"), currency: usd, in: db) == -3500)
+            let audit = try Ledger.verify(db)
+            #expect(audit.entries == 2)
+            #expect(audit.headHash == (try Ledger.headHash(in: db)))
+        }
+    }
+
+    @Test func refusesUnbalancedEntriesAndWritesNothing() throws {
+        let db = try makeDatabase()
+        let unbalanced = JournalEntry(id: "bad", transactionID: "pay-1", timeNanoseconds: 1, postings: [
+            .debit(.psp("stripe"), Money(minorUnits: 1000, currency: usd)),
+            .credit(.merchant("m-1"), Money(minorUnits: 999, currency: usd)),
+        ])
+        #expect(throws: LedgerError.unbalanced(entry: "bad", currency: "USD", debits: 1000, credits: 999)) {
+            try db.write { try Ledger.post(unbalanced, in: $0) }
+        }
+        // Balanced in total but not per currency.
+        let mixed = JournalEntry(id: "mixed", transactionID: "pay-1", timeNanoseconds: 1, postings: [
+            .debit(.psp("stripe"), Money(minorUnits: 1000, currency: usd)),
+            .credit(.merchant("m-1"), Money(minorUnits: 1000, currency: .eur)),
+        ])
+        #expect(throws: LedgerError.self) { try db.write { try Ledger.post(mixed, in: $0) } }
+        let zero = JournalEntry(id: "zero", transactionID: "pay-1", timeNanoseconds: 1, postings: [
+            .debit(.psp("stripe"), Money(minorUnits: 0, currency: usd)),
+            .credit(.merchant("m-1"), Money(minorUnits: 0, currency: usd)),
+        ])
+        #expect(throws: LedgerError.self) { try db.write { try Ledger.post(zero, in: $0) } }
+        try db.read { (db: Database) throws in
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM journal_entry") == 0)
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM account_balance") == 0)
+        }
+    }
+
+    @Test func internalAccountsNeverGoNegative() throws {
+        let db = try makeDatabase()
+        _ = try db.write { try Ledger.post(capture("pay-1", gross: 1000, fee: 30), in: $0) }
+        let overRefund = JournalEntry(id: "refund:r-1", transactionID: "r-1", timeNanoseconds: 2, postings: [
+            .debit(.merchant("m-1"), Money(minorUnits: 971, currency: usd)),
+            .credit(.psp("stripe"), Money(minorUnits: 971, currency: usd)),
+        ])
+        #expect(throws: LedgerError.wouldGoNegative(entry: "refund:r-1", account: "merchant:m-1", currency: "USD", balance: -1)) {
+            try db.write { try Ledger.post(overRefund, in: $0) }
+        }
+        let balance = try db.read { try Ledger.balance(of: .merchant("m-1"), currency: usd, in: $0) }
+        #expect(balance == 970)
+    }
+
+    @Test func duplicateEntryIDsAreRefused() throws {
+        let db = try makeDatabase()
+        _ = try db.write { try Ledger.post(capture("pay-1", gross: 1000, fee: 30), in: $0) }
+        #expect(throws: LedgerError.duplicateEntry("capture:pay-1")) {
+            _ = try db.write { try Ledger.post(capture("pay-1", gross: 1000, fee: 30), in: $0) }
+        }
+    }
+
+    @Test func journalIsAppendOnlyInTheSchema() throws {
+        let db = try makeDatabase()
+        _ = try db.write { try Ledger.post(capture("pay-1", gross: 1000, fee: 30), in: $0) }
+        #expect(throws: DatabaseError.self) { try db.write { try $0.execute(sql: "DELETE FROM journal_entry") } }
+        #expect(throws: DatabaseError.self) { try db.write { try $0.execute(sql: "UPDATE journal_posting SET amount_minor = 1") } }
+    }
+
+    /// The checksum exists to catch tampering: show that it does, for each kind.
+    @Test func verifyDetectsTampering() throws {
+        func tampered(_ sql: String) throws -> LedgerError? {
+            let db = try makeDatabase()
+            try db.write { (db: Database) throws in
+                for i in 1...5 { try Ledger.post(capture("pay-\(i)", gross: Int64(1000 * i), fee: Int64(30 * i), time: Int64(i)), in: db) }
+                #expect(try Ledger.verify(db).entries == 5)
+                // Bypass the append-only triggers, as an attacker with file access could.
+                try db.execute(sql: "DROP TRIGGER journal_posting_append_only_update; DROP TRIGGER journal_entry_append_only_update; DROP TRIGGER journal_entry_append_only_delete; DROP TRIGGER journal_posting_append_only_delete")
+                try db.execute(sql: sql)
+            }
+            do {
+                _ = try db.read { try Ledger.verify($0) }
+                return nil
+            } catch let error as LedgerError {
+                return error
+            }
+        }
+        #expect(try tampered("UPDATE journal_posting SET amount_minor = amount_minor + 1 WHERE entry_sequence = 3 AND line = 1; UPDATE journal_posting SET amount_minor = amount_minor + 1 WHERE entry_sequence = 3 AND line = 0") == .chainBroken(sequence: 3, entry: "capture:pay-3"))
+        #expect(try tampered("UPDATE journal_entry SET time_ns = 99 WHERE sequence = 2") == .chainBroken(sequence: 2, entry: "capture:pay-2"))
+        #expect(try tampered("DELETE FROM journal_posting WHERE entry_sequence = 5; DELETE FROM journal_entry WHERE sequence = 5") != nil)
+        #expect(try tampered("UPDATE account_balance SET balance_minor = balance_minor + 100 WHERE account = 'merchant:m-1'") != nil)
+        #expect(try tampered("UPDATE journal_posting SET account = 'merchant:evil' WHERE entry_sequence = 1 AND line = 1") == .chainBroken(sequence: 1, entry: "capture:pay-1"))
+    }
+
+    @Test("random balanced entries keep every invariant", arguments: 0..<20)
+    func randomEntries(seed: Int) throws {
+        var generator = SplitMix(seed: UInt64(seed))
+        let db = try makeDatabase()
+        var expectedMerchant: Int64 = 0
+        try db.write { (db: Database) throws in
+            for i in 0..<50 {
+                let gross = Int64(generator.next() % 100_000) + 2
+                let fee = Int64(generator.next() % UInt64(gross - 1)) + 1
+                try Ledger.post(capture("pay-\(i)", gross: gross, fee: fee, time: Int64(i)), in: db)
+                expectedMerchant += gross - fee
+            }
+        }
+        try db.read { (db: Database) throws in
+            #expect(try Ledger.balance(of: .merchant("m-1"), currency: usd, in: db) == expectedMerchant)
+            let total = try Int64.fetchOne(db, sql: "SELECT SUM(balance_minor) FROM account_balance WHERE currency = 'USD'")
+            #expect(total == 0, "globally, the books balance")
+            #expect(try Ledger.verify(db).entries == 50)
+        }
+    }
+}
+
+/// A tiny deterministic generator for property tests.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
