@@ -22,9 +22,10 @@ public final class Store {
     public let queue: DatabaseQueue
     public let location: Location
 
-    /// Opens (creating if needed) the database and applies all migrations.
+    /// Opens (creating if needed) the database and applies all migrations:
+    /// the store's own, then those `migrations` registers (the engine's tables).
     /// - Throws: ``StoreError`` naming the path and SQLite's message.
-    public init(_ location: Location) throws(StoreError) {
+    public init(_ location: Location, migrations: (inout DatabaseMigrator) -> Void = { _ in }) throws(StoreError) {
         self.location = location
         var configuration = Configuration()
         // GRDB uses the label as the database's description: errors name the file.
@@ -46,7 +47,9 @@ public final class Store {
                     try db.execute(sql: "PRAGMA synchronous = FULL")
                 }
             }
-            try Self.migrator.migrate(queue)
+            var migrator = Self.migrator
+            migrations(&migrator)
+            try migrator.migrate(queue)
         } catch let error as StoreError {
             throw error
         } catch {
@@ -67,9 +70,11 @@ public final class Store {
         return migrator
     }
 
-    /// Names of the migrations applied so far.
+    /// Names of the migrations applied so far, in order.
     public func appliedMigrations() throws -> [String] {
-        try queue.read { db in try Self.migrator.appliedMigrations(db) }
+        try queue.read { db in
+            try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid")
+        }
     }
 }
 
