@@ -1,0 +1,88 @@
+import GRDB
+
+/// Checks the engine's invariants against its database: what must hold at
+/// every step (safety) and what must hold once the world has healed and
+/// every event was consumed (liveness). Returns violations, never throws
+/// them away.
+///
+/// - Complexity: O(rows); for tests, the simulator's checker and reports.
+public enum EngineAudit {
+    public struct Violation: Sendable, Equatable, CustomStringConvertible {
+        public var invariant: String
+        public var subject: String
+        public var detail: String
+        public var description: String { "[\(invariant)] \(subject): \(detail)" }
+    }
+
+    /// Invariants that hold at every instant.
+    public static func safety(_ db: Database) throws -> [Violation] {
+        var violations: [Violation] = []
+        func add(_ invariant: String, _ subject: String, _ detail: String) {
+            violations.append(Violation(invariant: invariant, subject: subject, detail: detail))
+        }
+        do {
+            _ = try Ledger.verify(db)
+        } catch {
+            add("ledger", "journal", error.description)
+        }
+        // Refunds never exceed the capture; the reservation equals the non-failed refunds.
+        for row in try Row.fetchAll(db, sql: """
+            SELECT p.payment_id, p.captured_minor, p.refund_reserved_minor, p.refunded_minor,
+                   COALESCE(SUM(CASE WHEN r.status != 'failed' THEN r.amount_minor END), 0) AS open_refunds,
+                   COALESCE(SUM(CASE WHEN r.status = 'succeeded' THEN r.amount_minor END), 0) AS done_refunds
+            FROM payment p LEFT JOIN refund r ON r.payment_id = p.payment_id
+            GROUP BY p.payment_id HAVING open_refunds > p.captured_minor OR open_refunds != p.refund_reserved_minor
+                OR done_refunds != p.refunded_minor ORDER BY p.payment_id
+            """) {
+            add("refunds", row["payment_id"], "captured \(row["captured_minor"] as Int64), reserved \(row["refund_reserved_minor"] as Int64), non-failed refunds \(row["open_refunds"] as Int64), refunded \(row["refunded_minor"] as Int64) vs succeeded \(row["done_refunds"] as Int64)")
+        }
+        // At most one successful charge per payment; completed ⇔ one success.
+        for row in try Row.fetchAll(db, sql: """
+            SELECT p.payment_id, p.status, COUNT(a.attempt_id) AS successes FROM payment p
+            LEFT JOIN psp_attempt a ON a.subject = 'payment' AND a.subject_id = p.payment_id AND a.state = 'succeeded'
+            GROUP BY p.payment_id HAVING successes > 1 OR (p.status = 'completed') != (successes = 1) ORDER BY p.payment_id
+            """) {
+            add("one-charge", row["payment_id"], "status \(row["status"] as String) with \(row["successes"] as Int) successful PSP attempt(s)")
+        }
+        // An ambiguous attempt never has a later attempt at another PSP.
+        for row in try Row.fetchAll(db, sql: """
+            SELECT a.subject_id, a.psp_id, b.psp_id AS other FROM psp_attempt a JOIN psp_attempt b
+            ON b.subject = 'payment' AND b.subject_id = a.subject_id AND b.attempt_id > a.attempt_id
+            WHERE a.subject = 'payment' AND a.state = 'ambiguous' ORDER BY a.subject_id
+            """) {
+            add("no-failover-when-ambiguous", row["subject_id"], "tried \(row["other"] as String) while \(row["psp_id"] as String) was ambiguous")
+        }
+        for row in try Row.fetchAll(db, sql: "SELECT merchant_id, currency, balance_minor FROM wallet WHERE balance_minor < 0") {
+            add("wallet", row["merchant_id"], "negative balance \(row["balance_minor"] as Int64) \(row["currency"] as String)")
+        }
+        return violations
+    }
+
+    /// Invariants that hold once every outbox event was consumed: wallets
+    /// equal the journal's merchant balances, and the ledger holds exactly the
+    /// captured and refunded money.
+    public static func settled(_ db: Database) throws -> [Violation] {
+        var violations: [Violation] = []
+        for row in try Row.fetchAll(db, sql: """
+            SELECT w.merchant_id, w.currency, w.balance_minor, COALESCE(b.balance_minor, 0) AS ledger_balance
+            FROM wallet w LEFT JOIN account_balance b ON b.account = 'merchant:' || w.merchant_id AND b.currency = w.currency
+            WHERE w.balance_minor != COALESCE(b.balance_minor, 0) ORDER BY w.merchant_id, w.currency
+            """) {
+            violations.append(Violation(invariant: "wallet-equals-journal", subject: row["merchant_id"],
+                                        detail: "wallet \(row["balance_minor"] as Int64) vs journal \(row["ledger_balance"] as Int64) \(row["currency"] as String)"))
+        }
+        for row in try Row.fetchAll(db, sql: """
+            SELECT currency, SUM(captured_minor - refunded_minor) AS net FROM payment GROUP BY currency ORDER BY currency
+            """) {
+            let currency: String = row["currency"]
+            let net: Int64 = row["net"]
+            let external = try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(balance_minor), 0) FROM account_balance WHERE account LIKE 'external:%' AND currency = ?",
+                                              arguments: [currency]) ?? 0
+            if -external != net {
+                violations.append(Violation(invariant: "ledger-equals-captures", subject: currency,
+                                            detail: "payments net \(net) vs journal external \(-external)"))
+            }
+        }
+        return violations
+    }
+}

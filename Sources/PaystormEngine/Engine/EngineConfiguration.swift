@@ -1,0 +1,75 @@
+import Foundation
+
+/// Everything that shapes the engine's behaviour, from the host.
+public struct EngineConfiguration: Sendable {
+    /// One PSP the engine can route to.
+    public struct PSPRoute: Sendable, Equatable {
+        public var id: String
+        /// Secret for verifying this PSP's webhook signatures.
+        public var webhookSecret: String
+        public init(id: String, webhookSecret: String) {
+            self.id = id
+            self.webhookSecret = webhookSecret
+        }
+    }
+
+    /// PSPs in preference order: the first whose breaker is closed takes a
+    /// new payment; later ones are failover targets.
+    public var psps: [PSPRoute]
+    /// Attempts per PSP for transient errors (including the first).
+    public var maxAttemptsPerPSP: Int = 4
+    public var backoffBaseNanoseconds: Int64 = 100_000_000
+    public var backoffMaxNanoseconds: Int64 = 5_000_000_000
+    /// Waiting this long for a PSP reply makes the outcome ambiguous.
+    public var pspTimeoutNanoseconds: Int64 = 2_000_000_000
+    /// Delay before the first status query of an ambiguous attempt; doubles.
+    public var statusQueryDelayNanoseconds: Int64 = 1_000_000_000
+    /// Status queries before an attempt is left to webhooks and reconciliation.
+    public var maxStatusQueries: Int = 6
+    /// Consecutive failures that open a PSP's breaker, and how long it stays open.
+    public var breakerFailureThreshold: Int = 5
+    public var breakerOpenNanoseconds: Int64 = 10_000_000_000
+    /// How long an idempotency record is kept (engine time).
+    public var idempotencyRetentionNanoseconds: Int64 = 24 * 3_600 * 1_000_000_000
+    /// Webhooks whose timestamp is further than this from now are refused.
+    public var webhookToleranceSeconds: Int64 = 300
+    /// Fee on each capture: basis points of the amount plus a fixed part.
+    public var feeBasisPoints: Int64 = 290
+    public var feeFixedMinor: Int64 = 30
+    /// Notification delivery attempts before the dead-letter table.
+    public var maxNotificationAttempts: Int = 5
+    public var notificationBackoffNanoseconds: Int64 = 500_000_000
+    /// Secret used to sign merchant webhooks (per-merchant secrets are derived from it).
+    public var merchantWebhookSecret: String = "paystorm-merchant-webhooks"
+
+    public init(psps: [PSPRoute]) {
+        self.psps = psps
+    }
+
+    /// Checks every field; the error names it.
+    public func validate() throws(EngineError) {
+        func require(_ ok: Bool, _ field: String, _ message: String) throws(EngineError) {
+            if !ok { throw .invalidField(field: field, message: message) }
+        }
+        try require(!psps.isEmpty, "psps", "at least one PSP is needed")
+        try require(Set(psps.map(\.id)).count == psps.count, "psps", "PSP ids must be unique")
+        try require((1...100).contains(maxAttemptsPerPSP), "maxAttemptsPerPSP", "must be 1...100")
+        try require(backoffBaseNanoseconds > 0 && backoffBaseNanoseconds <= backoffMaxNanoseconds, "backoffBaseNanoseconds", "must be > 0 and <= backoffMaxNanoseconds")
+        try require(pspTimeoutNanoseconds > 0, "pspTimeoutNanoseconds", "must be > 0")
+        try require(statusQueryDelayNanoseconds > 0, "statusQueryDelayNanoseconds", "must be > 0")
+        try require((0...100).contains(maxStatusQueries), "maxStatusQueries", "must be 0...100")
+        try require(breakerFailureThreshold >= 1, "breakerFailureThreshold", "must be >= 1")
+        try require(idempotencyRetentionNanoseconds > 0, "idempotencyRetentionNanoseconds", "must be > 0")
+        try require((0...10_000).contains(feeBasisPoints), "feeBasisPoints", "must be 0...10000")
+        try require(feeFixedMinor >= 0, "feeFixedMinor", "must be >= 0")
+        try require((1...100).contains(maxNotificationAttempts), "maxNotificationAttempts", "must be 1...100")
+    }
+
+    /// The fee on a capture of `gross` minor units, never more than `gross − 1`
+    /// so the merchant's net stays positive.
+    public func fee(onGross gross: Int64) -> Int64 {
+        let proportional = gross.multipliedReportingOverflow(by: feeBasisPoints)
+        let variable = proportional.overflow ? gross : proportional.partialValue / 10_000
+        return max(0, min(gross - 1, variable + feeFixedMinor))
+    }
+}

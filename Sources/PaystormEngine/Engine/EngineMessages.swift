@@ -1,0 +1,82 @@
+/// What the engine asks a PSP to do. The host's PSP adapter performs it and
+/// feeds the answer back with ``PaymentEngine/pspReplied(attemptID:outcome:now:)``.
+public struct PSPRequest: Sendable, Equatable {
+    public enum Operation: String, Sendable, Equatable {
+        case charge, refund, status
+    }
+
+    /// The attempt this call belongs to; the reply must carry it back.
+    public var attemptID: Int64
+    public var pspID: String
+    public var operation: Operation
+    /// The PSP-side idempotency key: derived from the payment (or refund)
+    /// and the PSP, so every retry to the same PSP is the same charge.
+    public var idempotencyKey: String
+    public var amount: Money
+    /// Vault token of the card (charges only); the adapter detokenizes.
+    public var cardToken: String?
+}
+
+/// A PSP's answer (or the host's report that none came).
+public enum PSPOutcome: Sendable, Equatable {
+    /// Charged, refunded, or (for a status query) found captured.
+    case succeeded(pspReference: String)
+    /// A definite refusal: card declined, insufficient funds, or (status) found failed.
+    case declined(reason: String)
+    /// A definite transient failure: nothing happened at the PSP; safe to retry.
+    case transientError(String)
+    /// HTTP 429 or equivalent: nothing happened; retry later.
+    case rateLimited
+    /// Status query: the PSP has no record of the key (the call never landed).
+    case notFound
+    /// Status query: the PSP is still processing.
+    case pending
+}
+
+/// Timers the engine arms through the host. A timer that fires after its
+/// purpose is gone is ignored, so the engine never needs to cancel one.
+public enum EngineTimer: Hashable, Sendable {
+    /// No PSP reply to the attempt within the call timeout: its outcome is unknown.
+    case pspTimeout(attemptID: Int64)
+    /// Backoff over: retry the payment's charge (or refund).
+    case retry(attemptID: Int64)
+    /// Ask the PSP for the status of an ambiguous attempt.
+    case statusQuery(attemptID: Int64)
+    /// Backoff over: deliver the notification again.
+    case notificationRetry(notificationID: Int64)
+}
+
+/// A transaction event from the outbox, published at least once.
+public struct OutboxMessage: Sendable, Equatable {
+    public var sequence: Int64
+    public var topic: String
+    /// Topics are partitioned by merchant id.
+    public var partitionKey: String
+    public var event: TransactionEvent
+}
+
+/// A notification for a user or a merchant.
+public struct NotificationMessage: Sendable, Equatable {
+    public var notificationID: Int64
+    /// `user:<id>` or `merchant:<id>`.
+    public var recipient: String
+    public var body: String
+    /// Hex HMAC-SHA256 of `body` under the merchant's webhook secret (merchant
+    /// webhooks only), sent as a signature header.
+    public var signature: String?
+    public var attempt: Int
+}
+
+/// Everything the engine asks its host to do. The host drains them with
+/// ``PaymentEngine/takeEffects()`` after each call.
+public enum EngineEffect: Sendable, Equatable {
+    case callPSP(PSPRequest)
+    case armTimer(EngineTimer, afterNanoseconds: Int64)
+    case publish(OutboxMessage)
+    case sendNotification(NotificationMessage)
+}
+
+/// The engine's own consumers of the transaction topics.
+public enum EngineConsumer: String, Sendable, CaseIterable {
+    case ledger, wallet, notification
+}

@@ -1,0 +1,137 @@
+import GRDB
+
+/// The engine's tables, grown from the design's Payments and Ledger tables.
+/// Amounts are integer minor units with their currency; times are engine
+/// nanoseconds; no column ever holds a CVV or a plaintext card number.
+enum EngineSchema {
+    static func register(in migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v1-engine") { db in
+            try db.execute(sql: """
+                CREATE TABLE counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                CREATE TABLE payment (
+                    payment_id TEXT PRIMARY KEY,
+                    user_id TEXT NOT NULL,
+                    merchant_id TEXT NOT NULL,
+                    amount_minor INTEGER NOT NULL CHECK (amount_minor > 0),
+                    currency TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('initiated', 'processing', 'completed', 'failed')),
+                    card_token TEXT NOT NULL,
+                    card_masked TEXT NOT NULL,
+                    psp_id TEXT,
+                    psp_reference TEXT,
+                    fee_minor INTEGER NOT NULL DEFAULT 0,
+                    captured_minor INTEGER NOT NULL DEFAULT 0,
+                    refund_reserved_minor INTEGER NOT NULL DEFAULT 0,
+                    refunded_minor INTEGER NOT NULL DEFAULT 0,
+                    fee_returned_minor INTEGER NOT NULL DEFAULT 0,
+                    failure_reason TEXT,
+                    fraud_decision TEXT NOT NULL,
+                    created_ns INTEGER NOT NULL,
+                    updated_ns INTEGER NOT NULL,
+                    CHECK (refund_reserved_minor <= captured_minor));
+                CREATE INDEX payment_merchant ON payment(merchant_id, created_ns);
+                CREATE INDEX payment_status ON payment(status);
+                CREATE TABLE idempotency_record (
+                    merchant_id TEXT NOT NULL,
+                    idempotency_key TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    request_hash TEXT NOT NULL,
+                    resource_id TEXT NOT NULL,
+                    created_ns INTEGER NOT NULL,
+                    expires_ns INTEGER NOT NULL,
+                    PRIMARY KEY (merchant_id, idempotency_key, kind));
+                CREATE INDEX idempotency_expiry ON idempotency_record(expires_ns);
+                CREATE TABLE psp_attempt (
+                    attempt_id INTEGER PRIMARY KEY,
+                    subject TEXT NOT NULL CHECK (subject IN ('payment', 'refund')),
+                    subject_id TEXT NOT NULL,
+                    psp_id TEXT NOT NULL,
+                    psp_idempotency_key TEXT NOT NULL,
+                    tries INTEGER NOT NULL,
+                    status_queries INTEGER NOT NULL DEFAULT 0,
+                    state TEXT NOT NULL CHECK (state IN ('in_flight', 'backoff', 'ambiguous', 'succeeded', 'failed')),
+                    last_error TEXT,
+                    created_ns INTEGER NOT NULL,
+                    updated_ns INTEGER NOT NULL);
+                CREATE INDEX psp_attempt_subject ON psp_attempt(subject, subject_id);
+                CREATE INDEX psp_attempt_key ON psp_attempt(psp_id, psp_idempotency_key);
+                CREATE INDEX psp_attempt_open ON psp_attempt(state);
+                CREATE TABLE refund (
+                    refund_id TEXT PRIMARY KEY,
+                    payment_id TEXT NOT NULL REFERENCES payment(payment_id),
+                    merchant_id TEXT NOT NULL,
+                    amount_minor INTEGER NOT NULL CHECK (amount_minor > 0),
+                    currency TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('requested', 'processing', 'succeeded', 'failed')),
+                    psp_id TEXT NOT NULL,
+                    failure_reason TEXT,
+                    created_ns INTEGER NOT NULL,
+                    updated_ns INTEGER NOT NULL);
+                CREATE INDEX refund_payment ON refund(payment_id);
+                CREATE TABLE outbox (
+                    sequence INTEGER PRIMARY KEY,
+                    event_id TEXT NOT NULL UNIQUE,
+                    topic TEXT NOT NULL,
+                    partition_key TEXT NOT NULL,
+                    payload TEXT NOT NULL,
+                    created_ns INTEGER NOT NULL);
+                CREATE TABLE outbox_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), published_through INTEGER NOT NULL);
+                INSERT INTO outbox_cursor (id, published_through) VALUES (1, 0);
+                CREATE TABLE consumed_event (
+                    consumer TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    consumed_ns INTEGER NOT NULL,
+                    PRIMARY KEY (consumer, event_id));
+                CREATE TABLE webhook_event (
+                    psp_id TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    received_ns INTEGER NOT NULL,
+                    outcome TEXT NOT NULL,
+                    PRIMARY KEY (psp_id, event_id));
+                CREATE TABLE wallet (
+                    merchant_id TEXT NOT NULL,
+                    currency TEXT NOT NULL,
+                    balance_minor INTEGER NOT NULL CHECK (balance_minor >= 0),
+                    gross_minor INTEGER NOT NULL,
+                    fees_minor INTEGER NOT NULL,
+                    refunded_minor INTEGER NOT NULL,
+                    PRIMARY KEY (merchant_id, currency));
+                CREATE TABLE notification (
+                    notification_id INTEGER PRIMARY KEY,
+                    event_id TEXT NOT NULL,
+                    recipient TEXT NOT NULL,
+                    body TEXT NOT NULL,
+                    signature TEXT,
+                    attempts INTEGER NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+                    created_ns INTEGER NOT NULL,
+                    updated_ns INTEGER NOT NULL,
+                    UNIQUE (event_id, recipient));
+                CREATE TABLE dead_letter (
+                    dead_letter_id INTEGER PRIMARY KEY,
+                    source TEXT NOT NULL,
+                    reference TEXT NOT NULL,
+                    reason TEXT NOT NULL,
+                    created_ns INTEGER NOT NULL,
+                    replayed_ns INTEGER);
+                CREATE TABLE reconciliation_item (
+                    item_id INTEGER PRIMARY KEY,
+                    psp_id TEXT NOT NULL,
+                    psp_reference TEXT NOT NULL,
+                    payment_id TEXT,
+                    kind TEXT NOT NULL,
+                    explanation TEXT NOT NULL,
+                    resolution TEXT NOT NULL,
+                    created_ns INTEGER NOT NULL);
+                CREATE TABLE audit_log (
+                    audit_id INTEGER PRIMARY KEY,
+                    subject_id TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    reason TEXT NOT NULL,
+                    created_ns INTEGER NOT NULL);
+                """)
+            try Ledger.createTables(db)
+            try CardVault.createTables(db)
+        }
+    }
+}

@@ -1,0 +1,217 @@
+import GRDB
+
+/// What a PSP attempt is for.
+enum AttemptSubject: String {
+    case payment, refund
+}
+
+/// A `psp_attempt` row.
+struct Attempt {
+    var id: Int64
+    var subject: AttemptSubject
+    var subjectID: String
+    var pspID: String
+    var key: String
+    var tries: Int
+    var statusQueries: Int
+    var state: String
+    var updatedNanoseconds: Int64
+
+    init(_ row: Row) {
+        id = row["attempt_id"]
+        subject = AttemptSubject(rawValue: row["subject"])!
+        subjectID = row["subject_id"]
+        pspID = row["psp_id"]
+        key = row["psp_idempotency_key"]
+        tries = row["tries"]
+        statusQueries = row["status_queries"]
+        state = row["state"]
+        updatedNanoseconds = row["updated_ns"]
+    }
+
+    var isOpen: Bool { state != "succeeded" && state != "failed" }
+}
+
+extension PaymentEngine {
+    /// The host's report of a PSP answer to an attempt's call.
+    ///
+    /// A definite answer settles the attempt; a transient one retries with
+    /// backoff at the same PSP under the same PSP idempotency key, and fails
+    /// over to the next PSP only once this one has definitely not charged.
+    /// While an attempt is ambiguous only a definite answer (or "not found")
+    /// changes it, so a failed status query never triggers a second charge.
+    public func pspReplied(attemptID: Int64, outcome: PSPOutcome, now: Int64) throws(EngineError) {
+        try transaction { db, effects in
+            guard let attempt = try loadAttempt(attemptID, in: db), attempt.isOpen else {
+                counters.lateReplies += 1
+                return
+            }
+            try apply(outcome, to: attempt, now: now, in: db, effects: &effects)
+        }
+    }
+
+    /// The host's report that a timer armed by the engine fired.
+    public func timerFired(_ timer: EngineTimer, now: Int64) throws(EngineError) {
+        try transaction { db, effects in
+            switch timer {
+            case let .pspTimeout(attemptID):
+                guard let attempt = try loadAttempt(attemptID, in: db), attempt.state == "in_flight",
+                      attempt.updatedNanoseconds + configuration.pspTimeoutNanoseconds <= now else {
+                    counters.staleTimers += 1
+                    return
+                }
+                // No answer: the PSP may or may not have charged. Stay processing and ask.
+                counters.ambiguousAttempts += 1
+                breakers[attempt.pspID, default: CircuitBreaker()].recordFailure(
+                    now: now, threshold: configuration.breakerFailureThreshold, openFor: configuration.breakerOpenNanoseconds)
+                try updateAttempt(attempt.id, state: "ambiguous", error: "no reply within the PSP timeout", now: now, in: db)
+                try db.execute(sql: "UPDATE psp_attempt SET status_queries = 0 WHERE attempt_id = ?", arguments: [attempt.id])
+                effects.append(.armTimer(.statusQuery(attemptID: attempt.id), afterNanoseconds: configuration.statusQueryDelayNanoseconds))
+            case let .retry(attemptID):
+                guard let attempt = try loadAttempt(attemptID, in: db), attempt.state == "backoff" else {
+                    counters.staleTimers += 1
+                    return
+                }
+                if attempt.subject == .payment, !breakers[attempt.pspID, default: CircuitBreaker()].allows(now: now) {
+                    // Nothing was charged (we are in backoff after a definite
+                    // failure), so moving to another PSP is safe.
+                    try updateAttempt(attempt.id, state: "failed", error: "circuit breaker open", now: now, in: db)
+                    try failOver(from: attempt, reason: "PSP \(attempt.pspID) circuit breaker open", now: now, in: db, effects: &effects)
+                    return
+                }
+                try db.execute(sql: "UPDATE psp_attempt SET tries = tries + 1, state = 'in_flight', updated_ns = ? WHERE attempt_id = ?",
+                               arguments: [now, attempt.id])
+                try emitCall(for: attempt, operation: attempt.subject == .payment ? .charge : .refund, in: db, effects: &effects)
+            case let .statusQuery(attemptID):
+                guard let attempt = try loadAttempt(attemptID, in: db), attempt.state == "ambiguous" else {
+                    counters.staleTimers += 1
+                    return
+                }
+                guard attempt.statusQueries < configuration.maxStatusQueries else {
+                    // Left to webhooks and reconciliation; the payment stays processing.
+                    counters.statusQueriesExhausted += 1
+                    return
+                }
+                try db.execute(sql: "UPDATE psp_attempt SET status_queries = status_queries + 1 WHERE attempt_id = ?", arguments: [attempt.id])
+                let (amount, token) = try attemptAmount(attempt, in: db)
+                effects.append(.callPSP(PSPRequest(attemptID: attempt.id, pspID: attempt.pspID, operation: .status,
+                                                   idempotencyKey: attempt.key, amount: amount, cardToken: token)))
+                let delay = backoff(attemptID: attempt.id, try: attempt.statusQueries + 2,
+                                    base: configuration.statusQueryDelayNanoseconds, cap: configuration.backoffMaxNanoseconds * 4)
+                effects.append(.armTimer(.statusQuery(attemptID: attempt.id), afterNanoseconds: delay))
+            case let .notificationRetry(notificationID):
+                try resendNotification(notificationID, now: now, in: db, effects: &effects)
+            }
+        }
+    }
+
+    // MARK: - Attempt lifecycle
+
+    func startAttempt(subject: AttemptSubject, subjectID: String, pspID: String, amount: Money, cardToken: String?,
+                      now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
+        let key = "\(subjectID):\(pspID)"
+        try db.execute(sql: """
+            INSERT INTO psp_attempt (subject, subject_id, psp_id, psp_idempotency_key, tries, state, created_ns, updated_ns)
+            VALUES (?, ?, ?, ?, 1, 'in_flight', ?, ?)
+            """, arguments: [subject.rawValue, subjectID, pspID, key, now, now])
+        let id = db.lastInsertedRowID
+        effects.append(.callPSP(PSPRequest(attemptID: id, pspID: pspID, operation: subject == .payment ? .charge : .refund,
+                                           idempotencyKey: key, amount: amount, cardToken: cardToken)))
+        effects.append(.armTimer(.pspTimeout(attemptID: id), afterNanoseconds: configuration.pspTimeoutNanoseconds))
+    }
+
+    func emitCall(for attempt: Attempt, operation: PSPRequest.Operation, in db: Database, effects: inout [EngineEffect]) throws {
+        let (amount, token) = try attemptAmount(attempt, in: db)
+        effects.append(.callPSP(PSPRequest(attemptID: attempt.id, pspID: attempt.pspID, operation: operation,
+                                           idempotencyKey: attempt.key, amount: amount, cardToken: token)))
+        effects.append(.armTimer(.pspTimeout(attemptID: attempt.id), afterNanoseconds: configuration.pspTimeoutNanoseconds))
+    }
+
+    func apply(_ outcome: PSPOutcome, to attempt: Attempt, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
+        let threshold = configuration.breakerFailureThreshold
+        let openFor = configuration.breakerOpenNanoseconds
+        switch outcome {
+        case let .succeeded(reference):
+            breakers[attempt.pspID, default: CircuitBreaker()].recordSuccess()
+            try updateAttempt(attempt.id, state: "succeeded", error: nil, now: now, in: db)
+            switch attempt.subject {
+            case .payment: try completePayment(attempt.subjectID, pspID: attempt.pspID, reference: reference, now: now, in: db)
+            case .refund: try completeRefund(attempt.subjectID, now: now, in: db)
+            }
+        case let .declined(reason):
+            breakers[attempt.pspID, default: CircuitBreaker()].recordSuccess()
+            try updateAttempt(attempt.id, state: "failed", error: reason, now: now, in: db)
+            switch attempt.subject {
+            case .payment: try failPayment(attempt.subjectID, reason: "declined by \(attempt.pspID): \(reason)", now: now, in: db)
+            case .refund: try failRefund(attempt.subjectID, reason: "declined by \(attempt.pspID): \(reason)", now: now, in: db)
+            }
+        case .transientError, .rateLimited, .notFound:
+            let definite = attempt.state == "in_flight" || outcome == .notFound
+            guard definite else { return }  // an ambiguous attempt's status query failed: ask again later
+            if outcome != .notFound {
+                breakers[attempt.pspID, default: CircuitBreaker()].recordFailure(now: now, threshold: threshold, openFor: openFor)
+            }
+            let message: String
+            switch outcome {
+            case let .transientError(text): message = "transient error: \(text)"
+            case .rateLimited: message = "rate limited"
+            default: message = "PSP has no record of the call"
+            }
+            if attempt.tries < configuration.maxAttemptsPerPSP {
+                try updateAttempt(attempt.id, state: "backoff", error: message, now: now, in: db)
+                let delay = backoff(attemptID: attempt.id, try: attempt.tries,
+                                    base: configuration.backoffBaseNanoseconds, cap: configuration.backoffMaxNanoseconds)
+                effects.append(.armTimer(.retry(attemptID: attempt.id), afterNanoseconds: delay))
+            } else {
+                try updateAttempt(attempt.id, state: "failed", error: message, now: now, in: db)
+                try failOver(from: attempt, reason: "\(attempt.pspID): \(message) after \(attempt.tries) tries",
+                             now: now, in: db, effects: &effects)
+            }
+        case .pending:
+            return  // the next status query will ask again
+        }
+    }
+
+    /// After a definite failure at `attempt`'s PSP: a payment moves to the
+    /// next PSP in preference order whose breaker allows it, or fails; a
+    /// refund fails (it must be made where the money was captured).
+    func failOver(from attempt: Attempt, reason: String, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
+        guard attempt.subject == .payment else {
+            try failRefund(attempt.subjectID, reason: reason, now: now, in: db)
+            return
+        }
+        let routes = configuration.psps.map(\.id)
+        let start = (routes.firstIndex(of: attempt.pspID) ?? routes.count - 1) + 1
+        let next = routes[min(start, routes.count)...].first { breakers[$0, default: CircuitBreaker()].allows(now: now) }
+        guard let next else {
+            try failPayment(attempt.subjectID, reason: reason, now: now, in: db)
+            return
+        }
+        counters.failovers += 1
+        let (amount, token) = try attemptAmount(attempt, in: db)
+        try db.execute(sql: "UPDATE payment SET psp_id = ?, updated_ns = ? WHERE payment_id = ?", arguments: [next, now, attempt.subjectID])
+        try startAttempt(subject: .payment, subjectID: attempt.subjectID, pspID: next, amount: amount, cardToken: token,
+                         now: now, in: db, effects: &effects)
+    }
+
+    func loadAttempt(_ id: Int64, in db: Database) throws -> Attempt? {
+        try Row.fetchOne(db, sql: """
+            SELECT attempt_id, subject, subject_id, psp_id, psp_idempotency_key, tries, status_queries, state, updated_ns
+            FROM psp_attempt WHERE attempt_id = ?
+            """, arguments: [id]).map(Attempt.init)
+    }
+
+    func updateAttempt(_ id: Int64, state: String, error: String?, now: Int64, in db: Database) throws {
+        try db.execute(sql: "UPDATE psp_attempt SET state = ?, last_error = COALESCE(?, last_error), updated_ns = ? WHERE attempt_id = ?",
+                       arguments: [state, error, now, id])
+    }
+
+    /// The amount (and card token, for charges) an attempt moves.
+    func attemptAmount(_ attempt: Attempt, in db: Database) throws -> (Money, String?) {
+        let sql = attempt.subject == .payment
+            ? "SELECT amount_minor, currency, card_token FROM payment WHERE payment_id = ?"
+            : "SELECT amount_minor, currency, NULL AS card_token FROM refund WHERE refund_id = ?"
+        let row = try Row.fetchOne(db, sql: sql, arguments: [attempt.subjectID])!
+        return (Money(minorUnits: row["amount_minor"], currency: Currency(code: row["currency"])!), row["card_token"])
+    }
+}

@@ -1,0 +1,209 @@
+import Crypto
+import Foundation
+import GRDB
+
+extension PaymentEngine {
+    // MARK: - Outbox relay
+
+    /// Up to `limit` outbox events after `sequence`, oldest first, as publish
+    /// effects (also returned). The relay publishes them, then acknowledges
+    /// with ``acknowledgeOutbox(through:)``; anything not acknowledged is
+    /// polled again, so delivery is at least once.
+    @discardableResult
+    public func pollOutbox(after sequence: Int64, limit: Int) throws(EngineError) -> [OutboxMessage] {
+        do {
+            let messages = try store.queue.read { db in
+                try Row.fetchAll(db, sql: "SELECT sequence, topic, partition_key, payload FROM outbox WHERE sequence > ? ORDER BY sequence LIMIT ?",
+                                 arguments: [sequence, max(0, limit)]).map { row in
+                    OutboxMessage(sequence: row["sequence"], topic: row["topic"], partitionKey: row["partition_key"],
+                                  event: try TransactionEvent.decode(row["payload"]))
+                }
+            }
+            pending.append(contentsOf: messages.map { .publish($0) })
+            return messages
+        } catch {
+            throw .storage("\(error)")
+        }
+    }
+
+    /// Records that everything through `sequence` was published.
+    public func acknowledgeOutbox(through sequence: Int64) throws(EngineError) {
+        try transaction { db, _ in
+            try db.execute(sql: "UPDATE outbox_cursor SET published_through = MAX(published_through, ?) WHERE id = 1", arguments: [sequence])
+        }
+    }
+
+    /// The last acknowledged outbox sequence (where a restarted relay resumes).
+    public func outboxCursor() throws(EngineError) -> Int64 {
+        do {
+            return try store.queue.read { try Int64.fetchOne($0, sql: "SELECT published_through FROM outbox_cursor WHERE id = 1") ?? 0 }
+        } catch {
+            throw .storage("\(error)")
+        }
+    }
+
+    // MARK: - Consumers
+
+    /// Delivers one transaction event to one of the engine's consumers.
+    /// Idempotent by event id: a redelivery changes nothing and returns `false`.
+    @discardableResult
+    public func consume(_ event: TransactionEvent, by consumer: EngineConsumer, now: Int64) throws(EngineError) -> Bool {
+        try transaction { db, effects in
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM consumed_event WHERE consumer = ? AND event_id = ?",
+                                 arguments: [consumer.rawValue, event.eventID]) == true {
+                counters.duplicateDeliveries += 1
+                return false
+            }
+            switch consumer {
+            case .ledger: try postToLedger(event, in: db)
+            case .wallet: try updateWallet(event, in: db)
+            case .notification: try notify(event, now: now, in: db, effects: &effects)
+            }
+            try db.execute(sql: "INSERT INTO consumed_event (consumer, event_id, consumed_ns) VALUES (?, ?, ?)",
+                           arguments: [consumer.rawValue, event.eventID, now])
+            return true
+        }
+    }
+
+    /// Captures: the PSP (outside world) owes the gross; the merchant earns
+    /// the net, the platform the fee. Refunds reverse that in proportion.
+    func postToLedger(_ event: TransactionEvent, in db: Database) throws {
+        guard let currency = Currency(code: event.currency) else { return }
+        func money(_ minor: Int64) -> Money { Money(minorUnits: minor, currency: currency) }
+        var postings: [LedgerPosting]
+        switch event.kind {
+        case .paymentCompleted:
+            postings = [.debit(.psp(event.pspID), money(event.amountMinor)),
+                        .credit(.merchant(event.merchantID), money(event.amountMinor - event.feeMinor))]
+            if event.feeMinor > 0 { postings.append(.credit(.platformFees, money(event.feeMinor))) }
+        case .refundSucceeded:
+            postings = [.credit(.psp(event.pspID), money(event.amountMinor)),
+                        .debit(.merchant(event.merchantID), money(event.amountMinor - event.feeMinor))]
+            if event.feeMinor > 0 { postings.append(.debit(.platformFees, money(event.feeMinor))) }
+        case .paymentFailed, .refundFailed:
+            return
+        }
+        try Ledger.post(JournalEntry(id: event.eventID, transactionID: event.refundID ?? event.paymentID,
+                                     timeNanoseconds: event.timeNanoseconds, postings: postings), in: db)
+    }
+
+    /// The merchant's wallet: credited only for captured money (net of fee),
+    /// debited for refunds (net of the fee returned).
+    func updateWallet(_ event: TransactionEvent, in db: Database) throws {
+        let (balance, gross, fees, refunded): (Int64, Int64, Int64, Int64)
+        switch event.kind {
+        case .paymentCompleted: (balance, gross, fees, refunded) = (event.amountMinor - event.feeMinor, event.amountMinor, event.feeMinor, 0)
+        case .refundSucceeded: (balance, gross, fees, refunded) = (-(event.amountMinor - event.feeMinor), 0, -event.feeMinor, event.amountMinor)
+        case .paymentFailed, .refundFailed: return
+        }
+        // Update first: SQLite checks the insert row's CHECK before an upsert
+        // turns into an update, and a refund's delta is negative.
+        try db.execute(sql: """
+            UPDATE wallet SET balance_minor = balance_minor + ?, gross_minor = gross_minor + ?, fees_minor = fees_minor + ?,
+                refunded_minor = refunded_minor + ? WHERE merchant_id = ? AND currency = ?
+            """, arguments: [balance, gross, fees, refunded, event.merchantID, event.currency])
+        if db.changesCount == 0 {
+            try db.execute(sql: """
+                INSERT INTO wallet (merchant_id, currency, balance_minor, gross_minor, fees_minor, refunded_minor) VALUES (?, ?, ?, ?, ?, ?)
+                """, arguments: [event.merchantID, event.currency, balance, gross, fees, refunded])
+        }
+    }
+
+    // MARK: - Notifications
+
+    /// The user and the merchant hear of every terminal state; the merchant's
+    /// copy is signed with HMAC-SHA256 under its webhook secret.
+    func notify(_ event: TransactionEvent, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
+        let body = """
+            {"event_id":"\(event.eventID)","type":"\(event.kind.rawValue)","payment_id":"\(event.paymentID)",\
+            "refund_id":\(event.refundID.map { "\"\($0)\"" } ?? "null"),"amount_minor":\(event.amountMinor),"currency":"\(event.currency)"}
+            """
+        for (recipient, signature) in [("user:\(event.userID)", nil as String?),
+                                       ("merchant:\(event.merchantID)", merchantSignature(body, merchantID: event.merchantID))] {
+            try db.execute(sql: """
+                INSERT INTO notification (event_id, recipient, body, signature, attempts, state, created_ns, updated_ns)
+                VALUES (?, ?, ?, ?, 1, 'pending', ?, ?)
+                """, arguments: [event.eventID, recipient, body, signature, now, now])
+            effects.append(.sendNotification(NotificationMessage(notificationID: db.lastInsertedRowID, recipient: recipient,
+                                                                 body: body, signature: signature, attempt: 1)))
+        }
+    }
+
+    /// The signature a merchant verifies: hex HMAC-SHA256 of the body under
+    /// the merchant's secret (derived per merchant from the configured one).
+    public func merchantSignature(_ body: String, merchantID: String) -> String {
+        let secret = SymmetricKey(data: Data(Self.digest([configuration.merchantWebhookSecret, merchantID]).utf8))
+        let mac = HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: secret)
+        return Data(mac).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The host's report of a delivery attempt. Failures retry with backoff;
+    /// after `maxNotificationAttempts` the notification goes to the
+    /// dead-letter table, from which ``replayDeadLetters(limit:now:)`` resends.
+    public func notificationDelivered(_ notificationID: Int64, success: Bool, now: Int64) throws(EngineError) {
+        try transaction { db, effects in
+            guard let row = try Row.fetchOne(db, sql: "SELECT attempts, state FROM notification WHERE notification_id = ?",
+                                             arguments: [notificationID]), row["state"] == "pending" else {
+                counters.lateReplies += 1
+                return
+            }
+            if success {
+                try db.execute(sql: "UPDATE notification SET state = 'delivered', updated_ns = ? WHERE notification_id = ?",
+                               arguments: [now, notificationID])
+                return
+            }
+            let attempts: Int = row["attempts"]
+            if attempts >= configuration.maxNotificationAttempts {
+                counters.deadLetters += 1
+                try db.execute(sql: "UPDATE notification SET state = 'dead', updated_ns = ? WHERE notification_id = ?", arguments: [now, notificationID])
+                try db.execute(sql: "INSERT INTO dead_letter (source, reference, reason, created_ns) VALUES ('notification', ?, ?, ?)",
+                               arguments: [String(notificationID), "undeliverable after \(attempts) attempts", now])
+            } else {
+                let delay = backoff(attemptID: notificationID, try: attempts, base: configuration.notificationBackoffNanoseconds,
+                                    cap: configuration.backoffMaxNanoseconds * 12)
+                effects.append(.armTimer(.notificationRetry(notificationID: notificationID), afterNanoseconds: delay))
+            }
+        }
+    }
+
+    func resendNotification(_ notificationID: Int64, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
+        guard let row = try Row.fetchOne(db, sql: "SELECT recipient, body, signature, attempts, state FROM notification WHERE notification_id = ?",
+                                         arguments: [notificationID]), row["state"] == "pending" else {
+            counters.staleTimers += 1
+            return
+        }
+        let attempt: Int = row["attempts"] + 1
+        try db.execute(sql: "UPDATE notification SET attempts = ?, updated_ns = ? WHERE notification_id = ?", arguments: [attempt, now, notificationID])
+        effects.append(.sendNotification(NotificationMessage(notificationID: notificationID, recipient: row["recipient"],
+                                                             body: row["body"], signature: row["signature"], attempt: attempt)))
+    }
+
+    /// Sends up to `limit` dead-lettered notifications again (oldest first).
+    /// - Returns: how many were replayed.
+    @discardableResult
+    public func replayDeadLetters(limit: Int, now: Int64) throws(EngineError) -> Int {
+        try transaction { db, effects in
+            let letters = try Row.fetchAll(db, sql: """
+                SELECT dead_letter_id, reference FROM dead_letter WHERE source = 'notification' AND replayed_ns IS NULL
+                ORDER BY dead_letter_id LIMIT ?
+                """, arguments: [max(0, limit)])
+            for letter in letters {
+                let notificationID = Int64(letter["reference"] as String)!
+                try db.execute(sql: "UPDATE dead_letter SET replayed_ns = ? WHERE dead_letter_id = ?", arguments: [now, letter["dead_letter_id"] as Int64])
+                try db.execute(sql: "UPDATE notification SET state = 'pending', attempts = 0, updated_ns = ? WHERE notification_id = ?",
+                               arguments: [now, notificationID])
+                try resendNotification(notificationID, now: now, in: db, effects: &effects)
+            }
+            return letters.count
+        }
+    }
+
+    /// Dead letters not yet replayed.
+    public func deadLetterCount() throws(EngineError) -> Int {
+        do {
+            return try store.queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0 }
+        } catch {
+            throw .storage("\(error)")
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import GRDB
+
+extension PaymentEngine {
+    /// `GET /ledger`: journal entries with their postings, filtered by
+    /// account, transaction and time, in sequence order, one page at a time.
+    public func ledger(_ query: LedgerQuery) throws(EngineError) -> LedgerPage {
+        guard (1...1_000).contains(query.limit) else {
+            throw .invalidField(field: "limit", message: "must be 1...1000, got \(query.limit)")
+        }
+        guard query.afterSequence >= 0 else {
+            throw .invalidField(field: "cursor", message: "must be >= 0, got \(query.afterSequence)")
+        }
+        if let from = query.fromNanoseconds, let to = query.toNanoseconds, from > to {
+            throw .invalidField(field: "from", message: "is after to")
+        }
+        var conditions = ["e.sequence > ?"]
+        var arguments: StatementArguments = [query.afterSequence]
+        if let transaction = query.transactionID { conditions.append("e.transaction_id = ?"); arguments += [transaction] }
+        if let from = query.fromNanoseconds { conditions.append("e.time_ns >= ?"); arguments += [from] }
+        if let to = query.toNanoseconds { conditions.append("e.time_ns <= ?"); arguments += [to] }
+        if let account = query.account {
+            conditions.append("EXISTS (SELECT 1 FROM journal_posting p WHERE p.entry_sequence = e.sequence AND p.account = ?)")
+            arguments += [account]
+        }
+        arguments += [query.limit + 1]
+        do {
+            return try store.queue.read { db in
+                let rows = try Row.fetchAll(db, sql: """
+                    SELECT e.sequence, e.entry_id, e.transaction_id, e.time_ns, e.hash FROM journal_entry e
+                    WHERE \(conditions.joined(separator: " AND ")) ORDER BY e.sequence LIMIT ?
+                    """, arguments: arguments)
+                var entries: [LedgerEntryView] = []
+                for row in rows.prefix(query.limit) {
+                    let sequence: Int64 = row["sequence"]
+                    let postings = try Row.fetchAll(db, sql: "SELECT account, side, amount_minor, currency FROM journal_posting WHERE entry_sequence = ? ORDER BY line",
+                                                    arguments: [sequence]).map { posting in
+                        LedgerPosting(LedgerPosting.Side(rawValue: posting["side"])!, LedgerAccount(posting["account"]),
+                                      Money(minorUnits: posting["amount_minor"], currency: Currency(code: posting["currency"])!))
+                    }
+                    entries.append(LedgerEntryView(sequence: sequence, entryID: row["entry_id"], transactionID: row["transaction_id"],
+                                                   timeNanoseconds: row["time_ns"], postings: postings,
+                                                   hash: Ledger.hex(row["hash"])))
+                }
+                return LedgerPage(entries: entries, nextCursor: rows.count > query.limit ? entries.last?.sequence : nil)
+            }
+        } catch {
+            throw .storage("\(error)")
+        }
+    }
+
+    /// After a crash: re-arms the timers of every open PSP attempt and
+    /// pending notification, so ambiguous attempts are resumed and nothing
+    /// waits forever. Idempotent; the effects come out through ``takeEffects()``.
+    public func recover(now: Int64) throws(EngineError) {
+        try transaction { db, effects in
+            for row in try Row.fetchAll(db, sql: "SELECT attempt_id, state, updated_ns FROM psp_attempt WHERE state IN ('in_flight', 'backoff', 'ambiguous') ORDER BY attempt_id") {
+                let id: Int64 = row["attempt_id"]
+                let updated: Int64 = row["updated_ns"]
+                switch row["state"] as String {
+                case "in_flight":
+                    effects.append(.armTimer(.pspTimeout(attemptID: id), afterNanoseconds: max(0, updated + configuration.pspTimeoutNanoseconds - now)))
+                case "backoff":
+                    effects.append(.armTimer(.retry(attemptID: id), afterNanoseconds: configuration.backoffBaseNanoseconds))
+                default:
+                    try db.execute(sql: "UPDATE psp_attempt SET status_queries = 0 WHERE attempt_id = ?", arguments: [id])
+                    effects.append(.armTimer(.statusQuery(attemptID: id), afterNanoseconds: configuration.statusQueryDelayNanoseconds))
+                }
+            }
+            for id in try Int64.fetchAll(db, sql: "SELECT notification_id FROM notification WHERE state = 'pending' ORDER BY notification_id") {
+                effects.append(.armTimer(.notificationRetry(notificationID: id), afterNanoseconds: configuration.notificationBackoffNanoseconds))
+            }
+        }
+    }
+}

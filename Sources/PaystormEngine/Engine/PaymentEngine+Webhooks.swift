@@ -1,0 +1,104 @@
+import Crypto
+import Foundation
+import GRDB
+
+/// The body of a PSP webhook, as PSPs send it to `POST /webhook`.
+public struct PSPWebhookPayload: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        case chargeSucceeded = "charge.succeeded"
+        case chargeFailed = "charge.failed"
+        case refundSucceeded = "refund.succeeded"
+        case refundFailed = "refund.failed"
+    }
+
+    public var eventID: String
+    public var type: Kind
+    /// The PSP idempotency key the engine sent with the call.
+    public var pspReference: String
+    public var chargeID: String?
+    public var reason: String?
+
+    enum CodingKeys: String, CodingKey {
+        case eventID = "event_id", type, pspReference = "psp_reference", chargeID = "charge_id", reason
+    }
+
+    public init(eventID: String, type: Kind, pspReference: String, chargeID: String? = nil, reason: String? = nil) {
+        self.eventID = eventID
+        self.type = type
+        self.pspReference = pspReference
+        self.chargeID = chargeID
+        self.reason = reason
+    }
+}
+
+extension PaymentEngine {
+    /// Signs a webhook body the way PSPs do here: hex HMAC-SHA256 of
+    /// `"<timestamp>.<body>"` under the PSP's webhook secret.
+    public static func webhookSignature(body: String, timestampSeconds: Int64, secret: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(timestampSeconds).\(body)".utf8), using: SymmetricKey(data: Data(secret.utf8)))
+        return Data(mac).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// `POST /webhook`: verifies the signature and the timestamp, applies the
+    /// event at most once per PSP event id, and never moves a payment or
+    /// refund backwards. A bad signature or stale timestamp changes nothing.
+    public func receiveWebhook(pspID: String, body: String, signature: String, timestampSeconds: Int64,
+                               now: Int64) throws(EngineError) -> WebhookOutcome {
+        guard let route = configuration.psps.first(where: { $0.id == pspID }) else {
+            throw .webhookRejected("unknown PSP \"\(pspID)\"")
+        }
+        let nowSeconds = now / 1_000_000_000
+        guard abs(nowSeconds - timestampSeconds) <= configuration.webhookToleranceSeconds else {
+            throw .webhookRejected("timestamp \(timestampSeconds) is more than \(configuration.webhookToleranceSeconds) s from now (\(nowSeconds))")
+        }
+        let expected = Self.webhookSignature(body: body, timestampSeconds: timestampSeconds, secret: route.webhookSecret)
+        guard Self.constantTimeEquals(expected, signature.lowercased()) else {
+            throw .webhookRejected("signature does not match")
+        }
+        let payload: PSPWebhookPayload
+        do {
+            payload = try JSONDecoder().decode(PSPWebhookPayload.self, from: Data(body.utf8))
+        } catch {
+            throw .webhookRejected("body is not a webhook event: \(error)")
+        }
+        try Self.validateIdentifier(payload.eventID, field: "event_id", maxLength: 255)
+        return try transaction { db, effects in
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM webhook_event WHERE psp_id = ? AND event_id = ?",
+                                 arguments: [pspID, payload.eventID]) == true {
+                counters.duplicateWebhooks += 1
+                return .duplicate
+            }
+            let outcome: WebhookOutcome
+            if let row = try Row.fetchOne(db, sql: """
+                SELECT attempt_id, subject, subject_id, psp_id, psp_idempotency_key, tries, status_queries, state, updated_ns
+                FROM psp_attempt WHERE psp_id = ? AND psp_idempotency_key = ? ORDER BY attempt_id DESC LIMIT 1
+                """, arguments: [pspID, payload.pspReference]) {
+                let attempt = Attempt(row)
+                let matches = (attempt.subject == .payment) == (payload.type == .chargeSucceeded || payload.type == .chargeFailed)
+                if attempt.isOpen && matches {
+                    let result: PSPOutcome = switch payload.type {
+                    case .chargeSucceeded, .refundSucceeded: .succeeded(pspReference: payload.chargeID ?? payload.eventID)
+                    case .chargeFailed, .refundFailed: .declined(reason: payload.reason ?? "failed (webhook)")
+                    }
+                    try apply(result, to: attempt, now: now, in: db, effects: &effects)
+                    outcome = .applied
+                } else {
+                    outcome = .ignored
+                }
+            } else {
+                outcome = .unknownReference
+            }
+            try db.execute(sql: "INSERT INTO webhook_event (psp_id, event_id, received_ns, outcome) VALUES (?, ?, ?, ?)",
+                           arguments: [pspID, payload.eventID, now, outcome.rawValue])
+            return outcome
+        }
+    }
+
+    static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for index in 0..<x.count { difference |= x[index] ^ y[index] }
+        return difference == 0
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+import GRDB
+import PaystormStore
+@testable import PaystormEngine
+
+/// Drives a PaymentEngine in tests: collects its effects and lets a test
+/// answer PSP calls, fire timers and run the consumers.
+final class EngineHarness {
+    static let t0: Int64 = 1_790_000_000 * 1_000_000_000  // 2026-09-21, Unix ns
+    let engine: PaymentEngine
+    var now: Int64 = EngineHarness.t0
+    var calls: [PSPRequest] = []
+    var timers: [(timer: EngineTimer, at: Int64)] = []
+    var published: [OutboxMessage] = []
+    var notifications: [NotificationMessage] = []
+    var outboxPosition: Int64 = 0
+
+    static func configuration() -> EngineConfiguration {
+        var configuration = EngineConfiguration(psps: [
+            .init(id: "stripe", webhookSecret: "whsec-stripe"),
+            .init(id: "paypal", webhookSecret: "whsec-paypal"),
+        ])
+        configuration.maxAttemptsPerPSP = 3
+        configuration.breakerFailureThreshold = 3
+        configuration.maxNotificationAttempts = 3
+        return configuration
+    }
+
+    init(_ location: Store.Location = .memory, configuration: EngineConfiguration = EngineHarness.configuration()) throws {
+        engine = try PaymentEngine(store: location, configuration: configuration,
+                                   vaultEncryptionKey: Data(repeating: 1, count: 32), vaultTokenKey: Data(repeating: 2, count: 32))
+    }
+
+    /// Moves the engine's queued effects into the harness's lists.
+    func collect() {
+        for effect in engine.takeEffects() {
+            switch effect {
+            case let .callPSP(request): calls.append(request)
+            case let .armTimer(timer, after): timers.append((timer, now + after))
+            case let .publish(message): published.append(message)
+            case let .sendNotification(message): notifications.append(message)
+            }
+        }
+    }
+
+    func advance(by nanoseconds: Int64) { now += nanoseconds }
+
+    @discardableResult
+    func pay(key: String, user: String = "u-1", merchant: String = "m-1", amount: String = "10.00", currency: String = "USD",
+             card: String = "4111111111111111") throws -> PaymentView {
+        let view = try engine.createPayment(CreatePaymentCommand(
+            userID: user, merchantID: merchant, amount: amount, currency: currency,
+            card: CardInput(number: card, expiry: "12/27", cvv: "123"), idempotencyKey: key), now: now)
+        collect()
+        return view
+    }
+
+    /// Answers the oldest unanswered PSP call (or the one for `attemptID`).
+    func reply(_ outcome: PSPOutcome, to request: PSPRequest) throws {
+        try engine.pspReplied(attemptID: request.attemptID, outcome: outcome, now: now)
+        collect()
+    }
+
+    func takeCall() -> PSPRequest? { calls.isEmpty ? nil : calls.removeFirst() }
+
+    /// Fires every timer due by `now`, earliest first.
+    func fireDueTimers() throws {
+        while let index = timers.indices.filter({ timers[$0].at <= now }).min(by: { timers[$0].at < timers[$1].at }) {
+            let timer = timers.remove(at: index).timer
+            try engine.timerFired(timer, now: now)
+            collect()
+        }
+    }
+
+    /// Publishes the outbox and delivers each event to every consumer.
+    func drainOutbox() throws {
+        while true {
+            let messages = try engine.pollOutbox(after: outboxPosition, limit: 100)
+            collect()
+            guard let last = messages.last else { return }
+            for message in messages {
+                for consumer in EngineConsumer.allCases { try engine.consume(message.event, by: consumer, now: now) }
+            }
+            collect()
+            try engine.acknowledgeOutbox(through: last.sequence)
+            outboxPosition = last.sequence
+        }
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws -> T { try engine.store.queue.read(body) }
+
+    func safetyViolations() throws -> [EngineAudit.Violation] { try read { try EngineAudit.safety($0) } }
+    func settledViolations() throws -> [EngineAudit.Violation] { try read { try EngineAudit.settled($0) } }
+}

@@ -1,0 +1,199 @@
+import Foundation
+import GRDB
+import Testing
+@testable import PaystormEngine
+
+@Suite("Payment engine: payments and PSP interaction")
+struct PaymentEngineTests {
+    @Test func completeLifecycle() throws {
+        let h = try EngineHarness()
+        let created = try h.pay(key: "k1", amount: "10.50")
+        #expect(created.status == .processing && created.paymentID == "pay-1" && created.cardMasked == "411111******1111")
+        let call = try #require(h.takeCall())
+        #expect(call.operation == .charge && call.pspID == "stripe" && call.idempotencyKey == "pay-1:stripe")
+        #expect(call.amount == Money(minorUnits: 1050, currency: .usd) && call.cardToken?.hasPrefix("tok_") == true)
+        #expect(h.timers.map(\.timer) == [.pspTimeout(attemptID: call.attemptID)])
+        try h.reply(.succeeded(pspReference: "ch_1"), to: call)
+        #expect(try h.engine.payment("pay-1").status == .completed)
+        try h.drainOutbox()
+        #expect(h.published.map(\.event.kind) == [.paymentCompleted])
+        #expect(h.published.first?.partitionKey == "m-1")
+        let fee = h.engine.configuration.fee(onGross: 1050)  // 2.9% + 30 = 60
+        #expect(fee == 60)
+        try h.read { (db: Database) throws in
+            #expect(try Ledger.balance(of: .merchant("m-1"), currency: .usd, in: db) == 990)
+            #expect(try Ledger.balance(of: .platformFees, currency: .usd, in: db) == 60)
+            #expect(try Int64.fetchOne(db, sql: "SELECT balance_minor FROM wallet WHERE merchant_id = 'm-1'") == 990)
+        }
+        #expect(h.notifications.map(\.recipient) == ["user:u-1", "merchant:m-1"])
+        let merchantCopy = h.notifications[1]
+        #expect(merchantCopy.signature == h.engine.merchantSignature(merchantCopy.body, merchantID: "m-1"))
+        #expect(h.notifications[0].signature == nil)
+        #expect(try h.safetyViolations().isEmpty && h.settledViolations().isEmpty)
+    }
+
+    @Test func badInputIsRefusedWithTheFieldNamed() throws {
+        let h = try EngineHarness()
+        func field(_ body: () throws -> Void) -> String? {
+            do { try body(); return nil } catch let error as EngineError {
+                if case let .invalidField(field, _) = error { return field } else { return "\(error)" }
+            } catch { return "\(error)" }
+        }
+        #expect(field { try h.pay(key: "a", amount: "10.505") } == "amount")
+        #expect(field { try h.pay(key: "b", amount: "0") } == "amount")
+        #expect(field { try h.pay(key: "c", amount: "-1") } == "amount")
+        #expect(field { try h.pay(key: "d", currency: "XYZ") } == "currency")
+        #expect(field { try h.pay(key: "e", card: "4111111111111112") } == "payment_method.details")
+        #expect(field { try h.pay(key: "f", user: "") } == "user_id")
+        #expect(field { try h.pay(key: "", amount: "1") } == "idempotency_key")
+        #expect(field { try h.pay(key: "g", merchant: String(repeating: "m", count: 65)) } == "merchant_id")
+        #expect(h.calls.isEmpty)
+        let count = try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") }
+        #expect(count == 0)
+    }
+
+    @Test func idempotentReplayAndKeyReuse() throws {
+        let h = try EngineHarness()
+        let first = try h.pay(key: "same")
+        let replay = try h.pay(key: "same")
+        #expect(replay.paymentID == first.paymentID && replay.replayed && !first.replayed)
+        #expect(h.calls.count == 1, "a replay never calls the PSP again")
+        #expect(throws: EngineError.idempotencyKeyReused(key: "same")) { try h.pay(key: "same", amount: "11.00") }
+        // Same key at another merchant is another payment.
+        #expect(try h.pay(key: "same", merchant: "m-2").paymentID == "pay-2")
+        // After the retention window the key is free again.
+        h.advance(by: h.engine.configuration.idempotencyRetentionNanoseconds)
+        #expect(try h.pay(key: "same").paymentID == "pay-3")
+    }
+
+    @Test func transientErrorsRetryWithBackoffThenFailOver() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "k")
+        var keys: [String] = []
+        var delays: [Int64] = []
+        for _ in 0..<3 {
+            let call = try #require(h.takeCall())
+            keys.append(call.idempotencyKey)
+            try h.reply(.transientError("503"), to: call)
+            if let retry = h.timers.last(where: { if case .retry = $0.timer { true } else { false } }) {
+                delays.append(retry.at - h.now)
+                h.now = retry.at
+                try h.fireDueTimers()
+            }
+        }
+        #expect(keys == ["pay-1:stripe", "pay-1:stripe", "pay-1:stripe"], "retries reuse the PSP idempotency key")
+        #expect(delays.count == 2 && delays[1] > delays[0] / 2, "backoff grows")
+        let failover = try #require(h.takeCall())
+        #expect(failover.pspID == "paypal" && failover.idempotencyKey == "pay-1:paypal")
+        try h.reply(.succeeded(pspReference: "pp_1"), to: failover)
+        let payment = try h.engine.payment("pay-1")
+        #expect(payment.status == .completed && payment.pspID == "paypal")
+        #expect(h.engine.counters.failovers == 1)
+        #expect(try h.safetyViolations().isEmpty)
+    }
+
+    @Test func declineFailsWithoutFailover() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "k")
+        try h.reply(.declined(reason: "insufficient_funds"), to: try #require(h.takeCall()))
+        let payment = try h.engine.payment("pay-1")
+        #expect(payment.status == .failed && payment.failureReason == "declined by stripe: insufficient_funds")
+        #expect(h.calls.isEmpty)
+        try h.drainOutbox()
+        #expect(h.published.map(\.event.kind) == [.paymentFailed])
+        let count = try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM journal_entry") }
+        #expect(count == 0)
+    }
+
+    @Test func ambiguousOutcomeStaysProcessingUntilAStatusQuerySettlesIt() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "k")
+        let charge = try #require(h.takeCall())
+        h.advance(by: h.engine.configuration.pspTimeoutNanoseconds)
+        try h.fireDueTimers()
+        #expect(try h.engine.payment("pay-1").status == .processing)
+        h.advance(by: h.engine.configuration.statusQueryDelayNanoseconds)
+        try h.fireDueTimers()
+        let query = try #require(h.takeCall())
+        #expect(query.operation == .status && query.pspID == "stripe" && query.idempotencyKey == charge.idempotencyKey)
+        // A failing status query changes nothing and never fails over.
+        try h.reply(.transientError("timeout"), to: query)
+        try h.reply(.pending, to: query)
+        #expect(h.calls.isEmpty)
+        #expect(try h.engine.payment("pay-1").status == .processing)
+        // The late reply to the original charge is still authoritative.
+        try h.reply(.succeeded(pspReference: "ch_9"), to: charge)
+        #expect(try h.engine.payment("pay-1").status == .completed)
+        #expect(try h.safetyViolations().isEmpty)
+    }
+
+    @Test func statusNotFoundRetriesTheSameChargeAtTheSamePSP() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "k")
+        _ = try #require(h.takeCall())
+        h.advance(by: h.engine.configuration.pspTimeoutNanoseconds)
+        try h.fireDueTimers()
+        h.advance(by: h.engine.configuration.statusQueryDelayNanoseconds)
+        try h.fireDueTimers()
+        try h.reply(.notFound, to: try #require(h.takeCall()))
+        h.advance(by: h.engine.configuration.backoffMaxNanoseconds)
+        try h.fireDueTimers()
+        let retry = try #require(h.takeCall())
+        #expect(retry.operation == .charge && retry.pspID == "stripe" && retry.idempotencyKey == "pay-1:stripe")
+    }
+
+    @Test func statusQueriesAreBoundedAndLeaveThePaymentProcessing() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "k")
+        _ = h.takeCall()
+        for _ in 0..<40 {
+            h.advance(by: 30_000_000_000)
+            try h.fireDueTimers()
+        }
+        let queries = h.calls.filter { $0.operation == .status }
+        #expect(queries.count == h.engine.configuration.maxStatusQueries)
+        #expect(h.calls.allSatisfy { $0.pspID == "stripe" })
+        #expect(try h.engine.payment("pay-1").status == .processing)
+        #expect(h.engine.counters.statusQueriesExhausted == 1)
+    }
+
+    @Test func openBreakerRoutesNewPaymentsToTheNextPSP() throws {
+        let h = try EngineHarness()
+        for i in 0..<3 {
+            try h.pay(key: "k\(i)")
+            try h.reply(.transientError("down"), to: try #require(h.takeCall()))
+        }
+        h.calls.removeAll()
+        try h.pay(key: "after")
+        #expect(h.takeCall()?.pspID == "paypal")
+        // After the open period the first PSP is tried again.
+        h.advance(by: h.engine.configuration.breakerOpenNanoseconds)
+        try h.pay(key: "later")
+        #expect(h.calls.last?.pspID == "stripe")
+    }
+
+    @Test func restartedEngineResumesOpenAttempts() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("paystorm-engine-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("engine.sqlite").path
+        do {
+            let h = try EngineHarness(.file(path: path))
+            try h.pay(key: "k")
+            _ = h.takeCall()
+            h.advance(by: h.engine.configuration.pspTimeoutNanoseconds)
+            try h.fireDueTimers()  // now ambiguous; then the process dies
+        }
+        let h = try EngineHarness(.file(path: path))
+        h.now += 10_000_000_000
+        try h.engine.recover(now: h.now)
+        h.collect()
+        #expect(h.timers.map(\.timer) == [.statusQuery(attemptID: 1)])
+        h.advance(by: h.engine.configuration.statusQueryDelayNanoseconds)
+        try h.fireDueTimers()
+        let query = try #require(h.takeCall())
+        #expect(query.operation == .status)
+        try h.reply(.succeeded(pspReference: "ch_1"), to: query)
+        #expect(try h.engine.payment("pay-1").status == .completed)
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+import GRDB
+import Testing
+@testable import PaystormEngine
+
+extension EngineHarness {
+    /// A completed, consumed payment of `amount`.
+    @discardableResult
+    func completedPayment(key: String, amount: String = "100.00") throws -> PaymentView {
+        let view = try pay(key: key, amount: amount)
+        try reply(.succeeded(pspReference: "ch_\(key)"), to: try #require(calls.last))
+        calls.removeAll()
+        try drainOutbox()
+        return view
+    }
+
+    func refund(_ paymentID: String, amount: String, key: String) throws -> RefundView {
+        let view = try engine.createRefund(CreateRefundCommand(merchantID: "m-1", paymentID: paymentID, amount: amount, idempotencyKey: key), now: now)
+        collect()
+        return view
+    }
+
+    func webhook(_ payload: PSPWebhookPayload, psp: String = "stripe", secret: String = "whsec-stripe",
+                 timestamp: Int64? = nil, signature: String? = nil) throws -> WebhookOutcome {
+        let body = String(decoding: try JSONEncoder().encode(payload), as: UTF8.self)
+        let ts = timestamp ?? now / 1_000_000_000
+        let outcome = try engine.receiveWebhook(pspID: psp, body: body,
+                                                signature: signature ?? PaymentEngine.webhookSignature(body: body, timestampSeconds: ts, secret: secret),
+                                                timestampSeconds: ts, now: now)
+        collect()
+        return outcome
+    }
+}
+
+@Suite("Payment engine: refunds")
+struct RefundTests {
+    @Test func partialAndMultipleRefundsReverseLedgerAndWallet() throws {
+        let h = try EngineHarness()
+        try h.completedPayment(key: "p")  // 100.00, fee 2.90 + 0.30 = 320
+        let first = try h.refund("pay-1", amount: "40.00", key: "r1")
+        #expect(first.status == .processing)
+        let call = try #require(h.takeCall())
+        #expect(call.operation == .refund && call.pspID == "stripe" && call.idempotencyKey == "ref-1:stripe")
+        try h.reply(.succeeded(pspReference: "re_1"), to: call)
+        _ = try h.refund("pay-1", amount: "60.00", key: "r2")
+        try h.reply(.succeeded(pspReference: "re_2"), to: try #require(h.takeCall()))
+        try h.drainOutbox()
+        #expect(try h.engine.payment("pay-1").refundedMinor == 10_000)
+        try h.read { (db: Database) throws in
+            #expect(try Ledger.balance(of: .merchant("m-1"), currency: .usd, in: db) == 0, "a full refund returns the whole net")
+            #expect(try Ledger.balance(of: .platformFees, currency: .usd, in: db) == 0, "and the whole fee")
+            #expect(try Ledger.balance(of: .psp("stripe"), currency: .usd, in: db) == 0)
+            #expect(try Int64.fetchOne(db, sql: "SELECT balance_minor FROM wallet WHERE merchant_id = 'm-1'") == 0)
+        }
+        #expect(try h.safetyViolations().isEmpty && h.settledViolations().isEmpty)
+    }
+
+    @Test func pendingRefundsReserveTheCapturedAmount() throws {
+        let h = try EngineHarness()
+        try h.completedPayment(key: "p", amount: "50.00")
+        // Three requests race before any PSP answers: the third would exceed.
+        _ = try h.refund("pay-1", amount: "20.00", key: "a")
+        _ = try h.refund("pay-1", amount: "20.00", key: "b")
+        #expect(throws: EngineError.refundExceedsCaptured(paymentID: "pay-1", requestedMinor: 2_000, availableMinor: 1_000, currency: "USD")) {
+            _ = try h.refund("pay-1", amount: "20.00", key: "c")
+        }
+        // A failed refund releases its reservation.
+        try h.reply(.declined(reason: "card_closed"), to: try #require(h.takeCall()))
+        #expect(try h.engine.refund("ref-1").status == .failed)
+        #expect(try h.refund("pay-1", amount: "30.00", key: "d").status == .processing)
+        #expect(try h.safetyViolations().isEmpty)
+    }
+
+    @Test func refundRulesAndIdempotency() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "not-yet")
+        #expect(throws: EngineError.self) { _ = try h.refund("pay-1", amount: "1.00", key: "x") }
+        #expect(throws: EngineError.paymentNotFound("pay-404")) { _ = try h.refund("pay-404", amount: "1.00", key: "y") }
+        h.calls.removeAll()
+        try h.completedPayment(key: "p")
+        let first = try h.refund("pay-2", amount: "5.00", key: "same")
+        let again = try h.refund("pay-2", amount: "5.00", key: "same")
+        #expect(again.refundID == first.refundID && again.replayed)
+        #expect(h.calls.count == 1)
+        #expect(throws: EngineError.idempotencyKeyReused(key: "same")) { _ = try h.refund("pay-2", amount: "6.00", key: "same") }
+        #expect(throws: EngineError.self) { _ = try h.refund("pay-2", amount: "1.001", key: "z") }
+    }
+}
+
+@Suite("Payment engine: PSP webhooks")
+struct WebhookTests {
+    @Test func signedWebhookSettlesAnAmbiguousPaymentOnce() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "k")
+        h.advance(by: h.engine.configuration.pspTimeoutNanoseconds)
+        try h.fireDueTimers()
+        let event = PSPWebhookPayload(eventID: "evt_1", type: .chargeSucceeded, pspReference: "pay-1:stripe", chargeID: "ch_1")
+        #expect(try h.webhook(event) == .applied)
+        #expect(try h.engine.payment("pay-1").status == .completed)
+        #expect(try h.webhook(event) == .duplicate)
+        try h.drainOutbox()
+        #expect(h.published.count == 1, "applied at most once")
+    }
+
+    @Test func lateAndOutOfOrderWebhooksNeverMoveBackwards() throws {
+        let h = try EngineHarness()
+        try h.completedPayment(key: "k")
+        #expect(try h.webhook(PSPWebhookPayload(eventID: "evt_late", type: .chargeFailed, pspReference: "pay-1:stripe", reason: "late")) == .ignored)
+        #expect(try h.engine.payment("pay-1").status == .completed)
+        #expect(try h.webhook(PSPWebhookPayload(eventID: "evt_x", type: .chargeSucceeded, pspReference: "pay-99:stripe")) == .unknownReference)
+    }
+
+    @Test func badSignaturesAndStaleTimestampsChangeNothing() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "k")
+        let event = PSPWebhookPayload(eventID: "evt_1", type: .chargeSucceeded, pspReference: "pay-1:stripe")
+        #expect(throws: EngineError.webhookRejected("signature does not match")) { _ = try h.webhook(event, signature: String(repeating: "0", count: 64)) }
+        #expect(throws: EngineError.self) { _ = try h.webhook(event, secret: "whsec-paypal") }
+        #expect(throws: EngineError.self) { _ = try h.webhook(event, timestamp: h.now / 1_000_000_000 - 301) }
+        #expect(throws: EngineError.webhookRejected("unknown PSP \"adyen\"")) { _ = try h.webhook(event, psp: "adyen") }
+        #expect(try h.engine.payment("pay-1").status == .processing)
+        let recorded = try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM webhook_event") }
+        #expect(recorded == 0)
+        // The same event, properly signed, still applies: nothing was consumed by the bad ones.
+        #expect(try h.webhook(event) == .applied)
+    }
+}
+
+@Suite("Payment engine: notifications and reconciliation")
+struct NotificationAndReconciliationTests {
+    @Test func failedNotificationsRetryThenDeadLetterThenReplay() throws {
+        let h = try EngineHarness()
+        try h.completedPayment(key: "k")
+        let merchant = try #require(h.notifications.first { $0.recipient == "merchant:m-1" })
+        for _ in 0..<3 {
+            try h.engine.notificationDelivered(merchant.notificationID, success: false, now: h.now)
+            h.collect()
+            h.advance(by: 60_000_000_000)
+            try h.fireDueTimers()
+        }
+        #expect(try h.engine.deadLetterCount() == 1)
+        #expect(h.notifications.filter { $0.notificationID == merchant.notificationID }.map(\.attempt) == [1, 2, 3])
+        #expect(try h.engine.replayDeadLetters(limit: 10, now: h.now) == 1)
+        h.collect()
+        #expect(try h.engine.deadLetterCount() == 0)
+        let replayed = try #require(h.notifications.last)
+        #expect(replayed.notificationID == merchant.notificationID && replayed.signature == merchant.signature)
+        try h.engine.notificationDelivered(merchant.notificationID, success: true, now: h.now)
+        let state = try h.read { try String.fetchOne($0, sql: "SELECT state FROM notification WHERE notification_id = ?", arguments: [merchant.notificationID]) }
+        #expect(state == "delivered")
+    }
+
+    @Test func consumersAreIdempotentByEventID() throws {
+        let h = try EngineHarness()
+        try h.completedPayment(key: "k")
+        let event = try #require(h.published.first?.event)
+        for consumer in EngineConsumer.allCases {
+            #expect(try h.engine.consume(event, by: consumer, now: h.now) == false)
+        }
+        try h.read { (db: Database) throws in
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM journal_entry") == 1)
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM notification") == 2)
+        }
+        #expect(try h.settledViolations().isEmpty)
+    }
+
+    @Test func reconciliationSettlesStuckPaymentsAndRecordsTheRest() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "stuck", amount: "12.00")
+        h.advance(by: 200_000_000_000)
+        try h.fireDueTimers()
+        try h.fireDueTimers()
+        #expect(try h.engine.payment("pay-1").status == .processing)
+        let csv = """
+            psp_reference,kind,amount,currency,status,settled_at_ns
+            pay-1:stripe,charge,12.00,USD,captured,\(h.now)
+            pay-77:stripe,charge,5.00,USD,captured,\(h.now)
+            """
+        let report = try SettlementReport.parseCSV(csv, pspID: "stripe", periodStart: EngineHarness.t0, periodEnd: h.now + 1)
+        let result = try h.engine.reconcile(report, now: h.now)
+        #expect(result.count(of: .statusMismatch) == 1 && result.count(of: .missingInternally) == 1)
+        #expect(try h.engine.payment("pay-1").status == .completed)
+        try h.read { (db: Database) throws in
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM reconciliation_item") == 2)
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit_log WHERE action = 'reconciliation-settle'") == 1)
+        }
+        // Nothing was invented for the payment the engine does not know.
+        #expect(throws: EngineError.paymentNotFound("pay-77")) { _ = try h.engine.payment("pay-77") }
+    }
+}
