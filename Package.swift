@@ -64,7 +64,6 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            exclude: ["Fraud"],  // TEMP: being written in parallel
             swiftSettings: releaseSpeed
         ),
         .target(
@@ -94,8 +93,7 @@ let package = Package(
         .testTarget(name: "PaystormStatisticsTests", dependencies: ["PaystormStatistics"]),
         .testTarget(name: "PaystormKernelTests", dependencies: ["PaystormKernel", "PaystormStatistics"]),
         .testTarget(name: "PaystormStoreTests", dependencies: ["PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "PaystormEngineTests", dependencies: ["PaystormEngine", "PaystormStore", .product(name: "GRDB", package: "GRDB.swift")],
-                    exclude: ["FraudDetectorTests.swift"]),  // TEMP
+        .testTarget(name: "PaystormEngineTests", dependencies: ["PaystormEngine", "PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PaystormBenchmarksTests", dependencies: ["PaystormBenchmarks"]),
         .testTarget(name: "PaystormWorldTests", dependencies: ["PaystormWorld", "PaystormKernel"]),
     ],

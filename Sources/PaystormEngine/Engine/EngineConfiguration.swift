@@ -41,6 +41,8 @@ public struct EngineConfiguration: Sendable {
     public var notificationBackoffNanoseconds: Int64 = 500_000_000
     /// Secret used to sign merchant webhooks (per-merchant secrets are derived from it).
     public var merchantWebhookSecret: String = "paystorm-merchant-webhooks"
+    /// Real-time fraud screening of every new payment.
+    public var fraudRules: FraudRules = .standard
 
     public init(psps: [PSPRoute]) {
         self.psps = psps
@@ -63,6 +65,11 @@ public struct EngineConfiguration: Sendable {
         try require((0...10_000).contains(feeBasisPoints), "feeBasisPoints", "must be 0...10000")
         try require(feeFixedMinor >= 0, "feeFixedMinor", "must be >= 0")
         try require((1...100).contains(maxNotificationAttempts), "maxNotificationAttempts", "must be 1...100")
+        do {
+            try fraudRules.validate()
+        } catch {
+            throw .invalidField(field: "fraudRules.\(error.field)", message: error.description)
+        }
     }
 
     /// The fee on a capture of `gross` minor units, never more than `gross − 1`

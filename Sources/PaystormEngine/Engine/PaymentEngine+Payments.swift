@@ -2,7 +2,9 @@ import GRDB
 
 extension PaymentEngine {
     /// `POST /payments`: validates, deduplicates by idempotency key, screens
-    /// for fraud, vaults the card and starts the first PSP attempt.
+    /// for fraud, vaults the card and starts the first PSP attempt. A fraud
+    /// decline fails the payment before any PSP call; a review is recorded
+    /// with its reasons and the payment proceeds.
     ///
     /// Idempotency is per merchant and key, for the retention window. A
     /// replay returns the payment as it stands (`replayed == true`); the same
@@ -50,25 +52,36 @@ extension PaymentEngine {
             }
             let paymentID = "pay-\(try nextID("payment", in: db))"
             _ = try vault.store(card, in: db)
-            let status: PaymentStatus = route == nil ? .failed : .processing
-            let failure: String? = route == nil ? "no PSP available: every circuit breaker is open" : nil
+            let decision = fraud.assess(FraudSignal(userID: command.userID, merchantID: command.merchantID, cardToken: token,
+                                                    cardBIN: card.first6, amount: amount, timeNanoseconds: now))
+            let fraudText: String
+            var failure: String?
+            switch decision {
+            case .approve: fraudText = "approve"
+            case let .review(reasons): fraudText = "review: " + reasons.map(\.description).joined(separator: "; ")
+            case let .decline(reasons):
+                fraudText = "decline: " + reasons.map(\.description).joined(separator: "; ")
+                failure = "declined by fraud screening: " + reasons.map(\.description).joined(separator: "; ")
+            }
+            if failure == nil, route == nil { failure = "no PSP available: every circuit breaker is open" }
+            let status: PaymentStatus = failure == nil ? .processing : .failed
             try db.execute(sql: """
                 INSERT INTO payment (payment_id, user_id, merchant_id, amount_minor, currency, status, card_token,
                     card_masked, psp_id, failure_reason, fraud_decision, created_ns, updated_ns)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [paymentID, command.userID, command.merchantID, amount.minorUnits, currency.code,
-                                 status.rawValue, token, card.masked, route, failure, "approve", now, now])
+                                 status.rawValue, token, card.masked, failure == nil ? route : nil, failure, fraudText, now, now])
             try db.execute(sql: """
                 INSERT INTO idempotency_record (merchant_id, idempotency_key, kind, request_hash, resource_id, created_ns, expires_ns)
                 VALUES (?, ?, 'payment', ?, ?, ?, ?)
                 """, arguments: [command.merchantID, command.idempotencyKey, requestHash, paymentID, now,
                                  now + configuration.idempotencyRetentionNanoseconds])
-            if let route {
+            if let failure {
+                if route == nil { counters.breakerRejections += 1 }
+                try emitPaymentFailed(paymentID: paymentID, reason: failure, now: now, in: db)
+            } else if let route {
                 try startAttempt(subject: .payment, subjectID: paymentID, pspID: route, amount: amount,
                                  cardToken: token, now: now, in: db, effects: &effects)
-            } else {
-                counters.breakerRejections += 1
-                try emitPaymentFailed(paymentID: paymentID, reason: failure!, now: now, in: db)
             }
             return try paymentView(paymentID, in: db)
         }

@@ -6,7 +6,7 @@ extension PaymentEngine {
     /// for a payment already terminal never moves it; it is audited for
     /// reconciliation instead.
     func completePayment(_ paymentID: String, pspID: String, reference: String, now: Int64, in db: Database) throws {
-        let row = try Row.fetchOne(db, sql: "SELECT status, amount_minor FROM payment WHERE payment_id = ?", arguments: [paymentID])!
+        let row = try Row.fetchOne(db, sql: "SELECT status, amount_minor, currency, user_id FROM payment WHERE payment_id = ?", arguments: [paymentID])!
         let status = PaymentStatus(rawValue: row["status"])!
         guard status.canMove(to: .completed) else {
             try audit(paymentID, action: "ignored-success", reason: "PSP \(pspID) reported success (\(reference)) for a \(status.rawValue) payment", now: now, in: db)
@@ -19,6 +19,7 @@ extension PaymentEngine {
                 fee_minor = ?, updated_ns = ? WHERE payment_id = ?
             """, arguments: [pspID, reference, fee, now, paymentID])
         try emitEvent(.paymentCompleted, paymentID: paymentID, refundID: nil, amount: gross, fee: fee, reason: nil, now: now, in: db)
+        fraud.recordCompleted(userID: row["user_id"], amount: Money(minorUnits: gross, currency: Currency(code: row["currency"])!))
     }
 
     /// processing → failed (or initiated → failed), with the reason and a

@@ -18,6 +18,7 @@ public final class PaymentEngine {
     public let store: Store
     public let configuration: EngineConfiguration
     let vault: CardVault
+    let fraud: FraudDetector
     var breakers: [String: CircuitBreaker] = [:]
     var pending: [EngineEffect] = []
     public internal(set) var counters = EngineCounters()
@@ -37,6 +38,7 @@ public final class PaymentEngine {
             throw .storage("\(error)")
         }
         self.configuration = configuration
+        self.fraud = FraudDetector(rules: configuration.fraudRules)
         for route in configuration.psps { breakers[route.id] = CircuitBreaker() }
     }
 

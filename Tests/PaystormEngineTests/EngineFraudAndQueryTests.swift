@@ -1,0 +1,100 @@
+import Foundation
+import GRDB
+import Testing
+@testable import PaystormEngine
+
+@Suite("Payment engine: fraud screening, ledger queries, card data")
+struct EngineFraudAndQueryTests {
+    @Test func fraudDeclineFailsBeforeAnyPSPCallAndReviewIsRecorded() throws {
+        var configuration = EngineHarness.configuration()
+        configuration.fraudRules.blockedBINs = ["555555"]
+        let h = try EngineHarness(configuration: configuration)
+        let blocked = try h.pay(key: "b", card: "5555555555554444")
+        #expect(blocked.status == .failed)
+        #expect(blocked.failureReason?.hasPrefix("declined by fraud screening") == true)
+        #expect(h.calls.isEmpty)
+        let large = try h.pay(key: "big", amount: "6000.00")
+        #expect(large.status == .processing && h.calls.count == 1)
+        let decisions = try h.read { try String.fetchAll($0, sql: "SELECT fraud_decision FROM payment ORDER BY payment_id") }
+        #expect(decisions[0].hasPrefix("decline: ") && decisions[1].hasPrefix("review: "))
+        try h.drainOutbox()
+        #expect(h.published.map(\.event.kind) == [.paymentFailed])
+        #expect(try h.safetyViolations().isEmpty)
+    }
+
+    @Test func cardTestingBurstIsDeclined() throws {
+        let h = try EngineHarness()
+        var statuses: [PaymentStatus] = []
+        for i in 0..<8 {
+            let card = ["4111111111111111", "5555555555554444", "378282246310005", "6011111111111117",
+                        "3530111333300000", "4012888888881881", "5105105105105100", "4222222222222"][i]
+            statuses.append(try h.pay(key: "t\(i)", amount: "1.00", card: card).status)
+            h.advance(by: 1_000_000_000)
+        }
+        // Standard rules: a sixth distinct card within a day from one user is declined.
+        #expect(Array(statuses.prefix(5)) == Array(repeating: .processing, count: 5))
+        #expect(Array(statuses.suffix(3)) == Array(repeating: .failed, count: 3))
+    }
+
+    @Test func ledgerQueryFiltersAndPages() throws {
+        let h = try EngineHarness()
+        for i in 0..<5 { try h.completedPayment(key: "p\(i)", amount: "\(i + 1).00") }
+        let all = try h.engine.ledger(LedgerQuery(limit: 2))
+        #expect(all.entries.map(\.sequence) == [1, 2] && all.nextCursor == 2)
+        let next = try h.engine.ledger(LedgerQuery(afterSequence: 2, limit: 2))
+        #expect(next.entries.map(\.sequence) == [3, 4])
+        let last = try h.engine.ledger(LedgerQuery(afterSequence: 4, limit: 2))
+        #expect(last.entries.map(\.sequence) == [5] && last.nextCursor == nil)
+        let one = try h.engine.ledger(LedgerQuery(transactionID: "pay-3"))
+        #expect(one.entries.count == 1 && one.entries[0].entryID == "payment.completed:pay-3")
+        #expect(one.entries[0].postings.contains(.debit(.psp("stripe"), Money(minorUnits: 300, currency: .usd))))
+        #expect(try h.engine.ledger(LedgerQuery(account: "merchant:m-1")).entries.count == 5)
+        #expect(try h.engine.ledger(LedgerQuery(account: "merchant:nobody")).entries.isEmpty)
+        #expect(throws: EngineError.invalidField(field: "limit", message: "must be 1...1000, got 0")) {
+            _ = try h.engine.ledger(LedgerQuery(limit: 0))
+        }
+        #expect(throws: EngineError.self) { _ = try h.engine.ledger(LedgerQuery(fromNanoseconds: 10, toNanoseconds: 5)) }
+    }
+
+    /// After a realistic run on a database file, no column, row or byte of the
+    /// file holds a CVV or a plaintext card number.
+    @Test func databaseHoldsNoCVVOrPlaintextCardNumber() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("paystorm-scan-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("engine.sqlite").path
+        let cards = ["4111111111111111", "5555555555554444", "378282246310005"]
+        do {
+            let h = try EngineHarness(.file(path: path))
+            for (i, card) in cards.enumerated() {
+                let view = try h.engine.createPayment(CreatePaymentCommand(
+                    userID: "u-\(i)", merchantID: "m-1", amount: "10.00", currency: "USD",
+                    card: CardInput(number: card, expiry: "12/27", cvv: "9\(i)7"), idempotencyKey: "k\(i)"), now: h.now)
+                h.collect()
+                try h.reply(.succeeded(pspReference: "ch_\(i)"), to: try #require(h.calls.last))
+                _ = try h.engine.createRefund(CreateRefundCommand(merchantID: "m-1", paymentID: view.paymentID, amount: "1.00", idempotencyKey: "r\(i)"), now: h.now)
+                h.collect()
+            }
+            try h.drainOutbox()
+            try h.engine.store.queue.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        }
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        if let wal = try? Data(contentsOf: URL(fileURLWithPath: path + "-wal")) { bytes.append(wal) }
+        for secret in cards + ["907", "917", "927"].map({ "\"cvv\":\"\($0)\"" }) {
+            #expect(bytes.range(of: Data(secret.utf8)) == nil, "found \(secret) in the database")
+        }
+        let queue = try DatabaseQueue(path: path)
+        let tables = try queue.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") }
+        for table in tables {
+            let columns = try queue.read { try Row.fetchAll($0, sql: "PRAGMA table_info(\(table))").map { $0["name"] as String } }
+            #expect(!columns.contains { $0.lowercased().contains("cvv") || $0.lowercased() == "card_number" }, "\(table)")
+            for row in try queue.read({ try Row.fetchAll($0, sql: "SELECT * FROM \(table)") }) {
+                for (_, value) in row {
+                    let text = String(describing: value)
+                    for card in cards { #expect(!text.contains(card), "\(table) holds a card number") }
+                    for cvv in ["907", "917", "927"] where table != "counter" { #expect(!text.contains("cvv\":\"\(cvv)"), "\(table)") }
+                }
+            }
+        }
+    }
+}
