@@ -66,7 +66,7 @@ struct PaymentEngineTests {
         #expect(try h.pay(key: "same").paymentID == "pay-3")
     }
 
-    @Test func transientErrorsRetryWithBackoffThenFailOver() throws {
+    @Test func transientErrorsRetryWithBackoffThenVoidThenFailOver() throws {
         let h = try EngineHarness()
         try h.pay(key: "k")
         var keys: [String] = []
@@ -83,12 +83,25 @@ struct PaymentEngineTests {
         }
         #expect(keys == ["pay-1:stripe", "pay-1:stripe", "pay-1:stripe"], "retries reuse the PSP idempotency key")
         #expect(delays.count == 2 && delays[1] > delays[0] / 2, "backoff grows")
+        // Before another PSP may charge, this one must void the key: an
+        // earlier request could still land.
+        let cancel = try #require(h.takeCall())
+        #expect(cancel.operation == .cancel && cancel.pspID == "stripe" && cancel.idempotencyKey == "pay-1:stripe")
+        #expect(h.calls.isEmpty, "no failover before the void is confirmed")
+        try h.reply(.transientError("busy"), to: cancel)
+        h.advance(by: h.engine.configuration.backoffMaxNanoseconds)
+        try h.fireDueTimers()
+        let again = try #require(h.takeCall())
+        #expect(again.operation == .cancel)
+        try h.reply(.declined(reason: "canceled"), to: again)
         let failover = try #require(h.takeCall())
         #expect(failover.pspID == "paypal" && failover.idempotencyKey == "pay-1:paypal")
         try h.reply(.succeeded(pspReference: "pp_1"), to: failover)
         let payment = try h.engine.payment("pay-1")
         #expect(payment.status == .completed && payment.pspID == "paypal")
         #expect(h.engine.counters.failovers == 1)
+        let reason = try h.read { try String.fetchOne($0, sql: "SELECT last_error FROM psp_attempt WHERE attempt_id = 1") }
+        #expect(reason == "stripe: transient error: 503 after 3 tries")
         #expect(try h.safetyViolations().isEmpty)
     }
 

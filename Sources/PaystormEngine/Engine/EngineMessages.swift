@@ -3,6 +3,10 @@
 public struct PSPRequest: Sendable, Equatable {
     public enum Operation: String, Sendable, Equatable {
         case charge, refund, status
+        /// Void the key: the PSP must refuse any later request with it. The
+        /// answer is `.succeeded` if the key had already moved money (nothing
+        /// was voided) and `.declined` once it is void.
+        case cancel
     }
 
     /// The attempt this call belongs to; the reply must carry it back.

@@ -49,7 +49,7 @@ enum EngineSchema {
                     psp_idempotency_key TEXT NOT NULL,
                     tries INTEGER NOT NULL,
                     status_queries INTEGER NOT NULL DEFAULT 0,
-                    state TEXT NOT NULL CHECK (state IN ('in_flight', 'backoff', 'ambiguous', 'succeeded', 'failed')),
+                    state TEXT NOT NULL CHECK (state IN ('in_flight', 'backoff', 'ambiguous', 'canceling', 'succeeded', 'failed')),
                     last_error TEXT,
                     created_ns INTEGER NOT NULL,
                     updated_ns INTEGER NOT NULL);

@@ -37,9 +37,9 @@ extension PaymentEngine {
     ///
     /// A definite answer settles the attempt; a transient one retries with
     /// backoff at the same PSP under the same PSP idempotency key, and fails
-    /// over to the next PSP only once this one has definitely not charged.
-    /// While an attempt is ambiguous only a definite answer (or "not found")
-    /// changes it, so a failed status query never triggers a second charge.
+    /// over to the next PSP only once this one has voided the key. While an
+    /// attempt is ambiguous only a definite answer (or "not found") changes
+    /// it, so a failed status query never triggers a second charge.
     public func pspReplied(attemptID: Int64, outcome: PSPOutcome, now: Int64) throws(EngineError) {
         try transaction { db, effects in
             guard let attempt = try loadAttempt(attemptID, in: db), attempt.isOpen else {
@@ -55,9 +55,15 @@ extension PaymentEngine {
         try transaction { db, effects in
             switch timer {
             case let .pspTimeout(attemptID):
-                guard let attempt = try loadAttempt(attemptID, in: db), attempt.state == "in_flight",
+                guard let attempt = try loadAttempt(attemptID, in: db), attempt.state == "in_flight" || attempt.state == "canceling",
                       attempt.updatedNanoseconds + configuration.pspTimeoutNanoseconds <= now else {
                     counters.staleTimers += 1
+                    return
+                }
+                if attempt.state == "canceling" {
+                    // The void is what makes failing over safe: keep asking.
+                    try db.execute(sql: "UPDATE psp_attempt SET updated_ns = ? WHERE attempt_id = ?", arguments: [now, attempt.id])
+                    try emitCall(for: attempt, operation: .cancel, in: db, effects: &effects)
                     return
                 }
                 // No answer: the PSP may or may not have charged. Stay processing and ask.
@@ -68,15 +74,17 @@ extension PaymentEngine {
                 try db.execute(sql: "UPDATE psp_attempt SET status_queries = 0 WHERE attempt_id = ?", arguments: [attempt.id])
                 effects.append(.armTimer(.statusQuery(attemptID: attempt.id), afterNanoseconds: configuration.statusQueryDelayNanoseconds))
             case let .retry(attemptID):
-                guard let attempt = try loadAttempt(attemptID, in: db), attempt.state == "backoff" else {
+                guard let attempt = try loadAttempt(attemptID, in: db), attempt.state == "backoff" || attempt.state == "canceling" else {
                     counters.staleTimers += 1
                     return
                 }
+                if attempt.state == "canceling" {
+                    try db.execute(sql: "UPDATE psp_attempt SET updated_ns = ? WHERE attempt_id = ?", arguments: [now, attempt.id])
+                    try emitCall(for: attempt, operation: .cancel, in: db, effects: &effects)
+                    return
+                }
                 if attempt.subject == .payment, !breakers[attempt.pspID, default: CircuitBreaker()].allows(now: now) {
-                    // Nothing was charged (we are in backoff after a definite
-                    // failure), so moving to another PSP is safe.
-                    try updateAttempt(attempt.id, state: "failed", error: "circuit breaker open", now: now, in: db)
-                    try failOver(from: attempt, reason: "PSP \(attempt.pspID) circuit breaker open", now: now, in: db, effects: &effects)
+                    try startCancel(attempt, reason: "PSP \(attempt.pspID) circuit breaker open", now: now, in: db, effects: &effects)
                     return
                 }
                 try db.execute(sql: "UPDATE psp_attempt SET tries = tries + 1, state = 'in_flight', updated_ns = ? WHERE attempt_id = ?",
@@ -127,9 +135,15 @@ extension PaymentEngine {
         effects.append(.armTimer(.pspTimeout(attemptID: attempt.id), afterNanoseconds: configuration.pspTimeoutNanoseconds))
     }
 
+    /// Applies a PSP answer to an open attempt.
+    ///
+    /// Only three things are definite: a success (money moved), a decline
+    /// (the PSP fixed the key's outcome: nothing moved, ever) and a confirmed
+    /// void. A transient error proves only that *this* request did nothing —
+    /// an earlier request with the same key may still be on its way — so
+    /// when retries run out the engine voids the key before it fails over or
+    /// gives up; that is what keeps one payment to one charge.
     func apply(_ outcome: PSPOutcome, to attempt: Attempt, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
-        let threshold = configuration.breakerFailureThreshold
-        let openFor = configuration.breakerOpenNanoseconds
         switch outcome {
         case let .succeeded(reference):
             breakers[attempt.pspID, default: CircuitBreaker()].recordSuccess()
@@ -140,22 +154,40 @@ extension PaymentEngine {
             }
         case let .declined(reason):
             breakers[attempt.pspID, default: CircuitBreaker()].recordSuccess()
+            if attempt.state == "canceling" {
+                // Voided: nothing moved and nothing will. Now failing over is safe.
+                let cause = try String.fetchOne(db, sql: "SELECT last_error FROM psp_attempt WHERE attempt_id = ?", arguments: [attempt.id]) ?? reason
+                try updateAttempt(attempt.id, state: "failed", error: nil, now: now, in: db)
+                try failOver(from: attempt, reason: cause, now: now, in: db, effects: &effects)
+                return
+            }
             try updateAttempt(attempt.id, state: "failed", error: reason, now: now, in: db)
             switch attempt.subject {
             case .payment: try failPayment(attempt.subjectID, reason: "declined by \(attempt.pspID): \(reason)", now: now, in: db)
             case .refund: try failRefund(attempt.subjectID, reason: "declined by \(attempt.pspID): \(reason)", now: now, in: db)
             }
         case .transientError, .rateLimited, .notFound:
-            let definite = attempt.state == "in_flight" || outcome == .notFound
-            guard definite else { return }  // an ambiguous attempt's status query failed: ask again later
-            if outcome != .notFound {
-                breakers[attempt.pspID, default: CircuitBreaker()].recordFailure(now: now, threshold: threshold, openFor: openFor)
+            switch attempt.state {
+            case "in_flight":
+                break
+            case "ambiguous" where outcome == .notFound:
+                break  // the PSP has no record yet: retry the same key
+            case "canceling":
+                let delay = backoff(attemptID: attempt.id, try: attempt.tries, base: configuration.backoffBaseNanoseconds,
+                                    cap: configuration.backoffMaxNanoseconds)
+                effects.append(.armTimer(.retry(attemptID: attempt.id), afterNanoseconds: delay))
+                return
+            default:
+                return  // a failed status query, or a duplicate reply during backoff
             }
-            let message: String
-            switch outcome {
-            case let .transientError(text): message = "transient error: \(text)"
-            case .rateLimited: message = "rate limited"
-            default: message = "PSP has no record of the call"
+            if outcome != .notFound {
+                breakers[attempt.pspID, default: CircuitBreaker()].recordFailure(
+                    now: now, threshold: configuration.breakerFailureThreshold, openFor: configuration.breakerOpenNanoseconds)
+            }
+            let message: String = switch outcome {
+            case let .transientError(text): "transient error: \(text)"
+            case .rateLimited: "rate limited"
+            default: "PSP has no record of the call"
             }
             if attempt.tries < configuration.maxAttemptsPerPSP {
                 try updateAttempt(attempt.id, state: "backoff", error: message, now: now, in: db)
@@ -163,16 +195,21 @@ extension PaymentEngine {
                                     base: configuration.backoffBaseNanoseconds, cap: configuration.backoffMaxNanoseconds)
                 effects.append(.armTimer(.retry(attemptID: attempt.id), afterNanoseconds: delay))
             } else {
-                try updateAttempt(attempt.id, state: "failed", error: message, now: now, in: db)
-                try failOver(from: attempt, reason: "\(attempt.pspID): \(message) after \(attempt.tries) tries",
-                             now: now, in: db, effects: &effects)
+                try startCancel(attempt, reason: "\(attempt.pspID): \(message) after \(attempt.tries) tries", now: now, in: db, effects: &effects)
             }
         case .pending:
             return  // the next status query will ask again
         }
     }
 
-    /// After a definite failure at `attempt`'s PSP: a payment moves to the
+    /// Asks the PSP to void the attempt's key before the engine fails over
+    /// or fails the subject; `reason` is kept for when the void is confirmed.
+    func startCancel(_ attempt: Attempt, reason: String, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
+        try updateAttempt(attempt.id, state: "canceling", error: reason, now: now, in: db)
+        try emitCall(for: attempt, operation: .cancel, in: db, effects: &effects)
+    }
+
+    /// After a definite failure (or a confirmed void) at `attempt`'s PSP: a payment moves to the
     /// next PSP in preference order whose breaker allows it, or fails; a
     /// refund fails (it must be made where the money was captured).
     func failOver(from attempt: Attempt, reason: String, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {

@@ -53,11 +53,11 @@ extension PaymentEngine {
     /// waits forever. Idempotent; the effects come out through ``takeEffects()``.
     public func recover(now: Int64) throws(EngineError) {
         try transaction { db, effects in
-            for row in try Row.fetchAll(db, sql: "SELECT attempt_id, state, updated_ns FROM psp_attempt WHERE state IN ('in_flight', 'backoff', 'ambiguous') ORDER BY attempt_id") {
+            for row in try Row.fetchAll(db, sql: "SELECT attempt_id, state, updated_ns FROM psp_attempt WHERE state IN ('in_flight', 'backoff', 'ambiguous', 'canceling') ORDER BY attempt_id") {
                 let id: Int64 = row["attempt_id"]
                 let updated: Int64 = row["updated_ns"]
                 switch row["state"] as String {
-                case "in_flight":
+                case "in_flight", "canceling":
                     effects.append(.armTimer(.pspTimeout(attemptID: id), afterNanoseconds: max(0, updated + configuration.pspTimeoutNanoseconds - now)))
                 case "backoff":
                     effects.append(.armTimer(.retry(attemptID: id), afterNanoseconds: configuration.backoffBaseNanoseconds))
