@@ -9,7 +9,7 @@ import PackageDescription
 //          │    └─ PaystormKernel ── DequeModule
 //          │         └─ PaystormStatistics ── CGSL (system GSL)
 //          └─ PaystormStore (GRDB → system SQLite)
-//   PaystormEngine ── PaystormStore, swift-crypto   (sans-I/O: no kernel, no clock)
+//          └─ PaystormEngine ── PaystormStore, swift-crypto   (sans-I/O: no kernel, no clock)
 //
 // Only PaystormStatistics imports CGSL.
 // Dynamic exclusivity checks on the kernel's class state cost about a third of
@@ -74,7 +74,7 @@ let package = Package(
         .target(
             name: "PaystormBenchmarks",
             dependencies: [
-                "PaystormKernel", "PaystormStatistics", "PaystormStore", "PaystormWorld",
+                "PaystormKernel", "PaystormStatistics", "PaystormStore", "PaystormWorld", "PaystormEngine",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: releaseSpeed

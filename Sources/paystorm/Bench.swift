@@ -7,7 +7,7 @@ extension Paystorm {
     struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Measure Paystorm's speed. Build with `-c release` for meaningful figures.",
-            subcommands: [Kernel.self, StoreInserts.self])
+            subcommands: [Kernel.self, Engine.self, StoreInserts.self])
     }
 }
 
@@ -86,6 +86,42 @@ extension Paystorm.Bench {
             print("  GRDB cached statement: \(Int(result.grdbRowsPerSecond)) rows/s")
             print("  PreparedStatement:     \(Int(result.rawRowsPerSecond)) rows/s")
             print("  GRDB overhead:         \(format((result.rawRowsPerSecond / result.grdbRowsPerSecond - 1) * 100, 1))%")
+        }
+    }
+}
+
+extension Paystorm.Bench {
+    struct Engine: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Complete payment lifecycles per second through the engine and SQLite with an in-process PSP.")
+
+        @Option(help: "Payments to run.")
+        var payments: Int = 100_000
+
+        @Option(help: "Payments created before the PSP replies and consumers run.")
+        var batch: Int = 500
+
+        @Option(help: "A new database file to use in WAL mode (default: in memory).")
+        var store: String?
+
+        func validate() throws {
+            guard payments >= 1 && payments <= 50_000_000 else { throw ValidationError("--payments must be in 1...50000000, got \(payments)") }
+            guard batch >= 1 && batch <= 100_000 else { throw ValidationError("--batch must be in 1...100000, got \(batch)") }
+            if let store, FileManager.default.fileExists(atPath: store) {
+                throw ValidationError("--store \(store) already exists; the benchmark needs a new file")
+            }
+        }
+
+        func run() throws {
+            #if DEBUG
+            print("warning: debug build; build with `swift build -c release` for real figures")
+            #endif
+            let location: Store.Location = store.map { .file(path: $0) } ?? .memory
+            let result = try EngineBenchmark.run(payments: payments, batch: batch, location: location)
+            print("engine lifecycles (\(location)): \(result.payments) payments in \(format(result.seconds, 2)) s = \(Int(result.paymentsPerSecond)) payments/s")
+            print("checked: \(result.journalEntries) journal entries, wallets hold \(result.walletTotalMinor) minor units, \(result.violations.isEmpty ? "no invariant violations" : "VIOLATIONS:")")
+            for violation in result.violations.prefix(20) { print("  \(violation)") }
+            if !result.violations.isEmpty { throw ExitCode(1) }
         }
     }
 }

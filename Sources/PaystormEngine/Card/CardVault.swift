@@ -44,14 +44,14 @@ public struct CardVault {
     /// The token of a card number (stable: same number, same token).
     public func token(for card: CardDetails) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Data(card.number.utf8), using: tokenKey)
-        return "tok_" + Data(mac).prefix(16).map { String(format: "%02x", $0) }.joined()
+        return "tok_" + Hex.encode(Data(mac).prefix(16))
     }
 
     /// Stores the card if new and returns its token. Runs in the caller's transaction.
     public func store(_ card: CardDetails, in db: Database) throws(CardVaultError) -> String {
         let token = token(for: card)
         do {
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM card_vault WHERE token = ?", arguments: [token]) == true {
+            if try db.value("SELECT 1 FROM card_vault WHERE token = ?", as: Bool.self, [token]) == true {
                 return token
             }
             let counter = try Int64.fetchOne(db, sql: "UPDATE card_vault_nonce SET counter = counter + 1 WHERE id = 1 RETURNING counter")!
@@ -60,8 +60,7 @@ public struct CardVault {
             let sealed = try AES.GCM.seal(Data(card.number.utf8), using: encryptionKey,
                                           nonce: try AES.GCM.Nonce(data: nonceBytes), authenticating: Data(token.utf8))
             guard let combined = sealed.combined else { throw CardVaultError.crypto("AES-GCM produced no combined box") }
-            try db.execute(sql: "INSERT INTO card_vault (token, ciphertext, first6, last4, expiry_month, expiry_year) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [token, combined, card.first6, card.last4, card.expiryMonth, card.expiryYear])
+            try db.run("INSERT INTO card_vault (token, ciphertext, first6, last4, expiry_month, expiry_year) VALUES (?, ?, ?, ?, ?, ?)", [token, combined, card.first6, card.last4, card.expiryMonth, card.expiryYear])
             return token
         } catch let error as CardVaultError {
             throw error
@@ -75,7 +74,7 @@ public struct CardVault {
     ///   ciphertext was tampered with.
     public func cardNumber(for token: String, in db: Database) throws(CardVaultError) -> String {
         do {
-            guard let combined = try Data.fetchOne(db, sql: "SELECT ciphertext FROM card_vault WHERE token = ?", arguments: [token]) else {
+            guard let combined = try db.value("SELECT ciphertext FROM card_vault WHERE token = ?", as: Data.self, [token]) else {
                 throw CardVaultError.unknownToken(token)
             }
             let box = try AES.GCM.SealedBox(combined: combined)

@@ -27,20 +27,29 @@ public enum EngineAudit {
         }
         // Refunds never exceed the capture; the reservation equals the non-failed refunds.
         for row in try Row.fetchAll(db, sql: """
+            WITH r AS (
+                SELECT payment_id,
+                       SUM(CASE WHEN status != 'failed' THEN amount_minor ELSE 0 END) AS open_refunds,
+                       SUM(CASE WHEN status = 'succeeded' THEN amount_minor ELSE 0 END) AS done_refunds
+                FROM refund GROUP BY payment_id)
             SELECT p.payment_id, p.captured_minor, p.refund_reserved_minor, p.refunded_minor,
-                   COALESCE(SUM(CASE WHEN r.status != 'failed' THEN r.amount_minor END), 0) AS open_refunds,
-                   COALESCE(SUM(CASE WHEN r.status = 'succeeded' THEN r.amount_minor END), 0) AS done_refunds
-            FROM payment p LEFT JOIN refund r ON r.payment_id = p.payment_id
-            GROUP BY p.payment_id HAVING open_refunds > p.captured_minor OR open_refunds != p.refund_reserved_minor
-                OR done_refunds != p.refunded_minor ORDER BY p.payment_id
+                   COALESCE(r.open_refunds, 0) AS open_refunds, COALESCE(r.done_refunds, 0) AS done_refunds
+            FROM payment p LEFT JOIN r ON r.payment_id = p.payment_id
+            WHERE COALESCE(r.open_refunds, 0) > p.captured_minor OR COALESCE(r.open_refunds, 0) != p.refund_reserved_minor
+               OR COALESCE(r.done_refunds, 0) != p.refunded_minor
+            ORDER BY p.payment_id
             """) {
             add("refunds", row["payment_id"], "captured \(row["captured_minor"] as Int64), reserved \(row["refund_reserved_minor"] as Int64), non-failed refunds \(row["open_refunds"] as Int64), refunded \(row["refunded_minor"] as Int64) vs succeeded \(row["done_refunds"] as Int64)")
         }
         // At most one successful charge per payment; completed ⇔ one success.
         for row in try Row.fetchAll(db, sql: """
-            SELECT p.payment_id, p.status, COUNT(a.attempt_id) AS successes FROM payment p
-            LEFT JOIN psp_attempt a ON a.subject = 'payment' AND a.subject_id = p.payment_id AND a.state = 'succeeded'
-            GROUP BY p.payment_id HAVING successes > 1 OR (p.status = 'completed') != (successes = 1) ORDER BY p.payment_id
+            WITH s AS (
+                SELECT subject_id, COUNT(*) AS successes FROM psp_attempt
+                WHERE subject = 'payment' AND state = 'succeeded' GROUP BY subject_id)
+            SELECT p.payment_id, p.status, COALESCE(s.successes, 0) AS successes
+            FROM payment p LEFT JOIN s ON s.subject_id = p.payment_id
+            WHERE COALESCE(s.successes, 0) > 1 OR (p.status = 'completed') != (COALESCE(s.successes, 0) = 1)
+            ORDER BY p.payment_id
             """) {
             add("one-charge", row["payment_id"], "status \(row["status"] as String) with \(row["successes"] as Int) successful PSP attempt(s)")
         }

@@ -62,7 +62,7 @@ extension PaymentEngine {
                 }
                 if attempt.state == "canceling" {
                     // The void is what makes failing over safe: keep asking.
-                    try db.execute(sql: "UPDATE psp_attempt SET updated_ns = ? WHERE attempt_id = ?", arguments: [now, attempt.id])
+                    try db.run("UPDATE psp_attempt SET updated_ns = ? WHERE attempt_id = ?", [now, attempt.id])
                     try emitCall(for: attempt, operation: .cancel, in: db, effects: &effects)
                     return
                 }
@@ -71,7 +71,7 @@ extension PaymentEngine {
                 breakers[attempt.pspID, default: CircuitBreaker()].recordFailure(
                     now: now, threshold: configuration.breakerFailureThreshold, openFor: configuration.breakerOpenNanoseconds)
                 try updateAttempt(attempt.id, state: "ambiguous", error: "no reply within the PSP timeout", now: now, in: db)
-                try db.execute(sql: "UPDATE psp_attempt SET status_queries = 0 WHERE attempt_id = ?", arguments: [attempt.id])
+                try db.run("UPDATE psp_attempt SET status_queries = 0 WHERE attempt_id = ?", [attempt.id])
                 effects.append(.armTimer(.statusQuery(attemptID: attempt.id), afterNanoseconds: configuration.statusQueryDelayNanoseconds))
             case let .retry(attemptID):
                 guard let attempt = try loadAttempt(attemptID, in: db), attempt.state == "backoff" || attempt.state == "canceling" else {
@@ -79,7 +79,7 @@ extension PaymentEngine {
                     return
                 }
                 if attempt.state == "canceling" {
-                    try db.execute(sql: "UPDATE psp_attempt SET updated_ns = ? WHERE attempt_id = ?", arguments: [now, attempt.id])
+                    try db.run("UPDATE psp_attempt SET updated_ns = ? WHERE attempt_id = ?", [now, attempt.id])
                     try emitCall(for: attempt, operation: .cancel, in: db, effects: &effects)
                     return
                 }
@@ -87,8 +87,7 @@ extension PaymentEngine {
                     try startCancel(attempt, reason: "PSP \(attempt.pspID) circuit breaker open", now: now, in: db, effects: &effects)
                     return
                 }
-                try db.execute(sql: "UPDATE psp_attempt SET tries = tries + 1, state = 'in_flight', updated_ns = ? WHERE attempt_id = ?",
-                               arguments: [now, attempt.id])
+                try db.run("UPDATE psp_attempt SET tries = tries + 1, state = 'in_flight', updated_ns = ? WHERE attempt_id = ?", [now, attempt.id])
                 try emitCall(for: attempt, operation: attempt.subject == .payment ? .charge : .refund, in: db, effects: &effects)
             case let .statusQuery(attemptID):
                 guard let attempt = try loadAttempt(attemptID, in: db), attempt.state == "ambiguous" else {
@@ -100,7 +99,7 @@ extension PaymentEngine {
                     counters.statusQueriesExhausted += 1
                     return
                 }
-                try db.execute(sql: "UPDATE psp_attempt SET status_queries = status_queries + 1 WHERE attempt_id = ?", arguments: [attempt.id])
+                try db.run("UPDATE psp_attempt SET status_queries = status_queries + 1 WHERE attempt_id = ?", [attempt.id])
                 let (amount, token) = try attemptAmount(attempt, in: db)
                 effects.append(.callPSP(PSPRequest(attemptID: attempt.id, pspID: attempt.pspID, operation: .status,
                                                    idempotencyKey: attempt.key, amount: amount, cardToken: token)))
@@ -118,10 +117,10 @@ extension PaymentEngine {
     func startAttempt(subject: AttemptSubject, subjectID: String, pspID: String, amount: Money, cardToken: String?,
                       now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
         let key = "\(subjectID):\(pspID)"
-        try db.execute(sql: """
+        try db.run("""
             INSERT INTO psp_attempt (subject, subject_id, psp_id, psp_idempotency_key, tries, state, created_ns, updated_ns)
             VALUES (?, ?, ?, ?, 1, 'in_flight', ?, ?)
-            """, arguments: [subject.rawValue, subjectID, pspID, key, now, now])
+            """, [subject.rawValue, subjectID, pspID, key, now, now])
         let id = db.lastInsertedRowID
         effects.append(.callPSP(PSPRequest(attemptID: id, pspID: pspID, operation: subject == .payment ? .charge : .refund,
                                            idempotencyKey: key, amount: amount, cardToken: cardToken)))
@@ -156,7 +155,7 @@ extension PaymentEngine {
             breakers[attempt.pspID, default: CircuitBreaker()].recordSuccess()
             if attempt.state == "canceling" {
                 // Voided: nothing moved and nothing will. Now failing over is safe.
-                let cause = try String.fetchOne(db, sql: "SELECT last_error FROM psp_attempt WHERE attempt_id = ?", arguments: [attempt.id]) ?? reason
+                let cause = try db.value("SELECT last_error FROM psp_attempt WHERE attempt_id = ?", as: String.self, [attempt.id]) ?? reason
                 try updateAttempt(attempt.id, state: "failed", error: nil, now: now, in: db)
                 try failOver(from: attempt, reason: cause, now: now, in: db, effects: &effects)
                 return
@@ -226,21 +225,20 @@ extension PaymentEngine {
         }
         counters.failovers += 1
         let (amount, token) = try attemptAmount(attempt, in: db)
-        try db.execute(sql: "UPDATE payment SET psp_id = ?, updated_ns = ? WHERE payment_id = ?", arguments: [next, now, attempt.subjectID])
+        try db.run("UPDATE payment SET psp_id = ?, updated_ns = ? WHERE payment_id = ?", [next, now, attempt.subjectID])
         try startAttempt(subject: .payment, subjectID: attempt.subjectID, pspID: next, amount: amount, cardToken: token,
                          now: now, in: db, effects: &effects)
     }
 
     func loadAttempt(_ id: Int64, in db: Database) throws -> Attempt? {
-        try Row.fetchOne(db, sql: """
+        try db.row("""
             SELECT attempt_id, subject, subject_id, psp_id, psp_idempotency_key, tries, status_queries, state, updated_ns
             FROM psp_attempt WHERE attempt_id = ?
-            """, arguments: [id]).map(Attempt.init)
+            """, [id]).map(Attempt.init)
     }
 
     func updateAttempt(_ id: Int64, state: String, error: String?, now: Int64, in db: Database) throws {
-        try db.execute(sql: "UPDATE psp_attempt SET state = ?, last_error = COALESCE(?, last_error), updated_ns = ? WHERE attempt_id = ?",
-                       arguments: [state, error, now, id])
+        try db.run("UPDATE psp_attempt SET state = ?, last_error = COALESCE(?, last_error), updated_ns = ? WHERE attempt_id = ?", [state, error, now, id])
     }
 
     /// The amount (and card token, for charges) an attempt moves.

@@ -13,8 +13,7 @@ extension PaymentEngine {
     public func pollOutbox(after sequence: Int64, limit: Int) throws(EngineError) -> [OutboxMessage] {
         do {
             let messages = try store.queue.read { db in
-                try Row.fetchAll(db, sql: "SELECT sequence, topic, partition_key, payload FROM outbox WHERE sequence > ? ORDER BY sequence LIMIT ?",
-                                 arguments: [sequence, max(0, limit)]).map { row in
+                try db.rows("SELECT sequence, topic, partition_key, payload FROM outbox WHERE sequence > ? ORDER BY sequence LIMIT ?", [sequence, max(0, limit)]).map { row in
                     OutboxMessage(sequence: row["sequence"], topic: row["topic"], partitionKey: row["partition_key"],
                                   event: try TransactionEvent.decode(row["payload"]))
                 }
@@ -29,7 +28,7 @@ extension PaymentEngine {
     /// Records that everything through `sequence` was published.
     public func acknowledgeOutbox(through sequence: Int64) throws(EngineError) {
         try transaction { db, _ in
-            try db.execute(sql: "UPDATE outbox_cursor SET published_through = MAX(published_through, ?) WHERE id = 1", arguments: [sequence])
+            try db.run("UPDATE outbox_cursor SET published_through = MAX(published_through, ?) WHERE id = 1", [sequence])
         }
     }
 
@@ -49,8 +48,7 @@ extension PaymentEngine {
     @discardableResult
     public func consume(_ event: TransactionEvent, by consumer: EngineConsumer, now: Int64) throws(EngineError) -> Bool {
         try transaction { db, effects in
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM consumed_event WHERE consumer = ? AND event_id = ?",
-                                 arguments: [consumer.rawValue, event.eventID]) == true {
+            if try db.value("SELECT 1 FROM consumed_event WHERE consumer = ? AND event_id = ?", as: Bool.self, [consumer.rawValue, event.eventID]) == true {
                 counters.duplicateDeliveries += 1
                 return false
             }
@@ -59,8 +57,7 @@ extension PaymentEngine {
             case .wallet: try updateWallet(event, in: db)
             case .notification: try notify(event, now: now, in: db, effects: &effects)
             }
-            try db.execute(sql: "INSERT INTO consumed_event (consumer, event_id, consumed_ns) VALUES (?, ?, ?)",
-                           arguments: [consumer.rawValue, event.eventID, now])
+            try db.run("INSERT INTO consumed_event (consumer, event_id, consumed_ns) VALUES (?, ?, ?)", [consumer.rawValue, event.eventID, now])
             return true
         }
     }
@@ -98,14 +95,14 @@ extension PaymentEngine {
         }
         // Update first: SQLite checks the insert row's CHECK before an upsert
         // turns into an update, and a refund's delta is negative.
-        try db.execute(sql: """
+        try db.run("""
             UPDATE wallet SET balance_minor = balance_minor + ?, gross_minor = gross_minor + ?, fees_minor = fees_minor + ?,
                 refunded_minor = refunded_minor + ? WHERE merchant_id = ? AND currency = ?
-            """, arguments: [balance, gross, fees, refunded, event.merchantID, event.currency])
+            """, [balance, gross, fees, refunded, event.merchantID, event.currency])
         if db.changesCount == 0 {
-            try db.execute(sql: """
+            try db.run("""
                 INSERT INTO wallet (merchant_id, currency, balance_minor, gross_minor, fees_minor, refunded_minor) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [event.merchantID, event.currency, balance, gross, fees, refunded])
+                """, [event.merchantID, event.currency, balance, gross, fees, refunded])
         }
     }
 
@@ -120,10 +117,10 @@ extension PaymentEngine {
             """
         for (recipient, signature) in [("user:\(event.userID)", nil as String?),
                                        ("merchant:\(event.merchantID)", merchantSignature(body, merchantID: event.merchantID))] {
-            try db.execute(sql: """
+            try db.run("""
                 INSERT INTO notification (event_id, recipient, body, signature, attempts, state, created_ns, updated_ns)
                 VALUES (?, ?, ?, ?, 1, 'pending', ?, ?)
-                """, arguments: [event.eventID, recipient, body, signature, now, now])
+                """, [event.eventID, recipient, body, signature, now, now])
             effects.append(.sendNotification(NotificationMessage(notificationID: db.lastInsertedRowID, recipient: recipient,
                                                                  body: body, signature: signature, attempt: 1)))
         }
@@ -134,7 +131,7 @@ extension PaymentEngine {
     public func merchantSignature(_ body: String, merchantID: String) -> String {
         let secret = SymmetricKey(data: Data(Self.digest([configuration.merchantWebhookSecret, merchantID]).utf8))
         let mac = HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: secret)
-        return Data(mac).map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(Data(mac))
     }
 
     /// The host's report of a delivery attempt. Failures retry with backoff;
@@ -142,22 +139,19 @@ extension PaymentEngine {
     /// dead-letter table, from which ``replayDeadLetters(limit:now:)`` resends.
     public func notificationDelivered(_ notificationID: Int64, success: Bool, now: Int64) throws(EngineError) {
         try transaction { db, effects in
-            guard let row = try Row.fetchOne(db, sql: "SELECT attempts, state FROM notification WHERE notification_id = ?",
-                                             arguments: [notificationID]), row["state"] == "pending" else {
+            guard let row = try db.row("SELECT attempts, state FROM notification WHERE notification_id = ?", [notificationID]), row["state"] == "pending" else {
                 counters.lateReplies += 1
                 return
             }
             if success {
-                try db.execute(sql: "UPDATE notification SET state = 'delivered', updated_ns = ? WHERE notification_id = ?",
-                               arguments: [now, notificationID])
+                try db.run("UPDATE notification SET state = 'delivered', updated_ns = ? WHERE notification_id = ?", [now, notificationID])
                 return
             }
             let attempts: Int = row["attempts"]
             if attempts >= configuration.maxNotificationAttempts {
                 counters.deadLetters += 1
-                try db.execute(sql: "UPDATE notification SET state = 'dead', updated_ns = ? WHERE notification_id = ?", arguments: [now, notificationID])
-                try db.execute(sql: "INSERT INTO dead_letter (source, reference, reason, created_ns) VALUES ('notification', ?, ?, ?)",
-                               arguments: [String(notificationID), "undeliverable after \(attempts) attempts", now])
+                try db.run("UPDATE notification SET state = 'dead', updated_ns = ? WHERE notification_id = ?", [now, notificationID])
+                try db.run("INSERT INTO dead_letter (source, reference, reason, created_ns) VALUES ('notification', ?, ?, ?)", [String(notificationID), "undeliverable after \(attempts) attempts", now])
             } else {
                 let delay = backoff(attemptID: notificationID, try: attempts, base: configuration.notificationBackoffNanoseconds,
                                     cap: configuration.backoffMaxNanoseconds * 12)
@@ -167,13 +161,12 @@ extension PaymentEngine {
     }
 
     func resendNotification(_ notificationID: Int64, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
-        guard let row = try Row.fetchOne(db, sql: "SELECT recipient, body, signature, attempts, state FROM notification WHERE notification_id = ?",
-                                         arguments: [notificationID]), row["state"] == "pending" else {
+        guard let row = try db.row("SELECT recipient, body, signature, attempts, state FROM notification WHERE notification_id = ?", [notificationID]), row["state"] == "pending" else {
             counters.staleTimers += 1
             return
         }
         let attempt: Int = row["attempts"] + 1
-        try db.execute(sql: "UPDATE notification SET attempts = ?, updated_ns = ? WHERE notification_id = ?", arguments: [attempt, now, notificationID])
+        try db.run("UPDATE notification SET attempts = ?, updated_ns = ? WHERE notification_id = ?", [attempt, now, notificationID])
         effects.append(.sendNotification(NotificationMessage(notificationID: notificationID, recipient: row["recipient"],
                                                              body: row["body"], signature: row["signature"], attempt: attempt)))
     }
@@ -183,15 +176,14 @@ extension PaymentEngine {
     @discardableResult
     public func replayDeadLetters(limit: Int, now: Int64) throws(EngineError) -> Int {
         try transaction { db, effects in
-            let letters = try Row.fetchAll(db, sql: """
+            let letters = try db.rows("""
                 SELECT dead_letter_id, reference FROM dead_letter WHERE source = 'notification' AND replayed_ns IS NULL
                 ORDER BY dead_letter_id LIMIT ?
-                """, arguments: [max(0, limit)])
+                """, [max(0, limit)])
             for letter in letters {
                 let notificationID = Int64(letter["reference"] as String)!
-                try db.execute(sql: "UPDATE dead_letter SET replayed_ns = ? WHERE dead_letter_id = ?", arguments: [now, letter["dead_letter_id"] as Int64])
-                try db.execute(sql: "UPDATE notification SET state = 'pending', attempts = 0, updated_ns = ? WHERE notification_id = ?",
-                               arguments: [now, notificationID])
+                try db.run("UPDATE dead_letter SET replayed_ns = ? WHERE dead_letter_id = ?", [now, letter["dead_letter_id"] as Int64])
+                try db.run("UPDATE notification SET state = 'pending', attempts = 0, updated_ns = ? WHERE notification_id = ?", [now, notificationID])
                 try resendNotification(notificationID, now: now, in: db, effects: &effects)
             }
             return letters.count

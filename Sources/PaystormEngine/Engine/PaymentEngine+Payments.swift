@@ -65,16 +65,16 @@ extension PaymentEngine {
             }
             if failure == nil, route == nil { failure = "no PSP available: every circuit breaker is open" }
             let status: PaymentStatus = failure == nil ? .processing : .failed
-            try db.execute(sql: """
+            try db.run("""
                 INSERT INTO payment (payment_id, user_id, merchant_id, amount_minor, currency, status, card_token,
                     card_masked, psp_id, failure_reason, fraud_decision, created_ns, updated_ns)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [paymentID, command.userID, command.merchantID, amount.minorUnits, currency.code,
+                """, [paymentID, command.userID, command.merchantID, amount.minorUnits, currency.code,
                                  status.rawValue, token, card.masked, failure == nil ? route : nil, failure, fraudText, now, now])
-            try db.execute(sql: """
+            try db.run("""
                 INSERT INTO idempotency_record (merchant_id, idempotency_key, kind, request_hash, resource_id, created_ns, expires_ns)
                 VALUES (?, ?, 'payment', ?, ?, ?, ?)
-                """, arguments: [command.merchantID, command.idempotencyKey, requestHash, paymentID, now,
+                """, [command.merchantID, command.idempotencyKey, requestHash, paymentID, now,
                                  now + configuration.idempotencyRetentionNanoseconds])
             if let failure {
                 if route == nil { counters.breakerRejections += 1 }
@@ -122,23 +122,22 @@ extension PaymentEngine {
 
     /// The live record for a key, deleting it first if its retention ran out.
     func idempotencyRecord(merchantID: String, key: String, kind: String, now: Int64, in db: Database) throws -> IdempotencyRecord? {
-        guard let row = try Row.fetchOne(db, sql: """
+        guard let row = try db.row("""
             SELECT request_hash, resource_id, expires_ns FROM idempotency_record
             WHERE merchant_id = ? AND idempotency_key = ? AND kind = ?
-            """, arguments: [merchantID, key, kind]) else { return nil }
+            """, [merchantID, key, kind]) else { return nil }
         if (row["expires_ns"] as Int64) <= now {
-            try db.execute(sql: "DELETE FROM idempotency_record WHERE merchant_id = ? AND idempotency_key = ? AND kind = ?",
-                           arguments: [merchantID, key, kind])
+            try db.run("DELETE FROM idempotency_record WHERE merchant_id = ? AND idempotency_key = ? AND kind = ?", [merchantID, key, kind])
             return nil
         }
         return IdempotencyRecord(requestHash: row["request_hash"], resourceID: row["resource_id"])
     }
 
     func paymentView(_ paymentID: String, in db: Database) throws -> PaymentView {
-        guard let row = try Row.fetchOne(db, sql: """
+        guard let row = try db.row("""
             SELECT payment_id, merchant_id, user_id, status, amount_minor, currency, card_masked, psp_id,
                    failure_reason, refunded_minor FROM payment WHERE payment_id = ?
-            """, arguments: [paymentID]) else { throw EngineError.paymentNotFound(paymentID) }
+            """, [paymentID]) else { throw EngineError.paymentNotFound(paymentID) }
         return PaymentView(
             paymentID: row["payment_id"], merchantID: row["merchant_id"], userID: row["user_id"],
             status: PaymentStatus(rawValue: row["status"])!,

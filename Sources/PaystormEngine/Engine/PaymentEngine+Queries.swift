@@ -25,15 +25,14 @@ extension PaymentEngine {
         arguments += [query.limit + 1]
         do {
             return try store.queue.read { db in
-                let rows = try Row.fetchAll(db, sql: """
+                let rows = try db.rows("""
                     SELECT e.sequence, e.entry_id, e.transaction_id, e.time_ns, e.hash FROM journal_entry e
                     WHERE \(conditions.joined(separator: " AND ")) ORDER BY e.sequence LIMIT ?
-                    """, arguments: arguments)
+                    """, arguments)
                 var entries: [LedgerEntryView] = []
                 for row in rows.prefix(query.limit) {
                     let sequence: Int64 = row["sequence"]
-                    let postings = try Row.fetchAll(db, sql: "SELECT account, side, amount_minor, currency FROM journal_posting WHERE entry_sequence = ? ORDER BY line",
-                                                    arguments: [sequence]).map { posting in
+                    let postings = try db.rows("SELECT account, side, amount_minor, currency FROM journal_posting WHERE entry_sequence = ? ORDER BY line", [sequence]).map { posting in
                         LedgerPosting(LedgerPosting.Side(rawValue: posting["side"])!, LedgerAccount(posting["account"]),
                                       Money(minorUnits: posting["amount_minor"], currency: Currency(code: posting["currency"])!))
                     }
@@ -62,7 +61,7 @@ extension PaymentEngine {
                 case "backoff":
                     effects.append(.armTimer(.retry(attemptID: id), afterNanoseconds: configuration.backoffBaseNanoseconds))
                 default:
-                    try db.execute(sql: "UPDATE psp_attempt SET status_queries = 0 WHERE attempt_id = ?", arguments: [id])
+                    try db.run("UPDATE psp_attempt SET status_queries = 0 WHERE attempt_id = ?", [id])
                     effects.append(.armTimer(.statusQuery(attemptID: id), afterNanoseconds: configuration.statusQueryDelayNanoseconds))
                 }
             }

@@ -15,15 +15,15 @@ extension PaymentEngine {
                 case let .settle(status, reason): resolution = "settle \(status.rawValue): \(reason)"
                 case let .manualReview(reason): resolution = "manual review: \(reason)"
                 }
-                try db.execute(sql: """
+                try db.run("""
                     INSERT INTO reconciliation_item (psp_id, psp_reference, payment_id, kind, explanation, resolution, created_ns)
                     VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [report.pspID, item.pspReference, item.paymentID, item.kind.rawValue, item.explanation, resolution, now])
+                    """, [report.pspID, item.pspReference, item.paymentID, item.kind.rawValue, item.explanation, resolution, now])
                 guard case let .settle(status, reason) = item.resolution,
-                      let row = try Row.fetchOne(db, sql: """
+                      let row = try db.row("""
                         SELECT attempt_id, subject, subject_id, psp_id, psp_idempotency_key, tries, status_queries, state, updated_ns
                         FROM psp_attempt WHERE psp_id = ? AND psp_idempotency_key = ? ORDER BY attempt_id DESC LIMIT 1
-                        """, arguments: [report.pspID, item.pspReference]) else { continue }
+                        """, [report.pspID, item.pspReference]) else { continue }
                 let attempt = Attempt(row)
                 guard attempt.isOpen else { continue }
                 try audit(attempt.subjectID, action: "reconciliation-settle", reason: reason, now: now, in: db)
@@ -38,7 +38,7 @@ extension PaymentEngine {
 
     /// One record per PSP attempt at `pspID`, in the reconciler's vocabulary.
     func engineRecords(pspID: String, in db: Database) throws -> [EngineRecord] {
-        try Row.fetchAll(db, sql: """
+        try db.rows("""
             SELECT a.subject, a.subject_id, a.psp_idempotency_key, a.state, a.created_ns,
                    COALESCE(p.payment_id, r.payment_id) AS payment_id,
                    COALESCE(p.amount_minor, r.amount_minor) AS amount_minor, COALESCE(p.currency, r.currency) AS currency
@@ -46,7 +46,7 @@ extension PaymentEngine {
             LEFT JOIN payment p ON a.subject = 'payment' AND p.payment_id = a.subject_id
             LEFT JOIN refund r ON a.subject = 'refund' AND r.refund_id = a.subject_id
             WHERE a.psp_id = ? ORDER BY a.attempt_id
-            """, arguments: [pspID]).map { row in
+            """, [pspID]).map { row in
             let amount = Money(minorUnits: row["amount_minor"], currency: Currency(code: row["currency"])!)
             let status: PaymentStatus = switch row["state"] as String {
             case "succeeded": .completed

@@ -10,10 +10,10 @@ extension PaymentEngine {
         try Self.validateIdentifier(command.paymentID, field: "payment_id")
         try Self.validateIdentifier(command.idempotencyKey, field: "idempotency_key", maxLength: 255)
         return try transaction { db, effects in
-            guard let payment = try Row.fetchOne(db, sql: """
+            guard let payment = try db.row("""
                 SELECT merchant_id, status, currency, captured_minor, refund_reserved_minor, psp_id
                 FROM payment WHERE payment_id = ?
-                """, arguments: [command.paymentID]), payment["merchant_id"] == command.merchantID else {
+                """, [command.paymentID]), payment["merchant_id"] == command.merchantID else {
                 throw EngineError.paymentNotFound(command.paymentID)
             }
             let currency = Currency(code: payment["currency"])!
@@ -43,16 +43,15 @@ extension PaymentEngine {
             }
             let refundID = "ref-\(try nextID("refund", in: db))"
             let pspID: String = payment["psp_id"]
-            try db.execute(sql: """
+            try db.run("""
                 INSERT INTO refund (refund_id, payment_id, merchant_id, amount_minor, currency, status, psp_id, created_ns, updated_ns)
                 VALUES (?, ?, ?, ?, ?, 'processing', ?, ?, ?)
-                """, arguments: [refundID, command.paymentID, command.merchantID, amount.minorUnits, currency.code, pspID, now, now])
-            try db.execute(sql: "UPDATE payment SET refund_reserved_minor = refund_reserved_minor + ?, updated_ns = ? WHERE payment_id = ?",
-                           arguments: [amount.minorUnits, now, command.paymentID])
-            try db.execute(sql: """
+                """, [refundID, command.paymentID, command.merchantID, amount.minorUnits, currency.code, pspID, now, now])
+            try db.run("UPDATE payment SET refund_reserved_minor = refund_reserved_minor + ?, updated_ns = ? WHERE payment_id = ?", [amount.minorUnits, now, command.paymentID])
+            try db.run("""
                 INSERT INTO idempotency_record (merchant_id, idempotency_key, kind, request_hash, resource_id, created_ns, expires_ns)
                 VALUES (?, ?, 'refund', ?, ?, ?, ?)
-                """, arguments: [command.merchantID, command.idempotencyKey, requestHash, refundID, now,
+                """, [command.merchantID, command.idempotencyKey, requestHash, refundID, now,
                                  now + configuration.idempotencyRetentionNanoseconds])
             try startAttempt(subject: .refund, subjectID: refundID, pspID: pspID, amount: amount, cardToken: nil,
                              now: now, in: db, effects: &effects)
@@ -72,8 +71,7 @@ extension PaymentEngine {
     }
 
     func refundView(_ refundID: String, in db: Database) throws -> RefundView {
-        guard let row = try Row.fetchOne(db, sql: "SELECT refund_id, payment_id, status, amount_minor, currency, failure_reason FROM refund WHERE refund_id = ?",
-                                         arguments: [refundID]) else { throw EngineError.refundNotFound(refundID) }
+        guard let row = try db.row("SELECT refund_id, payment_id, status, amount_minor, currency, failure_reason FROM refund WHERE refund_id = ?", [refundID]) else { throw EngineError.refundNotFound(refundID) }
         return RefundView(refundID: row["refund_id"], paymentID: row["payment_id"], status: RefundStatus(rawValue: row["status"])!,
                           amount: Money(minorUnits: row["amount_minor"], currency: Currency(code: row["currency"])!),
                           failureReason: row["failure_reason"], replayed: false)

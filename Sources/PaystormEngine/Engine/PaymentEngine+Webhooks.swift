@@ -36,7 +36,7 @@ extension PaymentEngine {
     /// `"<timestamp>.<body>"` under the PSP's webhook secret.
     public static func webhookSignature(body: String, timestampSeconds: Int64, secret: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Data("\(timestampSeconds).\(body)".utf8), using: SymmetricKey(data: Data(secret.utf8)))
-        return Data(mac).map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(Data(mac))
     }
 
     /// `POST /webhook`: verifies the signature and the timestamp, applies the
@@ -63,16 +63,15 @@ extension PaymentEngine {
         }
         try Self.validateIdentifier(payload.eventID, field: "event_id", maxLength: 255)
         return try transaction { db, effects in
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM webhook_event WHERE psp_id = ? AND event_id = ?",
-                                 arguments: [pspID, payload.eventID]) == true {
+            if try db.value("SELECT 1 FROM webhook_event WHERE psp_id = ? AND event_id = ?", as: Bool.self, [pspID, payload.eventID]) == true {
                 counters.duplicateWebhooks += 1
                 return .duplicate
             }
             let outcome: WebhookOutcome
-            if let row = try Row.fetchOne(db, sql: """
+            if let row = try db.row("""
                 SELECT attempt_id, subject, subject_id, psp_id, psp_idempotency_key, tries, status_queries, state, updated_ns
                 FROM psp_attempt WHERE psp_id = ? AND psp_idempotency_key = ? ORDER BY attempt_id DESC LIMIT 1
-                """, arguments: [pspID, payload.pspReference]) {
+                """, [pspID, payload.pspReference]) {
                 let attempt = Attempt(row)
                 let matches = (attempt.subject == .payment) == (payload.type == .chargeSucceeded || payload.type == .chargeFailed)
                 if attempt.isOpen && matches {
@@ -88,8 +87,7 @@ extension PaymentEngine {
             } else {
                 outcome = .unknownReference
             }
-            try db.execute(sql: "INSERT INTO webhook_event (psp_id, event_id, received_ns, outcome) VALUES (?, ?, ?, ?)",
-                           arguments: [pspID, payload.eventID, now, outcome.rawValue])
+            try db.run("INSERT INTO webhook_event (psp_id, event_id, received_ns, outcome) VALUES (?, ?, ?, ?)", [pspID, payload.eventID, now, outcome.rawValue])
             return outcome
         }
     }

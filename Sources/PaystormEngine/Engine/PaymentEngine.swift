@@ -70,9 +70,8 @@ public final class PaymentEngine {
     /// Next value of a named counter (payment and refund ids): deterministic,
     /// shared by every engine instance on the same store.
     func nextID(_ name: String, in db: Database) throws -> Int64 {
-        try db.execute(sql: "INSERT INTO counter (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1",
-                       arguments: [name])
-        return try Int64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = ?", arguments: [name])!
+        try db.run("INSERT INTO counter (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1", [name])
+        return try db.value("SELECT value FROM counter WHERE name = ?", as: Int64.self, [name])!
     }
 
     /// Hex SHA-256 of `parts`, length-prefixed so no two lists collide.
@@ -82,7 +81,7 @@ public final class PaymentEngine {
             withUnsafeBytes(of: Int64(part.utf8.count).bigEndian) { hasher.update(bufferPointer: $0) }
             hasher.update(data: Data(part.utf8))
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(hasher.finalize())
     }
 
     /// Exponential backoff with deterministic jitter: base·2^(try−1), capped,

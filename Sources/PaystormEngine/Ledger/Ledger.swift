@@ -61,7 +61,7 @@ public enum Ledger {
     public static func post(_ entry: JournalEntry, in db: Database) throws(LedgerError) -> Int64 {
         try entry.validate()
         do {
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM journal_entry WHERE entry_id = ?", arguments: [entry.id]) == true {
+            if try db.value("SELECT 1 FROM journal_entry WHERE entry_id = ?", as: Bool.self, [entry.id]) == true {
                 throw LedgerError.duplicateEntry(entry.id)
             }
             // Net change per (account, currency), applied in a fixed order.
@@ -71,28 +71,25 @@ public enum Ledger {
                 changes[key, default: 0] += posting.side == .credit ? posting.amount.minorUnits : -posting.amount.minorUnits
             }
             for key in changes.keys.sorted() {
-                let current = try Int64.fetchOne(db, sql: "SELECT balance_minor FROM account_balance WHERE account = ? AND currency = ?",
-                                                 arguments: [key.account.name, key.currency]) ?? 0
+                let current = try db.value("SELECT balance_minor FROM account_balance WHERE account = ? AND currency = ?", as: Int64.self, [key.account.name, key.currency]) ?? 0
                 let next = current + changes[key]!
                 if next < 0 && !key.account.isExternal {
                     throw LedgerError.wouldGoNegative(entry: entry.id, account: key.account.name, currency: key.currency, balance: next)
                 }
-                try db.execute(sql: """
+                try db.run("""
                     INSERT INTO account_balance (account, currency, balance_minor) VALUES (?, ?, ?)
                     ON CONFLICT (account, currency) DO UPDATE SET balance_minor = excluded.balance_minor
-                    """, arguments: [key.account.name, key.currency, next])
+                    """, [key.account.name, key.currency, next])
             }
             let head = try Row.fetchOne(db, sql: "SELECT sequence, hash FROM journal_head WHERE id = 1")!
             let sequence: Int64 = head["sequence"] + 1
             let previous: Data = head["hash"]
             let hash = chainHash(previous: previous, sequence: sequence, entry: entry)
-            try db.execute(sql: "INSERT INTO journal_entry (sequence, entry_id, transaction_id, time_ns, previous_hash, hash) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [sequence, entry.id, entry.transactionID, entry.timeNanoseconds, previous, hash])
+            try db.run("INSERT INTO journal_entry (sequence, entry_id, transaction_id, time_ns, previous_hash, hash) VALUES (?, ?, ?, ?, ?, ?)", [sequence, entry.id, entry.transactionID, entry.timeNanoseconds, previous, hash])
             for (line, posting) in entry.postings.enumerated() {
-                try db.execute(sql: "INSERT INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency) VALUES (?, ?, ?, ?, ?, ?)",
-                               arguments: [sequence, line, posting.account.name, posting.side.rawValue, posting.amount.minorUnits, posting.amount.currency.code])
+                try db.run("INSERT INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency) VALUES (?, ?, ?, ?, ?, ?)", [sequence, line, posting.account.name, posting.side.rawValue, posting.amount.minorUnits, posting.amount.currency.code])
             }
-            try db.execute(sql: "UPDATE journal_head SET sequence = ?, hash = ? WHERE id = 1", arguments: [sequence, hash])
+            try db.run("UPDATE journal_head SET sequence = ?, hash = ? WHERE id = 1", [sequence, hash])
             return sequence
         } catch let error as LedgerError {
             throw error
@@ -103,14 +100,13 @@ public enum Ledger {
 
     /// The balance of an account in a currency (credits − debits), 0 if never posted.
     public static func balance(of account: LedgerAccount, currency: Currency, in db: Database) throws -> Int64 {
-        try Int64.fetchOne(db, sql: "SELECT balance_minor FROM account_balance WHERE account = ? AND currency = ?",
-                           arguments: [account.name, currency.code]) ?? 0
+        try db.value("SELECT balance_minor FROM account_balance WHERE account = ? AND currency = ?", as: Int64.self, [account.name, currency.code]) ?? 0
     }
 
     /// The stored chain head as hex (64 digits).
     public static func headHash(in db: Database) throws -> String {
         let data = try Data.fetchOne(db, sql: "SELECT hash FROM journal_head WHERE id = 1") ?? Data()
-        return data.map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(data)
     }
 
     /// What ``verify(_:)`` found when the ledger is sound.
@@ -203,5 +199,5 @@ public enum Ledger {
         return Data(hasher.finalize())
     }
 
-    static func hex(_ data: Data) -> String { data.map { String(format: "%02x", $0) }.joined() }
+    static func hex(_ data: Data) -> String { Hex.encode(data) }
 }

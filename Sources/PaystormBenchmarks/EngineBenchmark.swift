@@ -1,0 +1,92 @@
+import Foundation
+import GRDB
+import PaystormEngine
+import PaystormStore
+
+/// Complete payment lifecycles through the real engine and SQLite with a
+/// trivial in-process PSP: create → PSP success → outbox published → ledger,
+/// wallet and notification consumers → notifications delivered.
+public enum EngineBenchmark {
+    public struct Result: Sendable {
+        public var payments: Int
+        public var seconds: Double
+        public var journalEntries: Int
+        public var walletTotalMinor: Int64
+        public var violations: [String]
+        public var paymentsPerSecond: Double { Double(payments) / seconds }
+    }
+
+    /// A Luhn-valid 16-digit test card number for `index`.
+    static func cardNumber(_ index: Int) -> String {
+        var digits = "4" + String(format: "%014d", index % 100_000_000_000_000)
+        var sum = 0
+        for (position, character) in digits.reversed().enumerated() {
+            var digit = character.wholeNumberValue!
+            if position % 2 == 0 { digit *= 2; if digit > 9 { digit -= 9 } }
+            sum += digit
+        }
+        digits.append(String((10 - sum % 10) % 10))
+        return digits
+    }
+
+    /// Runs `payments` lifecycles, `batch` at a time (each call still its own
+    /// transaction), and checks the books afterwards.
+    public static func run(payments: Int, batch: Int, location: Store.Location) throws -> Result {
+        precondition(payments > 0 && batch > 0)
+        var configuration = EngineConfiguration(psps: [.init(id: "stripe", webhookSecret: "s1"), .init(id: "paypal", webhookSecret: "s2")])
+        configuration.fraudRules.maxTrackedKeys = max(1_000, payments * 2)
+        let engine = try PaymentEngine(store: location, configuration: configuration,
+                                       vaultEncryptionKey: Data(repeating: 3, count: 32), vaultTokenKey: Data(repeating: 4, count: 32))
+        var now: Int64 = 1_790_000_000 * 1_000_000_000
+        var outboxPosition: Int64 = 0
+        var expectedNet: Int64 = 0
+        let clock = ContinuousClock()
+        let elapsed = try clock.measure {
+            var done = 0
+            while done < payments {
+                let count = min(batch, payments - done)
+                for i in done..<(done + count) {
+                    let cents = 500 + (i * 7_919) % 20_000
+                    _ = try engine.createPayment(CreatePaymentCommand(
+                        userID: "u-\(i)", merchantID: "m-\(i % 50)", amount: "\(cents / 100).\(String(format: "%02d", cents % 100))",
+                        currency: "USD", card: CardInput(number: cardNumber(i), expiry: "12/30", cvv: "123"),
+                        idempotencyKey: "bench-\(i)"), now: now)
+                    expectedNet += Int64(cents) - configuration.fee(onGross: Int64(cents))
+                    now += 100_000
+                }
+                for effect in engine.takeEffects() {
+                    if case let .callPSP(request) = effect {
+                        try engine.pspReplied(attemptID: request.attemptID, outcome: .succeeded(pspReference: "ch_\(request.attemptID)"), now: now)
+                    }
+                }
+                _ = engine.takeEffects()
+                let messages = try engine.pollOutbox(after: outboxPosition, limit: count * 2)
+                _ = engine.takeEffects()
+                for message in messages {
+                    for consumer in EngineConsumer.allCases { try engine.consume(message.event, by: consumer, now: now) }
+                }
+                for effect in engine.takeEffects() {
+                    if case let .sendNotification(notification) = effect {
+                        try engine.notificationDelivered(notification.notificationID, success: true, now: now)
+                    }
+                }
+                if let last = messages.last {
+                    try engine.acknowledgeOutbox(through: last.sequence)
+                    outboxPosition = last.sequence
+                }
+                done += count
+            }
+        }
+        let (entries, wallets, violations) = try engine.store.queue.read { db in
+            let safety = try EngineAudit.safety(db)
+            let settled = try EngineAudit.settled(db)
+            return (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM journal_entry") ?? 0,
+                    try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(balance_minor), 0) FROM wallet") ?? 0,
+                    (safety + settled).map(\.description))
+        }
+        var problems = violations
+        if wallets != expectedNet { problems.append("wallets hold \(wallets), expected \(expectedNet)") }
+        if entries != payments { problems.append("journal has \(entries) entries for \(payments) payments") }
+        return Result(payments: payments, seconds: elapsed.seconds, journalEntries: entries, walletTotalMinor: wallets, violations: problems)
+    }
+}
