@@ -29,8 +29,10 @@ public enum EngineBenchmark {
         return digits
     }
 
-    /// Runs `payments` lifecycles, `batch` at a time (each call still its own
-    /// transaction), and checks the books afterwards.
+    /// Runs `payments` lifecycles, `batch` at a time — each phase of a batch
+    /// (creates, PSP replies, consumers, notification results) group-committed
+    /// in one transaction, every call in its own savepoint — and checks the
+    /// books afterwards.
     public static func run(payments: Int, batch: Int, location: Store.Location) throws -> Result {
         precondition(payments > 0 && batch > 0)
         var configuration = EngineConfiguration(psps: [.init(id: "stripe", webhookSecret: "s1"), .init(id: "paypal", webhookSecret: "s2")])
@@ -45,29 +47,40 @@ public enum EngineBenchmark {
             var done = 0
             while done < payments {
                 let count = min(batch, payments - done)
-                for i in done..<(done + count) {
-                    let cents = 500 + (i * 7_919) % 20_000
-                    _ = try engine.createPayment(CreatePaymentCommand(
-                        userID: "u-\(i)", merchantID: "m-\(i % 50)", amount: "\(cents / 100).\(String(format: "%02d", cents % 100))",
-                        currency: "USD", card: CardInput(number: cardNumber(i), expiry: "12/30", cvv: "123"),
-                        idempotencyKey: "bench-\(i)"), now: now)
-                    expectedNet += Int64(cents) - configuration.fee(onGross: Int64(cents))
-                    now += 100_000
+                // Group commit: each phase's calls share one transaction.
+                try engine.inBatch {
+                    for i in done..<(done + count) {
+                        let cents = 500 + (i * 7_919) % 20_000
+                        _ = try engine.createPayment(CreatePaymentCommand(
+                            userID: "u-\(i)", merchantID: "m-\(i % 50)", amount: "\(cents / 100).\(String(format: "%02d", cents % 100))",
+                            currency: "USD", card: CardInput(number: cardNumber(i), expiry: "12/30", cvv: "123"),
+                            idempotencyKey: "bench-\(i)"), now: now)
+                        expectedNet += Int64(cents) - configuration.fee(onGross: Int64(cents))
+                        now += 100_000
+                    }
                 }
-                for effect in engine.takeEffects() {
-                    if case let .callPSP(request) = effect {
-                        try engine.pspReplied(attemptID: request.attemptID, outcome: .succeeded(pspReference: "ch_\(request.attemptID)"), now: now)
+                let calls = engine.takeEffects()
+                try engine.inBatch {
+                    for effect in calls {
+                        if case let .callPSP(request) = effect {
+                            try engine.pspReplied(attemptID: request.attemptID, outcome: .succeeded(pspReference: "ch_\(request.attemptID)"), now: now)
+                        }
                     }
                 }
                 _ = engine.takeEffects()
                 let messages = try engine.pollOutbox(after: outboxPosition, limit: count * 2)
                 _ = engine.takeEffects()
-                for message in messages {
-                    for consumer in EngineConsumer.allCases { try engine.consume(message.event, by: consumer, now: now) }
+                try engine.inBatch {
+                    for message in messages {
+                        for consumer in EngineConsumer.allCases { try engine.consume(message.event, by: consumer, now: now) }
+                    }
                 }
-                for effect in engine.takeEffects() {
-                    if case let .sendNotification(notification) = effect {
-                        try engine.notificationDelivered(notification.notificationID, success: true, now: now)
+                let sends = engine.takeEffects()
+                try engine.inBatch {
+                    for effect in sends {
+                        if case let .sendNotification(notification) = effect {
+                            try engine.notificationDelivered(notification.notificationID, success: true, now: now)
+                        }
                     }
                 }
                 if let last = messages.last {

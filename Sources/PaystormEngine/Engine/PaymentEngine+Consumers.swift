@@ -12,7 +12,7 @@ extension PaymentEngine {
     @discardableResult
     public func pollOutbox(after sequence: Int64, limit: Int) throws(EngineError) -> [OutboxMessage] {
         do {
-            let messages = try store.queue.read { db in
+            let messages = try read { db in
                 try db.rows("SELECT sequence, topic, partition_key, payload FROM outbox WHERE sequence > ? ORDER BY sequence LIMIT ?", [sequence, max(0, limit)]).map { row in
                     OutboxMessage(sequence: row["sequence"], topic: row["topic"], partitionKey: row["partition_key"],
                                   event: try TransactionEvent.decode(row["payload"]))
@@ -34,11 +34,7 @@ extension PaymentEngine {
 
     /// The last acknowledged outbox sequence (where a restarted relay resumes).
     public func outboxCursor() throws(EngineError) -> Int64 {
-        do {
-            return try store.queue.read { try Int64.fetchOne($0, sql: "SELECT published_through FROM outbox_cursor WHERE id = 1") ?? 0 }
-        } catch {
-            throw .storage("\(error)")
-        }
+        try read { try Int64.fetchOne($0, sql: "SELECT published_through FROM outbox_cursor WHERE id = 1") ?? 0 }
     }
 
     // MARK: - Consumers
@@ -48,7 +44,10 @@ extension PaymentEngine {
     @discardableResult
     public func consume(_ event: TransactionEvent, by consumer: EngineConsumer, now: Int64) throws(EngineError) -> Bool {
         try transaction { db, effects in
-            if try db.value("SELECT 1 FROM consumed_event WHERE consumer = ? AND event_id = ?", as: Bool.self, [consumer.rawValue, event.eventID]) == true {
+            // Claim the event first; a redelivery finds it claimed and stops.
+            try db.run("INSERT OR IGNORE INTO consumed_event (consumer, event_id, consumed_ns) VALUES (?, ?, ?)",
+                       [consumer.rawValue, event.eventID, now])
+            guard db.changesCount == 1 else {
                 counters.duplicateDeliveries += 1
                 return false
             }
@@ -57,7 +56,6 @@ extension PaymentEngine {
             case .wallet: try updateWallet(event, in: db)
             case .notification: try notify(event, now: now, in: db, effects: &effects)
             }
-            try db.run("INSERT INTO consumed_event (consumer, event_id, consumed_ns) VALUES (?, ?, ?)", [consumer.rawValue, event.eventID, now])
             return true
         }
     }
@@ -192,10 +190,6 @@ extension PaymentEngine {
 
     /// Dead letters not yet replayed.
     public func deadLetterCount() throws(EngineError) -> Int {
-        do {
-            return try store.queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0 }
-        } catch {
-            throw .storage("\(error)")
-        }
+        try read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0 }
     }
 }

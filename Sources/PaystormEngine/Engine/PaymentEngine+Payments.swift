@@ -90,16 +90,10 @@ extension PaymentEngine {
     /// `GET /payments/{id}`. With a `merchantID`, a payment of another
     /// merchant is reported as not found.
     public func payment(_ paymentID: String, merchantID: String? = nil) throws(EngineError) -> PaymentView {
-        do {
-            return try store.queue.read { db in
-                let view = try paymentView(paymentID, in: db)
-                if let merchantID, view.merchantID != merchantID { throw EngineError.paymentNotFound(paymentID) }
-                return view
-            }
-        } catch let error as EngineError {
-            throw error
-        } catch {
-            throw .storage("\(error)")
+        try read { db in
+            let view = try paymentView(paymentID, in: db)
+            if let merchantID, view.merchantID != merchantID { throw EngineError.paymentNotFound(paymentID) }
+            return view
         }
     }
 

@@ -24,7 +24,7 @@ extension PaymentEngine {
         }
         arguments += [query.limit + 1]
         do {
-            return try store.queue.read { db in
+            return try read { db in
                 let rows = try db.rows("""
                     SELECT e.sequence, e.entry_id, e.transaction_id, e.time_ns, e.hash FROM journal_entry e
                     WHERE \(conditions.joined(separator: " AND ")) ORDER BY e.sequence LIMIT ?

@@ -61,13 +61,7 @@ extension PaymentEngine {
 
     /// A refund by id.
     public func refund(_ refundID: String) throws(EngineError) -> RefundView {
-        do {
-            return try store.queue.read { db in try refundView(refundID, in: db) }
-        } catch let error as EngineError {
-            throw error
-        } catch {
-            throw .storage("\(error)")
-        }
+        try read { db in try refundView(refundID, in: db) }
     }
 
     func refundView(_ refundID: String, in db: Database) throws -> RefundView {

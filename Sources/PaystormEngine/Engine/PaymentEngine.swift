@@ -21,6 +21,10 @@ public final class PaymentEngine {
     let fraud: FraudDetector
     var breakers: [String: CircuitBreaker] = [:]
     var pending: [EngineEffect] = []
+    /// Set while ``inBatch(_:)`` runs: the connection of its transaction.
+    var batchDatabase: Database?
+    /// Effects of the batch's commands, released when the batch commits.
+    var batchEffects: [EngineEffect] = []
     public internal(set) var counters = EngineCounters()
 
     /// Opens the engine on `store` (running its migrations).
@@ -49,29 +53,77 @@ public final class PaymentEngine {
     }
 
     /// Runs `body` in one write transaction; its effects are queued only if
-    /// it commits. Errors come out as ``EngineError``.
+    /// it commits. Inside ``inBatch(_:)`` it runs in a savepoint of the
+    /// batch's transaction instead, so each command stays all-or-nothing.
+    /// Errors come out as ``EngineError``.
     func transaction<T>(_ body: (Database, inout [EngineEffect]) throws -> T) throws(EngineError) -> T {
         var effects: [EngineEffect] = []
         do {
+            if let db = batchDatabase {
+                var value: T?
+                try db.inSavepoint {
+                    value = try body(db, &effects)
+                    return .commit
+                }
+                batchEffects.append(contentsOf: effects)
+                return value!
+            }
             let value = try store.queue.write { db in try body(db, &effects) }
             pending.append(contentsOf: effects)
             return value
-        } catch let error as EngineError {
-            throw error
-        } catch let error as LedgerError {
-            throw .storage(error.description)
-        } catch let error as CardVaultError {
-            throw .storage(error.description)
         } catch {
-            throw .storage("\(error)")
+            throw Self.engineError(error)
+        }
+    }
+
+    /// A read: inside a batch it sees the batch's uncommitted writes.
+    func read<T>(_ body: (Database) throws -> T) throws(EngineError) -> T {
+        do {
+            if let db = batchDatabase { return try body(db) }
+            return try store.queue.read(body)
+        } catch {
+            throw Self.engineError(error)
+        }
+    }
+
+    static func engineError(_ error: any Error) -> EngineError {
+        switch error {
+        case let error as EngineError: return error
+        case let error as LedgerError: return .storage(error.description)
+        case let error as CardVaultError: return .storage(error.description)
+        default: return .storage("\(error)")
+        }
+    }
+
+    /// Group commit: runs several engine calls in one SQLite transaction.
+    /// Each call inside is still all-or-nothing (a savepoint); a call that
+    /// throws is rolled back alone and its error reaches `body`. The effects
+    /// of the whole batch are released only once the transaction commits —
+    /// a durable store acknowledges nothing before that.
+    ///
+    /// - Precondition: batches do not nest.
+    public func inBatch<T>(_ body: () throws -> T) throws(EngineError) -> T {
+        precondition(batchDatabase == nil, "engine batches do not nest")
+        do {
+            let result = try store.queue.write { db in
+                batchDatabase = db
+                defer { batchDatabase = nil }
+                return try body()
+            }
+            pending.append(contentsOf: batchEffects)
+            batchEffects.removeAll(keepingCapacity: true)
+            return result
+        } catch {
+            batchEffects.removeAll(keepingCapacity: true)
+            throw Self.engineError(error)
         }
     }
 
     /// Next value of a named counter (payment and refund ids): deterministic,
     /// shared by every engine instance on the same store.
     func nextID(_ name: String, in db: Database) throws -> Int64 {
-        try db.run("INSERT INTO counter (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1", [name])
-        return try db.value("SELECT value FROM counter WHERE name = ?", as: Int64.self, [name])!
+        try db.value("INSERT INTO counter (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+                     as: Int64.self, [name])!
     }
 
     /// Hex SHA-256 of `parts`, length-prefixed so no two lists collide.

@@ -71,17 +71,20 @@ public enum Ledger {
                 changes[key, default: 0] += posting.side == .credit ? posting.amount.minorUnits : -posting.amount.minorUnits
             }
             for key in changes.keys.sorted() {
-                let current = try db.value("SELECT balance_minor FROM account_balance WHERE account = ? AND currency = ?", as: Int64.self, [key.account.name, key.currency]) ?? 0
-                let next = current + changes[key]!
-                if next < 0 && !key.account.isExternal {
-                    throw LedgerError.wouldGoNegative(entry: entry.id, account: key.account.name, currency: key.currency, balance: next)
+                let delta = changes[key]!
+                var next = try db.value("UPDATE account_balance SET balance_minor = balance_minor + ? WHERE account = ? AND currency = ? RETURNING balance_minor",
+                                        as: Int64.self, [delta, key.account.name, key.currency])
+                if next == nil {
+                    try db.run("INSERT INTO account_balance (account, currency, balance_minor) VALUES (?, ?, ?)",
+                               [key.account.name, key.currency, delta])
+                    next = delta
                 }
-                try db.run("""
-                    INSERT INTO account_balance (account, currency, balance_minor) VALUES (?, ?, ?)
-                    ON CONFLICT (account, currency) DO UPDATE SET balance_minor = excluded.balance_minor
-                    """, [key.account.name, key.currency, next])
+                if next! < 0 && !key.account.isExternal {
+                    // Thrown inside the caller's transaction: the update rolls back with it.
+                    throw LedgerError.wouldGoNegative(entry: entry.id, account: key.account.name, currency: key.currency, balance: next!)
+                }
             }
-            let head = try Row.fetchOne(db, sql: "SELECT sequence, hash FROM journal_head WHERE id = 1")!
+            let head = try db.row("SELECT sequence, hash FROM journal_head WHERE id = 1")!
             let sequence: Int64 = head["sequence"] + 1
             let previous: Data = head["hash"]
             let hash = chainHash(previous: previous, sequence: sequence, entry: entry)
