@@ -275,7 +275,7 @@ struct FraudDetectorTests {
     struct Event { var time: Int64; var sequence: Int; var user: Int; var card: String; var amount: Int64 }
 
     func simulate(seed: UInt64) -> (truePositives: Int, falsePositives: Int, falseNegatives: Int) {
-        var random = FraudTestRandom(seed: seed)
+        var random = SplitMix(seed: seed)
         let minute = 60 * Self.second, day = 86_400 * Self.second
         var events: [Event] = []
         var isFraud: [Bool] = []
@@ -338,21 +338,3 @@ struct FraudDetectorTests {
     }
 }
 
-/// SplitMix64 for the seeded sweep (named apart from `SplitMix` in LedgerTests).
-struct FraudTestRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func unit() -> Double { Double(next() >> 11) / Double(UInt64(1) << 53) }
-    /// Uniform in the range (modulo bias is negligible for these small ranges).
-    mutating func int(_ range: ClosedRange<Int64>) -> Int64 {
-        range.lowerBound + Int64(next() % UInt64(range.upperBound - range.lowerBound + 1))
-    }
-}

@@ -159,7 +159,7 @@ struct ReconcilerTests {
 
     @Test("shuffled inputs give identical results", arguments: 0..<50)
     func orderDoesNotMatter(seed: Int) {
-        var random = ReconTestRandom(seed: UInt64(seed))
+        var random = SplitMix(seed: UInt64(seed))
         let scenario = ReconScenario(random: &random)
         let reference = Reconciler.reconcile(engine: scenario.engine, report: scenario.report)
         for _ in 0..<5 {
@@ -173,7 +173,7 @@ struct ReconcilerTests {
     /// reconciler must find exactly those and account for every reference.
     @Test("finds exactly the injected discrepancies", arguments: 0..<400)
     func propertySweep(seed: Int) {
-        var random = ReconTestRandom(seed: UInt64(seed) &* 7_919)
+        var random = SplitMix(seed: UInt64(seed) &* 7_919)
         let scenario = ReconScenario(random: &random)
         let result = Reconciler.reconcile(engine: scenario.engine, report: scenario.report)
         #expect(Set(Self.keys(result)) == scenario.expected)
@@ -191,7 +191,7 @@ struct ReconcilerTests {
         var kinds = Set<String>()
         var settlements = 0
         for seed in 0..<400 {
-            var random = ReconTestRandom(seed: UInt64(seed) &* 7_919)
+            var random = SplitMix(seed: UInt64(seed) &* 7_919)
             let scenario = ReconScenario(random: &random)
             kinds.formUnion(scenario.expected.map { String($0.split(separator: " ")[1]) })
             settlements += scenario.settled.count
@@ -246,24 +246,6 @@ struct ReconcilerTests {
     }
 }
 
-/// A tiny deterministic generator (SplitMix64) for the reconciliation property tests.
-struct ReconTestRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-    mutating func shuffled<T>(_ items: [T]) -> [T] {
-        var items = items
-        for i in stride(from: items.count - 1, to: 0, by: -1) { items.swapAt(i, below(i + 1)) }
-        return items
-    }
-}
 
 /// Engine records, a report derived from them with injected discrepancies,
 /// and what the reconciler must therefore find.
@@ -275,7 +257,7 @@ struct ReconScenario {
     var matched = 0
     var references = 0
 
-    init(random: inout ReconTestRandom) {
+    init(random: inout SplitMix) {
         let currencies: [Currency] = [.usd, .eur, .jpy, .kwd]
         report = SettlementReport(pspID: "stripe", periodStartNanoseconds: 1_000, periodEndNanoseconds: 2_000, lines: [])
         for i in 0..<(5 + random.below(40)) {

@@ -62,8 +62,7 @@ extension PaymentEngine {
                 }
                 if attempt.state == "canceling" {
                     // The void is what makes failing over safe: keep asking.
-                    try db.run("UPDATE psp_attempt SET updated_ns = ? WHERE attempt_id = ?", [now, attempt.id])
-                    try emitCall(for: attempt, operation: .cancel, in: db, effects: &effects)
+                    try resendCancel(attempt, now: now, in: db, effects: &effects)
                     return
                 }
                 // No answer: the PSP may or may not have charged. Stay processing and ask.
@@ -79,8 +78,7 @@ extension PaymentEngine {
                     return
                 }
                 if attempt.state == "canceling" {
-                    try db.run("UPDATE psp_attempt SET updated_ns = ? WHERE attempt_id = ?", [now, attempt.id])
-                    try emitCall(for: attempt, operation: .cancel, in: db, effects: &effects)
+                    try resendCancel(attempt, now: now, in: db, effects: &effects)
                     return
                 }
                 if attempt.subject == .payment, !breakers[attempt.pspID, default: CircuitBreaker()].allows(now: now) {
@@ -199,6 +197,11 @@ extension PaymentEngine {
         case .pending:
             return  // the next status query will ask again
         }
+    }
+
+    func resendCancel(_ attempt: Attempt, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
+        try db.run("UPDATE psp_attempt SET updated_ns = ? WHERE attempt_id = ?", [now, attempt.id])
+        try emitCall(for: attempt, operation: .cancel, in: db, effects: &effects)
     }
 
     /// Asks the PSP to void the attempt's key before the engine fails over
