@@ -185,6 +185,22 @@ struct PaymentEngineTests {
         #expect(h.calls.last?.pspID == "stripe")
     }
 
+    @Test func replicasSharingAStoreSeeEachOthersPayments() throws {
+        let store = try PaymentEngine.openStore(.memory)
+        let keys = (Data(repeating: 1, count: 32), Data(repeating: 2, count: 32))
+        let a = try PaymentEngine(sharing: store, configuration: EngineHarness.configuration(), vaultEncryptionKey: keys.0, vaultTokenKey: keys.1)
+        let b = try PaymentEngine(sharing: store, configuration: EngineHarness.configuration(), vaultEncryptionKey: keys.0, vaultTokenKey: keys.1)
+        let command = CreatePaymentCommand(userID: "u", merchantID: "m", amount: "5.00", currency: "USD",
+                                           card: CardInput(number: "4111111111111111", expiry: "12/27", cvv: "123"), idempotencyKey: "dup")
+        let first = try a.createPayment(command, now: EngineHarness.t0)
+        // The duplicate reaches the other replica: it replays, and only one PSP call exists.
+        let second = try b.createPayment(command, now: EngineHarness.t0 + 1)
+        #expect(second.paymentID == first.paymentID && second.replayed)
+        #expect(a.takeEffects().filter { if case .callPSP = $0 { true } else { false } }.count == 1)
+        #expect(b.takeEffects().isEmpty)
+        #expect(try b.payment(first.paymentID).status == .processing)
+    }
+
     @Test func restartedEngineResumesOpenAttempts() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("paystorm-engine-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

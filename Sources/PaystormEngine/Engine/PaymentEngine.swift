@@ -27,23 +27,42 @@ public final class PaymentEngine {
     var batchEffects: [EngineEffect] = []
     public internal(set) var counters = EngineCounters()
 
-    /// Opens the engine on `store` (running its migrations).
+    /// Opens the engine on a new store at `location` (running its migrations).
     /// - Parameters:
     ///   - vaultEncryptionKey, vaultTokenKey: 32 bytes each, from the host's key store.
-    public init(store location: Store.Location, configuration: EngineConfiguration,
+    public convenience init(store location: Store.Location, configuration: EngineConfiguration,
+                            vaultEncryptionKey: Data, vaultTokenKey: Data) throws(EngineError) {
+        let store: Store
+        do {
+            store = try Self.openStore(location)
+        } catch {
+            throw .storage(error.description)
+        }
+        try self.init(sharing: store, configuration: configuration,
+                      vaultEncryptionKey: vaultEncryptionKey, vaultTokenKey: vaultTokenKey)
+    }
+
+    /// Opens an engine instance on a store that other instances may share:
+    /// the replicas of one payment service, each with its own soft state
+    /// (breakers, fraud windows) over the same SQLite database.
+    /// - Precondition: the store was opened with ``openStore(_:)``.
+    public init(sharing store: Store, configuration: EngineConfiguration,
                 vaultEncryptionKey: Data, vaultTokenKey: Data) throws(EngineError) {
         try configuration.validate()
         do {
-            self.store = try Store(location) { EngineSchema.register(in: &$0) }
             self.vault = try CardVault(encryptionKey: vaultEncryptionKey, tokenKey: vaultTokenKey)
-        } catch let error as StoreError {
-            throw .storage(error.description)
         } catch {
-            throw .storage("\(error)")
+            throw .storage(error.description)
         }
+        self.store = store
         self.configuration = configuration
         self.fraud = FraudDetector(rules: configuration.fraudRules)
         for route in configuration.psps { breakers[route.id] = CircuitBreaker() }
+    }
+
+    /// Opens (or creates) a store with the engine's schema.
+    public static func openStore(_ location: Store.Location) throws(StoreError) -> Store {
+        try Store(location) { EngineSchema.register(in: &$0) }
     }
 
     /// The effects queued since the last call, in the order they arose.
