@@ -13,6 +13,8 @@ public enum EngineBenchmark {
         public var journalEntries: Int
         public var walletTotalMinor: Int64
         public var violations: [String]
+        /// Seconds spent per phase: create, PSP replies, outbox poll, consumers, notification results.
+        public var phaseSeconds: [(phase: String, seconds: Double)]
         public var paymentsPerSecond: Double { Double(payments) / seconds }
     }
 
@@ -43,12 +45,18 @@ public enum EngineBenchmark {
         var outboxPosition: Int64 = 0
         var expectedNet: Int64 = 0
         let clock = ContinuousClock()
+        var phases = [Duration](repeating: .zero, count: 5)
+        func timed(_ phase: Int, _ body: () throws -> Void) rethrows {
+            let start = clock.now
+            try body()
+            phases[phase] += clock.now - start
+        }
         let elapsed = try clock.measure {
             var done = 0
             while done < payments {
                 let count = min(batch, payments - done)
                 // Group commit: each phase's calls share one transaction.
-                try engine.inBatch {
+                try timed(0) { try engine.inBatch {
                     for i in done..<(done + count) {
                         let cents = 500 + (i * 7_919) % 20_000
                         _ = try engine.createPayment(CreatePaymentCommand(
@@ -58,31 +66,32 @@ public enum EngineBenchmark {
                         expectedNet += Int64(cents) - configuration.fee(onGross: Int64(cents))
                         now += 100_000
                     }
-                }
+                } }
                 let calls = engine.takeEffects()
-                try engine.inBatch {
+                try timed(1) { try engine.inBatch {
                     for effect in calls {
                         if case let .callPSP(request) = effect {
                             try engine.pspReplied(attemptID: request.attemptID, outcome: .succeeded(pspReference: "ch_\(request.attemptID)"), now: now)
                         }
                     }
-                }
+                } }
                 _ = engine.takeEffects()
-                let messages = try engine.pollOutbox(after: outboxPosition, limit: count * 2)
+                var messages: [OutboxMessage] = []
+                try timed(2) { messages = try engine.pollOutbox(after: outboxPosition, limit: count * 2) }
                 _ = engine.takeEffects()
-                try engine.inBatch {
+                try timed(3) { try engine.inBatch {
                     for message in messages {
                         for consumer in EngineConsumer.allCases { try engine.consume(message.event, by: consumer, now: now) }
                     }
-                }
+                } }
                 let sends = engine.takeEffects()
-                try engine.inBatch {
+                try timed(4) { try engine.inBatch {
                     for effect in sends {
                         if case let .sendNotification(notification) = effect {
                             try engine.notificationDelivered(notification.notificationID, success: true, now: now)
                         }
                     }
-                }
+                } }
                 if let last = messages.last {
                     try engine.acknowledgeOutbox(through: last.sequence)
                     outboxPosition = last.sequence
@@ -100,6 +109,8 @@ public enum EngineBenchmark {
         var problems = violations
         if wallets != expectedNet { problems.append("wallets hold \(wallets), expected \(expectedNet)") }
         if entries != payments { problems.append("journal has \(entries) entries for \(payments) payments") }
-        return Result(payments: payments, seconds: elapsed.seconds, journalEntries: entries, walletTotalMinor: wallets, violations: problems)
+        let names = ["create", "psp replies", "outbox poll", "consumers", "notification results"]
+        return Result(payments: payments, seconds: elapsed.seconds, journalEntries: entries, walletTotalMinor: wallets,
+                      violations: problems, phaseSeconds: zip(names, phases).map { ($0, $1.seconds) })
     }
 }

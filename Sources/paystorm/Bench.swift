@@ -119,6 +119,8 @@ extension Paystorm.Bench {
             let location: Store.Location = store.map { .file(path: $0) } ?? .memory
             let result = try EngineBenchmark.run(payments: payments, batch: batch, location: location)
             print("engine lifecycles (\(location)): \(result.payments) payments in \(format(result.seconds, 2)) s = \(Int(result.paymentsPerSecond)) payments/s")
+            let perPayment = result.phaseSeconds.map { "\($0.phase) \(format($0.seconds / Double(result.payments) * 1e6, 1)) us" }
+            print("per payment: " + perPayment.joined(separator: ", "))
             print("checked: \(result.journalEntries) journal entries, wallets hold \(result.walletTotalMinor) minor units, \(result.violations.isEmpty ? "no invariant violations" : "VIOLATIONS:")")
             for violation in result.violations.prefix(20) { print("  \(violation)") }
             if !result.violations.isEmpty { throw ExitCode(1) }
