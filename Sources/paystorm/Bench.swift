@@ -68,19 +68,15 @@ extension Paystorm.Bench {
         @Option(help: "Rows per transaction.")
         var batch: Int = 1_000
 
-        @Option(help: "A database file to use in WAL mode (default: in memory). It must not exist yet.")
-        var store: String?
+        @OptionGroup var database: BenchmarkDatabase
 
         func validate() throws {
             guard rows >= 1 && rows <= 100_000_000 else { throw ValidationError("--rows must be in 1...100000000, got \(rows)") }
             guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
-            if let store, FileManager.default.fileExists(atPath: store) {
-                throw ValidationError("--store \(store) already exists; the benchmark needs a new file")
-            }
         }
 
         func run() throws {
-            let location: Store.Location = store.map { .file(path: $0) } ?? .memory
+            let location = database.location
             let result = try StoreInsertBenchmark.run(location: location, rows: rows, batch: batch)
             print("store inserts (\(location), \(batch) rows per transaction):")
             print("  GRDB cached statement: \(Int(result.grdbRowsPerSecond)) rows/s")
@@ -101,22 +97,18 @@ extension Paystorm.Bench {
         @Option(help: "Payments created before the PSP replies and consumers run.")
         var batch: Int = 500
 
-        @Option(help: "A new database file to use in WAL mode (default: in memory).")
-        var store: String?
+        @OptionGroup var database: BenchmarkDatabase
 
         func validate() throws {
             guard payments >= 1 && payments <= 50_000_000 else { throw ValidationError("--payments must be in 1...50000000, got \(payments)") }
             guard batch >= 1 && batch <= 100_000 else { throw ValidationError("--batch must be in 1...100000, got \(batch)") }
-            if let store, FileManager.default.fileExists(atPath: store) {
-                throw ValidationError("--store \(store) already exists; the benchmark needs a new file")
-            }
         }
 
         func run() throws {
             #if DEBUG
             print("warning: debug build; build with `swift build -c release` for real figures")
             #endif
-            let location: Store.Location = store.map { .file(path: $0) } ?? .memory
+            let location = database.location
             let result = try EngineBenchmark.run(payments: payments, batch: batch, location: location)
             print("engine lifecycles (\(location)): \(result.payments) payments in \(format(result.seconds, 2)) s = \(Int(result.paymentsPerSecond)) payments/s")
             let perPayment = result.phaseSeconds.map { "\($0.phase) \(format($0.seconds / Double(result.payments) * 1e6, 1)) us" }
@@ -126,6 +118,20 @@ extension Paystorm.Bench {
             if !result.violations.isEmpty { throw ExitCode(1) }
         }
     }
+}
+
+/// Where a storage benchmark writes: in memory, or a new WAL file.
+struct BenchmarkDatabase: ParsableArguments {
+    @Option(help: "A new database file to use in WAL mode (default: in memory). It must not exist yet.")
+    var store: String?
+
+    func validate() throws {
+        if let store, FileManager.default.fileExists(atPath: store) {
+            throw ValidationError("--store \(store) already exists; the benchmark needs a new file")
+        }
+    }
+
+    var location: Store.Location { store.map { .file(path: $0) } ?? .memory }
 }
 
 /// `value` with exactly `decimals` digits after the point (none for 0).
