@@ -30,6 +30,9 @@ struct Attempt {
     }
 
     var isOpen: Bool { state != "succeeded" && state != "failed" }
+
+    /// The columns ``init(_:)`` reads.
+    static let columns = "attempt_id, subject, subject_id, psp_id, psp_idempotency_key, tries, status_queries, state, updated_ns"
 }
 
 extension PaymentEngine {
@@ -234,10 +237,16 @@ extension PaymentEngine {
     }
 
     func loadAttempt(_ id: Int64, in db: Database) throws -> Attempt? {
+        try db.row("SELECT \(Attempt.columns) FROM psp_attempt WHERE attempt_id = ?", [id]).map(Attempt.init)
+    }
+
+    /// The newest attempt that sent `key` to `pspID` (webhooks and
+    /// settlement reports name attempts by their PSP idempotency key).
+    func loadAttempt(pspID: String, key: String, in db: Database) throws -> Attempt? {
         try db.row("""
-            SELECT attempt_id, subject, subject_id, psp_id, psp_idempotency_key, tries, status_queries, state, updated_ns
-            FROM psp_attempt WHERE attempt_id = ?
-            """, [id]).map(Attempt.init)
+            SELECT \(Attempt.columns) FROM psp_attempt
+            WHERE psp_id = ? AND psp_idempotency_key = ? ORDER BY attempt_id DESC LIMIT 1
+            """, [pspID, key]).map(Attempt.init)
     }
 
     func updateAttempt(_ id: Int64, state: String, error: String?, now: Int64, in db: Database) throws {

@@ -20,12 +20,8 @@ extension PaymentEngine {
                     VALUES (?, ?, ?, ?, ?, ?, ?)
                     """, [report.pspID, item.pspReference, item.paymentID, item.kind.rawValue, item.explanation, resolution, now])
                 guard case let .settle(status, reason) = item.resolution,
-                      let row = try db.row("""
-                        SELECT attempt_id, subject, subject_id, psp_id, psp_idempotency_key, tries, status_queries, state, updated_ns
-                        FROM psp_attempt WHERE psp_id = ? AND psp_idempotency_key = ? ORDER BY attempt_id DESC LIMIT 1
-                        """, [report.pspID, item.pspReference]) else { continue }
-                let attempt = Attempt(row)
-                guard attempt.isOpen else { continue }
+                      let attempt = try loadAttempt(pspID: report.pspID, key: item.pspReference, in: db),
+                      attempt.isOpen else { continue }
                 try audit(attempt.subjectID, action: "reconciliation-settle", reason: reason, now: now, in: db)
                 let outcome: PSPOutcome = status == .completed
                     ? .succeeded(pspReference: item.psp?.pspReference ?? item.pspReference)

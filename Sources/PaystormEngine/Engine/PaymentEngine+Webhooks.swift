@@ -68,11 +68,7 @@ extension PaymentEngine {
                 return .duplicate
             }
             let outcome: WebhookOutcome
-            if let row = try db.row("""
-                SELECT attempt_id, subject, subject_id, psp_id, psp_idempotency_key, tries, status_queries, state, updated_ns
-                FROM psp_attempt WHERE psp_id = ? AND psp_idempotency_key = ? ORDER BY attempt_id DESC LIMIT 1
-                """, [pspID, payload.pspReference]) {
-                let attempt = Attempt(row)
+            if let attempt = try loadAttempt(pspID: pspID, key: payload.pspReference, in: db) {
                 let matches = (attempt.subject == .payment) == (payload.type == .chargeSucceeded || payload.type == .chargeFailed)
                 if attempt.isOpen && matches {
                     let result: PSPOutcome = switch payload.type {
