@@ -5,7 +5,7 @@ import PackageDescription
 //
 //   paystorm (CLI)
 //     └─ PaystormBenchmarks
-//          ├─ PaystormWorld
+//          ├─ PaystormWorld ── PaystormEngine (the real engine, hosted in virtual time)
 //          │    └─ PaystormKernel ── DequeModule
 //          │         └─ PaystormStatistics ── CGSL (system GSL)
 //          └─ PaystormStore (GRDB → system SQLite)
@@ -68,7 +68,11 @@ let package = Package(
         ),
         .target(
             name: "PaystormWorld",
-            dependencies: ["PaystormKernel", "PaystormStatistics"],
+            dependencies: [
+                "PaystormKernel", "PaystormStatistics", "PaystormEngine", "PaystormStore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
             swiftSettings: releaseSpeed
         ),
         .target(
@@ -95,7 +99,7 @@ let package = Package(
         .testTarget(name: "PaystormStoreTests", dependencies: ["PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PaystormEngineTests", dependencies: ["PaystormEngine", "PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PaystormBenchmarksTests", dependencies: ["PaystormBenchmarks"]),
-        .testTarget(name: "PaystormWorldTests", dependencies: ["PaystormWorld", "PaystormKernel"]),
+        .testTarget(name: "PaystormWorldTests", dependencies: ["PaystormWorld", "PaystormKernel", "PaystormEngine", "PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
     ],
     swiftLanguageModes: [.v6]
 )

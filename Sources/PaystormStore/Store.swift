@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 
 /// Paystorm's SQLite database: an in-memory database for simulations and
@@ -15,6 +16,14 @@ public final class Store {
         /// A file opened in WAL mode with `synchronous = FULL`: a committed
         /// transaction survives a crash of the process or the machine.
         case file(path: String)
+        /// A file with no durability (`synchronous = OFF`, the rollback
+        /// journal in memory so transactions and savepoints still roll back)
+        /// and a bounded page cache: a simulation's
+        /// database, which must not hold millions of payments in the
+        /// process's memory and never needs to survive the process. The file
+        /// is created fresh (an existing one is replaced) and the caller
+        /// removes it.
+        case scratch(path: String, cacheMebibytes: Int)
     }
 
     /// The single writer connection. All engine writes go through it, one
@@ -45,6 +54,17 @@ public final class Store {
                         throw StoreError(path: path, operation: "enable WAL", message: "journal_mode is \(mode ?? "unknown")")
                     }
                     try db.execute(sql: "PRAGMA synchronous = FULL")
+                }
+            case let .scratch(path, cacheMebibytes):
+                for suffix in ["", "-journal", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+                    try FileManager.default.removeItem(atPath: path + suffix)
+                }
+                queue = try DatabaseQueue(path: path, configuration: configuration)
+                try queue.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA journal_mode = MEMORY")
+                    try db.execute(sql: "PRAGMA synchronous = OFF")
+                    try db.execute(sql: "PRAGMA cache_size = -\(max(1, cacheMebibytes) * 1024)")
+                    try db.execute(sql: "PRAGMA temp_store = FILE")
                 }
             }
             var migrator = Self.migrator
@@ -83,6 +103,7 @@ extension Store.Location: CustomStringConvertible {
         switch self {
         case .memory: return ":memory:"
         case let .file(path): return path
+        case let .scratch(path, _): return path
         }
     }
 }

@@ -1,0 +1,169 @@
+import DequeModule
+import PaystormEngine
+import PaystormKernel
+
+/// A member of one of the engine's consumer groups (ledger, wallet or
+/// notification): applies delivered batches through the real engine in one
+/// group commit, then commits the offsets. Everything it applies is
+/// idempotent by event id, so redelivery after a crash or a rebalance
+/// changes nothing. The notification member also performs the
+/// notifications and their retries.
+final class Consumer: SimActor {
+    typealias Message = WorldMessage
+
+    unowned let world: World
+    let group: Int
+    let member: Int
+    let host: EngineHost
+    private var batches = Deque<DeliveryBatch>()
+    private var busy = false
+    /// Per partition: the generation and the next offset this member expects.
+    /// Batches can be lost or overtake each other on the link; a batch past a
+    /// gap is dropped (the broker redelivers from the committed offset), so a
+    /// commit never covers an event that was not applied.
+    private var positions: [Int: (generation: Int64, next: Int64)] = [:]
+    static let heartbeatInterval = SimDuration.milliseconds(500)
+
+    init(world: World, group: Int, member: Int) {
+        self.world = world
+        self.group = group
+        self.member = member
+        host = EngineHost(world: world)
+    }
+
+    var consumer: EngineConsumer { World.groups[group] }
+    var name: String { "consumer.\(consumer.rawValue).\(member)" }
+
+    func receive(_ message: WorldMessage, from sender: ActorAddress, kernel: SimulationKernel<WorldMessage>) {
+        switch message {
+        case let .deliver(batch):
+            batches.append(batch)
+            startWork(kernel)
+        case .consumerWorkDone:
+            busy = false
+            if let batch = batches.popFirst() { apply(batch, kernel) }
+            startWork(kernel)
+        case .heartbeatTick:
+            world.network.send(.heartbeat(group: Int32(group), member: Int32(member)), to: world.broker, kernel: kernel)
+            kernel.setTimer(after: Self.heartbeatInterval, .heartbeatTick)
+        case .heal:
+            if consumer == .notification {
+                let now = host.now
+                host.report(host.run(name, kernel) { engine throws(EngineError) in try engine.replayDeadLetters(limit: .max, now: now) }, name)
+            }
+        default:
+            // PSP replies and timers too: a recovery re-arms every open attempt on whoever recovers.
+            _ = host.handle(message, subject: name, kernel)
+        }
+    }
+
+    func crashed() {
+        batches.removeAll()
+        busy = false
+        positions.removeAll()
+    }
+
+    /// A new member: a fresh engine, recovery of the engine's timers, and a join (which rebalances the group).
+    func restarted(kernel: SimulationKernel<WorldMessage>) {
+        host.reset()
+        let now = host.now
+        host.report(host.run(name, kernel) { engine throws(EngineError) in try engine.recover(now: now) }, name)
+        start(kernel)
+    }
+
+    func start(_ kernel: SimulationKernel<WorldMessage>) {
+        world.network.send(.joinGroup(group: Int32(group), member: Int32(member)), to: world.broker, kernel: kernel)
+        kernel.setTimer(after: Self.heartbeatInterval, .heartbeatTick)
+    }
+
+    private func startWork(_ kernel: SimulationKernel<WorldMessage>) {
+        guard !busy, let batch = batches.first else { return }
+        busy = true
+        let perEvent = world.configuration.service.internalServiceMedianSeconds
+        let seconds = kernel.random.lognormal(median: perEvent, sigma: world.configuration.service.serviceSigma) * Double(batch.events.count)
+        kernel.setTimer(after: SimDuration(seconds: seconds), .consumerWorkDone)
+    }
+
+    private func apply(_ batch: DeliveryBatch, _ kernel: SimulationKernel<WorldMessage>) {
+        var events = batch.events[...]
+        if batch.partition >= 0 {
+            let end = batch.firstOffset + Int64(batch.events.count)
+            let known = positions[batch.partition]
+            if let known, known.generation > batch.generation { return }  // from before a rebalance
+            let expected = known?.generation == batch.generation ? known!.next : batch.committed
+            guard batch.firstOffset <= expected else { return }  // a gap before it: wait for the redelivery
+            if end <= expected {
+                // Nothing new (a duplicate, or a redelivery after a lost commit): confirm the commit.
+                commit(batch.partition, generation: batch.generation, offset: expected, kernel)
+                return
+            }
+            events = batch.events[Int(expected - batch.firstOffset)...]
+            positions[batch.partition] = (batch.generation, end)
+        }
+        let now = host.now
+        var poisoned: [TransactionEvent] = []
+        let consumer = self.consumer
+        let world = self.world
+        host.report(host.run(name, kernel) { engine throws(EngineError) in
+            try engine.inBatch {
+                for event in events {
+                    if world.buggify.fires(.consumerPoisonMessage) {
+                        poisoned.append(event)
+                        continue
+                    }
+                    do {
+                        try engine.consume(event, by: consumer, now: now)
+                    } catch {
+                        world.checker.record("engine-error", event.paymentID, "\(consumer.rawValue) consumer: \(error)")
+                    }
+                }
+            }
+        }, name)
+        for event in poisoned {
+            world.network.send(.deadLetter(group: Int32(group), event: event), to: world.broker, kernel: kernel)
+        }
+        guard batch.partition >= 0 else { return }
+        if world.buggify.fires(.consumerCrashBeforeOffsetCommit) {
+            kernel.scheduleRestart(of: kernel.currentActor, at: kernel.now + .seconds(1))
+            kernel.crash(kernel.currentActor)
+            return
+        }
+        commit(batch.partition, generation: batch.generation, offset: batch.firstOffset + Int64(batch.events.count), kernel)
+    }
+
+    private func commit(_ partition: Int, generation: Int64, offset: Int64, _ kernel: SimulationKernel<WorldMessage>) {
+        world.network.send(.commit(group: Int32(group), partition: Int32(partition), generation: generation, offset: offset),
+                           to: world.broker, kernel: kernel)
+    }
+}
+
+/// Where notifications go: user devices and merchant webhook endpoints.
+/// Fails now and then; the engine retries and dead-letters.
+final class NotificationSink: SimActor {
+    typealias Message = WorldMessage
+
+    unowned let world: World
+    private(set) var received = 0
+    /// Merchant webhooks whose signature did not verify.
+    private(set) var badSignatures = 0
+    let verifier: PaymentEngine
+
+    init(world: World) {
+        self.world = world
+        verifier = world.makeEngine()
+    }
+
+    func receive(_ message: WorldMessage, from sender: ActorAddress, kernel: SimulationKernel<WorldMessage>) {
+        guard case let .notify(notification, replyTo) = message else { return }
+        received += 1
+        if notification.recipient.hasPrefix("merchant:") {
+            let merchant = String(notification.recipient.dropFirst("merchant:".count))
+            if notification.signature != verifier.merchantSignature(notification.body, merchantID: merchant) {
+                badSignatures += 1
+                world.checker.record("merchant-webhook-signature", merchant, "notification \(notification.notificationID) is not signed correctly")
+            }
+        }
+        let success = !kernel.random.bernoulli(world.configuration.notificationFailureRate)
+        world.network.send(.notifyResult(notificationID: notification.notificationID, success: success), to: replyTo, kernel: kernel)
+    }
+}

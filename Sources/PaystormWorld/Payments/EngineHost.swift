@@ -1,0 +1,103 @@
+import PaystormEngine
+import PaystormKernel
+
+/// The simulation host of one engine instance, shared by every actor that
+/// runs the engine (replicas, consumers, the relay): it performs the
+/// engine's effects as messages in virtual time and feeds back what comes of
+/// them — PSP replies, timers, notification results, and a delivery timeout
+/// for notifications whose answer never came (a lost link is a failure the
+/// engine retries, not a notification pending forever).
+final class EngineHost {
+    unowned let world: World
+    private(set) var engine: PaymentEngine
+    /// Notifications sent and not yet answered: id → attempt.
+    private var awaiting: [Int64: Int] = [:]
+    /// The last charge this host sent (for the double-charge sabotage).
+    private(set) var lastCharge: PSPRequest?
+    /// Clock offset of this host (a clock-skew fault).
+    var skewNanoseconds: Int64 = 0
+    static let notificationTimeout = SimDuration.seconds(5)
+
+    init(world: World) {
+        self.world = world
+        engine = world.makeEngine()
+    }
+
+    var now: Int64 { world.engineNow(skew: skewNanoseconds) }
+
+    /// A crash: the engine's soft state and what was awaited are gone.
+    func reset() {
+        engine = world.makeEngine()
+        awaiting.removeAll()
+    }
+
+    /// Runs one engine call, records an unexpected error as a violation, and
+    /// performs the effects — unless `crashBeforeEffects` says the process
+    /// died right after the commit.
+    /// - Returns: the call's value, if it did not throw.
+    @discardableResult
+    func run<T>(_ subject: String, _ kernel: SimulationKernel<WorldMessage>,
+                         crashBeforeEffects: Bool = false, _ body: (PaymentEngine) throws(EngineError) -> T) -> Result<T, EngineError> {
+        let result: Result<T, EngineError>
+        do {
+            result = .success(try body(engine))
+        } catch {
+            result = .failure(error)
+        }
+        let effects = engine.takeEffects()
+        if crashBeforeEffects { return result }
+        perform(effects, kernel)
+        return result
+    }
+
+    /// Handles the messages every engine host answers; `false` for any other.
+    func handle(_ message: WorldMessage, subject: String, _ kernel: SimulationKernel<WorldMessage>) -> Bool {
+        switch message {
+        case let .pspReply(attemptID, outcome):
+            let now = self.now
+            report(run(subject, kernel) { engine throws(EngineError) in try engine.pspReplied(attemptID: attemptID, outcome: outcome, now: now) }, subject)
+        case let .engineTimer(timer):
+            let now = self.now
+            report(run(subject, kernel) { engine throws(EngineError) in try engine.timerFired(timer, now: now) }, subject)
+        case let .notifyResult(id, success):
+            guard awaiting.removeValue(forKey: id) != nil else { return true }  // timed out already
+            if success { world.metrics.notificationsSent += 1 } else { world.metrics.notificationsFailed += 1 }
+            let now = self.now
+            report(run(subject, kernel) { engine throws(EngineError) in try engine.notificationDelivered(id, success: success, now: now) }, subject)
+        case let .notifyTimeout(id, attempt):
+            guard awaiting[id] == Int(attempt) else { return true }
+            awaiting[id] = nil
+            world.metrics.notificationsFailed += 1
+            let now = self.now
+            report(run(subject, kernel) { engine throws(EngineError) in try engine.notificationDelivered(id, success: false, now: now) }, subject)
+        default:
+            return false
+        }
+        return true
+    }
+
+    func report<T>(_ result: Result<T, EngineError>, _ subject: String) {
+        if case let .failure(error) = result { world.checker.record("engine-error", subject, error.description) }
+    }
+
+    /// Performs effects on behalf of the actor now running.
+    func perform(_ effects: [EngineEffect], _ kernel: SimulationKernel<WorldMessage>) {
+        for effect in effects {
+            switch effect {
+            case let .callPSP(request):
+                guard let index = world.pspIndexByID[request.pspID] else { continue }
+                world.metrics.pspCall(index, request.operation)
+                if request.operation == .charge { lastCharge = request }
+                world.network.send(.pspCall(request, replyTo: kernel.currentActor), to: world.psps[index], kernel: kernel)
+            case let .armTimer(timer, after):
+                kernel.setTimer(after: SimDuration(nanoseconds: max(0, after)), .engineTimer(timer))
+            case .publish:
+                break  // the relay produces what it polled itself
+            case let .sendNotification(message):
+                awaiting[message.notificationID] = message.attempt
+                world.network.send(.notify(message, replyTo: kernel.currentActor), to: world.sink, kernel: kernel)
+                kernel.setTimer(after: Self.notificationTimeout, .notifyTimeout(notificationID: message.notificationID, attempt: Int32(message.attempt)))
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import PaystormKernel
+
+/// Plays the fault timeline: each fault starts and ends by a message at its
+/// virtual times. At healing every fault still active is ended.
+final class FaultInjector: SimActor {
+    typealias Message = WorldMessage
+
+    unowned let world: World
+    let faults: [ScheduledFault]
+    private(set) var active: Set<Int> = []
+    var replicaActors: [Replica] = []
+    var pspActors: [PSP] = []
+    var brokerActor: Broker!
+
+    init(world: World) {
+        self.world = world
+        faults = world.configuration.faults
+    }
+
+    func receive(_ message: WorldMessage, from sender: ActorAddress, kernel: SimulationKernel<WorldMessage>) {
+        guard case let .fault(index, starting) = message else { return }
+        apply(Int(index), starting: starting, kernel)
+    }
+
+    /// Ends every active fault (the healing phase begins).
+    func endAll(_ kernel: SimulationKernel<WorldMessage>) {
+        for index in active.sorted() { apply(index, starting: false, kernel) }
+    }
+
+    private func apply(_ index: Int, starting: Bool, _ kernel: SimulationKernel<WorldMessage>) {
+        guard starting ? !world.healing && !active.contains(index) : active.contains(index) else { return }
+        if starting { active.insert(index) } else { active.remove(index) }
+        let fault = faults[index]
+        switch fault.kind {
+        case let .pspOutage(psp):
+            pspActors[world.pspIndexByID[psp]!].outage = starting
+        case let .pspBrownout(psp, factor, errorRate):
+            let actor = pspActors[world.pspIndexByID[psp]!]
+            actor.brownoutFactor = starting ? factor : 1
+            actor.brownoutErrorRate = starting ? errorRate : 0
+        case let .partition(from, to, oneWay):
+            if starting {
+                world.network.addPartition(from: from, to: to, oneWay: oneWay, faultIndex: index)
+            } else {
+                world.network.removePartition(faultIndex: index)
+            }
+        case let .replicaCrash(replica):
+            toggle(world.replicas[replica], up: !starting, kernel)
+        case let .brokerPartitionDown(partition):
+            brokerActor.setPartition(partition, down: starting, kernel: kernel)
+        case let .consumerCrash(group, member):
+            let g = World.groups.firstIndex { $0.rawValue == group }!
+            toggle(world.consumers[g][member], up: !starting, kernel)
+        case let .webhookStorm(psp, count):
+            if starting { pspActors[world.pspIndexByID[psp]!].storm(count: count, overSeconds: max(1, fault.durationSeconds), kernel: kernel) }
+        case let .clockSkew(replica, offset):
+            replicaActors[replica].host.skewNanoseconds = starting ? Int64(offset * 1e9) : 0
+        case .relayCrash:
+            toggle(world.relay, up: !starting, kernel)
+        }
+    }
+
+    private func toggle(_ address: ActorAddress, up: Bool, _ kernel: SimulationKernel<WorldMessage>) {
+        if up {
+            if !kernel.isRunning(address) { kernel.restart(address) }
+        } else if kernel.isRunning(address) {
+            kernel.crash(address)
+        }
+    }
+}
+
+/// Closes a metrics window every `windowSeconds`, sampling the gauges, and
+/// runs the store audit on its cadence.
+final class Monitor: SimActor {
+    typealias Message = WorldMessage
+
+    unowned let world: World
+    var replicaActors: [Replica] = []
+    var brokerActor: Broker!
+    private var lastAudit: Int64 = 0
+    private(set) var audits = 0
+
+    init(world: World) {
+        self.world = world
+    }
+
+    func receive(_ message: WorldMessage, from sender: ActorAddress, kernel: SimulationKernel<WorldMessage>) {
+        guard case .sample = message else { return }
+        let now = kernel.now.nanoseconds
+        let depth = replicaActors.indices.reduce(0) { $0 + (kernel.isRunning(world.replicas[$1]) ? replicaActors[$1].depth : 0) }
+        let (backlog, deadLetters) = world.storeGauges()
+        world.metrics.closeWindow(at: now, queueDepth: depth, lag: brokerActor.lag, outboxBacklog: backlog,
+                                  deadLetters: brokerActor.deadLetterDepth + deadLetters)
+        let every = Int64(world.configuration.auditEverySeconds * 1e9)
+        if every > 0 && now - lastAudit >= every {
+            lastAudit = now
+            audits += 1
+            world.checker.audit(final: false, cardNumbers: [])
+        }
+        kernel.setTimer(after: SimDuration(seconds: world.configuration.windowSeconds), .sample)
+    }
+}

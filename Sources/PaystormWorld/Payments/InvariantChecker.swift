@@ -1,0 +1,251 @@
+import GRDB
+import PaystormEngine
+import PaystormKernel
+import PaystormStore
+
+/// One broken invariant: what, which payment (or account), when, under which
+/// seed, and the trail of what happened to the subject before.
+public struct Violation: Sendable, Equatable, CustomStringConvertible {
+    public var invariant: String
+    public var subject: String
+    public var virtualSeconds: Double
+    public var seed: UInt64
+    public var detail: String
+    /// The subject's history: its PSP attempts, events and audit records, oldest first.
+    public var trail: [String]
+
+    public var description: String {
+        "[\(invariant)] \(subject) at t=\(String(format: "%.3f", virtualSeconds)) s (seed \(seed)): \(detail)"
+    }
+}
+
+/// Watches the world as it runs and checks every safety invariant of
+/// DESIGN.md, from two sides: the engine's own records (``EngineAudit``,
+/// run on a cadence and at the end) and the world's independent truth — what
+/// the PSPs actually charged and refunded, what the broker carried, what the
+/// clients were told. Liveness is judged after the healing phase.
+final class InvariantChecker {
+    struct Finding {
+        var invariant: String
+        var subject: String
+        var detail: String
+    }
+
+    let seed: UInt64
+    private(set) var violations: [Violation] = []
+    /// Most violations kept in full; the rest are counted.
+    let keep = 1_000
+    private(set) var violationCount = 0
+    /// Per payment number: bit 0 completed seen, bit 1 failed seen (from the broker).
+    private var terminalSeen: [UInt8] = []
+    /// Per payment number: 1 + index of the PSP that captured it (0: none).
+    private var capturedAt: [UInt8] = []
+    /// Per payment number: the amount captured at the PSP.
+    private var capturedAmount: [Int64] = []
+    /// Refund keys refunded at a PSP, with their amount.
+    private(set) var refundedAtPSP: [String: Int64] = [:]
+    var store: Store?
+    var now: () -> SimInstant = { .zero }
+
+    init(seed: UInt64) {
+        self.seed = seed
+    }
+
+    func record(_ invariant: String, _ subject: String, _ detail: String) {
+        violationCount += 1
+        guard violations.count < keep else { return }
+        // The trail is read from the store when the run ends: a violation can
+        // be found inside an engine transaction, where the store cannot be read.
+        violations.append(Violation(invariant: invariant, subject: subject, virtualSeconds: now().seconds, seed: seed,
+                                    detail: detail, trail: []))
+    }
+
+    /// Fills in each kept violation's trail from the store.
+    func collectTrails() {
+        for index in violations.indices { violations[index].trail = trail(of: violations[index].subject) }
+    }
+
+    static func paymentNumber(_ paymentID: String) -> Int? {
+        guard paymentID.hasPrefix("pay-"), let number = Int(paymentID.dropFirst(4)), number >= 0 else { return nil }
+        return number
+    }
+
+    private func grow(to number: Int) {
+        if number >= capturedAt.count {
+            let size = max(number + 1, capturedAt.count * 2, 1_024)
+            capturedAt.append(contentsOf: repeatElement(0, count: size - capturedAt.count))
+            capturedAmount.append(contentsOf: repeatElement(0, count: size - capturedAmount.count))
+            terminalSeen.append(contentsOf: repeatElement(0, count: size - terminalSeen.count))
+        }
+    }
+
+    // MARK: - The PSPs' truth (invariant 1: one key, at most one charge)
+
+    /// A PSP captured money for a charge key `pay-N:psp`.
+    func pspCaptured(key: String, pspIndex: Int, amountMinor: Int64) {
+        let paymentID = String(key.prefix { $0 != ":" })
+        guard let number = Self.paymentNumber(paymentID) else {
+            record("one-charge", key, "a PSP captured a key that names no payment")
+            return
+        }
+        grow(to: number)
+        if capturedAt[number] != 0 {
+            record("one-charge", paymentID, "captured at PSP #\(capturedAt[number] - 1) and again at PSP #\(pspIndex) (key \(key))")
+            return
+        }
+        capturedAt[number] = UInt8(pspIndex + 1)
+        capturedAmount[number] = amountMinor
+    }
+
+    func pspRefunded(key: String, amountMinor: Int64) {
+        if refundedAtPSP.updateValue(amountMinor, forKey: key) != nil {
+            record("one-refund", key, "a refund key moved money twice at its PSP")
+        }
+    }
+
+    // MARK: - The broker's stream (invariant 5: terminal states are never left)
+
+    /// - Returns: whether the event is the first terminal event of its payment.
+    @discardableResult
+    func published(_ event: TransactionEvent) -> Bool {
+        guard let number = Self.paymentNumber(event.paymentID) else { return false }
+        grow(to: number)
+        let bit: UInt8
+        switch event.kind {
+        case .paymentCompleted: bit = 1
+        case .paymentFailed: bit = 2
+        case .refundSucceeded, .refundFailed:
+            if event.amountMinor <= 0 { record("amount", event.paymentID, "refund event \(event.eventID) with amount \(event.amountMinor)") }
+            return false
+        }
+        if event.amountMinor <= 0 { record("amount", event.paymentID, "event \(event.eventID) with amount \(event.amountMinor)") }
+        let seen = terminalSeen[number] | bit
+        if seen == 3 && terminalSeen[number] != 3 {
+            record("terminal-state", event.paymentID, "published both payment.completed and payment.failed")
+        }
+        let first = terminalSeen[number] == 0
+        terminalSeen[number] = seen
+        return first
+    }
+
+    // MARK: - What clients were told (invariant 1: replays)
+
+    func replayMismatch(key: String, first: String, later: String) {
+        record("idempotent-replay", first, "key \(key) answered with \(first), then with \(later)")
+    }
+
+    func keyReuseAccepted(key: String, paymentID: String) {
+        record("idempotency-key-reuse", paymentID, "key \(key) reused with a different body was accepted")
+    }
+
+    // MARK: - The engine's records
+
+    /// ``EngineAudit/safety(_:)`` plus the checks only the world can make.
+    func audit(final: Bool, cardNumbers: [String]) {
+        guard let store else { return }
+        do {
+            let found = try store.queue.read { db -> [Finding] in
+                var found = try EngineAudit.safety(db).map { Finding(invariant: $0.invariant, subject: $0.subject, detail: $0.detail) }
+                for row in try Row.fetchAll(db, sql: """
+                    SELECT merchant_id, currency, balance_minor, gross_minor, fees_minor, refunded_minor FROM wallet
+                    WHERE balance_minor != gross_minor - fees_minor - refunded_minor ORDER BY merchant_id, currency
+                    """) {
+                    found.append(Finding(invariant: "wallet-gross-fee-net", subject: row["merchant_id"],
+                                       detail: "balance \(row["balance_minor"] as Int64) != gross \(row["gross_minor"] as Int64) − fees \(row["fees_minor"] as Int64) − refunded \(row["refunded_minor"] as Int64)"))
+                }
+                if final { found += try cardDataLeaks(db, cardNumbers: cardNumbers) }
+                return found
+            }
+            for violation in found { record(violation.invariant, violation.subject, violation.detail) }
+        } catch {
+            record("audit", "store", "the audit could not read the store: \(error)")
+        }
+    }
+
+    /// Invariant 9: no card number in clear and no CVV column, anywhere.
+    private func cardDataLeaks(_ db: Database, cardNumbers: [String]) throws -> [Finding] {
+        var found: [Finding] = []
+        let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        for table in tables {
+            let columns = try Row.fetchAll(db, sql: "SELECT name, type FROM pragma_table_info(?)", arguments: [table])
+            for column in columns {
+                let name: String = column["name"]
+                if name.lowercased().contains("cvv") || name.lowercased().contains("cvc") {
+                    found.append(Finding(invariant: "card-data", subject: "\(table).\(name)", detail: "a CVV column exists"))
+                }
+                guard (column["type"] as String).uppercased() == "TEXT" else { continue }
+                for number in cardNumbers {
+                    let hits = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \"\(table)\" WHERE instr(\"\(name)\", ?) > 0", arguments: [number]) ?? 0
+                    if hits > 0 {
+                        found.append(Finding(invariant: "card-data", subject: "\(table).\(name)", detail: "a card number in clear (…\(number.suffix(4))) in \(hits) row(s)"))
+                    }
+                }
+            }
+        }
+        return found
+    }
+
+    /// After healing: the PSPs' truth against the engine's records.
+    /// Money captured at a PSP ⇔ the payment is completed; refunds at the PSP
+    /// never exceed the capture.
+    func crossCheck() {
+        guard let store else { return }
+        do {
+            try store.queue.read { db in
+                let cursor = try Row.fetchCursor(db, sql: "SELECT payment_id, status, amount_minor FROM payment")
+                while let row = try cursor.next() {
+                    let paymentID: String = row["payment_id"]
+                    guard let number = Self.paymentNumber(paymentID) else { continue }
+                    let captured = number < capturedAt.count && capturedAt[number] != 0
+                    let status: String = row["status"]
+                    if captured && status != "completed" {
+                        record("charged-but-not-completed", paymentID, "the PSP captured \(capturedAmount[number]) but the payment is \(status)")
+                    } else if !captured && status == "completed" {
+                        record("completed-without-charge", paymentID, "the payment is completed but no PSP captured it")
+                    } else if captured && capturedAmount[number] != row["amount_minor"] {
+                        record("charge-amount", paymentID, "captured \(capturedAmount[number]) for a payment of \(row["amount_minor"] as Int64)")
+                    }
+                }
+                var refundedByPayment: [String: Int64] = [:]
+                for (key, amount) in refundedAtPSP.sorted(by: { $0.key < $1.key }) {
+                    let refundID = String(key.prefix { $0 != ":" })
+                    guard let paymentID = try String.fetchOne(db, sql: "SELECT payment_id FROM refund WHERE refund_id = ?", arguments: [refundID]) else {
+                        record("refund-without-record", refundID, "the PSP refunded \(amount) for an unknown refund")
+                        continue
+                    }
+                    refundedByPayment[paymentID, default: 0] += amount
+                }
+                for (paymentID, refunded) in refundedByPayment.sorted(by: { $0.key < $1.key }) {
+                    guard let number = Self.paymentNumber(paymentID) else { continue }
+                    let captured = number < capturedAmount.count ? capturedAmount[number] : 0
+                    if refunded > captured {
+                        record("refunds-exceed-capture", paymentID, "PSPs refunded \(refunded) of a capture of \(captured)")
+                    }
+                }
+            }
+        } catch {
+            record("audit", "store", "the cross-check could not read the store: \(error)")
+        }
+    }
+
+    /// The subject's history from the store, for a violation's trail.
+    func trail(of subject: String) -> [String] {
+        guard let store else { return [] }
+        return (try? store.queue.read { db -> [String] in
+            var lines: [String] = []
+            if let row = try Row.fetchOne(db, sql: "SELECT status, amount_minor, currency, psp_id, failure_reason, created_ns, updated_ns FROM payment WHERE payment_id = ?", arguments: [subject]) {
+                lines.append("payment \(subject): \(row["status"] as String) \(row["amount_minor"] as Int64) \(row["currency"] as String) via \(row["psp_id"] as String? ?? "-") (\(row["failure_reason"] as String? ?? "no failure"))")
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT attempt_id, psp_id, state, tries, status_queries, last_error, updated_ns FROM psp_attempt WHERE subject_id = ? ORDER BY attempt_id", arguments: [subject]) {
+                lines.append("attempt \(row["attempt_id"] as Int64) at \(row["psp_id"] as String): \(row["state"] as String), \(row["tries"] as Int) tries, \(row["status_queries"] as Int) status queries, last error \(row["last_error"] as String? ?? "none")")
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT event_id, created_ns FROM outbox WHERE event_id LIKE ? ORDER BY sequence", arguments: ["%:\(subject)"]) {
+                lines.append("event \(row["event_id"] as String) at engine time \(row["created_ns"] as Int64)")
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT action, reason FROM audit_log WHERE subject_id = ? ORDER BY audit_id", arguments: [subject]) {
+                lines.append("audit \(row["action"] as String): \(row["reason"] as String)")
+            }
+            return lines
+        }) ?? []
+    }
+}

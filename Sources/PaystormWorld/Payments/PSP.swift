@@ -1,0 +1,203 @@
+import PaystormEngine
+import PaystormKernel
+import PaystormStatistics
+
+/// A modelled payment service provider. It keeps the semantics the engine
+/// relies on — one outcome per idempotency key, status queries that tell
+/// the truth, a void (`cancel`) that fixes an untouched key as failed — and
+/// misbehaves the way real PSPs do: lognormal latency, declines, transient
+/// errors, rate limits, outages (no answer), brownouts, the ambiguous
+/// failure (charged, reply lost), and signed webhooks that arrive late,
+/// twice, out of order or never. Its records are the truth the checker
+/// holds the engine to, and the source of its settlement reports.
+final class PSP: SimActor {
+    typealias Message = WorldMessage
+
+    enum Final: UInt8 { case done, declined, voided }
+
+    /// One money movement (or refusal) the PSP settled.
+    struct Record {
+        var key: String
+        var kind: SettlementKind
+        var amount: Money
+        var status: SettlementStatus
+        var nanoseconds: Int64
+    }
+
+    unowned let world: World
+    let index: Int
+    let profile: PSPProfile
+    private var outcomes: [String: Final] = [:]
+    private(set) var records: [Record] = []
+    private var calls: [Int64: (PSPRequest, ActorAddress)] = [:]
+    private var nextCall: Int64 = 0
+    var outage = false
+    var brownoutFactor = 1.0
+    var brownoutErrorRate = 0.0
+    /// Settlement discrepancies injected in the last report, by PSP reference.
+    private(set) var injectedDiscrepancies: [String] = []
+
+    init(world: World, index: Int, profile: PSPProfile) {
+        self.world = world
+        self.index = index
+        self.profile = profile
+    }
+
+    func receive(_ message: WorldMessage, from sender: ActorAddress, kernel: SimulationKernel<WorldMessage>) {
+        switch message {
+        case let .pspCall(request, replyTo):
+            world.metrics.pspCallCounted(at: kernel.now.nanoseconds)
+            guard !outage else {
+                world.metrics.psp[index].unanswered += 1
+                return
+            }
+            let id = nextCall
+            nextCall += 1
+            calls[id] = (request, replyTo)
+            let latency = kernel.random.lognormal(median: profile.latencyMedianSeconds, sigma: profile.latencySigma) * brownoutFactor
+            kernel.setTimer(after: SimDuration(seconds: latency), .pspProcess(call: id))
+        case let .pspProcess(id):
+            guard let (request, replyTo) = calls.removeValue(forKey: id) else { return }
+            process(request, replyTo: replyTo, kernel)
+        case let .pspWebhookDue(record, duplicate):
+            sendWebhook(records[Int(record)], kernel)
+            if duplicate { sendWebhook(records[Int(record)], kernel) }
+        default:
+            break
+        }
+    }
+
+    private func process(_ request: PSPRequest, replyTo: ActorAddress, _ kernel: SimulationKernel<WorldMessage>) {
+        let random = kernel.random
+        let roll = random.uniform()
+        var counters = world.metrics.psp[index]
+        defer { world.metrics.psp[index] = counters }
+        let transient = profile.transientErrorRate + brownoutErrorRate
+        let reply: PSPOutcome
+        if roll < profile.rateLimitRate {
+            counters.rateLimited += 1
+            reply = .rateLimited
+        } else if roll < profile.rateLimitRate + transient {
+            counters.transientErrors += 1
+            reply = .transientError("503 from \(profile.id)")
+        } else {
+            let decline = request.operation == .charge && random.bernoulli(profile.declineRate)
+            reply = apply(request, decline: decline, kernel)
+            switch reply {
+            case .succeeded: counters.succeeded += 1
+            case .declined: counters.declined += 1
+            default: break
+            }
+        }
+        let moved = request.operation == .charge || request.operation == .refund
+        if moved, case .succeeded = reply, random.bernoulli(profile.ambiguousRate) || world.buggify.fires(.pspReplyLost) {
+            counters.ambiguous += 1
+            return  // charged; the reply is lost
+        }
+        world.network.send(.pspReply(attemptID: request.attemptID, outcome: reply), to: replyTo, kernel: kernel)
+    }
+
+    /// The PSP's semantics for one request that reached it.
+    private func apply(_ request: PSPRequest, decline: Bool, _ kernel: SimulationKernel<WorldMessage>) -> PSPOutcome {
+        let key = request.idempotencyKey
+        let reference = "\(profile.id)-\(key)"
+        switch request.operation {
+        case .charge, .refund:
+            switch outcomes[key] {
+            case .done: return .succeeded(pspReference: reference)
+            case .declined: return .declined(reason: "do_not_honor")
+            case .voided: return .declined(reason: "canceled")
+            case nil:
+                let charge = request.operation == .charge
+                if decline {
+                    outcomes[key] = .declined
+                    settle(key, charge ? .charge : .refund, request.amount, .failed, kernel)
+                    return .declined(reason: "do_not_honor")
+                }
+                outcomes[key] = .done
+                if charge {
+                    world.checker.pspCaptured(key: key, pspIndex: index, amountMinor: request.amount.minorUnits)
+                    settle(key, .charge, request.amount, .captured, kernel)
+                } else {
+                    world.checker.pspRefunded(key: key, amountMinor: request.amount.minorUnits)
+                    settle(key, .refund, request.amount, .refunded, kernel)
+                }
+                return .succeeded(pspReference: reference)
+            }
+        case .status:
+            switch outcomes[key] {
+            case .done: return .succeeded(pspReference: reference)
+            case .declined, .voided: return .declined(reason: "failed")
+            case nil: return .notFound
+            }
+        case .cancel:
+            switch outcomes[key] {
+            case .done: return .succeeded(pspReference: reference)
+            case .declined, .voided: return .declined(reason: "canceled")
+            case nil:
+                outcomes[key] = .voided
+                return .declined(reason: "canceled")
+            }
+        }
+    }
+
+    /// Records a final outcome and maybe schedules its webhook.
+    private func settle(_ key: String, _ kind: SettlementKind, _ amount: Money, _ status: SettlementStatus,
+                        _ kernel: SimulationKernel<WorldMessage>) {
+        records.append(Record(key: key, kind: kind, amount: amount, status: status,
+                              nanoseconds: World.epochNanoseconds + kernel.now.nanoseconds))
+        let random = kernel.random
+        guard random.bernoulli(profile.webhookRate), world.healing || !random.bernoulli(profile.webhookLossRate) else { return }
+        let duplicate = random.bernoulli(profile.webhookDuplicateRate) || world.buggify.fires(.webhookDuplicated)
+        let delay = random.lognormal(median: profile.webhookDelayMedianSeconds, sigma: 1.0)
+        kernel.setTimer(after: SimDuration(seconds: delay), .pspWebhookDue(record: Int32(records.count - 1), duplicate: duplicate))
+    }
+
+    /// A webhook storm: `count` repeats of recent outcomes, spread over `seconds`.
+    func storm(count: Int, overSeconds seconds: Double, kernel: SimulationKernel<WorldMessage>) {
+        guard !records.isEmpty else { return }
+        let random = kernel.random
+        for _ in 0..<count {
+            let record = records.count - 1 - random.uniformInt(below: min(records.count, 10_000))
+            kernel.send(.pspWebhookDue(record: Int32(record), duplicate: false), to: world.psps[index],
+                        after: SimDuration(seconds: random.uniform() * seconds))
+        }
+    }
+
+    private func sendWebhook(_ record: Record, _ kernel: SimulationKernel<WorldMessage>) {
+        let type: PSPWebhookPayload.Kind = switch (record.kind, record.status) {
+        case (.charge, .captured): .chargeSucceeded
+        case (.charge, _): .chargeFailed
+        case (.refund, .refunded): .refundSucceeded
+        case (.refund, _): .refundFailed
+        }
+        let body = "{\"event_id\":\"evt-\(record.key)\",\"type\":\"\(type.rawValue)\",\"psp_reference\":\"\(record.key)\"}"
+        let timestamp = (World.epochNanoseconds + kernel.now.nanoseconds) / 1_000_000_000
+        let signature = PaymentEngine.webhookSignature(body: body, timestampSeconds: timestamp, secret: World.webhookSecret(profile.id))
+        world.metrics.psp[index].webhooksSent += 1
+        world.network.send(.webhook(WebhookDelivery(pspID: profile.id, body: body, signature: signature, timestampSeconds: timestamp)),
+                           to: world.gateway, kernel: kernel)
+    }
+
+    /// The settlement report for everything settled so far, with the
+    /// discrepancies real reports carry: a few lines missing, a few amounts off.
+    func settlementReport(now: Int64, random: RandomStream) -> SettlementReport {
+        injectedDiscrepancies.removeAll()
+        var lines: [SettlementLine] = []
+        lines.reserveCapacity(records.count)
+        for record in records {
+            if random.bernoulli(profile.settlementMissingRate) {
+                injectedDiscrepancies.append(record.key)
+                continue
+            }
+            var amount = record.amount
+            if record.status != .failed && random.bernoulli(profile.settlementAmountErrorRate) {
+                amount.minorUnits += 1
+                injectedDiscrepancies.append(record.key)
+            }
+            lines.append(SettlementLine(pspID: profile.id, pspReference: record.key, kind: record.kind, amount: amount,
+                                        status: record.status, settledAtNanoseconds: record.nanoseconds))
+        }
+        return SettlementReport(pspID: profile.id, periodStartNanoseconds: World.epochNanoseconds, periodEndNanoseconds: now, lines: lines)
+    }
+}

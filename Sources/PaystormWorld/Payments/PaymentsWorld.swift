@@ -1,0 +1,254 @@
+import Foundation
+import GRDB
+import PaystormEngine
+import PaystormKernel
+import PaystormStatistics
+import PaystormStore
+
+/// The payments world: the real engine, replicated over one SQLite store,
+/// among modelled clients, gateway, PSPs, network, broker and consumers,
+/// with faults, driven by the kernel in virtual time; checked all along and
+/// again after a healing phase.
+public enum PaymentsWorld {
+    /// Runs one world to the end of its healing phase.
+    /// - Parameter progress: called every virtual second with the share of payments started.
+    public static func run(_ configuration: WorldConfiguration, progress: ((Double) -> Void)? = nil) throws -> WorldReport {
+        try configuration.validate()
+        let location: Store.Location = configuration.scratchDatabasePath.map {
+            .scratch(path: $0, cacheMebibytes: configuration.databaseCacheMebibytes)
+        } ?? .memory
+        let store = try PaymentEngine.openStore(location)
+        defer {
+            if let path = configuration.scratchDatabasePath {
+                for suffix in ["", "-journal"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            }
+        }
+        let world = try World(configuration: configuration, store: store)
+        let kernel = world.kernel
+
+        let clients = try ClientPopulation(world: world)
+        world.clients = world.spawn(clients, name: "clients")
+        let gateway = Gateway(world: world)
+        world.gateway = world.spawn(gateway, name: "gateway")
+        var replicas: [Replica] = []
+        for index in 0..<configuration.service.replicas {
+            let replica = Replica(world: world, index: index)
+            replicas.append(replica)
+            world.replicas.append(world.spawn(replica, name: "replica.\(index)"))
+        }
+        var psps: [PSP] = []
+        for (index, profile) in configuration.psps.enumerated() {
+            let psp = PSP(world: world, index: index, profile: profile)
+            psps.append(psp)
+            world.pspIndexByID[profile.id] = index
+            world.psps.append(world.spawn(psp, name: "psp.\(profile.id)"))
+        }
+        let broker = Broker(world: world)
+        world.broker = world.spawn(broker, name: "broker")
+        world.relay = world.spawn(OutboxRelay(world: world), name: "relay")
+        var consumers: [ActorAddress] = []
+        for (group, consumer) in World.groups.enumerated() {
+            world.consumers.append((0..<configuration.broker.consumersPerGroup).map { member in
+                world.spawn(Consumer(world: world, group: group, member: member), name: "consumer.\(consumer.rawValue).\(member)")
+            })
+            consumers += world.consumers[group]
+        }
+        let sink = NotificationSink(world: world)
+        world.sink = world.spawn(sink, name: "notifications")
+        let injector = FaultInjector(world: world)
+        injector.replicaActors = replicas
+        injector.pspActors = psps
+        injector.brokerActor = broker
+        let injectorAddress = world.spawn(injector, name: "faults")
+        let monitor = Monitor(world: world)
+        monitor.replicaActors = replicas
+        monitor.brokerActor = broker
+        let monitorAddress = world.spawn(monitor, name: "monitor")
+
+        kernel.inject(.arrival, to: world.clients, at: .zero)
+        kernel.inject(.healthTick, to: world.gateway, at: .zero)
+        kernel.inject(.brokerTick, to: world.broker, at: .zero)
+        kernel.inject(.relayPoll, to: world.relay, at: .zero)
+        for member in consumers { kernel.inject(.heartbeatTick, to: member, at: .zero) }
+        kernel.inject(.sample, to: monitorAddress, at: .zero + SimDuration(seconds: configuration.windowSeconds))
+        for (index, fault) in configuration.faults.enumerated() {
+            kernel.inject(.fault(index: Int32(index), starting: true), to: injectorAddress, at: .zero + SimDuration(seconds: fault.atSeconds))
+            kernel.inject(.fault(index: Int32(index), starting: false), to: injectorAddress, at: .zero + SimDuration(seconds: fault.endSeconds))
+        }
+        if let sabotage = configuration.sabotage, sabotage == .doubleCharge {
+            replicas[0].doubleChargesToSabotage = 1
+        }
+
+        // Load phase: until every payment has been started.
+        var step = SimInstant.zero
+        var sabotaged = configuration.sabotage == nil || configuration.sabotage == .doubleCharge
+        let sabotageAt = SimDuration(seconds: configuration.expectedLoadSeconds / 2)
+        while !clients.arrivalsDone {
+            step = step + .seconds(1)
+            kernel.run(until: step)
+            if !sabotaged && kernel.now >= .zero + sabotageAt {
+                sabotaged = true
+                try applySabotage(configuration.sabotage!, store: store)
+            }
+            progress?(Double(clients.paymentsStarted) / Double(configuration.payments))
+        }
+        let loadEnd = clients.arrivalsEndedAt ?? kernel.now
+        if !sabotaged { try applySabotage(configuration.sabotage!, store: store) }
+        world.checker.audit(final: false, cardNumbers: [])
+
+        // Healing: faults end, BUGGIFY stops, dead letters are replayed, then reconciliation.
+        world.healing = true
+        world.buggify.suspended = true
+        injector.endAll(kernel)
+        world.network.clearFaults()
+        for (index, replica) in world.replicas.enumerated() where !kernel.isRunning(replica) {
+            _ = index
+            kernel.restart(replica)
+        }
+        for member in world.consumers.flatMap({ $0 }) + [world.relay] where !kernel.isRunning(member) { kernel.restart(member) }
+        let healing = SimDuration(seconds: configuration.healingSeconds)
+        kernel.run(until: loadEnd + SimDuration(nanoseconds: healing.nanoseconds / 3))
+        kernel.inject(.heal, to: world.broker, at: kernel.now)
+        for member in world.consumers[2] { kernel.inject(.heal, to: member, at: kernel.now) }
+        kernel.run(until: loadEnd + SimDuration(nanoseconds: healing.nanoseconds / 2))
+        let random = RandomStream(rootSeed: configuration.seed, stream: "settlement")
+        var injected: [String: [String]] = [:]
+        for psp in psps {
+            let report = psp.settlementReport(now: world.engineNow(), random: random)
+            injected[psp.profile.id] = psp.injectedDiscrepancies
+            kernel.inject(.reconcile(SettlementReportBox(report: report)), to: world.replicas[0], at: kernel.now)
+        }
+        kernel.run(until: loadEnd + healing)
+        progress?(1)
+
+        // Liveness, then the final safety audit and the cross-check with the PSPs' truth.
+        let liveness = try livenessViolations(world: world, broker: broker, injected: injected)
+        world.checker.audit(final: true, cardNumbers: clients.sampleCardNumbers)
+        world.checker.crossCheck()
+        world.checker.collectTrails()
+        return try WorldReport(world: world, clients: clients, gateway: gateway, broker: broker, sink: sink, monitor: monitor,
+                               liveness: liveness, loadEndSeconds: loadEnd.seconds)
+    }
+
+    /// Runs the configuration twice and compares the trace hashes.
+    public static func selfCheck(_ configuration: WorldConfiguration) throws -> (first: WorldReport, second: WorldReport) {
+        var second = configuration
+        if let path = configuration.scratchDatabasePath { second.scratchDatabasePath = path + ".again" }
+        return (try run(configuration), try run(second))
+    }
+
+    /// What must hold once the world has healed.
+    static func livenessViolations(world: World, broker: Broker, injected: [String: [String]]) throws -> [Violation] {
+        var found: [Violation] = []
+        let seconds = world.kernel.now.seconds
+        func add(_ invariant: String, _ subject: String, _ detail: String) {
+            guard found.count < 1_000 else { return }
+            found.append(Violation(invariant: invariant, subject: subject, virtualSeconds: seconds, seed: world.configuration.seed,
+                                   detail: detail, trail: []))
+        }
+        try world.store.queue.read { db in
+            for row in try Row.fetchAll(db, sql: "SELECT payment_id, status FROM payment WHERE status NOT IN ('completed', 'failed') ORDER BY payment_id LIMIT 1000") {
+                add("payment-terminal", row["payment_id"], "still \(row["status"] as String) after healing")
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT refund_id, status FROM refund WHERE status NOT IN ('succeeded', 'failed') ORDER BY refund_id LIMIT 1000") {
+                add("refund-terminal", row["refund_id"], "still \(row["status"] as String) after healing")
+            }
+            let last = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(sequence), 0) FROM outbox") ?? 0
+            let cursor = try Int64.fetchOne(db, sql: "SELECT published_through FROM outbox_cursor WHERE id = 1") ?? 0
+            if cursor != last { add("outbox-published", "outbox", "published through \(cursor) of \(last)") }
+            for violation in try EngineAudit.settled(db) { add(violation.invariant, violation.subject, violation.detail) }
+            let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0
+            if dead > 0 { add("dead-letters-drained", "notifications", "\(dead) dead letter(s) left after the replay") }
+            for row in try Row.fetchAll(db, sql: "SELECT notification_id, recipient, attempts FROM notification WHERE state = 'pending' ORDER BY notification_id LIMIT 100") {
+                add("notification-delivered", "notification \(row["notification_id"] as Int64)",
+                    "to \(row["recipient"] as String) still pending after \(row["attempts"] as Int) attempt(s)")
+            }
+            for (psp, references) in injected.sorted(by: { $0.key < $1.key }) {
+                for reference in references {
+                    let classified = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM reconciliation_item WHERE psp_id = ? AND psp_reference = ?",
+                                                      arguments: [psp, reference]) ?? 0
+                    if classified == 0 { add("reconciliation-classified", reference, "a settlement discrepancy at \(psp) was not classified") }
+                }
+            }
+        }
+        if broker.lag > 0 { add("consumer-lag", "broker", "\(broker.lag) event(s) not committed after healing") }
+        if broker.deadLetterDepth > 0 { add("dead-letters-drained", "broker", "\(broker.deadLetterDepth) event(s) left in the dead-letter topics") }
+        for index in found.indices { found[index].trail = world.checker.trail(of: found[index].subject) }
+        return found
+    }
+
+    /// A broken engine's footprint, written behind the engine's back.
+    static func applySabotage(_ sabotage: Sabotage, store: Store) throws {
+        try store.queue.write { db in
+            let completed = try String.fetchOne(db, sql: "SELECT payment_id FROM payment WHERE status = 'completed' ORDER BY payment_id LIMIT 1")
+            switch sabotage {
+            case .doubleCharge:
+                break
+            case .unbalancedPosting:
+                // One debit with no credit, chained as if it were a real entry.
+                try db.execute(sql: """
+                    INSERT INTO journal_entry (entry_id, transaction_id, time_ns, previous_hash, hash)
+                    SELECT 'sabotage', 'sabotage', 0, hash, hash FROM journal_head WHERE id = 1
+                    """)
+                try db.execute(sql: """
+                    INSERT INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency)
+                    VALUES (?, 0, 'platform:fees', 'debit', 100, 'USD')
+                    """, arguments: [db.lastInsertedRowID])
+            case .journalRewritten:
+                try db.execute(sql: "DROP TRIGGER journal_entry_append_only_update")
+                try db.execute(sql: "UPDATE journal_entry SET transaction_id = transaction_id || '-rewritten' WHERE sequence = (SELECT MIN(sequence) FROM journal_entry)")
+            case .terminalLeft:
+                // A completed payment published as failed as well.
+                guard let completed else { return }
+                try db.execute(sql: """
+                    INSERT INTO outbox (event_id, topic, partition_key, payload, created_ns)
+                    SELECT replace(event_id, 'payment.completed', 'payment.failed'), topic, partition_key,
+                           replace(payload, 'payment.completed', 'payment.failed'), created_ns
+                    FROM outbox WHERE event_id = 'payment.completed:' || ?
+                    """, arguments: [completed])
+            case .overRefund:
+                guard let completed else { return }
+                try db.execute(sql: """
+                    INSERT INTO refund (refund_id, payment_id, merchant_id, amount_minor, currency, status, psp_id, created_ns, updated_ns)
+                    SELECT 'ref-sabotage', payment_id, merchant_id, captured_minor + 1, currency, 'processing', psp_id, 0, 0 FROM payment WHERE payment_id = ?
+                    """, arguments: [completed])
+            case .cardNumberInClear:
+                try db.execute(sql: "INSERT INTO audit_log (subject_id, action, reason, created_ns) VALUES ('debug', 'log', ?, 0)",
+                               arguments: ["card \(ClientPopulation.cardNumber(7))"])
+            case .walletDrift:
+                try db.execute(sql: "UPDATE wallet SET balance_minor = balance_minor + 100, gross_minor = gross_minor + 100 WHERE rowid = (SELECT MIN(rowid) FROM wallet)")
+            }
+        }
+    }
+}
+
+extension World {
+    func paymentCreated(_ paymentID: String, at nanoseconds: Int64, failed: Bool) {
+        metrics.paymentsCreated += 1
+        guard let number = InvariantChecker.paymentNumber(paymentID) else { return }
+        if number >= createdAt.count { createdAt.append(contentsOf: repeatElement(-1, count: max(number + 1, createdAt.count * 2) - createdAt.count)) }
+        createdAt[number] = nanoseconds
+    }
+
+    /// The broker accepted `event`.
+    func published(_ event: TransactionEvent) {
+        guard checker.published(event), let number = InvariantChecker.paymentNumber(event.paymentID),
+              number < createdAt.count, createdAt[number] >= 0 else { return }
+        let at = event.timeNanoseconds - Self.epochNanoseconds
+        metrics.terminal(at: kernel.now.nanoseconds, afterSeconds: Double(at - createdAt[number]) / 1e9,
+                         completed: event.kind == .paymentCompleted)
+    }
+
+    func reconciled(pspID: String, _ result: ReconciliationResult) {
+        reconciliations.append((pspID, result))
+    }
+
+    /// The outbox backlog and the dead letters not yet replayed.
+    func storeGauges() -> (outboxBacklog: Int, deadLetters: Int) {
+        (try? store.queue.read { db in
+            let backlog = try Int.fetchOne(db, sql: "SELECT (SELECT COALESCE(MAX(sequence), 0) FROM outbox) - published_through FROM outbox_cursor") ?? 0
+            let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0
+            return (backlog, dead)
+        }) ?? (0, 0)
+    }
+}

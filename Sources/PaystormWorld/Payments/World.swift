@@ -1,0 +1,87 @@
+import Foundation
+import PaystormEngine
+import PaystormKernel
+import PaystormStore
+
+/// What every actor of one payments world shares: the kernel, the links,
+/// the checker, the metrics and everyone's address. Single-threaded, like
+/// the kernel that drives it.
+final class World {
+    /// Engine time is Unix-epoch nanoseconds (card expiry is judged on it):
+    /// virtual time zero is this instant (2026-09-21).
+    static let epochNanoseconds: Int64 = 1_790_000_000 * 1_000_000_000
+
+    let configuration: WorldConfiguration
+    let kernel: SimulationKernel<WorldMessage>
+    let network: Network
+    let checker: InvariantChecker
+    let metrics: WorldMetrics
+    let buggify: Buggify
+    let store: Store
+    let engineConfiguration: EngineConfiguration
+
+    var gateway = ActorAddress.environment
+    var replicas: [ActorAddress] = []
+    var psps: [ActorAddress] = []
+    var pspIndexByID: [String: Int] = [:]
+    var broker = ActorAddress.environment
+    var relay = ActorAddress.environment
+    /// Consumers by group (ledger, wallet, notification), then member.
+    var consumers: [[ActorAddress]] = []
+    var sink = ActorAddress.environment
+    var clients = ActorAddress.environment
+    /// True once the healing phase began: faults stop, BUGGIFY is off.
+    var healing = false
+    /// Virtual creation time of each payment, by payment number (-1: unknown).
+    var createdAt: [Int64] = []
+    /// Reconciliation results of the healing phase, by PSP.
+    var reconciliations: [(pspID: String, result: ReconciliationResult)] = []
+
+    static let groups: [EngineConsumer] = [.ledger, .wallet, .notification]
+
+    init(configuration: WorldConfiguration, store: Store) throws {
+        self.configuration = configuration
+        self.store = store
+        kernel = SimulationKernel(configuration: KernelConfiguration(rootSeed: configuration.seed, maxPendingEvents: 8_000_000),
+                                  expectedEvents: 1 << 16)
+        network = Network(model: configuration.network)
+        checker = InvariantChecker(seed: configuration.seed)
+        metrics = WorldMetrics(windowSeconds: configuration.windowSeconds, pspIDs: configuration.psps.map(\.id))
+        buggify = Buggify(model: configuration.buggify, rootSeed: configuration.seed)
+        var engine = EngineConfiguration(psps: configuration.psps.map { .init(id: $0.id, webhookSecret: Self.webhookSecret($0.id)) })
+        engine.fraudRules.maxTrackedKeys = 2_000_000
+        engineConfiguration = engine
+        checker.store = store
+        let kernel = self.kernel
+        checker.now = { kernel.now }
+    }
+
+    static func webhookSecret(_ pspID: String) -> String { "whsec-\(pspID)" }
+
+    /// A new engine instance over the shared store (one per replica, relay, consumer).
+    func makeEngine() -> PaymentEngine {
+        // The keys are fixed test keys: a simulation's vault protects nothing real.
+        try! PaymentEngine(sharing: store, configuration: engineConfiguration,
+                           vaultEncryptionKey: Data(repeating: 0x5A, count: 32), vaultTokenKey: Data(repeating: 0xA5, count: 32))
+    }
+
+    /// Engine time now, with an actor's clock offset.
+    func engineNow(skew: Int64 = 0) -> Int64 { Self.epochNanoseconds + kernel.now.nanoseconds + skew }
+
+    func spawn(_ actor: any SimActor<WorldMessage>, name: String) -> ActorAddress {
+        let address = kernel.spawn(actor, name: name)
+        network.names.append(name)
+        precondition(network.names.count == Int(address.index) + 1)
+        return address
+    }
+
+    /// Which broker partition a merchant's events go to (FNV-1a, stable across runs and builds).
+    func partition(of merchantID: String) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in merchantID.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return Int(hash % UInt64(configuration.broker.partitions))
+    }
+}

@@ -1,0 +1,87 @@
+import Testing
+@testable import PaystormWorld
+
+/// A small world that runs in a few seconds of a debug build.
+func smallWorld(payments: Int = 1_500, seed: UInt64 = 1, rate: Double = 300) -> WorldConfiguration {
+    var configuration = WorldConfiguration()
+    configuration.seed = seed
+    configuration.payments = payments
+    configuration.load = .constant(ratePerSecond: rate)
+    configuration.clients.users = 20_000
+    configuration.clients.merchants = 200
+    configuration.service.replicas = 3
+    configuration.healingSeconds = 90
+    return configuration
+}
+
+func expectClean(_ report: WorldReport, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(report.violations == 0, "\(report.summary)", sourceLocation: sourceLocation)
+    #expect(report.paymentsCompleted + report.paymentsFailed == report.paymentsCreated, "\(report.summary)", sourceLocation: sourceLocation)
+    #expect(report.outstandingAtEnd == 0, sourceLocation: sourceLocation)
+}
+
+@Suite("Payments world: the real engine among modelled actors")
+struct PaymentsWorldTests {
+    @Test("a fault-free run ends with every payment terminal, books settled and no violation")
+    func baseline() throws {
+        let report = try PaymentsWorld.run(smallWorld())
+        expectClean(report)
+        #expect(report.paymentsStarted == 1_500)
+        #expect(report.paymentsCompleted > 1_300)
+        #expect(report.requests >= 1_500)
+        #expect(report.answered >= report.requests - report.timedOut - report.serverErrors - report.throttled)
+        #expect(report.brokerProduced >= report.paymentsCreated)
+        #expect(report.notificationsDelivered >= 2 * report.paymentsCreated)
+        #expect(report.latency.count == 5 && report.latency[0].value > 0)
+        #expect(report.timeToTerminal.count == 5 && report.timeToTerminal[0].value >= 0.150)
+        #expect(report.psp[0].charges > 0 && report.psp[0].succeeded > 0 && report.psp[0].webhooksSent > 0)
+        // PSP-side ambiguous replies happened and were settled without harm.
+        #expect(report.psp.reduce(0) { $0 + $1.ambiguous } > 0)
+        #expect(report.windows.count >= 5)
+        #expect(report.windows.reduce(0) { $0 + $1.offered } == report.requests)
+    }
+
+    @Test("the same seed gives the same trace and report; another seed does not")
+    func determinism() throws {
+        var configuration = smallWorld(payments: 600)
+        configuration.faults = [ScheduledFault(atSeconds: 0.5, durationSeconds: 1, kind: .replicaCrash(replica: 0))]
+        configuration.buggify.enabled = true
+        configuration.buggify.fireProbability = 0.01
+        let (first, second) = try PaymentsWorld.selfCheck(configuration)
+        #expect(first.traceHash == second.traceHash)
+        #expect(first.summary == second.summary)
+        configuration.seed = 2
+        let other = try PaymentsWorld.run(configuration)
+        #expect(other.traceHash != first.traceHash)
+    }
+
+    @Test("a scratch-file store gives the same run as an in-memory one")
+    func scratchStore() throws {
+        var configuration = smallWorld(payments: 400)
+        let memory = try PaymentsWorld.run(configuration)
+        configuration.scratchDatabasePath = "/tmp/paystorm-world-test-\(configuration.seed).sqlite"
+        let file = try PaymentsWorld.run(configuration)
+        #expect(file.traceHash == memory.traceHash)
+        #expect(file.violations == 0)
+    }
+
+    @Test("invalid configurations are refused with the field named")
+    func validation() {
+        var configuration = smallWorld()
+        configuration.payments = 0
+        #expect(throws: WorldConfigurationError(field: "payments", expected: "1...100000000, got 0")) { try configuration.validate() }
+        configuration = smallWorld()
+        configuration.psps[1].id = "stripe"
+        #expect { try configuration.validate() } throws: { ($0 as? WorldConfigurationError)?.field == "psps[1].id" }
+        configuration = smallWorld()
+        configuration.faults = [ScheduledFault(atSeconds: 1, durationSeconds: 1, kind: .replicaCrash(replica: 9))]
+        #expect { try configuration.validate() } throws: { ($0 as? WorldConfigurationError)?.field == "faults[0].replica" }
+        configuration = smallWorld()
+        configuration.psps[0].declineRate = 0.9
+        configuration.psps[0].transientErrorRate = 0.2
+        #expect { try configuration.validate() } throws: { ($0 as? WorldConfigurationError)?.field == "psps[0].rates" }
+        configuration = smallWorld()
+        configuration.load = .ramp(from: 0, to: 0, overSeconds: 10)
+        #expect { try configuration.validate() } throws: { ($0 as? WorldConfigurationError)?.field == "load" }
+    }
+}

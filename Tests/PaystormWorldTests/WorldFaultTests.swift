@@ -1,0 +1,158 @@
+import Testing
+@testable import PaystormWorld
+
+/// Each fault kind does what it says, and the design survives it: no
+/// safety violation, and everything settles during healing.
+@Suite("Payments world: faults")
+struct WorldFaultTests {
+    func run(_ faults: [ScheduledFault], payments: Int = 1_200, _ adjust: (inout WorldConfiguration) -> Void = { _ in }) throws -> WorldReport {
+        // 150/s: the load lasts 8 s, so every fault happens under load.
+        var configuration = smallWorld(payments: payments, rate: 150)
+        configuration.faults = faults
+        adjust(&configuration)
+        return try PaymentsWorld.run(configuration)
+    }
+
+    @Test("a PSP outage: calls go unanswered, the breaker fails new payments over to the other PSP")
+    func pspOutage() throws {
+        let report = try run([ScheduledFault(atSeconds: 1, durationSeconds: 10, kind: .pspOutage(psp: "stripe"))], payments: 2_000)
+        expectClean(report)
+        #expect(report.psp[0].unanswered > 0)
+        #expect(report.psp[1].charges > 100, "\(report.summary)")
+        #expect(report.psp[1].succeeded > 100)
+    }
+
+    @Test("a PSP brownout: slower answers and more transient errors, all retried")
+    func pspBrownout() throws {
+        let baseline = try run([])
+        let report = try run([ScheduledFault(atSeconds: 0, durationSeconds: 10, kind: .pspBrownout(psp: "stripe", latencyFactor: 8, errorRate: 0.3))])
+        expectClean(report)
+        #expect(report.psp[0].transientErrors > 3 * baseline.psp[0].transientErrors)
+        #expect(report.timeToTerminal[0].value > baseline.timeToTerminal[0].value)
+    }
+
+    @Test("a two-way partition between the replicas and a PSP drops messages; payments still settle")
+    func partition() throws {
+        let report = try run([ScheduledFault(atSeconds: 1, durationSeconds: 5, kind: .partition(from: "replica", to: "psp.stripe", oneWay: false))])
+        expectClean(report)
+        #expect(report.networkPartitioned > 0)
+    }
+
+    @Test("a one-way partition (replies lost) leaves the outcome ambiguous until status queries settle it")
+    func oneWayPartition() throws {
+        let report = try run([ScheduledFault(atSeconds: 1, durationSeconds: 3, kind: .partition(from: "psp.stripe", to: "replica", oneWay: true))])
+        expectClean(report)
+        #expect(report.networkPartitioned > 0)
+        #expect(report.psp[0].statusQueries > 0)
+    }
+
+    @Test("a replica crash loses its in-flight work; the restarted replica recovers from SQLite")
+    func replicaCrash() throws {
+        let report = try run([ScheduledFault(atSeconds: 2, durationSeconds: 3, kind: .replicaCrash(replica: 0))])
+        expectClean(report)
+        #expect(report.kernel.crashes == 1 && report.kernel.restarts == 1)
+        #expect(report.lostInCrashes > 0 || report.kernel.droppedByCrash > 0)
+    }
+
+    @Test("a broker partition down: its events wait (lag), then flow")
+    func brokerPartitionDown() throws {
+        let report = try run([ScheduledFault(atSeconds: 1, durationSeconds: 5, kind: .brokerPartitionDown(partition: 0))])
+        expectClean(report)
+        #expect(report.windows.map(\.outboxBacklog).max()! > 50)
+    }
+
+    @Test("a consumer crash: its partitions are rebalanced and redelivered, applied once")
+    func consumerCrash() throws {
+        let report = try run([ScheduledFault(atSeconds: 2, durationSeconds: 6, kind: .consumerCrash(group: "ledger", index: 0)),
+                              ScheduledFault(atSeconds: 2, durationSeconds: 6, kind: .consumerCrash(group: "notification", index: 1))])
+        expectClean(report)
+        #expect(report.rebalances > 6)
+        #expect(report.kernel.crashes == 2)
+    }
+
+    @Test("a webhook storm: thousands of duplicates, each PSP event applied once")
+    func webhookStorm() throws {
+        let report = try run([ScheduledFault(atSeconds: 3, durationSeconds: 2, kind: .webhookStorm(psp: "stripe", count: 3_000))])
+        expectClean(report)
+        #expect(report.psp[0].webhooksSent > 3_000)
+    }
+
+    @Test("clock skew past the webhook tolerance: that replica refuses webhooks, nothing breaks")
+    func clockSkew() throws {
+        let report = try run([ScheduledFault(atSeconds: 0, durationSeconds: 10, kind: .clockSkew(replica: 1, offsetSeconds: 600))])
+        expectClean(report)
+        #expect(report.webhooksRejected > 0)
+    }
+
+    @Test("an outbox relay crash: events are published after the restart, at least once")
+    func relayCrash() throws {
+        let report = try run([ScheduledFault(atSeconds: 1, durationSeconds: 3, kind: .relayCrash)])
+        expectClean(report)
+        #expect(report.kernel.crashes == 1)
+    }
+
+    @Test("lossy, duplicating links: clients retry with the same key, replays answer the same payment")
+    func lossyNetwork() throws {
+        let report = try run([]) { $0.network.lossRate = 0.01; $0.network.duplicationRate = 0.01 }
+        expectClean(report)
+        #expect(report.networkLost > 0 && report.networkDuplicated > 0)
+        #expect(report.retries > 0)
+    }
+
+    @Test("BUGGIFY: every fault site fires somewhere, and the design survives each")
+    func buggify() throws {
+        let report = try run([]) {
+            $0.buggify.enabled = true
+            $0.buggify.enableProbability = 1
+            $0.buggify.fireProbability = 0.01
+        }
+        expectClean(report)
+        #expect(Set(report.buggifyFired.map(\.site)) == Set(Buggify.Site.allCases.map(\.rawValue)), "\(report.buggifyFired)")
+        #expect(report.brokerDeadLetters > 0)
+    }
+
+    @Test("a throttling gateway answers 429; clients back off and retry")
+    func throttling() throws {
+        let report = try run([]) { $0.gateway.rateLimitPerSecond = 100; $0.gateway.burst = 20 }
+        #expect(report.violations == 0)
+        #expect(report.gatewayThrottled > 0)
+        #expect(report.retries > 0)
+    }
+}
+
+/// The checker must catch each class of bug it exists for: a broken engine
+/// host, simulated by writing what such an engine would write.
+@Suite("Payments world: the checker catches broken engines")
+struct CheckerTests {
+    @Test("each sabotage is reported under its invariant", arguments: [
+        (Sabotage.doubleCharge, "one-charge"),
+        (.unbalancedPosting, "ledger"),
+        (.journalRewritten, "ledger"),
+        (.terminalLeft, "terminal-state"),
+        (.overRefund, "refunds"),
+        (.cardNumberInClear, "card-data"),
+        (.walletDrift, "wallet-equals-journal"),
+    ])
+    func sabotage(_ sabotage: Sabotage, _ invariant: String) throws {
+        var configuration = smallWorld(payments: 500)
+        configuration.sabotage = sabotage
+        let report = try PaymentsWorld.run(configuration)
+        let found = report.safetyViolations + report.livenessViolations
+        #expect(found.contains { $0.invariant == invariant }, "\(sabotage): \(found)")
+        let violation = try #require(found.first { $0.invariant == invariant })
+        #expect(violation.seed == configuration.seed)
+        #expect(violation.virtualSeconds > 0)
+    }
+
+    @Test("a double charge names the payment and carries its trail")
+    func trail() throws {
+        var configuration = smallWorld(payments: 300)
+        configuration.sabotage = .doubleCharge
+        let report = try PaymentsWorld.run(configuration)
+        let violation = try #require(report.safetyViolations.first { $0.invariant == "one-charge" })
+        #expect(violation.subject.hasPrefix("pay-"))
+        #expect(violation.trail.contains { $0.hasPrefix("attempt ") })
+        // The PSPs' truth disagrees with the engine afterwards, too.
+        #expect(report.safetyViolations.contains { $0.invariant == "charged-but-not-completed" || $0.invariant == "one-charge" })
+    }
+}
