@@ -65,6 +65,8 @@ public final class Store {
                     try db.execute(sql: "PRAGMA synchronous = OFF")
                     try db.execute(sql: "PRAGMA cache_size = -\(max(1, cacheMebibytes) * 1024)")
                     try db.execute(sql: "PRAGMA temp_store = FILE")
+                    // One process owns a scratch database: no file locking per transaction.
+                    try db.execute(sql: "PRAGMA locking_mode = EXCLUSIVE")
                 }
             }
             var migrator = Self.migrator

@@ -111,6 +111,15 @@ struct WorldFaultTests {
         #expect(report.brokerDeadLetters > 0)
     }
 
+    @Test("refunds: full, partial and repeated refunds settle, never past the capture")
+    func refunds() throws {
+        let report = try run([], payments: 2_000) { $0.clients.refundShare = 0.3 }
+        expectClean(report)
+        #expect(report.refundsRequested > 100)
+        #expect(report.refundsAccepted > 50)
+        #expect(report.psp.reduce(0) { $0 + $1.refunds } > 50)
+    }
+
     @Test("a throttling gateway answers 429; clients back off and retry")
     func throttling() throws {
         let report = try run([]) { $0.gateway.rateLimitPerSecond = 100; $0.gateway.burst = 20 }

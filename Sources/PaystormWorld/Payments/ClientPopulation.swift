@@ -43,7 +43,7 @@ final class ClientPopulation: SimActor {
     private var answeredHead = 0
     private var recent: [RecentPayment] = []
     private var recentHead = 0
-    static let recentCapacity = 20_000
+    static let recentCapacity = 100_000
     static let answeredCapacity = 100_000
     /// Currencies in the mix, with their weights.
     static let currencies: [(Currency, Double)] = [(.usd, 0.70), (.eur, 0.20), (Currency(code: "GBP")!, 0.07), (.jpy, 0.03)]
@@ -278,15 +278,17 @@ final class ClientPopulation: SimActor {
         }
     }
 
-    /// A payment made at least 20 s ago (most are completed by then).
+    /// A payment made at least 5 s ago (most are completed by then; the
+    /// engine refuses a refund of one that is not, with a 409).
     private func refundTarget(_ random: RandomStream, now: Int64) -> RecentPayment? {
         guard !recent.isEmpty else { return nil }
         let candidate = recent[random.uniformInt(below: recent.count)]
-        return now - candidate.createdNanoseconds >= 20_000_000_000 ? candidate : nil
+        return now - candidate.createdNanoseconds >= 5_000_000_000 ? candidate : nil
     }
 
     /// A key answered at least 20 s ago for the same merchant (so the
-    /// original is surely recorded), to reuse with a different body.
+    /// original is surely recorded, whatever the retries), to reuse with a
+    /// different body.
     private func reusableKey(_ random: RandomStream, merchantID: String, now: Int64) -> String? {
         guard !recent.isEmpty else { return nil }
         let candidate = recent[random.uniformInt(below: recent.count)]

@@ -28,6 +28,10 @@ final class Network {
     var names: [String] = []
     /// Faults stop during healing.
     var healed = false
+    /// Per link (sender, receiver): when its last message arrives. Links are
+    /// FIFO, like the connections they model: a message never overtakes an
+    /// earlier one on the same link.
+    private var lastArrival: [UInt64: Int64] = [:]
 
     init(model: NetworkModel) {
         self.model = model
@@ -71,10 +75,13 @@ final class Network {
         }
         let copies = !healed && model.duplicationRate > 0 && random.bernoulli(model.duplicationRate) ? 2 : 1
         if copies == 2 { counters.duplicated += 1 }
+        let link = UInt64(UInt32(bitPattern: from.index)) << 32 | UInt64(UInt32(bitPattern: target.index))
         for _ in 0..<copies {
             let latency = random.lognormal(median: model.latencyMedianSeconds, sigma: model.latencySigma)
-            let delay = SimDuration(nanoseconds: extraDelay + Int64(latency * 1e9))
-            if !kernel.send(message, to: target, after: delay) { counters.refused += 1 }
+            let now = kernel.now.nanoseconds
+            let arrival = max(now + extraDelay + Int64(latency * 1e9), lastArrival[link] ?? 0)
+            lastArrival[link] = arrival
+            if !kernel.send(message, to: target, after: SimDuration(nanoseconds: arrival - now)) { counters.refused += 1 }
         }
     }
 }

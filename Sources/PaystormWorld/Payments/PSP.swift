@@ -186,7 +186,8 @@ final class PSP: SimActor {
         var lines: [SettlementLine] = []
         lines.reserveCapacity(records.count)
         for record in records {
-            if random.bernoulli(profile.settlementMissingRate) {
+            // A failed attempt absent from a report is no discrepancy: only money movements go missing.
+            if record.status != .failed && random.bernoulli(profile.settlementMissingRate) {
                 injectedDiscrepancies.append(record.key)
                 continue
             }

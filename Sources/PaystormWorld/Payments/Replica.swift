@@ -71,13 +71,21 @@ final class Replica: SimActor {
         host.report(host.run(name, kernel) { engine throws(EngineError) in try engine.recover(now: host.now) }, name)
     }
 
+    /// Requests from outside (API calls, webhooks) meet the bounded accept
+    /// queue; the engine's own work (PSP replies, timers) is never refused,
+    /// as in a real process, where nothing would re-arm a dropped timer.
     private func enqueue(_ job: Job, _ kernel: SimulationKernel<WorldMessage>) {
-        guard queue.count < model.queueCapacity else {
-            world.metrics.queueOverflows += 1
-            if case let .api(request) = job {
-                reply(request, .error(status: 503, message: "replica \(index) overloaded"), kernel)
+        switch job {
+        case .api, .webhook:
+            guard queue.count < model.queueCapacity else {
+                world.metrics.queueOverflows += 1
+                if case let .api(request) = job {
+                    reply(request, .error(status: 503, message: "replica \(index) overloaded"), kernel)
+                }
+                return  // a refused webhook is a lost webhook: status queries and reconciliation cover it
             }
-            return  // internal work lost here is recovered by the engine's timers
+        case .pspReply, .timer:
+            break
         }
         queue.append(job)
         startWork(kernel)
