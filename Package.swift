@@ -4,6 +4,7 @@ import PackageDescription
 // Module layering (each imports only what sits below it):
 //
 //   paystorm (CLI)
+//     ├─ PaystormScenario ── Yams (scenario files, thresholds, reports)
 //     └─ PaystormBenchmarks
 //          ├─ PaystormWorld ── PaystormEngine (the real engine, hosted in virtual time)
 //          │    └─ PaystormKernel ── DequeModule
@@ -29,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -76,6 +78,15 @@ let package = Package(
             swiftSettings: releaseSpeed
         ),
         .target(
+            name: "PaystormScenario",
+            dependencies: [
+                "PaystormWorld", "PaystormStatistics",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: releaseSpeed
+        ),
+        .target(
             name: "PaystormBenchmarks",
             dependencies: [
                 "PaystormKernel", "PaystormStatistics", "PaystormStore", "PaystormWorld", "PaystormEngine",
@@ -87,6 +98,7 @@ let package = Package(
             name: "paystorm",
             dependencies: [
                 "PaystormBenchmarks",
+                "PaystormScenario",
                 "PaystormStore",
                 "PaystormWorld",
                 "PaystormStatistics",

@@ -123,11 +123,17 @@ public enum PaymentsWorld {
 
         // Liveness, then the final safety audit and the cross-check with the PSPs' truth.
         let liveness = try livenessViolations(world: world, broker: broker, injected: injected)
+        let nonTerminal = try store.queue.read { db in
+            try Int.fetchOne(db, sql: """
+                SELECT (SELECT COUNT(*) FROM payment WHERE status NOT IN ('completed', 'failed'))
+                     + (SELECT COUNT(*) FROM refund WHERE status NOT IN ('succeeded', 'failed'))
+                """) ?? 0
+        }
         world.checker.audit(final: true, cardNumbers: clients.sampleCardNumbers)
         world.checker.crossCheck()
         world.checker.collectTrails()
         return try WorldReport(world: world, clients: clients, gateway: gateway, broker: broker, sink: sink, monitor: monitor,
-                               liveness: liveness, loadEndSeconds: loadEnd.seconds)
+                               liveness: liveness, nonTerminal: nonTerminal, loadEndSeconds: loadEnd.seconds)
     }
 
     /// Runs the configuration twice and compares the trace hashes.

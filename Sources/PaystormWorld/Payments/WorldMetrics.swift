@@ -6,7 +6,7 @@ import PaystormStatistics
 /// coordinated omission).
 public final class WorldMetrics {
     /// One window of virtual time.
-    public struct Window: Sendable, Equatable {
+    public struct Window: Sendable, Equatable, Codable {
         public var startSeconds: Double
         /// Requests whose first attempt was due in the window (offered load).
         public var offered = 0

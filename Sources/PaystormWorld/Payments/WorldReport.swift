@@ -70,11 +70,13 @@ public struct WorldReport: Sendable {
     public var safetyViolationCount: Int
     /// Liveness checks that failed after healing.
     public var livenessViolations: [Violation]
+    /// Payments and refunds not in a terminal state after healing (lost to the client).
+    public var nonTerminalAtEnd: Int
 
     public var violations: Int { safetyViolationCount + livenessViolations.count }
 
     init(world: World, clients: ClientPopulation, gateway: Gateway, broker: Broker, sink: NotificationSink, monitor: Monitor,
-         liveness: [Violation], loadEndSeconds: Double) throws {
+         liveness: [Violation], nonTerminal: Int, loadEndSeconds: Double) throws {
         let metrics = world.metrics
         let configuration = world.configuration
         seed = configuration.seed
@@ -136,6 +138,7 @@ public struct WorldReport: Sendable {
         safetyViolations = world.checker.violations
         safetyViolationCount = world.checker.violationCount
         livenessViolations = liveness
+        nonTerminalAtEnd = nonTerminal
     }
 
     static let levels = [0.5, 0.9, 0.99, 0.999, 0.9999]

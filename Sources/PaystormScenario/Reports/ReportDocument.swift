@@ -1,0 +1,145 @@
+import Foundation
+import PaystormStatistics
+import PaystormWorld
+
+/// Everything a run's reports show, in one versioned, Codable document:
+/// `report.json` is this, encoded with sorted keys; the Markdown, HTML, CSV
+/// and JUnit reports are rendered from it. No wall-clock figure appears in
+/// it, so the same scenario, seed and build give byte-identical reports.
+/// The schema is documented in `Reports/README.md`.
+public struct ReportDocument: Codable, Sendable, Equatable {
+    public static let schema = "paystorm.report/1"
+
+    public var schema: String
+    public var paystormVersion: String
+    public var scenario: ScenarioInfo
+    public var seed: UInt64
+    public var verdict: Verdict
+    public var thresholds: [ThresholdVerdict]
+    public var requests: Requests
+    public var latency: [Quantile]
+    public var timeToTerminal: [Quantile]
+    public var payments: Payments
+    public var psps: [PSP]
+    public var fraud: Fraud
+    public var infrastructure: Infrastructure
+    public var reconciliation: [Reconciliation]
+    public var faults: [Fault]
+    public var buggify: Buggify
+    public var violations: [ViolationRecord]
+    public var windows: [WorldMetrics.Window]
+    public var simulation: Simulation
+    /// How samples are treated as independent, for the confidence statements.
+    public var independence: String
+
+    public struct ScenarioInfo: Codable, Sendable, Equatable {
+        public var name: String
+        public var description: String
+        /// SHA-256 prefix of the scenario file: with the seed and version it names the run.
+        public var hash: String
+        public var file: String
+        public var expectation: String
+        public var expectedExit: Int32?
+    }
+
+    public struct Verdict: Codable, Sendable, Equatable {
+        /// passed, threshold-failed, invariant-violated, liveness-failed, inconclusive.
+        public var status: String
+        public var exitCode: Int32
+        public var summary: String
+        /// For `expect: fail` scenarios: whether the run failed the way the scenario documents.
+        public var asExpected: Bool
+    }
+
+    public struct Requests: Codable, Sendable, Equatable {
+        public var total: Int
+        public var answered: Int
+        public var clientErrors: Int
+        public var serverErrors: Int
+        public var timedOut: Int
+        public var throttled: Int
+        public var retries: Int
+        public var unfinished: Int
+        public var offeredPerSecond: Double
+        public var achievedPerSecond: Double
+        public var availability: Double
+        public var availabilityLowerBound: Double
+        public var confidence: Double
+    }
+
+    public struct Quantile: Codable, Sendable, Equatable {
+        public var percentile: Double
+        public var seconds: Double
+        public var lowerSeconds: Double?
+        public var upperSeconds: Double?
+    }
+
+    public struct Payments: Codable, Sendable, Equatable {
+        public var started: Int
+        public var created: Int
+        public var completed: Int
+        public var failed: Int
+        public var notTerminalAtEnd: Int
+        public var refundsRequested: Int
+        public var refundsAccepted: Int
+    }
+
+    public struct PSP: Codable, Sendable, Equatable {
+        public var id: String
+        public var charges: Int, refunds: Int, statusQueries: Int, cancels: Int
+        public var succeeded: Int, declined: Int, transientErrors: Int, rateLimited: Int, ambiguous: Int, unanswered: Int
+        public var webhooksSent: Int
+    }
+
+    public struct Fraud: Codable, Sendable, Equatable {
+        public var truePositives: Int, falsePositives: Int, falseNegatives: Int, trueNegatives: Int
+        public var precision: Double?
+        public var recall: Double?
+    }
+
+    public struct Infrastructure: Codable, Sendable, Equatable {
+        public var webhooksApplied: Int, webhooksRejected: Int
+        public var queueOverflows: Int, lostInCrashes: Int
+        public var gatewayUnauthorized: Int, gatewayThrottled: Int, gatewayUnavailable: Int
+        public var brokerProduced: Int, consumerRedeliveries: Int, rebalances: Int, brokerDeadLetters: Int
+        public var notificationsDelivered: Int, notificationsFailed: Int
+        public var networkSent: Int, networkLost: Int, networkDuplicated: Int, networkPartitioned: Int
+        public var crashes: Int, restarts: Int
+    }
+
+    public struct Reconciliation: Codable, Sendable, Equatable {
+        public var psp: String
+        public var matched: Int
+        public var discrepancies: [String: Int]
+    }
+
+    public struct Fault: Codable, Sendable, Equatable {
+        public var label: String
+        public var atSeconds: Double
+        public var endSeconds: Double
+    }
+
+    public struct Buggify: Codable, Sendable, Equatable {
+        public var enabled: [String]
+        public var fired: [String: Int]
+    }
+
+    public struct ViolationRecord: Codable, Sendable, Equatable {
+        /// safety or liveness.
+        public var kind: String
+        public var invariant: String
+        public var subject: String
+        public var virtualSeconds: Double
+        public var seed: UInt64
+        public var detail: String
+        public var trail: [String]
+    }
+
+    public struct Simulation: Codable, Sendable, Equatable {
+        public var virtualSeconds: Double
+        public var loadEndSeconds: Double
+        public var events: Int
+        public var traceHash: String
+        public var safetyViolationCount: Int
+    }
+}

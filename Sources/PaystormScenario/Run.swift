@@ -1,0 +1,150 @@
+import Foundation
+import PaystormStatistics
+import PaystormWorld
+
+/// Paystorm's exit codes, for CI.
+public enum ExitStatus: Int32, Sendable, CaseIterable {
+    case passed = 0
+    case thresholdFailed = 2
+    case invariantViolated = 3
+    case livenessFailed = 4
+    /// Not enough samples for the confidence asked.
+    case inconclusive = 5
+    /// Bad input: unreadable or invalid scenario, bad options (EX_USAGE).
+    case badInput = 64
+
+    public var label: String {
+        switch self {
+        case .passed: return "passed"
+        case .thresholdFailed: return "threshold-failed"
+        case .invariantViolated: return "invariant-violated"
+        case .livenessFailed: return "liveness-failed"
+        case .inconclusive: return "inconclusive"
+        case .badInput: return "bad-input"
+        }
+    }
+}
+
+/// The version written into every report (with the scenario hash and the
+/// seed it names a run exactly).
+public let paystormVersion = "0.4.0"
+
+/// One scenario run: the world's report judged by the scenario's thresholds.
+public struct ScenarioRun: Sendable {
+    public var scenario: Scenario
+    public var report: WorldReport
+    public var verdicts: [ThresholdVerdict]
+    public var status: ExitStatus
+
+    /// Runs `scenario` with `seed` (or the scenario's own).
+    public static func run(_ scenario: Scenario, seed: UInt64? = nil, scratchDirectory: String? = nil,
+                           progress: ((Double) -> Void)? = nil) throws -> ScenarioRun {
+        var world = scenario.world
+        if let seed { world.seed = seed }
+        if let scratchDirectory {
+            world.scratchDatabasePath = (scratchDirectory as NSString).appendingPathComponent("paystorm-\(scenario.name)-\(world.seed)-\(getpid()).sqlite")
+        }
+        let report = try PaymentsWorld.run(world, progress: progress)
+        return judge(scenario, report)
+    }
+
+    /// Judges a finished world run.
+    public static func judge(_ scenario: Scenario, _ report: WorldReport) -> ScenarioRun {
+        let verdicts = scenario.thresholds.map { $0.judge(report) }
+        let status: ExitStatus
+        if report.safetyViolationCount > 0 {
+            status = .invariantViolated
+        } else if !report.livenessViolations.isEmpty {
+            status = .livenessFailed
+        } else if verdicts.contains(where: { $0.outcome == .failed }) {
+            status = .thresholdFailed
+        } else if verdicts.contains(where: { $0.outcome == .inconclusive }) {
+            status = .inconclusive
+        } else {
+            status = .passed
+        }
+        return ScenarioRun(scenario: scenario, report: report, verdicts: verdicts, status: status)
+    }
+
+    /// Whether the run ended the way the scenario says it should.
+    public var asExpected: Bool {
+        switch scenario.expectation {
+        case .pass: return status == .passed
+        case .fail: return status.rawValue == scenario.expectedExit
+        }
+    }
+
+    /// The report directory's name: `<scenario>-<seed>`.
+    public var directoryName: String { "\(scenario.name)-\(report.seed)" }
+
+    public var document: ReportDocument {
+        let r = report
+        let total = r.requests + r.outstandingAtEnd
+        func quantiles(_ estimates: [QuantileEstimate]) -> [ReportDocument.Quantile] {
+            estimates.map { .init(percentile: $0.probability * 100, seconds: $0.value, lowerSeconds: $0.lower, upperSeconds: $0.upper) }
+        }
+        let violations = r.safetyViolations.map { ($0, "safety") } + r.livenessViolations.map { ($0, "liveness") }
+        let failing = verdicts.filter { $0.outcome != .passed }
+        var summary: String
+        switch status {
+        case .passed: summary = "every threshold passed and no invariant was violated"
+        case .invariantViolated: summary = "\(r.safetyViolationCount) safety invariant violation(s)"
+        case .livenessFailed: summary = "\(r.livenessViolations.count) liveness check(s) failed after healing"
+        case .thresholdFailed, .inconclusive, .badInput:
+            summary = failing.map { "\($0.threshold): \($0.outcome.rawValue) (\($0.observed))" }.joined(separator: "; ")
+        }
+        if scenario.expectation == .fail {
+            summary += asExpected ? " — as this scenario documents" : " — this scenario documents exit \(scenario.expectedExit ?? 0)"
+        }
+        return ReportDocument(
+            schema: ReportDocument.schema, paystormVersion: paystormVersion,
+            scenario: .init(name: scenario.name, description: scenario.description, hash: scenario.hash,
+                            file: (scenario.file as NSString).lastPathComponent, expectation: scenario.expectation.rawValue,
+                            expectedExit: scenario.expectedExit),
+            seed: r.seed,
+            verdict: .init(status: status.label, exitCode: status.rawValue, summary: summary, asExpected: asExpected),
+            thresholds: verdicts,
+            requests: .init(total: total, answered: r.answered, clientErrors: r.clientErrors, serverErrors: r.serverErrors,
+                            timedOut: r.timedOut, throttled: r.throttled, retries: r.retries, unfinished: r.outstandingAtEnd,
+                            offeredPerSecond: r.loadEndSeconds > 0 ? Double(r.windows.reduce(0) { $0 + $1.offered }) / r.loadEndSeconds : 0,
+                            achievedPerSecond: r.loadEndSeconds > 0 ? Double(r.answered) / r.loadEndSeconds : 0,
+                            availability: total > 0 ? Double(r.answered) / Double(total) : 0,
+                            availabilityLowerBound: r.availabilityLowerBound, confidence: r.confidence),
+            latency: quantiles(r.latency), timeToTerminal: quantiles(r.timeToTerminal),
+            payments: .init(started: r.paymentsStarted, created: r.paymentsCreated, completed: r.paymentsCompleted, failed: r.paymentsFailed,
+                            notTerminalAtEnd: r.nonTerminalAtEnd, refundsRequested: r.refundsRequested, refundsAccepted: r.refundsAccepted),
+            psps: r.psp.map { .init(id: $0.id, charges: $0.charges, refunds: $0.refunds, statusQueries: $0.statusQueries, cancels: $0.cancels,
+                                    succeeded: $0.succeeded, declined: $0.declined, transientErrors: $0.transientErrors,
+                                    rateLimited: $0.rateLimited, ambiguous: $0.ambiguous, unanswered: $0.unanswered,
+                                    webhooksSent: $0.webhooksSent) },
+            fraud: .init(truePositives: r.fraud.truePositives, falsePositives: r.fraud.falsePositives, falseNegatives: r.fraud.falseNegatives,
+                         trueNegatives: r.fraud.trueNegatives, precision: r.fraud.precision, recall: r.fraud.recall),
+            infrastructure: .init(webhooksApplied: r.webhooksApplied, webhooksRejected: r.webhooksRejected, queueOverflows: r.queueOverflows,
+                                  lostInCrashes: r.lostInCrashes, gatewayUnauthorized: r.gatewayUnauthorized, gatewayThrottled: r.gatewayThrottled,
+                                  gatewayUnavailable: r.gatewayUnavailable, brokerProduced: r.brokerProduced,
+                                  consumerRedeliveries: r.consumerRedeliveries, rebalances: r.rebalances, brokerDeadLetters: r.brokerDeadLetters,
+                                  notificationsDelivered: r.notificationsDelivered, notificationsFailed: r.notificationsFailed,
+                                  networkSent: r.networkSent, networkLost: r.networkLost, networkDuplicated: r.networkDuplicated,
+                                  networkPartitioned: r.networkPartitioned, crashes: r.kernel.crashes, restarts: r.kernel.restarts),
+            reconciliation: r.reconciliation.map { entry in
+                .init(psp: entry.psp, matched: entry.matched,
+                      discrepancies: Dictionary(uniqueKeysWithValues: entry.discrepancies.map { ($0.kind, $0.count) }))
+            },
+            faults: r.faults.map { .init(label: $0.label, atSeconds: $0.atSeconds, endSeconds: $0.endSeconds) },
+            buggify: .init(enabled: r.buggifyEnabled, fired: Dictionary(uniqueKeysWithValues: r.buggifyFired.map { ($0.site, $0.count) })),
+            violations: violations.map { violation, kind in
+                .init(kind: kind, invariant: violation.invariant, subject: violation.subject, virtualSeconds: violation.virtualSeconds,
+                      seed: violation.seed, detail: violation.detail, trail: violation.trail)
+            },
+            windows: r.windows,
+            simulation: .init(virtualSeconds: r.virtualSeconds, loadEndSeconds: r.loadEndSeconds, events: r.events,
+                              traceHash: r.traceHash, safetyViolationCount: r.safetyViolationCount),
+            independence: """
+                One seed is one run. Within it, each request is treated as an independent Bernoulli trial for \
+                availability (Clopper–Pearson) and latencies as independent draws for the order-statistic \
+                intervals; requests in one run share queues and faults, so the intervals are optimistic when \
+                faults correlate failures. Across seeds (run --seeds), each seed is one independent unit and \
+                results are combined with t-intervals.
+                """)
+    }
+}

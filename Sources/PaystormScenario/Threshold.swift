@@ -1,0 +1,236 @@
+import Foundation
+import PaystormStatistics
+import PaystormWorld
+
+/// A k6-style threshold — `p(99) < 2s`, `availability >= 99.99%`,
+/// `violations == 0` — judged with confidence: a percentile by its
+/// order-statistic interval, availability and error rate by Clopper–Pearson
+/// bounds. A threshold passes, fails, or is inconclusive (and says how many
+/// more samples it needs).
+public struct Threshold: Sendable, Equatable, CustomStringConvertible {
+    public enum Metric: Sendable, Equatable {
+        /// API latency percentile, from the intended send time.
+        case latency(percentile: Double)
+        /// Payment creation to terminal state percentile.
+        case timeToTerminal(percentile: Double)
+        case availability
+        case errorRate
+        /// Answered requests per second of load.
+        case throughput
+        case violations, safetyViolations, livenessViolations
+        /// Payments not terminal after healing.
+        case lost
+        case fraudPrecision, fraudRecall
+    }
+
+    public enum Comparison: String, Sendable, CaseIterable {
+        case lessOrEqual = "<=", greaterOrEqual = ">=", equal = "==", notEqual = "!=", less = "<", greater = ">"
+
+        func holds(_ lhs: Double, _ rhs: Double) -> Bool {
+            switch self {
+            case .less: return lhs < rhs
+            case .lessOrEqual: return lhs <= rhs
+            case .greater: return lhs > rhs
+            case .greaterOrEqual: return lhs >= rhs
+            case .equal: return lhs == rhs
+            case .notEqual: return lhs != rhs
+            }
+        }
+    }
+
+    public var text: String
+    public var metric: Metric
+    public var comparison: Comparison
+    /// Seconds for durations, a fraction for percentages, a count otherwise.
+    public var value: Double
+
+    public var description: String { text }
+
+    static let grammar = """
+        <metric> <op> <value>, where <metric> is p(N), terminal_p(N), availability, error_rate, throughput, \
+        violations, safety_violations, liveness_violations, lost, fraud_precision or fraud_recall; <op> is \
+        <, <=, >, >=, == or !=; durations take ms, s, m (p(99) < 2s), rates take % (availability >= 99.99%)
+        """
+
+    /// Parses one threshold; the error says what was expected.
+    public static func parse(_ text: String) throws(ThresholdSyntaxError) -> Threshold {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        guard let comparison = Comparison.allCases.first(where: { trimmed.contains($0.rawValue) }),
+              let range = trimmed.range(of: comparison.rawValue) else {
+            throw ThresholdSyntaxError(message: "\"\(text)\" has no comparison; expected \(grammar)")
+        }
+        let name = trimmed[..<range.lowerBound].trimmingCharacters(in: .whitespaces)
+        let valueText = trimmed[range.upperBound...].trimmingCharacters(in: .whitespaces)
+        let metric: Metric
+        func percentile(_ prefix: String) throws(ThresholdSyntaxError) -> Double {
+            let inner = name.dropFirst(prefix.count).dropLast()
+            guard name.hasSuffix(")"), let p = Double(inner), p > 0, p < 100 else {
+                throw ThresholdSyntaxError(message: "\"\(name)\" is not a percentile; expected \(prefix)N) with 0 < N < 100, e.g. \(prefix)99.9)")
+            }
+            return p / 100
+        }
+        switch name {
+        case _ where name.hasPrefix("p("): metric = .latency(percentile: try percentile("p("))
+        case _ where name.hasPrefix("terminal_p("): metric = .timeToTerminal(percentile: try percentile("terminal_p("))
+        case "availability": metric = .availability
+        case "error_rate": metric = .errorRate
+        case "throughput": metric = .throughput
+        case "violations": metric = .violations
+        case "safety_violations": metric = .safetyViolations
+        case "liveness_violations": metric = .livenessViolations
+        case "lost": metric = .lost
+        case "fraud_precision": metric = .fraudPrecision
+        case "fraud_recall": metric = .fraudRecall
+        default:
+            throw ThresholdSyntaxError(message: "unknown metric \"\(name)\"; expected \(grammar)")
+        }
+        let value: Double?
+        switch metric {
+        case .latency, .timeToTerminal:
+            guard valueText.last?.isLetter == true else {
+                throw ThresholdSyntaxError(message: "\"\(valueText)\" needs a unit; expected a duration such as 250ms or 2s")
+            }
+            value = YAMLValue.parseDuration(valueText)
+        case .availability, .errorRate, .fraudPrecision, .fraudRecall:
+            value = valueText.hasSuffix("%") ? Double(valueText.dropLast()).map { $0 / 100 } : Double(valueText)
+            if let value, !(0...1).contains(value) {
+                throw ThresholdSyntaxError(message: "\"\(valueText)\" is not a rate; expected 0...1 or 0%...100%")
+            }
+        case .throughput, .violations, .safetyViolations, .livenessViolations, .lost:
+            value = Double(valueText).flatMap { $0 >= 0 ? $0 : nil }
+        }
+        guard let value else {
+            throw ThresholdSyntaxError(message: "\"\(valueText)\" is not a valid value for \(name)")
+        }
+        return Threshold(text: trimmed, metric: metric, comparison: comparison, value: value)
+    }
+
+    /// Judges the threshold against one run.
+    public func judge(_ report: WorldReport) -> ThresholdVerdict {
+        let confidence = report.confidence
+        switch metric {
+        case let .latency(p), let .timeToTerminal(p):
+            let sample = { if case .latency = metric { report.latency } else { report.timeToTerminal } }()
+            guard let estimate = sample.first(where: { abs($0.probability - p) < 1e-12 }) ?? estimateMissing(p, report) else {
+                return verdict(.inconclusive, observed: "no samples", detail: "no request finished")
+            }
+            let observed = "\(Self.duration(estimate.value)) [\(estimate.lower.map(Self.duration) ?? "?"), \(estimate.upper.map(Self.duration) ?? "?")]"
+            let needed = Self.samplesForQuantile(p, confidence: confidence)
+            switch comparison {
+            case .less, .lessOrEqual:
+                if let upper = estimate.upper, comparison.holds(upper, value) { return verdict(.passed, observed: observed, detail: "upper bound \(Self.duration(upper)) at \(Self.percent(confidence)) confidence") }
+                if let lower = estimate.lower, !comparison.holds(lower, value) { return verdict(.failed, observed: observed, detail: "even the lower bound \(Self.duration(lower)) misses \(Self.duration(value))") }
+            case .greater, .greaterOrEqual:
+                if let lower = estimate.lower, comparison.holds(lower, value) { return verdict(.passed, observed: observed, detail: "lower bound \(Self.duration(lower))") }
+                if let upper = estimate.upper, !comparison.holds(upper, value) { return verdict(.failed, observed: observed, detail: "even the upper bound \(Self.duration(upper)) misses \(Self.duration(value))") }
+            case .equal, .notEqual:
+                return verdict(comparison.holds(estimate.value, value) ? .passed : .failed, observed: observed, detail: "point estimate")
+            }
+            let more = estimate.upper == nil ? " needs at least \(needed) samples for an upper bound (has \(sampleCount(report)))" : " the interval straddles \(Self.duration(value)); more samples narrow it"
+            return verdict(.inconclusive, observed: observed, detail: "inconclusive:" + more)
+        case .availability, .errorRate:
+            let total = report.requests + report.outstandingAtEnd
+            let failures = total - report.answered
+            guard total > 0 else { return verdict(.inconclusive, observed: "no requests", detail: "no request was made") }
+            let (lower, upper) = Self.successBounds(successes: report.answered, total: total, confidence: confidence)
+            let isAvailability = metric == .availability
+            let point = Double(report.answered) / Double(total)
+            let (estimate, low, high) = isAvailability ? (point, lower, upper) : (1 - point, 1 - upper, 1 - lower)
+            let observed = "\(Self.percent(estimate)) [\(Self.percent(low)), \(Self.percent(high))] (\(failures) of \(total) failed)"
+            let favourable = comparison == .less || comparison == .lessOrEqual ? high : low
+            let unfavourable = comparison == .less || comparison == .lessOrEqual ? low : high
+            if comparison.holds(favourable, value) {
+                return verdict(.passed, observed: observed, detail: "bound \(Self.percent(favourable)) at \(Self.percent(confidence)) confidence")
+            }
+            if !comparison.holds(unfavourable, value) {
+                return verdict(.failed, observed: observed, detail: "even the bound \(Self.percent(unfavourable)) misses \(Self.percent(value))")
+            }
+            var detail = "inconclusive at \(Self.percent(confidence)) confidence"
+            if isAvailability, value < 1, let needed = try? Availability.requiredRequests(target: value, confidence: confidence, failures: failures) {
+                detail += ": with \(failures) failure(s), \(needed) requests are needed (\(max(0, needed - total)) more)"
+            }
+            return verdict(.inconclusive, observed: observed, detail: detail)
+        case .throughput:
+            let rate = report.loadEndSeconds > 0 ? Double(report.answered) / report.loadEndSeconds : 0
+            return exact(rate, observed: String(format: "%.1f/s", rate))
+        case .violations: return exact(Double(report.violations), observed: "\(report.violations)")
+        case .safetyViolations: return exact(Double(report.safetyViolationCount), observed: "\(report.safetyViolationCount)")
+        case .livenessViolations: return exact(Double(report.livenessViolations.count), observed: "\(report.livenessViolations.count)")
+        case .lost: return exact(Double(report.nonTerminalAtEnd), observed: "\(report.nonTerminalAtEnd)")
+        case .fraudPrecision, .fraudRecall:
+            guard let rate = metric == .fraudPrecision ? report.fraud.precision : report.fraud.recall else {
+                return verdict(.inconclusive, observed: "n/a", detail: "no fraud was flagged or present")
+            }
+            return exact(rate, observed: Self.percent(rate))
+        }
+    }
+
+    private func exact(_ observed: Double, observed text: String) -> ThresholdVerdict {
+        verdict(comparison.holds(observed, value) ? .passed : .failed, observed: text, detail: "exact")
+    }
+
+    private func verdict(_ outcome: ThresholdVerdict.Outcome, observed: String, detail: String) -> ThresholdVerdict {
+        ThresholdVerdict(threshold: text, outcome: outcome, observed: observed, detail: detail)
+    }
+
+    private func estimateMissing(_ p: Double, _ report: WorldReport) -> QuantileEstimate? { nil }
+
+    private func sampleCount(_ report: WorldReport) -> Int {
+        if case .latency = metric { return report.answered }
+        return report.paymentsCompleted + report.paymentsFailed
+    }
+
+    /// Samples needed before the order-statistic upper bound of the p-quantile exists: pⁿ ≤ 1 − confidence.
+    static func samplesForQuantile(_ p: Double, confidence: Double) -> Int {
+        Int((log(1 - confidence) / log(p)).rounded(.up))
+    }
+
+    /// One-sided Clopper–Pearson bounds on a success proportion.
+    static func successBounds(successes: Int, total: Int, confidence: Double) -> (lower: Double, upper: Double) {
+        let lower = (try? Availability.lowerBound(failures: total - successes, requests: total, confidence: confidence)) ?? 0
+        // The upper bound on successes is the upper bound on "failures" with the roles swapped.
+        let upper = (try? Availability.failureRateUpperBound(failures: successes, requests: total, confidence: confidence)) ?? 1
+        return (lower, upper)
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        seconds < 1 ? String(format: "%.1f ms", seconds * 1_000) : String(format: "%.3f s", seconds)
+    }
+
+    static func percent(_ fraction: Double) -> String {
+        var text = String(format: "%.4f", fraction * 100)
+        while text.hasSuffix("0") && text.contains(".") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+        return text + "%"
+    }
+}
+
+/// What a threshold said about a run.
+public struct ThresholdVerdict: Sendable, Equatable, Codable {
+    public enum Outcome: String, Sendable, Comparable, Codable {
+        case passed, inconclusive, failed
+        public static func < (lhs: Outcome, rhs: Outcome) -> Bool {
+            let order: [Outcome] = [.passed, .inconclusive, .failed]
+            return order.firstIndex(of: lhs)! < order.firstIndex(of: rhs)!
+        }
+    }
+
+    public var threshold: String
+    public var outcome: Outcome
+    /// The measured value with its interval.
+    public var observed: String
+    /// Why: the bound that decided, or how many more samples are needed.
+    public var detail: String
+
+    public init(threshold: String, outcome: Outcome, observed: String, detail: String) {
+        self.threshold = threshold
+        self.outcome = outcome
+        self.observed = observed
+        self.detail = detail
+    }
+}
+
+public struct ThresholdSyntaxError: Error, Equatable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
