@@ -197,7 +197,7 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         seconds < 1 ? String(format: "%.1f ms", seconds * 1_000) : String(format: "%.3f s", seconds)
     }
 
-    static func percent(_ fraction: Double) -> String {
+    public static func percent(_ fraction: Double) -> String {
         var text = String(format: "%.4f", fraction * 100)
         while text.hasSuffix("0") && text.contains(".") { text.removeLast() }
         if text.hasSuffix(".") { text.removeLast() }

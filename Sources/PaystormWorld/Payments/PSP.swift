@@ -15,19 +15,47 @@ final class PSP: SimActor {
 
     enum Final: UInt8 { case done, declined, voided }
 
-    /// One money movement (or refusal) the PSP settled.
+    /// One money movement (or refusal) the PSP settled, packed: a PSP of a
+    /// million-payment run holds a million of these.
     struct Record {
-        var key: String
-        var kind: SettlementKind
-        var amount: Money
-        var status: SettlementStatus
+        var key: Key
+        var amountMinor: Int64
         var nanoseconds: Int64
+        var currency: Currency
+        var kind: SettlementKind
+        var status: SettlementStatus
+    }
+
+    /// An idempotency key, packed when it has the engine's shape
+    /// (`pay-N:<psp>` or `ref-N:<psp>` for this PSP) and kept as text otherwise.
+    enum Key: Hashable {
+        case payment(Int64)
+        case refund(Int64)
+        case other(String)
+
+        init(_ text: String, pspID: String) {
+            let suffix = ":" + pspID
+            if text.hasSuffix(suffix) {
+                let head = text.dropLast(suffix.count)
+                if head.hasPrefix("pay-"), let n = Int64(head.dropFirst(4)), n >= 0 { self = .payment(n); return }
+                if head.hasPrefix("ref-"), let n = Int64(head.dropFirst(4)), n >= 0 { self = .refund(n); return }
+            }
+            self = .other(text)
+        }
+
+        func text(pspID: String) -> String {
+            switch self {
+            case let .payment(n): return "pay-\(n):\(pspID)"
+            case let .refund(n): return "ref-\(n):\(pspID)"
+            case let .other(text): return text
+            }
+        }
     }
 
     unowned let world: World
     let index: Int
     let profile: PSPProfile
-    private var outcomes: [String: Final] = [:]
+    private var outcomes: [Key: Final] = [:]
     private(set) var records: [Record] = []
     private var calls: [Int64: (PSPRequest, ActorAddress)] = [:]
     private var nextCall: Int64 = 0
@@ -99,8 +127,9 @@ final class PSP: SimActor {
 
     /// The PSP's semantics for one request that reached it.
     private func apply(_ request: PSPRequest, decline: Bool, _ kernel: SimulationKernel<WorldMessage>) -> PSPOutcome {
-        let key = request.idempotencyKey
-        let reference = "\(profile.id)-\(key)"
+        let text = request.idempotencyKey
+        let key = Key(text, pspID: profile.id)
+        let reference = "\(profile.id)-\(text)"
         switch request.operation {
         case .charge, .refund:
             switch outcomes[key] {
@@ -116,10 +145,10 @@ final class PSP: SimActor {
                 }
                 outcomes[key] = .done
                 if charge {
-                    world.checker.pspCaptured(key: key, pspIndex: index, amountMinor: request.amount.minorUnits)
+                    world.checker.pspCaptured(key: text, pspIndex: index, amountMinor: request.amount.minorUnits)
                     settle(key, .charge, request.amount, .captured, kernel)
                 } else {
-                    world.checker.pspRefunded(key: key, amountMinor: request.amount.minorUnits)
+                    world.checker.pspRefunded(key: text, amountMinor: request.amount.minorUnits)
                     settle(key, .refund, request.amount, .refunded, kernel)
                 }
                 return .succeeded(pspReference: reference)
@@ -142,10 +171,10 @@ final class PSP: SimActor {
     }
 
     /// Records a final outcome and maybe schedules its webhook.
-    private func settle(_ key: String, _ kind: SettlementKind, _ amount: Money, _ status: SettlementStatus,
+    private func settle(_ key: Key, _ kind: SettlementKind, _ amount: Money, _ status: SettlementStatus,
                         _ kernel: SimulationKernel<WorldMessage>) {
-        records.append(Record(key: key, kind: kind, amount: amount, status: status,
-                              nanoseconds: World.epochNanoseconds + kernel.now.nanoseconds))
+        records.append(Record(key: key, amountMinor: amount.minorUnits, nanoseconds: World.epochNanoseconds + kernel.now.nanoseconds,
+                              currency: amount.currency, kind: kind, status: status))
         let random = kernel.random
         guard random.bernoulli(profile.webhookRate), world.healing || !random.bernoulli(profile.webhookLossRate) else { return }
         let duplicate = random.bernoulli(profile.webhookDuplicateRate) || world.buggify.fires(.webhookDuplicated)
@@ -171,7 +200,8 @@ final class PSP: SimActor {
         case (.refund, .refunded): .refundSucceeded
         case (.refund, _): .refundFailed
         }
-        let body = "{\"event_id\":\"evt-\(record.key)\",\"type\":\"\(type.rawValue)\",\"psp_reference\":\"\(record.key)\"}"
+        let key = record.key.text(pspID: profile.id)
+        let body = "{\"event_id\":\"evt-\(key)\",\"type\":\"\(type.rawValue)\",\"psp_reference\":\"\(key)\"}"
         let timestamp = (World.epochNanoseconds + kernel.now.nanoseconds) / 1_000_000_000
         let signature = PaymentEngine.webhookSignature(body: body, timestampSeconds: timestamp, secret: World.webhookSecret(profile.id))
         world.metrics.psp[index].webhooksSent += 1
@@ -187,16 +217,17 @@ final class PSP: SimActor {
         lines.reserveCapacity(records.count)
         for record in records {
             // A failed attempt absent from a report is no discrepancy: only money movements go missing.
+            let key = record.key.text(pspID: profile.id)
             if record.status != .failed && random.bernoulli(profile.settlementMissingRate) {
-                injectedDiscrepancies.append(record.key)
+                injectedDiscrepancies.append(key)
                 continue
             }
-            var amount = record.amount
+            var amount = Money(minorUnits: record.amountMinor, currency: record.currency)
             if record.status != .failed && random.bernoulli(profile.settlementAmountErrorRate) {
                 amount.minorUnits += 1
-                injectedDiscrepancies.append(record.key)
+                injectedDiscrepancies.append(key)
             }
-            lines.append(SettlementLine(pspID: profile.id, pspReference: record.key, kind: record.kind, amount: amount,
+            lines.append(SettlementLine(pspID: profile.id, pspReference: key, kind: record.kind, amount: amount,
                                         status: record.status, settledAtNanoseconds: record.nanoseconds))
         }
         return SettlementReport(pspID: profile.id, periodStartNanoseconds: World.epochNanoseconds, periodEndNanoseconds: now, lines: lines)

@@ -49,7 +49,9 @@ final class World {
         metrics = WorldMetrics(windowSeconds: configuration.windowSeconds, pspIDs: configuration.psps.map(\.id))
         buggify = Buggify(model: configuration.buggify, rootSeed: configuration.seed)
         var engine = EngineConfiguration(psps: configuration.psps.map { .init(id: $0.id, webhookSecret: Self.webhookSecret($0.id)) })
-        engine.fraudRules.maxTrackedKeys = 2_000_000
+        // Velocity state is soft and bounded (a real service keeps it in a cache
+        // with a TTL): fraud bursts last seconds, so the most recent keys matter.
+        engine.fraudRules.maxTrackedKeys = 100_000
         engineConfiguration = engine
         checker.store = store
         let kernel = self.kernel
