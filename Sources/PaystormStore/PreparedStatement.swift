@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import GRDBSQLite
 
@@ -7,7 +8,11 @@ import GRDBSQLite
 /// GRDB's `cachedStatement(sql:).execute(arguments:)` boxes every argument in
 /// `StatementArguments`; `paystorm bench store` measures that at about twice
 /// the cost of binding directly. The connection, transactions and migrations
-/// stay GRDB's. Use only inside the `Database` access it was prepared in.
+/// stay GRDB's. Use only inside a `Database` access of the connection it was
+/// prepared on.
+///
+/// Parameters are numbered from 1 and result columns from 0, as in SQLite.
+/// Every parameter is bound before each run: bindings persist across runs.
 public final class PreparedStatement {
     private let connection: OpaquePointer
     private var handle: OpaquePointer?
@@ -32,6 +37,11 @@ public final class PreparedStatement {
         sqlite3_finalize(handle)
     }
 
+    /// Whether the statement was prepared on `db`'s connection (the only one it may run on).
+    public func belongs(to db: Database) -> Bool { db.sqliteConnection == connection }
+
+    // MARK: - Binding
+
     /// Binds a 64-bit integer to parameter `index` (1-based).
     @inlinable
     public func bind(_ value: Int64, at index: Int32) {
@@ -48,6 +58,21 @@ public final class PreparedStatement {
         }
     }
 
+    /// Binds text, or NULL for `nil`, to parameter `index` (1-based).
+    public func bind(_ value: String?, at index: Int32) {
+        if let value { bind(value, at: index) } else { sqlite3_bind_null(handle, index) }
+    }
+
+    /// Binds a blob to parameter `index` (1-based); SQLite copies it.
+    public func bind(_ value: Data, at index: Int32) {
+        value.withUnsafeBytes { bytes in
+            // A zero-length blob still needs a non-null pointer, or SQLite stores NULL.
+            _ = sqlite3_bind_blob(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count), Self.transient)
+        }
+    }
+
+    // MARK: - Running
+
     /// Runs a statement that returns no rows, then resets it for reuse.
     public func execute() throws(StoreError) {
         let status = sqlite3_step(handle)
@@ -55,6 +80,59 @@ public final class PreparedStatement {
         guard status == SQLITE_DONE else {
             throw StoreError(path: database, operation: "execute \(sql)", message: String(cString: sqlite3_errmsg(connection)))
         }
+    }
+
+    /// Steps a query: `true` when a row is ready to read with the column
+    /// accessors, `false` when there are no more. The caller must ``reset()``
+    /// when done with the rows (a statement left mid-query keeps its read open).
+    public func step() throws(StoreError) -> Bool {
+        switch sqlite3_step(handle) {
+        case SQLITE_ROW:
+            return true
+        case SQLITE_DONE:
+            return false
+        default:
+            let message = String(cString: sqlite3_errmsg(connection))
+            sqlite3_reset(handle)
+            throw StoreError(path: database, operation: "execute \(sql)", message: message)
+        }
+    }
+
+    /// Ends the current run so the statement can be bound and run again.
+    public func reset() {
+        sqlite3_reset(handle)
+    }
+
+    // MARK: - Reading the current row
+
+    /// Column `index` (0-based) of the current row as an integer (0 for NULL).
+    @inlinable
+    public func int64(at index: Int32) -> Int64 {
+        sqlite3_column_int64(statementHandle, index)
+    }
+
+    /// Whether column `index` (0-based) of the current row is NULL.
+    public func isNull(at index: Int32) -> Bool {
+        sqlite3_column_type(handle, index) == SQLITE_NULL
+    }
+
+    /// Column `index` (0-based) of the current row as text ("" for NULL).
+    public func text(at index: Int32) -> String {
+        guard let bytes = sqlite3_column_text(handle, index) else { return "" }
+        let count = Int(sqlite3_column_bytes(handle, index))
+        return String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
+    }
+
+    /// Column `index` (0-based) of the current row as text, `nil` for NULL.
+    public func optionalText(at index: Int32) -> String? {
+        isNull(at: index) ? nil : text(at: index)
+    }
+
+    /// Column `index` (0-based) of the current row as a blob (empty for NULL).
+    public func blob(at index: Int32) -> Data {
+        let count = Int(sqlite3_column_bytes(handle, index))
+        guard count > 0, let bytes = sqlite3_column_blob(handle, index) else { return Data() }
+        return Data(bytes: bytes, count: count)
     }
 
     @usableFromInline var statementHandle: OpaquePointer? { handle }
