@@ -14,6 +14,9 @@ import PaystormStore
 public struct CardVault {
     private let encryptionKey: SymmetricKey
     private let tokenKey: SymmetricKey
+    /// HMAC state keyed with `tokenKey`, copied per token instead of
+    /// re-running the key schedule.
+    private let tokenMAC: HMAC<SHA256>
 
     /// - Parameters:
     ///   - encryptionKey: 32 bytes for AES-256-GCM.
@@ -25,6 +28,7 @@ public struct CardVault {
         guard encryptionKey != tokenKey else { throw .badKey("encryption and token keys must differ") }
         self.encryptionKey = SymmetricKey(data: encryptionKey)
         self.tokenKey = SymmetricKey(data: tokenKey)
+        self.tokenMAC = HMAC<SHA256>(key: self.tokenKey)
     }
 
     /// Creates the vault tables (a store migration step).
@@ -44,8 +48,10 @@ public struct CardVault {
 
     /// The token of a card number (stable: same number, same token).
     public func token(for card: CardDetails) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Data(card.number.utf8), using: tokenKey)
-        return "tok_" + Hex.encode(Data(mac).prefix(16))
+        var mac = tokenMAC
+        var number = card.number
+        number.withUTF8 { mac.update(data: UnsafeRawBufferPointer($0)) }
+        return "tok_" + Hex.encode(mac.finalize().prefix(16))
     }
 
     /// Stores the card if new and returns its token. Runs in the caller's transaction.

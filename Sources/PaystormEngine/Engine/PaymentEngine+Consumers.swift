@@ -149,10 +149,13 @@ extension PaymentEngine {
 
     /// The signature a merchant verifies: hex HMAC-SHA256 of the body under
     /// the merchant's secret (derived per merchant from the configured one).
+    /// - Complexity: O(body); the merchant's key is derived once and kept
+    ///   (for up to ``MerchantSigners/capacity`` merchants).
     public func merchantSignature(_ body: String, merchantID: String) -> String {
-        let secret = SymmetricKey(data: Data(Self.digest([configuration.merchantWebhookSecret, merchantID]).utf8))
-        let mac = HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: secret)
-        return Hex.encode(Data(mac))
+        var mac = merchantSigners.signer(merchantID: merchantID, secret: configuration.merchantWebhookSecret)
+        var body = body
+        body.withUTF8 { mac.update(data: UnsafeRawBufferPointer($0)) }
+        return Hex.encode(mac.finalize())
     }
 
     /// The host's report of a delivery attempt. Failures retry with backoff;
@@ -221,5 +224,28 @@ extension PaymentEngine {
     /// Dead letters not yet replayed.
     public func deadLetterCount() throws(EngineError) -> Int {
         try read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0 }
+    }
+}
+
+/// Per-merchant HMAC-SHA256 states keyed with the merchant's webhook secret,
+/// so signing a notification costs one HMAC of its body rather than a key
+/// derivation and a key schedule as well.
+///
+/// Bounded: at ``capacity`` merchants the table is emptied and refills on
+/// demand (a signer is a pure function of the merchant id, so this changes
+/// only speed).
+struct MerchantSigners {
+    static let capacity = 4_096
+    private var signers: [String: HMAC<SHA256>] = [:]
+
+    /// The keyed (not yet updated) HMAC state for `merchantID`: hex SHA-256 of
+    /// the configured secret and the merchant id, as UTF-8, is the key.
+    mutating func signer(merchantID: String, secret: String) -> HMAC<SHA256> {
+        if let signer = signers[merchantID] { return signer }
+        if signers.count >= Self.capacity { signers.removeAll(keepingCapacity: true) }
+        let key = SymmetricKey(data: Data(PaymentEngine.digest([secret, merchantID]).utf8))
+        let signer = HMAC<SHA256>(key: key)
+        signers[merchantID] = signer
+        return signer
     }
 }

@@ -27,6 +27,8 @@ public final class PaymentEngine {
     var batchEffects: [EngineEffect] = []
     /// The hot statements, prepared on the store's connection.
     let statements: EngineStatements
+    /// Merchant webhook signers (HMAC keyed per merchant), derived once per merchant.
+    var merchantSigners = MerchantSigners()
     public internal(set) var counters = EngineCounters()
 
     /// Opens the engine on a new store at `location` (running its migrations).
