@@ -17,6 +17,8 @@ enum EngineStatement: Int, CaseIterable {
     case savepoint, releaseSavepoint, rollbackToSavepoint
     /// (name)
     case incrementCounter
+    /// (name)
+    case insertCounter
     /// (name) → value
     case counter
     /// (merchant_id, idempotency_key, kind) → request_hash, resource_id, expires_ns
@@ -87,8 +89,8 @@ enum EngineStatement: Int, CaseIterable {
         case .savepoint: "SAVEPOINT engine_command"
         case .releaseSavepoint: "RELEASE SAVEPOINT engine_command"
         case .rollbackToSavepoint: "ROLLBACK TRANSACTION TO SAVEPOINT engine_command"
-        case .incrementCounter:
-            "INSERT INTO counter (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1"
+        case .incrementCounter: "UPDATE counter SET value = value + 1 WHERE name = ?"
+        case .insertCounter: "INSERT INTO counter (name, value) VALUES (?, 1)"
         case .counter: "SELECT value FROM counter WHERE name = ?"
         case .idempotencyRecord:
             """

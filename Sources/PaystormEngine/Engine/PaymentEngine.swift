@@ -170,9 +170,16 @@ public final class PaymentEngine {
     /// Next value of a named counter (payment and refund ids): deterministic,
     /// shared by every engine instance on the same store.
     func nextID(_ name: String, in db: Database) throws -> Int64 {
+        // Update first: an upsert tries the insert, fails on the key and then updates.
         let increment = try statements(.incrementCounter, db)
         increment.bind(name, at: 1)
         try increment.execute()
+        if db.changesCount == 0 {
+            let insert = try statements(.insertCounter, db)
+            insert.bind(name, at: 1)
+            try insert.execute()
+            return 1
+        }
         let counter = try statements(.counter, db)
         defer { counter.reset() }
         counter.bind(name, at: 1)

@@ -95,6 +95,10 @@ public enum Ledger {
                 try update.execute()
                 let next: Int64
                 if db.changesCount == 1 {
+                    // Only this function writes balances and it never leaves a
+                    // non-external one negative, so a rise cannot end below zero:
+                    // only a fall of a non-external account needs reading back.
+                    guard delta < 0 && !key.account.isExternal else { continue }
                     let balance = try statements(.balance, db)
                     balance.bind(key.account.name, at: 1)
                     balance.bind(key.currency, at: 2)
