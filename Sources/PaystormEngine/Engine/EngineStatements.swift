@@ -65,7 +65,7 @@ enum EngineStatement: Int, CaseIterable {
     case insertNotification
     /// (notification_id) → attempts, state
     case notificationState
-    /// (updated_ns, notification_id)
+    /// (updated_ns, notification_id); changes nothing unless the notification is pending
     case notificationDelivered
     /// (entry_id) → 1
     case journalContains
@@ -157,7 +157,7 @@ enum EngineStatement: Int, CaseIterable {
             """
         case .notificationState: "SELECT attempts, state FROM notification WHERE notification_id = ?"
         case .notificationDelivered:
-            "UPDATE notification SET state = 'delivered', updated_ns = ? WHERE notification_id = ?"
+            "UPDATE notification SET state = 'delivered', updated_ns = ? WHERE notification_id = ? AND state = 'pending'"
         case .journalContains: "SELECT 1 FROM journal_entry WHERE entry_id = ?"
         case .updateBalance:
             "UPDATE account_balance SET balance_minor = balance_minor + ? WHERE account = ? AND currency = ?"

@@ -163,6 +163,15 @@ extension PaymentEngine {
     /// dead-letter table, from which ``replayDeadLetters(limit:now:)`` resends.
     public func notificationDelivered(_ notificationID: Int64, success: Bool, now: Int64) throws(EngineError) {
         try transaction { db, effects in
+            if success {
+                // One statement both checks the notification is pending and marks it delivered.
+                let update = try statements(.notificationDelivered, db)
+                update.bind(now, at: 1)
+                update.bind(notificationID, at: 2)
+                try update.execute()
+                if db.changesCount == 0 { counters.lateReplies += 1 }
+                return
+            }
             let row = try statements(.notificationState, db)
             row.bind(notificationID, at: 1)
             guard try row.step(), row.text(at: 1) == "pending" else {
@@ -172,13 +181,6 @@ extension PaymentEngine {
             }
             let attempts = Int(row.int64(at: 0))
             row.reset()
-            if success {
-                let update = try statements(.notificationDelivered, db)
-                update.bind(now, at: 1)
-                update.bind(notificationID, at: 2)
-                try update.execute()
-                return
-            }
             if attempts >= configuration.maxNotificationAttempts {
                 counters.deadLetters += 1
                 try db.run("UPDATE notification SET state = 'dead', updated_ns = ? WHERE notification_id = ?", [now, notificationID])
