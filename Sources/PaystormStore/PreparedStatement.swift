@@ -19,6 +19,12 @@ public final class PreparedStatement {
     public let sql: String
     /// The database's description (its path, or ":memory:"), for error messages.
     private let database: String
+    /// One buffer per parameter holding the bytes of the text last bound there.
+    /// Text is bound without SQLite copying it (`SQLITE_STATIC`): the bytes
+    /// stay here, unchanged, until that parameter is bound again or the
+    /// statement is finalized. SQLite's own copy cost an allocation and a free
+    /// per bind.
+    private var textBuffers: [UnsafeMutableRawBufferPointer]
 
     /// Prepares `sql` on `db`'s connection.
     public init(_ db: Database, sql: String) throws(StoreError) {
@@ -31,10 +37,14 @@ public final class PreparedStatement {
         guard sqlite3_prepare_v3(connection, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &handle, nil) == SQLITE_OK else {
             throw StoreError(path: db.description, operation: "prepare \(sql)", message: String(cString: sqlite3_errmsg(connection)))
         }
+        let parameters = Int(sqlite3_bind_parameter_count(handle))
+        textBuffers = Array(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0), count: parameters + 1)
     }
 
     deinit {
+        // Finalize first: SQLite may point into the buffers until then.
         sqlite3_finalize(handle)
+        for buffer in textBuffers { buffer.deallocate() }
     }
 
     /// Whether the statement was prepared on `db`'s connection (the only one it may run on).
@@ -48,13 +58,22 @@ public final class PreparedStatement {
         sqlite3_bind_int64(statementHandle, index, value)
     }
 
-    /// Binds UTF-8 text to parameter `index` (1-based); SQLite copies it.
+    /// Binds UTF-8 text to parameter `index` (1-based), copying it into the
+    /// parameter's buffer (grown as needed, never shrunk).
+    /// - Precondition: `index` is a parameter of the statement.
     public func bind(_ value: String, at index: Int32) {
+        precondition(index >= 1 && Int(index) < textBuffers.count, "parameter \(index) is not in \(sql)")
         var value = value
         value.withUTF8 { bytes in
-            _ = bytes.withMemoryRebound(to: CChar.self) { chars in
-                sqlite3_bind_text(handle, index, chars.baseAddress, Int32(chars.count), Self.transient)
+            var buffer = textBuffers[Int(index)]
+            if buffer.count < bytes.count || buffer.baseAddress == nil {
+                // SQLite still points at the old buffer; the bind below replaces that before any step.
+                buffer.deallocate()
+                buffer = .allocate(byteCount: max(bytes.count, 32), alignment: 1)
+                textBuffers[Int(index)] = buffer
             }
+            if let source = bytes.baseAddress { buffer.baseAddress!.copyMemory(from: source, byteCount: bytes.count) }
+            sqlite3_bind_text(handle, index, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(bytes.count), Self.static)
         }
     }
 
@@ -138,4 +157,6 @@ public final class PreparedStatement {
     @usableFromInline var statementHandle: OpaquePointer? { handle }
 
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+    /// `SQLITE_STATIC` (a null destructor): SQLite uses the bytes where they are.
+    private static let `static`: sqlite3_destructor_type? = nil
 }
