@@ -101,6 +101,12 @@ public final class PreparedStatement {
         }
     }
 
+    /// Rows the last run inserted, updated or deleted (`sqlite3_changes`,
+    /// which GRDB's `changesCount` also reads, after a check of the calling
+    /// queue that costs more than the call).
+    /// - Precondition: no other statement has run on the connection since.
+    public var changes: Int { Int(sqlite3_changes(connection)) }
+
     /// Steps a query: `true` when a row is ready to read with the column
     /// accessors, `false` when there are no more. The caller must ``reset()``
     /// when done with the rows (a statement left mid-query keeps its read open).

@@ -57,7 +57,7 @@ extension PaymentEngine {
             claim.bind(event.eventID, at: 2)
             claim.bind(now, at: 3)
             try claim.execute()
-            guard db.changesCount == 1 else {
+            guard claim.changes == 1 else {
                 counters.duplicateDeliveries += 1
                 return false
             }
@@ -111,7 +111,7 @@ extension PaymentEngine {
         update.bind(event.merchantID, at: 5)
         update.bind(event.currency, at: 6)
         try update.execute()
-        if db.changesCount == 0 {
+        if update.changes == 0 {
             let insert = try statements(.insertWallet, db)
             insert.bind(event.merchantID, at: 1)
             insert.bind(event.currency, at: 2)
@@ -169,7 +169,7 @@ extension PaymentEngine {
                 update.bind(now, at: 1)
                 update.bind(notificationID, at: 2)
                 try update.execute()
-                if db.changesCount == 0 { counters.lateReplies += 1 }
+                if update.changes == 0 { counters.lateReplies += 1 }
                 return
             }
             let row = try statements(.notificationState, db)

@@ -174,7 +174,7 @@ public final class PaymentEngine {
         let increment = try statements(.incrementCounter, db)
         increment.bind(name, at: 1)
         try increment.execute()
-        if db.changesCount == 0 {
+        if increment.changes == 0 {
             let insert = try statements(.insertCounter, db)
             insert.bind(name, at: 1)
             try insert.execute()

@@ -94,7 +94,7 @@ public enum Ledger {
                 update.bind(key.currency, at: 3)
                 try update.execute()
                 let next: Int64
-                if db.changesCount == 1 {
+                if update.changes == 1 {
                     // Only this function writes balances and it never leaves a
                     // non-external one negative, so a rise cannot end below zero:
                     // only a fall of a non-external account needs reading back.
