@@ -201,6 +201,25 @@ struct PaymentEngineTests {
         #expect(try b.payment(first.paymentID).status == .processing)
     }
 
+    @Test func aCommandThatFailsInABatchLeavesNoTraceAndTheRestCommits() throws {
+        let h = try EngineHarness()
+        // A refund for a merchant with no wallet: the wallet consumer claims the
+        // event, then the wallet's CHECK (balance >= 0) refuses the insert.
+        let refund = TransactionEvent(eventID: "refund.succeeded:ref-x", kind: .refundSucceeded, paymentID: "pay-x", refundID: "ref-x",
+                                      merchantID: "m-9", userID: "u-9", amountMinor: 500, currency: "USD", feeMinor: 0,
+                                      pspID: "stripe", timeNanoseconds: h.now, reason: nil)
+        try h.engine.inBatch {
+            #expect(throws: EngineError.self) { try h.engine.consume(refund, by: .wallet, now: h.now) }
+            try h.pay(key: "after-failure")
+        }
+        h.collect()  // a batch's effects are released when it commits
+        // The claim went with the failed command: a redelivery is not a duplicate, and fails the same way.
+        #expect(throws: EngineError.self) { try h.engine.consume(refund, by: .wallet, now: h.now) }
+        #expect(h.engine.counters.duplicateDeliveries == 0)
+        #expect(try h.engine.payment("pay-1").status == .processing)
+        #expect(h.calls.count == 1)
+    }
+
     @Test func restartedEngineResumesOpenAttempts() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("paystorm-engine-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

@@ -58,4 +58,28 @@ struct StoreTests {
         #expect(rows.count == 1)
         #expect(rows.first?["amount"] == 1050 as Int64)
     }
+
+    @Test func preparedStatementKeepsBoundTextUntilItIsBoundAgain() throws {
+        let store = try Store(.memory)
+        try store.queue.write { db in
+            try db.execute(sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+            let insert = try PreparedStatement(db, sql: "INSERT INTO t (id, name) VALUES (?, ?)")
+            let names = ["", "short", String(repeating: "long-", count: 40), "x", "café ☕"]
+            for (id, name) in names.enumerated() {
+                insert.bind(Int64(id), at: 1)
+                insert.bind(name, at: 2)
+                try insert.execute()
+            }
+            insert.bind(Int64(99), at: 1)  // the text bound for the last run is still bound
+            try insert.execute()
+            insert.bind(Int64(100), at: 1)
+            insert.bind(nil as String?, at: 2)
+            try insert.execute()
+            let select = try PreparedStatement(db, sql: "SELECT name FROM t ORDER BY id")
+            var read: [String?] = []
+            while try select.step() { read.append(select.optionalText(at: 0)) }
+            select.reset()
+            #expect(read == names + ["café ☕", nil])
+        }
+    }
 }

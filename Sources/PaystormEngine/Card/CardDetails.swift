@@ -13,10 +13,18 @@ public struct CardDetails: Sendable, CustomStringConvertible {
     /// and a 3–4 digit CVV.
     /// - Throws: ``CardError`` naming the field.
     public init(number rawNumber: String, expiry: String, cvv: String, currentYear: Int, currentMonth: Int) throws(CardError) {
-        let digits = rawNumber.filter { $0 != " " && $0 != "-" }
-        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { throw .numberNotDigits }
-        guard (12...19).contains(digits.count) else { throw .numberLength(digits.count) }
-        guard Self.passesLuhn(digits) else { throw .numberFailsLuhn }
+        let digits: String
+        if let plain = Self.asciiDigits(rawNumber) {
+            digits = plain.digits
+            guard !plain.bytes.isEmpty else { throw .numberNotDigits }
+            guard (12...19).contains(plain.bytes.count) else { throw .numberLength(plain.bytes.count) }
+            guard Self.passesLuhn(asciiDigits: plain.bytes) else { throw .numberFailsLuhn }
+        } else {
+            digits = rawNumber.filter { $0 != " " && $0 != "-" }
+            guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { throw .numberNotDigits }
+            guard (12...19).contains(digits.count) else { throw .numberLength(digits.count) }
+            guard Self.passesLuhn(digits) else { throw .numberFailsLuhn }
+        }
         let parts = expiry.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, parts[0].count == 2, parts[1].count == 2,
               let month = Int(parts[0]), let year2 = Int(parts[1]), (1...12).contains(month) else {
@@ -35,6 +43,37 @@ public struct CardDetails: Sendable, CustomStringConvertible {
         var sum = 0
         for (index, character) in digits.reversed().enumerated() {
             guard let digit = character.wholeNumberValue else { return false }
+            if index % 2 == 1 {
+                let doubled = digit * 2
+                sum += doubled > 9 ? doubled - 9 : doubled
+            } else {
+                sum += digit
+            }
+        }
+        return sum % 10 == 0
+    }
+
+    /// For a number of ASCII digits, spaces and dashes only — where bytes and
+    /// characters coincide — its digits; `nil` for anything else, which
+    /// takes the character-by-character checks.
+    private static func asciiDigits(_ raw: String) -> (digits: String, bytes: [UInt8])? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(raw.utf8.count)
+        for byte in raw.utf8 {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): bytes.append(byte)
+            case UInt8(ascii: " "), UInt8(ascii: "-"): continue
+            default: return nil
+            }
+        }
+        return (String(decoding: bytes, as: UTF8.self), bytes)
+    }
+
+    /// ``passesLuhn(_:)`` over ASCII digit bytes.
+    private static func passesLuhn(asciiDigits digits: [UInt8]) -> Bool {
+        var sum = 0
+        for (index, byte) in digits.reversed().enumerated() {
+            let digit = Int(byte - UInt8(ascii: "0"))
             if index % 2 == 1 {
                 let doubled = digit * 2
                 sum += doubled > 9 ? doubled - 9 : doubled

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import PaystormStore
 
 /// Stores card numbers encrypted (AES-256-GCM) behind tokens.
 ///
@@ -13,6 +14,9 @@ import GRDB
 public struct CardVault {
     private let encryptionKey: SymmetricKey
     private let tokenKey: SymmetricKey
+    /// HMAC state keyed with `tokenKey`, copied per token instead of
+    /// re-running the key schedule.
+    private let tokenMAC: HMAC<SHA256>
 
     /// - Parameters:
     ///   - encryptionKey: 32 bytes for AES-256-GCM.
@@ -24,6 +28,7 @@ public struct CardVault {
         guard encryptionKey != tokenKey else { throw .badKey("encryption and token keys must differ") }
         self.encryptionKey = SymmetricKey(data: encryptionKey)
         self.tokenKey = SymmetricKey(data: tokenKey)
+        self.tokenMAC = HMAC<SHA256>(key: self.tokenKey)
     }
 
     /// Creates the vault tables (a store migration step).
@@ -43,24 +48,44 @@ public struct CardVault {
 
     /// The token of a card number (stable: same number, same token).
     public func token(for card: CardDetails) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Data(card.number.utf8), using: tokenKey)
-        return "tok_" + Hex.encode(Data(mac).prefix(16))
+        var mac = tokenMAC
+        var number = card.number
+        number.withUTF8 { mac.update(data: UnsafeRawBufferPointer($0)) }
+        return "tok_" + Hex.encode(mac.finalize().prefix(16))
     }
 
     /// Stores the card if new and returns its token. Runs in the caller's transaction.
     public func store(_ card: CardDetails, in db: Database) throws(CardVaultError) -> String {
-        let token = token(for: card)
+        try store(card, token: token(for: card), in: db, statements: EngineStatements(store: nil))
+    }
+
+    /// ``store(_:in:)`` for a card whose `token` the caller already computed,
+    /// through the engine's prepared statements.
+    func store(_ card: CardDetails, token: String, in db: Database, statements: EngineStatements) throws(CardVaultError) -> String {
         do {
-            if try db.value("SELECT 1 FROM card_vault WHERE token = ?", as: Bool.self, [token]) == true {
-                return token
-            }
-            let counter = try Int64.fetchOne(db, sql: "UPDATE card_vault_nonce SET counter = counter + 1 WHERE id = 1 RETURNING counter")!
+            let exists = try statements(.vaultContains, db)
+            exists.bind(token, at: 1)
+            let known = try exists.step()
+            exists.reset()
+            if known { return token }
+            try statements(.incrementVaultNonce, db).execute()
+            let nonce = try statements(.vaultNonce, db)
+            guard try nonce.step() else { preconditionFailure("the card vault nonce row is missing") }
+            let counter = nonce.int64(at: 0)
+            nonce.reset()
             var nonceBytes = Data(count: 12)
             withUnsafeBytes(of: counter.bigEndian) { nonceBytes.replaceSubrange(4..<12, with: $0) }
             let sealed = try AES.GCM.seal(Data(card.number.utf8), using: encryptionKey,
                                           nonce: try AES.GCM.Nonce(data: nonceBytes), authenticating: Data(token.utf8))
             guard let combined = sealed.combined else { throw CardVaultError.crypto("AES-GCM produced no combined box") }
-            try db.run("INSERT INTO card_vault (token, ciphertext, first6, last4, expiry_month, expiry_year) VALUES (?, ?, ?, ?, ?, ?)", [token, combined, card.first6, card.last4, card.expiryMonth, card.expiryYear])
+            let insert = try statements(.vaultInsert, db)
+            insert.bind(token, at: 1)
+            insert.bind(combined, at: 2)
+            insert.bind(card.first6, at: 3)
+            insert.bind(card.last4, at: 4)
+            insert.bind(Int64(card.expiryMonth), at: 5)
+            insert.bind(Int64(card.expiryYear), at: 6)
+            try insert.execute()
             return token
         } catch let error as CardVaultError {
             throw error

@@ -14,7 +14,7 @@ enum EngineSchema {
                     merchant_id TEXT NOT NULL,
                     amount_minor INTEGER NOT NULL CHECK (amount_minor > 0),
                     currency TEXT NOT NULL,
-                    status TEXT NOT NULL CHECK (status IN ('initiated', 'processing', 'completed', 'failed')),
+                    status TEXT NOT NULL CHECK (status = 'initiated' OR status = 'processing' OR status = 'completed' OR status = 'failed'),
                     card_token TEXT NOT NULL,
                     card_masked TEXT NOT NULL,
                     psp_id TEXT,
@@ -43,13 +43,13 @@ enum EngineSchema {
                 CREATE INDEX idempotency_expiry ON idempotency_record(expires_ns);
                 CREATE TABLE psp_attempt (
                     attempt_id INTEGER PRIMARY KEY,
-                    subject TEXT NOT NULL CHECK (subject IN ('payment', 'refund')),
+                    subject TEXT NOT NULL CHECK (subject = 'payment' OR subject = 'refund'),
                     subject_id TEXT NOT NULL,
                     psp_id TEXT NOT NULL,
                     psp_idempotency_key TEXT NOT NULL,
                     tries INTEGER NOT NULL,
                     status_queries INTEGER NOT NULL DEFAULT 0,
-                    state TEXT NOT NULL CHECK (state IN ('in_flight', 'backoff', 'ambiguous', 'canceling', 'succeeded', 'failed')),
+                    state TEXT NOT NULL CHECK (state = 'in_flight' OR state = 'backoff' OR state = 'ambiguous' OR state = 'canceling' OR state = 'succeeded' OR state = 'failed'),
                     last_error TEXT,
                     created_ns INTEGER NOT NULL,
                     updated_ns INTEGER NOT NULL);
@@ -62,7 +62,7 @@ enum EngineSchema {
                     merchant_id TEXT NOT NULL,
                     amount_minor INTEGER NOT NULL CHECK (amount_minor > 0),
                     currency TEXT NOT NULL,
-                    status TEXT NOT NULL CHECK (status IN ('requested', 'processing', 'succeeded', 'failed')),
+                    status TEXT NOT NULL CHECK (status = 'requested' OR status = 'processing' OR status = 'succeeded' OR status = 'failed'),
                     psp_id TEXT NOT NULL,
                     failure_reason TEXT,
                     created_ns INTEGER NOT NULL,
@@ -103,7 +103,7 @@ enum EngineSchema {
                     body TEXT NOT NULL,
                     signature TEXT,
                     attempts INTEGER NOT NULL,
-                    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+                    state TEXT NOT NULL CHECK (state = 'pending' OR state = 'delivered' OR state = 'dead'),
                     created_ns INTEGER NOT NULL,
                     updated_ns INTEGER NOT NULL,
                     UNIQUE (event_id, recipient));

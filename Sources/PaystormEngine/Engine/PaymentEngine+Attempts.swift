@@ -1,4 +1,5 @@
 import GRDB
+import PaystormStore
 
 /// What a PSP attempt is for.
 enum AttemptSubject: String {
@@ -27,6 +28,19 @@ struct Attempt {
         statusQueries = row["status_queries"]
         state = row["state"]
         updatedNanoseconds = row["updated_ns"]
+    }
+
+    /// The current row of a statement that selects ``columns``.
+    init(_ row: PreparedStatement) {
+        id = row.int64(at: 0)
+        subject = AttemptSubject(rawValue: row.text(at: 1))!
+        subjectID = row.text(at: 2)
+        pspID = row.text(at: 3)
+        key = row.text(at: 4)
+        tries = Int(row.int64(at: 5))
+        statusQueries = Int(row.int64(at: 6))
+        state = row.text(at: 7)
+        updatedNanoseconds = row.int64(at: 8)
     }
 
     var isOpen: Bool { state != "succeeded" && state != "failed" }
@@ -118,10 +132,14 @@ extension PaymentEngine {
     func startAttempt(subject: AttemptSubject, subjectID: String, pspID: String, amount: Money, cardToken: String?,
                       now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
         let key = "\(subjectID):\(pspID)"
-        try db.run("""
-            INSERT INTO psp_attempt (subject, subject_id, psp_id, psp_idempotency_key, tries, state, created_ns, updated_ns)
-            VALUES (?, ?, ?, ?, 1, 'in_flight', ?, ?)
-            """, [subject.rawValue, subjectID, pspID, key, now, now])
+        let insert = try statements(.insertAttempt, db)
+        insert.bind(subject.rawValue, at: 1)
+        insert.bind(subjectID, at: 2)
+        insert.bind(pspID, at: 3)
+        insert.bind(key, at: 4)
+        insert.bind(now, at: 5)
+        insert.bind(now, at: 6)
+        try insert.execute()
         let id = db.lastInsertedRowID
         effects.append(.callPSP(PSPRequest(attemptID: id, pspID: pspID, operation: subject == .payment ? .charge : .refund,
                                            idempotencyKey: key, amount: amount, cardToken: cardToken)))
@@ -237,7 +255,10 @@ extension PaymentEngine {
     }
 
     func loadAttempt(_ id: Int64, in db: Database) throws -> Attempt? {
-        try db.row("SELECT \(Attempt.columns) FROM psp_attempt WHERE attempt_id = ?", [id]).map(Attempt.init)
+        let row = try statements(.attempt, db)
+        defer { row.reset() }
+        row.bind(id, at: 1)
+        return try row.step() ? Attempt(row) : nil
     }
 
     /// The newest attempt that sent `key` to `pspID` (webhooks and
@@ -250,7 +271,12 @@ extension PaymentEngine {
     }
 
     func updateAttempt(_ id: Int64, state: String, error: String?, now: Int64, in db: Database) throws {
-        try db.run("UPDATE psp_attempt SET state = ?, last_error = COALESCE(?, last_error), updated_ns = ? WHERE attempt_id = ?", [state, error, now, id])
+        let update = try statements(.updateAttempt, db)
+        update.bind(state, at: 1)
+        update.bind(error, at: 2)
+        update.bind(now, at: 3)
+        update.bind(id, at: 4)
+        try update.execute()
     }
 
     /// The amount (and card token, for charges) an attempt moves.

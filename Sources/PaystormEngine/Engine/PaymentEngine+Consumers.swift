@@ -13,10 +13,17 @@ extension PaymentEngine {
     public func pollOutbox(after sequence: Int64, limit: Int) throws(EngineError) -> [OutboxMessage] {
         do {
             let messages = try read { db in
-                try db.rows("SELECT sequence, topic, partition_key, payload FROM outbox WHERE sequence > ? ORDER BY sequence LIMIT ?", [sequence, max(0, limit)]).map { row in
-                    OutboxMessage(sequence: row["sequence"], topic: row["topic"], partitionKey: row["partition_key"],
-                                  event: try TransactionEvent.decode(row["payload"]))
+                let rows = try statements(.pollOutbox, db)
+                defer { rows.reset() }
+                rows.bind(sequence, at: 1)
+                rows.bind(Int64(max(0, limit)), at: 2)
+                var messages: [OutboxMessage] = []
+                messages.reserveCapacity(min(max(0, limit), 4_096))
+                while try rows.step() {
+                    messages.append(OutboxMessage(sequence: rows.int64(at: 0), topic: rows.text(at: 1), partitionKey: rows.text(at: 2),
+                                                  event: try TransactionEvent.decode(rows.text(at: 3))))
                 }
+                return messages
             }
             pending.append(contentsOf: messages.map { .publish($0) })
             return messages
@@ -45,9 +52,12 @@ extension PaymentEngine {
     public func consume(_ event: TransactionEvent, by consumer: EngineConsumer, now: Int64) throws(EngineError) -> Bool {
         try transaction { db, effects in
             // Claim the event first; a redelivery finds it claimed and stops.
-            try db.run("INSERT OR IGNORE INTO consumed_event (consumer, event_id, consumed_ns) VALUES (?, ?, ?)",
-                       [consumer.rawValue, event.eventID, now])
-            guard db.changesCount == 1 else {
+            let claim = try statements(.claimEvent, db)
+            claim.bind(consumer.rawValue, at: 1)
+            claim.bind(event.eventID, at: 2)
+            claim.bind(now, at: 3)
+            try claim.execute()
+            guard claim.changes == 1 else {
                 counters.duplicateDeliveries += 1
                 return false
             }
@@ -79,7 +89,7 @@ extension PaymentEngine {
             return
         }
         try Ledger.post(JournalEntry(id: event.eventID, transactionID: event.refundID ?? event.paymentID,
-                                     timeNanoseconds: event.timeNanoseconds, postings: postings), in: db)
+                                     timeNanoseconds: event.timeNanoseconds, postings: postings), in: db, statements: statements)
     }
 
     /// The merchant's wallet: credited only for captured money (net of fee),
@@ -93,14 +103,23 @@ extension PaymentEngine {
         }
         // Update first: SQLite checks the insert row's CHECK before an upsert
         // turns into an update, and a refund's delta is negative.
-        try db.run("""
-            UPDATE wallet SET balance_minor = balance_minor + ?, gross_minor = gross_minor + ?, fees_minor = fees_minor + ?,
-                refunded_minor = refunded_minor + ? WHERE merchant_id = ? AND currency = ?
-            """, [balance, gross, fees, refunded, event.merchantID, event.currency])
-        if db.changesCount == 0 {
-            try db.run("""
-                INSERT INTO wallet (merchant_id, currency, balance_minor, gross_minor, fees_minor, refunded_minor) VALUES (?, ?, ?, ?, ?, ?)
-                """, [event.merchantID, event.currency, balance, gross, fees, refunded])
+        let update = try statements(.updateWallet, db)
+        update.bind(balance, at: 1)
+        update.bind(gross, at: 2)
+        update.bind(fees, at: 3)
+        update.bind(refunded, at: 4)
+        update.bind(event.merchantID, at: 5)
+        update.bind(event.currency, at: 6)
+        try update.execute()
+        if update.changes == 0 {
+            let insert = try statements(.insertWallet, db)
+            insert.bind(event.merchantID, at: 1)
+            insert.bind(event.currency, at: 2)
+            insert.bind(balance, at: 3)
+            insert.bind(gross, at: 4)
+            insert.bind(fees, at: 5)
+            insert.bind(refunded, at: 6)
+            try insert.execute()
         }
     }
 
@@ -115,10 +134,14 @@ extension PaymentEngine {
             """
         for (recipient, signature) in [("user:\(event.userID)", nil as String?),
                                        ("merchant:\(event.merchantID)", merchantSignature(body, merchantID: event.merchantID))] {
-            try db.run("""
-                INSERT INTO notification (event_id, recipient, body, signature, attempts, state, created_ns, updated_ns)
-                VALUES (?, ?, ?, ?, 1, 'pending', ?, ?)
-                """, [event.eventID, recipient, body, signature, now, now])
+            let insert = try statements(.insertNotification, db)
+            insert.bind(event.eventID, at: 1)
+            insert.bind(recipient, at: 2)
+            insert.bind(body, at: 3)
+            insert.bind(signature, at: 4)
+            insert.bind(now, at: 5)
+            insert.bind(now, at: 6)
+            try insert.execute()
             effects.append(.sendNotification(NotificationMessage(notificationID: db.lastInsertedRowID, recipient: recipient,
                                                                  body: body, signature: signature, attempt: 1)))
         }
@@ -126,10 +149,13 @@ extension PaymentEngine {
 
     /// The signature a merchant verifies: hex HMAC-SHA256 of the body under
     /// the merchant's secret (derived per merchant from the configured one).
+    /// - Complexity: O(body); the merchant's key is derived once and kept
+    ///   (for up to ``MerchantSigners/capacity`` merchants).
     public func merchantSignature(_ body: String, merchantID: String) -> String {
-        let secret = SymmetricKey(data: Data(Self.digest([configuration.merchantWebhookSecret, merchantID]).utf8))
-        let mac = HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: secret)
-        return Hex.encode(Data(mac))
+        var mac = merchantSigners.signer(merchantID: merchantID, secret: configuration.merchantWebhookSecret)
+        var body = body
+        body.withUTF8 { mac.update(data: UnsafeRawBufferPointer($0)) }
+        return Hex.encode(mac.finalize())
     }
 
     /// The host's report of a delivery attempt. Failures retry with backoff;
@@ -137,15 +163,24 @@ extension PaymentEngine {
     /// dead-letter table, from which ``replayDeadLetters(limit:now:)`` resends.
     public func notificationDelivered(_ notificationID: Int64, success: Bool, now: Int64) throws(EngineError) {
         try transaction { db, effects in
-            guard let row = try db.row("SELECT attempts, state FROM notification WHERE notification_id = ?", [notificationID]), row["state"] == "pending" else {
+            if success {
+                // One statement both checks the notification is pending and marks it delivered.
+                let update = try statements(.notificationDelivered, db)
+                update.bind(now, at: 1)
+                update.bind(notificationID, at: 2)
+                try update.execute()
+                if update.changes == 0 { counters.lateReplies += 1 }
+                return
+            }
+            let row = try statements(.notificationState, db)
+            row.bind(notificationID, at: 1)
+            guard try row.step(), row.text(at: 1) == "pending" else {
+                row.reset()
                 counters.lateReplies += 1
                 return
             }
-            if success {
-                try db.run("UPDATE notification SET state = 'delivered', updated_ns = ? WHERE notification_id = ?", [now, notificationID])
-                return
-            }
-            let attempts: Int = row["attempts"]
+            let attempts = Int(row.int64(at: 0))
+            row.reset()
             if attempts >= configuration.maxNotificationAttempts {
                 counters.deadLetters += 1
                 try db.run("UPDATE notification SET state = 'dead', updated_ns = ? WHERE notification_id = ?", [now, notificationID])
@@ -191,5 +226,28 @@ extension PaymentEngine {
     /// Dead letters not yet replayed.
     public func deadLetterCount() throws(EngineError) -> Int {
         try read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0 }
+    }
+}
+
+/// Per-merchant HMAC-SHA256 states keyed with the merchant's webhook secret,
+/// so signing a notification costs one HMAC of its body rather than a key
+/// derivation and a key schedule as well.
+///
+/// Bounded: at ``capacity`` merchants the table is emptied and refills on
+/// demand (a signer is a pure function of the merchant id, so this changes
+/// only speed).
+struct MerchantSigners {
+    static let capacity = 4_096
+    private var signers: [String: HMAC<SHA256>] = [:]
+
+    /// The keyed (not yet updated) HMAC state for `merchantID`: hex SHA-256 of
+    /// the configured secret and the merchant id, as UTF-8, is the key.
+    mutating func signer(merchantID: String, secret: String) -> HMAC<SHA256> {
+        if let signer = signers[merchantID] { return signer }
+        if signers.count >= Self.capacity { signers.removeAll(keepingCapacity: true) }
+        let key = SymmetricKey(data: Data(PaymentEngine.digest([secret, merchantID]).utf8))
+        let signer = HMAC<SHA256>(key: key)
+        signers[merchantID] = signer
+        return signer
     }
 }

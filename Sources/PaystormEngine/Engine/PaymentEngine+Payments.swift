@@ -37,7 +37,6 @@ extension PaymentEngine {
         let requestHash = Self.digest([command.userID, command.merchantID, String(amount.minorUnits), currency.code,
                                        token, String(card.expiryMonth), String(card.expiryYear)])
         let route = chooseRoute(now: now)
-        let configuration = self.configuration
 
         return try transaction { db, effects in
             if let existing = try idempotencyRecord(merchantID: command.merchantID, key: command.idempotencyKey,
@@ -51,7 +50,7 @@ extension PaymentEngine {
                 return view
             }
             let paymentID = "pay-\(try nextID("payment", in: db))"
-            _ = try vault.store(card, in: db)
+            _ = try vault.store(card, token: token, in: db, statements: statements)
             let decision = fraud.assess(FraudSignal(userID: command.userID, merchantID: command.merchantID, cardToken: token,
                                                     cardBIN: card.first6, amount: amount, timeNanoseconds: now))
             let fraudText: String
@@ -65,25 +64,39 @@ extension PaymentEngine {
             }
             if failure == nil, route == nil { failure = "no PSP available: every circuit breaker is open" }
             let status: PaymentStatus = failure == nil ? .processing : .failed
-            try db.run("""
-                INSERT INTO payment (payment_id, user_id, merchant_id, amount_minor, currency, status, card_token,
-                    card_masked, psp_id, failure_reason, fraud_decision, created_ns, updated_ns)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, [paymentID, command.userID, command.merchantID, amount.minorUnits, currency.code,
-                                 status.rawValue, token, card.masked, failure == nil ? route : nil, failure, fraudText, now, now])
-            try db.run("""
-                INSERT INTO idempotency_record (merchant_id, idempotency_key, kind, request_hash, resource_id, created_ns, expires_ns)
-                VALUES (?, ?, 'payment', ?, ?, ?, ?)
-                """, [command.merchantID, command.idempotencyKey, requestHash, paymentID, now,
-                                 now + configuration.idempotencyRetentionNanoseconds])
+            let pspID = failure == nil ? route : nil
+            let cardMasked = card.masked
+            let insert = try statements(.insertPayment, db)
+            insert.bind(paymentID, at: 1)
+            insert.bind(command.userID, at: 2)
+            insert.bind(command.merchantID, at: 3)
+            insert.bind(amount.minorUnits, at: 4)
+            insert.bind(currency.code, at: 5)
+            insert.bind(status.rawValue, at: 6)
+            insert.bind(token, at: 7)
+            insert.bind(cardMasked, at: 8)
+            insert.bind(pspID, at: 9)
+            insert.bind(failure, at: 10)
+            insert.bind(fraudText, at: 11)
+            insert.bind(now, at: 12)
+            insert.bind(now, at: 13)
+            try insert.execute()
+            try insertIdempotencyRecord(merchantID: command.merchantID, key: command.idempotencyKey, kind: "payment",
+                                        requestHash: requestHash, resourceID: paymentID, now: now, in: db)
             if let failure {
                 if route == nil { counters.breakerRejections += 1 }
-                try emitPaymentFailed(paymentID: paymentID, reason: failure, now: now, in: db)
+                try emitEvent(.paymentFailed, paymentID: paymentID, refundID: nil,
+                              parties: EventParties(merchantID: command.merchantID, userID: command.userID,
+                                                    currency: currency.code, pspID: nil),
+                              amount: amount.minorUnits, fee: 0, reason: failure, now: now, in: db)
             } else if let route {
                 try startAttempt(subject: .payment, subjectID: paymentID, pspID: route, amount: amount,
                                  cardToken: token, now: now, in: db, effects: &effects)
             }
-            return try paymentView(paymentID, in: db)
+            // The row as just written: nothing above changes it after the insert.
+            return PaymentView(paymentID: paymentID, merchantID: command.merchantID, userID: command.userID, status: status,
+                               amount: amount, cardMasked: cardMasked, pspID: pspID, failureReason: failure,
+                               refundedMinor: 0, replayed: false)
         }
     }
 
@@ -116,28 +129,44 @@ extension PaymentEngine {
 
     /// The live record for a key, deleting it first if its retention ran out.
     func idempotencyRecord(merchantID: String, key: String, kind: String, now: Int64, in db: Database) throws -> IdempotencyRecord? {
-        guard let row = try db.row("""
-            SELECT request_hash, resource_id, expires_ns FROM idempotency_record
-            WHERE merchant_id = ? AND idempotency_key = ? AND kind = ?
-            """, [merchantID, key, kind]) else { return nil }
-        if (row["expires_ns"] as Int64) <= now {
+        let lookup = try statements(.idempotencyRecord, db)
+        defer { lookup.reset() }
+        lookup.bind(merchantID, at: 1)
+        lookup.bind(key, at: 2)
+        lookup.bind(kind, at: 3)
+        guard try lookup.step() else { return nil }
+        if lookup.int64(at: 2) <= now {
+            lookup.reset()
             try db.run("DELETE FROM idempotency_record WHERE merchant_id = ? AND idempotency_key = ? AND kind = ?", [merchantID, key, kind])
             return nil
         }
-        return IdempotencyRecord(requestHash: row["request_hash"], resourceID: row["resource_id"])
+        return IdempotencyRecord(requestHash: lookup.text(at: 0), resourceID: lookup.text(at: 1))
+    }
+
+    func insertIdempotencyRecord(merchantID: String, key: String, kind: String, requestHash: String, resourceID: String,
+                                 now: Int64, in db: Database) throws {
+        let insert = try statements(.insertIdempotencyRecord, db)
+        insert.bind(merchantID, at: 1)
+        insert.bind(key, at: 2)
+        insert.bind(kind, at: 3)
+        insert.bind(requestHash, at: 4)
+        insert.bind(resourceID, at: 5)
+        insert.bind(now, at: 6)
+        insert.bind(now + configuration.idempotencyRetentionNanoseconds, at: 7)
+        try insert.execute()
     }
 
     func paymentView(_ paymentID: String, in db: Database) throws -> PaymentView {
-        guard let row = try db.row("""
-            SELECT payment_id, merchant_id, user_id, status, amount_minor, currency, card_masked, psp_id,
-                   failure_reason, refunded_minor FROM payment WHERE payment_id = ?
-            """, [paymentID]) else { throw EngineError.paymentNotFound(paymentID) }
+        let row = try statements(.paymentView, db)
+        defer { row.reset() }
+        row.bind(paymentID, at: 1)
+        guard try row.step() else { throw EngineError.paymentNotFound(paymentID) }
         return PaymentView(
-            paymentID: row["payment_id"], merchantID: row["merchant_id"], userID: row["user_id"],
-            status: PaymentStatus(rawValue: row["status"])!,
-            amount: Money(minorUnits: row["amount_minor"], currency: Currency(code: row["currency"])!),
-            cardMasked: row["card_masked"], pspID: row["psp_id"], failureReason: row["failure_reason"],
-            refundedMinor: row["refunded_minor"], replayed: false)
+            paymentID: row.text(at: 0), merchantID: row.text(at: 1), userID: row.text(at: 2),
+            status: PaymentStatus(rawValue: row.text(at: 3))!,
+            amount: Money(minorUnits: row.int64(at: 4), currency: Currency(code: row.text(at: 5))!),
+            cardMasked: row.text(at: 6), pspID: row.optionalText(at: 7), failureReason: row.optionalText(at: 8),
+            refundedMinor: row.int64(at: 9), replayed: false)
     }
 
     /// The first PSP, in preference order, whose breaker lets a call through.

@@ -48,11 +48,8 @@ extension PaymentEngine {
                 VALUES (?, ?, ?, ?, ?, 'processing', ?, ?, ?)
                 """, [refundID, command.paymentID, command.merchantID, amount.minorUnits, currency.code, pspID, now, now])
             try db.run("UPDATE payment SET refund_reserved_minor = refund_reserved_minor + ?, updated_ns = ? WHERE payment_id = ?", [amount.minorUnits, now, command.paymentID])
-            try db.run("""
-                INSERT INTO idempotency_record (merchant_id, idempotency_key, kind, request_hash, resource_id, created_ns, expires_ns)
-                VALUES (?, ?, 'refund', ?, ?, ?, ?)
-                """, [command.merchantID, command.idempotencyKey, requestHash, refundID, now,
-                                 now + configuration.idempotencyRetentionNanoseconds])
+            try insertIdempotencyRecord(merchantID: command.merchantID, key: command.idempotencyKey, kind: "refund",
+                                        requestHash: requestHash, resourceID: refundID, now: now, in: db)
             try startAttempt(subject: .refund, subjectID: refundID, pspID: pspID, amount: amount, cardToken: nil,
                              now: now, in: db, effects: &effects)
             return try refundView(refundID, in: db)

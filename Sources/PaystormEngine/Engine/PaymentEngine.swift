@@ -25,6 +25,10 @@ public final class PaymentEngine {
     var batchDatabase: Database?
     /// Effects of the batch's commands, released when the batch commits.
     var batchEffects: [EngineEffect] = []
+    /// The hot statements, prepared on the store's connection.
+    let statements: EngineStatements
+    /// Merchant webhook signers (HMAC keyed per merchant), derived once per merchant.
+    var merchantSigners = MerchantSigners()
     public internal(set) var counters = EngineCounters()
 
     /// Opens the engine on a new store at `location` (running its migrations).
@@ -57,6 +61,7 @@ public final class PaymentEngine {
         self.store = store
         self.configuration = configuration
         self.fraud = FraudDetector(rules: configuration.fraudRules)
+        self.statements = EngineStatements(store: store)
         for route in configuration.psps { breakers[route.id] = CircuitBreaker() }
     }
 
@@ -79,13 +84,9 @@ public final class PaymentEngine {
         var effects: [EngineEffect] = []
         do {
             if let db = batchDatabase {
-                var value: T?
-                try db.inSavepoint {
-                    value = try body(db, &effects)
-                    return .commit
-                }
+                let value = try inSavepoint(db) { try body(db, &effects) }
                 batchEffects.append(contentsOf: effects)
-                return value!
+                return value
             }
             let value = try store.queue.write { db in try body(db, &effects) }
             pending.append(contentsOf: effects)
@@ -93,6 +94,34 @@ public final class PaymentEngine {
         } catch {
             throw Self.engineError(error)
         }
+    }
+
+    /// Runs `body` in a savepoint of the batch's transaction, rolled back if
+    /// it throws. GRDB's `inSavepoint` compiles its SAVEPOINT and RELEASE
+    /// statements on every call; these are prepared once.
+    private func inSavepoint<T>(_ db: Database, _ body: () throws -> T) throws -> T {
+        guard db.isInsideTransaction else {
+            // The batch's transaction was aborted by SQLite: GRDB's own way
+            // (the command in a transaction of its own), as before.
+            var value: T?
+            try db.inSavepoint {
+                value = try body()
+                return .commit
+            }
+            return value!
+        }
+        try statements(.savepoint, db).execute()
+        let value: T
+        do {
+            value = try body()
+        } catch {
+            // As GRDB does: undo the command, then report its own error, not the rollback's.
+            try? statements(.rollbackToSavepoint, db).execute()
+            try? statements(.releaseSavepoint, db).execute()
+            throw error
+        }
+        try statements(.releaseSavepoint, db).execute()
+        return value
     }
 
     /// A read: inside a batch it sees the batch's uncommitted writes.
@@ -141,16 +170,29 @@ public final class PaymentEngine {
     /// Next value of a named counter (payment and refund ids): deterministic,
     /// shared by every engine instance on the same store.
     func nextID(_ name: String, in db: Database) throws -> Int64 {
-        try db.value("INSERT INTO counter (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
-                     as: Int64.self, [name])!
+        // Update first: an upsert tries the insert, fails on the key and then updates.
+        let increment = try statements(.incrementCounter, db)
+        increment.bind(name, at: 1)
+        try increment.execute()
+        if increment.changes == 0 {
+            let insert = try statements(.insertCounter, db)
+            insert.bind(name, at: 1)
+            try insert.execute()
+            return 1
+        }
+        let counter = try statements(.counter, db)
+        defer { counter.reset() }
+        counter.bind(name, at: 1)
+        guard try counter.step() else { preconditionFailure("counter \(name) is missing after its upsert") }
+        return counter.int64(at: 0)
     }
 
     /// Hex SHA-256 of `parts`, length-prefixed so no two lists collide.
     static func digest(_ parts: [String]) -> String {
         var hasher = SHA256()
-        for part in parts {
+        for var part in parts {
             withUnsafeBytes(of: Int64(part.utf8.count).bigEndian) { hasher.update(bufferPointer: $0) }
-            hasher.update(data: Data(part.utf8))
+            part.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
         }
         return Hex.encode(hasher.finalize())
     }

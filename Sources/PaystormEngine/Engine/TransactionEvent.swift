@@ -24,19 +24,36 @@ public struct TransactionEvent: Sendable, Equatable, Codable {
     public var timeNanoseconds: Int64
     public var reason: String?
 
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return encoder
-    }()
-
-    /// Canonical JSON (sorted keys), as stored in the outbox.
+    /// Canonical JSON, as stored in the outbox: the bytes `JSONEncoder` with
+    /// `.sortedKeys` produces (keys sorted, absent optionals omitted, `/`
+    /// escaped), written by hand — `JSONEncoder` was a tenth of a payment's
+    /// cost in `paystorm bench engine`.
+    /// - Complexity: O(length of the output).
     public func json() -> String {
-        // Encoding a flat struct of strings and integers cannot fail.
-        String(decoding: try! Self.encoder.encode(self), as: UTF8.self)
+        var writer = CanonicalJSONWriter()
+        writer.field("amountMinor", amountMinor)
+        writer.field("currency", currency)
+        writer.field("eventID", eventID)
+        writer.field("feeMinor", feeMinor)
+        writer.field("kind", kind.rawValue)
+        writer.field("merchantID", merchantID)
+        writer.field("paymentID", paymentID)
+        writer.field("pspID", pspID)
+        if let reason { writer.field("reason", reason) }
+        if let refundID { writer.field("refundID", refundID) }
+        writer.field("timeNanoseconds", timeNanoseconds)
+        writer.field("userID", userID)
+        return writer.finish()
     }
 
+    /// Decodes an event from JSON, exactly as `JSONDecoder` does.
+    ///
+    /// Flat objects of plain ASCII strings and integers — what ``json()``
+    /// writes — are read directly; anything else (escapes, whitespace,
+    /// `null`s, non-ASCII, unknown or repeated keys) goes to `JSONDecoder`,
+    /// so what is accepted and how it reads never changes.
     public static func decode(_ json: String) throws -> TransactionEvent {
-        try JSONDecoder().decode(TransactionEvent.self, from: Data(json.utf8))
+        if let event = CanonicalJSONReader.transactionEvent(json) { return event }
+        return try JSONDecoder().decode(TransactionEvent.self, from: Data(json.utf8))
     }
 }

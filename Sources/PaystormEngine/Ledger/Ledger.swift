@@ -57,42 +57,95 @@ public enum Ledger {
     ///
     /// - Returns: the entry's sequence number.
     /// - Throws: ``LedgerError`` for an unbalanced, duplicate or overdrawing entry.
+    /// - Complexity: prepares its statements on each call; the engine posts
+    ///   through statements it keeps prepared.
     @discardableResult
     public static func post(_ entry: JournalEntry, in db: Database) throws(LedgerError) -> Int64 {
+        try post(entry, in: db, statements: EngineStatements(store: nil))
+    }
+
+    @discardableResult
+    static func post(_ entry: JournalEntry, in db: Database, statements: EngineStatements) throws(LedgerError) -> Int64 {
         try entry.validate()
         do {
-            if try db.value("SELECT 1 FROM journal_entry WHERE entry_id = ?", as: Bool.self, [entry.id]) == true {
-                throw LedgerError.duplicateEntry(entry.id)
-            }
+            let exists = try statements(.journalContains, db)
+            exists.bind(entry.id, at: 1)
+            let duplicate = try exists.step()
+            exists.reset()
+            if duplicate { throw LedgerError.duplicateEntry(entry.id) }
             // Net change per (account, currency), applied in a fixed order.
-            var changes: [Key: Int64] = [:]
+            // An entry has a handful of postings: a sorted array beats hashing.
+            var changes: [(key: Key, delta: Int64)] = []
+            changes.reserveCapacity(entry.postings.count)
             for posting in entry.postings {
                 let key = Key(account: posting.account, currency: posting.amount.currency.code)
-                changes[key, default: 0] += posting.side == .credit ? posting.amount.minorUnits : -posting.amount.minorUnits
+                let delta = posting.side == .credit ? posting.amount.minorUnits : -posting.amount.minorUnits
+                if let index = changes.firstIndex(where: { $0.key == key }) {
+                    changes[index].delta += delta
+                } else {
+                    changes.append((key, delta))
+                }
             }
-            for key in changes.keys.sorted() {
-                let delta = changes[key]!
-                var next = try db.value("UPDATE account_balance SET balance_minor = balance_minor + ? WHERE account = ? AND currency = ? RETURNING balance_minor",
-                                        as: Int64.self, [delta, key.account.name, key.currency])
-                if next == nil {
-                    try db.run("INSERT INTO account_balance (account, currency, balance_minor) VALUES (?, ?, ?)",
-                               [key.account.name, key.currency, delta])
+            changes.sort { $0.key < $1.key }
+            for (key, delta) in changes {
+                let update = try statements(.updateBalance, db)
+                update.bind(delta, at: 1)
+                update.bind(key.account.name, at: 2)
+                update.bind(key.currency, at: 3)
+                try update.execute()
+                let next: Int64
+                if update.changes == 1 {
+                    // Only this function writes balances and it never leaves a
+                    // non-external one negative, so a rise cannot end below zero:
+                    // only a fall of a non-external account needs reading back.
+                    guard delta < 0 && !key.account.isExternal else { continue }
+                    let balance = try statements(.balance, db)
+                    balance.bind(key.account.name, at: 1)
+                    balance.bind(key.currency, at: 2)
+                    guard try balance.step() else { preconditionFailure("balance of \(key.account) vanished after its update") }
+                    next = balance.int64(at: 0)
+                    balance.reset()
+                } else {
+                    let insert = try statements(.insertBalance, db)
+                    insert.bind(key.account.name, at: 1)
+                    insert.bind(key.currency, at: 2)
+                    insert.bind(delta, at: 3)
+                    try insert.execute()
                     next = delta
                 }
-                if next! < 0 && !key.account.isExternal {
+                if next < 0 && !key.account.isExternal {
                     // Thrown inside the caller's transaction: the update rolls back with it.
-                    throw LedgerError.wouldGoNegative(entry: entry.id, account: key.account.name, currency: key.currency, balance: next!)
+                    throw LedgerError.wouldGoNegative(entry: entry.id, account: key.account.name, currency: key.currency, balance: next)
                 }
             }
-            let head = try db.row("SELECT sequence, hash FROM journal_head WHERE id = 1")!
-            let sequence: Int64 = head["sequence"] + 1
-            let previous: Data = head["hash"]
+            let head = try statements(.journalHead, db)
+            guard try head.step() else { preconditionFailure("the journal head row is missing") }
+            let sequence = head.int64(at: 0) + 1
+            let previous = head.blob(at: 1)
+            head.reset()
             let hash = chainHash(previous: previous, sequence: sequence, entry: entry)
-            try db.run("INSERT INTO journal_entry (sequence, entry_id, transaction_id, time_ns, previous_hash, hash) VALUES (?, ?, ?, ?, ?, ?)", [sequence, entry.id, entry.transactionID, entry.timeNanoseconds, previous, hash])
+            let insertEntry = try statements(.insertJournalEntry, db)
+            insertEntry.bind(sequence, at: 1)
+            insertEntry.bind(entry.id, at: 2)
+            insertEntry.bind(entry.transactionID, at: 3)
+            insertEntry.bind(entry.timeNanoseconds, at: 4)
+            insertEntry.bind(previous, at: 5)
+            insertEntry.bind(hash, at: 6)
+            try insertEntry.execute()
+            let insertPosting = try statements(.insertJournalPosting, db)
             for (line, posting) in entry.postings.enumerated() {
-                try db.run("INSERT INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency) VALUES (?, ?, ?, ?, ?, ?)", [sequence, line, posting.account.name, posting.side.rawValue, posting.amount.minorUnits, posting.amount.currency.code])
+                insertPosting.bind(sequence, at: 1)
+                insertPosting.bind(Int64(line), at: 2)
+                insertPosting.bind(posting.account.name, at: 3)
+                insertPosting.bind(posting.side.rawValue, at: 4)
+                insertPosting.bind(posting.amount.minorUnits, at: 5)
+                insertPosting.bind(posting.amount.currency.code, at: 6)
+                try insertPosting.execute()
             }
-            try db.run("UPDATE journal_head SET sequence = ?, hash = ? WHERE id = 1", [sequence, hash])
+            let updateHead = try statements(.updateJournalHead, db)
+            updateHead.bind(sequence, at: 1)
+            updateHead.bind(hash, at: 2)
+            try updateHead.execute()
             return sequence
         } catch let error as LedgerError {
             throw error
@@ -187,7 +240,11 @@ public enum Ledger {
         var hasher = SHA256()
         hasher.update(data: previous)
         func add(_ value: Int64) { withUnsafeBytes(of: value.bigEndian) { hasher.update(bufferPointer: $0) } }
-        func add(_ text: String) { add(Int64(text.utf8.count)); hasher.update(data: Data(text.utf8)) }
+        func add(_ text: String) {
+            var text = text
+            add(Int64(text.utf8.count))
+            text.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        }
         add(sequence)
         add(entry.id)
         add(entry.transactionID)

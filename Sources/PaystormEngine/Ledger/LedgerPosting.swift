@@ -64,22 +64,30 @@ public struct JournalEntry: Hashable, Sendable {
     /// every currency Σ debits = Σ credits.
     public func validate() throws(LedgerError) {
         guard postings.count >= 2 else { throw .tooFewPostings(entry: id, count: postings.count) }
-        var net: [String: Int64] = [:]
-        var debits: [String: Int64] = [:]
+        // Net and debits per currency. An entry has a handful of postings in
+        // one or two currencies: a short array beats two dictionaries.
+        var totals: [(code: String, net: Int64, debits: Int64)] = []
         for posting in postings {
             guard posting.amount.minorUnits > 0 else {
                 throw .nonPositiveAmount(entry: id, account: posting.account.name, amount: posting.amount.minorUnits)
             }
             let code = posting.amount.currency.code
-            let (sum, overflow) = net[code, default: 0].addingReportingOverflow(
+            let index: Int
+            if let known = totals.firstIndex(where: { $0.code == code }) {
+                index = known
+            } else {
+                totals.append((code, 0, 0))
+                index = totals.count - 1
+            }
+            let (sum, overflow) = totals[index].net.addingReportingOverflow(
                 posting.side == .credit ? posting.amount.minorUnits : -posting.amount.minorUnits)
             guard !overflow else { throw .overflow(entry: id, currency: code) }
-            net[code] = sum
-            if posting.side == .debit { debits[code, default: 0] += posting.amount.minorUnits }
+            totals[index].net = sum
+            if posting.side == .debit { totals[index].debits += posting.amount.minorUnits }
         }
-        for code in net.keys.sorted() where net[code] != 0 {
-            let debit = debits[code, default: 0]
-            throw .unbalanced(entry: id, currency: code, debits: debit, credits: debit + net[code]!)
+        // The first unbalanced currency in code order is reported.
+        for total in totals.sorted(by: { $0.code < $1.code }) where total.net != 0 {
+            throw .unbalanced(entry: id, currency: total.code, debits: total.debits, credits: total.debits + total.net)
         }
     }
 }

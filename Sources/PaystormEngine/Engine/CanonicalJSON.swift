@@ -1,0 +1,168 @@
+/// Writes one flat JSON object byte for byte as `JSONEncoder` with
+/// `.sortedKeys` does; the caller adds fields in sorted key order.
+struct CanonicalJSONWriter {
+    private var bytes: [UInt8] = []
+
+    init() {
+        bytes.reserveCapacity(320)
+        bytes.append(UInt8(ascii: "{"))
+    }
+
+    mutating func field(_ key: StaticString, _ value: String) {
+        writeKey(key)
+        string(value)
+    }
+
+    mutating func field(_ key: StaticString, _ value: Int64) {
+        writeKey(key)
+        bytes.append(contentsOf: String(value).utf8)
+    }
+
+    /// The object's text; the writer is spent.
+    mutating func finish() -> String {
+        bytes.append(UInt8(ascii: "}"))
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private mutating func writeKey(_ key: StaticString) {
+        if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
+        bytes.append(UInt8(ascii: "\""))
+        key.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    /// A JSON string with `JSONEncoder`'s escapes: `"`, `\`, `/`, the short
+    /// forms \b \f \n \r \t, `\u00xx` for other control bytes, and every
+    /// other byte (UTF-8 included) as is.
+    private mutating func string(_ value: String) {
+        bytes.append(UInt8(ascii: "\""))
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"):
+                bytes.append(UInt8(ascii: "\\"))
+                bytes.append(byte)
+            case 0x08: escape(UInt8(ascii: "b"))
+            case 0x0C: escape(UInt8(ascii: "f"))
+            case 0x0A: escape(UInt8(ascii: "n"))
+            case 0x0D: escape(UInt8(ascii: "r"))
+            case 0x09: escape(UInt8(ascii: "t"))
+            case 0x00..<0x20:
+                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
+                bytes.append(Self.hexDigits[Int(byte >> 4)])
+                bytes.append(Self.hexDigits[Int(byte & 0x0F)])
+            default:
+                bytes.append(byte)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    private mutating func escape(_ letter: UInt8) {
+        bytes.append(UInt8(ascii: "\\"))
+        bytes.append(letter)
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+}
+
+/// Reads the flat JSON objects ``CanonicalJSONWriter`` writes, and only
+/// inputs `JSONDecoder` would read the same way; `nil` sends the caller to
+/// `JSONDecoder`.
+enum CanonicalJSONReader {
+    /// A ``TransactionEvent`` from `{"key":value,...}` with no whitespace,
+    /// values plain printable-ASCII strings without escapes or canonical
+    /// integers, each key known and present at most once; `nil` otherwise.
+    static func transactionEvent(_ json: String) -> TransactionEvent? {
+        var json = json
+        return json.withUTF8 { bytes -> TransactionEvent? in
+            var reader = Cursor(bytes: bytes)
+            guard reader.take(UInt8(ascii: "{")) else { return nil }
+            var amountMinor: Int64?, feeMinor: Int64?, timeNanoseconds: Int64?
+            var currency: String?, eventID: String?, kind: TransactionEvent.Kind?, merchantID: String?, paymentID: String?
+            var pspID: String?, reason: String?, refundID: String?, userID: String?
+            repeat {
+                guard let key = reader.plainString(), reader.take(UInt8(ascii: ":")) else { return nil }
+                switch key {
+                case "amountMinor": guard amountMinor == nil, let value = reader.integer() else { return nil }; amountMinor = value
+                case "feeMinor": guard feeMinor == nil, let value = reader.integer() else { return nil }; feeMinor = value
+                case "timeNanoseconds": guard timeNanoseconds == nil, let value = reader.integer() else { return nil }; timeNanoseconds = value
+                case "currency": guard currency == nil, let value = reader.plainString() else { return nil }; currency = value
+                case "eventID": guard eventID == nil, let value = reader.plainString() else { return nil }; eventID = value
+                case "kind":
+                    guard kind == nil, let value = reader.plainString(), let parsed = TransactionEvent.Kind(rawValue: value) else { return nil }
+                    kind = parsed
+                case "merchantID": guard merchantID == nil, let value = reader.plainString() else { return nil }; merchantID = value
+                case "paymentID": guard paymentID == nil, let value = reader.plainString() else { return nil }; paymentID = value
+                case "pspID": guard pspID == nil, let value = reader.plainString() else { return nil }; pspID = value
+                case "reason": guard reason == nil, let value = reader.plainString() else { return nil }; reason = value
+                case "refundID": guard refundID == nil, let value = reader.plainString() else { return nil }; refundID = value
+                case "userID": guard userID == nil, let value = reader.plainString() else { return nil }; userID = value
+                default: return nil
+                }
+            } while reader.take(UInt8(ascii: ","))
+            guard reader.take(UInt8(ascii: "}")), reader.atEnd,
+                  let amountMinor, let feeMinor, let timeNanoseconds, let currency, let eventID, let kind,
+                  let merchantID, let paymentID, let pspID, let userID else { return nil }
+            return TransactionEvent(eventID: eventID, kind: kind, paymentID: paymentID, refundID: refundID,
+                                    merchantID: merchantID, userID: userID, amountMinor: amountMinor, currency: currency,
+                                    feeMinor: feeMinor, pspID: pspID, timeNanoseconds: timeNanoseconds, reason: reason)
+        }
+    }
+
+    private struct Cursor {
+        let bytes: UnsafeBufferPointer<UInt8>
+        var index = 0
+
+        var atEnd: Bool { index == bytes.count }
+
+        mutating func take(_ byte: UInt8) -> Bool {
+            guard index < bytes.count, bytes[index] == byte else { return false }
+            index += 1
+            return true
+        }
+
+        /// A string of bytes 0x20...0x7E other than `"` and `\`, in quotes.
+        mutating func plainString() -> String? {
+            guard take(UInt8(ascii: "\"")) else { return nil }
+            let start = index
+            while index < bytes.count {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "\"") {
+                    let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+                    index += 1
+                    return text
+                }
+                guard byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\\") else { return nil }
+                index += 1
+            }
+            return nil
+        }
+
+        /// An optional `-`, then `0` or digits without a leading zero, fitting Int64;
+        /// not followed by a fraction or exponent.
+        mutating func integer() -> Int64? {
+            let negative = take(UInt8(ascii: "-"))
+            let start = index
+            var magnitude: UInt64 = 0
+            while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
+                let (times10, overflow1) = magnitude.multipliedReportingOverflow(by: 10)
+                let (sum, overflow2) = times10.addingReportingOverflow(UInt64(bytes[index] - UInt8(ascii: "0")))
+                guard !overflow1 && !overflow2 else { return nil }
+                magnitude = sum
+                index += 1
+            }
+            let digits = index - start
+            guard digits > 0, digits == 1 || bytes[start] != UInt8(ascii: "0") else { return nil }
+            if index < bytes.count, bytes[index] == UInt8(ascii: ".") || bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+                return nil
+            }
+            if negative {
+                guard magnitude <= UInt64(Int64.max) + 1 else { return nil }
+                return magnitude == UInt64(Int64.max) + 1 ? .min : -Int64(magnitude)
+            }
+            guard magnitude <= UInt64(Int64.max) else { return nil }
+            return Int64(magnitude)
+        }
+    }
+}

@@ -1,0 +1,211 @@
+import GRDB
+import PaystormStore
+
+/// The statements every payment lifecycle runs, bound positionally through
+/// ``PreparedStatement`` instead of GRDB's cached statements and `Row`s:
+/// boxing arguments, looking columns up by name and GRDB's per-statement
+/// bookkeeping were about half of a payment's cost in `paystorm bench engine`.
+///
+/// Parameters are listed in the order they are bound; result columns in the
+/// order they are read. Statements off the hot path stay on GRDB.
+///
+/// No statement here uses `RETURNING`: SQLite buffers its rows in a
+/// temporary b-tree it opens and closes on every run, which costs more than
+/// a second statement reading the row back.
+enum EngineStatement: Int, CaseIterable {
+    // Commands in a batch: each one is all-or-nothing within the batch's transaction.
+    case savepoint, releaseSavepoint, rollbackToSavepoint
+    /// (name)
+    case incrementCounter
+    /// (name)
+    case insertCounter
+    /// (name) → value
+    case counter
+    /// (merchant_id, idempotency_key, kind) → request_hash, resource_id, expires_ns
+    case idempotencyRecord
+    /// (merchant_id, idempotency_key, kind, request_hash, resource_id, created_ns, expires_ns)
+    case insertIdempotencyRecord
+    /// (payment_id, user_id, merchant_id, amount_minor, currency, status, card_token,
+    ///  card_masked, psp_id, failure_reason, fraud_decision, created_ns, updated_ns)
+    case insertPayment
+    /// (payment_id) → payment_id, merchant_id, user_id, status, amount_minor, currency,
+    ///  card_masked, psp_id, failure_reason, refunded_minor
+    case paymentView
+    /// (payment_id) → status, amount_minor, currency, user_id, merchant_id, psp_id
+    case paymentForTransition
+    /// (psp_id, psp_reference, fee_minor, updated_ns, payment_id)
+    case completePayment
+    /// (failure_reason, updated_ns, payment_id)
+    case failPayment
+    /// (token) → 1
+    case vaultContains
+    /// ()
+    case incrementVaultNonce
+    /// () → counter
+    case vaultNonce
+    /// (token, ciphertext, first6, last4, expiry_month, expiry_year)
+    case vaultInsert
+    /// (subject, subject_id, psp_id, psp_idempotency_key, created_ns, updated_ns)
+    case insertAttempt
+    /// (attempt_id) → ``Attempt/columns``
+    case attempt
+    /// (state, last_error, updated_ns, attempt_id)
+    case updateAttempt
+    /// (event_id, topic, partition_key, payload, created_ns)
+    case insertOutbox
+    /// (after sequence, limit) → sequence, topic, partition_key, payload
+    case pollOutbox
+    /// (consumer, event_id, consumed_ns)
+    case claimEvent
+    /// (balance, gross, fees, refunded deltas, merchant_id, currency)
+    case updateWallet
+    /// (merchant_id, currency, balance_minor, gross_minor, fees_minor, refunded_minor)
+    case insertWallet
+    /// (event_id, recipient, body, signature, created_ns, updated_ns)
+    case insertNotification
+    /// (notification_id) → attempts, state
+    case notificationState
+    /// (updated_ns, notification_id); changes nothing unless the notification is pending
+    case notificationDelivered
+    /// (entry_id) → 1
+    case journalContains
+    /// (delta, account, currency)
+    case updateBalance
+    /// (account, currency) → balance_minor
+    case balance
+    /// (account, currency, balance_minor)
+    case insertBalance
+    /// () → sequence, hash
+    case journalHead
+    /// (sequence, entry_id, transaction_id, time_ns, previous_hash, hash)
+    case insertJournalEntry
+    /// (entry_sequence, line, account, side, amount_minor, currency)
+    case insertJournalPosting
+    /// (sequence, hash)
+    case updateJournalHead
+
+    var sql: String {
+        switch self {
+        case .savepoint: "SAVEPOINT engine_command"
+        case .releaseSavepoint: "RELEASE SAVEPOINT engine_command"
+        case .rollbackToSavepoint: "ROLLBACK TRANSACTION TO SAVEPOINT engine_command"
+        case .incrementCounter: "UPDATE counter SET value = value + 1 WHERE name = ?"
+        case .insertCounter: "INSERT INTO counter (name, value) VALUES (?, 1)"
+        case .counter: "SELECT value FROM counter WHERE name = ?"
+        case .idempotencyRecord:
+            """
+            SELECT request_hash, resource_id, expires_ns FROM idempotency_record
+            WHERE merchant_id = ? AND idempotency_key = ? AND kind = ?
+            """
+        case .insertIdempotencyRecord:
+            """
+            INSERT INTO idempotency_record (merchant_id, idempotency_key, kind, request_hash, resource_id, created_ns, expires_ns)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """
+        case .insertPayment:
+            """
+            INSERT INTO payment (payment_id, user_id, merchant_id, amount_minor, currency, status, card_token,
+                card_masked, psp_id, failure_reason, fraud_decision, created_ns, updated_ns)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """
+        case .paymentView:
+            """
+            SELECT payment_id, merchant_id, user_id, status, amount_minor, currency, card_masked, psp_id,
+                   failure_reason, refunded_minor FROM payment WHERE payment_id = ?
+            """
+        case .paymentForTransition:
+            "SELECT status, amount_minor, currency, user_id, merchant_id, psp_id FROM payment WHERE payment_id = ?"
+        case .completePayment:
+            """
+            UPDATE payment SET status = 'completed', psp_id = ?, psp_reference = ?, captured_minor = amount_minor,
+                fee_minor = ?, updated_ns = ? WHERE payment_id = ?
+            """
+        case .failPayment:
+            "UPDATE payment SET status = 'failed', failure_reason = ?, updated_ns = ? WHERE payment_id = ?"
+        case .vaultContains: "SELECT 1 FROM card_vault WHERE token = ?"
+        case .incrementVaultNonce: "UPDATE card_vault_nonce SET counter = counter + 1 WHERE id = 1"
+        case .vaultNonce: "SELECT counter FROM card_vault_nonce WHERE id = 1"
+        case .vaultInsert:
+            "INSERT INTO card_vault (token, ciphertext, first6, last4, expiry_month, expiry_year) VALUES (?, ?, ?, ?, ?, ?)"
+        case .insertAttempt:
+            """
+            INSERT INTO psp_attempt (subject, subject_id, psp_id, psp_idempotency_key, tries, state, created_ns, updated_ns)
+            VALUES (?, ?, ?, ?, 1, 'in_flight', ?, ?)
+            """
+        case .attempt: "SELECT \(Attempt.columns) FROM psp_attempt WHERE attempt_id = ?"
+        case .updateAttempt:
+            "UPDATE psp_attempt SET state = ?, last_error = COALESCE(?, last_error), updated_ns = ? WHERE attempt_id = ?"
+        case .insertOutbox:
+            "INSERT INTO outbox (event_id, topic, partition_key, payload, created_ns) VALUES (?, ?, ?, ?, ?)"
+        case .pollOutbox:
+            "SELECT sequence, topic, partition_key, payload FROM outbox WHERE sequence > ? ORDER BY sequence LIMIT ?"
+        case .claimEvent:
+            "INSERT OR IGNORE INTO consumed_event (consumer, event_id, consumed_ns) VALUES (?, ?, ?)"
+        case .updateWallet:
+            """
+            UPDATE wallet SET balance_minor = balance_minor + ?, gross_minor = gross_minor + ?, fees_minor = fees_minor + ?,
+                refunded_minor = refunded_minor + ? WHERE merchant_id = ? AND currency = ?
+            """
+        case .insertWallet:
+            """
+            INSERT INTO wallet (merchant_id, currency, balance_minor, gross_minor, fees_minor, refunded_minor) VALUES (?, ?, ?, ?, ?, ?)
+            """
+        case .insertNotification:
+            """
+            INSERT INTO notification (event_id, recipient, body, signature, attempts, state, created_ns, updated_ns)
+            VALUES (?, ?, ?, ?, 1, 'pending', ?, ?)
+            """
+        case .notificationState: "SELECT attempts, state FROM notification WHERE notification_id = ?"
+        case .notificationDelivered:
+            "UPDATE notification SET state = 'delivered', updated_ns = ? WHERE notification_id = ? AND state = 'pending'"
+        case .journalContains: "SELECT 1 FROM journal_entry WHERE entry_id = ?"
+        case .updateBalance:
+            "UPDATE account_balance SET balance_minor = balance_minor + ? WHERE account = ? AND currency = ?"
+        case .balance: "SELECT balance_minor FROM account_balance WHERE account = ? AND currency = ?"
+        case .insertBalance: "INSERT INTO account_balance (account, currency, balance_minor) VALUES (?, ?, ?)"
+        case .journalHead: "SELECT sequence, hash FROM journal_head WHERE id = 1"
+        case .insertJournalEntry:
+            "INSERT INTO journal_entry (sequence, entry_id, transaction_id, time_ns, previous_hash, hash) VALUES (?, ?, ?, ?, ?, ?)"
+        case .insertJournalPosting:
+            "INSERT INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency) VALUES (?, ?, ?, ?, ?, ?)"
+        case .updateJournalHead: "UPDATE journal_head SET sequence = ?, hash = ? WHERE id = 1"
+        }
+    }
+}
+
+/// The ``EngineStatement``s of one connection, each prepared on first use
+/// and kept for the life of the table.
+///
+/// Each engine keeps one table for its store's connection (a store has one
+/// writer connection, so engines sharing a store each prepare their own
+/// statements on it). The table holds the store so that the connection
+/// outlives the statements prepared on it.
+final class EngineStatements {
+    private var prepared: [PreparedStatement?]
+    private let store: Store?
+
+    /// - Parameter store: the store whose connection the statements run on;
+    ///   `nil` for a table used within one database access only.
+    init(store: Store?) {
+        self.store = store
+        prepared = Array(repeating: nil, count: EngineStatement.allCases.count)
+    }
+
+    deinit {
+        // Finalize the statements before the store (and its connection) may go.
+        prepared.removeAll()
+    }
+
+    /// The prepared `statement`, preparing it on `db` the first time.
+    /// - Precondition: `db` is the connection of every earlier call.
+    @inline(__always)
+    func callAsFunction(_ statement: EngineStatement, _ db: Database) throws(StoreError) -> PreparedStatement {
+        if let prepared = prepared[statement.rawValue] {
+            assert(prepared.belongs(to: db), "engine statements run on the connection they were prepared on")
+            return prepared
+        }
+        let fresh = try PreparedStatement(db, sql: statement.sql)
+        prepared[statement.rawValue] = fresh
+        return fresh
+    }
+}
