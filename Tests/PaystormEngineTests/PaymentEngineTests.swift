@@ -179,10 +179,34 @@ struct PaymentEngineTests {
         h.calls.removeAll()
         try h.pay(key: "after")
         #expect(h.takeCall()?.pspID == "paypal")
-        // After the open period the first PSP is tried again.
+        // After the open period the first PSP gets one probe; the others wait for its outcome.
         h.advance(by: h.engine.configuration.breakerOpenNanoseconds)
-        try h.pay(key: "later")
+        h.calls.removeAll()
+        try h.pay(key: "probe")
+        try h.pay(key: "while-probing")
+        #expect(h.calls.map(\.pspID) == ["stripe", "paypal"])
+        // The probe succeeds: the breaker closes and new payments go to the first PSP again.
+        try h.reply(.succeeded(pspReference: "ok"), to: try #require(h.calls.first))
+        h.calls.removeAll()
+        try h.pay(key: "after-probe")
         #expect(h.calls.last?.pspID == "stripe")
+    }
+
+    @Test func aFailedProbeReopensTheBreaker() throws {
+        let h = try EngineHarness()
+        for i in 0..<3 {
+            try h.pay(key: "k\(i)")
+            try h.reply(.transientError("down"), to: try #require(h.takeCall()))
+        }
+        h.advance(by: h.engine.configuration.breakerOpenNanoseconds)
+        h.calls.removeAll()
+        try h.pay(key: "probe")
+        let probe = try #require(h.takeCall())
+        #expect(probe.pspID == "stripe")
+        try h.reply(.transientError("still down"), to: probe)
+        h.calls.removeAll()
+        try h.pay(key: "next")
+        #expect(h.calls.map(\.pspID) == ["paypal"])
     }
 
     @Test func replicasSharingAStoreSeeEachOthersPayments() throws {

@@ -98,7 +98,7 @@ extension PaymentEngine {
                     try resendCancel(attempt, now: now, in: db, effects: &effects)
                     return
                 }
-                if attempt.subject == .payment, !breakers[attempt.pspID, default: CircuitBreaker()].allows(now: now) {
+                if attempt.subject == .payment, !admit(attempt.pspID, now: now) {
                     try startCancel(attempt, reason: "PSP \(attempt.pspID) circuit breaker open", now: now, in: db, effects: &effects)
                     return
                 }
@@ -242,7 +242,7 @@ extension PaymentEngine {
         }
         let routes = configuration.psps.map(\.id)
         let start = (routes.firstIndex(of: attempt.pspID) ?? routes.count - 1) + 1
-        let next = routes[min(start, routes.count)...].first { breakers[$0, default: CircuitBreaker()].allows(now: now) }
+        let next = routes[min(start, routes.count)...].first { admit($0, now: now) }
         guard let next else {
             try failPayment(attempt.subjectID, reason: reason, now: now, in: db)
             return

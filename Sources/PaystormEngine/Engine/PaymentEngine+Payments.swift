@@ -171,6 +171,6 @@ extension PaymentEngine {
 
     /// The first PSP, in preference order, whose breaker lets a call through.
     func chooseRoute(now: Int64) -> String? {
-        configuration.psps.first { breakers[$0.id, default: CircuitBreaker()].allows(now: now) }?.id
+        configuration.psps.first { admit($0.id, now: now) }?.id
     }
 }

@@ -20,6 +20,11 @@ public final class PaymentEngine {
     let vault: CardVault
     let fraud: FraudDetector
     var breakers: [String: CircuitBreaker] = [:]
+
+    /// Whether a call to `pspID` may be made now (see ``CircuitBreaker``).
+    func admit(_ pspID: String, now: Int64) -> Bool {
+        breakers[pspID, default: CircuitBreaker()].admit(now: now, openFor: configuration.breakerOpenNanoseconds)
+    }
     var pending: [EngineEffect] = []
     /// Set while ``inBatch(_:)`` runs: the connection of its transaction.
     var batchDatabase: Database?
@@ -210,21 +215,38 @@ public final class PaymentEngine {
     }
 }
 
-/// Per-PSP circuit breaker: opens after consecutive failures, lets one call
-/// through after the open period (half-open), closes on success.
+/// Per-PSP circuit breaker. Closed, it lets every call through and counts
+/// consecutive failures; at the threshold it opens for the open period.
+/// After that it is half-open: exactly one call (the probe) goes through —
+/// its success closes the breaker, its failure opens it again. A probe whose
+/// outcome never comes back is replaced after another open period.
 struct CircuitBreaker {
     var consecutiveFailures = 0
     var openUntilNanoseconds: Int64 = .min
+    /// Set while a half-open probe is out: when it was let through.
+    var probeSentAtNanoseconds: Int64?
 
-    func allows(now: Int64) -> Bool { now >= openUntilNanoseconds }
+    /// Whether a call may go to this PSP now; a half-open breaker admits one
+    /// probe, so call this only for a call that will be made.
+    mutating func admit(now: Int64, openFor: Int64) -> Bool {
+        guard now >= openUntilNanoseconds else { return false }
+        guard openUntilNanoseconds != .min else { return true }  // closed
+        if let sent = probeSentAtNanoseconds, now < sent + openFor { return false }
+        probeSentAtNanoseconds = now
+        return true
+    }
 
     mutating func recordSuccess() {
         consecutiveFailures = 0
         openUntilNanoseconds = .min
+        probeSentAtNanoseconds = nil
     }
 
     mutating func recordFailure(now: Int64, threshold: Int, openFor: Int64) {
         consecutiveFailures += 1
-        if consecutiveFailures >= threshold { openUntilNanoseconds = now + openFor }
+        if consecutiveFailures >= threshold {
+            openUntilNanoseconds = now + openFor
+            probeSentAtNanoseconds = nil
+        }
     }
 }
