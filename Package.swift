@@ -111,6 +111,7 @@ let package = Package(
         .testTarget(name: "PaystormStoreTests", dependencies: ["PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PaystormEngineTests", dependencies: ["PaystormEngine", "PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PaystormBenchmarksTests", dependencies: ["PaystormBenchmarks"]),
+        .testTarget(name: "PaystormScenarioTests", dependencies: ["PaystormScenario", "PaystormWorld", "PaystormStatistics"]),
         .testTarget(name: "PaystormWorldTests", dependencies: ["PaystormWorld", "PaystormKernel", "PaystormEngine", "PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
     ],
     swiftLanguageModes: [.v6]
