@@ -110,9 +110,12 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         let confidence = report.confidence
         switch metric {
         case let .latency(p), let .timeToTerminal(p):
-            let sample = { if case .latency = metric { report.latency } else { report.timeToTerminal } }()
-            guard let estimate = sample.first(where: { abs($0.probability - p) < 1e-12 }) ?? estimateMissing(p, report) else {
-                return verdict(.inconclusive, observed: "no samples", detail: "no request finished")
+            let computed = { () -> QuantileEstimate? in
+                if case .latency = metric { return try? report.latencyQuantile(p) }
+                return try? report.timeToTerminalQuantile(p)
+            }()
+            guard let estimate = computed else {
+                return verdict(.inconclusive, observed: "no samples", detail: "nothing to measure: no request (or payment) finished")
             }
             let observed = "\(Self.duration(estimate.value)) [\(estimate.lower.map(Self.duration) ?? "?"), \(estimate.upper.map(Self.duration) ?? "?")]"
             let needed = Self.samplesForQuantile(p, confidence: confidence)
@@ -172,8 +175,6 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
     private func verdict(_ outcome: ThresholdVerdict.Outcome, observed: String, detail: String) -> ThresholdVerdict {
         ThresholdVerdict(threshold: text, outcome: outcome, observed: observed, detail: detail)
     }
-
-    private func estimateMissing(_ p: Double, _ report: WorldReport) -> QuantileEstimate? { nil }
 
     private func sampleCount(_ report: WorldReport) -> Int {
         if case .latency = metric { return report.answered }

@@ -75,6 +75,21 @@ public struct WorldReport: Sendable {
 
     public var violations: Int { safetyViolationCount + livenessViolations.count }
 
+    /// Every answered request's latency and every payment's time to
+    /// terminal state, sorted: any percentile a threshold asks for.
+    let latencySample: SortedSample
+    let timeToTerminalSample: SortedSample
+
+    /// The `p`-quantile of API latency with its order-statistic interval (`nil` without samples).
+    public func latencyQuantile(_ p: Double) throws -> QuantileEstimate? {
+        latencySample.count == 0 ? nil : try latencySample.quantile(p, confidence: confidence)
+    }
+
+    /// The `p`-quantile of creation-to-terminal time with its interval (`nil` without samples).
+    public func timeToTerminalQuantile(_ p: Double) throws -> QuantileEstimate? {
+        timeToTerminalSample.count == 0 ? nil : try timeToTerminalSample.quantile(p, confidence: confidence)
+    }
+
     init(world: World, clients: ClientPopulation, gateway: Gateway, broker: Broker, sink: NotificationSink, monitor: Monitor,
          liveness: [Violation], nonTerminal: Int, loadEndSeconds: Double) throws {
         let metrics = world.metrics
@@ -99,8 +114,10 @@ public struct WorldReport: Sendable {
         availabilityLowerBound = total > 0
             ? try Availability.lowerBound(failures: total - metrics.answered, requests: total, confidence: configuration.confidence)
             : 0
-        latency = try Self.quantiles(metrics.latencies, confidence: configuration.confidence)
-        timeToTerminal = try Self.quantiles(metrics.timeToTerminal, confidence: configuration.confidence)
+        latencySample = try SortedSample(metrics.latencies.map(Double.init))
+        timeToTerminalSample = try SortedSample(metrics.timeToTerminal.map(Double.init))
+        latency = try Self.quantiles(latencySample, confidence: configuration.confidence)
+        timeToTerminal = try Self.quantiles(timeToTerminalSample, confidence: configuration.confidence)
         paymentsCreated = metrics.paymentsCreated
         paymentsCompleted = metrics.paymentsCompleted
         paymentsFailed = metrics.paymentsFailed
@@ -143,9 +160,8 @@ public struct WorldReport: Sendable {
 
     static let levels = [0.5, 0.9, 0.99, 0.999, 0.9999]
 
-    static func quantiles(_ values: [Float], confidence: Double) throws -> [QuantileEstimate] {
-        guard !values.isEmpty else { return [] }
-        let sample = try SortedSample(values.map(Double.init))
+    static func quantiles(_ sample: SortedSample, confidence: Double) throws -> [QuantileEstimate] {
+        guard sample.count > 0 else { return [] }
         return try levels.map { try sample.quantile($0, confidence: confidence) }
     }
 

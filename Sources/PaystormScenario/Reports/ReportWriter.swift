@@ -1,0 +1,242 @@
+import Foundation
+
+/// Writes a run's reports into `Reports/<scenario>-<seed>/`: report.json,
+/// report.md, report.html, timeseries.csv and junit.xml. Each file is
+/// written whole to a temporary name and renamed into place, so a report is
+/// never half-written.
+public enum ReportWriter {
+    public static let files = ["report.json", "report.md", "report.html", "timeseries.csv", "junit.xml"]
+
+    /// - Returns: the directory written.
+    @discardableResult
+    public static func write(_ document: ReportDocument, to directory: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let outputs: [(String, String)] = [
+            ("report.json", json(document)),
+            ("report.md", markdown(document)),
+            ("report.html", HTMLReport.render(document)),
+            ("timeseries.csv", csv(document)),
+            ("junit.xml", junit(document)),
+        ]
+        for (name, text) in outputs {
+            let path = (directory as NSString).appendingPathComponent(name)
+            let temporary = path + ".partial"
+            try Data(text.utf8).write(to: URL(fileURLWithPath: temporary))
+            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+            try FileManager.default.moveItem(atPath: temporary, toPath: path)
+        }
+        return directory
+    }
+
+    // MARK: - JSON
+
+    public static func json(_ document: ReportDocument) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        // Encoding plain structs of numbers and strings cannot fail.
+        return String(decoding: try! encoder.encode(document), as: UTF8.self) + "\n"
+    }
+
+    public static func decode(_ data: Data) throws -> ReportDocument {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let document = try decoder.decode(ReportDocument.self, from: data)
+        guard document.schema == ReportDocument.schema else {
+            throw ReportReadError(message: "report schema \"\(document.schema)\" is not \(ReportDocument.schema)")
+        }
+        return document
+    }
+
+    // MARK: - Markdown
+
+    static func seconds(_ value: Double?) -> String {
+        guard let value else { return "—" }
+        return value < 1 ? String(format: "%.1f ms", value * 1_000) : String(format: "%.3f s", value)
+    }
+
+    static func percent(_ value: Double?) -> String {
+        guard let value else { return "—" }
+        return Threshold.percent(value)
+    }
+
+    public static func markdown(_ d: ReportDocument) -> String {
+        var lines: [String] = []
+        lines.append("# \(d.scenario.name) — seed \(d.seed): \(d.verdict.status) (exit \(d.verdict.exitCode))")
+        lines.append("")
+        if !d.scenario.description.isEmpty { lines.append(d.scenario.description); lines.append("") }
+        lines.append("\(d.verdict.summary).")
+        lines.append("")
+        lines.append("Scenario `\(d.scenario.file)` (hash `\(d.scenario.hash)`), Paystorm \(d.paystormVersion), trace `\(d.simulation.traceHash)`. Replay: `paystorm replay <this report.json>`.")
+        lines.append("")
+        if !d.thresholds.isEmpty {
+            lines.append("## Thresholds")
+            lines.append("")
+            lines.append("| threshold | outcome | observed | why |")
+            lines.append("| --- | --- | --- | --- |")
+            for t in d.thresholds { lines.append("| `\(t.threshold)` | \(t.outcome.rawValue) | \(t.observed) | \(t.detail) |") }
+            lines.append("")
+        }
+        lines.append("## Requests")
+        lines.append("")
+        let r = d.requests
+        lines.append("\(r.total) requests: \(r.answered) answered (\(r.clientErrors) client errors), \(r.serverErrors) server errors, \(r.timedOut) timed out, \(r.throttled) throttled, \(r.unfinished) unfinished; \(r.retries) retries.")
+        lines.append("Offered \(String(format: "%.1f", r.offeredPerSecond))/s, achieved \(String(format: "%.1f", r.achievedPerSecond))/s. Availability \(percent(r.availability)), at least \(percent(r.availabilityLowerBound)) at \(percent(r.confidence)) confidence.")
+        lines.append("")
+        lines.append("| percentile | latency | interval | time to terminal | interval |")
+        lines.append("| --- | --- | --- | --- | --- |")
+        for (index, q) in d.latency.enumerated() {
+            let t = index < d.timeToTerminal.count ? d.timeToTerminal[index] : nil
+            lines.append("| p\(String(format: "%g", q.percentile)) | \(seconds(q.seconds)) | [\(seconds(q.lowerSeconds)), \(seconds(q.upperSeconds))] | \(seconds(t?.seconds)) | [\(seconds(t?.lowerSeconds)), \(seconds(t?.upperSeconds))] |")
+        }
+        lines.append("")
+        lines.append("## Payments and PSPs")
+        lines.append("")
+        let p = d.payments
+        lines.append("\(p.started) started, \(p.created) created, \(p.completed) completed, \(p.failed) failed, \(p.notTerminalAtEnd) not terminal after healing; \(p.refundsRequested) refunds requested, \(p.refundsAccepted) accepted.")
+        lines.append("")
+        lines.append("| PSP | charges | refunds | status queries | voids | succeeded | declined | transient | rate-limited | ambiguous | unanswered | webhooks |")
+        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for s in d.psps {
+            lines.append("| \(s.id) | \(s.charges) | \(s.refunds) | \(s.statusQueries) | \(s.cancels) | \(s.succeeded) | \(s.declined) | \(s.transientErrors) | \(s.rateLimited) | \(s.ambiguous) | \(s.unanswered) | \(s.webhooksSent) |")
+        }
+        lines.append("")
+        let f = d.fraud
+        lines.append("Fraud screening: precision \(percent(f.precision)), recall \(percent(f.recall)) (TP \(f.truePositives), FP \(f.falsePositives), FN \(f.falseNegatives), TN \(f.trueNegatives)).")
+        lines.append("")
+        for entry in d.reconciliation {
+            let kinds = entry.discrepancies.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            lines.append("Reconciliation \(entry.psp): \(entry.matched) matched; \(kinds.isEmpty ? "no discrepancies" : kinds).")
+        }
+        lines.append("")
+        lines.append("## Faults")
+        lines.append("")
+        if d.faults.isEmpty { lines.append("None scheduled.") }
+        for fault in d.faults { lines.append("- \(fault.label): \(String(format: "%.1f", fault.atSeconds)) s – \(String(format: "%.1f", fault.endSeconds)) s") }
+        if !d.buggify.enabled.isEmpty {
+            let fired = d.buggify.fired.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+            lines.append("- BUGGIFY sites enabled: \(d.buggify.enabled.joined(separator: ", ")); fired: \(fired.isEmpty ? "none" : fired)")
+        }
+        lines.append("")
+        lines.append("## Invariants")
+        lines.append("")
+        if d.violations.isEmpty {
+            lines.append("No violations: every safety invariant held throughout, and every liveness check passed after healing.")
+        } else {
+            lines.append("\(d.simulation.safetyViolationCount) safety violation(s), \(d.violations.filter { $0.kind == "liveness" }.count) liveness.")
+            lines.append("")
+            for v in d.violations.prefix(50) {
+                lines.append("- **\(v.invariant)** (\(v.kind)) \(v.subject) at t=\(String(format: "%.3f", v.virtualSeconds)) s, seed \(v.seed): \(v.detail)")
+                for step in v.trail { lines.append("  - \(step)") }
+            }
+        }
+        lines.append("")
+        let i = d.infrastructure
+        lines.append("## Infrastructure")
+        lines.append("")
+        lines.append("Webhooks applied \(i.webhooksApplied), rejected \(i.webhooksRejected). Broker: \(i.brokerProduced) produced, \(i.consumerRedeliveries) redelivered, \(i.rebalances) rebalances, \(i.brokerDeadLetters) dead letters. Notifications delivered \(i.notificationsDelivered), failed \(i.notificationsFailed). Network: \(i.networkSent) sent, \(i.networkLost) lost, \(i.networkDuplicated) duplicated, \(i.networkPartitioned) partitioned. Queue overflows \(i.queueOverflows), lost in crashes \(i.lostInCrashes); \(i.crashes) crashes, \(i.restarts) restarts. Gateway: \(i.gatewayUnauthorized) unauthorized, \(i.gatewayThrottled) throttled, \(i.gatewayUnavailable) unavailable.")
+        lines.append("")
+        lines.append("## Method")
+        lines.append("")
+        lines.append("\(String(format: "%.1f", d.simulation.virtualSeconds)) s of virtual time (load \(String(format: "%.1f", d.simulation.loadEndSeconds)) s), \(d.simulation.events) events. \(d.independence)")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    // MARK: - CSV
+
+    public static let csvHeader = "start_s,offered,answered,failed,throttled,latency_p50_s,latency_p99_s,latency_max_s,terminal,replica_queue_depth,consumer_lag,outbox_backlog,dead_letters,psp_calls"
+
+    public static func csv(_ d: ReportDocument) -> String {
+        var lines = [csvHeader]
+        for w in d.windows {
+            lines.append([String(format: "%.3f", w.startSeconds), "\(w.offered)", "\(w.answered)", "\(w.failed)", "\(w.throttled)",
+                          String(format: "%.6f", w.latencyP50Seconds), String(format: "%.6f", w.latencyP99Seconds),
+                          String(format: "%.6f", w.latencyMaxSeconds), "\(w.terminal)", "\(w.replicaQueueDepth)", "\(w.consumerLag)",
+                          "\(w.outboxBacklog)", "\(w.deadLetters)", "\(w.pspCalls)"].joined(separator: ","))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    // MARK: - JUnit
+
+    static func xml(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            switch character {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&apos;"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    /// One test case per threshold and per invariant; an inconclusive threshold is `skipped`.
+    public static func junit(_ d: ReportDocument) -> String {
+        let suite = xml("\(d.scenario.name)-\(d.seed)")
+        var cases: [String] = []
+        var failures = 0, skipped = 0
+        for t in d.thresholds {
+            let name = xml("threshold \(t.threshold)")
+            switch t.outcome {
+            case .passed:
+                cases.append("    <testcase classname=\"\(suite).thresholds\" name=\"\(name)\"/>")
+            case .failed:
+                failures += 1
+                cases.append("    <testcase classname=\"\(suite).thresholds\" name=\"\(name)\">\n      <failure message=\"\(xml(t.observed))\">\(xml(t.detail))</failure>\n    </testcase>")
+            case .inconclusive:
+                skipped += 1
+                cases.append("    <testcase classname=\"\(suite).thresholds\" name=\"\(name)\">\n      <skipped message=\"\(xml(t.detail))\"/>\n    </testcase>")
+            }
+        }
+        for invariant in invariantNames {
+            let found = d.violations.filter { $0.invariant == invariant.name || invariant.aliases.contains($0.invariant) }
+            let name = xml("invariant \(invariant.name)")
+            if found.isEmpty {
+                cases.append("    <testcase classname=\"\(suite).invariants\" name=\"\(name)\"/>")
+            } else {
+                failures += 1
+                let body = found.prefix(20).map { "\($0.subject) at t=\(String(format: "%.3f", $0.virtualSeconds)) s: \($0.detail)" }.joined(separator: "\n")
+                cases.append("    <testcase classname=\"\(suite).invariants\" name=\"\(name)\">\n      <failure message=\"\(found.count) violation(s)\">\(xml(body))</failure>\n    </testcase>")
+            }
+        }
+        let known = Set(invariantNames.flatMap { [$0.name] + $0.aliases })
+        for other in Set(d.violations.map(\.invariant)).subtracting(known).sorted() {
+            failures += 1
+            let found = d.violations.filter { $0.invariant == other }
+            cases.append("    <testcase classname=\"\(suite).invariants\" name=\"\(xml("invariant \(other)"))\">\n      <failure message=\"\(found.count) violation(s)\">\(xml(found.prefix(20).map(\.detail).joined(separator: "\n")))</failure>\n    </testcase>")
+        }
+        return """
+            <?xml version="1.0" encoding="UTF-8"?>
+            <testsuites name="paystorm" tests="\(cases.count)" failures="\(failures)" skipped="\(skipped)">
+              <testsuite name="\(suite)" tests="\(cases.count)" failures="\(failures)" skipped="\(skipped)">
+            \(cases.joined(separator: "\n"))
+              </testsuite>
+            </testsuites>
+
+            """
+    }
+
+    /// The invariants a run checks, with the checker's names for each.
+    static let invariantNames: [(name: String, aliases: [String])] = [
+        ("one-charge", ["one-refund", "charged-but-not-completed", "completed-without-charge", "charge-amount", "no-failover-when-ambiguous"]),
+        ("idempotency", ["idempotent-replay", "idempotency-key-reuse"]),
+        ("ledger", ["ledger-equals-captures"]),
+        ("refunds", ["refunds-exceed-capture", "refund-without-record", "amount"]),
+        ("terminal-state", []),
+        ("wallet", ["wallet-gross-fee-net", "wallet-equals-journal"]),
+        ("card-data", []),
+        ("engine-error", ["recovery", "audit", "merchant-webhook-signature"]),
+        ("payment-terminal", ["refund-terminal"]),
+        ("events-delivered", ["outbox-published", "consumer-lag", "notification-delivered", "dead-letters-drained"]),
+        ("reconciliation-classified", []),
+    ]
+}
+
+public struct ReportReadError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+@testable import PaystormScenario
+@testable import PaystormWorld
+
+let tinyScenario = """
+    name: tiny
+    description: A small healthy world.
+    seed: 3
+    payments: 800
+    load: { profile: constant, rate: 200 }
+    clients: { users: 5000, merchants: 50 }
+    healing: 60s
+    thresholds:
+      - "p(99) < 250ms"
+      - "availability >= 99%"
+      - "violations == 0"
+      - "lost == 0"
+    """
+
+@Suite("Scenario runs: verdicts, exit codes and reports")
+struct ScenarioRunTests {
+    @Test("a healthy run passes; its reports are complete and byte-identical for the same seed")
+    func reportsAreDeterministic() throws {
+        let scenario = try Scenario.parse(tinyScenario, file: "tiny.yaml")
+        let first = try ScenarioRun.run(scenario)
+        #expect(first.status == .passed, "\(first.verdicts)")
+        #expect(first.asExpected)
+        let second = try ScenarioRun.run(scenario)
+        let base = NSTemporaryDirectory() + "paystorm-reports-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let a = try ReportWriter.write(first.document, to: base + "/a")
+        let b = try ReportWriter.write(second.document, to: base + "/b")
+        for name in ReportWriter.files {
+            let left = try Data(contentsOf: URL(fileURLWithPath: a + "/" + name))
+            let right = try Data(contentsOf: URL(fileURLWithPath: b + "/" + name))
+            #expect(!left.isEmpty && left == right, "\(name) differs between two runs of the same seed")
+        }
+        let document = try ReportWriter.decode(try Data(contentsOf: URL(fileURLWithPath: a + "/report.json")))
+        #expect(document == first.document)
+        #expect(document.schema == ReportDocument.schema)
+        #expect(document.verdict.exitCode == 0 && document.thresholds.count == 4)
+        let junit = try String(contentsOfFile: a + "/junit.xml", encoding: .utf8)
+        #expect(junit.components(separatedBy: "<testcase ").count - 1 == 4 + ReportWriter.invariantNames.count)
+        #expect(!junit.contains("<failure"))
+        let csv = try String(contentsOfFile: a + "/timeseries.csv", encoding: .utf8).split(separator: "\n")
+        #expect(csv.first.map(String.init) == ReportWriter.csvHeader)
+        #expect(csv.count == document.windows.count + 1)
+        // Another seed is another run.
+        let other = try ScenarioRun.run(scenario, seed: 4)
+        #expect(other.report.traceHash != first.report.traceHash)
+    }
+
+    @Test("a threshold that fails gives exit 2 and a JUnit failure")
+    func thresholdFailure() throws {
+        let scenario = try Scenario.parse(tinyScenario.replacingOccurrences(of: "p(99) < 250ms", with: "p(50) < 1ms"), file: "tiny.yaml")
+        let run = try ScenarioRun.run(scenario)
+        #expect(run.status == .thresholdFailed)
+        #expect(run.status.rawValue == 2)
+        #expect(run.verdicts[0].outcome == .failed)
+        #expect(ReportWriter.junit(run.document).contains("<failure"))
+    }
+
+    @Test("too few samples for the confidence asked is inconclusive (exit 5), with the samples needed")
+    func inconclusive() throws {
+        let scenario = try Scenario.parse(tinyScenario.replacingOccurrences(of: "p(99) < 250ms", with: "p(99.99) < 10s")
+            .replacingOccurrences(of: "availability >= 99%", with: "availability >= 99.99%"), file: "tiny.yaml")
+        let run = try ScenarioRun.run(scenario)
+        #expect(run.status == .inconclusive)
+        #expect(run.verdicts[0].outcome == .inconclusive && run.verdicts[0].detail.contains("29956"))
+        #expect(run.verdicts[1].outcome == .inconclusive && run.verdicts[1].detail.contains("more"))
+    }
+
+    @Test("a safety violation gives exit 3 and names the invariant in JUnit")
+    func invariantViolated() throws {
+        var scenario = try Scenario.parse(tinyScenario, file: "tiny.yaml")
+        scenario.world.sabotage = .doubleCharge
+        let run = try ScenarioRun.run(scenario)
+        #expect(run.status == .invariantViolated && run.status.rawValue == 3)
+        let junit = ReportWriter.junit(run.document)
+        #expect(junit.contains("name=\"invariant one-charge\">"))
+        #expect(ReportWriter.markdown(run.document).contains("one-charge"))
+    }
+
+    @Test("expect: fail scenarios count as expected only with their documented exit code")
+    func expectedFailure() throws {
+        let failing = tinyScenario.replacingOccurrences(of: "p(99) < 250ms", with: "p(50) < 1ms")
+        let documented = try Scenario.parse("expect: fail\nexpect_exit: 2\n" + failing, file: "f.yaml")
+        #expect(try ScenarioRun.run(documented).asExpected)
+        let wrong = try Scenario.parse("expect: fail\nexpect_exit: 3\n" + failing, file: "f.yaml")
+        #expect(try !ScenarioRun.run(wrong).asExpected)
+    }
+}
