@@ -13,6 +13,8 @@ import PaystormStore
 /// temporary b-tree it opens and closes on every run, which costs more than
 /// a second statement reading the row back.
 enum EngineStatement: Int, CaseIterable {
+    // Transactions: one per command, or one per batch.
+    case begin, commit, rollback
     // Commands in a batch: each one is all-or-nothing within the batch's transaction.
     case savepoint, releaseSavepoint, rollbackToSavepoint
     /// (name)
@@ -86,6 +88,9 @@ enum EngineStatement: Int, CaseIterable {
 
     var sql: String {
         switch self {
+        case .begin: "BEGIN IMMEDIATE TRANSACTION"
+        case .commit: "COMMIT TRANSACTION"
+        case .rollback: "ROLLBACK TRANSACTION"
         case .savepoint: "SAVEPOINT engine_command"
         case .releaseSavepoint: "RELEASE SAVEPOINT engine_command"
         case .rollbackToSavepoint: "ROLLBACK TRANSACTION TO SAVEPOINT engine_command"

@@ -14,7 +14,10 @@ final class OutboxRelay: SimActor {
     /// The last sequence of the batch in flight to the broker.
     private var inFlightThrough: Int64?
     static let batchSize = 500
+    /// Polls every 10 ms while events flow, backing off to 200 ms while the outbox is empty.
     static let pollInterval = SimDuration.milliseconds(10)
+    static let idlePollInterval = SimDuration.milliseconds(200)
+    private var interval = OutboxRelay.pollInterval
     static let produceTimeout = SimDuration.seconds(1)
 
     init(world: World) {
@@ -25,8 +28,11 @@ final class OutboxRelay: SimActor {
     func receive(_ message: WorldMessage, from sender: ActorAddress, kernel: SimulationKernel<WorldMessage>) {
         switch message {
         case .relayPoll:
-            if inFlightThrough == nil { poll(kernel) }
-            kernel.setTimer(after: Self.pollInterval, .relayPoll)
+            if inFlightThrough == nil {
+                let found = poll(kernel)
+                interval = found ? Self.pollInterval : min(Self.idlePollInterval, interval * 2)
+            }
+            kernel.setTimer(after: interval, .relayPoll)
         case let .produceAck(through):
             guard through > cursor else { return }
             if world.buggify.fires(.relayCrashBeforeAcknowledge) {
@@ -59,19 +65,22 @@ final class OutboxRelay: SimActor {
         kernel.setTimer(after: Self.pollInterval, .relayPoll)
     }
 
-    private func poll(_ kernel: SimulationKernel<WorldMessage>) {
-        guard inFlightThrough == nil else { return }
+    /// - Returns: whether there was anything to publish.
+    @discardableResult
+    private func poll(_ kernel: SimulationKernel<WorldMessage>) -> Bool {
+        guard inFlightThrough == nil else { return true }
         let messages: [OutboxMessage]
         do {
             messages = try engine.pollOutbox(after: cursor, limit: Self.batchSize)
         } catch {
             world.checker.record("engine-error", "relay", "\(error)")
-            return
+            return false
         }
         _ = engine.takeEffects()  // the publish effects: performed right here
-        guard let last = messages.last else { return }
+        guard let last = messages.last else { return false }
         inFlightThrough = last.sequence
         world.network.send(.produce(ProduceBatch(messages: messages)), to: world.broker, kernel: kernel)
         kernel.setTimer(after: Self.produceTimeout, .relayTimeout(through: last.sequence))
+        return true
     }
 }
