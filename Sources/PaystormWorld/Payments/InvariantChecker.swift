@@ -163,23 +163,29 @@ final class InvariantChecker {
     }
 
     /// Invariant 9: no card number in clear and no CVV column, anywhere.
+    /// One pass over each table, looking for every sample number in every text column.
     private func cardDataLeaks(_ db: Database, cardNumbers: [String]) throws -> [Finding] {
         var found: [Finding] = []
         let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         for table in tables {
             let columns = try Row.fetchAll(db, sql: "SELECT name, type FROM pragma_table_info(?)", arguments: [table])
+            var textColumns: [String] = []
             for column in columns {
                 let name: String = column["name"]
                 if name.lowercased().contains("cvv") || name.lowercased().contains("cvc") {
                     found.append(Finding(invariant: "card-data", subject: "\(table).\(name)", detail: "a CVV column exists"))
                 }
-                guard (column["type"] as String).uppercased() == "TEXT" else { continue }
-                for number in cardNumbers {
-                    let hits = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \"\(table)\" WHERE instr(\"\(name)\", ?) > 0", arguments: [number]) ?? 0
-                    if hits > 0 {
-                        found.append(Finding(invariant: "card-data", subject: "\(table).\(name)", detail: "a card number in clear (…\(number.suffix(4))) in \(hits) row(s)"))
-                    }
-                }
+                if (column["type"] as String).uppercased() == "TEXT" { textColumns.append(name) }
+            }
+            guard !textColumns.isEmpty, !cardNumbers.isEmpty else { continue }
+            // For each sample number, the first column of the table that holds it, if any.
+            let checks = cardNumbers.indices.map { index in
+                textColumns.map { "instr(\"\($0)\", ?\(index + 1)) > 0" }.joined(separator: " OR ")
+            }
+            let sql = "SELECT " + checks.map { "MAX(\($0))" }.joined(separator: ", ") + " FROM \"\(table)\""
+            guard let row = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(cardNumbers)) else { continue }
+            for (index, number) in cardNumbers.enumerated() where (row[index] as Int?) == 1 {
+                found.append(Finding(invariant: "card-data", subject: table, detail: "a card number in clear (…\(number.suffix(4)))"))
             }
         }
         return found
