@@ -1,0 +1,164 @@
+import Foundation
+import PaystormStatistics
+import PaystormWorld
+
+/// Swarm testing: each seed draws its own faults and knobs from the
+/// scenario's world — which faults, when, how long, which BUGGIFY sites, how
+/// lossy the links — so a farm of seeds explores configurations no one wrote
+/// down. The draw depends only on the seed and the scenario.
+public enum Swarm {
+    public static func configure(_ base: WorldConfiguration, seed: UInt64) -> WorldConfiguration {
+        var world = base
+        world.seed = seed
+        let random = RandomStream(rootSeed: seed, stream: "swarm")
+        let load = max(10, base.expectedLoadSeconds)
+        let psps = base.psps.map(\.id)
+        var faults = base.faults
+        for _ in 0..<(1 + random.uniformInt(below: 4)) {
+            let at = random.uniform() * load * 0.8
+            let duration = 2 + random.uniform() * min(60, load / 3)
+            let kind: ScheduledFault.Kind
+            switch random.uniformInt(below: 9) {
+            case 0: kind = .pspOutage(psp: psps[random.uniformInt(below: psps.count)])
+            case 1: kind = .pspBrownout(psp: psps[random.uniformInt(below: psps.count)], latencyFactor: 2 + random.uniform() * 8,
+                                        errorRate: random.uniform() * 0.4)
+            case 2: kind = .partition(from: "replica", to: "psp.\(psps[random.uniformInt(below: psps.count)])", oneWay: random.bernoulli(0.5))
+            case 3: kind = .replicaCrash(replica: random.uniformInt(below: base.service.replicas))
+            case 4: kind = .brokerPartitionDown(partition: random.uniformInt(below: base.broker.partitions))
+            case 5: kind = .consumerCrash(group: ["ledger", "wallet", "notification"][random.uniformInt(below: 3)],
+                                          index: random.uniformInt(below: base.broker.consumersPerGroup))
+            case 6: kind = .webhookStorm(psp: psps[random.uniformInt(below: psps.count)], count: 100 + random.uniformInt(below: 5_000))
+            case 7: kind = .clockSkew(replica: random.uniformInt(below: base.service.replicas), offsetSeconds: random.uniform() * 10 - 5)
+            default: kind = .relayCrash
+            }
+            faults.append(ScheduledFault(atSeconds: (at * 1_000).rounded() / 1_000, durationSeconds: (duration * 1_000).rounded() / 1_000, kind: kind))
+        }
+        world.faults = faults
+        world.buggify.enabled = true
+        world.buggify.enableProbability = 0.5
+        world.buggify.fireProbability = [0.0005, 0.001, 0.005][random.uniformInt(below: 3)]
+        if random.bernoulli(0.3) { world.network.lossRate = random.uniform() * 0.01 }
+        if random.bernoulli(0.3) { world.network.duplicationRate = random.uniform() * 0.01 }
+        return world
+    }
+}
+
+/// Delta debugging (ddmin) over a run's fault schedule: the smallest subset
+/// of faults under which the run still ends with the same failure.
+public enum Shrinker {
+    public struct Outcome: Sendable {
+        public var original: [ScheduledFault]
+        public var minimal: [ScheduledFault]
+        public var runs: Int
+        public var status: ExitStatus
+    }
+
+    /// - Parameter fails: runs a world with the given faults; whether it fails the same way.
+    public static func shrink(_ faults: [ScheduledFault], runLimit: Int = 64,
+                              fails: ([ScheduledFault]) throws -> Bool) rethrows -> (minimal: [ScheduledFault], runs: Int) {
+        var current = faults
+        var granularity = 2
+        var runs = 0
+        while current.count >= 2 && runs < runLimit {
+            let chunk = Int((Double(current.count) / Double(granularity)).rounded(.up))
+            var reduced = false
+            // Try each complement (drop one chunk), the ddmin step that keeps progress steady.
+            for start in stride(from: 0, to: current.count, by: chunk) where runs < runLimit {
+                let complement = Array(current[..<start]) + Array(current[min(current.count, start + chunk)...])
+                guard !complement.isEmpty else { continue }
+                runs += 1
+                if try fails(complement) {
+                    current = complement
+                    granularity = max(granularity - 1, 2)
+                    reduced = true
+                    break
+                }
+            }
+            if !reduced {
+                if granularity >= current.count { break }
+                granularity = min(current.count, granularity * 2)
+            }
+        }
+        if current.count == 1 && runs < runLimit {
+            runs += 1
+            if try fails([]) { current = [] }
+        }
+        return (current, runs)
+    }
+
+    /// The faults as scenario YAML, to paste into a file.
+    public static func yaml(_ faults: [ScheduledFault]) -> String {
+        guard !faults.isEmpty else { return "faults: []\n" }
+        func s(_ value: Double) -> String { YAMLValue.format((value * 1_000).rounded() / 1_000) + "s" }
+        var lines = ["faults:"]
+        for fault in faults {
+            let head = "  - { at: \(s(fault.atSeconds)), for: \(s(fault.durationSeconds)), kind: "
+            switch fault.kind {
+            case let .pspOutage(psp): lines.append(head + "psp_outage, psp: \(psp) }")
+            case let .pspBrownout(psp, factor, rate):
+                lines.append(head + "psp_brownout, psp: \(psp), latency_factor: \(YAMLValue.format((factor * 100).rounded() / 100)), error_rate: \(YAMLValue.format((rate * 1_000).rounded() / 1_000)) }")
+            case let .partition(from, to, oneWay): lines.append(head + "partition, from: \(from), to: \(to), one_way: \(oneWay) }")
+            case let .replicaCrash(replica): lines.append(head + "replica_crash, replica: \(replica) }")
+            case let .brokerPartitionDown(partition): lines.append(head + "broker_partition_down, partition: \(partition) }")
+            case let .consumerCrash(group, index): lines.append(head + "consumer_crash, group: \(group), index: \(index) }")
+            case let .webhookStorm(psp, count): lines.append(head + "webhook_storm, psp: \(psp), count: \(count) }")
+            case let .clockSkew(replica, offset): lines.append(head + "clock_skew, replica: \(replica), offset: \(YAMLValue.format((offset * 1_000).rounded() / 1_000)) }")
+            case .relayCrash: lines.append(head + "relay_crash }")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// Two runs side by side, with a significance test per metric. The units are
+/// the metrics windows of each run (or the seeds of two farms): Welch's t
+/// on their per-window values.
+public enum Comparison {
+    public struct Row: Sendable {
+        public var metric: String
+        public var a: String
+        public var b: String
+        public var change: String
+        /// Welch's p-value over windows, when both sides have at least two.
+        public var pValue: Double?
+        public var significant: Bool
+    }
+
+    public static func compare(_ a: ReportDocument, _ b: ReportDocument, alpha: Double = 0.05) -> [Row] {
+        func windows(_ d: ReportDocument, _ value: (WorldMetrics.Window) -> Double?) -> [Double] {
+            d.windows.filter { $0.startSeconds < d.simulation.loadEndSeconds }.compactMap(value)
+        }
+        func row(_ metric: String, _ x: Double, _ y: Double, format: (Double) -> String,
+                 series: ((WorldMetrics.Window) -> Double?)? = nil) -> Row {
+            var p: Double?
+            if let series {
+                let left = windows(a, series), right = windows(b, series)
+                if left.count >= 2, right.count >= 2, let sa = try? Summary(left), let sb = try? Summary(right),
+                   sa.standardDeviation > 0 || sb.standardDeviation > 0 {
+                    p = (try? WelchTest(sa, sb))?.pValue
+                }
+            }
+            let change = x == 0 ? (y == 0 ? "=" : "new") : String(format: "%+.1f%%", (y - x) / abs(x) * 100)
+            return Row(metric: metric, a: format(x), b: format(y), change: change, pValue: p, significant: (p ?? 1) < alpha)
+        }
+        func ms(_ v: Double) -> String { String(format: "%.1f ms", v * 1_000) }
+        func q(_ d: ReportDocument, _ percentile: Double, terminal: Bool = false) -> Double {
+            (terminal ? d.timeToTerminal : d.latency).first { abs($0.percentile - percentile) < 1e-9 }?.seconds ?? 0
+        }
+        return [
+            row("latency p50", q(a, 50), q(b, 50), format: ms) { $0.answered > 0 ? $0.latencyP50Seconds : nil },
+            row("latency p99", q(a, 99), q(b, 99), format: ms) { $0.answered > 0 ? $0.latencyP99Seconds : nil },
+            row("latency p99.9", q(a, 99.9), q(b, 99.9), format: ms),
+            row("time to terminal p99", q(a, 99, terminal: true), q(b, 99, terminal: true), format: ms),
+            row("availability", a.requests.availability, b.requests.availability, format: Threshold.percent) {
+                let finished = $0.answered + $0.failed
+                return finished > 0 ? Double($0.answered) / Double(finished) : nil
+            },
+            row("achieved rate", a.requests.achievedPerSecond, b.requests.achievedPerSecond, format: { String(format: "%.1f/s", $0) }) { Double($0.answered) },
+            row("retries", Double(a.requests.retries), Double(b.requests.retries), format: { String(Int($0)) }),
+            row("consumer lag", Double(a.windows.map(\.consumerLag).max() ?? 0), Double(b.windows.map(\.consumerLag).max() ?? 0),
+                format: { "max \(Int($0))" }) { Double($0.consumerLag) },
+            row("violations", Double(a.violations.count), Double(b.violations.count), format: { String(Int($0)) }),
+        ]
+    }
+}

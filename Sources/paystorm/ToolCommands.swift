@@ -1,0 +1,188 @@
+import ArgumentParser
+import Foundation
+import PaystormScenario
+import PaystormWorld
+
+/// Runs one world for a scenario and writes its reports.
+func runAndReport(_ scenario: Scenario, world: WorldConfiguration, out: String, scratch: String?, quiet: Bool) throws -> ScenarioRun {
+    var scenario = scenario
+    scenario.world = world
+    let progress = ProgressBar(label: "\(scenario.name) seed \(world.seed)", quiet: quiet)
+    let run = try ScenarioRun.run(scenario, scratchDirectory: scratch ?? NSTemporaryDirectory(), progress: progress.update)
+    progress.finish()
+    try ReportWriter.write(run.document, to: (out as NSString).appendingPathComponent(run.directoryName))
+    return run
+}
+
+func readReport(_ path: String) throws -> ReportDocument {
+    let file = path.hasSuffix(".json") ? path : (path as NSString).appendingPathComponent("report.json")
+    guard let data = FileManager.default.contents(atPath: file) else {
+        FileHandle.standardError.write(Data("error: cannot read \(file)\n".utf8))
+        throw ExitCode(ExitStatus.badInput.rawValue)
+    }
+    do {
+        return try ReportWriter.decode(data)
+    } catch {
+        FileHandle.standardError.write(Data("error: \(file) is not a Paystorm report: \(error)\n".utf8))
+        throw ExitCode(ExitStatus.badInput.rawValue)
+    }
+}
+
+extension Paystorm {
+    struct Fuzz: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Swarm mode: each seed draws its own faults and knobs, then runs.",
+            discussion: """
+                For every seed the scenario's world gets 1–4 random faults (outages, brownouts, \
+                partitions, crashes, broker partitions, storms, clock skew), BUGGIFY with a random fire \
+                rate, and sometimes lossy links. A failing seed prints the command that reproduces it; \
+                `paystorm shrink FILE --seed N --fuzz` cuts its faults down. Exit code: the worst seed's.
+                """)
+
+        @Argument(help: "The scenario file (YAML).") var file: String
+        @Option(help: "Seeds A-B.") var seeds: SeedRange
+        @Option(help: "Directory for reports.") var out: String = "Reports"
+        @Option(help: "Directory for the scratch database.") var scratch: String?
+        @Flag(help: "Only failing seeds and the summary.") var quiet = false
+
+        func run() throws {
+            let scenario = try loadScenario(file)
+            var worst: Int32 = 0
+            var failing: [UInt64] = []
+            for seed in seeds.seeds {
+                let world = Swarm.configure(scenario.world, seed: seed)
+                let result = try runAndReport(scenario, world: world, out: out, scratch: scratch, quiet: true)
+                worst = max(worst, result.status.rawValue)
+                if result.status != .passed { failing.append(seed) }
+                if !quiet || result.status != .passed {
+                    print("seed \(seed): \(result.status.label) (exit \(result.status.rawValue)), \(world.faults.count) fault(s), buggify \(result.report.buggifyEnabled.joined(separator: ",")) — \(result.document.verdict.summary)")
+                }
+                if result.status != .passed {
+                    print("  reproduce: paystorm fuzz \(file) --seeds \(seed)-\(seed); shrink: paystorm shrink \(file) --seed \(seed) --fuzz")
+                }
+            }
+            print("fuzz \(scenario.name): \(seeds.seeds.count) seed(s), \(failing.count) failing\(failing.isEmpty ? "" : ": " + failing.map(String.init).joined(separator: ", "))")
+            if worst != 0 { throw ExitCode(worst) }
+        }
+    }
+
+    struct Replay: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-run exactly what a report names (scenario hash + seed + version) and check the trace.",
+            discussion: """
+                Reads REPORT (a report.json or its directory), finds the scenario file (--scenario, or \
+                Scenarios/<file> beside the working directory), refuses it if its hash differs from the \
+                report's, runs the same seed and compares trace hashes. Exit code: the run's; 1 if the \
+                trace differs (the build or the scenario changed behaviour).
+                """)
+
+        @Argument(help: "A report.json, or the directory holding it.") var report: String
+        @Option(help: "The scenario file (default: Scenarios/<file named in the report>).") var scenario: String?
+        @Option(help: "Directory for the new reports.") var out: String = "Reports/replay"
+        @Flag(help: "The report came from `paystorm fuzz`: draw the same swarm faults.") var fuzz = false
+
+        func run() throws {
+            let original = try readReport(report)
+            let path = scenario ?? "Scenarios/\(original.scenario.file)"
+            let loaded = try loadScenario(path)
+            guard loaded.hash == original.scenario.hash else {
+                FileHandle.standardError.write(Data("error: \(path) has hash \(loaded.hash) but the report was made from \(original.scenario.hash); pass the original file with --scenario\n".utf8))
+                throw ExitCode(ExitStatus.badInput.rawValue)
+            }
+            if original.paystormVersion != paystormVersion {
+                print("warning: the report was made by Paystorm \(original.paystormVersion), this is \(paystormVersion): the trace may differ")
+            }
+            var world = loaded.world
+            world.seed = original.seed
+            if fuzz { world = Swarm.configure(loaded.world, seed: original.seed) }
+            let result = try runAndReport(loaded, world: world, out: out, scratch: nil, quiet: false)
+            let same = result.report.traceHash == original.simulation.traceHash
+            print("replay \(loaded.name) seed \(original.seed): \(result.status.label) (exit \(result.status.rawValue)); trace \(result.report.traceHash) \(same ? "matches" : "DIFFERS from \(original.simulation.traceHash)")")
+            if !same { throw ExitCode(1) }
+            if result.status != .passed { throw ExitCode(result.status.rawValue) }
+        }
+    }
+
+    struct Shrink: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cut a failing seed's fault schedule down to a minimal one that still fails (delta debugging).",
+            discussion: """
+                Runs the scenario with SEED, then re-runs it with subsets of its faults (ddmin), keeping \
+                any subset under which the run still ends with the same exit code. Prints the minimal \
+                fault list as YAML and writes <out>/<scenario>-<seed>-shrunk.yaml.
+                """)
+
+        @Argument(help: "The scenario file (YAML).") var file: String
+        @Option(help: "The failing seed.") var seed: UInt64
+        @Flag(help: "The failure came from `paystorm fuzz`: start from that seed's swarm faults.") var fuzz = false
+        @Option(help: "Most re-runs to spend.") var maxRuns: Int = 64
+        @Option(help: "Directory for the shrunk scenario.") var out: String = "Reports"
+
+        func validate() throws {
+            guard (1...10_000).contains(maxRuns) else { throw ValidationError("--max-runs must be in 1...10000, got \(maxRuns)") }
+        }
+
+        func run() throws {
+            let scenario = try loadScenario(file)
+            var world = fuzz ? Swarm.configure(scenario.world, seed: seed) : scenario.world
+            world.seed = seed
+            let first = ScenarioRun.judge(scenario, try PaymentsWorld.run(world))
+            guard first.status != .passed else {
+                print("seed \(seed) passes: nothing to shrink")
+                return
+            }
+            print("seed \(seed): \(first.status.label) with \(world.faults.count) fault(s); shrinking…")
+            let target = first.status
+            let (minimal, runs) = try Shrinker.shrink(world.faults, runLimit: maxRuns) { faults in
+                var trial = world
+                trial.faults = faults
+                return ScenarioRun.judge(scenario, try PaymentsWorld.run(trial)).status == target
+            }
+            print("minimal schedule after \(runs) run(s): \(minimal.count) of \(world.faults.count) fault(s) still give \(target.label):")
+            let yaml = Shrinker.yaml(minimal)
+            print(yaml, terminator: "")
+            var text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+            text += "\n# paystorm shrink --seed \(seed)\(fuzz ? " --fuzz" : ""): the minimal fault schedule (replaces any faults above)\n# " +
+                yaml.split(separator: "\n").joined(separator: "\n# ") + "\n"
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            let path = (out as NSString).appendingPathComponent("\(scenario.name)-\(seed)-shrunk.yaml")
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            print("written: \(path)")
+        }
+    }
+
+    struct Compare: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Two reports side by side, with a significance test per metric.",
+            discussion: """
+                A and B are report.json files (or their directories) — two scenarios, two seeds, or a \
+                simulated run beside a measured one. Per-window values during the load are the units \
+                of Welch's t-test; a metric without a per-window series is shown without a test.
+                """)
+
+        @Argument(help: "The first report.") var a: String
+        @Argument(help: "The second report.") var b: String
+        @Option(help: "Significance level.") var alpha: Double = 0.05
+
+        func validate() throws {
+            guard alpha > 0 && alpha < 0.5 else { throw ValidationError("--alpha must be in (0, 0.5), got \(alpha)") }
+        }
+
+        func run() throws {
+            let left = try readReport(a), right = try readReport(b)
+            print("A: \(left.scenario.name) seed \(left.seed) (\(left.verdict.status))")
+            print("B: \(right.scenario.name) seed \(right.seed) (\(right.verdict.status))")
+            print("")
+            let rows = Comparison.compare(left, right, alpha: alpha)
+            let width = (rows.map(\.metric.count).max() ?? 10) + 2
+            print("metric".padding(toLength: width, withPad: " ", startingAt: 0) + "A".padding(toLength: 16, withPad: " ", startingAt: 0)
+                  + "B".padding(toLength: 16, withPad: " ", startingAt: 0) + "change    Welch p")
+            for row in rows {
+                let p = row.pValue.map { String(format: "%.4f%@", $0, row.significant ? " *" : "") } ?? "—"
+                print(row.metric.padding(toLength: width, withPad: " ", startingAt: 0) + row.a.padding(toLength: 16, withPad: " ", startingAt: 0)
+                      + row.b.padding(toLength: 16, withPad: " ", startingAt: 0) + row.change.padding(toLength: 10, withPad: " ", startingAt: 0) + p)
+            }
+            print("\n* significant at α = \(alpha) (units: metrics windows during the load)")
+        }
+    }
+}

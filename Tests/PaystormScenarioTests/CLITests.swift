@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+
+/// The `paystorm` executable as CI meets it: exit codes and messages.
+@Suite("CLI: exit codes and messages")
+struct CLITests {
+    struct Outcome {
+        var status: Int32
+        var output: String
+        var error: String
+    }
+
+    func paystorm(_ arguments: [String]) throws -> Outcome {
+        let executable = packageRoot + "/.build/debug/paystorm"
+        try #require(FileManager.default.isExecutableFile(atPath: executable), "build the executable first (swift build --build-tests)")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["CI"] = "true"
+        process.environment = environment
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let output = out.fileHandleForReading.readDataToEndOfFile()
+        let error = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Outcome(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self),
+                       error: String(decoding: error, as: UTF8.self))
+    }
+
+    func temporaryFile(_ name: String, _ text: String) throws -> String {
+        let directory = NSTemporaryDirectory() + "paystorm-cli-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/" + name
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    @Test("validate: 0 for the shipped scenarios, 64 with file:line:column for a bad one")
+    func validate() throws {
+        let shipped = try paystorm(["validate"] + ScenarioFileTests.shipped)
+        #expect(shipped.status == 0, "\(shipped.error)")
+        let bad = try temporaryFile("bad.yaml", "name: x\npayments: 10\nload: {rate: 5}\nservice: {replicas: zero}\n")
+        let result = try paystorm(["validate", bad])
+        #expect(result.status == 64)
+        #expect(result.error.contains("bad.yaml:4:") && result.error.contains("service.replicas: expected a whole number"))
+        #expect(!result.error.contains("Fatal") && !result.error.contains("backtrace"))
+    }
+
+    @Test("run: 0 when it passes, 2 when a threshold fails, 0 again with --check-expectation on a documented failure")
+    func runExitCodes() throws {
+        let out = NSTemporaryDirectory() + "paystorm-cli-reports-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let passing = try temporaryFile("tiny.yaml", tinyScenario)
+        let pass = try paystorm(["run", passing, "--out", out, "--quiet"])
+        #expect(pass.status == 0, "\(pass.output) \(pass.error)")
+        for file in ["report.json", "report.md", "report.html", "timeseries.csv", "junit.xml"] {
+            #expect(FileManager.default.fileExists(atPath: out + "/tiny-3/" + file), "\(file)")
+        }
+        let failingText = tinyScenario.replacingOccurrences(of: "p(99) < 250ms", with: "p(50) < 1ms")
+        let failing = try temporaryFile("failing.yaml", failingText)
+        let fail = try paystorm(["run", failing, "--out", out, "--quiet"])
+        #expect(fail.status == 2, "\(fail.output)")
+        #expect(fail.output.contains("threshold-failed"))
+        let documented = try temporaryFile("documented.yaml", "expect: fail\nexpect_exit: 2\n" + failingText)
+        #expect(try paystorm(["run", documented, "--out", out, "--quiet", "--check-expectation"]).status == 0)
+    }
+
+    @Test("bad options and unreadable files are bad input (64)")
+    func badInput() throws {
+        #expect(try paystorm(["run", "/nonexistent.yaml"]).status == 64)
+        #expect(try paystorm(["run", "x.yaml", "--jobs", "0"]).status == 64)
+        #expect(try paystorm(["run", "x.yaml", "--seeds", "9-3"]).status == 64)
+        #expect(try paystorm(["claim", "--availability", "120"]).status == 64)
+        #expect(try paystorm(["compare", "/nonexistent", "/nonexistent"]).status == 64)
+    }
+
+    @Test("claim: the requests a 99.99% claim needs, and what a run proves")
+    func claim() throws {
+        let result = try paystorm(["claim", "--availability", "99.99", "--confidence", "95", "--requests", "10000"])
+        #expect(result.status == 0)
+        #expect(result.output.contains("29956 requests"))
+        #expect(result.output.contains("does not prove"))
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+@testable import PaystormScenario
+@testable import PaystormWorld
+
+@Suite("Swarm, shrink and compare")
+struct SwarmTests {
+    @Test("each seed draws its own valid faults and knobs, the same every time")
+    func swarmIsDeterministic() throws {
+        let base = try Scenario.parse(tinyScenario, file: "tiny.yaml").world
+        for seed in UInt64(1)...20 {
+            let world = Swarm.configure(base, seed: seed)
+            try world.validate()
+            #expect(!world.faults.isEmpty && world.buggify.enabled)
+            #expect(Swarm.configure(base, seed: seed).faults == world.faults)
+        }
+        #expect(Swarm.configure(base, seed: 1).faults != Swarm.configure(base, seed: 2).faults)
+    }
+
+    @Test("ddmin finds the two faults that together cause a failure, and renders them as scenario YAML")
+    func shrinkerFindsTheCause() throws {
+        let faults = (0..<9).map { ScheduledFault(atSeconds: Double($0), durationSeconds: 1, kind: .replicaCrash(replica: $0 % 3)) }
+        let cause = [faults[2], faults[7]]
+        let (minimal, runs) = Shrinker.shrink(faults) { subset in cause.allSatisfy(subset.contains) }
+        #expect(minimal == cause)
+        #expect(runs < 40)
+        let yaml = Shrinker.yaml(minimal)
+        let scenario = try Scenario.parse("name: s\npayments: 10\nload: {rate: 5}\n" + yaml, file: "s.yaml")
+        #expect(scenario.world.faults == cause)
+    }
+
+    @Test("shrinking a real failing run keeps only the fault that breaks the SLO")
+    func shrinkRealRun() throws {
+        var scenario = try Scenario.parse(tinyScenario.replacingOccurrences(of: "p(99) < 250ms", with: "p(99.9) < 1s"), file: "tiny.yaml")
+        scenario.world.faults = [
+            ScheduledFault(atSeconds: 0.5, durationSeconds: 2, kind: .webhookStorm(psp: "stripe", count: 50)),
+            ScheduledFault(atSeconds: 1, durationSeconds: 2, kind: .replicaCrash(replica: 0)),
+            ScheduledFault(atSeconds: 1.5, durationSeconds: 1, kind: .clockSkew(replica: 1, offsetSeconds: 1)),
+        ]
+        let failing = ScenarioRun.judge(scenario, try PaymentsWorld.run(scenario.world))
+        #expect(failing.status == .thresholdFailed, "\(failing.verdicts)")
+        let (minimal, _) = try Shrinker.shrink(scenario.world.faults) { faults in
+            var world = scenario.world
+            world.faults = faults
+            return ScenarioRun.judge(scenario, try PaymentsWorld.run(world)).status == .thresholdFailed
+        }
+        #expect(minimal == [scenario.world.faults[1]])
+    }
+
+    @Test("compare: a run against itself changes nothing; a slower run is significantly slower")
+    func compare() throws {
+        let scenario = try Scenario.parse(tinyScenario, file: "tiny.yaml")
+        let fast = try ScenarioRun.run(scenario).document
+        var slowScenario = scenario
+        slowScenario.world.service.apiServiceMedianSeconds = 0.05
+        let slow = try ScenarioRun.run(slowScenario).document
+        let same = Comparison.compare(fast, fast)
+        #expect(same.allSatisfy { !$0.significant })
+        let rows = Comparison.compare(fast, slow)
+        let p50 = try #require(rows.first { $0.metric == "latency p50" })
+        #expect(p50.significant && p50.change.hasPrefix("+"))
+    }
+}
