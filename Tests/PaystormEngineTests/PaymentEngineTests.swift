@@ -155,7 +155,7 @@ struct PaymentEngineTests {
         #expect(retry.operation == .charge && retry.pspID == "stripe" && retry.idempotencyKey == "pay-1:stripe")
     }
 
-    @Test func statusQueriesAreBoundedAndLeaveThePaymentProcessing() throws {
+    @Test func unansweredStatusQueriesEndInAVoidThatSettlesThePayment() throws {
         let h = try EngineHarness()
         try h.pay(key: "k")
         _ = h.takeCall()
@@ -163,11 +163,33 @@ struct PaymentEngineTests {
             h.advance(by: 30_000_000_000)
             try h.fireDueTimers()
         }
+        // Bounded queries, all unanswered, then the key is voided (resent while unanswered), never failed over.
         let queries = h.calls.filter { $0.operation == .status }
         #expect(queries.count == h.engine.configuration.maxStatusQueries)
         #expect(h.calls.allSatisfy { $0.pspID == "stripe" })
+        let voids = h.calls.filter { $0.operation == .cancel }
+        #expect(voids.count >= 2 && voids.allSatisfy { $0.idempotencyKey == "pay-1:stripe" })
         #expect(try h.engine.payment("pay-1").status == .processing)
         #expect(h.engine.counters.statusQueriesExhausted == 1)
+        // The PSP comes back and confirms the void: now, and only now, the payment fails over.
+        h.calls.removeAll()
+        try h.reply(.declined(reason: "canceled"), to: try #require(voids.last))
+        #expect(h.calls.map(\.pspID) == ["paypal"])
+        #expect(try h.safetyViolations().isEmpty)
+    }
+
+    @Test func aVoidAnsweredWithTheChargeCompletesThePayment() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "k")
+        _ = h.takeCall()
+        for _ in 0..<40 {
+            h.advance(by: 30_000_000_000)
+            try h.fireDueTimers()
+        }
+        let void = try #require(h.calls.last { $0.operation == .cancel })
+        try h.reply(.succeeded(pspReference: "ch_1"), to: void)
+        #expect(try h.engine.payment("pay-1").status == .completed)
+        #expect(try h.safetyViolations().isEmpty)
     }
 
     @Test func openBreakerRoutesNewPaymentsToTheNextPSP() throws {

@@ -24,7 +24,8 @@ public struct EngineConfiguration: Sendable {
     public var pspTimeoutNanoseconds: Int64 = 2_000_000_000
     /// Delay before the first status query of an ambiguous attempt; doubles.
     public var statusQueryDelayNanoseconds: Int64 = 1_000_000_000
-    /// Status queries before an attempt is left to webhooks and reconciliation.
+    /// Status queries of an ambiguous attempt before the engine voids its key
+    /// instead (a void gets a definite answer: charged, or void for good).
     public var maxStatusQueries: Int = 6
     /// Consecutive failures that open a PSP's breaker, and how long it stays open.
     public var breakerFailureThreshold: Int = 5

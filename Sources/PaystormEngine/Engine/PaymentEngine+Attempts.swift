@@ -110,8 +110,13 @@ extension PaymentEngine {
                     return
                 }
                 guard attempt.statusQueries < configuration.maxStatusQueries else {
-                    // Left to webhooks and reconciliation; the payment stays processing.
+                    // No answer to any query (the PSP was down or unreachable the
+                    // whole time): void the key. The PSP must answer that definitely
+                    // — charged, or void for good — and the void is resent until it
+                    // does, so the payment cannot stay processing forever.
                     counters.statusQueriesExhausted += 1
+                    try startCancel(attempt, reason: "\(attempt.pspID): no answer to \(attempt.statusQueries) status queries",
+                                    now: now, in: db, effects: &effects)
                     return
                 }
                 try db.run("UPDATE psp_attempt SET status_queries = status_queries + 1 WHERE attempt_id = ?", [attempt.id])
