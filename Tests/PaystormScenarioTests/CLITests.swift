@@ -68,6 +68,24 @@ struct CLITests {
         #expect(try paystorm(["run", documented, "--out", out, "--quiet", "--check-expectation"]).status == 0)
     }
 
+    @Test("a seed farm runs every seed and merges them; replay re-runs a report and matches its trace")
+    func farmAndReplay() throws {
+        let out = NSTemporaryDirectory() + "paystorm-cli-farm-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let scenario = try temporaryFile("tiny.yaml", tinyScenario)
+        let farm = try paystorm(["run", scenario, "--seeds", "5-6", "--jobs", "2", "--out", out, "--quiet"])
+        #expect(farm.status == 0, "\(farm.output) \(farm.error)")
+        #expect(farm.output.contains("2 seeds — 2 passed"))
+        for seed in [5, 6] { #expect(FileManager.default.fileExists(atPath: "\(out)/tiny-\(seed)/report.json")) }
+        #expect(FileManager.default.fileExists(atPath: "\(out)/tiny-seeds-5-6/summary.md"))
+        let replay = try paystorm(["replay", "\(out)/tiny-5", "--scenario", scenario, "--out", out + "/replay"])
+        #expect(replay.status == 0, "\(replay.output) \(replay.error)")
+        #expect(replay.output.contains("matches"))
+        let other = try temporaryFile("other.yaml", tinyScenario + "\n# edited\n")
+        let refused = try paystorm(["replay", "\(out)/tiny-5", "--scenario", other])
+        #expect(refused.status == 64 && refused.error.contains("hash"))
+    }
+
     @Test("bad options and unreadable files are bad input (64)")
     func badInput() throws {
         #expect(try paystorm(["run", "/nonexistent.yaml"]).status == 64)

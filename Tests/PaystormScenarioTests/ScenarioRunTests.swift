@@ -82,6 +82,16 @@ struct ScenarioRunTests {
         #expect(ReportWriter.markdown(run.document).contains("one-charge"))
     }
 
+    @Test("a payment that never settles fails liveness: exit 4, with no safety violation")
+    func livenessFailed() throws {
+        var scenario = try Scenario.parse(tinyScenario, file: "tiny.yaml")
+        scenario.world.sabotage = .stuckPayment
+        let run = try ScenarioRun.run(scenario)
+        #expect(run.status == .livenessFailed && run.status.rawValue == 4, "\(run.document.violations)")
+        #expect(run.report.safetyViolationCount == 0)
+        #expect(run.verdicts.first { $0.threshold == "lost == 0" }?.outcome == .failed)
+    }
+
     @Test("expect: fail scenarios count as expected only with their documented exit code")
     func expectedFailure() throws {
         let failing = tinyScenario.replacingOccurrences(of: "p(99) < 250ms", with: "p(50) < 1ms")

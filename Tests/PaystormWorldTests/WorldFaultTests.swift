@@ -141,6 +141,7 @@ struct CheckerTests {
         (.overRefund, "refunds"),
         (.cardNumberInClear, "card-data"),
         (.walletDrift, "wallet-equals-journal"),
+        (.stuckPayment, "payment-terminal"),
     ])
     func sabotage(_ sabotage: Sabotage, _ invariant: String) throws {
         var configuration = smallWorld(payments: 500)

@@ -221,6 +221,12 @@ public enum PaymentsWorld {
             case .cardNumberInClear:
                 try db.execute(sql: "INSERT INTO audit_log (subject_id, action, reason, created_ns) VALUES ('debug', 'log', ?, 0)",
                                arguments: ["card \(ClientPopulation.cardNumber(7))"])
+            case .stuckPayment:
+                try db.execute(sql: """
+                    INSERT INTO payment (payment_id, user_id, merchant_id, amount_minor, currency, status, card_token,
+                        card_masked, fraud_decision, created_ns, updated_ns)
+                    VALUES ('pay-999999999', 'u-0', 'm-0', 100, 'USD', 'processing', 'tok', '411111******1111', 'approve', 0, 0)
+                    """)
             case .walletDrift:
                 try db.execute(sql: "UPDATE wallet SET balance_minor = balance_minor + 100, gross_minor = gross_minor + 100 WHERE rowid = (SELECT MIN(rowid) FROM wallet)")
             }

@@ -329,6 +329,8 @@ public enum Sabotage: String, Sendable, CaseIterable {
     case walletDrift
     /// A journal entry is rewritten in place.
     case journalRewritten
+    /// A payment is accepted but no PSP attempt is ever started (a liveness bug).
+    case stuckPayment
 }
 
 /// A configuration field out of range.
