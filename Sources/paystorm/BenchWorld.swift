@@ -25,6 +25,9 @@ extension Paystorm.Bench {
         @Flag(help: "Print the full report summary.")
         var verbose = false
 
+        @Flag(help: "Run twice and compare trace hashes (the determinism self-check); exits 1 if they differ.")
+        var twice = false
+
         func validate() throws {
             guard payments >= 1 && payments <= 100_000_000 else {
                 throw ValidationError("--payments must be in 1...100000000, got \(payments)")
@@ -51,6 +54,13 @@ extension Paystorm.Bench {
             getrusage(RUSAGE_SELF.rawValue, &usage)
             let peakMiB = Double(usage.ru_maxrss) / 1024
             print("world: payments=\(report.paymentsStarted) wall=\(format(seconds, 1)) s payments/s=\(Int(Double(report.paymentsStarted) / seconds)) events=\(report.events) events/s=\(Int(Double(report.events) / seconds)) peak_memory=\(format(peakMiB, 0)) MiB violations=\(report.violations) trace=\(report.traceHash)")
+            if twice {
+                configuration.scratchDatabasePath! += ".again"
+                let again = try PaymentsWorld.run(configuration)
+                let same = again.traceHash == report.traceHash && again.summary == report.summary
+                print("determinism: second run trace=\(again.traceHash) \(same ? "identical" : "DIFFERENT")")
+                if !same { throw ExitCode(1) }
+            }
             if report.violations > 0 {
                 if !verbose { print(report.summary) }
                 throw ExitCode(1)

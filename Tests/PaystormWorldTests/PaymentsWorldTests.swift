@@ -33,7 +33,8 @@ struct PaymentsWorldTests {
         #expect(report.brokerProduced >= report.paymentsCreated)
         #expect(report.notificationsDelivered >= 2 * report.paymentsCreated)
         #expect(report.latency.count == 5 && report.latency[0].value > 0)
-        #expect(report.timeToTerminal.count == 5 && report.timeToTerminal[0].value >= 0.150)
+        // A payment needs at least one PSP round trip (median 150 ms) to become terminal.
+        #expect(report.timeToTerminal.count == 5 && report.timeToTerminal[0].value > 0.100)
         #expect(report.psp[0].charges > 0 && report.psp[0].succeeded > 0 && report.psp[0].webhooksSent > 0)
         // PSP-side ambiguous replies happened and were settled without harm.
         #expect(report.psp.reduce(0) { $0 + $1.ambiguous } > 0)

@@ -155,31 +155,34 @@ public enum Reconciler {
     ///
     /// - Complexity: O((n + m) log(n + m)) for n records and m lines.
     public static func reconcile(engine: [EngineRecord], report: SettlementReport) -> ReconciliationResult {
-        var recordsByReference: [String: [EngineRecord]] = [:]
-        var references = Set<String>()
-        for record in engine where record.pspID == report.pspID {
-            recordsByReference[record.pspReference, default: []].append(record)
-            if report.covers(record.createdAtNanoseconds) { references.insert(record.pspReference) }
-        }
-        var linesByReference: [String: [SettlementLine]] = [:]
-        for line in report.lines {
-            linesByReference[line.pspReference, default: []].append(line)
-            references.insert(line.pspReference)
-        }
+        // Both sides sorted by reference (then on every field, so the choice of
+        // "first" is independent of input order) and walked together: no
+        // per-reference containers, so a million-line report costs two arrays.
+        let records = engine.filter { $0.pspID == report.pspID }
+            .sorted { $0.pspReference != $1.pspReference ? $0.pspReference < $1.pspReference : precedes($0, $1) }
+        let lines = report.lines
+            .sorted { $0.pspReference != $1.pspReference ? $0.pspReference < $1.pspReference : precedes($0, $1) }
 
         var result = ReconciliationResult(matched: 0, expectedAbsent: 0, items: [])
-        for reference in references.sorted() {
-            // Sorting on every field makes the choice of "first" independent of input order.
-            let records = (recordsByReference[reference] ?? []).sorted(by: precedes)
-            var lines = (linesByReference[reference] ?? []).sorted(by: precedes)
+        var i = 0, j = 0
+        while i < records.count || j < lines.count {
+            let reference = j == lines.count || (i < records.count && records[i].pspReference < lines[j].pspReference)
+                ? records[i].pspReference : lines[j].pspReference
+            let recordStart = i, lineStart = j
+            while i < records.count && records[i].pspReference == reference { i += 1 }
+            while j < lines.count && lines[j].pspReference == reference { j += 1 }
+            let group = records[recordStart..<i]
+            // A reference is looked at when the report has it or one of its records was created in the period.
+            guard j > lineStart || group.contains(where: { report.covers($0.createdAtNanoseconds) }) else { continue }
+            var groupLines = Array(lines[lineStart..<j])
             // Of duplicated lines, the extras are the problem: compare the one that agrees, if any.
-            if let record = records.first, let agreeing = lines.firstIndex(where: { agrees(record, $0) }) {
-                lines.insert(lines.remove(at: agreeing), at: 0)
+            if let record = group.first, let agreeing = groupLines.firstIndex(where: { agrees(record, $0) }) {
+                groupLines.insert(groupLines.remove(at: agreeing), at: 0)
             }
-            let items = classify(reference, records: records, lines: lines, report: report)
+            let items = classify(reference, records: Array(group), lines: groupLines, report: report)
             if !items.isEmpty {
                 result.items.append(contentsOf: items)
-            } else if records.isEmpty || lines.isEmpty {
+            } else if group.isEmpty || groupLines.isEmpty {
                 result.expectedAbsent += 1
             } else {
                 result.matched += 1

@@ -101,22 +101,24 @@ public enum PaymentsWorld {
         world.buggify.suspended = true
         injector.endAll(kernel)
         world.network.clearFaults()
-        for (index, replica) in world.replicas.enumerated() where !kernel.isRunning(replica) {
-            _ = index
-            kernel.restart(replica)
+        // Whatever BUGGIFY left down comes back up.
+        for member in world.replicas + world.consumers.flatMap({ $0 }) + [world.relay] where !kernel.isRunning(member) {
+            kernel.restart(member)
         }
-        for member in world.consumers.flatMap({ $0 }) + [world.relay] where !kernel.isRunning(member) { kernel.restart(member) }
         let healing = SimDuration(seconds: configuration.healingSeconds)
         kernel.run(until: loadEnd + SimDuration(nanoseconds: healing.nanoseconds / 3))
         kernel.inject(.heal, to: world.broker, at: kernel.now)
         for member in world.consumers[2] { kernel.inject(.heal, to: member, at: kernel.now) }
         kernel.run(until: loadEnd + SimDuration(nanoseconds: healing.nanoseconds / 2))
+        // One PSP's settlement report at a time: a million-line report and the
+        // engine's records for it are the largest things a run holds.
         let random = RandomStream(rootSeed: configuration.seed, stream: "settlement")
         var injected: [String: [String]] = [:]
         for psp in psps {
             let report = psp.settlementReport(now: world.engineNow(), random: random)
             injected[psp.profile.id] = psp.injectedDiscrepancies
             kernel.inject(.reconcile(SettlementReportBox(report: report)), to: world.replicas[0], at: kernel.now)
+            kernel.run(until: kernel.now + .seconds(1))
         }
         kernel.run(until: loadEnd + healing)
         progress?(1)
@@ -235,7 +237,7 @@ public enum PaymentsWorld {
 }
 
 extension World {
-    func paymentCreated(_ paymentID: String, at nanoseconds: Int64, failed: Bool) {
+    func paymentCreated(_ paymentID: String, at nanoseconds: Int64) {
         metrics.paymentsCreated += 1
         guard let number = InvariantChecker.paymentNumber(paymentID) else { return }
         if number >= createdAt.count { createdAt.append(contentsOf: repeatElement(-1, count: max(number + 1, createdAt.count * 2) - createdAt.count)) }

@@ -152,7 +152,7 @@ final class Replica: SimActor {
         case let .pay(command):
             let view = try engine.createPayment(command, now: now)
             if !view.replayed {
-                world.paymentCreated(view.paymentID, at: kernel.now.nanoseconds, failed: view.status == .failed)
+                world.paymentCreated(view.paymentID, at: kernel.now.nanoseconds)
             }
             return .payment(paymentID: view.paymentID, status: view.status, replayed: view.replayed, failureReason: view.failureReason)
         case let .refund(command):
