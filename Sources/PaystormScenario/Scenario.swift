@@ -269,19 +269,19 @@ public struct Scenario: Sendable {
 
     /// A world validation error, placed at the YAML node it names where possible.
     static func locate(_ error: WorldConfigurationError, in top: [String: YAMLValue], file: String, root: Node) -> ScenarioError {
-        var components = error.field.split(separator: ".").map(String.init)
-        var node: YAMLValue? = nil
-        if let first = components.first {
-            // "faults[0]" → key "faults", index 0.
-            let key = String(first.prefix { $0 != "[" })
-            node = top[key]
-            if let open = first.firstIndex(of: "["), let index = Int(first[first.index(after: open)...].dropLast()),
-               let items = try? node?.list(), index < items.count {
+        // Follow "faults[0].replica" down the document as far as it goes.
+        var node: Node? = root
+        for component in error.field.split(separator: ".") {
+            let key = String(component.prefix { $0 != "[" })
+            guard case let .mapping(mapping)? = node,
+                  let value = mapping.first(where: { $0.key.string == key })?.value else { break }
+            node = value
+            if let open = component.firstIndex(of: "["), let index = Int(component[component.index(after: open)...].dropLast()) {
+                guard case let .sequence(items) = value, index < items.count else { break }
                 node = items[index]
             }
-            components.removeFirst()
         }
-        let mark = node?.node.mark ?? root.mark
+        let mark = node?.mark ?? root.mark
         return ScenarioError(file: file, line: mark?.line, column: mark?.column, message: "\(error.field): expected \(error.expected)")
     }
 

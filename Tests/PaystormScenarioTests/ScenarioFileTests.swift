@@ -93,7 +93,7 @@ struct ScenarioFileTests {
         #expect(malformed.line != nil && malformed.message.hasPrefix("malformed YAML"))
 
         let range = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nfaults:\n  - {at: 5s, kind: replica_crash, replica: 7}\n"))
-        #expect(range.line == 5 && range.message.contains("faults[0].replica") && range.message.contains("0...2"))
+        #expect(range.line == 5 && range.column == 44 && range.message.contains("faults[0].replica") && range.message.contains("0...2"))
 
         let threshold = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nthresholds: [\"p(99) < 2\"]\n"))
         #expect(threshold.line == 4 && threshold.message.contains("needs a unit"))
