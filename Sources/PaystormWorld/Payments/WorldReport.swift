@@ -80,6 +80,11 @@ public struct WorldReport: Sendable {
     let latencySample: SortedSample
     let timeToTerminalSample: SortedSample
 
+    /// Mean API latency of answered requests, seconds (0 without samples).
+    public var latencyMean: Double {
+        latencySample.count == 0 ? 0 : latencySample.values.reduce(0, +) / Double(latencySample.count)
+    }
+
     /// The `p`-quantile of API latency with its order-statistic interval (`nil` without samples).
     public func latencyQuantile(_ p: Double) throws -> QuantileEstimate? {
         latencySample.count == 0 ? nil : try latencySample.quantile(p, confidence: confidence)

@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+import PaystormScenario
+
+/// `i/n`: this process runs shard i of n (0-based).
+struct Shard: ExpressibleByArgument {
+    var index: Int
+    var count: Int
+
+    init?(argument: String) {
+        let parts = argument.split(separator: "/")
+        guard parts.count == 2, let index = Int(parts[0]), let count = Int(parts[1]), count >= 1, (0..<count).contains(index) else { return nil }
+        self.index = index
+        self.count = count
+    }
+}
+
+/// What every shard of one sweep shares; `merge` refuses shards that differ.
+struct SweepSpec: Codable, Equatable {
+    var scenario: String
+    var scenarioHash: String
+    var axes: [Sweep.Axis]
+    var seeds: [UInt64]
+    var slo: Double?
+}
+
+extension Paystorm {
+    struct SweepCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "sweep",
+            abstract: "Run a scenario over a grid of parameters and seeds: the knee, and a Universal Scalability Law fit.",
+            discussion: """
+                --vary KEY=FROM..TO[:STEP|xFACTOR], repeatable; keys: \(Sweep.Key.allCases.map(\.rawValue).joined(separator: ", ")). \
+                Every grid point runs every seed. Writes <out>/<scenario>-sweep/ with sweep.json, sweep.csv, sweep.md, \
+                sweep.html and one file per run in points/. With --shard i/n only every n-th run (from i) is made and \
+                no report is written: `paystorm merge` combines the shards' directories into the report a single run \
+                gives. A grid larger than --budget runs is refused before anything runs.
+                """)
+
+        @Argument(help: "The scenario file (YAML).") var file: String
+        @Option(name: .customLong("vary"), help: "KEY=FROM..TO[:STEP|xFACTOR] (repeatable).") var vary: [String] = []
+        @Option(help: "Seeds A-B (default: the scenario's seed).") var seeds: SeedRange?
+        @Option(help: "Run only shard i of n (0-based), e.g. 0/4.") var shard: Shard?
+        @Option(help: "Most runs the grid may have.") var budget: Int = 500
+        @Option(help: "Directory for reports.") var out: String = "Reports"
+        @Option(help: "Directory for scratch databases.") var scratch: String?
+        @Flag(help: "No progress bar.") var quiet = false
+
+        func run() throws {
+            let scenario = try loadScenario(file)
+            let axes: [Sweep.Axis]
+            do {
+                axes = try vary.map { text throws(SweepError) in try Sweep.Axis.parse(text) }
+            } catch {
+                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+                throw ExitCode(ExitStatus.badInput.rawValue)
+            }
+            guard !axes.isEmpty else {
+                FileHandle.standardError.write(Data("error: give at least one --vary KEY=FROM..TO[:STEP|xFACTOR]\n".utf8))
+                throw ExitCode(ExitStatus.badInput.rawValue)
+            }
+            if Set(axes.map(\.key)).count != axes.count {
+                FileHandle.standardError.write(Data("error: each key may be varied once\n".utf8))
+                throw ExitCode(ExitStatus.badInput.rawValue)
+            }
+            let seedRange = seeds?.seeds ?? scenario.world.seed...scenario.world.seed
+            let grid = Sweep.grid(axes, seeds: seedRange)
+            guard grid.count <= budget else {
+                FileHandle.standardError.write(Data("error: the grid has \(grid.count) runs (\(grid.count / seedRange.count) points × \(seedRange.count) seeds), more than --budget \(budget)\n".utf8))
+                throw ExitCode(ExitStatus.badInput.rawValue)
+            }
+            let directory = (out as NSString).appendingPathComponent("\(scenario.name)-sweep")
+            let pointsDirectory = (directory as NSString).appendingPathComponent("points")
+            try FileManager.default.createDirectory(atPath: pointsDirectory, withIntermediateDirectories: true)
+            let spec = SweepSpec(scenario: scenario.name, scenarioHash: scenario.hash, axes: axes, seeds: Array(seedRange),
+                                 slo: scenario.thresholds.first { $0.metric == .latency(percentile: 0.99) }?.value)
+            try writeJSON(spec, to: (directory as NSString).appendingPathComponent("spec.json"))
+            let mine = grid.enumerated().filter { shard == nil || $0.offset % shard!.count == shard!.index }.map(\.element)
+            let progress = ProgressBar(label: "sweep \(scenario.name)", quiet: quiet)
+            var points: [Sweep.Point] = []
+            for (done, run) in mine.enumerated() {
+                let point: Sweep.Point
+                do {
+                    point = try Sweep.run(scenario, index: run.index, settings: run.settings, seed: run.seed,
+                                          scratchDirectory: scratch ?? NSTemporaryDirectory())
+                } catch let error as SweepError {
+                    progress.finish()
+                    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+                    throw ExitCode(ExitStatus.badInput.rawValue)
+                }
+                try writeJSON(point, to: (pointsDirectory as NSString).appendingPathComponent("\(point.index)-\(point.seed).json"))
+                points.append(point)
+                progress.update(Double(done + 1) / Double(mine.count))
+            }
+            progress.finish()
+            if let shard {
+                print("shard \(shard.index)/\(shard.count): \(points.count) of \(grid.count) runs written to \(pointsDirectory); combine with `paystorm merge`")
+                return
+            }
+            let result = SweepResult.merge(scenarioName: scenario.name, scenarioHash: scenario.hash, axes: axes, seeds: Array(seedRange), points: points)
+            try SweepReport.write(result, slo: spec.slo, to: directory)
+            printSummary(result, directory: directory)
+        }
+    }
+
+    struct Merge: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Combine the shards of a sweep into the report a single run gives.",
+            discussion: "Each DIR is a <scenario>-sweep directory written with --shard. Every run of the grid must be present exactly once.")
+
+        @Argument(help: "Shard directories.") var directories: [String]
+        @Option(help: "Where to write the merged report (default: the first directory).") var out: String?
+
+        func run() throws {
+            var spec: SweepSpec?
+            var points: [String: Sweep.Point] = [:]
+            for directory in directories {
+                guard let data = FileManager.default.contents(atPath: (directory as NSString).appendingPathComponent("spec.json")),
+                      let shardSpec = try? JSONDecoder().decode(SweepSpec.self, from: data) else {
+                    FileHandle.standardError.write(Data("error: \(directory) has no readable spec.json (not a sweep directory)\n".utf8))
+                    throw ExitCode(ExitStatus.badInput.rawValue)
+                }
+                if let spec, spec != shardSpec {
+                    FileHandle.standardError.write(Data("error: \(directory) is from a different sweep (scenario, axes or seeds differ)\n".utf8))
+                    throw ExitCode(ExitStatus.badInput.rawValue)
+                }
+                spec = shardSpec
+                let pointsDirectory = (directory as NSString).appendingPathComponent("points")
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: pointsDirectory))?.sorted() ?? [] where name.hasSuffix(".json") {
+                    let data = try Data(contentsOf: URL(fileURLWithPath: (pointsDirectory as NSString).appendingPathComponent(name)))
+                    let point = try JSONDecoder().decode(Sweep.Point.self, from: data)
+                    points["\(point.index)-\(point.seed)"] = point
+                }
+            }
+            guard let spec else { throw ValidationError("give at least one shard directory") }
+            let seeds = spec.seeds.first!...spec.seeds.last!
+            let missing = Sweep.grid(spec.axes, seeds: seeds).filter { points["\($0.index)-\($0.seed)"] == nil }
+            guard missing.isEmpty else {
+                FileHandle.standardError.write(Data("error: \(missing.count) run(s) missing, e.g. point \(missing[0].index) seed \(missing[0].seed): merge every shard\n".utf8))
+                throw ExitCode(ExitStatus.badInput.rawValue)
+            }
+            let result = SweepResult.merge(scenarioName: spec.scenario, scenarioHash: spec.scenarioHash, axes: spec.axes, seeds: spec.seeds,
+                                           points: Array(points.values))
+            let directory = out ?? directories[0]
+            try SweepReport.write(result, slo: spec.slo, to: directory)
+            printSummary(result, directory: directory)
+        }
+    }
+}
+
+func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    try encoder.encode(value).write(to: URL(fileURLWithPath: path), options: .atomic)
+}
+
+func printSummary(_ result: SweepResult, directory: String) {
+    for knee in result.knees {
+        let at = knee.settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+        print("knee\(at.isEmpty ? "" : " (\(at))"): \(knee.explanation)")
+    }
+    if let s = result.scalability {
+        print(String(format: "USL: λ=%.4g±%.2g σ=%.4g±%.2g κ=%.4g±%.2g", s.lambda, s.lambdaError, s.sigma, s.sigmaError, s.kappa, s.kappaError)
+              + (s.peakConcurrency.map { String(format: " peak N*=%.3g", $0) } ?? ""))
+    }
+    print("reports: \(directory)/sweep.html (and sweep.json, sweep.csv, sweep.md)")
+}

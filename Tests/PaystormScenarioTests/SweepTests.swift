@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+@testable import PaystormScenario
+@testable import PaystormWorld
+
+@Suite("Capacity sweeps: grids, knees, shards")
+struct SweepTests {
+    @Test("axes: ranges, steps, factors and durations; bad specs are refused with the reason")
+    func axes() throws {
+        #expect(try Sweep.Axis.parse("load.rate=200..1000:200").values == [200, 400, 600, 800, 1000])
+        #expect(try Sweep.Axis.parse("service.replicas=1..8x2").values == [1, 2, 4, 8])
+        #expect(try Sweep.Axis.parse("psp.latency_median=100ms..300ms:100ms").values.map { ($0 * 1000).rounded() } == [100, 200, 300])
+        #expect(try Sweep.Axis.parse("service.workers=3..3").values == [3])
+        for bad in ["load.rates=1..2", "load.rate=5..1", "load.rate=0..10:5", "load.rate=1..10:0", "load.rate", "service.replicas=1..4x1"] {
+            #expect(throws: SweepError.self, "\(bad)") { try Sweep.Axis.parse(bad) }
+        }
+        do {
+            _ = try Sweep.Axis.parse("load.rates=1..2")
+        } catch {
+            #expect(error.message.contains("unknown sweep key \"load.rates\"") && error.message.contains("load.rate"))
+        }
+        let grid = Sweep.grid([try Sweep.Axis.parse("load.rate=1..3:1"), try Sweep.Axis.parse("service.replicas=1..2")], seeds: 1...2)
+        #expect(grid.count == 12 && Set(grid.map(\.index)).count == 6)
+    }
+
+    func knee(replicas: Int, pspLatency: Double) throws -> SweepResult.Knee {
+        var scenario = try Scenario.load(path: packageRoot + "/Scenarios/capacity.yaml")
+        scenario.world.payments = 2_000
+        scenario.world.service.replicas = replicas
+        for index in scenario.world.psps.indices { scenario.world.psps[index].latencyMedianSeconds = pspLatency }
+        let axis = try Sweep.Axis.parse("load.rate=300..1500:300")
+        let points = try Sweep.grid([axis], seeds: 1...1).map { try Sweep.run(scenario, index: $0.index, settings: $0.settings, seed: $0.seed) }
+        let result = SweepResult.merge(scenarioName: scenario.name, scenarioHash: scenario.hash, axes: [axis], seeds: [1], points: points)
+        return try #require(result.knees.first)
+    }
+
+    @Test("the shipped capacity scenario's knee moves up with a second replica and down with a slower PSP")
+    func kneeMoves() throws {
+        let base = try knee(replicas: 1, pspLatency: 0.150)
+        // One replica saturates inside the grid, and passes somewhere below.
+        let saturated = try #require(base.firstFailingRate, "\(base.explanation)")
+        let passing = try #require(base.lastPassingRate, "\(base.explanation)")
+        let twoReplicas = try knee(replicas: 2, pspLatency: 0.150)
+        #expect((twoReplicas.lastPassingRate ?? 0) >= saturated, "1 replica: \(base.explanation); 2 replicas: \(twoReplicas.explanation)")
+        let slowPSP = try knee(replicas: 1, pspLatency: 0.900)
+        #expect((slowPSP.lastPassingRate ?? 0) < passing, "150 ms: \(base.explanation); 900 ms: \(slowPSP.explanation)")
+    }
+
+    @Test("shards merged equal a single run, byte for byte; an incomplete merge is refused")
+    func shardsMerge() throws {
+        let cli = CLITests()
+        let base = NSTemporaryDirectory() + "paystorm-sweep-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let scenario = try cli.temporaryFile("tiny.yaml", tinyScenario)
+        let vary = ["--vary", "load.rate=100..200:100", "--vary", "service.replicas=1..2"]
+        #expect(try cli.paystorm(["sweep", scenario] + vary + ["--out", base + "/single", "--quiet"]).status == 0)
+        for shard in 0..<2 {
+            let result = try cli.paystorm(["sweep", scenario] + vary + ["--shard", "\(shard)/2", "--out", base + "/shard\(shard)", "--quiet"])
+            #expect(result.status == 0, "\(result.error)")
+        }
+        let incomplete = try cli.paystorm(["merge", base + "/shard0/tiny-sweep", "--out", base + "/partial"])
+        #expect(incomplete.status == 64 && incomplete.error.contains("missing"))
+        let merged = try cli.paystorm(["merge", base + "/shard0/tiny-sweep", base + "/shard1/tiny-sweep", "--out", base + "/merged"])
+        #expect(merged.status == 0, "\(merged.error)")
+        for name in ["sweep.json", "sweep.csv", "sweep.md", "sweep.html"] {
+            let single = try Data(contentsOf: URL(fileURLWithPath: base + "/single/tiny-sweep/" + name))
+            let combined = try Data(contentsOf: URL(fileURLWithPath: base + "/merged/" + name))
+            #expect(!single.isEmpty && single == combined, "\(name) differs")
+        }
+        let result = try SweepReport.decode(try Data(contentsOf: URL(fileURLWithPath: base + "/merged/sweep.json")))
+        #expect(result.points.count == 4 && result.knees.count == 2)
+        let over = try cli.paystorm(["sweep", scenario] + vary + ["--budget", "3"])
+        #expect(over.status == 64 && over.error.contains("more than --budget 3"))
+        let unknown = try cli.paystorm(["sweep", scenario, "--vary", "service.replica=1..2"])
+        #expect(unknown.status == 64 && unknown.error.contains("unknown sweep key"))
+    }
+}
