@@ -24,6 +24,34 @@ struct SweepSpec: Codable, Equatable {
     var slo: Double?
 }
 
+extension Paystorm.SweepCommand {
+    /// Every core: `processes` children each run one shard, then the shards are merged.
+    func runInParallel(processes: Int, seedRange: ClosedRange<UInt64>, directory: String) throws {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        let shardsRoot = (out as NSString).appendingPathComponent(".shards-\(getpid())")
+        defer { try? FileManager.default.removeItem(atPath: shardsRoot) }
+        var children: [Process] = []
+        for index in 0..<processes {
+            let child = Process()
+            child.executableURL = URL(fileURLWithPath: executable)
+            var arguments = ["sweep", file] + vary.flatMap { ["--vary", $0] }
+            arguments += ["--seeds", "\(seedRange.lowerBound)-\(seedRange.upperBound)", "--budget", String(budget),
+                          "--shard", "\(index)/\(processes)", "--out", (shardsRoot as NSString).appendingPathComponent(String(index)), "--quiet"]
+            if let scratch { arguments += ["--scratch", scratch] }
+            child.arguments = arguments
+            child.standardOutput = FileHandle.nullDevice
+            try child.run()
+            children.append(child)
+        }
+        for child in children { child.waitUntilExit() }
+        if let failed = children.first(where: { $0.terminationStatus != 0 }) {
+            throw ExitCode(failed.terminationStatus)
+        }
+        let name = (directory as NSString).lastPathComponent
+        try Paystorm.Merge.merge((0..<processes).map { (shardsRoot as NSString).appendingPathComponent("\($0)/\(name)") }, into: directory)
+    }
+}
+
 extension Paystorm {
     struct SweepCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -41,10 +69,16 @@ extension Paystorm {
         @Option(name: .customLong("vary"), help: "KEY=FROM..TO[:STEP|xFACTOR] (repeatable).") var vary: [String] = []
         @Option(help: "Seeds A-B (default: the scenario's seed).") var seeds: SeedRange?
         @Option(help: "Run only shard i of n (0-based), e.g. 0/4.") var shard: Shard?
+        @Option(help: "Parallel processes (default: every core); each runs a shard, then they are merged.") var jobs: Int?
         @Option(help: "Most runs the grid may have.") var budget: Int = 500
         @Option(help: "Directory for reports.") var out: String = "Reports"
         @Option(help: "Directory for scratch databases.") var scratch: String?
         @Flag(help: "No progress bar.") var quiet = false
+
+        func validate() throws {
+            if let jobs, !(1...256).contains(jobs) { throw ValidationError("--jobs must be in 1...256, got \(jobs)") }
+            guard budget >= 1 else { throw ValidationError("--budget must be at least 1, got \(budget)") }
+        }
 
         func run() throws {
             let scenario = try loadScenario(file)
@@ -70,6 +104,11 @@ extension Paystorm {
                 throw ExitCode(ExitStatus.badInput.rawValue)
             }
             let directory = (out as NSString).appendingPathComponent("\(scenario.name)-sweep")
+            let processes = min(jobs ?? ProcessInfo.processInfo.activeProcessorCount, grid.count)
+            if shard == nil && processes > 1 {
+                try runInParallel(processes: processes, seedRange: seedRange, directory: directory)
+                return
+            }
             let pointsDirectory = (directory as NSString).appendingPathComponent("points")
             try FileManager.default.createDirectory(atPath: pointsDirectory, withIntermediateDirectories: true)
             let spec = SweepSpec(scenario: scenario.name, scenarioHash: scenario.hash, axes: axes, seeds: Array(seedRange),
@@ -104,6 +143,13 @@ extension Paystorm {
     }
 
     struct Merge: ParsableCommand {
+        static func merge(_ directories: [String], into out: String?) throws {
+            var command = Merge()
+            command.directories = directories
+            command.out = out
+            try command.run()
+        }
+
         static let configuration = CommandConfiguration(
             abstract: "Combine the shards of a sweep into the report a single run gives.",
             discussion: "Each DIR is a <scenario>-sweep directory written with --shard. Every run of the grid must be present exactly once.")
