@@ -178,12 +178,14 @@ public struct SweepResult: Sendable, Equatable, Codable {
         var result = SweepResult(schema: schema, paystormVersion: PaystormScenario.paystormVersion, scenario: scenarioName, scenarioHash: scenarioHash,
                                  axes: axes, seeds: seeds, points: sorted, knees: [], scalability: nil, note: nil)
         result.knees = knees(sorted, axes: axes)
-        let usable = sorted.filter { $0.concurrency > 0 && $0.achievedPerSecond > 0 }
+        // Little's law gives concurrency only where the system keeps up: saturated
+        // points (queues growing through the run) are left out of the fit.
+        let usable = sorted.filter { $0.concurrency > 0 && $0.achievedPerSecond > 0 && $0.exitCode == 0 }
         if usable.count >= 4, let fit = try? UniversalScalability.fit(concurrency: usable.map(\.concurrency), throughput: usable.map(\.achievedPerSecond)) {
             result.scalability = Scalability(lambda: fit.lambda, lambdaError: fit.lambdaError, sigma: fit.sigma, sigmaError: fit.sigmaError,
                                              kappa: fit.kappa, kappaError: fit.kappaError, peakConcurrency: fit.peakConcurrency, points: usable.count)
         } else {
-            result.note = "no Universal Scalability Law fit: it needs at least 4 points with throughput and latency, and a fit that converges"
+            result.note = "no Universal Scalability Law fit: it needs at least 4 passing points (unsaturated, so Little's law holds) and a fit that converges"
         }
         return result
     }

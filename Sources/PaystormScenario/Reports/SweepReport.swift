@@ -62,7 +62,7 @@ public enum SweepReport {
         lines.append("## Universal Scalability Law")
         lines.append("")
         if let s = result.scalability {
-            lines.append("X(N) = λN / (1 + σ(N−1) + κN(N−1)) fitted to \(s.points) points, N from Little's law (achieved × mean latency):")
+            lines.append("X(N) = λN / (1 + σ(N−1) + κN(N−1)) fitted to the \(s.points) passing points, N from Little's law (achieved × mean latency):")
             lines.append("λ = \(String(format: "%.4g", s.lambda)) ± \(String(format: "%.2g", s.lambdaError)), σ = \(String(format: "%.4g", s.sigma)) ± \(String(format: "%.2g", s.sigmaError)), κ = \(String(format: "%.4g", s.kappa)) ± \(String(format: "%.2g", s.kappaError)); peak N* = \(s.peakConcurrency.map { String(format: "%.3g", $0) } ?? "none (κ ≤ 0)").")
         } else {
             lines.append(result.note ?? "no fit")
@@ -145,8 +145,10 @@ public enum SweepReport {
     }
 
     public static func html(_ result: SweepResult, slo: Double?) -> String {
-        let knees = result.knees.compactMap { $0.lastPassingRate }
-        let kneeMarks = knees.map { ($0, "knee \(YAMLValue.format($0))/s") }
+        let kneeMarks = result.knees.compactMap { knee -> (Double, String)? in
+            guard let rate = knee.lastPassingRate else { return nil }
+            return (rate, knee.firstFailingRate == nil ? "no knee up to \(YAMLValue.format(rate))/s" : "knee \(YAMLValue.format(rate))/s")
+        }
         var body = "<h1>Sweep of \(ReportFormat.escape(result.scenario))</h1>\n"
         body += "<p class=\"meta\">scenario hash \(ReportFormat.escape(result.scenarioHash)) · Paystorm \(ReportFormat.escape(result.paystormVersion)) · \(result.points.count) runs · seeds \(result.seeds.map(String.init).joined(separator: ", "))</p>\n"
         for knee in result.knees {
