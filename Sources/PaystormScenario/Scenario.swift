@@ -115,7 +115,7 @@ public struct Scenario: Sendable {
         do {
             try world.validate()
         } catch {
-            throw Self.locate(error, in: top, file: file, root: root)
+            throw Self.locate(error, file: file, root: root)
         }
         var hasher = SHA256()
         hasher.update(data: Data(text.utf8))
@@ -268,7 +268,7 @@ public struct Scenario: Sendable {
     // MARK: - Errors
 
     /// A world validation error, placed at the YAML node it names where possible.
-    static func locate(_ error: WorldConfigurationError, in top: [String: YAMLValue], file: String, root: Node) -> ScenarioError {
+    static func locate(_ error: WorldConfigurationError, file: String, root: Node) -> ScenarioError {
         // Follow "faults[0].replica" down the document as far as it goes.
         var node: Node? = root
         for component in error.field.split(separator: ".") {

@@ -3,6 +3,37 @@ import Foundation
 import PaystormScenario
 import PaystormStatistics
 
+/// Runs this executable once per argument list (output discarded), at most
+/// `jobs` at a time; `finished` is told how many have ended so far.
+/// - Returns: each child's exit status, in the order of `argumentLists`.
+func runChildren(_ argumentLists: [[String]], jobs: Int, finished: (Int) -> Void = { _ in }) throws -> [Int32] {
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+    var statuses = [Int32](repeating: 0, count: argumentLists.count)
+    var next = 0, done = 0
+    var running: [(index: Int, process: Process)] = []
+    while next < argumentLists.count || !running.isEmpty {
+        while running.count < max(1, jobs), next < argumentLists.count {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = argumentLists[next]
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            running.append((next, process))
+            next += 1
+        }
+        if let position = running.firstIndex(where: { !$0.process.isRunning }) {
+            let child = running.remove(at: position)
+            child.process.waitUntilExit()
+            statuses[child.index] = child.process.terminationStatus
+            done += 1
+            finished(done)
+        } else {
+            usleep(20_000)
+        }
+    }
+    return statuses
+}
+
 /// Runs one scenario over a range of seeds, one child process per seed,
 /// `jobs` at a time, then merges the per-seed reports: each seed is one
 /// independent unit, combined with t-intervals.
@@ -16,32 +47,12 @@ struct SeedFarm {
     var quiet: Bool
 
     func run(checkExpectation: Bool) throws {
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
-        var pending = Array(seeds)
-        var running: [(seed: UInt64, process: Process)] = []
-        var codes: [UInt64: Int32] = [:]
         let progress = ProgressBar(label: "\(scenario.name) seeds \(seeds.lowerBound)-\(seeds.upperBound)", quiet: quiet)
-        while !pending.isEmpty || !running.isEmpty {
-            while running.count < jobs, !pending.isEmpty {
-                let seed = pending.removeFirst()
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: executable)
-                var arguments = ["run", file, "--seed", String(seed), "--out", out, "--quiet"]
-                if let scratch { arguments += ["--scratch", scratch] }
-                process.arguments = arguments
-                process.standardOutput = FileHandle.nullDevice
-                try process.run()
-                running.append((seed, process))
-            }
-            if let index = running.firstIndex(where: { !$0.process.isRunning }) {
-                let finished = running.remove(at: index)
-                finished.process.waitUntilExit()
-                codes[finished.seed] = finished.process.terminationStatus
-                progress.update(Double(codes.count) / Double(seeds.count))
-            } else {
-                usleep(20_000)
-            }
-        }
+        let shared: [String] = ["--out", out, "--quiet"] + (scratch.map { ["--scratch", $0] } ?? [])
+        let statuses = try runChildren(seeds.map { (seed: UInt64) -> [String] in ["run", file, "--seed", String(seed)] + shared },
+                                       jobs: jobs) { finished in progress.update(Double(finished) / Double(seeds.count)) }
+        var codes: [UInt64: Int32] = [:]
+        for (seed, status) in zip(seeds, statuses) { codes[seed] = status }
         progress.finish()
 
         var documents: [ReportDocument] = []

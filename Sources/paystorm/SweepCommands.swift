@@ -27,26 +27,15 @@ struct SweepSpec: Codable, Equatable {
 extension Paystorm.SweepCommand {
     /// Every core: `processes` children each run one shard, then the shards are merged.
     func runInParallel(processes: Int, seedRange: ClosedRange<UInt64>, directory: String) throws {
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         let shardsRoot = (out as NSString).appendingPathComponent(".shards-\(getpid())")
         defer { try? FileManager.default.removeItem(atPath: shardsRoot) }
-        var children: [Process] = []
-        for index in 0..<processes {
-            let child = Process()
-            child.executableURL = URL(fileURLWithPath: executable)
-            var arguments = ["sweep", file] + vary.flatMap { ["--vary", $0] }
-            arguments += ["--seeds", "\(seedRange.lowerBound)-\(seedRange.upperBound)", "--budget", String(budget),
-                          "--shard", "\(index)/\(processes)", "--out", (shardsRoot as NSString).appendingPathComponent(String(index)), "--quiet"]
-            if let scratch { arguments += ["--scratch", scratch] }
-            child.arguments = arguments
-            child.standardOutput = FileHandle.nullDevice
-            try child.run()
-            children.append(child)
-        }
-        for child in children { child.waitUntilExit() }
-        if let failed = children.first(where: { $0.terminationStatus != 0 }) {
-            throw ExitCode(failed.terminationStatus)
-        }
+        let shared: [String] = ["sweep", file] + vary.flatMap { ["--vary", $0] }
+            + ["--seeds", "\(seedRange.lowerBound)-\(seedRange.upperBound)", "--budget", String(budget), "--quiet"]
+            + (scratch.map { ["--scratch", $0] } ?? [])
+        let statuses = try runChildren((0..<processes).map { (index: Int) -> [String] in
+            shared + ["--shard", "\(index)/\(processes)", "--out", (shardsRoot as NSString).appendingPathComponent(String(index))]
+        }, jobs: processes)
+        if let failed = statuses.first(where: { $0 != 0 }) { throw ExitCode(failed) }
         let name = (directory as NSString).lastPathComponent
         try Paystorm.Merge.merge((0..<processes).map { (shardsRoot as NSString).appendingPathComponent("\($0)/\(name)") }, into: directory)
     }

@@ -12,6 +12,12 @@ public enum EngineAudit {
         public var subject: String
         public var detail: String
         public var description: String { "[\(invariant)] \(subject): \(detail)" }
+
+        public init(invariant: String, subject: String, detail: String) {
+            self.invariant = invariant
+            self.subject = subject
+            self.detail = detail
+        }
     }
 
     /// Invariants that hold at every instant.

@@ -50,15 +50,8 @@ public enum ReportWriter {
 
     // MARK: - Markdown
 
-    static func seconds(_ value: Double?) -> String {
-        guard let value else { return "—" }
-        return value < 1 ? String(format: "%.1f ms", value * 1_000) : String(format: "%.3f s", value)
-    }
-
-    static func percent(_ value: Double?) -> String {
-        guard let value else { return "—" }
-        return Threshold.percent(value)
-    }
+    static func seconds(_ value: Double?) -> String { ReportFormat.duration(value) }
+    static func percent(_ value: Double?) -> String { ReportFormat.percent(value) }
 
     public static func markdown(_ d: ReportDocument) -> String {
         var lines: [String] = []
@@ -159,20 +152,7 @@ public enum ReportWriter {
 
     // MARK: - JUnit
 
-    static func xml(_ text: String) -> String {
-        var out = ""
-        for character in text {
-            switch character {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            default: out.append(character)
-            }
-        }
-        return out
-    }
+    static func xml(_ text: String) -> String { ReportFormat.escape(text) }
 
     /// One test case per threshold and per invariant; an inconclusive threshold is `skipped`.
     public static func junit(_ d: ReportDocument) -> String {

@@ -12,7 +12,8 @@ final class EngineHost {
     private(set) var engine: PaymentEngine
     /// Notifications sent and not yet answered: id → attempt.
     private var awaiting: [Int64: Int] = [:]
-    /// The last charge this host sent (for the double-charge sabotage).
+    /// The last charge this host sent, kept only while `keepsLastCharge` (the double-charge sabotage).
+    var keepsLastCharge = false
     private(set) var lastCharge: PSPRequest?
     /// Clock offset of this host (a clock-skew fault).
     var skewNanoseconds: Int64 = 0
@@ -87,7 +88,7 @@ final class EngineHost {
             case let .callPSP(request):
                 guard let index = world.pspIndexByID[request.pspID] else { continue }
                 world.metrics.pspCall(index, request.operation)
-                if request.operation == .charge { lastCharge = request }
+                if keepsLastCharge && request.operation == .charge { lastCharge = request }
                 world.network.send(.pspCall(request, replyTo: kernel.currentActor), to: world.psps[index], kernel: kernel)
             case let .armTimer(timer, after):
                 kernel.setTimer(after: SimDuration(nanoseconds: max(0, after)), .engineTimer(timer))

@@ -25,12 +25,6 @@ public struct Violation: Sendable, Equatable, CustomStringConvertible {
 /// the PSPs actually charged and refunded, what the broker carried, what the
 /// clients were told. Liveness is judged after the healing phase.
 final class InvariantChecker {
-    struct Finding {
-        var invariant: String
-        var subject: String
-        var detail: String
-    }
-
     let seed: UInt64
     private(set) var violations: [Violation] = []
     /// Most violations kept in full; the rest are counted.
@@ -144,13 +138,13 @@ final class InvariantChecker {
     func audit(final: Bool, cardNumbers: [String]) {
         guard let store else { return }
         do {
-            let found = try store.queue.read { db -> [Finding] in
-                var found = try EngineAudit.safety(db).map { Finding(invariant: $0.invariant, subject: $0.subject, detail: $0.detail) }
+            let found = try store.queue.read { db -> [EngineAudit.Violation] in
+                var found = try EngineAudit.safety(db)
                 for row in try Row.fetchAll(db, sql: """
                     SELECT merchant_id, currency, balance_minor, gross_minor, fees_minor, refunded_minor FROM wallet
                     WHERE balance_minor != gross_minor - fees_minor - refunded_minor ORDER BY merchant_id, currency
                     """) {
-                    found.append(Finding(invariant: "wallet-gross-fee-net", subject: row["merchant_id"],
+                    found.append(EngineAudit.Violation(invariant: "wallet-gross-fee-net", subject: row["merchant_id"],
                                        detail: "balance \(row["balance_minor"] as Int64) != gross \(row["gross_minor"] as Int64) − fees \(row["fees_minor"] as Int64) − refunded \(row["refunded_minor"] as Int64)"))
                 }
                 if final { found += try cardDataLeaks(db, cardNumbers: cardNumbers) }
@@ -164,8 +158,8 @@ final class InvariantChecker {
 
     /// Invariant 9: no card number in clear and no CVV column, anywhere.
     /// One pass over each table, looking for every sample number in every text column.
-    private func cardDataLeaks(_ db: Database, cardNumbers: [String]) throws -> [Finding] {
-        var found: [Finding] = []
+    private func cardDataLeaks(_ db: Database, cardNumbers: [String]) throws -> [EngineAudit.Violation] {
+        var found: [EngineAudit.Violation] = []
         let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         for table in tables {
             let columns = try Row.fetchAll(db, sql: "SELECT name, type FROM pragma_table_info(?)", arguments: [table])
@@ -173,7 +167,7 @@ final class InvariantChecker {
             for column in columns {
                 let name: String = column["name"]
                 if name.lowercased().contains("cvv") || name.lowercased().contains("cvc") {
-                    found.append(Finding(invariant: "card-data", subject: "\(table).\(name)", detail: "a CVV column exists"))
+                    found.append(EngineAudit.Violation(invariant: "card-data", subject: "\(table).\(name)", detail: "a CVV column exists"))
                 }
                 if (column["type"] as String).uppercased() == "TEXT" { textColumns.append(name) }
             }
@@ -185,7 +179,7 @@ final class InvariantChecker {
             let sql = "SELECT " + checks.map { "MAX(\($0))" }.joined(separator: ", ") + " FROM \"\(table)\""
             guard let row = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(cardNumbers)) else { continue }
             for (index, number) in cardNumbers.enumerated() where (row[index] as Int?) == 1 {
-                found.append(Finding(invariant: "card-data", subject: table, detail: "a card number in clear (…\(number.suffix(4)))"))
+                found.append(EngineAudit.Violation(invariant: "card-data", subject: table, detail: "a card number in clear (…\(number.suffix(4)))"))
             }
         }
         return found

@@ -77,6 +77,7 @@ public enum PaymentsWorld {
         }
         if let sabotage = configuration.sabotage, sabotage == .doubleCharge {
             replicas[0].doubleChargesToSabotage = 1
+            replicas[0].host.keepsLastCharge = true
         }
 
         // Load phase: until every payment has been started.
