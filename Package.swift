@@ -31,6 +31,10 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -94,15 +98,33 @@ let package = Package(
             ],
             swiftSettings: releaseSpeed
         ),
+        .target(
+            name: "PaystormServer",
+            dependencies: [
+                "PaystormEngine", "PaystormStore", "PaystormStatistics", "PaystormWorld",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: releaseSpeed
+        ),
         .executableTarget(
             name: "paystorm",
             dependencies: [
                 "PaystormBenchmarks",
                 "PaystormScenario",
+                "PaystormServer",
                 "PaystormStore",
                 "PaystormWorld",
                 "PaystormStatistics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: releaseSpeed
         ),
@@ -112,6 +134,12 @@ let package = Package(
         .testTarget(name: "PaystormEngineTests", dependencies: ["PaystormEngine", "PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "PaystormBenchmarksTests", dependencies: ["PaystormBenchmarks"]),
         .testTarget(name: "PaystormScenarioTests", dependencies: ["PaystormScenario", "PaystormWorld", "PaystormStatistics"]),
+        .testTarget(name: "PaystormServerTests", dependencies: [
+            "PaystormServer", "PaystormEngine", "PaystormStore",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "PaystormWorldTests", dependencies: ["PaystormWorld", "PaystormKernel", "PaystormEngine", "PaystormStore", .product(name: "GRDB", package: "GRDB.swift")]),
     ],
     swiftLanguageModes: [.v6]

@@ -117,5 +117,11 @@ public struct StoreError: Error, CustomStringConvertible {
     public var operation: String
     public var message: String
 
+    public init(path: String, operation: String, message: String) {
+        self.path = path
+        self.operation = operation
+        self.message = message
+    }
+
     public var description: String { "database \"\(path)\": cannot \(operation): \(message)" }
 }

@@ -1,0 +1,297 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import PaystormEngine
+import Synchronization
+
+/// Who may call the API: one key per merchant, and an admin key for the
+/// ledger. Keys arrive as `Authorization: Bearer <key>`.
+public struct APIKeys: Sendable {
+    public enum Principal: Sendable, Equatable {
+        case merchant(String)
+        case admin
+    }
+
+    /// key → merchant id.
+    public var merchants: [String: String]
+    public var adminKey: String
+    /// Development mode: `sk_test_<merchant_id>` is the key of any merchant.
+    public var acceptsTestKeys: Bool
+
+    public init(merchants: [String: String] = [:], adminKey: String, acceptsTestKeys: Bool) {
+        self.merchants = merchants
+        self.adminKey = adminKey
+        self.acceptsTestKeys = acceptsTestKeys
+    }
+
+    public static let testKeyPrefix = "sk_test_"
+
+    public func principal(forKey key: String) -> Principal? {
+        if key == adminKey { return .admin }
+        if let merchant = merchants[key] { return .merchant(merchant) }
+        if acceptsTestKeys, key.hasPrefix(Self.testKeyPrefix), key.count > Self.testKeyPrefix.count, key.utf8.count <= 255 {
+            return .merchant(String(key.dropFirst(Self.testKeyPrefix.count)))
+        }
+        return nil
+    }
+
+    /// Reads a key file: one `merchant_id key` pair per line; `#` starts a comment.
+    public static func parse(_ text: String, file: String) throws(APIWire.BadRequest) -> [String: String] {
+        var keys: [String: String] = [:]
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            if fields.isEmpty { continue }
+            guard fields.count == 2 else {
+                throw APIWire.BadRequest(field: "\(file):\(index + 1)", message: "expected `merchant_id key`, found \(fields.count) fields")
+            }
+            guard keys[String(fields[1])] == nil else {
+                throw APIWire.BadRequest(field: "\(file):\(index + 1)", message: "this key is already given to merchant \(keys[String(fields[1])]!)")
+            }
+            keys[String(fields[1])] = String(fields[0])
+        }
+        return keys
+    }
+}
+
+/// A token bucket per API key: `rate` requests per second, bursts of `burst`.
+public final class RateLimiter: Sendable {
+    struct Bucket {
+        var tokens: Double
+        var updated: Int64
+    }
+
+    public let rate: Double
+    public let burst: Double
+    private let buckets = Mutex<[String: Bucket]>([:])
+
+    public init(rate: Double, burst: Double) {
+        self.rate = rate
+        self.burst = burst
+    }
+
+    /// `nil` if the request may go ahead, else the seconds until it could.
+    public func take(_ key: String, now: Int64 = WallClock.monotonic()) -> Double? {
+        buckets.withLock { buckets in
+            var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
+            bucket.tokens = min(burst, bucket.tokens + Double(now - bucket.updated) / 1e9 * rate)
+            bucket.updated = now
+            defer { buckets[key] = bucket }
+            if bucket.tokens >= 1 {
+                bucket.tokens -= 1
+                return nil
+            }
+            return (1 - bucket.tokens) / rate
+        }
+    }
+}
+
+/// The HTTP API of `paystorm serve` (`openapi/paystorm.yaml`): the design's
+/// five endpoints and a health check, over an ``EngineRunner``.
+public struct PaystormAPI: Sendable {
+    public var runner: EngineRunner
+    public var keys: APIKeys
+    public var limiter: RateLimiter?
+    /// Largest request body accepted, in bytes.
+    public var maximumBodyBytes = 64 * 1_024
+    /// PSPs whose webhooks are accepted.
+    public var pspIDs: Set<String>
+
+    public init(runner: EngineRunner, keys: APIKeys, limiter: RateLimiter?, pspIDs: Set<String>) {
+        self.runner = runner
+        self.keys = keys
+        self.limiter = limiter
+        self.pspIDs = pspIDs
+    }
+
+    public static let paths = ["/health", "/payments", "/payments/{id}", "/refunds", "/webhook", "/ledger"]
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        let api = self
+        router.get("/health") { _, _ in
+            guard case let .success(.status(status)) = await api.runner.perform(.status) else {
+                return Self.json(503, APIWire.ErrorBody(code: "unavailable", message: "the engine did not answer"))
+            }
+            return Self.json(200, Health(status: "ok", engine: status))
+        }
+        router.post("/payments") { request, context in
+            try await api.authorized(request) { merchant in
+                let command = try APIWire.createPayment(try await api.body(request))
+                guard command.merchantID == merchant else {
+                    throw APIFailure(403, APIWire.ErrorBody(code: "forbidden", message: "the API key belongs to merchant \(merchant), not \(command.merchantID)", field: "merchant_id"))
+                }
+                let view = try api.unwrap(await api.runner.perform(.createPayment(command))) { answer -> PaymentView? in
+                    if case let .payment(view) = answer { view } else { nil }
+                }
+                return Self.json(view.replayed ? 200 : 201, APIWire.Payment(view))
+            }
+        }
+        router.get("/payments/{id}") { request, context in
+            try await api.authorized(request) { merchant in
+                let id = context.parameters.get("id") ?? ""
+                let view = try api.unwrap(await api.runner.perform(.payment(id: id, merchantID: merchant))) { answer -> PaymentView? in
+                    if case let .payment(view) = answer { view } else { nil }
+                }
+                return Self.json(200, APIWire.Payment(view))
+            }
+        }
+        router.post("/refunds") { request, context in
+            try await api.authorized(request) { merchant in
+                let command = try APIWire.createRefund(try await api.body(request), merchantID: merchant)
+                let view = try api.unwrap(await api.runner.perform(.createRefund(command))) { answer -> RefundView? in
+                    if case let .refund(view) = answer { view } else { nil }
+                }
+                return Self.json(view.replayed ? 200 : 201, APIWire.Refund(view))
+            }
+        }
+        router.post("/webhook") { request, context in
+            try await api.webhook(request)
+        }
+        router.get("/ledger") { request, context in
+            try await api.authorized(request, admin: true) { _ in
+                var parameters: [String: String] = [:]
+                for (key, value) in request.uri.queryParameters { parameters[String(key)] = String(value) }
+                let query = try APIWire.ledgerQuery(parameters)
+                let page = try api.unwrap(await api.runner.perform(.ledger(query))) { answer -> LedgerPage? in
+                    if case let .ledger(page) = answer { page } else { nil }
+                }
+                return Self.json(200, APIWire.LedgerPage(page))
+            }
+        }
+        return router
+    }
+
+    struct Health: Codable {
+        var status: String
+        var engine: EngineRunner.Status
+    }
+
+    /// Checks the key and the rate limit, then runs `body` for the key's merchant.
+    func authorized(_ request: Request, admin: Bool = false,
+                    _ body: (String) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization] else {
+            throw APIFailure(401, APIWire.ErrorBody(code: "unauthorized", message: "missing Authorization header; send `Authorization: Bearer <api key>`"))
+        }
+        guard header.hasPrefix("Bearer "), let principal = keys.principal(forKey: String(header.dropFirst(7))) else {
+            throw APIFailure(401, APIWire.ErrorBody(code: "unauthorized", message: "unknown API key"))
+        }
+        if let limiter, let wait = limiter.take(String(header.dropFirst(7))) {
+            let seconds = max(1, Int(wait.rounded(.up)))
+            var response = Self.json(429, APIWire.ErrorBody(code: "rate_limited", message: "more than \(Int(limiter.rate)) requests per second for this API key; retry after \(seconds) s"))
+            response.headers[.retryAfter] = String(seconds)
+            return response
+        }
+        switch (principal, admin) {
+        case (.admin, _): return try await body("")
+        case let (.merchant(id), false): return try await body(id)
+        case (.merchant, true):
+            throw APIFailure(403, APIWire.ErrorBody(code: "forbidden", message: "the ledger needs the admin key"))
+        }
+    }
+
+    func body(_ request: Request) async throws -> Data {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > maximumBodyBytes {
+            throw APIFailure(413, APIWire.ErrorBody(code: "body_too_large", message: "the body is \(length) bytes; at most \(maximumBodyBytes) are accepted"))
+        }
+        var request = request
+        do {
+            let buffer = try await request.collectBody(upTo: maximumBodyBytes)
+            return Data(buffer: buffer)
+        } catch {
+            throw APIFailure(413, APIWire.ErrorBody(code: "body_too_large", message: "the body is over \(maximumBodyBytes) bytes"))
+        }
+    }
+
+    func unwrap<T>(_ result: Result<EngineRunner.Answer, EngineError>, _ extract: (EngineRunner.Answer) -> T?) throws -> T {
+        switch result {
+        case let .success(answer):
+            guard let value = extract(answer) else { preconditionFailure("the engine runner answered \(answer) to the wrong call") }
+            return value
+        case let .failure(error):
+            let (status, body) = APIWire.error(error)
+            throw APIFailure(status, body)
+        }
+    }
+
+    /// `POST /webhook`: a PSP's event, authenticated by its signature.
+    func webhook(_ request: Request) async throws -> Response {
+        func header(_ name: String) throws -> String {
+            let lowercased = name.lowercased()
+            guard let value = request.headers.first(where: { $0.name.canonicalName == lowercased })?.value, !value.isEmpty else {
+                throw APIFailure(400, APIWire.ErrorBody(code: "webhook_rejected", message: "missing \(name) header", field: name))
+            }
+            return value
+        }
+        let psp = try header("X-Paystorm-PSP")
+        guard pspIDs.contains(psp) else {
+            throw APIFailure(400, APIWire.ErrorBody(code: "webhook_rejected", message: "unknown PSP \"\(psp)\"; expected one of \(pspIDs.sorted().joined(separator: ", "))", field: "X-Paystorm-PSP"))
+        }
+        let signature = try header("X-Paystorm-Signature")
+        let timestampText = try header("X-Paystorm-Timestamp")
+        guard let timestamp = Int64(timestampText) else {
+            throw APIFailure(400, APIWire.ErrorBody(code: "webhook_rejected", message: "expected Unix seconds, found \"\(timestampText)\"", field: "X-Paystorm-Timestamp"))
+        }
+        let data = try await body(request)
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw APIFailure(400, APIWire.ErrorBody(code: "webhook_rejected", message: "the body is not UTF-8"))
+        }
+        let outcome = try unwrap(await runner.perform(.webhook(pspID: psp, body: text, signature: signature, timestampSeconds: timestamp))) { answer -> WebhookOutcome? in
+            if case let .webhook(outcome) = answer { outcome } else { nil }
+        }
+        return Self.json(200, APIWire.WebhookResult(outcome: outcome.rawValue))
+    }
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return encoder
+    }()
+
+    static func json(_ status: Int, _ value: some Encodable) -> Response {
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(status: .init(code: status), headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(data: data)))
+    }
+}
+
+/// A refusal with its status and error body.
+struct APIFailure: Error {
+    var status: Int
+    var body: APIWire.ErrorBody
+    init(_ status: Int, _ body: APIWire.ErrorBody) {
+        self.status = status
+        self.body = body
+    }
+}
+
+/// Every error leaves as the API's JSON error body: refusals with their
+/// status, unknown routes as 404, and anything unexpected as a 500 that
+/// says nothing about internals.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let failure as APIFailure {
+            return PaystormAPI.json(failure.status, failure.body)
+        } catch let bad as APIWire.BadRequest {
+            return PaystormAPI.json(400, APIWire.ErrorBody(code: "bad_request", message: bad.message, field: bad.field))
+        } catch let error as HTTPError {
+            let code: String = switch error.status.code {
+            case 404: "not_found"
+            case 405: "method_not_allowed"
+            case 413: "body_too_large"
+            default: "bad_request"
+            }
+            let message = error.status.code == 404 ? "no such endpoint: \(request.method) \(request.uri.path)" : (error.body ?? error.status.reasonPhrase)
+            return PaystormAPI.json(error.status.code, APIWire.ErrorBody(code: code, message: message))
+        } catch {
+            context.logger.error("unexpected error: \(error)")
+            return PaystormAPI.json(500, APIWire.ErrorBody(code: "internal", message: "internal error"))
+        }
+    }
+}

@@ -1,0 +1,389 @@
+import Foundation
+import HeapModule
+import PaystormEngine
+import PaystormStore
+
+/// Engine time on the server: the wall clock, Unix-epoch nanoseconds. (The
+/// simulator supplies virtual time instead; the engine reads no clock.)
+public enum WallClock {
+    public static func nanoseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+    }
+
+    /// For timers and latency: never jumps with the wall clock.
+    public static func monotonic() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+    }
+}
+
+/// The server host of the engine: one thread owns the engine and its SQLite
+/// connection and performs its effects for real.
+///
+/// **Group commit.** Requests from the HTTP handlers, PSP replies, timers
+/// and notification results queue in an inbox; the thread takes everything
+/// queued (up to ``maximumBatch``) and runs it in one SQLite transaction
+/// (``PaymentEngine/inBatch(_:)``, each call still all-or-nothing in a
+/// savepoint). Answers and effects are released only after the commit, so
+/// an acknowledged payment is on disk, and the cost of a durable commit is
+/// shared by every request that arrived while the last one ran.
+///
+/// **Effects.** PSP calls go to the ``PSPPort``, notifications to the
+/// ``NotificationPort``; their answers come back through the inbox. Timers
+/// are kept in a heap on wall time and fire as inbox jobs. The outbox relay
+/// and the ledger, wallet and notification consumers run on the same thread
+/// between batches, through the ``EventBroker``.
+public final class EngineRunner: @unchecked Sendable {
+    /// What an HTTP handler asks of the engine.
+    public enum Call: Sendable {
+        case createPayment(CreatePaymentCommand)
+        case createRefund(CreateRefundCommand)
+        case payment(id: String, merchantID: String?)
+        case refund(id: String)
+        case ledger(LedgerQuery)
+        case webhook(pspID: String, body: String, signature: String, timestampSeconds: Int64)
+        case reconcile(SettlementReport)
+        case status
+    }
+
+    public enum Answer: Sendable {
+        case payment(PaymentView)
+        case refund(RefundView)
+        case ledger(LedgerPage)
+        case webhook(WebhookOutcome)
+        case reconciliation(ReconciliationResult)
+        case status(Status)
+    }
+
+    /// What `GET /health` shows of the engine thread.
+    public struct Status: Sendable, Codable, Equatable {
+        public var batches: Int
+        public var calls: Int
+        public var largestBatch: Int
+        public var timersArmed: Int
+        public var pspCallsInFlight: Int
+        public var notificationsInFlight: Int
+        public var outboxRelayed: Int64
+        public var consumerLag: Int
+        public var deadLetters: Int
+        public var engineErrors: Int
+    }
+
+    public typealias Reply = @Sendable (Result<Answer, EngineError>) -> Void
+
+    enum Job {
+        case call(Call, Reply)
+        case pspReply(attemptID: Int64, PSPOutcome)
+        case notification(id: Int64, success: Bool)
+        case timer(EngineTimer)
+    }
+
+    struct ArmedTimer: Comparable {
+        var deadline: Int64
+        var sequence: Int64
+        var timer: EngineTimer
+        static func < (a: Self, b: Self) -> Bool { (a.deadline, a.sequence) < (b.deadline, b.sequence) }
+        static func == (a: Self, b: Self) -> Bool { a.sequence == b.sequence }
+    }
+
+    /// Calls per SQLite transaction, at most.
+    public var maximumBatch = 512
+    /// Events the relay and each consumer take per round, at most.
+    public var maximumEvents = 2_000
+
+    let engine: PaymentEngine
+    let broker: any EventBroker
+    let psp: any PSPPort
+    let notifier: any NotificationPort
+    let log: @Sendable (String) -> Void
+
+    // Shared with other threads, under `condition`.
+    private let condition = NSCondition()
+    private var inbox: [Job] = []
+    private var stopRequested = false
+    private var stopped = false
+    private var pspInFlight = 0
+    private var notificationsInFlight = 0
+    private var status = Status(batches: 0, calls: 0, largestBatch: 0, timersArmed: 0, pspCallsInFlight: 0,
+                                notificationsInFlight: 0, outboxRelayed: 0, consumerLag: 0, deadLetters: 0, engineErrors: 0)
+    private var stopWaiters: [@Sendable () -> Void] = []
+
+    // The engine thread's own.
+    private var timers = Heap<ArmedTimer>()
+    private var timerSequence: Int64 = 0
+    private var relayCursor: Int64 = 0
+    private var moreEvents = false
+
+    public init(engine: PaymentEngine, broker: any EventBroker, psp: any PSPPort, notifier: any NotificationPort,
+                log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.engine = engine
+        self.broker = broker
+        self.psp = psp
+        self.notifier = notifier
+        self.log = log
+    }
+
+    /// Starts the engine thread: it first recovers (re-arms every open PSP
+    /// attempt and pending notification from SQLite), then serves the inbox.
+    public func start() throws(EngineError) {
+        relayCursor = try engine.outboxCursor()
+        try engine.recover(now: WallClock.nanoseconds())
+        perform(engine.takeEffects())
+        let thread = Thread { [self] in loop() }
+        thread.name = "paystorm-engine"
+        thread.start()
+    }
+
+    /// Queues a call; `reply` runs on the engine thread after the commit.
+    public func submit(_ call: Call, reply: @escaping Reply) {
+        enqueue(.call(call, reply))
+    }
+
+    /// Queues a call and waits for its answer.
+    public func perform(_ call: Call) async -> Result<Answer, EngineError> {
+        await withCheckedContinuation { continuation in
+            submit(call) { continuation.resume(returning: $0) }
+        }
+    }
+
+    private func enqueue(_ job: Job) {
+        condition.lock()
+        inbox.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Stops taking new work and drains: the inbox, the PSP calls and
+    /// notifications in flight (up to `grace`), the relay and the consumers.
+    /// Returns once the engine thread has stopped.
+    public func stop(grace: Duration = .seconds(10)) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            if stopped {
+                condition.unlock()
+                continuation.resume()
+                return
+            }
+            stopRequested = true
+            drainDeadline = WallClock.monotonic() + Int64(grace.components.seconds) * 1_000_000_000
+            stopWaiters.append { continuation.resume() }
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    private var drainDeadline: Int64 = .max
+
+    public var currentStatus: Status {
+        condition.lock()
+        defer { condition.unlock() }
+        var status = self.status
+        status.pspCallsInFlight = pspInFlight
+        status.notificationsInFlight = notificationsInFlight
+        return status
+    }
+
+    // MARK: - The engine thread
+
+    private func loop() {
+        var jobs: [Job] = []
+        while true {
+            condition.lock()
+            while inbox.isEmpty && !moreEvents {
+                if stopRequested && pspInFlight + notificationsInFlight == 0 { break }
+                if stopRequested && WallClock.monotonic() >= drainDeadline { break }
+                // Wake for the next timer, the drain deadline, and at least once a
+                // second for the relay (a failed round is retried then).
+                let wake = min(timers.min?.deadline ?? .max, stopRequested ? drainDeadline : .max,
+                               WallClock.monotonic() + 1_000_000_000)
+                let seconds = Double(wake - WallClock.monotonic()) / 1e9
+                if seconds <= 0 { break }
+                _ = condition.wait(until: Date(timeIntervalSinceNow: seconds))
+                if WallClock.monotonic() >= wake { break }
+            }
+            swap(&jobs, &inbox)
+            let stopping = stopRequested
+            let idle = pspInFlight + notificationsInFlight == 0 || WallClock.monotonic() >= drainDeadline
+            condition.unlock()
+
+            let now = WallClock.monotonic()
+            while let due = timers.min, due.deadline <= now, !stopping {
+                jobs.append(.timer(timers.removeMin().timer))
+            }
+            var start = 0
+            while start < jobs.count {
+                let end = min(jobs.count, start + maximumBatch)
+                execute(jobs[start..<end])
+                start = end
+            }
+            jobs.removeAll(keepingCapacity: true)
+            relayAndConsume()
+
+            if stopping && idle && !moreEvents {
+                condition.lock()
+                let empty = inbox.isEmpty
+                if empty {
+                    stopped = true
+                    let waiters = stopWaiters
+                    stopWaiters.removeAll()
+                    condition.unlock()
+                    log("engine stopped; \(timers.count) timers left to recovery")
+                    waiters.forEach { $0() }
+                    return
+                }
+                condition.unlock()
+            }
+        }
+    }
+
+    /// One group commit: every job in one transaction, then the answers and effects.
+    private func execute(_ jobs: ArraySlice<Job>) {
+        let now = WallClock.nanoseconds()
+        var answers: [(Reply, Result<Answer, EngineError>)] = []
+        answers.reserveCapacity(jobs.count)
+        var errors = 0
+        do {
+            try engine.inBatch {
+                for job in jobs {
+                    do throws(EngineError) {
+                        switch job {
+                        case let .call(call, reply):
+                            answers.append((reply, .success(try answer(call, now: now))))
+                        case let .pspReply(attemptID, outcome):
+                            try engine.pspReplied(attemptID: attemptID, outcome: outcome, now: now)
+                        case let .notification(id, success):
+                            try engine.notificationDelivered(id, success: success, now: now)
+                        case let .timer(timer):
+                            try engine.timerFired(timer, now: now)
+                        }
+                    } catch {
+                        if case let .call(_, reply) = job {
+                            answers.append((reply, .failure(error)))
+                        } else {
+                            errors += 1
+                            log("engine error: \(error)")
+                        }
+                    }
+                }
+            }
+        } catch {
+            // The commit failed: nothing of the batch happened.
+            log("batch of \(jobs.count) rolled back: \(error)")
+            answers = answers.map { ($0.0, .failure(error)) }
+        }
+        perform(engine.takeEffects())
+        condition.lock()
+        status.batches += 1
+        status.calls += jobs.count
+        status.largestBatch = max(status.largestBatch, jobs.count)
+        status.engineErrors += errors
+        condition.unlock()
+        for (reply, result) in answers { reply(result) }
+    }
+
+    private func answer(_ call: Call, now: Int64) throws(EngineError) -> Answer {
+        switch call {
+        case let .createPayment(command): return .payment(try engine.createPayment(command, now: now))
+        case let .createRefund(command): return .refund(try engine.createRefund(command, now: now))
+        case let .payment(id, merchantID): return .payment(try engine.payment(id, merchantID: merchantID))
+        case let .refund(id): return .refund(try engine.refund(id))
+        case let .ledger(query): return .ledger(try engine.ledger(query))
+        case let .webhook(pspID, body, signature, timestamp):
+            return .webhook(try engine.receiveWebhook(pspID: pspID, body: body, signature: signature,
+                                                      timestampSeconds: timestamp, now: now))
+        case let .reconcile(report): return .reconciliation(try engine.reconcile(report, now: now))
+        case .status:
+            var status = currentStatus
+            status.timersArmed = timers.count
+            status.consumerLag = (try? EngineConsumer.allCases.reduce(0) { $0 + (try broker.lag(group: $1.rawValue)) }) ?? -1
+            return .status(status)
+        }
+    }
+
+    private func perform(_ effects: [EngineEffect]) {
+        for effect in effects {
+            switch effect {
+            case let .callPSP(request):
+                condition.lock()
+                pspInFlight += 1
+                condition.unlock()
+                psp.call(request) { [self] outcome in
+                    condition.lock()
+                    pspInFlight -= 1
+                    if let outcome { inbox.append(.pspReply(attemptID: request.attemptID, outcome)) }
+                    condition.signal()
+                    condition.unlock()
+                }
+            case let .armTimer(timer, after):
+                timerSequence += 1
+                timers.insert(ArmedTimer(deadline: WallClock.monotonic() + max(0, after), sequence: timerSequence, timer: timer))
+            case .publish:
+                break  // the relay publishes what it polled itself
+            case let .sendNotification(message):
+                condition.lock()
+                notificationsInFlight += 1
+                condition.unlock()
+                notifier.deliver(message) { [self] success in
+                    condition.lock()
+                    notificationsInFlight -= 1
+                    inbox.append(.notification(id: message.notificationID, success: success))
+                    condition.signal()
+                    condition.unlock()
+                }
+            }
+        }
+    }
+
+    /// The outbox relay, then the engine's three consumers, each one round.
+    /// The relay acknowledges the outbox only after the broker stored the
+    /// events; a consumer commits its offsets only after the engine
+    /// committed what it applied. A crash between repeats work, which the
+    /// consumers' idempotency by event id absorbs.
+    private func relayAndConsume() {
+        moreEvents = false
+        do {
+            let messages = try engine.pollOutbox(after: relayCursor, limit: maximumEvents)
+            _ = engine.takeEffects()  // the publish effects: this is the relay
+            if let last = messages.last {
+                try broker.produce(messages.map { BrokerRecord(topic: $0.topic, key: $0.partitionKey, payload: $0.event.json()) })
+                try engine.acknowledgeOutbox(through: last.sequence)
+                relayCursor = last.sequence
+                condition.lock()
+                status.outboxRelayed += Int64(messages.count)
+                condition.unlock()
+                moreEvents = messages.count == maximumEvents
+            }
+            let now = WallClock.nanoseconds()
+            for consumer in EngineConsumer.allCases {
+                let deliveries = try broker.poll(group: consumer.rawValue, limit: maximumEvents)
+                guard !deliveries.isEmpty else { continue }
+                var poisoned: [(BrokerDelivery, String)] = []
+                try engine.inBatch {
+                    for delivery in deliveries {
+                        do {
+                            try engine.consume(try TransactionEvent.decode(delivery.payload), by: consumer, now: now)
+                        } catch {
+                            poisoned.append((delivery, "\(error)"))
+                        }
+                    }
+                }
+                perform(engine.takeEffects())
+                for (delivery, reason) in poisoned {
+                    try broker.deadLetter(group: consumer.rawValue, delivery, reason: reason)
+                    log("\(consumer.rawValue) consumer: dead-lettered \(delivery.topic)/\(delivery.partition)@\(delivery.offset): \(reason)")
+                }
+                try broker.commit(group: consumer.rawValue, deliveries)
+                condition.lock()
+                status.deadLetters += poisoned.count
+                condition.unlock()
+                moreEvents = moreEvents || deliveries.count == maximumEvents
+            }
+        } catch {
+            log("relay or consumer round failed, to be retried: \(error)")
+            moreEvents = false
+        }
+    }
+}

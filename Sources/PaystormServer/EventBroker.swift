@@ -1,0 +1,185 @@
+import GRDB
+import PaystormStore
+
+/// One message to publish: topics are partitioned by `key` (the merchant id).
+public struct BrokerRecord: Sendable, Equatable {
+    public var topic: String
+    public var key: String
+    public var payload: String
+
+    public init(topic: String, key: String, payload: String) {
+        self.topic = topic
+        self.key = key
+        self.payload = payload
+    }
+}
+
+/// One message as a consumer group receives it.
+public struct BrokerDelivery: Sendable, Equatable {
+    public var topic: String
+    public var partition: Int
+    public var offset: Int64
+    public var key: String
+    public var payload: String
+}
+
+/// The port the server's outbox relay and consumers talk to: a Kafka-like
+/// log with partitions, consumer groups and committed offsets, delivering
+/// at least once. ``SQLiteBroker`` is the durable local implementation; a
+/// Kafka adapter would implement the same five calls.
+public protocol EventBroker: AnyObject {
+    /// Appends the records durably, in order per partition; returns once they are stored.
+    func produce(_ records: [BrokerRecord]) throws
+    /// Up to `limit` messages the group has not committed, oldest first per partition.
+    /// Until committed, the same messages are delivered again.
+    func poll(group: String, limit: Int) throws -> [BrokerDelivery]
+    /// Commits the group's offsets past every delivery given.
+    func commit(group: String, _ deliveries: [BrokerDelivery]) throws
+    /// Parks a message the group cannot process in its dead-letter topic.
+    func deadLetter(group: String, _ delivery: BrokerDelivery, reason: String) throws
+    /// Messages the group has not committed yet, over every partition.
+    func lag(group: String) throws -> Int
+}
+
+/// A durable, local broker on its own SQLite database (WAL, synchronous FULL):
+/// topics of `partitions` partitions, each an append-only log keyed by
+/// offset, and one committed offset per group, topic and partition. The
+/// partition of a key is a stable hash of it (FNV-1a), the same in every
+/// process and run.
+public final class SQLiteBroker: EventBroker {
+    public let store: Store
+    public let partitions: Int
+    /// Next offset of each (topic, partition), cached from the log.
+    private var ends: [PartitionID: Int64] = [:]
+    /// Committed offset of each (group, topic, partition), cached from the table.
+    private var committed: [String: [PartitionID: Int64]] = [:]
+
+    struct PartitionID: Hashable, Comparable {
+        var topic: String
+        var partition: Int
+        static func < (a: Self, b: Self) -> Bool { (a.topic, a.partition) < (b.topic, b.partition) }
+    }
+
+    /// Opens (or creates) the broker's database.
+    /// - Parameter partitions: of every topic; fixed for the life of the database.
+    public init(_ location: Store.Location, partitions: Int = 8) throws(StoreError) {
+        precondition(partitions >= 1, "a topic needs at least one partition")
+        self.partitions = partitions
+        store = try Store(location) { migrator in
+            migrator.registerMigration("v1-broker") { db in
+                try db.execute(sql: """
+                    CREATE TABLE broker_message (
+                        topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+                        key TEXT NOT NULL, payload TEXT NOT NULL,
+                        PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
+                    CREATE TABLE broker_offset (
+                        grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+                        PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID;
+                    CREATE TABLE broker_dead_letter (
+                        grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+                        payload TEXT NOT NULL, reason TEXT NOT NULL,
+                        PRIMARY KEY (grp, topic, partition, offset)) WITHOUT ROWID;
+                    """)
+            }
+        }
+        do {
+            try store.queue.inDatabase { db in
+                for row in try Row.fetchAll(db, sql: "SELECT topic, partition, MAX(offset) + 1 AS next FROM broker_message GROUP BY topic, partition") {
+                    ends[PartitionID(topic: row["topic"], partition: row["partition"])] = row["next"]
+                }
+                for row in try Row.fetchAll(db, sql: "SELECT grp, topic, partition, next_offset FROM broker_offset") {
+                    committed[row["grp"], default: [:]][PartitionID(topic: row["topic"], partition: row["partition"])] = row["next_offset"]
+                }
+            }
+        } catch {
+            throw StoreError(path: location.description, operation: "read the broker's offsets", message: "\(error)")
+        }
+    }
+
+    /// The partition of a key: FNV-1a of its UTF-8 bytes, modulo the partition count.
+    public func partition(of key: String) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in key.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        return Int(hash % UInt64(partitions))
+    }
+
+    public func produce(_ records: [BrokerRecord]) throws {
+        guard !records.isEmpty else { return }
+        var ends = self.ends
+        try store.queue.write { db in
+            let insert = try db.cachedStatement(sql: "INSERT INTO broker_message (topic, partition, offset, key, payload) VALUES (?, ?, ?, ?, ?)")
+            for record in records {
+                let id = PartitionID(topic: record.topic, partition: partition(of: record.key))
+                let offset = ends[id, default: 0]
+                try insert.execute(arguments: [record.topic, id.partition, offset, record.key, record.payload])
+                ends[id] = offset + 1
+            }
+        }
+        self.ends = ends  // only once the transaction committed
+    }
+
+    public func poll(group: String, limit: Int) throws -> [BrokerDelivery] {
+        var deliveries: [BrokerDelivery] = []
+        let offsets = committed[group] ?? [:]
+        try store.queue.inDatabase { db in
+            let select = try db.cachedStatement(sql: """
+                SELECT offset, key, payload FROM broker_message
+                WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?
+                """)
+            for (id, end) in ends.sorted(by: { $0.key < $1.key }) where deliveries.count < limit {
+                let next = offsets[id, default: 0]
+                guard next < end else { continue }
+                let rows = try Row.fetchCursor(select, arguments: [id.topic, id.partition, next, limit - deliveries.count])
+                while let row = try rows.next() {
+                    deliveries.append(BrokerDelivery(topic: id.topic, partition: id.partition, offset: row["offset"],
+                                                     key: row["key"], payload: row["payload"]))
+                }
+            }
+        }
+        return deliveries
+    }
+
+    public func commit(group: String, _ deliveries: [BrokerDelivery]) throws {
+        var offsets = committed[group] ?? [:]
+        var changed: [PartitionID: Int64] = [:]
+        for delivery in deliveries {
+            let id = PartitionID(topic: delivery.topic, partition: delivery.partition)
+            if delivery.offset + 1 > offsets[id, default: 0] {
+                offsets[id] = delivery.offset + 1
+                changed[id] = delivery.offset + 1
+            }
+        }
+        guard !changed.isEmpty else { return }
+        try store.queue.write { db in
+            let upsert = try db.cachedStatement(sql: """
+                INSERT INTO broker_offset (grp, topic, partition, next_offset) VALUES (?, ?, ?, ?)
+                ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)
+                """)
+            for (id, next) in changed.sorted(by: { $0.key < $1.key }) {
+                try upsert.execute(arguments: [group, id.topic, id.partition, next])
+            }
+        }
+        committed[group] = offsets
+    }
+
+    public func deadLetter(group: String, _ delivery: BrokerDelivery, reason: String) throws {
+        try store.queue.write { db in
+            try db.execute(sql: """
+                INSERT OR IGNORE INTO broker_dead_letter (grp, topic, partition, offset, payload, reason) VALUES (?, ?, ?, ?, ?, ?)
+                """, arguments: [group, delivery.topic, delivery.partition, delivery.offset, delivery.payload, reason])
+        }
+    }
+
+    public func lag(group: String) throws -> Int {
+        let offsets = committed[group] ?? [:]
+        return ends.reduce(0) { $0 + Int($1.value - offsets[$1.key, default: 0]) }
+    }
+
+    /// Messages parked in the group's dead-letter topic.
+    public func deadLetterCount(group: String) throws -> Int {
+        try store.queue.inDatabase { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM broker_dead_letter WHERE grp = ?", arguments: [group]) ?? 0 }
+    }
+}

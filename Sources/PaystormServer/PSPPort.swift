@@ -1,0 +1,144 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import PaystormEngine
+
+/// Where the server host sends the engine's PSP calls. `reply` is called
+/// once, with the PSP's answer — or `nil` when the outcome is unknown
+/// (timeout, connection lost after sending): the engine's own timeout then
+/// makes the attempt ambiguous and settles it by status query, webhook or
+/// reconciliation.
+public protocol PSPPort: Sendable {
+    func call(_ request: PSPRequest, reply: @escaping @Sendable (PSPOutcome?) -> Void)
+}
+
+/// Where the server host delivers notifications; `done` is always called,
+/// `true` when the recipient took it.
+public protocol NotificationPort: Sendable {
+    func deliver(_ message: NotificationMessage, done: @escaping @Sendable (Bool) -> Void)
+}
+
+/// The wire format between the PSP adapter and `paystorm psp-sandbox`
+/// (documented in `openapi/psp-sandbox.yaml`).
+public enum PSPWire {
+    /// `POST {base}/psp/{psp}/{operation}` body.
+    public struct Call: Codable, Sendable {
+        public var idempotencyKey: String
+        public var amountMinor: Int64
+        public var currency: String
+        public var cardToken: String?
+        enum CodingKeys: String, CodingKey {
+            case idempotencyKey = "idempotency_key", amountMinor = "amount_minor", currency, cardToken = "card_token"
+        }
+    }
+
+    /// The answer of a call the PSP processed (HTTP 200): `succeeded`,
+    /// `declined`, `not_found` or `pending`.
+    public struct Answer: Codable, Sendable {
+        public var outcome: String
+        public var reference: String?
+        public var reason: String?
+    }
+
+    /// The PSP's answer, from its HTTP status and body. `nil` means the outcome
+    /// is unknown: a 5xx other than 503 (a gateway timeout, say) may come after
+    /// the PSP moved money.
+    public static func outcome(status: Int, body: Data) -> PSPOutcome? {
+        switch status {
+        case 200:
+            guard let answer = try? JSONDecoder().decode(Answer.self, from: body) else { return nil }
+            switch answer.outcome {
+            case "succeeded": return .succeeded(pspReference: answer.reference ?? "")
+            case "declined": return .declined(reason: answer.reason ?? "declined")
+            case "not_found": return .notFound
+            case "pending": return .pending
+            default: return nil
+            }
+        case 429: return .rateLimited
+        // The sandbox's contract, as Stripe's: 503 means the request was not processed.
+        case 503: return .transientError("503 from PSP")
+        default: return nil
+        }
+    }
+}
+
+/// The engine's PSP port over HTTP, for `paystorm psp-sandbox` or any PSP
+/// speaking its wire format. A card token goes to the PSP as it is: the
+/// sandbox never needs the number; an adapter for a live PSP would
+/// detokenize inside the card-data boundary here.
+public struct HTTPPSPAdapter: PSPPort {
+    public let baseURL: String
+    public let client: HTTPClient
+    /// Longer than the engine's PSP timeout is pointless: the engine gives up first.
+    public let timeout: TimeAmount
+
+    public init(baseURL: String, client: HTTPClient, timeout: TimeAmount = .seconds(5)) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.client = client
+        self.timeout = timeout
+    }
+
+    public func call(_ request: PSPRequest, reply: @escaping @Sendable (PSPOutcome?) -> Void) {
+        let call = PSPWire.Call(idempotencyKey: request.idempotencyKey, amountMinor: request.amount.minorUnits,
+                                currency: request.amount.currency.code, cardToken: request.cardToken)
+        var http = HTTPClientRequest(url: "\(baseURL)/psp/\(request.pspID)/\(request.operation.rawValue)")
+        http.method = .POST
+        http.headers.add(name: "Content-Type", value: "application/json")
+        http.headers.add(name: "Idempotency-Key", value: request.idempotencyKey)
+        http.body = .bytes(ByteBuffer(data: (try? JSONEncoder().encode(call)) ?? Data()))
+        let client = self.client, timeout = self.timeout
+        Task {
+            do {
+                let response = try await client.execute(http, timeout: timeout)
+                let body = try await response.body.collect(upTo: 1 << 16)
+                reply(PSPWire.outcome(status: Int(response.status.code), body: Data(buffer: body)))
+            } catch let error as HTTPClientError where error == .connectTimeout {
+                reply(.transientError("PSP unreachable: \(error)"))  // never connected: nothing was sent
+            } catch let error as NIOConnectionError {
+                reply(.transientError("PSP unreachable: \(error)"))
+            } catch {
+                reply(nil)  // sent, and no answer: the outcome is unknown
+            }
+        }
+    }
+}
+
+/// Delivers notifications to an HTTP endpoint (a merchant's webhook URL),
+/// with the recipient and the HMAC signature in headers.
+public struct HTTPNotifier: NotificationPort {
+    public let url: String
+    public let client: HTTPClient
+
+    public init(url: String, client: HTTPClient) {
+        self.url = url
+        self.client = client
+    }
+
+    public func deliver(_ message: NotificationMessage, done: @escaping @Sendable (Bool) -> Void) {
+        var http = HTTPClientRequest(url: url)
+        http.method = .POST
+        http.headers.add(name: "Content-Type", value: "application/json")
+        http.headers.add(name: "X-Paystorm-Recipient", value: message.recipient)
+        http.headers.add(name: "X-Paystorm-Notification", value: String(message.notificationID))
+        if let signature = message.signature { http.headers.add(name: "X-Paystorm-Signature", value: signature) }
+        http.body = .bytes(ByteBuffer(string: message.body))
+        let client = self.client
+        Task {
+            do {
+                let response = try await client.execute(http, timeout: .seconds(5))
+                _ = try await response.body.collect(upTo: 1 << 16)
+                done((200..<300).contains(Int(response.status.code)))
+            } catch {
+                done(false)
+            }
+        }
+    }
+}
+
+/// Takes every notification at once: for a server run without a merchant endpoint.
+public struct AcceptingNotifier: NotificationPort {
+    public init() {}
+    public func deliver(_ message: NotificationMessage, done: @escaping @Sendable (Bool) -> Void) { done(true) }
+}

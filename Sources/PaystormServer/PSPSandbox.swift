@@ -1,0 +1,283 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import NIOCore
+import PaystormEngine
+import PaystormStatistics
+import PaystormWorld
+import Synchronization
+
+/// `paystorm psp-sandbox`: PSPs over HTTP with the simulated PSPs'
+/// behaviour profiles (``PSPProfile``): lognormal latency, declines,
+/// transient errors (503: not processed), rate limits (429), and the
+/// ambiguous failure — charged, then a 504 so the caller cannot know. It
+/// keeps one outcome per idempotency key, answers status queries truthfully,
+/// voids untouched keys on `cancel`, sends signed webhooks (late, sometimes
+/// twice) to the server, serves settlement reports, and counts any payment
+/// charged twice. It also takes merchant notifications, failing some.
+public final class PSPSandbox: Sendable {
+    enum Final { case done, declined, voided }
+
+    struct Record {
+        var key: String
+        var kind: SettlementKind
+        var amount: Money
+        var status: SettlementStatus
+        var nanoseconds: Int64
+    }
+
+    struct State {
+        var outcomes: [String: Final] = [:]
+        var records: [String: [Record]] = [:]
+        /// Payment id (`pay-N`) → successful charges, over every PSP.
+        var chargesPerPayment: [String: Int] = [:]
+        var doubleCharged: [String] = []
+        var calls = 0
+        var answered: [String: Int] = [:]
+        var notifications = 0
+        var notificationsFailed = 0
+        var webhooksSent = 0
+        var webhooksFailed = 0
+        let random: RandomStream
+    }
+
+    public let profiles: [String: PSPProfile]
+    public let webhookURL: String?
+    public let notificationFailureRate: Double
+    private let state: Mutex<State>
+    private let client: HTTPClient
+
+    public init(profiles: [PSPProfile], webhookURL: String?, notificationFailureRate: Double, seed: UInt64, client: HTTPClient) {
+        self.profiles = Dictionary(uniqueKeysWithValues: profiles.map { ($0.id, $0) })
+        self.webhookURL = webhookURL
+        self.notificationFailureRate = notificationFailureRate
+        self.client = client
+        state = Mutex(State(random: RandomStream(seed: seed)))
+    }
+
+    /// What `GET /stats` answers.
+    public struct Stats: Codable, Sendable, Equatable {
+        public var calls: Int
+        public var answered: [String: Int]
+        public var captured: Int
+        public var refunded: Int
+        public var doubleCharged: [String]
+        public var webhooksSent: Int
+        public var webhooksFailed: Int
+        public var notifications: Int
+        public var notificationsFailed: Int
+        enum CodingKeys: String, CodingKey {
+            case calls, answered, captured, refunded, doubleCharged = "double_charged", webhooksSent = "webhooks_sent"
+            case webhooksFailed = "webhooks_failed", notifications, notificationsFailed = "notifications_failed"
+        }
+    }
+
+    public var stats: Stats {
+        state.withLock { state in
+            let all = state.records.values.joined()
+            return Stats(calls: state.calls, answered: state.answered,
+                         captured: all.filter { $0.kind == .charge && $0.status == .captured }.count,
+                         refunded: all.filter { $0.kind == .refund && $0.status == .refunded }.count,
+                         doubleCharged: state.doubleCharged.sorted(), webhooksSent: state.webhooksSent, webhooksFailed: state.webhooksFailed,
+                         notifications: state.notifications, notificationsFailed: state.notificationsFailed)
+        }
+    }
+
+    enum Reply {
+        case answer(PSPWire.Answer)
+        case status(Int, String)
+    }
+
+    /// One call, as the PSP processes it: what to answer, after how long,
+    /// and whether a webhook follows.
+    func process(psp: PSPProfile, operation: PSPRequest.Operation, call: PSPWire.Call, now: Int64)
+        -> (reply: Reply, delay: Double, webhook: (Record, delay: Double, twice: Bool)?)
+    {
+        state.withLock { state in
+            state.calls += 1
+            let random = state.random
+            let delay = random.lognormal(median: psp.latencyMedianSeconds, sigma: psp.latencySigma)
+            let roll = random.uniform()
+            if roll < psp.rateLimitRate {
+                state.answered["rate_limited", default: 0] += 1
+                return (.status(429, "rate limited"), delay, nil)
+            }
+            if roll < psp.rateLimitRate + psp.transientErrorRate {
+                state.answered["transient_error", default: 0] += 1
+                return (.status(503, "temporarily unavailable; not processed"), delay, nil)
+            }
+            let key = call.idempotencyKey
+            let reference = "\(psp.id)-\(key)"
+            var settled: Record?
+            let answer: PSPWire.Answer
+            switch operation {
+            case .charge, .refund:
+                switch state.outcomes[key] {
+                case .done: answer = .init(outcome: "succeeded", reference: reference)
+                case .declined: answer = .init(outcome: "declined", reason: "do_not_honor")
+                case .voided: answer = .init(outcome: "declined", reason: "canceled")
+                case nil:
+                    let charge = operation == .charge
+                    let amount = Money(minorUnits: call.amountMinor, currency: Currency(code: call.currency) ?? Currency(code: "USD")!)
+                    if charge && random.uniform() < psp.declineRate {
+                        state.outcomes[key] = .declined
+                        settled = Record(key: key, kind: .charge, amount: amount, status: .failed, nanoseconds: now)
+                        answer = .init(outcome: "declined", reason: "do_not_honor")
+                    } else {
+                        state.outcomes[key] = .done
+                        settled = Record(key: key, kind: charge ? .charge : .refund, amount: amount,
+                                         status: charge ? .captured : .refunded, nanoseconds: now)
+                        if charge {
+                            let payment = String(key.prefix { $0 != ":" })
+                            state.chargesPerPayment[payment, default: 0] += 1
+                            if state.chargesPerPayment[payment] == 2 { state.doubleCharged.append(payment) }
+                        }
+                        answer = .init(outcome: "succeeded", reference: reference)
+                    }
+                }
+            case .status:
+                switch state.outcomes[key] {
+                case .done: answer = .init(outcome: "succeeded", reference: reference)
+                case .declined, .voided: answer = .init(outcome: "declined", reason: "failed")
+                case nil: answer = .init(outcome: "not_found")
+                }
+            case .cancel:
+                switch state.outcomes[key] {
+                case .done: answer = .init(outcome: "succeeded", reference: reference)
+                case .declined, .voided: answer = .init(outcome: "declined", reason: "canceled")
+                case nil:
+                    state.outcomes[key] = .voided
+                    answer = .init(outcome: "declined", reason: "canceled")
+                }
+            }
+            var webhook: (Record, Double, Bool)?
+            if let settled {
+                state.records[psp.id, default: []].append(settled)
+                if random.uniform() < psp.webhookRate && random.uniform() >= psp.webhookLossRate {
+                    webhook = (settled, random.lognormal(median: psp.webhookDelayMedianSeconds, sigma: 1.0),
+                               random.uniform() < psp.webhookDuplicateRate)
+                }
+                if settled.status != .failed && (operation == .charge || operation == .refund) && random.uniform() < psp.ambiguousRate {
+                    state.answered["ambiguous", default: 0] += 1
+                    return (.status(504, "gateway timeout"), delay, webhook)  // moved money; the caller cannot know
+                }
+            }
+            state.answered[answer.outcome, default: 0] += 1
+            return (.answer(answer), delay, webhook)
+        }
+    }
+
+    /// The settlement report of one PSP for `[from, to)`, as CSV.
+    public func settlementCSV(psp: String, from: Int64, to: Int64) -> String {
+        state.withLock { state in
+            var lines = [SettlementReportColumn.header]
+            for record in state.records[psp, default: []] where record.nanoseconds >= from && record.nanoseconds < to {
+                lines.append([record.key, record.kind.rawValue, record.amount.decimalString, record.amount.currency.code,
+                              record.status.rawValue, String(record.nanoseconds)].joined(separator: ","))
+            }
+            return lines.joined(separator: "\n") + "\n"
+        }
+    }
+
+    private func sendWebhook(_ record: Record, psp: String) async {
+        guard let webhookURL else { return }
+        let type: PSPWebhookPayload.Kind = switch (record.kind, record.status) {
+        case (.charge, .captured): .chargeSucceeded
+        case (.charge, _): .chargeFailed
+        case (.refund, .refunded): .refundSucceeded
+        case (.refund, _): .refundFailed
+        }
+        let body = "{\"event_id\":\"evt-\(record.key)\",\"type\":\"\(type.rawValue)\",\"psp_reference\":\"\(record.key)\"}"
+        let timestamp = WallClock.nanoseconds() / 1_000_000_000
+        var request = HTTPClientRequest(url: webhookURL)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "X-Paystorm-PSP", value: psp)
+        request.headers.add(name: "X-Paystorm-Timestamp", value: String(timestamp))
+        request.headers.add(name: "X-Paystorm-Signature",
+                            value: PaymentEngine.webhookSignature(body: body, timestampSeconds: timestamp, secret: ServerOptions.webhookSecret(psp)))
+        request.body = .bytes(ByteBuffer(string: body))
+        let ok: Bool
+        do {
+            let response = try await client.execute(request, timeout: .seconds(5))
+            _ = try await response.body.collect(upTo: 1 << 16)
+            ok = response.status.code == 200
+        } catch {
+            ok = false
+        }
+        state.withLock { state in
+            if ok { state.webhooksSent += 1 } else { state.webhooksFailed += 1 }
+        }
+    }
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        let sandbox = self
+        router.post("/psp/{psp}/{operation}") { request, context in
+            guard let psp = context.parameters.get("psp").flatMap({ sandbox.profiles[$0] }) else {
+                throw APIFailure(404, APIWire.ErrorBody(code: "not_found", message: "no PSP \(context.parameters.get("psp") ?? "") here; this sandbox runs \(sandbox.profiles.keys.sorted().joined(separator: ", "))"))
+            }
+            guard let operation = context.parameters.get("operation").flatMap(PSPRequest.Operation.init(rawValue:)) else {
+                throw APIFailure(404, APIWire.ErrorBody(code: "not_found", message: "operations are charge, refund, status and cancel"))
+            }
+            var request = request
+            let body = try await request.collectBody(upTo: 1 << 16)
+            let call: PSPWire.Call
+            do {
+                call = try JSONDecoder().decode(PSPWire.Call.self, from: Data(buffer: body))
+            } catch {
+                throw APIFailure(400, APIWire.ErrorBody(code: "bad_request", message: "not a PSP call: \(error)"))
+            }
+            let (reply, delay, webhook) = sandbox.process(psp: psp, operation: operation, call: call, now: WallClock.nanoseconds())
+            if let (record, webhookDelay, twice) = webhook {
+                Task {
+                    try? await Task.sleep(for: .seconds(webhookDelay))
+                    await sandbox.sendWebhook(record, psp: psp.id)
+                    if twice { await sandbox.sendWebhook(record, psp: psp.id) }
+                }
+            }
+            try? await Task.sleep(for: .seconds(delay))
+            switch reply {
+            case let .answer(answer): return PaystormAPI.json(200, answer)
+            case let .status(code, message): return PaystormAPI.json(code, APIWire.ErrorBody(code: "psp_\(code)", message: message))
+            }
+        }
+        router.get("/psp/{psp}/settlement") { request, context in
+            let psp = context.parameters.get("psp") ?? ""
+            guard sandbox.profiles[psp] != nil else {
+                throw APIFailure(404, APIWire.ErrorBody(code: "not_found", message: "no PSP \(psp) here"))
+            }
+            let from = request.uri.queryParameters.get("from_ns").flatMap { Int64($0) } ?? 0
+            let to = request.uri.queryParameters.get("to_ns").flatMap { Int64($0) } ?? Int64.max
+            return Response(status: .ok, headers: [.contentType: "text/csv"],
+                            body: .init(byteBuffer: ByteBuffer(string: sandbox.settlementCSV(psp: psp, from: from, to: to))))
+        }
+        router.get("/stats") { _, _ in PaystormAPI.json(200, sandbox.stats) }
+        router.post("/notifications") { request, _ in
+            var request = request
+            _ = try await request.collectBody(upTo: 1 << 16)
+            let fail = sandbox.state.withLock { state in
+                state.notifications += 1
+                let fail = state.random.uniform() < sandbox.notificationFailureRate
+                if fail { state.notificationsFailed += 1 }
+                return fail
+            }
+            return fail ? PaystormAPI.json(500, APIWire.ErrorBody(code: "merchant_down", message: "the merchant endpoint failed"))
+                        : PaystormAPI.json(200, APIWire.WebhookResult(outcome: "received"))
+        }
+        router.get("/health") { _, _ in PaystormAPI.json(200, APIWire.WebhookResult(outcome: "ok")) }
+        return router
+    }
+}
+
+/// The server's side of the sandbox's reports.
+enum SandboxClient {
+    static func settlementReport(client: HTTPClient, baseURL: String, pspID: String, from: Int64, to: Int64) async throws -> SettlementReport {
+        let request = HTTPClientRequest(url: "\(baseURL)/psp/\(pspID)/settlement?from_ns=\(from)&to_ns=\(to)")
+        let response = try await client.execute(request, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 512 << 20)
+        guard response.status.code == 200 else { throw ServerError("settlement report of \(pspID): HTTP \(response.status.code)") }
+        return try SettlementReport.parseCSV(String(buffer: body), pspID: pspID, periodStart: from, periodEnd: to)
+    }
+}

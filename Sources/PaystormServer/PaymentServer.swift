@@ -1,0 +1,163 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import PaystormEngine
+import PaystormStore
+import ServiceLifecycle
+
+/// Everything `paystorm serve` is told.
+public struct ServerOptions: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// The engine's SQLite database (WAL); the broker's sits beside it.
+    public var databasePath = "paystorm.sqlite"
+    /// Base URL of the PSPs (`paystorm psp-sandbox`).
+    public var pspURL = "http://127.0.0.1:9090"
+    public var pspIDs = ["stripe", "paypal"]
+    /// Where merchant notifications are POSTed; `nil` accepts them in process.
+    public var notifyURL: String?
+    public var apiKeys: [String: String] = [:]
+    public var adminKey = "sk_admin_dev"
+    public var acceptsTestKeys = true
+    /// Requests per second per API key; `nil` for no limit.
+    public var rateLimit: Double? = 1_000
+    /// Seconds between reconciliations against each PSP's settlement report; 0 turns it off.
+    public var reconcileEverySeconds = 0.0
+    public var brokerPartitions = 8
+    public var quiet = false
+
+    public init() {}
+
+    public var brokerPath: String {
+        let url = URL(fileURLWithPath: databasePath)
+        return url.deletingPathExtension().path + "-broker.sqlite"
+    }
+
+    public var keyPath: String { databasePath + ".vault-keys" }
+
+    /// The secret a PSP signs its webhooks with (the sandbox uses the same).
+    public static func webhookSecret(_ pspID: String) -> String { "whsec_\(pspID)" }
+}
+
+/// `paystorm serve`: the engine behind the design's HTTP API.
+public enum PaymentServer {
+    /// Opens the store and broker, recovers, and serves until SIGTERM or
+    /// SIGINT; then drains in-flight work and returns.
+    public static func run(_ options: ServerOptions) async throws {
+        let quiet = options.quiet
+        let log: @Sendable (String) -> Void = { line in
+            if !quiet { FileHandle.standardError.write(Data("paystorm serve: \(line)\n".utf8)) }
+        }
+        let keys = try vaultKeys(at: options.keyPath, log: log)
+        let configuration = EngineConfiguration(psps: options.pspIDs.map {
+            .init(id: $0, webhookSecret: ServerOptions.webhookSecret($0))
+        })
+        let engine = try PaymentEngine(store: .file(path: options.databasePath), configuration: configuration,
+                                       vaultEncryptionKey: keys.encryption, vaultTokenKey: keys.token)
+        let broker = try SQLiteBroker(.file(path: options.brokerPath), partitions: options.brokerPartitions)
+        var clientConfiguration = HTTPClient.Configuration()
+        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        clientConfiguration.timeout = .init(connect: .seconds(1), read: .seconds(5))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+        let notifier: any NotificationPort = options.notifyURL.map { HTTPNotifier(url: $0, client: client) } ?? AcceptingNotifier()
+        let runner = EngineRunner(engine: engine, broker: broker, psp: HTTPPSPAdapter(baseURL: options.pspURL, client: client),
+                                  notifier: notifier, log: log)
+        try runner.start()
+
+        let api = PaystormAPI(runner: runner,
+                              keys: APIKeys(merchants: options.apiKeys, adminKey: options.adminKey, acceptsTestKeys: options.acceptsTestKeys),
+                              limiter: options.rateLimit.map { RateLimiter(rate: $0, burst: max(1, $0)) },
+                              pspIDs: Set(options.pspIDs))
+        var logger = Logger(label: "paystorm")
+        logger.logLevel = options.quiet ? .error : .notice
+        var services: [any Service] = [EngineService(runner: runner, client: client, log: log)]
+        if options.reconcileEverySeconds > 0 {
+            services.append(Reconciliation(runner: runner, client: client, pspURL: options.pspURL, pspIDs: options.pspIDs,
+                                           every: options.reconcileEverySeconds, log: log))
+        }
+        let app = Application(router: api.router(),
+                              configuration: .init(address: .hostname(options.host, port: options.port), serverName: "paystorm"),
+                              services: services,
+                              onServerRunning: { channel in
+                                  log("listening on http://\(options.host):\(channel.localAddress?.port ?? options.port) (database \(options.databasePath))")
+                              },
+                              logger: logger)
+        try await app.runService()
+        log("stopped")
+    }
+
+    /// The vault's two keys: read from `path`, or made and written there
+    /// (mode 0600) on the first start. Losing them loses every stored card.
+    static func vaultKeys(at path: String, log: (String) -> Void) throws -> (encryption: Data, token: Data) {
+        if let data = FileManager.default.contents(atPath: path) {
+            guard data.count == 64 else {
+                throw ServerError("vault key file \(path) holds \(data.count) bytes; 64 expected (two 32-byte keys)")
+            }
+            return (data.prefix(32), data.suffix(32))
+        }
+        let data = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) } + SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
+        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw ServerError("cannot write the vault key file \(path)")
+        }
+        log("made new vault keys in \(path)")
+        return (data.prefix(32), data.suffix(32))
+    }
+}
+
+public struct ServerError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Runs beside the HTTP server: on graceful shutdown (after the server has
+/// stopped taking requests and answered those in flight) it drains the
+/// engine thread, then closes the HTTP client.
+struct EngineService: Service {
+    let runner: EngineRunner
+    let client: HTTPClient
+    let log: @Sendable (String) -> Void
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        log("draining in-flight work")
+        await runner.stop()
+        try? await client.shutdown()
+    }
+}
+
+/// Fetches each PSP's settlement report every `every` seconds and reconciles it.
+struct Reconciliation: Service {
+    let runner: EngineRunner
+    let client: HTTPClient
+    let pspURL: String
+    let pspIDs: [String]
+    let every: Double
+    let log: @Sendable (String) -> Void
+
+    /// Each round reconciles everything since the server started, up to ten
+    /// seconds ago (attempts in flight then are settled by the next round).
+    /// A period that starts mid-flight would report attempts created before
+    /// it as missing; a cut-off grace in the reconciler would make windows safe.
+    func run() async throws {
+        let from = WallClock.nanoseconds()
+        while !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: .seconds(every))
+            if Task.isShuttingDownGracefully { return }
+            let to = WallClock.nanoseconds() - 10_000_000_000  // attempts still in flight settle in the next period
+            guard to > from else { continue }
+            for psp in pspIDs {
+                do {
+                    let report = try await SandboxClient.settlementReport(client: client, baseURL: pspURL, pspID: psp, from: from, to: to)
+                    if case let .success(.reconciliation(result)) = await runner.perform(.reconcile(report)) {
+                        log("reconciled \(psp): \(result.matched) matched, \(result.items.count) discrepancies")
+                    }
+                } catch {
+                    log("reconciliation with \(psp) failed: \(error)")
+                }
+            }
+        }
+    }
+}

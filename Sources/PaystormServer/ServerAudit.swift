@@ -1,0 +1,45 @@
+import GRDB
+import PaystormEngine
+import PaystormStore
+
+/// `paystorm audit`: the engine's invariants checked against a server's
+/// database after the fact — the ledger balanced and its hash chain intact,
+/// every safety invariant, and (once every event was consumed) wallets equal
+/// to the journal; every acknowledged payment present; and, given the
+/// sandbox's figures, no payment charged twice.
+public enum ServerAudit {
+    public struct Findings: Sendable {
+        public var payments = 0
+        public var acknowledged = 0
+        public var journalEntries = 0
+        public var violations: [EngineAudit.Violation] = []
+    }
+
+    /// - Parameters:
+    ///   - acknowledged: payment ids the server acknowledged (answered 200/201).
+    ///   - settled: also check what holds once every event was consumed.
+    ///   - doubleCharged: payment ids the PSPs charged more than once.
+    public static func run(databasePath: String, acknowledged: [String], settled: Bool,
+                           doubleCharged: [String]) throws -> Findings {
+        let store = try PaymentEngine.openStore(.file(path: databasePath))
+        var findings = Findings()
+        try store.queue.inDatabase { db in
+            findings.payments = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM payment") ?? 0
+            findings.journalEntries = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM journal_entry") ?? 0
+            findings.violations += try EngineAudit.safety(db)
+            if settled { findings.violations += try EngineAudit.settled(db) }
+            let exists = try db.makeStatement(sql: "SELECT 1 FROM payment WHERE payment_id = ?")
+            for id in Set(acknowledged).sorted() {
+                findings.acknowledged += 1
+                if try Bool.fetchOne(exists, arguments: [id]) != true {
+                    findings.violations.append(.init(invariant: "acknowledged-payment-durable", subject: id,
+                                                     detail: "the server acknowledged this payment, and the database does not have it"))
+                }
+            }
+        }
+        for id in doubleCharged {
+            findings.violations.append(.init(invariant: "no-double-charge", subject: id, detail: "the PSPs charged this payment more than once"))
+        }
+        return findings
+    }
+}
