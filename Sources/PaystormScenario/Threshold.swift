@@ -105,8 +105,9 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         return Threshold(text: trimmed, metric: metric, comparison: comparison, value: value)
     }
 
-    /// Judges the threshold against one run.
-    public func judge(_ report: WorldReport) -> ThresholdVerdict {
+    /// Judges the threshold against one run: a simulated one (``WorldReport``)
+    /// or a measured one (`paystorm load`).
+    public func judge(_ report: some ThresholdSubject) -> ThresholdVerdict {
         let confidence = report.confidence
         switch metric {
         case let .latency(p), let .timeToTerminal(p):
@@ -158,10 +159,10 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
             return exact(rate, observed: String(format: "%.1f/s", rate))
         case .violations: return exact(Double(report.violations), observed: "\(report.violations)")
         case .safetyViolations: return exact(Double(report.safetyViolationCount), observed: "\(report.safetyViolationCount)")
-        case .livenessViolations: return exact(Double(report.livenessViolations.count), observed: "\(report.livenessViolations.count)")
+        case .livenessViolations: return exact(Double(report.livenessViolationCount), observed: "\(report.livenessViolationCount)")
         case .lost: return exact(Double(report.nonTerminalAtEnd), observed: "\(report.nonTerminalAtEnd)")
         case .fraudPrecision, .fraudRecall:
-            guard let rate = metric == .fraudPrecision ? report.fraud.precision : report.fraud.recall else {
+            guard let rate = metric == .fraudPrecision ? report.fraudPrecision : report.fraudRecall else {
                 return verdict(.inconclusive, observed: "n/a", detail: "no fraud was flagged or present")
             }
             return exact(rate, observed: Self.percent(rate))
@@ -176,7 +177,7 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         ThresholdVerdict(threshold: text, outcome: outcome, observed: observed, detail: detail)
     }
 
-    private func sampleCount(_ report: WorldReport) -> Int {
+    private func sampleCount(_ report: some ThresholdSubject) -> Int {
         if case .latency = metric { return report.answered }
         return report.paymentsCompleted + report.paymentsFailed
     }
@@ -204,6 +205,32 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         if text.hasSuffix(".") { text.removeLast() }
         return text + "%"
     }
+}
+
+/// What thresholds read of a run, simulated or measured.
+public protocol ThresholdSubject {
+    var confidence: Double { get }
+    func latencyQuantile(_ p: Double) throws -> QuantileEstimate?
+    func timeToTerminalQuantile(_ p: Double) throws -> QuantileEstimate?
+    /// Requests answered or given up on, and those still unanswered at the end.
+    var requests: Int { get }
+    var outstandingAtEnd: Int { get }
+    var answered: Int { get }
+    var loadEndSeconds: Double { get }
+    var violations: Int { get }
+    var safetyViolationCount: Int { get }
+    var livenessViolationCount: Int { get }
+    var nonTerminalAtEnd: Int { get }
+    var paymentsCompleted: Int { get }
+    var paymentsFailed: Int { get }
+    var fraudPrecision: Double? { get }
+    var fraudRecall: Double? { get }
+}
+
+extension WorldReport: ThresholdSubject {
+    public var livenessViolationCount: Int { livenessViolations.count }
+    public var fraudPrecision: Double? { fraud.precision }
+    public var fraudRecall: Double? { fraud.recall }
 }
 
 /// What a threshold said about a run.

@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
+import PaystormScenario
 import PaystormServer
 import PaystormWorld
 
@@ -182,5 +183,110 @@ struct Audit: AsyncParsableCommand {
             print("\(findings.violations.count) violations")
             throw ExitCode(3)
         }
+    }
+}
+
+struct Load: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Open-loop load against a running server, reported like a simulated run.",
+        discussion: """
+            Requests follow a schedule fixed in advance (Poisson arrivals at --rate, from --seed) and each is sent at \
+            its time whatever the earlier ones are doing; latency runs from the scheduled time, so a slow server \
+            cannot hide by slowing the generator (no coordinated omission). Writes report.json, report.md, \
+            report.html, timeseries.csv and junit.xml to --out, so `paystorm compare` can set a measured run beside \
+            a simulated one. Exit 0 when every --threshold passes, 2 when one fails, 5 when one is inconclusive.
+
+            Example: paystorm load http://127.0.0.1:8080 --rate 2500 --duration 30 --threshold 'p(99)<25ms'
+            """)
+
+    @Argument(help: "The server's base URL.") var url: String
+    @Option(help: "Requests per second offered.") var rate: Double
+    @Option(help: "Seconds of load.") var duration: Double
+    @Option(help: "Shares of payments, refunds and reads, e.g. payments=0.8,refunds=0.1,reads=0.1.") var mix = "payments=1"
+    @Option(help: "Arrivals: poisson or constant.") var arrivals = "poisson"
+    @Option(help: "Distinct merchants (keys sk_test_m0 … ).") var merchants = 20
+    @Option(help: "HTTP connections, at most.") var connections = 64
+    @Option(help: "Seconds before a request counts as unanswered.") var timeout = 10.0
+    @Option(help: "Seed of the schedule and the request bodies.") var seed: UInt64 = 1
+    @Option(name: .customLong("threshold"), help: "A threshold in the scenarios' syntax, e.g. 'p(99)<25ms' (repeatable).") var thresholds: [String] = []
+    @Option(help: "Report directory.") var out = "Reports/load"
+    @Option(help: "Write the ids of acknowledged payments here, one per line (for `paystorm audit`).") var acknowledged: String?
+    @Flag(help: "No progress line.") var quiet = false
+
+    func run() async throws {
+        guard rate > 0, rate <= 1_000_000 else { throw ValidationError("--rate: expected requests per second in (0, 1000000], found \(rate)") }
+        guard duration > 0, duration <= 86_400 else { throw ValidationError("--duration: expected seconds in (0, 86400], found \(duration)") }
+        guard merchants >= 1 else { throw ValidationError("--merchants: expected at least 1") }
+        guard connections >= 1 else { throw ValidationError("--connections: expected at least 1") }
+        guard timeout > 0 else { throw ValidationError("--timeout: expected seconds > 0") }
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw ValidationError("URL: expected http://host:port, found \"\(url)\"")
+        }
+        let parsed: [Threshold]
+        do {
+            parsed = try thresholds.map { text throws(ThresholdSyntaxError) in try Threshold.parse(text) }
+        } catch {
+            throw ValidationError("--threshold: \(error)")
+        }
+        var options = LoadGenerator.Options(url: url, rate: rate, durationSeconds: duration)
+        var shares = ["payments": 0.0, "refunds": 0.0, "reads": 0.0]
+        for part in mix.split(separator: ",") {
+            let pair = part.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
+            guard pair.count == 2, shares[pair[0]] != nil, let value = Double(pair[1]), value >= 0 else {
+                throw ValidationError("--mix: expected payments=X,refunds=Y,reads=Z with shares >= 0, found \"\(part)\"")
+            }
+            shares[pair[0]] = value
+        }
+        let sum = shares.values.reduce(0, +)
+        guard sum > 0 else { throw ValidationError("--mix: the shares add up to 0") }
+        options.paymentShare = shares["payments"]! / sum
+        options.refundShare = shares["refunds"]! / sum
+        options.readShare = shares["reads"]! / sum
+        switch arrivals {
+        case "poisson": options.poisson = true
+        case "constant": options.poisson = false
+        default: throw ValidationError("--arrivals: expected poisson or constant, found \"\(arrivals)\"")
+        }
+        options.merchants = merchants
+        options.connections = connections
+        options.timeoutSeconds = timeout
+        options.seed = seed
+
+        let showProgress = !quiet && isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["CI"] == nil
+        var progress: (@Sendable (Int, Int) -> Void)?
+        if showProgress {
+            progress = { done, total in FileHandle.standardError.write(Data("\rload: \(done)/\(total) sent".utf8)) }
+        }
+        let result = try await LoadGenerator.run(options, progress: progress)
+        if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
+
+        let measurement = LoadMeasurement(
+            target: url, description: "paystorm load \(url) --rate \(rate) --duration \(duration) --mix \(mix) --arrivals \(arrivals)",
+            seed: seed, durationSeconds: duration, elapsedSeconds: result.elapsedSeconds,
+            maximumSendLagSeconds: result.maximumSendLagSeconds, acknowledgedPayments: result.acknowledged.count,
+            requests: result.samples.map(Self.request))
+        let document = measurement.document(thresholds: parsed)
+        try ReportWriter.write(document, to: out)
+        if let acknowledged {
+            try (result.acknowledged.joined(separator: "\n") + "\n").write(toFile: acknowledged, atomically: true, encoding: .utf8)
+        }
+        let r = document.requests
+        func ms(_ p: Double) -> String {
+            document.latency.first { $0.percentile == p }.map { String(format: "%.2f ms", $0.seconds * 1_000) } ?? "n/a"
+        }
+        print(String(format: "load: %d requests offered at %.1f/s for %.0f s; %d answered (%.1f/s), %d 5xx, %d 429, %d unanswered",
+                     r.total, r.offeredPerSecond, duration, r.answered, r.achievedPerSecond, r.serverErrors, r.throttled, r.timedOut))
+        print("latency from scheduled send: p50 \(ms(50)), p90 \(ms(90)), p99 \(ms(99)), p99.9 \(ms(99.9)); generator lag at worst \(String(format: "%.1f ms", result.maximumSendLagSeconds * 1_000))")
+        print("acknowledged payments: \(result.acknowledged.count)")
+        for verdict in document.thresholds {
+            print("  \(verdict.outcome.rawValue.uppercased()) \(verdict.threshold): \(verdict.observed) — \(verdict.detail)")
+        }
+        print("verdict: \(document.verdict.status) (exit \(document.verdict.exitCode)); reports in \(out)")
+        if document.verdict.exitCode != 0 { throw ExitCode(document.verdict.exitCode) }
+    }
+
+    static func request(_ sample: LoadGenerator.Sample) -> LoadMeasurement.Request {
+        LoadMeasurement.Request(dueSeconds: Double(sample.intendedNanoseconds) / 1e9, latencySeconds: Double(sample.latencyNanoseconds) / 1e9,
+                                status: Int(sample.status), isPayment: sample.kind == .payment)
     }
 }

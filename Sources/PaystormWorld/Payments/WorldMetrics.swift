@@ -8,6 +8,10 @@ public final class WorldMetrics {
     /// One window of virtual time.
     public struct Window: Sendable, Equatable, Codable {
         public var startSeconds: Double
+
+        public init(startSeconds: Double) {
+            self.startSeconds = startSeconds
+        }
         /// Requests whose first attempt was due in the window (offered load).
         public var offered = 0
         /// Requests finished in the window with an answer (achieved load).
