@@ -135,7 +135,7 @@ let package = Package(
         .testTarget(name: "PaystormBenchmarksTests", dependencies: ["PaystormBenchmarks"]),
         .testTarget(name: "PaystormScenarioTests", dependencies: ["PaystormScenario", "PaystormWorld", "PaystormStatistics"]),
         .testTarget(name: "PaystormServerTests", dependencies: [
-            "PaystormServer", "PaystormEngine", "PaystormStore",
+            "PaystormServer", "PaystormEngine", "PaystormStore", "PaystormScenario", "PaystormWorld",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -1,0 +1,182 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import PaystormEngine
+import Testing
+@testable import PaystormServer
+
+@Suite("HTTP API: the design's endpoints, auth, limits and errors")
+struct APIRouteTests {
+    static let merchant: HTTPFields = [.authorization: "Bearer sk_test_m1", .contentType: "application/json"]
+    static let admin: HTTPFields = [.authorization: "Bearer sk_admin_dev"]
+
+    /// Runs `body` against the API over a started runner, through Hummingbird's router.
+    func withAPI(limiter: RateLimiter? = nil, _ body: @Sendable (any TestClientProtocol, EngineRunner) async throws -> Void) async throws {
+        let directory = TemporaryDirectory()
+        let runner = try ServerFixture.runner(in: directory)
+        try runner.start()
+        let api = PaystormAPI(runner: runner, keys: APIKeys(adminKey: "sk_admin_dev", acceptsTestKeys: true), limiter: limiter,
+                              pspIDs: Set(ServerFixture.pspIDs))
+        let app = Application(router: api.router())
+        try await app.test(.router) { client in try await body(client, runner) }
+        await runner.stop()
+        _ = directory
+    }
+
+    static func json(_ response: TestResponse) throws -> [String: Any] {
+        try #require(JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+    }
+
+    static func error(_ response: TestResponse) throws -> [String: Any] {
+        try #require(try json(response)["error"] as? [String: Any], "no error object")
+    }
+
+    @Test("POST /payments: 201, then 200 with the same payment for the same key; a different body with that key is 422")
+    func createAndReplay() async throws {
+        try await withAPI { client, _ in
+            let body = ByteBuffer(string: ServerFixture.paymentJSON(key: "r1"))
+            let first = try await client.execute(uri: "/payments", method: .post, headers: Self.merchant, body: body)
+            #expect(first.status == .created)
+            let created = try Self.json(first)
+            #expect(created["status"] as? String == "processing" || created["status"] as? String == "completed")
+            #expect(created["card"] as? String == "411111******1111")
+            #expect(created["amount"] as? String == "10.50")
+            let again = try await client.execute(uri: "/payments", method: .post, headers: Self.merchant, body: body)
+            #expect(again.status == .ok)
+            #expect(try Self.json(again)["payment_id"] as? String == created["payment_id"] as? String)
+            #expect(try Self.json(again)["replayed"] as? Bool == true)
+            let changed = try await client.execute(uri: "/payments", method: .post, headers: Self.merchant,
+                                                   body: ByteBuffer(string: ServerFixture.paymentJSON(key: "r1", amount: "11.00")))
+            #expect(changed.status == .unprocessableContent)
+            #expect(try Self.error(changed)["code"] as? String == "idempotency_key_reused")
+        }
+    }
+
+    @Test("bad input is a 4xx that names the field; nothing is created")
+    func badInput() async throws {
+        try await withAPI { client, runner in
+            let cases: [(String, HTTPResponse.Status, String?)] = [
+                ("{not json", .badRequest, nil),
+                ("[1,2]", .badRequest, nil),
+                ("", .badRequest, nil),
+                (ServerFixture.paymentJSON(key: "b1").replacingOccurrences(of: "\"10.50\"", with: "10.50"), .badRequest, "amount"),
+                (ServerFixture.paymentJSON(key: "b2").replacingOccurrences(of: "\"user_id\"", with: "\"usr\""), .badRequest, "usr"),
+                (ServerFixture.paymentJSON(key: "b3", amount: "10.505"), .unprocessableContent, "amount"),
+                (ServerFixture.paymentJSON(key: "b4", amount: "-1"), .unprocessableContent, "amount"),
+                (ServerFixture.paymentJSON(key: "b5", card: "4111111111111112"), .unprocessableContent, nil),
+                (ServerFixture.paymentJSON(key: "b6").replacingOccurrences(of: "\"card\"", with: "\"crypto\""), .badRequest, "payment_method.type"),
+                (ServerFixture.paymentJSON(key: "b7").replacingOccurrences(of: "\"cvv\":\"123\"", with: "\"cvv\":123"), .badRequest, "payment_method.details.cvv"),
+            ]
+            for (body, status, field) in cases {
+                let response = try await client.execute(uri: "/payments", method: .post, headers: Self.merchant, body: ByteBuffer(string: body))
+                #expect(response.status == status, "\(body) → \(response.status)")
+                let error = try Self.error(response)
+                #expect(!(error["message"] as? String ?? "").isEmpty)
+                if let field { #expect(error["field"] as? String == field, "\(body) → \(error)") }
+            }
+            let huge = ServerFixture.paymentJSON(key: "huge").replacingOccurrences(of: "\"u1\"", with: "\"" + String(repeating: "x", count: 70_000) + "\"")
+            let tooLarge = try await client.execute(uri: "/payments", method: .post, headers: Self.merchant, body: ByteBuffer(string: huge))
+            #expect(tooLarge.status == .contentTooLarge)
+            guard case let .success(.status(status)) = await runner.perform(.status) else { return }
+            #expect(status.outboxRelayed == 0)
+            let unknown = try await client.execute(uri: "/payments/pay-999", method: .get, headers: Self.merchant)
+            #expect(unknown.status == .notFound)
+            #expect(try Self.error(unknown)["code"] as? String == "payment_not_found")
+            let route = try await client.execute(uri: "/nowhere", method: .get)
+            #expect(route.status == .notFound)
+            #expect(try Self.error(route)["code"] as? String == "not_found")
+        }
+    }
+
+    @Test("auth: no key 401, unknown key 401, another merchant's payment 403 on create and 404 on read; ledger needs the admin key")
+    func authentication() async throws {
+        try await withAPI { client, _ in
+            let body = ByteBuffer(string: ServerFixture.paymentJSON(key: "a1"))
+            #expect(try await client.execute(uri: "/payments", method: .post, body: body).status == .unauthorized)
+            #expect(try await client.execute(uri: "/payments", method: .post, headers: [.authorization: "Bearer nope"], body: body).status == .unauthorized)
+            let other: HTTPFields = [.authorization: "Bearer sk_test_m2"]
+            let forbidden = try await client.execute(uri: "/payments", method: .post, headers: other, body: body)
+            #expect(forbidden.status == .forbidden)
+            #expect(try Self.error(forbidden)["field"] as? String == "merchant_id")
+            let created = try await client.execute(uri: "/payments", method: .post, headers: Self.merchant, body: body)
+            let id = try #require(try Self.json(created)["payment_id"] as? String)
+            #expect(try await client.execute(uri: "/payments/\(id)", method: .get, headers: other).status == .notFound)
+            #expect(try await client.execute(uri: "/payments/\(id)", method: .get, headers: Self.merchant).status == .ok)
+            #expect(try await client.execute(uri: "/ledger", method: .get, headers: Self.merchant).status == .forbidden)
+            #expect(try await client.execute(uri: "/ledger", method: .get, headers: Self.admin).status == .ok)
+            let badLimit = try await client.execute(uri: "/ledger?limit=0", method: .get, headers: Self.admin)
+            #expect(badLimit.status == .badRequest)
+            #expect(try Self.error(badLimit)["field"] as? String == "limit")
+        }
+    }
+
+    @Test("rate limit: over the bucket is 429 with Retry-After")
+    func rateLimit() async throws {
+        try await withAPI(limiter: RateLimiter(rate: 1, burst: 2)) { client, _ in
+            var statuses: [HTTPResponse.Status] = []
+            var retryAfter: String?
+            for _ in 0..<3 {
+                let response = try await client.execute(uri: "/payments/pay-1", method: .get, headers: Self.merchant)
+                statuses.append(response.status)
+                if response.status == .tooManyRequests { retryAfter = response.headers[.retryAfter] }
+            }
+            #expect(statuses.prefix(2).allSatisfy { $0 != .tooManyRequests })
+            #expect(statuses.last == .tooManyRequests)
+            #expect(retryAfter == "1")
+        }
+    }
+
+    @Test("webhooks: a bad signature or stale timestamp is 400 and changes nothing; a good one is applied once")
+    func webhooks() async throws {
+        try await withAPI { client, _ in
+            let created = try await client.execute(uri: "/payments", method: .post, headers: Self.merchant,
+                                                   body: ByteBuffer(string: ServerFixture.paymentJSON(key: "w1")))
+            #expect(created.status == .created)
+            let body = #"{"event_id":"evt-x","type":"charge.succeeded","psp_reference":"pay-1:stripe"}"#
+            let now = WallClock.nanoseconds() / 1_000_000_000
+            func headers(_ signature: String, _ timestamp: Int64, psp: String = "stripe") -> HTTPFields {
+                var fields: HTTPFields = [.contentType: "application/json"]
+                fields[HTTPFields.Element.Name("X-Paystorm-PSP")!] = psp
+                fields[HTTPFields.Element.Name("X-Paystorm-Signature")!] = signature
+                fields[HTTPFields.Element.Name("X-Paystorm-Timestamp")!] = String(timestamp)
+                return fields
+            }
+            let good = PaymentEngine.webhookSignature(body: body, timestampSeconds: now, secret: ServerOptions.webhookSecret("stripe"))
+            let forged = try await client.execute(uri: "/webhook", method: .post, headers: headers(String(repeating: "0", count: 64), now), body: ByteBuffer(string: body))
+            #expect(forged.status == .badRequest)
+            #expect(try Self.error(forged)["code"] as? String == "webhook_rejected")
+            let stale = PaymentEngine.webhookSignature(body: body, timestampSeconds: now - 3_600, secret: ServerOptions.webhookSecret("stripe"))
+            #expect(try await client.execute(uri: "/webhook", method: .post, headers: headers(stale, now - 3_600), body: ByteBuffer(string: body)).status == .badRequest)
+            #expect(try await client.execute(uri: "/webhook", method: .post, headers: headers(good, now, psp: "acme"), body: ByteBuffer(string: body)).status == .badRequest)
+            let missing = try await client.execute(uri: "/webhook", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: body))
+            #expect(missing.status == .badRequest)
+            let first = try await client.execute(uri: "/webhook", method: .post, headers: headers(good, now), body: ByteBuffer(string: body))
+            #expect(first.status == .ok)
+            let again = try await client.execute(uri: "/webhook", method: .post, headers: headers(good, now), body: ByteBuffer(string: body))
+            #expect(try Self.json(again)["outcome"] as? String == "duplicate")
+        }
+    }
+
+    @Test("refunds: 201, replay 200, more than captured 409; health answers")
+    func refunds() async throws {
+        try await withAPI { client, runner in
+            let created = try await client.execute(uri: "/payments", method: .post, headers: Self.merchant,
+                                                   body: ByteBuffer(string: ServerFixture.paymentJSON(key: "f1")))
+            let id = try #require(try Self.json(created)["payment_id"] as? String)
+            #expect(await ServerFixture.eventually {
+                guard case let .success(.payment(view)) = await runner.perform(.payment(id: id, merchantID: "m1")) else { return false }
+                return view.status == .completed
+            })
+            let refund = ByteBuffer(string: #"{"payment_id":"\#(id)","amount":"5.00","idempotency_key":"rf1"}"#)
+            #expect(try await client.execute(uri: "/refunds", method: .post, headers: Self.merchant, body: refund).status == .created)
+            #expect(try await client.execute(uri: "/refunds", method: .post, headers: Self.merchant, body: refund).status == .ok)
+            let tooMuch = try await client.execute(uri: "/refunds", method: .post, headers: Self.merchant,
+                                                   body: ByteBuffer(string: #"{"payment_id":"\#(id)","amount":"6.00","idempotency_key":"rf2"}"#))
+            #expect(tooMuch.status == .conflict)
+            #expect(try Self.error(tooMuch)["code"] as? String == "refund_exceeds_captured")
+            let health = try await client.execute(uri: "/health", method: .get)
+            #expect(health.status == .ok)
+            #expect(try Self.json(health)["status"] as? String == "ok")
+        }
+    }
+}

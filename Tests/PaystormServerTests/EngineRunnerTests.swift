@@ -1,0 +1,122 @@
+import Foundation
+import GRDB
+import PaystormEngine
+import PaystormStore
+import Testing
+@testable import PaystormServer
+
+@Suite("Engine runner: group commit, durability, relay and consumers")
+struct EngineRunnerTests {
+    @Test("calls queued together share one transaction, and every one is answered")
+    func groupCommit() async throws {
+        let directory = TemporaryDirectory()
+        let runner = try ServerFixture.runner(in: directory)
+        // Queued before the thread starts: its first batch takes them all.
+        let answers = AnswerBox()
+        for index in 0..<100 {
+            runner.submit(.createPayment(ServerFixture.command(key: "k\(index)", user: "u\(index)"))) { answers.add($0) }
+        }
+        try runner.start()
+        #expect(await ServerFixture.eventually { answers.count == 100 })
+        #expect(answers.failures.isEmpty, "\(answers.failures)")
+        let status = runner.currentStatus
+        #expect(status.largestBatch >= 100, "the hundred queued calls went in one transaction")
+        #expect(status.batches < 100)
+        await runner.stop()
+    }
+
+    @Test("an answered payment is on disk: another connection finds it at once")
+    func acknowledgedIsDurable() async throws {
+        let directory = TemporaryDirectory()
+        let runner = try ServerFixture.runner(in: directory)
+        try runner.start()
+        let result = await runner.perform(.createPayment(ServerFixture.command(key: "durable")))
+        guard case let .success(.payment(view)) = result else {
+            Issue.record("expected a payment, got \(result)")
+            return
+        }
+        // A second connection, as after kill -9: only committed data is visible to it.
+        let store = try PaymentEngine.openStore(.file(path: directory.file("engine.sqlite")))
+        let found = try store.queue.inDatabase { try Bool.fetchOne($0, sql: "SELECT 1 FROM payment WHERE payment_id = ?", arguments: [view.paymentID]) }
+        #expect(found == true)
+        await runner.stop()
+    }
+
+    @Test("a payment goes all the way: PSP, outbox, broker, ledger, wallet; the audit finds nothing wrong")
+    func lifecycle() async throws {
+        let directory = TemporaryDirectory()
+        let psp = InstantPSP(declineMinor: [777])
+        let runner = try ServerFixture.runner(in: directory, psp: psp)
+        try runner.start()
+        var ids: [String] = []
+        for index in 0..<20 {
+            let amount = index == 7 ? "7.77" : "1\(index).00"
+            if case let .success(.payment(view)) = await runner.perform(.createPayment(ServerFixture.command(key: "life-\(index)", amount: amount, user: "u\(index)",
+                                                                                                    card: LoadGenerator.card(user: index)))) {
+                ids.append(view.paymentID)
+            }
+        }
+        #expect(ids.count == 20)
+        let settled = await ServerFixture.eventually {
+            let status = runner.currentStatus
+            guard case let .success(.status(full)) = await runner.perform(.status) else { return false }
+            return status.outboxRelayed >= 20 && full.consumerLag == 0 && status.pspCallsInFlight == 0
+        }
+        #expect(settled)
+        guard case let .success(.payment(declined)) = await runner.perform(.payment(id: ids[7], merchantID: "m1")) else {
+            Issue.record("payment \(ids[7]) missing")
+            return
+        }
+        #expect(declined.status == .failed)
+        guard case let .success(.ledger(page)) = await runner.perform(.ledger(LedgerQuery(limit: 100))) else {
+            Issue.record("no ledger")
+            return
+        }
+        #expect(page.entries.count == 19)
+        await runner.stop()
+        let findings = try ServerAudit.run(databasePath: directory.file("engine.sqlite"), acknowledged: ids, settled: true, doubleCharged: [])
+        #expect(findings.violations.isEmpty, "\(findings.violations)")
+        #expect(findings.acknowledged == 20)
+        #expect(psp.calls.filter { $0.operation == .charge }.count == 20)
+    }
+
+    @Test("a restarted runner recovers: open attempts are resumed from SQLite")
+    func recoversOpenAttempts() async throws {
+        let directory = TemporaryDirectory()
+        // A PSP that never answers: the attempt stays in flight, as when the process dies mid-call.
+        let silent = SilentPSP()
+        let first = try ServerFixture.runner(in: directory, psp: silent)
+        try first.start()
+        guard case let .success(.payment(view)) = await first.perform(.createPayment(ServerFixture.command(key: "resume"))) else {
+            Issue.record("payment not created")
+            return
+        }
+        await first.stop(grace: .seconds(0))
+        let psp = InstantPSP()
+        let second = try ServerFixture.runner(in: directory, psp: psp)
+        try second.start()
+        let done = await ServerFixture.eventually(20) {
+            guard case let .success(.payment(now)) = await second.perform(.payment(id: view.paymentID, merchantID: "m1")) else { return false }
+            return now.status == .completed
+        }
+        #expect(done, "the recovered attempt was settled by a status query")
+        #expect(psp.calls.contains { $0.operation == .status }, "\(psp.calls.map(\.operation))")
+        await second.stop()
+    }
+}
+
+/// Answers collected from the engine thread.
+final class AnswerBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var answers: [Result<EngineRunner.Answer, EngineError>] = []
+    func add(_ answer: Result<EngineRunner.Answer, EngineError>) { lock.withLock { answers.append(answer) } }
+    var count: Int { lock.withLock { answers.count } }
+    var failures: [EngineError] {
+        lock.withLock { answers.compactMap { if case let .failure(error) = $0 { error } else { nil } } }
+    }
+}
+
+/// A PSP that takes every call and never answers.
+struct SilentPSP: PSPPort {
+    func call(_ request: PSPRequest, reply: @escaping @Sendable (PSPOutcome?) -> Void) {}
+}

@@ -1,0 +1,196 @@
+import Foundation
+import GRDB
+import PaystormEngine
+import PaystormScenario
+import PaystormStore
+import PaystormWorld
+import Testing
+@testable import PaystormServer
+
+@Suite("SQLite broker: partitions, offsets, redelivery, durability")
+struct BrokerTests {
+    @Test("uncommitted messages come again; committed offsets and the log survive a reopen")
+    func atLeastOnce() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("broker.sqlite")
+        do {
+            let broker = try SQLiteBroker(.file(path: path), partitions: 4)
+            try broker.produce((0..<30).map { BrokerRecord(topic: "transactions", key: "m\($0 % 3)", payload: "e\($0)") })
+            let first = try broker.poll(group: "ledger", limit: 100)
+            #expect(first.count == 30)
+            // Per key, order is kept.
+            for key in ["m0", "m1", "m2"] {
+                let payloads = first.filter { $0.key == key }.map(\.payload)
+                #expect(payloads == (0..<30).filter { "m\($0 % 3)" == key }.map { "e\($0)" })
+            }
+            #expect(try broker.poll(group: "ledger", limit: 100).count == 30, "nothing committed: everything again")
+            try broker.commit(group: "ledger", Array(first.prefix(10)))
+            #expect(try broker.lag(group: "ledger") < 30)
+            #expect(try broker.lag(group: "wallet") == 30, "groups are independent")
+        }
+        let reopened = try SQLiteBroker(.file(path: path), partitions: 4)
+        let rest = try reopened.poll(group: "ledger", limit: 100)
+        #expect(rest.count == 20, "the ten committed before the reopen are not delivered again")
+        #expect(try reopened.lag(group: "ledger") == rest.count)
+        try reopened.commit(group: "ledger", rest)
+        #expect(try reopened.lag(group: "ledger") == 0)
+        try reopened.produce([BrokerRecord(topic: "transactions", key: "m0", payload: "late")])
+        #expect(try reopened.poll(group: "ledger", limit: 10).map(\.payload) == ["late"])
+    }
+
+    @Test("the partition of a key is the same in every process (FNV-1a, not Swift's seeded Hasher)")
+    func stablePartitions() throws {
+        let broker = try SQLiteBroker(.memory, partitions: 8)
+        // FNV-1a 64 of "m1" is 0x08a98b07b5509b6b (computed independently); mod 8 = 3.
+        #expect(broker.partition(of: "m1") == Int(0x08a9_8b07_b550_9b6b as UInt64 % 8))
+        #expect(Set((0..<100).map { broker.partition(of: "m\($0)") }).count == 8)
+    }
+
+    @Test("dead letters are kept per group")
+    func deadLetters() throws {
+        let broker = try SQLiteBroker(.memory)
+        try broker.produce([BrokerRecord(topic: "t", key: "k", payload: "bad")])
+        let delivery = try #require(try broker.poll(group: "g", limit: 1).first)
+        try broker.deadLetter(group: "g", delivery, reason: "cannot decode")
+        #expect(try broker.deadLetterCount(group: "g") == 1)
+        #expect(try broker.deadLetterCount(group: "h") == 0)
+    }
+}
+
+@Suite("PSP sandbox: one outcome per key, truthful status, void, double-charge detection")
+struct SandboxTests {
+    static func sandbox(_ change: (inout PSPProfile) -> Void = { _ in }) -> PSPSandbox {
+        var profiles: [PSPProfile] = [.stripeLike, .paypalLike]
+        for index in profiles.indices {
+            profiles[index].latencyMedianSeconds = 0.001
+            profiles[index].declineRate = 0
+            profiles[index].transientErrorRate = 0
+            profiles[index].rateLimitRate = 0
+            profiles[index].ambiguousRate = 0
+            profiles[index].webhookRate = 0
+            change(&profiles[index])
+        }
+        return PSPSandbox(profiles: profiles, webhookURL: nil, notificationFailureRate: 0, seed: 7, client: .shared)
+    }
+
+    static func call(_ key: String, _ minor: Int64 = 1_050) -> PSPWire.Call {
+        PSPWire.Call(idempotencyKey: key, amountMinor: minor, currency: "USD", cardToken: "tok")
+    }
+
+    func outcome(_ reply: PSPSandbox.Reply) -> String {
+        switch reply {
+        case let .answer(answer): return answer.outcome
+        case let .status(code, _): return "HTTP \(code)"
+        }
+    }
+
+    @Test("a repeated charge is the same charge; a status query tells the truth; a void fixes an untouched key")
+    func idempotency() throws {
+        let sandbox = Self.sandbox()
+        let stripe = try #require(sandbox.profiles["stripe"])
+        #expect(outcome(sandbox.process(psp: stripe, operation: .status, call: Self.call("pay-1:stripe"), now: 1).reply) == "not_found")
+        #expect(outcome(sandbox.process(psp: stripe, operation: .charge, call: Self.call("pay-1:stripe"), now: 2).reply) == "succeeded")
+        #expect(outcome(sandbox.process(psp: stripe, operation: .charge, call: Self.call("pay-1:stripe"), now: 3).reply) == "succeeded")
+        #expect(outcome(sandbox.process(psp: stripe, operation: .status, call: Self.call("pay-1:stripe"), now: 4).reply) == "succeeded")
+        #expect(sandbox.stats.captured == 1)
+        #expect(outcome(sandbox.process(psp: stripe, operation: .cancel, call: Self.call("pay-2:stripe"), now: 5).reply) == "declined")
+        #expect(outcome(sandbox.process(psp: stripe, operation: .charge, call: Self.call("pay-2:stripe"), now: 6).reply) == "declined")
+        #expect(outcome(sandbox.process(psp: stripe, operation: .cancel, call: Self.call("pay-1:stripe"), now: 7).reply) == "succeeded",
+                "a void after the charge reports the charge")
+        #expect(sandbox.stats.doubleCharged.isEmpty)
+        let csv = sandbox.settlementCSV(psp: "stripe", from: 0, to: 100)
+        let report = try SettlementReport.parseCSV(csv, pspID: "stripe", periodStart: 0, periodEnd: 100)
+        #expect(report.lines.map(\.pspReference) == ["pay-1:stripe"])
+    }
+
+    @Test("the same payment charged at two PSPs is reported as a double charge")
+    func doubleCharge() throws {
+        let sandbox = Self.sandbox()
+        _ = sandbox.process(psp: try #require(sandbox.profiles["stripe"]), operation: .charge, call: Self.call("pay-9:stripe"), now: 1)
+        _ = sandbox.process(psp: try #require(sandbox.profiles["paypal"]), operation: .charge, call: Self.call("pay-9:paypal"), now: 2)
+        #expect(sandbox.stats.doubleCharged == ["pay-9"])
+    }
+
+    @Test("the ambiguous failure charges and answers 504; a transient error charges nothing and answers 503")
+    func failures() throws {
+        let ambiguous = Self.sandbox { $0.ambiguousRate = 1 }
+        let stripe = try #require(ambiguous.profiles["stripe"])
+        #expect(outcome(ambiguous.process(psp: stripe, operation: .charge, call: Self.call("pay-1:stripe"), now: 1).reply) == "HTTP 504")
+        #expect(outcome(ambiguous.process(psp: stripe, operation: .status, call: Self.call("pay-1:stripe"), now: 2).reply) == "succeeded")
+        let transient = Self.sandbox { $0.transientErrorRate = 1 }
+        let flaky = try #require(transient.profiles["stripe"])
+        #expect(outcome(transient.process(psp: flaky, operation: .charge, call: Self.call("pay-1:stripe"), now: 1).reply) == "HTTP 503")
+        #expect(transient.stats.captured == 0)
+    }
+
+    @Test("the adapter reads the sandbox's answers: 503 is safe to retry, 504 and garbage are unknown")
+    func wire() {
+        func body(_ text: String) -> Data { Data(text.utf8) }
+        #expect(PSPWire.outcome(status: 200, body: body(#"{"outcome":"succeeded","reference":"r"}"#)) == .succeeded(pspReference: "r"))
+        #expect(PSPWire.outcome(status: 200, body: body(#"{"outcome":"declined","reason":"x"}"#)) == .declined(reason: "x"))
+        #expect(PSPWire.outcome(status: 200, body: body(#"{"outcome":"not_found"}"#)) == .notFound)
+        #expect(PSPWire.outcome(status: 429, body: Data()) == .rateLimited)
+        #expect(PSPWire.outcome(status: 503, body: Data()) == .transientError("503 from PSP"))
+        #expect(PSPWire.outcome(status: 504, body: Data()) == nil)
+        #expect(PSPWire.outcome(status: 500, body: Data()) == nil)
+        #expect(PSPWire.outcome(status: 200, body: body("<html>")) == nil)
+    }
+}
+
+@Suite("Audit and load reports")
+struct AuditAndLoadTests {
+    @Test("the audit catches a lost acknowledged payment and a double charge, and passes a sound database")
+    func auditCatches() async throws {
+        let directory = TemporaryDirectory()
+        let runner = try ServerFixture.runner(in: directory)
+        try runner.start()
+        guard case let .success(.payment(view)) = await runner.perform(.createPayment(ServerFixture.command(key: "audit"))) else {
+            Issue.record("no payment")
+            return
+        }
+        #expect(await ServerFixture.eventually {
+            guard case let .success(.ledger(page)) = await runner.perform(.ledger(LedgerQuery())) else { return false }
+            return !page.entries.isEmpty
+        })
+        await runner.stop()
+        let path = directory.file("engine.sqlite")
+        #expect(try ServerAudit.run(databasePath: path, acknowledged: [view.paymentID], settled: false, doubleCharged: []).violations.isEmpty)
+        let lost = try ServerAudit.run(databasePath: path, acknowledged: [view.paymentID, "pay-404"], settled: false, doubleCharged: [])
+        #expect(lost.violations.map(\.invariant) == ["acknowledged-payment-durable"])
+        let twice = try ServerAudit.run(databasePath: path, acknowledged: [], settled: false, doubleCharged: ["pay-1"])
+        #expect(twice.violations.map(\.invariant) == ["no-double-charge"])
+        // A broken ledger: an unbalanced posting written behind the engine's back.
+        let store = try PaymentEngine.openStore(.file(path: path))
+        try store.queue.inDatabase { db in
+            try db.execute(sql: "DROP TRIGGER journal_posting_append_only_update")
+            try db.execute(sql: "UPDATE journal_posting SET amount_minor = amount_minor + 1 WHERE entry_sequence = 1 AND line = 1")
+            #expect(db.changesCount == 1)
+        }
+        let broken = try ServerAudit.run(databasePath: path, acknowledged: [], settled: false, doubleCharged: [])
+        #expect(!broken.violations.isEmpty, "the audit must catch a tampered ledger")
+    }
+
+    @Test("a measured run is judged like a simulated one: percentiles with intervals, 429s and 5xx apart")
+    func loadMeasurement() throws {
+        var requests: [LoadMeasurement.Request] = []
+        for index in 0..<1_000 {
+            let status = index % 100 == 0 ? 503 : index % 100 == 1 ? 429 : 201
+            requests.append(.init(dueSeconds: Double(index) / 100, latencySeconds: Double(index % 100 + 1) / 1_000, status: status, isPayment: true))
+        }
+        let measurement = LoadMeasurement(target: "http://x", description: "test", seed: 1, durationSeconds: 10, elapsedSeconds: 10,
+                                          maximumSendLagSeconds: 0, acknowledgedPayments: 980, requests: requests)
+        let document = measurement.document(thresholds: [try Threshold.parse("p(50)<60ms"), try Threshold.parse("availability>=99.9%")])
+        #expect(document.requests.answered == 980)
+        #expect(document.requests.serverErrors == 10)
+        #expect(document.requests.throttled == 10)
+        #expect(document.thresholds.map(\.outcome) == [.passed, .failed])
+        #expect(document.verdict.exitCode == 2)
+        #expect(document.windows.count == 10)
+        #expect(document.windows.allSatisfy { $0.offered == 100 && $0.answered == 98 })
+        let p50 = try #require(document.latency.first { $0.percentile == 50 })
+        #expect(abs(p50.seconds - 0.051) < 0.002)
+        // It reads back and compares like any report.
+        let decoded = try ReportWriter.decode(Data(ReportWriter.json(document).utf8))
+        #expect(!Comparison.compare(decoded, decoded).isEmpty)
+    }
+}

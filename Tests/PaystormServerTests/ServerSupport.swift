@@ -1,0 +1,81 @@
+import Foundation
+import PaystormEngine
+import PaystormStore
+@testable import PaystormServer
+
+/// A PSP that answers every call at once: charges and refunds succeed
+/// (unless the amount is in `declineMinor`), status queries find them, and
+/// every call is recorded.
+final class InstantPSP: PSPPort, @unchecked Sendable {
+    private let lock = NSLock()
+    private var _calls: [PSPRequest] = []
+    let declineMinor: Set<Int64>
+
+    init(declineMinor: Set<Int64> = []) { self.declineMinor = declineMinor }
+
+    var calls: [PSPRequest] { lock.withLock { _calls } }
+
+    func call(_ request: PSPRequest, reply: @escaping @Sendable (PSPOutcome?) -> Void) {
+        lock.withLock { _calls.append(request) }
+        if declineMinor.contains(request.amount.minorUnits) && request.operation == .charge {
+            reply(.declined(reason: "do_not_honor"))
+        } else {
+            reply(.succeeded(pspReference: "ref-\(request.idempotencyKey)"))
+        }
+    }
+}
+
+/// A temporary directory for one test's databases, removed at deinit.
+final class TemporaryDirectory {
+    let path: String
+    init() {
+        path = NSTemporaryDirectory() + "paystorm-server-test-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    func file(_ name: String) -> String { path + "/" + name }
+}
+
+enum ServerFixture {
+    static let pspIDs = ["stripe", "paypal"]
+
+    static func configuration() -> EngineConfiguration {
+        EngineConfiguration(psps: pspIDs.map { .init(id: $0, webhookSecret: ServerOptions.webhookSecret($0)) })
+    }
+
+    static func engine(at path: String) throws -> PaymentEngine {
+        try PaymentEngine(store: .file(path: path), configuration: configuration(),
+                          vaultEncryptionKey: Data(repeating: 1, count: 32), vaultTokenKey: Data(repeating: 2, count: 32))
+    }
+
+    /// A runner over a file database in `directory`, not started.
+    static func runner(in directory: TemporaryDirectory, psp: any PSPPort = InstantPSP()) throws -> EngineRunner {
+        let broker = try SQLiteBroker(.file(path: directory.file("broker.sqlite")), partitions: 4)
+        return EngineRunner(engine: try engine(at: directory.file("engine.sqlite")), broker: broker, psp: psp, notifier: AcceptingNotifier())
+    }
+
+    static func paymentJSON(merchant: String = "m1", key: String, amount: String = "10.50", user: String = "u1",
+                            card: String = "4111111111111111") -> String {
+        """
+        {"user_id":"\(user)","merchant_id":"\(merchant)","amount":"\(amount)","currency":"USD",\
+        "payment_method":{"type":"card","details":{"card_number":"\(card)","expiry_date":"12/39","cvv":"123"}},\
+        "idempotency_key":"\(key)"}
+        """
+    }
+
+    static func command(merchant: String = "m1", key: String, amount: String = "10.50", user: String = "u1",
+                        card: String = "4111111111111111") -> CreatePaymentCommand {
+        CreatePaymentCommand(userID: user, merchantID: merchant, amount: amount, currency: "USD",
+                             card: CardInput(number: card, expiry: "12/39", cvv: "123"), idempotencyKey: key)
+    }
+
+    /// Waits (up to `seconds`) until `condition` holds.
+    static func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return try await condition()
+    }
+}
