@@ -70,9 +70,18 @@ public final class RateLimiter: Sendable {
         self.burst = burst
     }
 
+    /// Buckets kept at most; full ones are dropped first (a full bucket is
+    /// the same as no bucket), so unknown-but-valid keys cannot grow memory.
+    public let capacity = 100_000
+
     /// `nil` if the request may go ahead, else the seconds until it could.
     public func take(_ key: String, now: Int64 = WallClock.monotonic()) -> Double? {
         buckets.withLock { buckets in
+            if buckets.count >= capacity, buckets[key] == nil {
+                let rate = self.rate, burst = self.burst
+                buckets = buckets.filter { min(burst, $0.value.tokens + Double(now - $0.value.updated) / 1e9 * rate) < burst }
+                if buckets.count >= capacity { buckets.removeAll(keepingCapacity: true) }
+            }
             var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
             bucket.tokens = min(burst, bucket.tokens + Double(now - bucket.updated) / 1e9 * rate)
             bucket.updated = now
@@ -184,10 +193,12 @@ public struct PaystormAPI: Sendable {
             return response
         }
         switch (principal, admin) {
-        case (.admin, _): return try await body("")
+        case (.admin, true): return try await body("")
         case let (.merchant(id), false): return try await body(id)
         case (.merchant, true):
             throw APIFailure(403, APIWire.ErrorBody(code: "forbidden", message: "the ledger needs the admin key"))
+        case (.admin, false):
+            throw APIFailure(403, APIWire.ErrorBody(code: "forbidden", message: "the admin key reads the ledger; payments and refunds need a merchant's key"))
         }
     }
 
@@ -277,7 +288,9 @@ struct ErrorMiddleware: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let failure as APIFailure {
-            return PaystormAPI.json(failure.status, failure.body)
+            var response = PaystormAPI.json(failure.status, failure.body)
+            if failure.status == 401 { response.headers[.wwwAuthenticate] = "Bearer" }
+            return response
         } catch let bad as APIWire.BadRequest {
             return PaystormAPI.json(400, APIWire.ErrorBody(code: "bad_request", message: bad.message, field: bad.field))
         } catch let error as HTTPError {

@@ -337,50 +337,55 @@ public final class EngineRunner: @unchecked Sendable {
         }
     }
 
-    /// The outbox relay, then the engine's three consumers, each one round.
-    /// The relay acknowledges the outbox only after the broker stored the
-    /// events; a consumer commits its offsets only after the engine
-    /// committed what it applied. A crash between repeats work, which the
-    /// consumers' idempotency by event id absorbs.
+    /// The outbox relay, then the engine's three consumers, one round. The
+    /// relay acknowledges the outbox only after the broker stored the events;
+    /// the consumers commit their offsets only after the engine committed
+    /// what they applied. A crash in between repeats work, which the
+    /// consumers' idempotency by event id absorbs. One round is three
+    /// durable commits whatever its size: the broker's append, the engine's
+    /// (every consumer's events and the outbox acknowledgement), and the
+    /// consumers' offsets.
     private func relayAndConsume() {
         moreEvents = false
         do {
             let messages = try engine.pollOutbox(after: relayCursor, limit: maximumEvents)
             _ = engine.takeEffects()  // the publish effects: this is the relay
-            if let last = messages.last {
+            if !messages.isEmpty {
                 try broker.produce(messages.map { BrokerRecord(topic: $0.topic, key: $0.partitionKey, payload: $0.event.json()) })
-                try engine.acknowledgeOutbox(through: last.sequence)
-                relayCursor = last.sequence
-                condition.lock()
-                status.outboxRelayed += Int64(messages.count)
-                condition.unlock()
                 moreEvents = messages.count == maximumEvents
             }
-            let now = WallClock.nanoseconds()
+            var deliveries: [(EngineConsumer, [BrokerDelivery])] = []
             for consumer in EngineConsumer.allCases {
-                let deliveries = try broker.poll(group: consumer.rawValue, limit: maximumEvents)
-                guard !deliveries.isEmpty else { continue }
-                var poisoned: [(BrokerDelivery, String)] = []
-                try engine.inBatch {
-                    for delivery in deliveries {
+                let polled = try broker.poll(group: consumer.rawValue, limit: maximumEvents)
+                if !polled.isEmpty { deliveries.append((consumer, polled)) }
+                moreEvents = moreEvents || polled.count == maximumEvents
+            }
+            guard !messages.isEmpty || !deliveries.isEmpty else { return }
+            let now = WallClock.nanoseconds()
+            var poisoned: [(EngineConsumer, BrokerDelivery, String)] = []
+            try engine.inBatch {
+                if let last = messages.last { try engine.acknowledgeOutbox(through: last.sequence) }
+                for (consumer, batch) in deliveries {
+                    for delivery in batch {
                         do {
                             try engine.consume(try TransactionEvent.decode(delivery.payload), by: consumer, now: now)
                         } catch {
-                            poisoned.append((delivery, "\(error)"))
+                            poisoned.append((consumer, delivery, "\(error)"))
                         }
                     }
                 }
-                perform(engine.takeEffects())
-                for (delivery, reason) in poisoned {
-                    try broker.deadLetter(group: consumer.rawValue, delivery, reason: reason)
-                    log("\(consumer.rawValue) consumer: dead-lettered \(delivery.topic)/\(delivery.partition)@\(delivery.offset): \(reason)")
-                }
-                try broker.commit(group: consumer.rawValue, deliveries)
-                condition.lock()
-                status.deadLetters += poisoned.count
-                condition.unlock()
-                moreEvents = moreEvents || deliveries.count == maximumEvents
             }
+            if let last = messages.last { relayCursor = last.sequence }
+            perform(engine.takeEffects())
+            for (consumer, delivery, reason) in poisoned {
+                try broker.deadLetter(group: consumer.rawValue, delivery, reason: reason)
+                log("\(consumer.rawValue) consumer: dead-lettered \(delivery.topic)/\(delivery.partition)@\(delivery.offset): \(reason)")
+            }
+            try broker.commit(deliveries.map { ($0.0.rawValue, $0.1) })
+            condition.lock()
+            status.outboxRelayed += Int64(messages.count)
+            status.deadLetters += poisoned.count
+            condition.unlock()
         } catch {
             log("relay or consumer round failed, to be retried: \(error)")
             moreEvents = false

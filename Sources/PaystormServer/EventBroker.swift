@@ -33,8 +33,8 @@ public protocol EventBroker: AnyObject {
     /// Up to `limit` messages the group has not committed, oldest first per partition.
     /// Until committed, the same messages are delivered again.
     func poll(group: String, limit: Int) throws -> [BrokerDelivery]
-    /// Commits the group's offsets past every delivery given.
-    func commit(group: String, _ deliveries: [BrokerDelivery]) throws
+    /// Commits each group's offsets past every delivery given, all groups at once.
+    func commit(_ groups: [(group: String, deliveries: [BrokerDelivery])]) throws
     /// Parks a message the group cannot process in its dead-letter topic.
     func deadLetter(group: String, _ delivery: BrokerDelivery, reason: String) throws
     /// Messages the group has not committed yet, over every partition.
@@ -142,15 +142,19 @@ public final class SQLiteBroker: EventBroker {
         return deliveries
     }
 
-    public func commit(group: String, _ deliveries: [BrokerDelivery]) throws {
-        var offsets = committed[group] ?? [:]
-        var changed: [PartitionID: Int64] = [:]
-        for delivery in deliveries {
-            let id = PartitionID(topic: delivery.topic, partition: delivery.partition)
-            if delivery.offset + 1 > offsets[id, default: 0] {
-                offsets[id] = delivery.offset + 1
-                changed[id] = delivery.offset + 1
+    public func commit(_ groups: [(group: String, deliveries: [BrokerDelivery])]) throws {
+        var updated = committed
+        var changed: [(String, PartitionID, Int64)] = []
+        for (group, deliveries) in groups {
+            var offsets = updated[group] ?? [:]
+            for delivery in deliveries {
+                let id = PartitionID(topic: delivery.topic, partition: delivery.partition)
+                if delivery.offset + 1 > offsets[id, default: 0] { offsets[id] = delivery.offset + 1 }
             }
+            for (id, next) in offsets.sorted(by: { $0.key < $1.key }) where next != committed[group]?[id] {
+                changed.append((group, id, next))
+            }
+            updated[group] = offsets
         }
         guard !changed.isEmpty else { return }
         try store.queue.write { db in
@@ -158,11 +162,16 @@ public final class SQLiteBroker: EventBroker {
                 INSERT INTO broker_offset (grp, topic, partition, next_offset) VALUES (?, ?, ?, ?)
                 ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)
                 """)
-            for (id, next) in changed.sorted(by: { $0.key < $1.key }) {
+            for (group, id, next) in changed {
                 try upsert.execute(arguments: [group, id.topic, id.partition, next])
             }
         }
-        committed[group] = offsets
+        committed = updated  // only once the transaction committed
+    }
+
+    /// Commits one group's offsets.
+    public func commit(group: String, _ deliveries: [BrokerDelivery]) throws {
+        try commit([(group, deliveries)])
     }
 
     public func deadLetter(group: String, _ delivery: BrokerDelivery, reason: String) throws {

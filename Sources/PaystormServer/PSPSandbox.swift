@@ -210,6 +210,16 @@ public final class PSPSandbox: Sendable {
         }
     }
 
+    /// A request body of at most 64 KiB; a larger one is a 413.
+    static func body(_ request: Request) async throws -> Data {
+        var request = request
+        do {
+            return Data(buffer: try await request.collectBody(upTo: 1 << 16))
+        } catch {
+            throw APIFailure(413, APIWire.ErrorBody(code: "body_too_large", message: "the body is over \(1 << 16) bytes"))
+        }
+    }
+
     public func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorMiddleware())
@@ -221,11 +231,10 @@ public final class PSPSandbox: Sendable {
             guard let operation = context.parameters.get("operation").flatMap(PSPRequest.Operation.init(rawValue:)) else {
                 throw APIFailure(404, APIWire.ErrorBody(code: "not_found", message: "operations are charge, refund, status and cancel"))
             }
-            var request = request
-            let body = try await request.collectBody(upTo: 1 << 16)
+            let body = try await Self.body(request)
             let call: PSPWire.Call
             do {
-                call = try JSONDecoder().decode(PSPWire.Call.self, from: Data(buffer: body))
+                call = try JSONDecoder().decode(PSPWire.Call.self, from: body)
             } catch {
                 throw APIFailure(400, APIWire.ErrorBody(code: "bad_request", message: "not a PSP call: \(error)"))
             }
@@ -248,15 +257,20 @@ public final class PSPSandbox: Sendable {
             guard sandbox.profiles[psp] != nil else {
                 throw APIFailure(404, APIWire.ErrorBody(code: "not_found", message: "no PSP \(psp) here"))
             }
-            let from = request.uri.queryParameters.get("from_ns").flatMap { Int64($0) } ?? 0
-            let to = request.uri.queryParameters.get("to_ns").flatMap { Int64($0) } ?? Int64.max
+            func bound(_ name: String, _ absent: Int64) throws -> Int64 {
+                guard let text = request.uri.queryParameters.get(name) else { return absent }
+                guard let value = Int64(text), value >= 0 else {
+                    throw APIFailure(400, APIWire.ErrorBody(code: "bad_request", message: "expected Unix nanoseconds >= 0, found \"\(text)\"", field: name))
+                }
+                return value
+            }
+            let from = try bound("from_ns", 0), to = try bound("to_ns", Int64.max)
             return Response(status: .ok, headers: [.contentType: "text/csv"],
                             body: .init(byteBuffer: ByteBuffer(string: sandbox.settlementCSV(psp: psp, from: from, to: to))))
         }
         router.get("/stats") { _, _ in PaystormAPI.json(200, sandbox.stats) }
         router.post("/notifications") { request, _ in
-            var request = request
-            _ = try await request.collectBody(upTo: 1 << 16)
+            _ = try await Self.body(request)
             let fail = sandbox.state.withLock { state in
                 state.notifications += 1
                 let fail = state.random.uniform() < sandbox.notificationFailureRate

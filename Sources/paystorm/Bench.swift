@@ -7,7 +7,7 @@ extension Paystorm {
     struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Measure Paystorm's speed. Build with `-c release` for meaningful figures.",
-            subcommands: [Kernel.self, Engine.self, StoreInserts.self, World.self])
+            subcommands: [Kernel.self, Engine.self, StoreInserts.self, World.self, Server.self])
     }
 }
 

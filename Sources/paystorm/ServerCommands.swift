@@ -30,6 +30,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The key that may read GET /ledger.") var adminKey = "sk_admin_dev"
     @Option(help: "Requests per second per API key (0: no limit).") var rateLimit = 1_000.0
     @Option(help: "Seconds between reconciliations against the PSPs' settlement reports (0: off).") var reconcileEvery = 0.0
+    @Option(help: "HTTP connections to the PSPs, at most.") var pspConnections = 1_024
     @Flag(help: "Log only errors.") var quiet = false
 
     func run() async throws {
@@ -43,7 +44,9 @@ struct Serve: AsyncParsableCommand {
         options.adminKey = adminKey
         options.rateLimit = rateLimit > 0 ? rateLimit : nil
         options.reconcileEverySeconds = reconcileEvery
+        options.pspConnections = pspConnections
         options.quiet = quiet
+        guard pspConnections >= 1 else { throw ValidationError("--psp-connections: expected at least 1") }
         guard !options.pspIDs.isEmpty, options.pspIDs.allSatisfy({ !$0.isEmpty }) else {
             throw ValidationError("--psps: expected comma-separated PSP ids, e.g. stripe,paypal")
         }

@@ -66,6 +66,7 @@ struct APIRouteTests {
                 (ServerFixture.paymentJSON(key: "b5", card: "4111111111111112"), .unprocessableContent, nil),
                 (ServerFixture.paymentJSON(key: "b6").replacingOccurrences(of: "\"card\"", with: "\"crypto\""), .badRequest, "payment_method.type"),
                 (ServerFixture.paymentJSON(key: "b7").replacingOccurrences(of: "\"cvv\":\"123\"", with: "\"cvv\":123"), .badRequest, "payment_method.details.cvv"),
+                (ServerFixture.paymentJSON(key: "b8").replacingOccurrences(of: "12/39", with: "+1/39"), .unprocessableContent, nil),
             ]
             for (body, status, field) in cases {
                 let response = try await client.execute(uri: "/payments", method: .post, headers: Self.merchant, body: ByteBuffer(string: body))
@@ -104,6 +105,13 @@ struct APIRouteTests {
             #expect(try await client.execute(uri: "/payments/\(id)", method: .get, headers: Self.merchant).status == .ok)
             #expect(try await client.execute(uri: "/ledger", method: .get, headers: Self.merchant).status == .forbidden)
             #expect(try await client.execute(uri: "/ledger", method: .get, headers: Self.admin).status == .ok)
+            var adminJSON = Self.admin
+            adminJSON[.contentType] = "application/json"
+            #expect(try await client.execute(uri: "/payments", method: .post, headers: adminJSON, body: body).status == .forbidden,
+                    "the admin key is not a merchant's")
+            #expect(try await client.execute(uri: "/payments/\(id)", method: .get, headers: Self.admin).status == .forbidden)
+            let inverted = try await client.execute(uri: "/ledger?from_ns=5&to_ns=1", method: .get, headers: Self.admin)
+            #expect(try Self.error(inverted)["field"] as? String == "from_ns")
             let badLimit = try await client.execute(uri: "/ledger?limit=0", method: .get, headers: Self.admin)
             #expect(badLimit.status == .badRequest)
             #expect(try Self.error(badLimit)["field"] as? String == "limit")
@@ -148,6 +156,10 @@ struct APIRouteTests {
             let stale = PaymentEngine.webhookSignature(body: body, timestampSeconds: now - 3_600, secret: ServerOptions.webhookSecret("stripe"))
             #expect(try await client.execute(uri: "/webhook", method: .post, headers: headers(stale, now - 3_600), body: ByteBuffer(string: body)).status == .badRequest)
             #expect(try await client.execute(uri: "/webhook", method: .post, headers: headers(good, now, psp: "acme"), body: ByteBuffer(string: body)).status == .badRequest)
+            for extreme in [Int64.min, Int64.min + 1, Int64.max] {
+                let response = try await client.execute(uri: "/webhook", method: .post, headers: headers("ab", extreme), body: ByteBuffer(string: body))
+                #expect(response.status == .badRequest, "timestamp \(extreme) must be refused, not overflow")
+            }
             let missing = try await client.execute(uri: "/webhook", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: body))
             #expect(missing.status == .badRequest)
             let first = try await client.execute(uri: "/webhook", method: .post, headers: headers(good, now), body: ByteBuffer(string: body))

@@ -27,6 +27,7 @@ public struct CardDetails: Sendable, CustomStringConvertible {
         }
         let parts = expiry.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, parts[0].count == 2, parts[1].count == 2,
+              parts.allSatisfy({ $0.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) } }),
               let month = Int(parts[0]), let year2 = Int(parts[1]), (1...12).contains(month) else {
             throw .expiryFormat(expiry)
         }

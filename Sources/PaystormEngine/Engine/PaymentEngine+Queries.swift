@@ -11,7 +11,7 @@ extension PaymentEngine {
             throw .invalidField(field: "cursor", message: "must be >= 0, got \(query.afterSequence)")
         }
         if let from = query.fromNanoseconds, let to = query.toNanoseconds, from > to {
-            throw .invalidField(field: "from", message: "is after to")
+            throw .invalidField(field: "from_ns", message: "is after to_ns")
         }
         var conditions = ["e.sequence > ?"]
         var arguments: StatementArguments = [query.afterSequence]

@@ -48,7 +48,9 @@ extension PaymentEngine {
             throw .webhookRejected("unknown PSP \"\(pspID)\"")
         }
         let nowSeconds = now / 1_000_000_000
-        guard abs(nowSeconds - timestampSeconds) <= configuration.webhookToleranceSeconds else {
+        // Compared without subtracting: any Int64 a client sends is a timestamp to refuse, never an overflow.
+        let tolerance = configuration.webhookToleranceSeconds
+        guard timestampSeconds >= nowSeconds - tolerance && timestampSeconds <= nowSeconds + tolerance else {
             throw .webhookRejected("timestamp \(timestampSeconds) is more than \(configuration.webhookToleranceSeconds) s from now (\(nowSeconds))")
         }
         let expected = Self.webhookSignature(body: body, timestampSeconds: timestampSeconds, secret: route.webhookSecret)

@@ -1,0 +1,125 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import PaystormScenario
+import PaystormServer
+
+extension Paystorm.Bench {
+    struct Server: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "server",
+            abstract: "Durable POST /payments through the PSP sandbox on loopback, open loop: accepted payments/s and latency per rate.",
+            discussion: """
+                Starts `paystorm psp-sandbox` and `paystorm serve` (this same executable, on a fresh WAL database in a \
+                temporary directory) as child processes, then offers each --rates value in turn for --duration seconds \
+                from this process, open loop, and prints accepted payments/s and latency percentiles (from each \
+                request's scheduled send time). Build with `-c release`.
+
+                Example: paystorm bench server --rates 2500,5000 --duration 20
+                """)
+
+        @Option(help: "Offered rates, payments per second, comma-separated.") var rates = "2500,5000"
+        @Option(help: "Seconds per rate.") var duration = 20.0
+        @Option(help: "Seconds of load before each measured rate, not counted.") var warmup = 3.0
+        @Option(help: "Sandbox profile: default (the simulator's PSPs: 150 ms, errors, webhooks) or ideal.") var pspProfile = "default"
+        @Option(help: "Client connections of the load generator.") var connections = 256
+        @Option(help: "Keep the database and logs here instead of a temporary directory.") var keep: String?
+
+        func run() async throws {
+            let offered = try rates.split(separator: ",").map { text -> Double in
+                guard let rate = Double(text.trimmingCharacters(in: .whitespaces)), rate > 0 else {
+                    throw ValidationError("--rates: expected comma-separated payments/s, found \"\(text)\"")
+                }
+                return rate
+            }
+            guard duration > 0 else { throw ValidationError("--duration: expected seconds > 0") }
+            guard ["default", "ideal"].contains(pspProfile) else { throw ValidationError("--psp-profile: expected default or ideal") }
+            let directory = keep ?? NSTemporaryDirectory() + "paystorm-bench-server-\(getpid())"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let serverPort = try freePort(), sandboxPort = try freePort()
+            let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+            func start(_ arguments: [String], log: String) throws -> Process {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: executable)
+                process.arguments = arguments
+                FileManager.default.createFile(atPath: log, contents: nil)
+                process.standardError = FileHandle(forWritingAtPath: log)
+                process.standardOutput = FileHandle.nullDevice
+                try process.run()
+                return process
+            }
+            let sandbox = try start(["psp-sandbox", "--port", String(sandboxPort), "--profile", pspProfile,
+                                     "--webhook-url", "http://127.0.0.1:\(serverPort)/webhook"], log: directory + "/sandbox.log")
+            let server = try start(["serve", "--port", String(serverPort), "--database", directory + "/bench.sqlite", "--quiet",
+                                    "--rate-limit", "0", "--psp-url", "http://127.0.0.1:\(sandboxPort)",
+                                    "--notify-url", "http://127.0.0.1:\(sandboxPort)/notifications"], log: directory + "/serve.log")
+            defer {
+                server.terminate()
+                sandbox.terminate()
+                server.waitUntilExit()
+                sandbox.waitUntilExit()
+                if keep == nil { try? FileManager.default.removeItem(atPath: directory) }
+            }
+            let url = "http://127.0.0.1:\(serverPort)"
+            guard await healthy(url), await healthy("http://127.0.0.1:\(sandboxPort)") else {
+                throw ValidationError("the server or the sandbox did not start; see \(directory)/serve.log and sandbox.log")
+            }
+            print("bench server: durable POST /payments (WAL, synchronous FULL, group commit) through the \(pspProfile) PSP sandbox, loopback, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+            for (index, rate) in offered.enumerated() {
+                if warmup > 0 {
+                    var options = LoadGenerator.Options(url: url, rate: rate, durationSeconds: warmup)
+                    options.seed = UInt64(1_000 + index)
+                    options.connections = connections
+                    _ = try await LoadGenerator.run(options)
+                }
+                var options = LoadGenerator.Options(url: url, rate: rate, durationSeconds: duration)
+                options.seed = UInt64(index + 1)
+                options.connections = connections
+                let result = try await LoadGenerator.run(options)
+                let accepted = result.samples.filter { $0.status == 200 || $0.status == 201 }
+                let latencies = result.samples.filter { $0.status > 0 && $0.status < 500 }.map { Double($0.latencyNanoseconds) / 1e6 }.sorted()
+                func p(_ q: Double) -> String {
+                    latencies.isEmpty ? "n/a" : String(format: "%.2f ms", latencies[min(latencies.count - 1, max(0, Int((q * Double(latencies.count)).rounded(.up)) - 1))])
+                }
+                let failures = result.samples.count - accepted.count
+                print(String(format: "offered %.0f/s for %.0f s: %.0f payments/s accepted (%d of %d; %d not accepted); latency p50 %@, p99 %@, p99.9 %@, max %@; generator lag at worst %.1f ms",
+                             rate, duration, Double(accepted.count) / duration, accepted.count, result.samples.count, failures,
+                             p(0.5), p(0.99), p(0.999), p(1), result.maximumSendLagSeconds * 1_000))
+            }
+            if let status = await engineStatus(url) { print("server engine: \(status)") }
+        }
+
+        func healthy(_ url: String) async -> Bool {
+            for _ in 0..<200 {
+                if let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(1)),
+                   response.status.code == 200 {
+                    return true
+                }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            return false
+        }
+
+        func engineStatus(_ url: String) async -> String? {
+            guard let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(5)),
+                  let body = try? await response.body.collect(upTo: 1 << 20) else { return nil }
+            return String(buffer: body)
+        }
+
+        /// A port nothing listens on now: bind port 0 and read what the kernel chose.
+        func freePort() throws -> Int {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = 0
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+            }
+            guard bound else { throw ValidationError("cannot find a free port on 127.0.0.1") }
+            return Int(UInt16(bigEndian: address.sin_port))
+        }
+    }
+}
