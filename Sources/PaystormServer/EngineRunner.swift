@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import HeapModule
 import PaystormEngine
@@ -66,6 +67,10 @@ public final class EngineRunner: @unchecked Sendable {
         public var timersArmed: Int
         public var pspCallsInFlight: Int
         public var notificationsInFlight: Int
+        /// PSP calls and notifications waiting for a free connection.
+        public var outboundQueued: Int
+        /// PSP calls dropped unsent after waiting past the engine's PSP timeout.
+        public var pspCallsDropped: Int
         public var outboxRelayed: Int64
         public var consumerLag: Int
         public var deadLetters: Int
@@ -93,6 +98,13 @@ public final class EngineRunner: @unchecked Sendable {
     public var maximumBatch = 512
     /// Events the relay and each consumer take per round, at most.
     public var maximumEvents = 2_000
+    /// PSP calls and notifications out at once, at most (the HTTP client's
+    /// connections); the rest wait here, oldest first. A call that waited
+    /// longer than the engine's PSP timeout is dropped unsent: the engine
+    /// already treats it as ambiguous, and its status query will find that it
+    /// never landed. Without this bound a slow PSP grows the HTTP client's
+    /// own queue without limit.
+    public var maximumOutbound = 1_024
 
     let engine: PaymentEngine
     let broker: any EventBroker
@@ -108,7 +120,7 @@ public final class EngineRunner: @unchecked Sendable {
     private var pspInFlight = 0
     private var notificationsInFlight = 0
     private var status = Status(batches: 0, calls: 0, largestBatch: 0, timersArmed: 0, pspCallsInFlight: 0,
-                                notificationsInFlight: 0, outboxRelayed: 0, consumerLag: 0, deadLetters: 0, engineErrors: 0)
+                                notificationsInFlight: 0, outboundQueued: 0, pspCallsDropped: 0, outboxRelayed: 0, consumerLag: 0, deadLetters: 0, engineErrors: 0)
     private var stopWaiters: [@Sendable () -> Void] = []
 
     // The engine thread's own.
@@ -116,6 +128,8 @@ public final class EngineRunner: @unchecked Sendable {
     private var timerSequence: Int64 = 0
     private var relayCursor: Int64 = 0
     private var moreEvents = false
+    private var outbound = Deque<(effect: EngineEffect, queuedAt: Int64)>()
+    private var droppedCalls = 0
 
     public init(engine: PaymentEngine, broker: any EventBroker, psp: any PSPPort, notifier: any NotificationPort,
                 log: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -192,7 +206,7 @@ public final class EngineRunner: @unchecked Sendable {
         var jobs: [Job] = []
         while true {
             condition.lock()
-            while inbox.isEmpty && !moreEvents {
+            while inbox.isEmpty && !moreEvents && (outbound.isEmpty || pspInFlight + notificationsInFlight >= maximumOutbound) {
                 if stopRequested && pspInFlight + notificationsInFlight == 0 { break }
                 if stopRequested && WallClock.monotonic() >= drainDeadline { break }
                 // Wake for the next timer, the drain deadline, and at least once a
@@ -221,8 +235,9 @@ public final class EngineRunner: @unchecked Sendable {
             }
             jobs.removeAll(keepingCapacity: true)
             relayAndConsume()
+            sendOutbound()
 
-            if stopping && idle && !moreEvents {
+            if stopping && (idle || WallClock.monotonic() >= drainDeadline) && !moreEvents && (outbound.isEmpty || WallClock.monotonic() >= drainDeadline) {
                 condition.lock()
                 let empty = inbox.isEmpty
                 if empty {
@@ -298,15 +313,44 @@ public final class EngineRunner: @unchecked Sendable {
         case .status:
             var status = currentStatus
             status.timersArmed = timers.count
+            status.outboundQueued = outbound.count
+            status.pspCallsDropped = droppedCalls
             status.consumerLag = (try? EngineConsumer.allCases.reduce(0) { $0 + (try broker.lag(group: $1.rawValue)) }) ?? -1
             return .status(status)
         }
     }
 
     private func perform(_ effects: [EngineEffect]) {
+        let now = WallClock.monotonic()
         for effect in effects {
             switch effect {
+            case .callPSP, .sendNotification:
+                outbound.append((effect, now))
+            case let .armTimer(timer, after):
+                timerSequence += 1
+                timers.insert(ArmedTimer(deadline: now + max(0, after), sequence: timerSequence, timer: timer))
+            case .publish:
+                break  // the relay publishes what it polled itself
+            }
+        }
+        sendOutbound()
+    }
+
+    /// Sends queued PSP calls and notifications while fewer than
+    /// ``maximumOutbound`` are out.
+    private func sendOutbound() {
+        guard !outbound.isEmpty else { return }
+        let now = WallClock.monotonic()
+        condition.lock()
+        var free = maximumOutbound - pspInFlight - notificationsInFlight
+        condition.unlock()
+        while free > 0, let (effect, queuedAt) = outbound.popFirst() {
+            switch effect {
             case let .callPSP(request):
+                if now - queuedAt > engine.configuration.pspTimeoutNanoseconds {
+                    droppedCalls += 1
+                    continue
+                }
                 condition.lock()
                 pspInFlight += 1
                 condition.unlock()
@@ -317,11 +361,6 @@ public final class EngineRunner: @unchecked Sendable {
                     condition.signal()
                     condition.unlock()
                 }
-            case let .armTimer(timer, after):
-                timerSequence += 1
-                timers.insert(ArmedTimer(deadline: WallClock.monotonic() + max(0, after), sequence: timerSequence, timer: timer))
-            case .publish:
-                break  // the relay publishes what it polled itself
             case let .sendNotification(message):
                 condition.lock()
                 notificationsInFlight += 1
@@ -333,7 +372,10 @@ public final class EngineRunner: @unchecked Sendable {
                     condition.signal()
                     condition.unlock()
                 }
+            default:
+                continue
             }
+            free -= 1
         }
     }
 
@@ -355,7 +397,7 @@ public final class EngineRunner: @unchecked Sendable {
                 moreEvents = messages.count == maximumEvents
             }
             var deliveries: [(EngineConsumer, [BrokerDelivery])] = []
-            for consumer in EngineConsumer.allCases {
+            for consumer in EngineConsumer.allCases where try broker.lag(group: consumer.rawValue) > 0 {
                 let polled = try broker.poll(group: consumer.rawValue, limit: maximumEvents)
                 if !polled.isEmpty { deliveries.append((consumer, polled)) }
                 moreEvents = moreEvents || polled.count == maximumEvents

@@ -37,7 +37,8 @@ public protocol EventBroker: AnyObject {
     func commit(_ groups: [(group: String, deliveries: [BrokerDelivery])]) throws
     /// Parks a message the group cannot process in its dead-letter topic.
     func deadLetter(group: String, _ delivery: BrokerDelivery, reason: String) throws
-    /// Messages the group has not committed yet, over every partition.
+    /// Messages the group has not committed yet, over every partition; cheap
+    /// enough to ask before every poll.
     func lag(group: String) throws -> Int
 }
 

@@ -32,6 +32,21 @@ public enum PSPWire {
         enum CodingKeys: String, CodingKey {
             case idempotencyKey = "idempotency_key", amountMinor = "amount_minor", currency, cardToken = "card_token"
         }
+
+        /// The same JSON `JSONEncoder` writes (keys in declaration order), without its cost.
+        public func json() -> String {
+            var text = "{\"idempotency_key\":\(PSPWire.quoted(idempotencyKey)),\"amount_minor\":\(amountMinor),\"currency\":\(PSPWire.quoted(currency))"
+            if let cardToken { text += ",\"card_token\":\(PSPWire.quoted(cardToken))" }
+            return text + "}"
+        }
+    }
+
+    /// `Call` as JSON, written directly: `JSONEncoder` was a visible share of
+    /// the server's time per PSP call.
+    static func quoted(_ text: String) -> String {
+        guard text.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }) else { return "\"\(text)\"" }
+        let data = (try? JSONEncoder().encode(text)) ?? Data("\"\"".utf8)
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// The answer of a call the PSP processed (HTTP 200): `succeeded`,
@@ -87,7 +102,7 @@ public struct HTTPPSPAdapter: PSPPort {
         http.method = .POST
         http.headers.add(name: "Content-Type", value: "application/json")
         http.headers.add(name: "Idempotency-Key", value: request.idempotencyKey)
-        http.body = .bytes(ByteBuffer(data: (try? JSONEncoder().encode(call)) ?? Data()))
+        http.body = .bytes(ByteBuffer(string: call.json()))
         let client = self.client, timeout = self.timeout
         Task {
             do {

@@ -68,6 +68,7 @@ public enum PaymentServer {
         let notifier: any NotificationPort = options.notifyURL.map { HTTPNotifier(url: $0, client: client) } ?? AcceptingNotifier()
         let runner = EngineRunner(engine: engine, broker: broker, psp: HTTPPSPAdapter(baseURL: options.pspURL, client: client),
                                   notifier: notifier, log: log)
+        runner.maximumOutbound = options.pspConnections
         try runner.start()
 
         let api = PaystormAPI(runner: runner,

@@ -105,6 +105,53 @@ struct EngineRunnerTests {
     }
 }
 
+extension EngineRunnerTests {
+    @Test("outbound calls are bounded: past the limit they wait in the runner, not in the HTTP client")
+    func outboundBound() async throws {
+        let directory = TemporaryDirectory()
+        let psp = HoldingPSP()
+        let runner = try ServerFixture.runner(in: directory, psp: psp)
+        runner.maximumOutbound = 2
+        try runner.start()
+        for index in 0..<5 {
+            _ = await runner.perform(.createPayment(ServerFixture.command(key: "bound-\(index)", user: "u\(index)",
+                                                                           card: LoadGenerator.card(user: index))))
+        }
+        guard case let .success(.status(status)) = await runner.perform(.status) else {
+            Issue.record("no status")
+            return
+        }
+        #expect(psp.count == 2)
+        #expect(status.pspCallsInFlight == 2)
+        #expect(status.outboundQueued == 3)
+        // Each release frees two connections, and the next two waiting calls go out.
+        psp.release()
+        #expect(await ServerFixture.eventually { psp.count == 4 })
+        psp.release()
+        #expect(await ServerFixture.eventually { psp.count == 5 }, "freed connections take the waiting calls")
+        psp.release()
+        await runner.stop()
+    }
+}
+
+/// A PSP that holds every call until released, then answers success.
+final class HoldingPSP: PSPPort, @unchecked Sendable {
+    private let lock = NSLock()
+    private var held: [(PSPRequest, @Sendable (PSPOutcome?) -> Void)] = []
+    private var calls = 0
+    var count: Int { lock.withLock { calls } }
+    func call(_ request: PSPRequest, reply: @escaping @Sendable (PSPOutcome?) -> Void) {
+        lock.withLock {
+            calls += 1
+            held.append((request, reply))
+        }
+    }
+    func release() {
+        let waiting = lock.withLock { defer { held.removeAll() }; return held }
+        for (request, reply) in waiting { reply(.succeeded(pspReference: "ref-\(request.idempotencyKey)")) }
+    }
+}
+
 /// Answers collected from the engine thread.
 final class AnswerBox: @unchecked Sendable {
     private let lock = NSLock()

@@ -134,6 +134,12 @@ struct SandboxTests {
         #expect(PSPWire.outcome(status: 504, body: Data()) == nil)
         #expect(PSPWire.outcome(status: 500, body: Data()) == nil)
         #expect(PSPWire.outcome(status: 200, body: body("<html>")) == nil)
+        for call in [PSPWire.Call(idempotencyKey: "pay-1:stripe", amountMinor: 1_050, currency: "USD", cardToken: "tok_abc"),
+                     PSPWire.Call(idempotencyKey: "odd \"key\"\\\n", amountMinor: -1, currency: "JPY", cardToken: nil)] {
+            let decoded = try? JSONDecoder().decode(PSPWire.Call.self, from: Data(call.json().utf8))
+            #expect(decoded?.idempotencyKey == call.idempotencyKey && decoded?.amountMinor == call.amountMinor
+                    && decoded?.currency == call.currency && decoded?.cardToken == call.cardToken, "\(call.json())")
+        }
     }
 }
 
