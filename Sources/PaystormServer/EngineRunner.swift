@@ -84,6 +84,11 @@ public final class EngineRunner: @unchecked Sendable {
         case pspReply(attemptID: Int64, PSPOutcome)
         case notification(id: Int64, success: Bool)
         case timer(EngineTimer)
+
+        var isCall: Bool {
+            if case .call = self { return true }
+            return false
+        }
     }
 
     struct ArmedTimer: Comparable {
@@ -95,9 +100,11 @@ public final class EngineRunner: @unchecked Sendable {
     }
 
     /// Calls per SQLite transaction, at most.
-    public var maximumBatch = 512
-    /// Events the relay and each consumer take per round, at most.
-    public var maximumEvents = 2_000
+    public var maximumBatch = 256
+    /// Events the relay and each consumer take per round, at most: a round
+    /// holds up the requests that arrive meanwhile, so it is kept short, and
+    /// a backlog is worked off over several rounds between requests.
+    public var maximumEvents = 256
     /// PSP calls and notifications out at once, at most (the HTTP client's
     /// connections); the rest wait here, oldest first. A call that waited
     /// longer than the engine's PSP timeout is dropped unsent: the engine
@@ -227,11 +234,17 @@ public final class EngineRunner: @unchecked Sendable {
             while let due = timers.min, due.deadline <= now, !stopping {
                 jobs.append(.timer(timers.removeMin().timer))
             }
-            var start = 0
-            while start < jobs.count {
-                let end = min(jobs.count, start + maximumBatch)
-                execute(jobs[start..<end])
-                start = end
+            // Requests first, in transactions of their own: a client waits on
+            // them; PSP replies, timers and notification results do not.
+            let requests = jobs.filter(\.isCall)
+            let others = jobs.filter { !$0.isCall }
+            for group in [requests, others] {
+                var start = 0
+                while start < group.count {
+                    let end = min(group.count, start + maximumBatch)
+                    execute(group[start..<end])
+                    start = end
+                }
             }
             jobs.removeAll(keepingCapacity: true)
             relayAndConsume()

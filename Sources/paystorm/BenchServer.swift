@@ -24,6 +24,7 @@ extension Paystorm.Bench {
         @Option(help: "Sandbox profile: default (the simulator's PSPs: 150 ms, errors, webhooks) or ideal.") var pspProfile = "default"
         @Option(help: "Client connections of the load generator.") var connections = 256
         @Option(help: "Keep the database and logs here instead of a temporary directory.") var keep: String?
+        @Flag(help: "Also deliver merchant notifications over HTTP to the sandbox (two more requests per payment); by default they are accepted in process.") var notify = false
 
         func run() async throws {
             let offered = try rates.split(separator: ",").map { text -> Double in
@@ -51,8 +52,9 @@ extension Paystorm.Bench {
             let sandbox = try start(["psp-sandbox", "--port", String(sandboxPort), "--profile", pspProfile,
                                      "--webhook-url", "http://127.0.0.1:\(serverPort)/webhook"], log: directory + "/sandbox.log")
             let server = try start(["serve", "--port", String(serverPort), "--database", directory + "/bench.sqlite", "--quiet",
-                                    "--rate-limit", "0", "--psp-url", "http://127.0.0.1:\(sandboxPort)",
-                                    "--notify-url", "http://127.0.0.1:\(sandboxPort)/notifications"], log: directory + "/serve.log")
+                                    "--rate-limit", "0", "--psp-url", "http://127.0.0.1:\(sandboxPort)"]
+                                   + (notify ? ["--notify-url", "http://127.0.0.1:\(sandboxPort)/notifications"] : []),
+                                   log: directory + "/serve.log")
             defer {
                 server.terminate()
                 sandbox.terminate()
