@@ -162,6 +162,7 @@ class Run:
         self.stop = threading.Event()
         self.failures = []
         self.notes = []
+        self.engine = None  # GET /health's engine figures once idle
         self.counts = {}
         self.payments = {}  # payment id -> {key, merchant, amount}
         self.payment_by_key = {}  # idempotency key -> payment id
@@ -620,11 +621,13 @@ def settle(run, cluster, args, database):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         engine = cluster.health()
+        # Timers may remain (notification retries, stale timeouts); nothing may be in flight or queued.
         idle = engine is not None and engine.get("consumer_lag") == 0 and engine.get("psp_calls_in_flight") == 0 \
-            and engine.get("notifications_in_flight") == 0
+            and engine.get("notifications_in_flight") == 0 and engine.get("outbound_queued", 0) == 0
         if idle:
             idle_since = idle_since or time.monotonic()
             if time.monotonic() - idle_since >= 1.0:
+                run.engine = engine
                 return True
         else:
             idle_since = None
@@ -818,6 +821,8 @@ def main():
     if stats:
         print(f"  sandbox: {stats.get('calls')} PSP calls, answered {stats.get('answered')}, captured {stats.get('captured')}, "
               f"refunded {stats.get('refunded')}, double_charged {stats.get('double_charged')}")
+    if run.engine:
+        print(f"  engine when idle: {json.dumps(run.engine, sort_keys=True)}")
     print("  audit: " + "\n  audit: ".join(audit_output.strip().splitlines()))
     for note in run.notes:
         print(f"  note: {note}")
