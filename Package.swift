@@ -4,6 +4,7 @@ import PackageDescription
 // Module layering (each imports only what sits below it):
 //
 //   paystorm (CLI)
+//     ├─ PaystormServer ── Hummingbird, AsyncHTTPClient (server mode: the same engine over HTTP)
 //     ├─ PaystormScenario ── Yams (scenario files, thresholds, reports)
 //     └─ PaystormBenchmarks
 //          ├─ PaystormWorld ── PaystormEngine (the real engine, hosted in virtual time)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite (swift-testing, debug build with exclusivity checks on).
+# The whole test suite (swift-testing, debug build with exclusivity checks on),
+# then server mode for real: the HTTP API fuzzed against its OpenAPI contract,
+# and kill -9 under load with an audit afterwards.
 # Installs what it needs on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,3 +9,9 @@ source scripts/bootstrap.sh
 
 swift build --build-tests
 swift test --skip-build --disable-xctest
+
+export PAYSTORM_BIN=.build/debug/paystorm
+echo "== server mode: Schemathesis against openapi/paystorm.yaml"
+bash scripts/schemathesis.sh
+echo "== server mode: kill -9 under load, then the audit"
+python3 scripts/crash-test.py --kills 10 --seed 1
