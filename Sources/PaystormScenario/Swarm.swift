@@ -149,7 +149,11 @@ public enum Comparison {
             row("latency p50", q(a, 50), q(b, 50), format: ms) { $0.answered > 0 ? $0.latencyP50Seconds : nil },
             row("latency p99", q(a, 99), q(b, 99), format: ms) { $0.answered > 0 ? $0.latencyP99Seconds : nil },
             row("latency p99.9", q(a, 99.9), q(b, 99.9), format: ms),
-            row("time to terminal p99", q(a, 99, terminal: true), q(b, 99, terminal: true), format: ms),
+            a.timeToTerminal.isEmpty || b.timeToTerminal.isEmpty
+                // A measured run (`paystorm load`) sees acknowledgements, not terminal states.
+                ? Row(metric: "time to terminal p99", a: a.timeToTerminal.isEmpty ? "n/a" : ms(q(a, 99, terminal: true)),
+                      b: b.timeToTerminal.isEmpty ? "n/a" : ms(q(b, 99, terminal: true)), change: "—", pValue: nil, significant: false)
+                : row("time to terminal p99", q(a, 99, terminal: true), q(b, 99, terminal: true), format: ms),
             row("availability", a.requests.availability, b.requests.availability, format: Threshold.percent) {
                 let finished = $0.answered + $0.failed
                 return finished > 0 ? Double($0.answered) / Double(finished) : nil

@@ -143,6 +143,35 @@ struct SandboxTests {
     }
 }
 
+@Suite("The OpenAPI document matches the server")
+struct OpenAPIDocumentTests {
+    static let document: String = {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return (try? String(contentsOf: root.appendingPathComponent("openapi/paystorm.yaml"), encoding: .utf8)) ?? ""
+    }()
+
+    @Test("every route the server serves is documented")
+    func routes() {
+        #expect(!Self.document.isEmpty, "openapi/paystorm.yaml is missing")
+        for path in PaystormAPI.paths {
+            let documented = Self.document.contains("\n  \(path):")
+            #expect(documented, "\(path) is not in openapi/paystorm.yaml")
+        }
+    }
+
+    @Test("every field of GET /health's engine status is documented (the schema allows no others)")
+    func healthFields() throws {
+        let status = EngineRunner.Status(batches: 0, calls: 0, largestBatch: 0, timersArmed: 0, pspCallsInFlight: 0, notificationsInFlight: 0,
+                                         outboundQueued: 0, pspCallsDropped: 0, outboxRelayed: 0, consumerLag: 0, deadLetters: 0, engineErrors: 0)
+        let encoded = try PaystormAPI.encoder.encode(status)
+        let keys = try #require(try JSONSerialization.jsonObject(with: encoded) as? [String: Any]).keys
+        for key in keys.sorted() {
+            let documented = Self.document.contains("            \(key):")
+            #expect(documented, "engine status field \(key) is not in openapi/paystorm.yaml")
+        }
+    }
+}
+
 @Suite("Audit and load reports")
 struct AuditAndLoadTests {
     @Test("the audit catches a lost acknowledged payment and a double charge, and passes a sound database")
@@ -197,6 +226,9 @@ struct AuditAndLoadTests {
         #expect(abs(p50.seconds - 0.051) < 0.002)
         // It reads back and compares like any report.
         let decoded = try ReportWriter.decode(Data(ReportWriter.json(document).utf8))
-        #expect(!Comparison.compare(decoded, decoded).isEmpty)
+        let rows = Comparison.compare(decoded, decoded)
+        #expect(rows.first { $0.metric == "latency p99" }?.a == String(format: "%.1f ms", try #require(document.latency.first { $0.percentile == 99 }).seconds * 1_000))
+        let terminal = try #require(rows.first { $0.metric == "time to terminal p99" })
+        #expect(terminal.a == "n/a" && terminal.change == "—", "a measured run has no time to terminal; it must not read as 0 ms")
     }
 }
