@@ -95,7 +95,7 @@ struct EngineRunnerTests {
         let psp = InstantPSP()
         let second = try ServerFixture.runner(in: directory, psp: psp)
         try second.start()
-        let done = await ServerFixture.eventually(20) {
+        let done = await ServerFixture.eventually(60) {
             guard case let .success(.payment(now)) = await second.perform(.payment(id: view.paymentID, merchantID: "m1")) else { return false }
             return now.status == .completed
         }
@@ -110,7 +110,11 @@ extension EngineRunnerTests {
     func outboundBound() async throws {
         let directory = TemporaryDirectory()
         let psp = HoldingPSP()
-        let runner = try ServerFixture.runner(in: directory, psp: psp)
+        // No PSP timeout within the test, however slow the machine: held calls
+        // must not turn into status queries or be dropped as too old.
+        var configuration = ServerFixture.configuration()
+        configuration.pspTimeoutNanoseconds = 600_000_000_000
+        let runner = try ServerFixture.runner(in: directory, psp: psp, configuration: configuration)
         runner.maximumOutbound = 2
         try runner.start()
         for index in 0..<5 {
@@ -126,9 +130,9 @@ extension EngineRunnerTests {
         #expect(status.outboundQueued == 3)
         // Each release frees two connections, and the next two waiting calls go out.
         psp.release()
-        #expect(await ServerFixture.eventually { psp.count == 4 })
+        #expect(await ServerFixture.eventually(60) { psp.count == 4 })
         psp.release()
-        #expect(await ServerFixture.eventually { psp.count == 5 }, "freed connections take the waiting calls")
+        #expect(await ServerFixture.eventually(60) { psp.count == 5 }, "freed connections take the waiting calls")
         psp.release()
         await runner.stop()
     }

@@ -43,15 +43,17 @@ enum ServerFixture {
         EngineConfiguration(psps: pspIDs.map { .init(id: $0, webhookSecret: ServerOptions.webhookSecret($0)) })
     }
 
-    static func engine(at path: String) throws -> PaymentEngine {
-        try PaymentEngine(store: .file(path: path), configuration: configuration(),
+    static func engine(at path: String, configuration: EngineConfiguration = configuration()) throws -> PaymentEngine {
+        try PaymentEngine(store: .file(path: path), configuration: configuration,
                           vaultEncryptionKey: Data(repeating: 1, count: 32), vaultTokenKey: Data(repeating: 2, count: 32))
     }
 
     /// A runner over a file database in `directory`, not started.
-    static func runner(in directory: TemporaryDirectory, psp: any PSPPort = InstantPSP()) throws -> EngineRunner {
+    static func runner(in directory: TemporaryDirectory, psp: any PSPPort = InstantPSP(),
+                       configuration: EngineConfiguration = configuration()) throws -> EngineRunner {
         let broker = try SQLiteBroker(.file(path: directory.file("broker.sqlite")), partitions: 4)
-        return EngineRunner(engine: try engine(at: directory.file("engine.sqlite")), broker: broker, psp: psp, notifier: AcceptingNotifier())
+        return EngineRunner(engine: try engine(at: directory.file("engine.sqlite"), configuration: configuration), broker: broker,
+                            psp: psp, notifier: AcceptingNotifier())
     }
 
     static func paymentJSON(merchant: String = "m1", key: String, amount: String = "10.50", user: String = "u1",
@@ -70,7 +72,7 @@ enum ServerFixture {
     }
 
     /// Waits (up to `seconds`) until `condition` holds.
-    static func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    static func eventually(_ seconds: Double = 60, _ condition: () async throws -> Bool) async rethrows -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if try await condition() { return true }
