@@ -255,6 +255,19 @@ struct Load: AsyncParsableCommand {
         options.timeoutSeconds = timeout
         options.seed = seed
 
+        // A server that is not there is bad input, not a measurement of 0% availability.
+        do {
+            let base = url.hasSuffix("/") ? String(url.dropLast()) : url
+            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: base + "/health"), timeout: .seconds(5))
+            _ = try await response.body.collect(upTo: 1 << 20)
+            guard response.status.code == 200 else {
+                throw ValidationError("\(base)/health answered HTTP \(response.status.code); is the server healthy?")
+            }
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw ValidationError("cannot reach \(url)/health (\(error)); is `paystorm serve` running there?")
+        }
         let showProgress = !quiet && isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["CI"] == nil
         var progress: (@Sendable (Int, Int) -> Void)?
         if showProgress {

@@ -95,6 +95,24 @@ struct CLITests {
         #expect(try paystorm(["compare", "/nonexistent", "/nonexistent"]).status == 64)
     }
 
+    @Test("server mode: bad options and an unreachable server are bad input (64), with a message that names them")
+    func serverBadInput() throws {
+        let port = try paystorm(["serve", "--port", "99999"])
+        #expect(port.status == 64)
+        #expect(port.error.contains("--port"))
+        #expect(try paystorm(["serve", "--psps", ","]).status == 64)
+        #expect(try paystorm(["serve", "--database", "/nonexistent/dir/p.sqlite", "--port", "0"]).status == 64)
+        #expect(try paystorm(["psp-sandbox", "--ambiguous-rate", "2"]).status == 64)
+        #expect(try paystorm(["psp-sandbox", "--profile", "fancy"]).status == 64)
+        #expect(try paystorm(["load", "localhost:8080", "--rate", "10", "--duration", "1"]).status == 64)
+        #expect(try paystorm(["load", "http://127.0.0.1:8080", "--rate", "0", "--duration", "1"]).status == 64)
+        #expect(try paystorm(["load", "http://127.0.0.1:8080", "--rate", "10", "--duration", "1", "--mix", "payments=x"]).status == 64)
+        let dead = try paystorm(["load", "http://127.0.0.1:1", "--rate", "5", "--duration", "1", "--out", NSTemporaryDirectory() + "paystorm-dead-load"])
+        #expect(dead.status == 64, "a server that is not there is not a measurement")
+        #expect(dead.error.contains("cannot reach"))
+        #expect(try paystorm(["audit", "--database", "/nonexistent.sqlite"]).status == 64)
+    }
+
     @Test("claim: the requests a 99.99% claim needs, and what a run proves")
     func claim() throws {
         let result = try paystorm(["claim", "--availability", "99.99", "--confidence", "95", "--requests", "10000"])
