@@ -101,6 +101,9 @@ public final class EngineRunner: @unchecked Sendable {
 
     /// Calls per SQLite transaction, at most.
     public var maximumBatch = 256
+    /// PSP replies, timers and notification results per transaction while
+    /// requests may be waiting.
+    public var internalChunk = 64
     /// Events the relay and each consumer take per round, at most: a round
     /// holds up the requests that arrive meanwhile, so it is kept short, and
     /// a backlog is worked off over several rounds between requests.
@@ -238,13 +241,21 @@ public final class EngineRunner: @unchecked Sendable {
             // them; PSP replies, timers and notification results do not.
             let requests = jobs.filter(\.isCall)
             let others = jobs.filter { !$0.isCall }
-            for group in [requests, others] {
-                var start = 0
-                while start < group.count {
-                    let end = min(group.count, start + maximumBatch)
-                    execute(group[start..<end])
-                    start = end
-                }
+            var start = 0
+            while start < requests.count {
+                let end = min(requests.count, start + maximumBatch)
+                execute(requests[start..<end])
+                start = end
+            }
+            // The engine's own work in smaller transactions, serving requests
+            // that arrived meanwhile between them: a request waits for one
+            // chunk at most, not for the whole backlog.
+            start = 0
+            while start < others.count {
+                let end = min(others.count, start + internalChunk)
+                execute(others[start..<end])
+                start = end
+                serveWaitingRequests()
             }
             jobs.removeAll(keepingCapacity: true)
             relayAndConsume()
@@ -264,6 +275,24 @@ public final class EngineRunner: @unchecked Sendable {
                 }
                 condition.unlock()
             }
+        }
+    }
+
+    /// Runs the requests (only) that queued while the thread was busy.
+    private func serveWaitingRequests() {
+        condition.lock()
+        guard inbox.contains(where: \.isCall) else {
+            condition.unlock()
+            return
+        }
+        let waiting = inbox.filter(\.isCall)
+        inbox.removeAll(where: \.isCall)
+        condition.unlock()
+        var start = 0
+        while start < waiting.count {
+            let end = min(waiting.count, start + maximumBatch)
+            execute(waiting[start..<end])
+            start = end
         }
     }
 
@@ -416,6 +445,7 @@ public final class EngineRunner: @unchecked Sendable {
                 moreEvents = moreEvents || polled.count == maximumEvents
             }
             guard !messages.isEmpty || !deliveries.isEmpty else { return }
+            serveWaitingRequests()
             let now = WallClock.nanoseconds()
             var poisoned: [(EngineConsumer, BrokerDelivery, String)] = []
             try engine.inBatch {
