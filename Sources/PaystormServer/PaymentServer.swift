@@ -2,8 +2,11 @@ import AsyncHTTPClient
 import Crypto
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOSSL
 import PaystormEngine
 import PaystormStore
 import ServiceLifecycle
@@ -26,6 +29,9 @@ public struct ServerOptions: Sendable {
     public var rateLimit: Double? = 1_000
     /// Seconds between reconciliations against each PSP's settlement report; 0 turns it off.
     public var reconcileEverySeconds = 0.0
+    /// PEM files: with both, the API is served over HTTPS only.
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
     public var brokerPartitions = 8
     /// HTTP connections to the PSPs, at most: a PSP answering in 150 ms at
     /// 5,000 calls/s has 750 calls open.
@@ -54,6 +60,7 @@ public enum PaymentServer {
         let log: @Sendable (String) -> Void = { line in
             if !quiet { FileHandle.standardError.write(Data("paystorm serve: \(line)\n".utf8)) }
         }
+        let server = try httpServer(certificate: options.tlsCertificatePath, key: options.tlsKeyPath)
         let keys = try vaultKeys(at: options.keyPath, log: log)
         let configuration = EngineConfiguration(psps: options.pspIDs.map {
             .init(id: $0, webhookSecret: ServerOptions.webhookSecret($0))
@@ -82,15 +89,49 @@ public enum PaymentServer {
             services.append(Reconciliation(runner: runner, client: client, pspURL: options.pspURL, pspIDs: options.pspIDs,
                                            every: options.reconcileEverySeconds, log: log))
         }
+        let scheme = options.tlsCertificatePath == nil ? "http" : "https"
         let app = Application(router: api.router(),
+                              server: server,
                               configuration: .init(address: .hostname(options.host, port: options.port), serverName: "paystorm"),
                               services: services,
                               onServerRunning: { channel in
-                                  log("listening on http://\(options.host):\(channel.localAddress?.port ?? options.port) (database \(options.databasePath))")
+                                  log("listening on \(scheme)://\(options.host):\(channel.localAddress?.port ?? options.port) (database \(options.databasePath))")
                               },
                               logger: logger)
         try await app.runService()
         log("stopped")
+    }
+
+    /// Plain HTTP/1.1, or HTTPS with the certificate chain and private key
+    /// in the PEM files given (both or neither).
+    public static func httpServer(certificate: String?, key: String?) throws -> HTTPServerBuilder {
+        switch (certificate, key) {
+        case (nil, nil):
+            return .http1()
+        case let (certificate?, key?):
+            let chain: [NIOSSLCertificate]
+            let privateKey: NIOSSLPrivateKey
+            do {
+                chain = try NIOSSLCertificate.fromPEMFile(certificate)
+            } catch {
+                throw ServerError("--tls-certificate: cannot read a PEM certificate chain from \(certificate): \(error)")
+            }
+            guard !chain.isEmpty else { throw ServerError("--tls-certificate: \(certificate) holds no certificate") }
+            do {
+                privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+            } catch {
+                throw ServerError("--tls-key: cannot read a PEM private key from \(key): \(error)")
+            }
+            let configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) },
+                                                                        privateKey: .privateKey(privateKey))
+            do {
+                return try .tls(.http1(), tlsConfiguration: configuration)
+            } catch {
+                throw ServerError("TLS: the certificate and key do not make a server configuration: \(error)")
+            }
+        default:
+            throw ServerError("TLS needs both --tls-certificate and --tls-key")
+        }
     }
 
     /// The vault's two keys: read from `path`, or made and written there

@@ -31,6 +31,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Requests per second per API key (0: no limit).") var rateLimit = 1_000.0
     @Option(help: "Seconds between reconciliations against the PSPs' settlement reports (0: off).") var reconcileEvery = 0.0
     @Option(help: "HTTP connections to the PSPs, at most.") var pspConnections = 1_024
+    @Option(help: "PEM certificate chain: serve HTTPS (with --tls-key).") var tlsCertificate: String?
+    @Option(help: "PEM private key of --tls-certificate.") var tlsKey: String?
     @Flag(help: "Log only errors.") var quiet = false
 
     func run() async throws {
@@ -45,6 +47,8 @@ struct Serve: AsyncParsableCommand {
         options.rateLimit = rateLimit > 0 ? rateLimit : nil
         options.reconcileEverySeconds = reconcileEvery
         options.pspConnections = pspConnections
+        options.tlsCertificatePath = tlsCertificate
+        options.tlsKeyPath = tlsKey
         options.quiet = quiet
         guard pspConnections >= 1 else { throw ValidationError("--psp-connections: expected at least 1") }
         guard !options.pspIDs.isEmpty, options.pspIDs.allSatisfy({ !$0.isEmpty }) else {
