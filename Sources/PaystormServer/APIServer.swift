@@ -183,10 +183,11 @@ public struct PaystormAPI: Sendable {
         guard let header = request.headers[.authorization] else {
             throw APIFailure(401, APIWire.ErrorBody(code: "unauthorized", message: "missing Authorization header; send `Authorization: Bearer <api key>`"))
         }
-        guard header.hasPrefix("Bearer "), let principal = keys.principal(forKey: String(header.dropFirst(7))) else {
+        let key = String(header.dropFirst("Bearer ".count))
+        guard header.hasPrefix("Bearer "), let principal = keys.principal(forKey: key) else {
             throw APIFailure(401, APIWire.ErrorBody(code: "unauthorized", message: "unknown API key"))
         }
-        if let limiter, let wait = limiter.take(String(header.dropFirst(7))) {
+        if let limiter, let wait = limiter.take(key) {
             let seconds = max(1, Int(wait.rounded(.up)))
             var response = Self.json(429, APIWire.ErrorBody(code: "rate_limited", message: "more than \(Int(limiter.rate)) requests per second for this API key; retry after \(seconds) s"))
             response.headers[.retryAfter] = String(seconds)
@@ -203,15 +204,20 @@ public struct PaystormAPI: Sendable {
     }
 
     func body(_ request: Request) async throws -> Data {
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > maximumBodyBytes {
-            throw APIFailure(413, APIWire.ErrorBody(code: "body_too_large", message: "the body is \(length) bytes; at most \(maximumBodyBytes) are accepted"))
+        try await Self.body(request, limit: maximumBodyBytes)
+    }
+
+    /// The request's body, or a 413 when it is over `limit` bytes (by its
+    /// Content-Length, or as it streams in).
+    static func body(_ request: Request, limit: Int) async throws -> Data {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            throw APIFailure(413, APIWire.ErrorBody(code: "body_too_large", message: "the body is \(length) bytes; at most \(limit) are accepted"))
         }
         var request = request
         do {
-            let buffer = try await request.collectBody(upTo: maximumBodyBytes)
-            return Data(buffer: buffer)
+            return Data(buffer: try await request.collectBody(upTo: limit))
         } catch {
-            throw APIFailure(413, APIWire.ErrorBody(code: "body_too_large", message: "the body is over \(maximumBodyBytes) bytes"))
+            throw APIFailure(413, APIWire.ErrorBody(code: "body_too_large", message: "the body is over \(limit) bytes"))
         }
     }
 

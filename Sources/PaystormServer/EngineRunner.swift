@@ -241,22 +241,11 @@ public final class EngineRunner: @unchecked Sendable {
             // them; PSP replies, timers and notification results do not.
             let requests = jobs.filter(\.isCall)
             let others = jobs.filter { !$0.isCall }
-            var start = 0
-            while start < requests.count {
-                let end = min(requests.count, start + maximumBatch)
-                execute(requests[start..<end])
-                start = end
-            }
+            execute(requests, chunksOf: maximumBatch)
             // The engine's own work in smaller transactions, serving requests
             // that arrived meanwhile between them: a request waits for one
             // chunk at most, not for the whole backlog.
-            start = 0
-            while start < others.count {
-                let end = min(others.count, start + internalChunk)
-                execute(others[start..<end])
-                start = end
-                serveWaitingRequests()
-            }
+            execute(others, chunksOf: internalChunk, then: serveWaitingRequests)
             jobs.removeAll(keepingCapacity: true)
             relayAndConsume()
             sendOutbound()
@@ -288,11 +277,18 @@ public final class EngineRunner: @unchecked Sendable {
         let waiting = inbox.filter(\.isCall)
         inbox.removeAll(where: \.isCall)
         condition.unlock()
+        execute(waiting, chunksOf: maximumBatch)
+    }
+
+    /// Runs `jobs` in transactions of at most `size` jobs each, calling
+    /// `then` after each.
+    private func execute(_ jobs: [Job], chunksOf size: Int, then: () -> Void = {}) {
         var start = 0
-        while start < waiting.count {
-            let end = min(waiting.count, start + maximumBatch)
-            execute(waiting[start..<end])
+        while start < jobs.count {
+            let end = min(jobs.count, start + size)
+            execute(jobs[start..<end])
             start = end
+            then()
         }
     }
 

@@ -16,10 +16,9 @@ public enum LoadGenerator {
         public var url: String
         public var rate: Double
         public var durationSeconds: Double
-        /// Shares of payments, refunds and status reads; they sum to 1.
+        /// Shares of payments and refunds; status reads take the rest of 1.
         public var paymentShare = 1.0
         public var refundShare = 0.0
-        public var readShare = 0.0
         public var poisson = true
         public var merchants = 20
         public var connections = 64
@@ -87,6 +86,24 @@ public enum LoadGenerator {
         /// Acknowledged payments that may be refunded or read.
         var recent: [(id: String, merchant: String)] = []
         var maximumLag: Int64 = 0
+    }
+
+    /// `GET <base>/health`: the body of a 200, or an error that says what
+    /// came instead (another status, or nothing: is the server running?).
+    public static func health(_ base: String, timeout: TimeAmount = .seconds(5)) async throws -> String {
+        let base = base.hasSuffix("/") ? String(base.dropLast()) : base
+        let response: HTTPClientResponse
+        let body: ByteBuffer
+        do {
+            response = try await HTTPClient.shared.execute(HTTPClientRequest(url: base + "/health"), timeout: timeout)
+            body = try await response.body.collect(upTo: 1 << 20)
+        } catch {
+            throw ServerError("cannot reach \(base)/health (\(error)); is `paystorm serve` running there?")
+        }
+        guard response.status.code == 200 else {
+            throw ServerError("\(base)/health answered HTTP \(response.status.code); is the server healthy?")
+        }
+        return String(buffer: body)
     }
 
     public static func run(_ options: Options, progress: (@Sendable (Int, Int) -> Void)? = nil) async throws -> Result {

@@ -181,13 +181,7 @@ public final class PSPSandbox: Sendable {
 
     private func sendWebhook(_ record: Record, psp: String) async {
         guard let webhookURL else { return }
-        let type: PSPWebhookPayload.Kind = switch (record.kind, record.status) {
-        case (.charge, .captured): .chargeSucceeded
-        case (.charge, _): .chargeFailed
-        case (.refund, .refunded): .refundSucceeded
-        case (.refund, _): .refundFailed
-        }
-        let body = "{\"event_id\":\"evt-\(record.key)\",\"type\":\"\(type.rawValue)\",\"psp_reference\":\"\(record.key)\"}"
+        let body = PSPWebhookPayload.settlementEventJSON(reference: record.key, type: PSPWebhookPayload.Kind(record.kind, record.status))
         let timestamp = WallClock.nanoseconds() / 1_000_000_000
         var request = HTTPClientRequest(url: webhookURL)
         request.method = .POST
@@ -210,16 +204,6 @@ public final class PSPSandbox: Sendable {
         }
     }
 
-    /// A request body of at most 64 KiB; a larger one is a 413.
-    static func body(_ request: Request) async throws -> Data {
-        var request = request
-        do {
-            return Data(buffer: try await request.collectBody(upTo: 1 << 16))
-        } catch {
-            throw APIFailure(413, APIWire.ErrorBody(code: "body_too_large", message: "the body is over \(1 << 16) bytes"))
-        }
-    }
-
     public func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorMiddleware())
@@ -231,7 +215,7 @@ public final class PSPSandbox: Sendable {
             guard let operation = context.parameters.get("operation").flatMap(PSPRequest.Operation.init(rawValue:)) else {
                 throw APIFailure(404, APIWire.ErrorBody(code: "not_found", message: "operations are charge, refund, status and cancel"))
             }
-            let body = try await Self.body(request)
+            let body = try await PaystormAPI.body(request, limit: 1 << 16)
             let call: PSPWire.Call
             do {
                 call = try JSONDecoder().decode(PSPWire.Call.self, from: body)
@@ -270,7 +254,7 @@ public final class PSPSandbox: Sendable {
         }
         router.get("/stats") { _, _ in PaystormAPI.json(200, sandbox.stats) }
         router.post("/notifications") { request, _ in
-            _ = try await Self.body(request)
+            _ = try await PaystormAPI.body(request, limit: 1 << 16)
             let fail = sandbox.state.withLock { state in
                 state.notifications += 1
                 let fail = state.random.uniform() < sandbox.notificationFailureRate
@@ -282,6 +266,22 @@ public final class PSPSandbox: Sendable {
         }
         router.get("/health") { _, _ in PaystormAPI.json(200, APIWire.WebhookResult(outcome: "ok")) }
         return router
+    }
+}
+
+extension PSPProfile {
+    /// This PSP at its best: answers in a millisecond, never declines, fails,
+    /// throttles or loses a reply, and sends no webhooks (`--profile ideal`).
+    public var ideal: PSPProfile {
+        var profile = self
+        profile.latencyMedianSeconds = 0.001
+        profile.latencySigma = 0
+        profile.declineRate = 0
+        profile.transientErrorRate = 0
+        profile.rateLimitRate = 0
+        profile.ambiguousRate = 0
+        profile.webhookRate = 0
+        return profile
     }
 }
 

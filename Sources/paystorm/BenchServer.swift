@@ -91,24 +91,15 @@ extension Paystorm.Bench {
                              p(0.5), p(0.99), p(0.999), p(1), result.maximumSendLagSeconds * 1_000)
                       + (refused.isEmpty ? "" : "; not accepted: " + refused.joined(separator: ", ")))
             }
-            if let status = await engineStatus(url) { print("server engine: \(status)") }
+            if let status = try? await LoadGenerator.health(url) { print("server engine: \(status)") }
         }
 
         func healthy(_ url: String) async -> Bool {
             for _ in 0..<200 {
-                if let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(1)),
-                   response.status.code == 200 {
-                    return true
-                }
+                if (try? await LoadGenerator.health(url, timeout: .seconds(1))) != nil { return true }
                 try? await Task.sleep(for: .milliseconds(50))
             }
             return false
-        }
-
-        func engineStatus(_ url: String) async -> String? {
-            guard let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(5)),
-                  let body = try? await response.body.collect(upTo: 1 << 20) else { return nil }
-            return String(buffer: body)
         }
 
         /// A port nothing listens on now: bind port 0 and read what the kernel chose.

@@ -102,15 +102,7 @@ struct Sandbox: AsyncParsableCommand {
         switch profile {
         case "default": break
         case "ideal":
-            for index in profiles.indices {
-                profiles[index].latencyMedianSeconds = 0.001
-                profiles[index].latencySigma = 0
-                profiles[index].declineRate = 0
-                profiles[index].transientErrorRate = 0
-                profiles[index].rateLimitRate = 0
-                profiles[index].ambiguousRate = 0
-                profiles[index].webhookRate = 0
-            }
+            profiles = profiles.map(\.ideal)
         default: throw ValidationError("--profile: expected default or ideal, found \"\(profile)\"")
         }
         func rate(_ value: Double?, _ name: String) throws -> Double? {
@@ -248,7 +240,6 @@ struct Load: AsyncParsableCommand {
         guard sum > 0 else { throw ValidationError("--mix: the shares add up to 0") }
         options.paymentShare = shares["payments"]! / sum
         options.refundShare = shares["refunds"]! / sum
-        options.readShare = shares["reads"]! / sum
         switch arrivals {
         case "poisson": options.poisson = true
         case "constant": options.poisson = false
@@ -261,16 +252,9 @@ struct Load: AsyncParsableCommand {
 
         // A server that is not there is bad input, not a measurement of 0% availability.
         do {
-            let base = url.hasSuffix("/") ? String(url.dropLast()) : url
-            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: base + "/health"), timeout: .seconds(5))
-            _ = try await response.body.collect(upTo: 1 << 20)
-            guard response.status.code == 200 else {
-                throw ValidationError("\(base)/health answered HTTP \(response.status.code); is the server healthy?")
-            }
-        } catch let error as ValidationError {
-            throw error
+            _ = try await LoadGenerator.health(url)
         } catch {
-            throw ValidationError("cannot reach \(url)/health (\(error)); is `paystorm serve` running there?")
+            throw ValidationError("\(error)")
         }
         let showProgress = !quiet && isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["CI"] == nil
         var progress: (@Sendable (Int, Int) -> Void)?

@@ -60,16 +60,8 @@ struct BrokerTests {
 @Suite("PSP sandbox: one outcome per key, truthful status, void, double-charge detection")
 struct SandboxTests {
     static func sandbox(_ change: (inout PSPProfile) -> Void = { _ in }) -> PSPSandbox {
-        var profiles: [PSPProfile] = [.stripeLike, .paypalLike]
-        for index in profiles.indices {
-            profiles[index].latencyMedianSeconds = 0.001
-            profiles[index].declineRate = 0
-            profiles[index].transientErrorRate = 0
-            profiles[index].rateLimitRate = 0
-            profiles[index].ambiguousRate = 0
-            profiles[index].webhookRate = 0
-            change(&profiles[index])
-        }
+        var profiles: [PSPProfile] = [PSPProfile.stripeLike.ideal, PSPProfile.paypalLike.ideal]
+        for index in profiles.indices { change(&profiles[index]) }
         return PSPSandbox(profiles: profiles, webhookURL: nil, notificationFailureRate: 0, seed: 7, client: .shared)
     }
 

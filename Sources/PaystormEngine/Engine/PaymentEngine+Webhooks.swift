@@ -31,6 +31,27 @@ public struct PSPWebhookPayload: Codable, Sendable, Equatable {
     }
 }
 
+extension PSPWebhookPayload.Kind {
+    /// The event a PSP announces for an attempt it settled.
+    public init(_ kind: SettlementKind, _ status: SettlementStatus) {
+        switch (kind, status) {
+        case (.charge, .captured): self = .chargeSucceeded
+        case (.charge, _): self = .chargeFailed
+        case (.refund, .refunded): self = .refundSucceeded
+        case (.refund, _): self = .refundFailed
+        }
+    }
+}
+
+extension PSPWebhookPayload {
+    /// The body a PSP sends for the attempt with idempotency key `reference`:
+    /// one event per attempt (`evt-<reference>`), so a resent webhook is a
+    /// duplicate. Written directly; the reference is the engine's own key.
+    public static func settlementEventJSON(reference: String, type: Kind) -> String {
+        "{\"event_id\":\"evt-\(reference)\",\"type\":\"\(type.rawValue)\",\"psp_reference\":\"\(reference)\"}"
+    }
+}
+
 extension PaymentEngine {
     /// Signs a webhook body the way PSPs do here: hex HMAC-SHA256 of
     /// `"<timestamp>.<body>"` under the PSP's webhook secret.

@@ -194,14 +194,8 @@ final class PSP: SimActor {
     }
 
     private func sendWebhook(_ record: Record, _ kernel: SimulationKernel<WorldMessage>) {
-        let type: PSPWebhookPayload.Kind = switch (record.kind, record.status) {
-        case (.charge, .captured): .chargeSucceeded
-        case (.charge, _): .chargeFailed
-        case (.refund, .refunded): .refundSucceeded
-        case (.refund, _): .refundFailed
-        }
-        let key = record.key.text(pspID: profile.id)
-        let body = "{\"event_id\":\"evt-\(key)\",\"type\":\"\(type.rawValue)\",\"psp_reference\":\"\(key)\"}"
+        let body = PSPWebhookPayload.settlementEventJSON(reference: record.key.text(pspID: profile.id),
+                                                          type: PSPWebhookPayload.Kind(record.kind, record.status))
         let timestamp = (World.epochNanoseconds + kernel.now.nanoseconds) / 1_000_000_000
         let signature = PaymentEngine.webhookSignature(body: body, timestampSeconds: timestamp, secret: World.webhookSecret(profile.id))
         world.metrics.psp[index].webhooksSent += 1
