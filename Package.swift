@@ -57,9 +57,15 @@ let package = Package(
             ],
             swiftSettings: releaseSpeed
         ),
+        // sqlite3_config is variadic: one C function makes the store's process-wide SQLite settings.
+        .target(
+            name: "CSQLiteTuning",
+            linkerSettings: [.linkedLibrary("sqlite3")]
+        ),
         .target(
             name: "PaystormStore",
             dependencies: [
+                "CSQLiteTuning",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],

@@ -249,8 +249,8 @@ struct PaymentEngineTests {
 
     @Test func aCommandThatFailsInABatchLeavesNoTraceAndTheRestCommits() throws {
         let h = try EngineHarness()
-        // A refund for a merchant with no wallet: the wallet consumer claims the
-        // event, then the wallet's CHECK (balance >= 0) refuses the insert.
+        // A refund for a merchant with no wallet: the wallet's CHECK
+        // (balance >= 0) refuses the insert, before the consumer claims the event.
         let refund = TransactionEvent(eventID: "refund.succeeded:ref-x", kind: .refundSucceeded, paymentID: "pay-x", refundID: "ref-x",
                                       merchantID: "m-9", userID: "u-9", amountMinor: 500, currency: "USD", feeMinor: 0,
                                       pspID: "stripe", timeNanoseconds: h.now, reason: nil)
@@ -264,6 +264,58 @@ struct PaymentEngineTests {
         #expect(h.engine.counters.duplicateDeliveries == 0)
         #expect(try h.engine.payment("pay-1").status == .processing)
         #expect(h.calls.count == 1)
+    }
+
+    @Test func aLedgerRefusalInABatchWritesNothing() throws {
+        let h = try EngineHarness()
+        // A refund the merchant's ledger account cannot cover: refused before any balance moves.
+        let refund = TransactionEvent(eventID: "refund.succeeded:ref-y", kind: .refundSucceeded, paymentID: "pay-y", refundID: "ref-y",
+                                      merchantID: "m-9", userID: "u-9", amountMinor: 500, currency: "USD", feeMinor: 10,
+                                      pspID: "stripe", timeNanoseconds: h.now, reason: nil)
+        try h.engine.inBatch {
+            #expect(throws: EngineError.self) { try h.engine.consume(refund, by: .ledger, now: h.now) }
+        }
+        let (balances, claims) = try h.engine.store.queue.read { db in
+            (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM account_balance") ?? -1,
+             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM consumed_event") ?? -1)
+        }
+        #expect(balances == 0 && claims == 0)
+    }
+
+    @Test func aCommandThatFailsAfterWritingRollsBackItsWholeBatch() throws {
+        let h = try EngineHarness()
+        // Storage failing under the second payment, after its payment row is written.
+        try h.engine.store.queue.write { db in
+            try db.execute(sql: """
+                CREATE TRIGGER storage_fails AFTER INSERT ON psp_attempt WHEN NEW.subject_id = 'pay-2'
+                BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END
+                """)
+        }
+        var failed: [String] = []
+        var batchError: EngineError?
+        do {
+            try h.engine.inBatch {
+                for key in ["first", "second", "third"] {
+                    do { try h.pay(key: key) } catch { failed.append(key) }
+                }
+            }
+        } catch {
+            batchError = error
+        }
+        // The second failed half-way, and the third was refused: the batch is over.
+        #expect(failed == ["second", "third"])
+        #expect(batchError?.description.contains("simulated storage failure") == true)
+        // The batch committed nothing: not the first payment, not the second's half.
+        #expect(try h.engine.store.queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") } == 0)
+        #expect(try h.engine.store.queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM card_vault") } == 0)
+        h.collect()
+        #expect(h.calls.isEmpty)
+        // The next batch starts clean.
+        try h.engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
+        try h.engine.inBatch { try h.pay(key: "fourth") }
+        h.collect()
+        #expect(h.calls.count == 1)
+        #expect(try h.engine.store.queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") } == 1)
     }
 
     @Test func restartedEngineResumesOpenAttempts() throws {

@@ -15,8 +15,6 @@ import PaystormStore
 enum EngineStatement: Int, CaseIterable {
     // Transactions: one per command, or one per batch.
     case begin, commit, rollback
-    // Commands in a batch: each one is all-or-nothing within the batch's transaction.
-    case savepoint, releaseSavepoint, rollbackToSavepoint
     /// (name)
     case incrementCounter
     /// (name)
@@ -58,6 +56,7 @@ enum EngineStatement: Int, CaseIterable {
     /// (after sequence, limit) → sequence, topic, partition_key, payload
     case pollOutbox
     /// (consumer, event_id, consumed_ns)
+    case consumedEvent
     case claimEvent
     /// (balance, gross, fees, refunded deltas, merchant_id, currency)
     case updateWallet
@@ -91,9 +90,6 @@ enum EngineStatement: Int, CaseIterable {
         case .begin: "BEGIN IMMEDIATE TRANSACTION"
         case .commit: "COMMIT TRANSACTION"
         case .rollback: "ROLLBACK TRANSACTION"
-        case .savepoint: "SAVEPOINT engine_command"
-        case .releaseSavepoint: "RELEASE SAVEPOINT engine_command"
-        case .rollbackToSavepoint: "ROLLBACK TRANSACTION TO SAVEPOINT engine_command"
         case .incrementCounter: "UPDATE counter SET value = value + 1 WHERE name = ?"
         case .insertCounter: "INSERT INTO counter (name, value) VALUES (?, 1)"
         case .counter: "SELECT value FROM counter WHERE name = ?"
@@ -144,8 +140,8 @@ enum EngineStatement: Int, CaseIterable {
             "INSERT INTO outbox (event_id, topic, partition_key, payload, created_ns) VALUES (?, ?, ?, ?, ?)"
         case .pollOutbox:
             "SELECT sequence, topic, partition_key, payload FROM outbox WHERE sequence > ? ORDER BY sequence LIMIT ?"
-        case .claimEvent:
-            "INSERT OR IGNORE INTO consumed_event (consumer, event_id, consumed_ns) VALUES (?, ?, ?)"
+        case .consumedEvent: "SELECT 1 FROM consumed_event WHERE consumer = ? AND event_id = ?"
+        case .claimEvent: "INSERT INTO consumed_event (consumer, event_id, consumed_ns) VALUES (?, ?, ?)"
         case .updateWallet:
             """
             UPDATE wallet SET balance_minor = balance_minor + ?, gross_minor = gross_minor + ?, fees_minor = fees_minor + ?,

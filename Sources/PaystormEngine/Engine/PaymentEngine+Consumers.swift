@@ -48,16 +48,19 @@ extension PaymentEngine {
 
     /// Delivers one transaction event to one of the engine's consumers.
     /// Idempotent by event id: a redelivery changes nothing and returns `false`.
+    ///
+    /// The consumer's work checks before it writes and the claim is written
+    /// last, so an event the work refuses leaves nothing behind, not even a
+    /// claim: it can be dead-lettered and replayed.
     @discardableResult
     public func consume(_ event: TransactionEvent, by consumer: EngineConsumer, now: Int64) throws(EngineError) -> Bool {
         try transaction { db, effects in
-            // Claim the event first; a redelivery finds it claimed and stops.
-            let claim = try statements(.claimEvent, db)
-            claim.bind(consumer.rawValue, at: 1)
-            claim.bind(event.eventID, at: 2)
-            claim.bind(now, at: 3)
-            try claim.execute()
-            guard claim.changes == 1 else {
+            let consumed = try statements(.consumedEvent, db)
+            consumed.bind(consumer.rawValue, at: 1)
+            consumed.bind(event.eventID, at: 2)
+            let redelivery = try consumed.step()
+            consumed.reset()
+            if redelivery {
                 counters.duplicateDeliveries += 1
                 return false
             }
@@ -66,6 +69,11 @@ extension PaymentEngine {
             case .wallet: try updateWallet(event, in: db)
             case .notification: try notify(event, now: now, in: db, effects: &effects)
             }
+            let claim = try statements(.claimEvent, db)
+            claim.bind(consumer.rawValue, at: 1)
+            claim.bind(event.eventID, at: 2)
+            claim.bind(now, at: 3)
+            try claim.execute()
             return true
         }
     }

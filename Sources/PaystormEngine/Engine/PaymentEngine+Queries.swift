@@ -52,7 +52,7 @@ extension PaymentEngine {
     /// waits forever. Idempotent; the effects come out through ``takeEffects()``.
     public func recover(now: Int64) throws(EngineError) {
         try transaction { db, effects in
-            for row in try Row.fetchAll(db, sql: "SELECT attempt_id, state, updated_ns FROM psp_attempt WHERE state IN ('in_flight', 'backoff', 'ambiguous', 'canceling') ORDER BY attempt_id") {
+            for row in try Row.fetchAll(db, sql: "SELECT attempt_id, state, updated_ns FROM psp_attempt WHERE state NOT IN ('succeeded', 'failed') ORDER BY attempt_id") {
                 let id: Int64 = row["attempt_id"]
                 let updated: Int64 = row["updated_ns"]
                 switch row["state"] as String {

@@ -87,35 +87,31 @@ public enum Ledger {
                 }
             }
             changes.sort { $0.key < $1.key }
+            // Check first, write after: a refused entry writes nothing, so a
+            // batch of engine commands needs no savepoint around it. Only a
+            // fall of a non-external account can end below zero.
+            for (key, delta) in changes where delta < 0 && !key.account.isExternal {
+                let balance = try statements(.balance, db)
+                balance.bind(key.account.name, at: 1)
+                balance.bind(key.currency, at: 2)
+                let current = try balance.step() ? balance.int64(at: 0) : 0
+                balance.reset()
+                if current + delta < 0 {
+                    throw LedgerError.wouldGoNegative(entry: entry.id, account: key.account.name, currency: key.currency, balance: current + delta)
+                }
+            }
             for (key, delta) in changes {
                 let update = try statements(.updateBalance, db)
                 update.bind(delta, at: 1)
                 update.bind(key.account.name, at: 2)
                 update.bind(key.currency, at: 3)
                 try update.execute()
-                let next: Int64
-                if update.changes == 1 {
-                    // Only this function writes balances and it never leaves a
-                    // non-external one negative, so a rise cannot end below zero:
-                    // only a fall of a non-external account needs reading back.
-                    guard delta < 0 && !key.account.isExternal else { continue }
-                    let balance = try statements(.balance, db)
-                    balance.bind(key.account.name, at: 1)
-                    balance.bind(key.currency, at: 2)
-                    guard try balance.step() else { preconditionFailure("balance of \(key.account) vanished after its update") }
-                    next = balance.int64(at: 0)
-                    balance.reset()
-                } else {
+                if update.changes == 0 {
                     let insert = try statements(.insertBalance, db)
                     insert.bind(key.account.name, at: 1)
                     insert.bind(key.currency, at: 2)
                     insert.bind(delta, at: 3)
                     try insert.execute()
-                    next = delta
-                }
-                if next < 0 && !key.account.isExternal {
-                    // Thrown inside the caller's transaction: the update rolls back with it.
-                    throw LedgerError.wouldGoNegative(entry: entry.id, account: key.account.name, currency: key.currency, balance: next)
                 }
             }
             let head = try statements(.journalHead, db)

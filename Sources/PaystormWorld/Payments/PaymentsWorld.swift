@@ -231,7 +231,7 @@ public enum PaymentsWorld {
                     VALUES ('pay-999999999', 'u-0', 'm-0', 100, 'USD', 'processing', 'tok', '411111******1111', 'approve', 0, 0)
                     """)
             case .walletDrift:
-                try db.execute(sql: "UPDATE wallet SET balance_minor = balance_minor + 100, gross_minor = gross_minor + 100 WHERE rowid = (SELECT MIN(rowid) FROM wallet)")
+                try db.execute(sql: "UPDATE wallet SET balance_minor = balance_minor + 100, gross_minor = gross_minor + 100 WHERE (merchant_id, currency) = (SELECT merchant_id, currency FROM wallet ORDER BY merchant_id, currency LIMIT 1)")
             }
         }
     }

@@ -1,0 +1,73 @@
+import Foundation
+import GRDB
+import Testing
+@testable import PaystormEngine
+@testable import PaystormStore
+
+@Suite("Engine schema migrations")
+struct EngineSchemaTests {
+    /// A database at the first engine schema, with rows in every table the
+    /// second migration rebuilds.
+    func versionOneDatabase() throws -> (DatabaseQueue, DatabaseMigrator) {
+        var migrator = Store.migrator
+        EngineSchema.register(in: &migrator)
+        let queue = try DatabaseQueue()
+        try migrator.migrate(queue, upTo: "v1-engine")
+        try queue.write { db in
+            try db.execute(sql: """
+                INSERT INTO counter (name, value) VALUES ('payment', 2);
+                INSERT INTO card_vault (token, ciphertext, first6, last4, expiry_month, expiry_year) VALUES ('tok_1', x'00', '411111', '1111', 12, 2030);
+                INSERT INTO payment (payment_id, user_id, merchant_id, amount_minor, currency, status, card_token, card_masked,
+                    psp_id, fee_minor, captured_minor, fraud_decision, created_ns, updated_ns)
+                VALUES ('pay-1', 'u-1', 'm-1', 1000, 'USD', 'completed', 'tok_1', '411111******1111', 'stripe', 30, 1000, 'approve', 1, 2),
+                       ('pay-2', 'u-1', 'm-1', 500, 'USD', 'processing', 'tok_1', '411111******1111', 'stripe', 0, 0, 'approve', 3, 3);
+                INSERT INTO idempotency_record VALUES ('m-1', 'k-1', 'payment', 'h', 'pay-1', 1, 99);
+                INSERT INTO psp_attempt (subject, subject_id, psp_id, psp_idempotency_key, tries, state, created_ns, updated_ns)
+                VALUES ('payment', 'pay-1', 'stripe', 'pay-1:1', 1, 'succeeded', 1, 2),
+                       ('payment', 'pay-2', 'stripe', 'pay-2:1', 1, 'ambiguous', 3, 3);
+                INSERT INTO consumed_event VALUES ('ledger', 'payment.completed:pay-1', 2);
+                INSERT INTO webhook_event VALUES ('stripe', 'evt_1', 2, 'applied');
+                INSERT INTO wallet VALUES ('m-1', 'USD', 970, 1000, 30, 0);
+                """)
+            try Ledger.post(JournalEntry(id: "payment.completed:pay-1", transactionID: "pay-1", timeNanoseconds: 2, postings: [
+                .debit(.psp("stripe"), Money(minorUnits: 1000, currency: .usd)),
+                .credit(.merchant("m-1"), Money(minorUnits: 970, currency: .usd)),
+                .credit(.platformFees, Money(minorUnits: 30, currency: .usd)),
+            ]), in: db)
+        }
+        return (queue, migrator)
+    }
+
+    @Test func theKeyedTablesMigrationKeepsEveryRowAndTheLedgerVerifies() throws {
+        let (queue, migrator) = try versionOneDatabase()
+        let tables = ["counter", "card_vault", "payment", "idempotency_record", "psp_attempt", "consumed_event",
+                      "webhook_event", "wallet", "account_balance", "journal_entry", "journal_posting"]
+        func contents(_ db: Database) throws -> [String: [String]] {
+            var contents: [String: [String]] = [:]
+            for table in tables {
+                contents[table] = try Row.fetchAll(db, sql: "SELECT * FROM \(table)").map(\.description).sorted()
+            }
+            return contents
+        }
+        let before = try queue.read(contents)
+        try migrator.migrate(queue)
+        try queue.read { db in
+            #expect(try contents(db) == before)
+            #expect(try Ledger.verify(db).entries == 1)
+            let withoutRowID = try String.fetchAll(db, sql: "SELECT name FROM sqlite_schema WHERE type = 'table' AND sql LIKE '%WITHOUT ROWID'").sorted()
+            #expect(withoutRowID == ["account_balance", "card_vault", "consumed_event", "counter", "idempotency_record",
+                                     "journal_posting", "wallet", "webhook_event"])
+            // The open-work indexes hold only open rows, and the queries that need them use them.
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM payment INDEXED BY payment_open WHERE status NOT IN ('completed', 'failed')") == 1)
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM psp_attempt INDEXED BY psp_attempt_open WHERE state NOT IN ('succeeded', 'failed')") == 1)
+        }
+        // The journal is still append-only, and its postings still need their entry.
+        try queue.write { db in
+            #expect(throws: DatabaseError.self) { try db.execute(sql: "UPDATE journal_posting SET amount_minor = 1") }
+            #expect(throws: DatabaseError.self) { try db.execute(sql: "DELETE FROM journal_posting") }
+            #expect(throws: DatabaseError.self) {
+                try db.execute(sql: "INSERT INTO journal_posting VALUES (99, 0, 'platform:fees', 'debit', 1, 'USD')")
+            }
+        }
+    }
+}
