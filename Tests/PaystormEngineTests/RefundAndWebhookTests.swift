@@ -188,3 +188,44 @@ struct NotificationAndReconciliationTests {
         #expect(throws: EngineError.paymentNotFound("pay-77")) { _ = try h.engine.payment("pay-77") }
     }
 }
+
+@Suite("Webhook bodies: the fast reader agrees with the JSON decoder")
+struct WebhookBodyTests {
+    @Test func theSettlementFormIsReadAsTheDecoderReadsIt() throws {
+        for type in [PSPWebhookPayload.Kind.chargeSucceeded, .chargeFailed, .refundSucceeded, .refundFailed] {
+            let body = PSPWebhookPayload.settlementEventJSON(reference: "pay-12:stripe", type: type)
+            let fast = try #require(PSPWebhookPayload.settlementEvent(fromJSON: body))
+            #expect(fast == (try JSONDecoder().decode(PSPWebhookPayload.self, from: Data(body.utf8))))
+        }
+    }
+
+    @Test func anyOtherBodyIsLeftToTheDecoder() {
+        let others = [
+            #"{"type":"charge.succeeded","event_id":"evt-a","psp_reference":"a"}"#,  // keys reordered
+            #"{"event_id":"evt-a","type":"charge.succeeded","psp_reference":"b"}"#,  // id not from the reference
+            #"{"event_id":"evt-a\u0041","type":"charge.succeeded","psp_reference":"a\u0041"}"#,  // escapes
+            #"{"event_id":"evt-a", "type":"charge.succeeded","psp_reference":"a"}"#,  // whitespace
+            #"{"event_id":"evt-a","type":"charge.refunded","psp_reference":"a"}"#,  // unknown type
+            #"{"event_id":"evt-","type":"charge.succeeded","psp_reference":""}"#,  // empty reference
+            "{\"event_id\":\"evt-a\nb\",\"type\":\"charge.succeeded\",\"psp_reference\":\"a\nb\"}",  // a raw newline
+            #"{"event_id":"evt-a","type":"charge.succeeded","psp_reference":"a","reason":"x"}"#,  // more fields
+        ]
+        for body in others {
+            #expect(PSPWebhookPayload.settlementEvent(fromJSON: body) == nil, "\(body)")
+        }
+    }
+
+    @Test func theEngineStillAcceptsAnyValidBody() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "w")
+        let call = try #require(h.takeCall())
+        // Keys in another order and an escaped character: the decoder's path.
+        let body = #"{"type":"charge.succeeded","event_id":"evt\u002D1","psp_reference":"\#(call.idempotencyKey)"}"#
+        let timestamp = h.now / 1_000_000_000
+        let outcome = try h.engine.receiveWebhook(pspID: "stripe", body: body,
+                                                  signature: PaymentEngine.webhookSignature(body: body, timestampSeconds: timestamp, secret: "whsec-stripe"),
+                                                  timestampSeconds: timestamp, now: h.now)
+        #expect(outcome == .applied)
+        #expect(try h.engine.payment("pay-1").status == .completed)
+    }
+}

@@ -49,6 +49,7 @@ enum EngineStatement: Int, CaseIterable {
     case insertAttempt
     /// (attempt_id) → ``Attempt/columns``
     case attempt
+    case paymentAmount, refundAmount
     /// (state, last_error, updated_ns, attempt_id)
     case updateAttempt
     /// (event_id, topic, partition_key, payload, created_ns)
@@ -134,6 +135,8 @@ enum EngineStatement: Int, CaseIterable {
             VALUES (?, ?, ?, ?, 1, 'in_flight', ?, ?)
             """
         case .attempt: "SELECT \(Attempt.columns) FROM psp_attempt WHERE attempt_id = ?"
+        case .paymentAmount: "SELECT amount_minor, currency, card_token FROM payment WHERE payment_id = ?"
+        case .refundAmount: "SELECT amount_minor, currency, NULL FROM refund WHERE refund_id = ?"
         case .updateAttempt:
             "UPDATE psp_attempt SET state = ?, last_error = COALESCE(?, last_error), updated_ns = ? WHERE attempt_id = ?"
         case .insertOutbox:

@@ -286,10 +286,10 @@ extension PaymentEngine {
 
     /// The amount (and card token, for charges) an attempt moves.
     func attemptAmount(_ attempt: Attempt, in db: Database) throws -> (Money, String?) {
-        let sql = attempt.subject == .payment
-            ? "SELECT amount_minor, currency, card_token FROM payment WHERE payment_id = ?"
-            : "SELECT amount_minor, currency, NULL AS card_token FROM refund WHERE refund_id = ?"
-        let row = try Row.fetchOne(db, sql: sql, arguments: [attempt.subjectID])!
-        return (Money(minorUnits: row["amount_minor"], currency: Currency(code: row["currency"])!), row["card_token"])
+        let row = try statements(attempt.subject == .payment ? .paymentAmount : .refundAmount, db)
+        defer { row.reset() }
+        row.bind(attempt.subjectID, at: 1)
+        guard try row.step() else { preconditionFailure("\(attempt.subject) \(attempt.subjectID) of attempt \(attempt.id) is not stored") }
+        return (Money(minorUnits: row.int64(at: 0), currency: Currency(code: row.text(at: 1))!), row.optionalText(at: 2))
     }
 }

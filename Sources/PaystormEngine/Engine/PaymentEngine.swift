@@ -36,6 +36,8 @@ public final class PaymentEngine {
     let statements: EngineStatements
     /// Merchant webhook signers (HMAC keyed per merchant), derived once per merchant.
     var merchantSigners = MerchantSigners()
+    /// Each PSP's webhook key, by PSP id.
+    let webhookSigners: [String: WebhookSigner]
     public internal(set) var counters = EngineCounters()
 
     /// Opens the engine on a new store at `location` (running its migrations).
@@ -69,6 +71,8 @@ public final class PaymentEngine {
         self.configuration = configuration
         self.fraud = FraudDetector(rules: configuration.fraudRules)
         self.statements = EngineStatements(store: store)
+        // PSP ids are unique (validated above).
+        self.webhookSigners = Dictionary(uniqueKeysWithValues: configuration.psps.map { ($0.id, WebhookSigner(secret: $0.webhookSecret)) })
         for route in configuration.psps { breakers[route.id] = CircuitBreaker() }
     }
 

@@ -65,10 +65,14 @@ final class PSP: SimActor {
     /// Settlement discrepancies injected in the last report, by PSP reference.
     private(set) var injectedDiscrepancies: [String] = []
 
+    /// Signs this PSP's webhooks (its key scheduled once).
+    private let webhookSigner: WebhookSigner
+
     init(world: World, index: Int, profile: PSPProfile) {
         self.world = world
         self.index = index
         self.profile = profile
+        webhookSigner = WebhookSigner(secret: World.webhookSecret(profile.id))
     }
 
     func receive(_ message: WorldMessage, from sender: ActorAddress, kernel: SimulationKernel<WorldMessage>) {
@@ -197,7 +201,7 @@ final class PSP: SimActor {
         let body = PSPWebhookPayload.settlementEventJSON(reference: record.key.text(pspID: profile.id),
                                                           type: PSPWebhookPayload.Kind(record.kind, record.status))
         let timestamp = (World.epochNanoseconds + kernel.now.nanoseconds) / 1_000_000_000
-        let signature = PaymentEngine.webhookSignature(body: body, timestampSeconds: timestamp, secret: World.webhookSecret(profile.id))
+        let signature = webhookSigner.signature(body: body, timestampSeconds: timestamp)
         world.metrics.psp[index].webhooksSent += 1
         world.network.send(.webhook(WebhookDelivery(pspID: profile.id, body: body, signature: signature, timestampSeconds: timestamp)),
                            to: world.gateway, kernel: kernel)
