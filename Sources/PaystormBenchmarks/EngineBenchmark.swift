@@ -33,7 +33,7 @@ public enum EngineBenchmark {
 
     /// Runs `payments` lifecycles, `batch` at a time — each phase of a batch
     /// (creates, PSP replies, consumers, notification results) group-committed
-    /// in one transaction, every call in its own savepoint — and checks the
+    /// in one transaction (``PaymentEngine/inBatch(_:)``) — and checks the
     /// books afterwards.
     public static func run(payments: Int, batch: Int, location: Store.Location) throws -> Result {
         precondition(payments > 0 && batch > 0)

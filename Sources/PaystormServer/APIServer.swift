@@ -296,6 +296,7 @@ struct ErrorMiddleware: RouterMiddleware {
         } catch let failure as APIFailure {
             var response = PaystormAPI.json(failure.status, failure.body)
             if failure.status == 401 { response.headers[.wwwAuthenticate] = "Bearer" }
+            if failure.body.error.code == "overloaded" { response.headers[.retryAfter] = "1" }
             return response
         } catch let bad as APIWire.BadRequest {
             return PaystormAPI.json(400, APIWire.ErrorBody(code: "bad_request", message: bad.message, field: bad.field))

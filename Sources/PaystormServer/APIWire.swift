@@ -235,6 +235,7 @@ public enum APIWire {
         case .refundNotFound: return (404, ErrorBody(code: "refund_not_found", message: error.description))
         case .webhookRejected: return (400, ErrorBody(code: "webhook_rejected", message: error.description))
         case .storage: return (503, ErrorBody(code: "unavailable", message: "the store could not commit; nothing was done, retry with the same idempotency key"))
+        case .overloaded: return (503, ErrorBody(code: "overloaded", message: "\(error.description); nothing was done, retry with the same idempotency key"))
         }
     }
 

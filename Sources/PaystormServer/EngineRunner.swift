@@ -27,8 +27,9 @@ public enum WallClock {
 /// **Group commit.** Requests from the HTTP handlers, PSP replies, timers
 /// and notification results queue in an inbox; the thread takes everything
 /// queued (up to ``maximumBatch``) and runs it in one SQLite transaction
-/// (``PaymentEngine/inBatch(_:)``, each call still all-or-nothing in a
-/// savepoint). Answers and effects are released only after the commit, so
+/// (``PaymentEngine/inBatch(_:)``, each call still all-or-nothing: a
+/// refused call writes nothing, and storage failing half-way through one
+/// rolls back the batch). Answers and effects are released only after the commit, so
 /// an acknowledged payment is on disk, and the cost of a durable commit is
 /// shared by every request that arrived while the last one ran.
 ///
@@ -71,6 +72,9 @@ public final class EngineRunner: @unchecked Sendable {
         public var outboundQueued: Int
         /// PSP calls dropped unsent after waiting past the engine's PSP timeout.
         public var pspCallsDropped: Int
+        /// New payments and refunds refused unseen (503) while PSP calls
+        /// waited longer than ``EngineRunner/sheddingWait`` for a connection.
+        public var requestsShed: Int
         public var outboxRelayed: Int64
         public var consumerLag: Int
         public var deadLetters: Int
@@ -115,6 +119,16 @@ public final class EngineRunner: @unchecked Sendable {
     /// never landed. Without this bound a slow PSP grows the HTTP client's
     /// own queue without limit.
     public var maximumOutbound = 1_024
+    /// Load shedding: while the oldest PSP call waiting for a connection has
+    /// waited this long, new payments and refunds are refused at once
+    /// (``EngineError/overloaded(_:)``, 503 with `Retry-After`) instead of
+    /// queued. The PSPs are the bottleneck then: a call that waits past the
+    /// engine's PSP timeout is dropped anyway, and every payment taken on
+    /// meanwhile would only add status queries and timers to the backlog —
+    /// the feedback that made an overloaded server answer fewer requests
+    /// the more it was offered. `nil` turns shedding off. Default: half the
+    /// engine's PSP timeout.
+    public var sheddingWait: Duration?
 
     let engine: PaymentEngine
     let broker: any EventBroker
@@ -130,7 +144,11 @@ public final class EngineRunner: @unchecked Sendable {
     private var pspInFlight = 0
     private var notificationsInFlight = 0
     private var status = Status(batches: 0, calls: 0, largestBatch: 0, timersArmed: 0, pspCallsInFlight: 0,
-                                notificationsInFlight: 0, outboundQueued: 0, pspCallsDropped: 0, outboxRelayed: 0, consumerLag: 0, deadLetters: 0, engineErrors: 0)
+                                notificationsInFlight: 0, outboundQueued: 0, pspCallsDropped: 0, requestsShed: 0, outboxRelayed: 0,
+                                consumerLag: 0, deadLetters: 0, engineErrors: 0)
+    /// Set by the engine thread while the oldest PSP call waiting for a
+    /// connection has waited past ``sheddingWait``.
+    private var shedding = false
     private var stopWaiters: [@Sendable () -> Void] = []
 
     // The engine thread's own.
@@ -140,6 +158,7 @@ public final class EngineRunner: @unchecked Sendable {
     private var moreEvents = false
     private var outbound = Deque<(effect: EngineEffect, queuedAt: Int64)>()
     private var droppedCalls = 0
+    private var sheddingNow = false
 
     public init(engine: PaymentEngine, broker: any EventBroker, psp: any PSPPort, notifier: any NotificationPort,
                 log: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -148,6 +167,7 @@ public final class EngineRunner: @unchecked Sendable {
         self.psp = psp
         self.notifier = notifier
         self.log = log
+        sheddingWait = .nanoseconds(engine.configuration.pspTimeoutNanoseconds / 2)
     }
 
     /// Starts the engine thread: it first recovers (re-arms every open PSP
@@ -162,7 +182,22 @@ public final class EngineRunner: @unchecked Sendable {
     }
 
     /// Queues a call; `reply` runs on the engine thread after the commit.
+    /// While the runner sheds load (see ``sheddingWait``) a new payment or
+    /// refund is refused at once instead, on the caller's thread.
     public func submit(_ call: Call, reply: @escaping Reply) {
+        switch call {
+        case .createPayment, .createRefund:
+            condition.lock()
+            if shedding {
+                status.requestsShed += 1
+                condition.unlock()
+                reply(.failure(.overloaded("PSP calls are waiting for a connection longer than \(sheddingWait.map { "\($0)" } ?? "")")))
+                return
+            }
+            condition.unlock()
+        default:
+            break
+        }
         enqueue(.call(call, reply))
     }
 
@@ -377,8 +412,9 @@ public final class EngineRunner: @unchecked Sendable {
     /// Sends queued PSP calls and notifications while fewer than
     /// ``maximumOutbound`` are out.
     private func sendOutbound() {
-        guard !outbound.isEmpty else { return }
         let now = WallClock.monotonic()
+        defer { updateShedding(now: now) }
+        guard !outbound.isEmpty else { return }
         condition.lock()
         var free = maximumOutbound - pspInFlight - notificationsInFlight
         condition.unlock()
@@ -415,6 +451,21 @@ public final class EngineRunner: @unchecked Sendable {
             }
             free -= 1
         }
+    }
+
+    /// Sheds load while the oldest outbound call has waited past ``sheddingWait``.
+    private func updateShedding(now: Int64) {
+        var shed = false
+        if let wait = sheddingWait, let oldest = outbound.first {
+            let (seconds, attoseconds) = wait.components
+            shed = now - oldest.queuedAt > seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        }
+        guard shed != sheddingNow else { return }
+        sheddingNow = shed
+        condition.lock()
+        shedding = shed
+        condition.unlock()
+        log(shed ? "shedding load: PSP calls wait for a connection longer than \(sheddingWait!)" : "load shedding over")
     }
 
     /// The outbox relay, then the engine's three consumers, one round. The

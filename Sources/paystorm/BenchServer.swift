@@ -23,6 +23,7 @@ extension Paystorm.Bench {
         @Option(help: "Seconds of load before each measured rate, not counted.") var warmup = 3.0
         @Option(help: "Sandbox profile: default (the simulator's PSPs: 150 ms, errors, webhooks) or ideal.") var pspProfile = "default"
         @Option(help: "Client connections of the load generator.") var connections = 256
+        @Option(help: "HTTP connections from the server to the sandbox PSP, at most (serve --psp-connections).") var pspConnections = 1_024
         @Option(help: "Keep the database and logs here instead of a temporary directory.") var keep: String?
         @Flag(help: "Also deliver merchant notifications over HTTP to the sandbox (two more requests per payment); by default they are accepted in process.") var notify = false
 
@@ -34,6 +35,7 @@ extension Paystorm.Bench {
                 return rate
             }
             guard duration > 0 else { throw ValidationError("--duration: expected seconds > 0") }
+            guard pspConnections >= 1 else { throw ValidationError("--psp-connections: expected at least 1") }
             guard ["default", "ideal"].contains(pspProfile) else { throw ValidationError("--psp-profile: expected default or ideal") }
             let directory = keep ?? NSTemporaryDirectory() + "paystorm-bench-server-\(getpid())"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -52,7 +54,8 @@ extension Paystorm.Bench {
             let sandbox = try start(["psp-sandbox", "--port", String(sandboxPort), "--profile", pspProfile,
                                      "--webhook-url", "http://127.0.0.1:\(serverPort)/webhook"], log: directory + "/sandbox.log")
             let server = try start(["serve", "--port", String(serverPort), "--database", directory + "/bench.sqlite", "--quiet",
-                                    "--rate-limit", "0", "--psp-url", "http://127.0.0.1:\(sandboxPort)"]
+                                    "--rate-limit", "0", "--psp-url", "http://127.0.0.1:\(sandboxPort)",
+                                    "--psp-connections", String(pspConnections)]
                                    + (notify ? ["--notify-url", "http://127.0.0.1:\(sandboxPort)/notifications"] : []),
                                    log: directory + "/serve.log")
             defer {

@@ -193,3 +193,55 @@ struct APIRouteTests {
         }
     }
 }
+
+extension APIRouteTests {
+    @Test("load shedding: while PSP calls wait too long for a connection, new payments are 503 overloaded with Retry-After; reads go on; then it recovers")
+    func shedding() async throws {
+        let directory = TemporaryDirectory()
+        let psp = HoldingPSP()
+        var configuration = ServerFixture.configuration()
+        configuration.pspTimeoutNanoseconds = 600_000_000_000  // held calls stay in flight, never dropped
+        let runner = try ServerFixture.runner(in: directory, psp: psp, configuration: configuration)
+        runner.maximumOutbound = 1
+        runner.sheddingWait = .milliseconds(50)
+        try runner.start()
+        let api = PaystormAPI(runner: runner, keys: APIKeys(adminKey: "sk_admin_dev", acceptsTestKeys: true), limiter: nil,
+                              pspIDs: Set(ServerFixture.pspIDs))
+        let app = Application(router: api.router())
+        try await app.test(.router) { client in
+            func pay(_ key: String, user: String) async throws -> TestResponse {
+                try await client.execute(uri: "/payments", method: .post, headers: Self.merchant,
+                                         body: ByteBuffer(string: ServerFixture.paymentJSON(key: key, user: user,
+                                                                                            card: LoadGenerator.card(user: Int(user.dropFirst())!))))
+            }
+            // The first call holds the only connection; the second's call waits for it.
+            let first = try await pay("s1", user: "u1")
+            #expect(first.status == .created)
+            #expect(try await pay("s2", user: "u2").status == .created)
+            try await Task.sleep(for: .milliseconds(150))
+            _ = try await client.execute(uri: "/health", method: .get)  // a turn of the engine thread notices the wait
+            let shed = try await pay("s3", user: "u3")
+            #expect(shed.status == .serviceUnavailable)
+            #expect(shed.headers[.retryAfter] == "1")
+            #expect(try Self.error(shed)["code"] as? String == "overloaded")
+            // Reads are still served.
+            let id = try #require(try Self.json(first)["payment_id"] as? String)
+            #expect(try await client.execute(uri: "/payments/\(id)", method: .get, headers: Self.merchant).status == .ok)
+            // The PSP answers, the queue empties, and payments are taken again.
+            psp.release()
+            let recovered = try await ServerFixture.eventually(60) {
+                psp.release()
+                return try await pay("s3", user: "u3").status == .created
+            }
+            #expect(recovered)
+            guard case let .success(.status(status)) = await runner.perform(.status) else {
+                Issue.record("no status")
+                return
+            }
+            #expect(status.requestsShed >= 1)
+        }
+        psp.release()
+        await runner.stop()
+        _ = directory
+    }
+}

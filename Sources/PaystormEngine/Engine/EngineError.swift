@@ -17,6 +17,9 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     case webhookRejected(String)
     /// The store failed; the command had no effect.
     case storage(String)
+    /// The engine's host refused the command without running it: it has
+    /// more work queued than it can finish in time. Nothing was done.
+    case overloaded(String)
 
     public var description: String {
         switch self {
@@ -30,6 +33,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
             return "refund of \(requested) \(currency) minor units on payment \(id) exceeds the \(available) still refundable"
         case let .webhookRejected(message): return "webhook rejected: \(message)"
         case let .storage(message): return "storage: \(message)"
+        case let .overloaded(message): return "overloaded: \(message)"
         }
     }
 }

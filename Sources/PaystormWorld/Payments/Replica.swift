@@ -170,6 +170,7 @@ final class Replica: SimActor {
         case .paymentNotFound, .refundNotFound: return .error(status: 404, message: error.description)
         case .webhookRejected: return .error(status: 400, message: error.description)
         case .storage: return .error(status: 500, message: error.description)
+        case .overloaded: return .error(status: 503, message: error.description)
         }
     }
 
