@@ -84,8 +84,13 @@ struct EngineRunnerTests {
     func recoversOpenAttempts() async throws {
         let directory = TemporaryDirectory()
         // A PSP that never answers: the attempt stays in flight, as when the process dies mid-call.
+        // No PSP timeout before the stop, however long this task waits to be scheduled (under a
+        // busy test run it has waited long enough for the first runner to exhaust its status
+        // queries and start a void): the second runner finds the attempt in flight.
         let silent = SilentPSP()
-        let first = try ServerFixture.runner(in: directory, psp: silent)
+        var patient = ServerFixture.configuration()
+        patient.pspTimeoutNanoseconds = 3_600_000_000_000
+        let first = try ServerFixture.runner(in: directory, psp: silent, configuration: patient)
         try first.start()
         guard case let .success(.payment(view)) = await first.perform(.createPayment(ServerFixture.command(key: "resume"))) else {
             Issue.record("payment not created")
