@@ -134,6 +134,10 @@ enum EngineSchema {
             try CardVault.createTables(db)
         }
         migrator.registerMigration("v2-engine-keyed-tables", migrate: rebuildKeyedTables)
+        // No query reads payments by merchant: the index only cost a B-tree insert per payment.
+        migrator.registerMigration("v3-engine-no-merchant-index") { db in
+            try db.execute(sql: "DROP INDEX payment_merchant")
+        }
     }
 
     /// Tables looked up only by their primary key become `WITHOUT ROWID`
