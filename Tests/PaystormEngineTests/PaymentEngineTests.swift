@@ -251,9 +251,7 @@ struct PaymentEngineTests {
         let h = try EngineHarness()
         // A refund for a merchant with no wallet: the wallet's CHECK
         // (balance >= 0) refuses the insert, before the consumer claims the event.
-        let refund = TransactionEvent(eventID: "refund.succeeded:ref-x", kind: .refundSucceeded, paymentID: "pay-x", refundID: "ref-x",
-                                      merchantID: "m-9", userID: "u-9", amountMinor: 500, currency: "USD", feeMinor: 0,
-                                      pspID: "stripe", timeNanoseconds: h.now, reason: nil)
+        let refund = h.unknownRefundSucceeded("ref-x", feeMinor: 0)
         try h.engine.inBatch {
             #expect(throws: EngineError.self) { try h.engine.consume(refund, by: .wallet, now: h.now) }
             try h.pay(key: "after-failure")
@@ -269,9 +267,7 @@ struct PaymentEngineTests {
     @Test func aLedgerRefusalInABatchWritesNothing() throws {
         let h = try EngineHarness()
         // A refund the merchant's ledger account cannot cover: refused before any balance moves.
-        let refund = TransactionEvent(eventID: "refund.succeeded:ref-y", kind: .refundSucceeded, paymentID: "pay-y", refundID: "ref-y",
-                                      merchantID: "m-9", userID: "u-9", amountMinor: 500, currency: "USD", feeMinor: 10,
-                                      pspID: "stripe", timeNanoseconds: h.now, reason: nil)
+        let refund = h.unknownRefundSucceeded("ref-y", feeMinor: 10)
         try h.engine.inBatch {
             #expect(throws: EngineError.self) { try h.engine.consume(refund, by: .ledger, now: h.now) }
         }
@@ -341,5 +337,15 @@ struct PaymentEngineTests {
         #expect(query.operation == .status)
         try h.reply(.succeeded(pspReference: "ch_1"), to: query)
         #expect(try h.engine.payment("pay-1").status == .completed)
+    }
+}
+
+extension EngineHarness {
+    /// A `refund.succeeded` of 5.00 USD for merchant m-9, whom the engine has
+    /// never credited: its wallet and ledger account cannot cover it.
+    func unknownRefundSucceeded(_ refundID: String, feeMinor: Int64) -> TransactionEvent {
+        TransactionEvent(eventID: "refund.succeeded:\(refundID)", kind: .refundSucceeded, paymentID: "pay-\(refundID)", refundID: refundID,
+                         merchantID: "m-9", userID: "u-9", amountMinor: 500, currency: "USD", feeMinor: feeMinor,
+                         pspID: "stripe", timeNanoseconds: now, reason: nil)
     }
 }

@@ -199,9 +199,7 @@ extension APIRouteTests {
     func shedding() async throws {
         let directory = TemporaryDirectory()
         let psp = HoldingPSP()
-        var configuration = ServerFixture.configuration()
-        configuration.pspTimeoutNanoseconds = 600_000_000_000  // held calls stay in flight, never dropped
-        let runner = try ServerFixture.runner(in: directory, psp: psp, configuration: configuration)
+        let runner = try ServerFixture.runner(in: directory, psp: psp, configuration: ServerFixture.patientConfiguration())
         runner.maximumOutbound = 1
         runner.sheddingWait = .milliseconds(50)
         try runner.start()

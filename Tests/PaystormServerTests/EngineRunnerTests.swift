@@ -84,13 +84,11 @@ struct EngineRunnerTests {
     func recoversOpenAttempts() async throws {
         let directory = TemporaryDirectory()
         // A PSP that never answers: the attempt stays in flight, as when the process dies mid-call.
-        // No PSP timeout before the stop, however long this task waits to be scheduled (under a
-        // busy test run it has waited long enough for the first runner to exhaust its status
-        // queries and start a void): the second runner finds the attempt in flight.
+        // No PSP timeout before the stop (under a busy test run this task has waited long enough
+        // for the first runner to exhaust its status queries and start a void): the second
+        // runner, with the default timeout, finds the attempt in flight.
         let silent = SilentPSP()
-        var patient = ServerFixture.configuration()
-        patient.pspTimeoutNanoseconds = 3_600_000_000_000
-        let first = try ServerFixture.runner(in: directory, psp: silent, configuration: patient)
+        let first = try ServerFixture.runner(in: directory, psp: silent, configuration: ServerFixture.patientConfiguration())
         try first.start()
         guard case let .success(.payment(view)) = await first.perform(.createPayment(ServerFixture.command(key: "resume"))) else {
             Issue.record("payment not created")
@@ -115,11 +113,7 @@ extension EngineRunnerTests {
     func outboundBound() async throws {
         let directory = TemporaryDirectory()
         let psp = HoldingPSP()
-        // No PSP timeout within the test, however slow the machine: held calls
-        // must not turn into status queries or be dropped as too old.
-        var configuration = ServerFixture.configuration()
-        configuration.pspTimeoutNanoseconds = 600_000_000_000
-        let runner = try ServerFixture.runner(in: directory, psp: psp, configuration: configuration)
+        let runner = try ServerFixture.runner(in: directory, psp: psp, configuration: ServerFixture.patientConfiguration())
         runner.maximumOutbound = 2
         try runner.start()
         for index in 0..<5 {

@@ -43,6 +43,15 @@ enum ServerFixture {
         EngineConfiguration(psps: pspIDs.map { .init(id: $0, webhookSecret: ServerOptions.webhookSecret($0)) })
     }
 
+    /// No PSP timeout within a test, however slow the machine or however long
+    /// a test task waits to be scheduled: calls in flight stay in flight, and
+    /// are neither turned into status queries nor dropped as too old.
+    static func patientConfiguration() -> EngineConfiguration {
+        var configuration = configuration()
+        configuration.pspTimeoutNanoseconds = 3_600_000_000_000
+        return configuration
+    }
+
     static func engine(at path: String, configuration: EngineConfiguration = configuration()) throws -> PaymentEngine {
         try PaymentEngine(store: .file(path: path), configuration: configuration,
                           vaultEncryptionKey: Data(repeating: 1, count: 32), vaultTokenKey: Data(repeating: 2, count: 32))

@@ -148,90 +148,35 @@ enum EngineSchema {
     /// at most two constants inline, a longer one through a temporary table
     /// built for every row written. Queries use the same condition, or the
     /// planner cannot use the index.)
-    /// Rows, columns and constraints are unchanged; each table is rebuilt by
-    /// SQLite's create-copy-drop-rename procedure (foreign keys are checked
-    /// after the migration, which GRDB runs with them deferred).
+    /// Rows, columns, constraints, indexes and triggers are unchanged: each
+    /// table is rebuilt from its own stored definition by SQLite's
+    /// create-copy-drop-rename procedure (foreign keys are checked after the
+    /// migration, which GRDB runs with them deferred).
     static func rebuildKeyedTables(_ db: Database) throws {
-        let keyed: [(table: String, definition: String, indexes: [String])] = [
-            ("counter", "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)", []),
-            ("idempotency_record", """
-                (merchant_id TEXT NOT NULL,
-                 idempotency_key TEXT NOT NULL,
-                 kind TEXT NOT NULL,
-                 request_hash TEXT NOT NULL,
-                 resource_id TEXT NOT NULL,
-                 created_ns INTEGER NOT NULL,
-                 expires_ns INTEGER NOT NULL,
-                 PRIMARY KEY (merchant_id, idempotency_key, kind))
-                """, ["CREATE INDEX idempotency_expiry ON idempotency_record(expires_ns)"]),
-            ("consumed_event", """
-                (consumer TEXT NOT NULL,
-                 event_id TEXT NOT NULL,
-                 consumed_ns INTEGER NOT NULL,
-                 PRIMARY KEY (consumer, event_id))
-                """, []),
-            ("webhook_event", """
-                (psp_id TEXT NOT NULL,
-                 event_id TEXT NOT NULL,
-                 received_ns INTEGER NOT NULL,
-                 outcome TEXT NOT NULL,
-                 PRIMARY KEY (psp_id, event_id))
-                """, []),
-            ("wallet", """
-                (merchant_id TEXT NOT NULL,
-                 currency TEXT NOT NULL,
-                 balance_minor INTEGER NOT NULL CHECK (balance_minor >= 0),
-                 gross_minor INTEGER NOT NULL,
-                 fees_minor INTEGER NOT NULL,
-                 refunded_minor INTEGER NOT NULL,
-                 PRIMARY KEY (merchant_id, currency))
-                """, []),
-            ("account_balance", """
-                (account TEXT NOT NULL,
-                 currency TEXT NOT NULL,
-                 balance_minor INTEGER NOT NULL,
-                 PRIMARY KEY (account, currency))
-                """, []),
-            ("journal_posting", """
-                (entry_sequence INTEGER NOT NULL REFERENCES journal_entry(sequence),
-                 line INTEGER NOT NULL,
-                 account TEXT NOT NULL,
-                 side TEXT NOT NULL CHECK (side IN ('debit', 'credit')),
-                 amount_minor INTEGER NOT NULL CHECK (amount_minor > 0),
-                 currency TEXT NOT NULL,
-                 PRIMARY KEY (entry_sequence, line))
-                """, ["CREATE INDEX journal_posting_account ON journal_posting(account, currency)",
-                      """
-                      CREATE TRIGGER journal_posting_append_only_update BEFORE UPDATE ON journal_posting
-                          BEGIN SELECT RAISE(ABORT, 'journal_posting is append-only'); END
-                      """,
-                      """
-                      CREATE TRIGGER journal_posting_append_only_delete BEFORE DELETE ON journal_posting
-                          BEGIN SELECT RAISE(ABORT, 'journal_posting is append-only'); END
-                      """]),
-            ("card_vault", """
-                (token TEXT PRIMARY KEY,
-                 ciphertext BLOB NOT NULL,
-                 first6 TEXT NOT NULL,
-                 last4 TEXT NOT NULL,
-                 expiry_month INTEGER NOT NULL,
-                 expiry_year INTEGER NOT NULL)
-                """, []),
-        ]
-        // The append-only triggers would refuse the old journal's removal.
-        try db.execute(sql: """
-            DROP TRIGGER journal_posting_append_only_update;
-            DROP TRIGGER journal_posting_append_only_delete;
-            """)
-        for (table, definition, indexes) in keyed {
+        let keyed = ["counter", "idempotency_record", "consumed_event", "webhook_event", "wallet", "account_balance",
+                     "journal_posting", "card_vault"]
+        for table in keyed {
+            guard let create = try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", arguments: [table]),
+                  let columnsStart = create.firstIndex(of: "(") else {
+                preconditionFailure("table \(table) of the first engine schema is missing")
+            }
+            // Its own indexes and triggers (not the key's automatic index), re-created after the rename.
+            let dependents = try Row.fetchAll(db, sql: """
+                SELECT type, name, sql FROM sqlite_schema WHERE tbl_name = ? AND type IN ('index', 'trigger') AND sql IS NOT NULL
+                ORDER BY type, name
+                """, arguments: [table])
+            // The journal's append-only triggers would refuse the old table's removal.
+            for trigger in dependents where trigger["type"] as String == "trigger" {
+                try db.execute(sql: "DROP TRIGGER \(trigger["name"] as String)")
+            }
             let columns = try db.columns(in: table).map(\.name).joined(separator: ", ")
             try db.execute(sql: """
-                CREATE TABLE \(table)_rebuilt \(definition) WITHOUT ROWID;
+                CREATE TABLE \(table)_rebuilt \(create[columnsStart...]) WITHOUT ROWID;
                 INSERT INTO \(table)_rebuilt (\(columns)) SELECT \(columns) FROM \(table);
                 DROP TABLE \(table);
                 ALTER TABLE \(table)_rebuilt RENAME TO \(table);
                 """)
-            for index in indexes { try db.execute(sql: index) }
+            for dependent in dependents { try db.execute(sql: dependent["sql"]) }
         }
         try db.execute(sql: """
             DROP INDEX payment_status;
