@@ -62,6 +62,38 @@ struct FraudDetectorTests {
         #expect(detector.assess(attempt(at: 500)) == .approve, "a long pause empties the window")
     }
 
+    /// The windows keep only what a decision can still use; a naive model
+    /// keeps every attempt ever made. Over random sequences (equal times,
+    /// short steps, pauses longer than a window, cards reused) both count
+    /// alike: attempts per user and per card, distinct cards per user, each
+    /// capped at limit + 1 as the detector reports it.
+    @Test("windows count like the whole history", arguments: 0..<20)
+    func windowsCountLikeTheWholeHistory(seed: UInt64) {
+        var random = SplitMix(seed: seed)
+        let window: Int64 = 10, capacity = Int(1 + random.int(1...6))
+        var userWindow = TimestampWindow(), cardWindow = TimestampWindow(), distinct = DistinctCardWindow()
+        var history: [(time: Int64, card: UInt64)] = []
+        var now: Int64 = 0
+        for step in 0..<400 {
+            switch random.below(10) {
+            case 0..<3: break
+            case 3..<9: now += random.int(1...4)
+            default: now += random.int(8...30)
+            }
+            let card = UInt64(random.below(capacity + 3))
+            history.append((now, card))
+            let live = history.filter { $0.time > now - window }
+            let expectedAttempts = min(live.count, capacity)
+            // A card counts once, and the newest `capacity` distinct cards are what is kept.
+            var seen: [UInt64] = []
+            for attempt in live.reversed() where !seen.contains(attempt.card) { seen.append(attempt.card) }
+            #expect(userWindow.record(now, cutoff: now - window, capacity: capacity) == expectedAttempts, "step \(step)")
+            #expect(cardWindow.record(now, cutoff: now - window, capacity: capacity) == expectedAttempts, "step \(step)")
+            #expect(distinct.record(card, now, cutoff: now - window, capacity: capacity) == min(seen.count, capacity),
+                    "step \(step)")
+        }
+    }
+
     @Test func cardTestingCountsDistinctCardsPerUser() {
         var rules = quietRules()
         rules.distinctCardsPerUserReviewLimit = 2

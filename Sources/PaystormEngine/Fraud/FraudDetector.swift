@@ -96,7 +96,8 @@ public final class FraudDetector {
     public private(set) var evictions: Int = 0
 
     private var users: FraudKeyTable<String, UserActivity>
-    private var cards: FraudKeyTable<String, TimestampWindow>
+    /// Keyed by ``cardKey(_:)`` of the token, not the token's text.
+    private var cards: FraudKeyTable<UInt64, TimestampWindow>
     private var histories: FraudKeyTable<HistoryKey, AmountHistory>
     private var lastTimeNanoseconds: Int64 = .min
 
@@ -133,12 +134,15 @@ public final class FraudDetector {
         if rules.blockedCardTokens.contains(signal.cardToken) { reasons.append(.blockedCard(signal.cardToken)); decline = true }
         if rules.blockedBINs.contains(signal.cardBIN) { reasons.append(.blockedBIN(signal.cardBIN)); decline = true }
 
+        let cardKey = Self.cardKey(signal.cardToken)
         let user = userSlot(signal.userID)
-        let card = cardSlot(signal.cardToken)
-        let userCount = users.values[user].attempts.record(now, cutoff: Self.cutoff(now, rules.userVelocityWindowNanoseconds))
-        let cardCount = cards.values[card].record(now, cutoff: Self.cutoff(now, rules.cardVelocityWindowNanoseconds))
-        let distinct = users.values[user].cards.record(signal.cardToken, now,
-                                                        cutoff: Self.cutoff(now, rules.distinctCardsWindowNanoseconds))
+        let card = cardSlot(cardKey)
+        let userCount = users.values[user].attempts.record(now, cutoff: Self.cutoff(now, rules.userVelocityWindowNanoseconds),
+                                                           capacity: rules.userVelocityDeclineLimit + 1)
+        let cardCount = cards.values[card].record(now, cutoff: Self.cutoff(now, rules.cardVelocityWindowNanoseconds),
+                                                  capacity: rules.cardVelocityDeclineLimit + 1)
+        let distinct = users.values[user].cards.record(cardKey, now, cutoff: Self.cutoff(now, rules.distinctCardsWindowNanoseconds),
+                                                        capacity: rules.distinctCardsPerUserDeclineLimit + 1)
 
         let perSecond = FraudRules.nanosecondsPerSecond
         if let hit = Self.exceeded(userCount, rules.userVelocityReviewLimit, rules.userVelocityDeclineLimit) {
@@ -192,18 +196,30 @@ public final class FraudDetector {
 
     private func userSlot(_ id: String) -> Int {
         if let slot = users.slot(of: id) { return slot }
-        let fresh = UserActivity(attempts: TimestampWindow(capacity: rules.userVelocityDeclineLimit + 1),
-                                 cards: DistinctCardWindow(capacity: rules.distinctCardsPerUserDeclineLimit + 1))
-        let inserted = users.insert(id, fresh)
+        let inserted = users.insert(id, UserActivity())
         if inserted.evicted { evictions += 1 }
         return inserted.slot
     }
 
-    private func cardSlot(_ token: String) -> Int {
-        if let slot = cards.slot(of: token) { return slot }
-        let inserted = cards.insert(token, TimestampWindow(capacity: rules.cardVelocityDeclineLimit + 1))
+    private func cardSlot(_ key: UInt64) -> Int {
+        if let slot = cards.slot(of: key) { return slot }
+        let inserted = cards.insert(key, TimestampWindow())
         if inserted.evicted { evictions += 1 }
         return inserted.slot
+    }
+
+    /// A card token as the detector keeps it: 64-bit FNV-1a of its UTF-8
+    /// bytes. A token is 36 bytes of text that would each take an allocation
+    /// per tracked card; two distinct tokens share a key with probability
+    /// 2⁻⁶⁴ (at a million cards, about 3·10⁻⁸ that any pair does), and then
+    /// only their velocity counts merge. Deterministic, unlike `hashValue`.
+    static func cardKey(_ token: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in token.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        return hash
     }
 
     /// The limit a count is over, the decline limit first; `nil` within both.
@@ -263,67 +279,80 @@ struct FraudKeyTable<Key: Hashable, Value> {
     }
 }
 
-/// The most recent attempt times of one key, oldest first, in a ring of fixed capacity.
+/// The most recent attempt times of one key. The newest is kept inline and
+/// the older ones, oldest first, in an array that grows only as the key is
+/// used: most keys make one attempt, and their windows allocate nothing.
+/// (Preallocated rings of limit + 1 times were most of the memory of a
+/// million-payment simulation.)
 struct TimestampWindow {
-    private var times: [Int64]
-    private var head = 0
-    private(set) var count = 0
+    private var newest: Int64 = 0
+    private var hasNewest = false
+    /// Oldest first; every time here is at most `newest`.
+    private var older: [Int64] = []
 
-    init(capacity: Int) { times = [Int64](repeating: 0, count: capacity) }
+    var count: Int { hasNewest ? older.count + 1 : 0 }
 
     /// Drops times at or before `cutoff`, records `now` (dropping the oldest
-    /// when full) and returns how many times the window holds.
-    /// - Complexity: amortised O(1).
-    mutating func record(_ now: Int64, cutoff: Int64) -> Int {
-        let capacity = times.count
-        while count > 0 && times[head] <= cutoff {
-            head = head + 1 == capacity ? 0 : head + 1
-            count -= 1
+    /// beyond `capacity`) and returns how many times the window holds.
+    /// - Precondition: `now` is at least every time recorded before; `capacity` ≥ 1.
+    /// - Complexity: O(capacity).
+    mutating func record(_ now: Int64, cutoff: Int64, capacity: Int) -> Int {
+        if hasNewest {
+            if newest <= cutoff {
+                older = []
+            } else {
+                var expired = 0
+                while expired < older.count && older[expired] <= cutoff { expired += 1 }
+                if expired > 0 { older.removeFirst(expired) }
+                older.append(newest)
+                if older.count >= capacity { older.removeFirst(older.count - capacity + 1) }
+            }
         }
-        if count == capacity {
-            head = head + 1 == capacity ? 0 : head + 1
-            count -= 1
-        }
-        let tail = head + count
-        times[tail >= capacity ? tail - capacity : tail] = now
-        count += 1
-        return count
+        newest = now
+        hasNewest = true
+        return older.count + 1
     }
 }
 
-/// The most recently seen distinct cards of one user, least recent first.
-/// Keeping only the `capacity` most recent is exact up to that count: a
-/// dropped card was seen before every kept one, so it would expire first.
+/// The most recently seen distinct cards of one user (by ``FraudDetector/cardKey(_:)``),
+/// the most recent inline. Keeping only the `capacity` most recent is exact
+/// up to that count: a dropped card was seen before every kept one, so it
+/// would expire first.
 struct DistinctCardWindow {
-    private var cards: [(token: String, lastSeen: Int64)] = []
-    let capacity: Int
+    private var newestCard: UInt64 = 0
+    private var newestSeen: Int64 = 0
+    private var hasNewest = false
+    /// Least recent first, none of them `newestCard`, each seen at most at `newestSeen`.
+    private var older: [(card: UInt64, lastSeen: Int64)] = []
 
-    init(capacity: Int) {
-        self.capacity = capacity
-        cards.reserveCapacity(capacity)
-    }
-
-    /// - Returns: distinct cards seen in the window, `token` included, at most `capacity`.
+    /// - Returns: distinct cards seen in the window, `card` included, at most `capacity`.
+    /// - Precondition: `now` is at least every time recorded before; `capacity` ≥ 1.
     /// - Complexity: O(capacity).
-    mutating func record(_ token: String, _ now: Int64, cutoff: Int64) -> Int {
-        var expired = 0
-        while expired < cards.count && cards[expired].lastSeen <= cutoff { expired += 1 }
-        if expired > 0 { cards.removeFirst(expired) }
-        var index = 0
-        while index < cards.count && cards[index].token != token { index += 1 }
-        if index < cards.count {
-            cards.remove(at: index)
-        } else if cards.count == capacity {
-            cards.removeFirst()
+    mutating func record(_ card: UInt64, _ now: Int64, cutoff: Int64, capacity: Int) -> Int {
+        if hasNewest {
+            if newestSeen <= cutoff {
+                older = []
+            } else {
+                var expired = 0
+                while expired < older.count && older[expired].lastSeen <= cutoff { expired += 1 }
+                if expired > 0 { older.removeFirst(expired) }
+                if newestCard != card {
+                    if let index = older.firstIndex(where: { $0.card == card }) { older.remove(at: index) }
+                    older.append((newestCard, newestSeen))
+                    if older.count >= capacity { older.removeFirst(older.count - capacity + 1) }
+                }
+            }
         }
-        cards.append((token, now))
-        return cards.count
+        newestCard = card
+        newestSeen = now
+        hasNewest = true
+        return older.count + 1
     }
 }
 
 struct UserActivity {
-    var attempts: TimestampWindow
-    var cards: DistinctCardWindow
+    var attempts = TimestampWindow()
+    var cards = DistinctCardWindow()
 }
 
 struct HistoryKey: Hashable {
