@@ -56,6 +56,40 @@ struct EngineFraudAndQueryTests {
         #expect(throws: EngineError.self) { _ = try h.engine.ledger(LedgerQuery(fromNanoseconds: 10, toNanoseconds: 5)) }
     }
 
+    /// An account filter pages like the unfiltered journal, combines with the
+    /// other filters, lists an entry with two postings to the account once,
+    /// and is read from the account index in order (no scan, no sort).
+    @Test func ledgerAccountFilterPagesFromTheAccountIndex() throws {
+        let h = try EngineHarness()
+        for i in 0..<6 {
+            try h.completedPayment(key: "p\(i)", amount: "\(i + 1).00")
+            h.advance(by: 1_000_000_000)
+        }
+        let first = try h.engine.ledger(LedgerQuery(account: "platform:fees", limit: 4))
+        #expect(first.entries.map(\.sequence) == [1, 2, 3, 4] && first.nextCursor == 4)
+        let rest = try h.engine.ledger(LedgerQuery(account: "platform:fees", afterSequence: 4, limit: 4))
+        #expect(rest.entries.map(\.sequence) == [5, 6] && rest.nextCursor == nil)
+        let times = first.entries.map(\.timeNanoseconds)
+        let windowed = try h.engine.ledger(LedgerQuery(account: "external:psp:stripe", fromNanoseconds: times[1], toNanoseconds: times[2]))
+        #expect(windowed.entries.map(\.sequence) == [2, 3])
+        #expect(try h.engine.ledger(LedgerQuery(account: "external:psp:stripe", transactionID: "pay-4")).entries.map(\.transactionID) == ["pay-4"])
+        try h.engine.store.queue.write { db in
+            try Ledger.post(JournalEntry(id: "adjust-1", transactionID: "adjust-1", timeNanoseconds: h.now, postings: [
+                .debit(.platformFees, Money(minorUnits: 1, currency: .usd)), .debit(.platformFees, Money(minorUnits: 1, currency: .usd)),
+                .credit(.merchant("m-1"), Money(minorUnits: 2, currency: .usd)),
+            ]), in: db)
+        }
+        let twice = try h.engine.ledger(LedgerQuery(account: "platform:fees", afterSequence: 6))
+        #expect(twice.entries.map(\.entryID) == ["adjust-1"] && twice.entries[0].postings.count == 3)
+
+        let (sql, arguments) = PaymentEngine.ledgerSelect(LedgerQuery(account: "merchant:m-1", fromNanoseconds: 0, limit: 10))
+        let plan = try h.engine.store.queue.read { db in
+            try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: arguments).map { $0["detail"] as String }
+        }
+        #expect(plan.contains { $0.contains("journal_posting_account (account=? AND entry_sequence>?)") }, "\(plan)")
+        #expect(!plan.contains { $0.contains("TEMP B-TREE") }, "\(plan)")
+    }
+
     /// After a realistic run on a database file, no column, row or byte of the
     /// file holds a CVV or a plaintext card number.
     @Test func databaseHoldsNoCVVOrPlaintextCardNumber() throws {

@@ -138,6 +138,15 @@ enum EngineSchema {
         migrator.registerMigration("v3-engine-no-merchant-index") { db in
             try db.execute(sql: "DROP INDEX payment_merchant")
         }
+        // GET /ledger?account= reads an account's postings in entry order
+        // (``PaymentEngine/ledgerSelect(_:)``); the currency in the old key
+        // kept that order from the planner. Same cost per posting written.
+        migrator.registerMigration("v4-engine-posting-account-order") { db in
+            try db.execute(sql: """
+                DROP INDEX journal_posting_account;
+                CREATE INDEX journal_posting_account ON journal_posting(account, entry_sequence);
+                """)
+        }
     }
 
     /// Tables looked up only by their primary key become `WITHOUT ROWID`
