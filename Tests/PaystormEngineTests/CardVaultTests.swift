@@ -61,16 +61,36 @@ struct CardVaultTests {
         #expect(throws: CardVaultError.self) { try db.read { try vault.cardNumber(for: token, in: $0) } }
     }
 
-    @Test func nonceCounterAdvancesPerCard() throws {
+    /// Every card gets its own GCM nonce, the same one every time, and none
+    /// of its bytes is in the token. (A reused nonce under one key with two
+    /// different numbers would leak their XOR and the authentication key.)
+    @Test func noncesAreDistinctPerCardAndStable() throws {
         let vault = try vault()
-        let db = try DatabaseQueue()
-        try db.write { try CardVault.createTables($0) }
-        try db.write { (db: Database) throws in
-            _ = try vault.store(try card(), in: db)
-            _ = try vault.store(try card("5555555555554444"), in: db)
-            _ = try vault.store(try card(), in: db)
+        func nonces(_ numbers: [String]) throws -> [Data] {
+            let db = try DatabaseQueue()
+            try db.write { try CardVault.createTables($0) }
+            return try numbers.map { number in
+                let token = try db.write { try vault.store(try card(number), in: $0) }
+                let box = try #require(try db.read { try Data.fetchOne($0, sql: "SELECT ciphertext FROM card_vault WHERE token = ?", arguments: [token]) })
+                #expect(!token.contains(Hex.encode(box.prefix(12))))
+                return Data(box.prefix(12))
+            }
         }
-        #expect(try db.read { try Int.fetchOne($0, sql: "SELECT counter FROM card_vault_nonce") } == 2)
+        // Luhn-valid 16-digit numbers.
+        let numbers = (0..<500).map { index -> String in
+            let body = "4" + String(repeating: "0", count: 14 - String(index).count) + String(index)
+            let check = (0...9).first { digit in
+                let digits = (body + String(digit)).reversed().compactMap(\.wholeNumberValue)
+                return digits.enumerated().reduce(0) { sum, item in
+                    let doubled = item.offset % 2 == 1 ? item.element * 2 : item.element
+                    return sum + (doubled > 9 ? doubled - 9 : doubled)
+                } % 10 == 0
+            }!
+            return body + String(check)
+        }
+        let first = try nonces(numbers)
+        #expect(Set(first).count == numbers.count)
+        #expect(try nonces(numbers.reversed()) == first.reversed(), "a card's nonce does not depend on what was stored before")
     }
 
     /// Scans every cell of every table, as text and as bytes, for the PAN and the CVV.

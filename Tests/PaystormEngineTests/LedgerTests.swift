@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import PaystormStore
 import Testing
@@ -34,6 +35,18 @@ struct LedgerTests {
             #expect(audit.entries == 2)
             #expect(audit.headHash == (try Ledger.headHash(in: db)))
         }
+    }
+
+    /// The chain's byte format is fixed: journals written before must still
+    /// verify. The expected digest was computed outside Swift (Python's
+    /// hashlib over the documented encoding).
+    @Test func chainHashKeepsItsEncoding() {
+        let entry = JournalEntry(id: "e-1", transactionID: "t-1", timeNanoseconds: 42, postings: [
+            .debit(.psp("stripe"), Money(minorUnits: 1000, currency: usd)),
+            .credit(.merchant("m-1"), Money(minorUnits: 1000, currency: usd)),
+        ])
+        #expect(Hex.encode(Ledger.chainHash(previous: Data(count: 32), sequence: 1, entry: entry))
+                == "346cc3e6afda2f8d203440baffbe4e49acf79a5b78542577e502ec7eb22a0b9e")
     }
 
     @Test func refusesUnbalancedEntriesAndWritesNothing() throws {

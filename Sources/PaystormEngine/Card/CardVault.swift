@@ -7,10 +7,16 @@ import PaystormStore
 ///
 /// The token is an HMAC-SHA256 of the number under a separate key, so one
 /// card always maps to one token (fraud velocity per card needs that) and the
-/// token reveals nothing. GCM nonces come from a persisted counter, never
-/// from system randomness: unique per key, and deterministic under
-/// simulation. Only ciphertext, the token, first 6, last 4 and expiry are
-/// written; the CVV never reaches this type.
+/// token reveals nothing. The GCM nonce is the next 12 bytes of the same
+/// MAC — a synthetic IV: a function of the number under a secret key, never
+/// system randomness, so deterministic under simulation. Two different
+/// numbers share a nonce with probability 2⁻⁹⁶; one number always gets the
+/// same nonce and the same ciphertext, which reveals only what its token
+/// already does (and a card is stored once). Only ciphertext, the token,
+/// first 6, last 4 and expiry are written; the CVV never reaches this type.
+///
+/// (Nonces used to come from a counter row, an update and a read in every
+/// payment's transaction; `card_vault_nonce` is no longer written.)
 public struct CardVault {
     private let encryptionKey: SymmetricKey
     private let tokenKey: SymmetricKey
@@ -47,36 +53,42 @@ public struct CardVault {
     }
 
     /// The token of a card number (stable: same number, same token).
-    public func token(for card: CardDetails) -> String {
+    public func token(for card: CardDetails) -> String { tokenized(card).token }
+
+    /// A card's token and GCM nonce, from one MAC of its number.
+    struct Tokenized {
+        var token: String
+        fileprivate var nonce: AES.GCM.Nonce
+    }
+
+    func tokenized(_ card: CardDetails) -> Tokenized {
         var mac = tokenMAC
         var number = card.number
         number.withUTF8 { mac.update(data: UnsafeRawBufferPointer($0)) }
-        return "tok_" + Hex.encode(mac.finalize().prefix(16))
+        let tag = mac.finalize()
+        return tag.withUnsafeBytes { bytes in
+            // 12 bytes always make a valid GCM nonce.
+            Tokenized(token: "tok_" + Hex.encode(bytes.prefix(16)), nonce: try! AES.GCM.Nonce(data: bytes[16..<28]))
+        }
     }
 
     /// Stores the card if new and returns its token. Runs in the caller's transaction.
     public func store(_ card: CardDetails, in db: Database) throws(CardVaultError) -> String {
-        try store(card, token: token(for: card), in: db, statements: EngineStatements(store: nil))
+        try store(card, tokenized(card), in: db, statements: EngineStatements(store: nil))
     }
 
-    /// ``store(_:in:)`` for a card whose `token` the caller already computed,
-    /// through the engine's prepared statements.
-    func store(_ card: CardDetails, token: String, in db: Database, statements: EngineStatements) throws(CardVaultError) -> String {
+    /// ``store(_:in:)`` for a card the caller already tokenized, through the
+    /// engine's prepared statements.
+    func store(_ card: CardDetails, _ tokenized: Tokenized, in db: Database, statements: EngineStatements) throws(CardVaultError) -> String {
+        let token = tokenized.token
         do {
             let exists = try statements(.vaultContains, db)
             exists.bind(token, at: 1)
             let known = try exists.step()
             exists.reset()
             if known { return token }
-            try statements(.incrementVaultNonce, db).execute()
-            let nonce = try statements(.vaultNonce, db)
-            guard try nonce.step() else { preconditionFailure("the card vault nonce row is missing") }
-            let counter = nonce.int64(at: 0)
-            nonce.reset()
-            var nonceBytes = Data(count: 12)
-            withUnsafeBytes(of: counter.bigEndian) { nonceBytes.replaceSubrange(4..<12, with: $0) }
-            let sealed = try AES.GCM.seal(Data(card.number.utf8), using: encryptionKey,
-                                          nonce: try AES.GCM.Nonce(data: nonceBytes), authenticating: Data(token.utf8))
+            let sealed = try AES.GCM.seal(Data(card.number.utf8), using: encryptionKey, nonce: tokenized.nonce,
+                                          authenticating: Data(token.utf8))
             guard let combined = sealed.combined else { throw CardVaultError.crypto("AES-GCM produced no combined box") }
             let insert = try statements(.vaultInsert, db)
             insert.bind(token, at: 1)

@@ -39,10 +39,6 @@ enum EngineStatement: Int, CaseIterable {
     case failPayment
     /// (token) → 1
     case vaultContains
-    /// ()
-    case incrementVaultNonce
-    /// () → counter
-    case vaultNonce
     /// (token, ciphertext, first6, last4, expiry_month, expiry_year)
     case vaultInsert
     /// (subject, subject_id, psp_id, psp_idempotency_key, created_ns, updated_ns)
@@ -65,6 +61,8 @@ enum EngineStatement: Int, CaseIterable {
     case insertWallet
     /// (event_id, recipient, body, signature, created_ns, updated_ns)
     case insertNotification
+    /// (event_id) → 1 if the event has notifications
+    case notificationsOfEvent
     /// (notification_id) → attempts, state
     case notificationState
     /// (updated_ns, notification_id); changes nothing unless the notification is pending
@@ -125,8 +123,6 @@ enum EngineStatement: Int, CaseIterable {
         case .failPayment:
             "UPDATE payment SET status = 'failed', failure_reason = ?, updated_ns = ? WHERE payment_id = ?"
         case .vaultContains: "SELECT 1 FROM card_vault WHERE token = ?"
-        case .incrementVaultNonce: "UPDATE card_vault_nonce SET counter = counter + 1 WHERE id = 1"
-        case .vaultNonce: "SELECT counter FROM card_vault_nonce WHERE id = 1"
         case .vaultInsert:
             "INSERT INTO card_vault (token, ciphertext, first6, last4, expiry_month, expiry_year) VALUES (?, ?, ?, ?, ?, ?)"
         case .insertAttempt:
@@ -159,6 +155,7 @@ enum EngineStatement: Int, CaseIterable {
             INSERT INTO notification (event_id, recipient, body, signature, attempts, state, created_ns, updated_ns)
             VALUES (?, ?, ?, ?, 1, 'pending', ?, ?)
             """
+        case .notificationsOfEvent: "SELECT 1 FROM notification WHERE event_id = ? LIMIT 1"
         case .notificationState: "SELECT attempts, state FROM notification WHERE notification_id = ?"
         case .notificationDelivered:
             "UPDATE notification SET state = 'delivered', updated_ns = ? WHERE notification_id = ? AND state = 'pending'"

@@ -49,39 +49,60 @@ extension PaymentEngine {
     /// Delivers one transaction event to one of the engine's consumers.
     /// Idempotent by event id: a redelivery changes nothing and returns `false`.
     ///
-    /// The consumer's work checks before it writes and the claim is written
-    /// last, so an event the work refuses leaves nothing behind, not even a
-    /// claim: it can be dead-lettered and replayed.
+    /// Each consumer's work checks before it writes and records the event
+    /// last, so an event the work refuses leaves nothing behind, not even the
+    /// record: it can be dead-lettered and replayed. Where the work itself
+    /// writes a row keyed by the event id — the ledger's journal entry, the
+    /// notifications — that row is the record; otherwise a `consumed_event`
+    /// claim is.
     @discardableResult
     public func consume(_ event: TransactionEvent, by consumer: EngineConsumer, now: Int64) throws(EngineError) -> Bool {
         try transaction { db, effects in
-            let consumed = try statements(.consumedEvent, db)
-            consumed.bind(consumer.rawValue, at: 1)
-            consumed.bind(event.eventID, at: 2)
-            let redelivery = try consumed.step()
-            consumed.reset()
-            if redelivery {
-                counters.duplicateDeliveries += 1
-                return false
-            }
+            let applied: Bool
             switch consumer {
-            case .ledger: try postToLedger(event, in: db)
-            case .wallet: try updateWallet(event, in: db)
-            case .notification: try notify(event, now: now, in: db, effects: &effects)
+            case .ledger:
+                if let entry = journalEntry(for: event) {
+                    applied = try postToLedger(entry, in: db)
+                } else {
+                    applied = try !claimed(event, by: consumer, in: db)
+                    if applied { try claim(event, by: consumer, now: now, in: db) }
+                }
+            case .wallet:
+                applied = try !claimed(event, by: consumer, in: db)
+                if applied {
+                    try updateWallet(event, in: db)
+                    try claim(event, by: consumer, now: now, in: db)
+                }
+            case .notification:
+                applied = try notify(event, now: now, in: db, effects: &effects)
             }
-            let claim = try statements(.claimEvent, db)
-            claim.bind(consumer.rawValue, at: 1)
-            claim.bind(event.eventID, at: 2)
-            claim.bind(now, at: 3)
-            try claim.execute()
-            return true
+            if !applied { counters.duplicateDeliveries += 1 }
+            return applied
         }
+    }
+
+    func claimed(_ event: TransactionEvent, by consumer: EngineConsumer, in db: Database) throws -> Bool {
+        let consumed = try statements(.consumedEvent, db)
+        defer { consumed.reset() }
+        consumed.bind(consumer.rawValue, at: 1)
+        consumed.bind(event.eventID, at: 2)
+        return try consumed.step()
+    }
+
+    /// Records that `consumer` consumed `event` (after ``claimed(_:by:in:)`` said it had not).
+    func claim(_ event: TransactionEvent, by consumer: EngineConsumer, now: Int64, in db: Database) throws {
+        let claim = try statements(.claimEvent, db)
+        claim.bind(consumer.rawValue, at: 1)
+        claim.bind(event.eventID, at: 2)
+        claim.bind(now, at: 3)
+        try claim.execute()
     }
 
     /// Captures: the PSP (outside world) owes the gross; the merchant earns
     /// the net, the platform the fee. Refunds reverse that in proportion.
-    func postToLedger(_ event: TransactionEvent, in db: Database) throws {
-        guard let currency = Currency(code: event.currency) else { return }
+    /// `nil` for an event that moves no money (or names an unknown currency).
+    func journalEntry(for event: TransactionEvent) -> JournalEntry? {
+        guard let currency = Currency(code: event.currency) else { return nil }
         func money(_ minor: Int64) -> Money { Money(minorUnits: minor, currency: currency) }
         var postings: [LedgerPosting]
         switch event.kind {
@@ -94,10 +115,20 @@ extension PaymentEngine {
                         .debit(.merchant(event.merchantID), money(event.amountMinor - event.feeMinor))]
             if event.feeMinor > 0 { postings.append(.debit(.platformFees, money(event.feeMinor))) }
         case .paymentFailed, .refundFailed:
-            return
+            return nil
         }
-        try Ledger.post(JournalEntry(id: event.eventID, transactionID: event.refundID ?? event.paymentID,
-                                     timeNanoseconds: event.timeNanoseconds, postings: postings), in: db, statements: statements)
+        return JournalEntry(id: event.eventID, transactionID: event.refundID ?? event.paymentID,
+                            timeNanoseconds: event.timeNanoseconds, postings: postings)
+    }
+
+    /// Posts `entry`; `false` if the journal already holds it (a redelivery).
+    func postToLedger(_ entry: JournalEntry, in db: Database) throws -> Bool {
+        do {
+            try Ledger.post(entry, in: db, statements: statements)
+            return true
+        } catch LedgerError.duplicateEntry {
+            return false
+        }
     }
 
     /// The merchant's wallet: credited only for captured money (net of fee),
@@ -135,7 +166,13 @@ extension PaymentEngine {
 
     /// The user and the merchant hear of every terminal state; the merchant's
     /// copy is signed with HMAC-SHA256 under its webhook secret.
-    func notify(_ event: TransactionEvent, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
+    /// - Returns: `false` if the event's notifications exist already (a redelivery).
+    func notify(_ event: TransactionEvent, now: Int64, in db: Database, effects: inout [EngineEffect]) throws -> Bool {
+        let existing = try statements(.notificationsOfEvent, db)
+        existing.bind(event.eventID, at: 1)
+        let redelivery = try existing.step()
+        existing.reset()
+        if redelivery { return false }
         let body = """
             {"event_id":"\(event.eventID)","type":"\(event.kind.rawValue)","payment_id":"\(event.paymentID)",\
             "refund_id":\(event.refundID.map { "\"\($0)\"" } ?? "null"),"amount_minor":\(event.amountMinor),"currency":"\(event.currency)"}
@@ -153,6 +190,7 @@ extension PaymentEngine {
             effects.append(.sendNotification(NotificationMessage(notificationID: db.lastInsertedRowID, recipient: recipient,
                                                                  body: body, signature: signature, attempt: 1)))
         }
+        return true
     }
 
     /// The signature a merchant verifies: hex HMAC-SHA256 of the body under

@@ -33,7 +33,8 @@ extension PaymentEngine {
             throw .invalidField(field: "payment_method.details", message: error.description)
         }
         // The CVV has been checked and is not used past this line.
-        let token = vault.token(for: card)
+        let tokenized = vault.tokenized(card)
+        let token = tokenized.token
         let requestHash = Self.digest([command.userID, command.merchantID, String(amount.minorUnits), currency.code,
                                        token, String(card.expiryMonth), String(card.expiryYear)])
         let route = chooseRoute(now: now)
@@ -50,7 +51,7 @@ extension PaymentEngine {
                 return view
             }
             let paymentID = "pay-\(try nextID("payment", in: db))"
-            _ = try vault.store(card, token: token, in: db, statements: statements)
+            _ = try vault.store(card, tokenized, in: db, statements: statements)
             let decision = fraud.assess(FraudSignal(userID: command.userID, merchantID: command.merchantID, cardToken: token,
                                                     cardBIN: card.first6, amount: amount, timeNanoseconds: now))
             let fraudText: String

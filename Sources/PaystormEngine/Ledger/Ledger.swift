@@ -233,13 +233,15 @@ public enum Ledger {
     /// SHA-256 over the previous hash and a length-prefixed canonical
     /// encoding of the entry, so no two different entries encode alike.
     static func chainHash(previous: Data, sequence: Int64, entry: JournalEntry) -> Data {
-        var hasher = SHA256()
-        hasher.update(data: previous)
-        func add(_ value: Int64) { withUnsafeBytes(of: value.bigEndian) { hasher.update(bufferPointer: $0) } }
+        // Gathered into one buffer and hashed once: a hash update per field
+        // cost more than the hashing.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(previous.count + 128 + entry.postings.count * 64)
+        bytes.append(contentsOf: previous)
+        func add(_ value: Int64) { withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) } }
         func add(_ text: String) {
-            var text = text
             add(Int64(text.utf8.count))
-            text.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+            bytes.append(contentsOf: text.utf8)
         }
         add(sequence)
         add(entry.id)
@@ -252,7 +254,7 @@ public enum Ledger {
             add(posting.amount.minorUnits)
             add(posting.amount.currency.code)
         }
-        return Data(hasher.finalize())
+        return Data(SHA256.hash(data: bytes))
     }
 
     static func hex(_ data: Data) -> String { Hex.encode(data) }
