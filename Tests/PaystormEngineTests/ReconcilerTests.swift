@@ -167,6 +167,12 @@ struct ReconcilerTests {
             report.lines = random.shuffled(report.lines)
             #expect(Reconciler.reconcile(engine: random.shuffled(scenario.engine), report: report) == reference)
         }
+        // Inputs already in the reconciler's order are walked as they are, to the same result.
+        var sorted = scenario.report
+        Reconciler.sortForReconciliation(&sorted.lines)
+        var records = random.shuffled(scenario.engine)
+        Reconciler.sortForReconciliation(&records)
+        #expect(Reconciler.reconcile(engine: records, report: sorted) == reference)
     }
 
     /// Inject discrepancies of known kinds into a faithful report; the

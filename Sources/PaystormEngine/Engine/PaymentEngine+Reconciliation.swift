@@ -32,9 +32,9 @@ extension PaymentEngine {
         }
     }
 
-    /// One record per PSP attempt at `pspID`, in the reconciler's vocabulary.
-    /// Read through a cursor: a PSP with a million attempts would otherwise
-    /// hold a million GRDB rows beside the records made from them.
+    /// One record per PSP attempt at `pspID`, in the reconciler's vocabulary
+    /// and order. Read through a cursor: a PSP with a million attempts would
+    /// otherwise hold a million GRDB rows beside the records made from them.
     func engineRecords(pspID: String, in db: Database) throws -> [EngineRecord] {
         var records: [EngineRecord] = []
         let rows = try Row.fetchCursor(db.cachedStatement(sql: """
@@ -57,6 +57,7 @@ extension PaymentEngine {
                                         kind: row["subject"] == "payment" ? .charge : .refund, amount: amount, status: status,
                                         createdAtNanoseconds: row["created_ns"]))
         }
+        Reconciler.sortForReconciliation(&records)
         return records
     }
 }

@@ -157,11 +157,13 @@ public enum Reconciler {
     public static func reconcile(engine: [EngineRecord], report: SettlementReport) -> ReconciliationResult {
         // Both sides sorted by reference (then on every field, so the choice of
         // "first" is independent of input order) and walked together: no
-        // per-reference containers, so a million-line report costs two arrays.
-        let records = engine.filter { $0.pspID == report.pspID }
-            .sorted { $0.pspReference != $1.pspReference ? $0.pspReference < $1.pspReference : precedes($0, $1) }
-        let lines = report.lines
-            .sorted { $0.pspReference != $1.pspReference ? $0.pspReference < $1.pspReference : precedes($0, $1) }
+        // per-reference containers. Sides that come in that order already
+        // (``sortForReconciliation(_:)``) are walked where they are: at a
+        // million lines, sorted copies were most of a simulation's peak memory.
+        var records = engine.allSatisfy { $0.pspID == report.pspID } ? engine : engine.filter { $0.pspID == report.pspID }
+        if !inOrder(records, by: recordOrder) { records.sort(by: recordOrder) }
+        var lines = report.lines
+        if !inOrder(lines, by: lineOrder) { lines.sort(by: lineOrder) }
 
         var result = ReconciliationResult(matched: 0, expectedAbsent: 0, items: [])
         var i = 0, j = 0
@@ -190,6 +192,31 @@ public enum Reconciler {
         }
         result.items.sort { ($0.pspReference, $0.kind.rank) < ($1.pspReference, $1.kind.rank) }
         return result
+    }
+
+    /// Puts records in the order ``reconcile(engine:report:)`` walks them, so
+    /// that it reads them without a sorted copy.
+    public static func sortForReconciliation(_ records: inout [EngineRecord]) { records.sort(by: recordOrder) }
+
+    /// Puts report lines in the order ``reconcile(engine:report:)`` walks them,
+    /// so that it reads them without a sorted copy.
+    public static func sortForReconciliation(_ lines: inout [SettlementLine]) { lines.sort(by: lineOrder) }
+
+    private static func recordOrder(_ a: EngineRecord, _ b: EngineRecord) -> Bool {
+        a.pspReference != b.pspReference ? a.pspReference < b.pspReference : precedes(a, b)
+    }
+
+    private static func lineOrder(_ a: SettlementLine, _ b: SettlementLine) -> Bool {
+        a.pspReference != b.pspReference ? a.pspReference < b.pspReference : precedes(a, b)
+    }
+
+    private static func inOrder<T>(_ items: [T], by order: (T, T) -> Bool) -> Bool {
+        var index = 1
+        while index < items.count {
+            if order(items[index], items[index - 1]) { return false }
+            index += 1
+        }
+        return true
     }
 
     /// The items for one reference, in kind order.

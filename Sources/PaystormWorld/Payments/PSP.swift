@@ -228,6 +228,8 @@ final class PSP: SimActor {
             lines.append(SettlementLine(pspID: profile.id, pspReference: key, kind: record.kind, amount: amount,
                                         status: record.status, settledAtNanoseconds: record.nanoseconds))
         }
+        // In the order the reconciler reads: it then needs no sorted copy of a million lines.
+        Reconciler.sortForReconciliation(&lines)
         return SettlementReport(pspID: profile.id, periodStartNanoseconds: World.epochNanoseconds, periodEndNanoseconds: now, lines: lines)
     }
 }
