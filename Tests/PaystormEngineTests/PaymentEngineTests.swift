@@ -314,6 +314,43 @@ struct PaymentEngineTests {
         #expect(try h.engine.store.queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") } == 1)
     }
 
+    /// A group commit posts many journal entries against the chain head it
+    /// read once and stores the head once; a batch that rolls back leaves
+    /// no trace of its head for the next transaction to chain from.
+    @Test func aBatchChainsItsEntriesAndARolledBackBatchLeavesNoHead() throws {
+        let h = try EngineHarness()
+        func captured(_ n: Int) -> TransactionEvent {
+            TransactionEvent(eventID: "payment.completed:pay-\(n)", kind: .paymentCompleted, paymentID: "pay-\(n)", refundID: nil,
+                             merchantID: "m-1", userID: "u-1", amountMinor: 1_000, currency: "USD", feeMinor: 30,
+                             pspID: "stripe", timeNanoseconds: h.now, reason: nil)
+        }
+        try h.engine.inBatch {
+            for n in 1...3 { try h.engine.consume(captured(n), by: .ledger, now: h.now) }
+        }
+        #expect(try h.read { try Ledger.verify($0).entries } == 3)
+        // Storage fails under a payment after a fourth entry was posted in the same batch.
+        try h.engine.store.queue.write { db in
+            try db.execute(sql: """
+                CREATE TRIGGER storage_fails AFTER INSERT ON psp_attempt
+                BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END
+                """)
+        }
+        #expect(throws: EngineError.self) {
+            try h.engine.inBatch {
+                try h.engine.consume(captured(4), by: .ledger, now: h.now)
+                try h.pay(key: "fails")
+            }
+        }
+        try h.engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
+        #expect(try h.read { try Ledger.verify($0).entries } == 3)
+        // The next entry chains from the committed head, in a batch and outside one.
+        try h.engine.inBatch { try h.engine.consume(captured(4), by: .ledger, now: h.now) }
+        try h.engine.consume(captured(5), by: .ledger, now: h.now)
+        let audit = try h.read { try Ledger.verify($0) }
+        #expect(audit.entries == 5)
+        #expect(try h.read { try Ledger.headHash(in: $0) } == audit.headHash)
+    }
+
     @Test func restartedEngineResumesOpenAttempts() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("paystorm-engine-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

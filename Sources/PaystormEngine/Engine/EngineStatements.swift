@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import PaystormStore
 
@@ -185,6 +186,24 @@ final class EngineStatements {
     private var prepared: [PreparedStatement?]
     private let store: Store?
 
+    /// The journal's chain head, as the current transaction left it.
+    struct JournalHead {
+        var sequence: Int64
+        var hash: Data
+        /// Moved since it was read: ``writeBack(_:)`` stores it.
+        var moved = false
+    }
+
+    /// The chain head once read in the current write transaction, when
+    /// ``defersWrites``: every entry of a group commit posts against it and
+    /// it is stored once, before the commit, instead of read and written per
+    /// entry. `nil` outside such a transaction.
+    var journalHead: JournalHead?
+    /// Set by the engine for the span of one write transaction, which calls
+    /// ``writeBack(_:)`` before its commit and ``forgetTransaction()`` after
+    /// it ends either way.
+    var defersWrites = false
+
     /// - Parameter store: the store whose connection the statements run on;
     ///   `nil` for a table used within one database access only.
     init(store: Store?) {
@@ -195,6 +214,22 @@ final class EngineStatements {
     deinit {
         // Finalize the statements before the store (and its connection) may go.
         prepared.removeAll()
+    }
+
+    /// Stores what the transaction deferred (the journal head, if it moved).
+    func writeBack(_ db: Database) throws(StoreError) {
+        guard let head = journalHead, head.moved else { return }
+        let update = try self(.updateJournalHead, db)
+        update.bind(head.sequence, at: 1)
+        update.bind(head.hash, at: 2)
+        try update.execute()
+        journalHead?.moved = false
+    }
+
+    /// Drops what the ended transaction cached: the next one reads afresh.
+    func forgetTransaction() {
+        journalHead = nil
+        defersWrites = false
     }
 
     /// The prepared `statement`, preparing it on `db` the first time.

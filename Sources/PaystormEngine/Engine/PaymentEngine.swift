@@ -138,9 +138,12 @@ public final class PaymentEngine {
     private func writeTransaction<T>(_ body: (Database) throws -> T) throws -> T {
         try store.queue.writeWithoutTransaction { db in
             try statements(.begin, db).execute()
+            statements.defersWrites = true
+            defer { statements.forgetTransaction() }
             let value: T
             do {
                 value = try body(db)
+                try statements.writeBack(db)
                 try statements(.commit, db).execute()
             } catch {
                 // Report the command's own error; SQLite may already have rolled back.

@@ -114,11 +114,17 @@ public enum Ledger {
                     try insert.execute()
                 }
             }
-            let head = try statements(.journalHead, db)
-            guard try head.step() else { preconditionFailure("the journal head row is missing") }
-            let sequence = head.int64(at: 0) + 1
-            let previous = head.blob(at: 1)
-            head.reset()
+            let head: EngineStatements.JournalHead
+            if let cached = statements.journalHead {
+                head = cached
+            } else {
+                let row = try statements(.journalHead, db)
+                guard try row.step() else { preconditionFailure("the journal head row is missing") }
+                head = EngineStatements.JournalHead(sequence: row.int64(at: 0), hash: row.blob(at: 1))
+                row.reset()
+            }
+            let sequence = head.sequence + 1
+            let previous = head.hash
             let hash = chainHash(previous: previous, sequence: sequence, entry: entry)
             let insertEntry = try statements(.insertJournalEntry, db)
             insertEntry.bind(sequence, at: 1)
@@ -138,10 +144,12 @@ public enum Ledger {
                 insertPosting.bind(posting.amount.currency.code, at: 6)
                 try insertPosting.execute()
             }
-            let updateHead = try statements(.updateJournalHead, db)
-            updateHead.bind(sequence, at: 1)
-            updateHead.bind(hash, at: 2)
-            try updateHead.execute()
+            // Stored now, or once before the engine's transaction commits.
+            statements.journalHead = EngineStatements.JournalHead(sequence: sequence, hash: hash, moved: true)
+            if !statements.defersWrites {
+                try statements.writeBack(db)
+                statements.journalHead = nil
+            }
             return sequence
         } catch let error as LedgerError {
             throw error
