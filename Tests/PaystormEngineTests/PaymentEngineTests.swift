@@ -308,10 +308,16 @@ struct PaymentEngineTests {
         #expect(h.calls.isEmpty)
         // The next batch starts clean.
         try h.engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
-        try h.engine.inBatch { try h.pay(key: "fourth") }
+        let fourth = try h.engine.inBatch { try h.pay(key: "fourth") }
+        #expect(fourth.paymentID == "pay-1", "a rolled-back batch draws no ids")
+        // Ids run on across batches and single commands (drawn in memory, stored at commit).
+        let ids = try h.engine.inBatch { try ["fifth", "sixth"].map { try h.pay(key: $0).paymentID } }
+        #expect(ids == ["pay-2", "pay-3"])
+        #expect(try h.pay(key: "seventh").paymentID == "pay-4")
+        #expect(try h.read { try Int.fetchOne($0, sql: "SELECT value FROM counter WHERE name = 'payment'") } == 4)
         h.collect()
-        #expect(h.calls.count == 1)
-        #expect(try h.engine.store.queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") } == 1)
+        #expect(h.calls.count == 4)
+        #expect(try h.engine.store.queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") } == 4)
     }
 
     /// A group commit posts many journal entries against the chain head it

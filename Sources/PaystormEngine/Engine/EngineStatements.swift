@@ -16,12 +16,10 @@ import PaystormStore
 enum EngineStatement: Int, CaseIterable {
     // Transactions: one per command, or one per batch.
     case begin, commit, rollback
-    /// (name)
-    case incrementCounter
-    /// (name)
-    case insertCounter
     /// (name) → value
     case counter
+    /// (name, value)
+    case storeCounter
     /// (merchant_id, idempotency_key, kind) → request_hash, resource_id, expires_ns
     case idempotencyRecord
     /// (merchant_id, idempotency_key, kind, request_hash, resource_id, created_ns, expires_ns)
@@ -90,9 +88,8 @@ enum EngineStatement: Int, CaseIterable {
         case .begin: "BEGIN IMMEDIATE TRANSACTION"
         case .commit: "COMMIT TRANSACTION"
         case .rollback: "ROLLBACK TRANSACTION"
-        case .incrementCounter: "UPDATE counter SET value = value + 1 WHERE name = ?"
-        case .insertCounter: "INSERT INTO counter (name, value) VALUES (?, 1)"
         case .counter: "SELECT value FROM counter WHERE name = ?"
+        case .storeCounter: "INSERT INTO counter (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
         case .idempotencyRecord:
             """
             SELECT request_hash, resource_id, expires_ns FROM idempotency_record
@@ -199,6 +196,9 @@ final class EngineStatements {
     /// it is stored once, before the commit, instead of read and written per
     /// entry. `nil` outside such a transaction.
     var journalHead: JournalHead?
+    /// Named counters (payment and refund ids) drawn from in the current
+    /// write transaction, with their values now; stored by ``writeBack(_:)``.
+    var counters: [(name: String, value: Int64)] = []
     /// Set by the engine for the span of one write transaction, which calls
     /// ``writeBack(_:)`` before its commit and ``forgetTransaction()`` after
     /// it ends either way.
@@ -216,8 +216,16 @@ final class EngineStatements {
         prepared.removeAll()
     }
 
-    /// Stores what the transaction deferred (the journal head, if it moved).
+    /// Stores what the transaction deferred: the journal head, if it moved,
+    /// and the counters drawn from.
     func writeBack(_ db: Database) throws(StoreError) {
+        for counter in counters {
+            let store = try self(.storeCounter, db)
+            store.bind(counter.name, at: 1)
+            store.bind(counter.value, at: 2)
+            try store.execute()
+        }
+        counters.removeAll(keepingCapacity: true)
         guard let head = journalHead, head.moved else { return }
         let update = try self(.updateJournalHead, db)
         update.bind(head.sequence, at: 1)
@@ -229,6 +237,7 @@ final class EngineStatements {
     /// Drops what the ended transaction cached: the next one reads afresh.
     func forgetTransaction() {
         journalHead = nil
+        counters.removeAll(keepingCapacity: true)
         defersWrites = false
     }
 
