@@ -44,6 +44,8 @@ enum EngineStatement: Int, CaseIterable {
     case insertAttempt
     /// (attempt_id) → ``Attempt/columns``
     case attempt
+    /// (psp_id, psp_idempotency_key) → ``Attempt/columns`` of the newest such attempt
+    case attemptByKey
     case paymentAmount, refundAmount
     /// (state, last_error, updated_ns, attempt_id)
     case updateAttempt
@@ -129,6 +131,11 @@ enum EngineStatement: Int, CaseIterable {
             VALUES (?, ?, ?, ?, 1, 'in_flight', ?, ?)
             """
         case .attempt: "SELECT \(Attempt.columns) FROM psp_attempt WHERE attempt_id = ?"
+        case .attemptByKey:
+            """
+            SELECT \(Attempt.columns) FROM psp_attempt
+            WHERE psp_id = ? AND psp_idempotency_key = ? ORDER BY attempt_id DESC LIMIT 1
+            """
         case .paymentAmount: "SELECT amount_minor, currency, card_token FROM payment WHERE payment_id = ?"
         case .refundAmount: "SELECT amount_minor, currency, NULL FROM refund WHERE refund_id = ?"
         case .updateAttempt:

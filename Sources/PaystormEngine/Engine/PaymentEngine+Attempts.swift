@@ -18,18 +18,6 @@ struct Attempt {
     var state: String
     var updatedNanoseconds: Int64
 
-    init(_ row: Row) {
-        id = row["attempt_id"]
-        subject = AttemptSubject(rawValue: row["subject"])!
-        subjectID = row["subject_id"]
-        pspID = row["psp_id"]
-        key = row["psp_idempotency_key"]
-        tries = row["tries"]
-        statusQueries = row["status_queries"]
-        state = row["state"]
-        updatedNanoseconds = row["updated_ns"]
-    }
-
     /// The current row of a statement that selects ``columns``.
     init(_ row: PreparedStatement) {
         id = row.int64(at: 0)
@@ -269,10 +257,11 @@ extension PaymentEngine {
     /// The newest attempt that sent `key` to `pspID` (webhooks and
     /// settlement reports name attempts by their PSP idempotency key).
     func loadAttempt(pspID: String, key: String, in db: Database) throws -> Attempt? {
-        try db.row("""
-            SELECT \(Attempt.columns) FROM psp_attempt
-            WHERE psp_id = ? AND psp_idempotency_key = ? ORDER BY attempt_id DESC LIMIT 1
-            """, [pspID, key]).map(Attempt.init)
+        let row = try statements(.attemptByKey, db)
+        defer { row.reset() }
+        row.bind(pspID, at: 1)
+        row.bind(key, at: 2)
+        return try row.step() ? Attempt(row) : nil
     }
 
     func updateAttempt(_ id: Int64, state: String, error: String?, now: Int64, in db: Database) throws {
