@@ -357,6 +357,33 @@ struct PaymentEngineTests {
         #expect(try h.read { try Ledger.headHash(in: $0) } == audit.headHash)
     }
 
+    /// Inside a group commit the ledger judges a falling balance by what the
+    /// batch already posted, not by the stored row alone, and stores one
+    /// change per account at the commit.
+    @Test func aBatchJudgesBalancesByWhatItAlreadyPosted() throws {
+        let h = try EngineHarness()
+        let capture = TransactionEvent(eventID: "payment.completed:pay-1", kind: .paymentCompleted, paymentID: "pay-1", refundID: nil,
+                                       merchantID: "m-9", userID: "u-9", amountMinor: 1_000, currency: "USD", feeMinor: 30,
+                                       pspID: "stripe", timeNanoseconds: h.now, reason: nil)
+        try h.engine.inBatch {
+            try h.engine.consume(capture, by: .ledger, now: h.now)
+            // 485 net out of the 970 posted a moment ago, in the same uncommitted batch.
+            #expect(try h.engine.consume(h.unknownRefundSucceeded("ref-a", feeMinor: 15), by: .ledger, now: h.now))
+            // 600 more would take the merchant's 485 below zero: refused, and nothing of it kept.
+            #expect(throws: EngineError.self) {
+                try h.engine.consume(TransactionEvent(eventID: "refund.succeeded:ref-b", kind: .refundSucceeded, paymentID: "pay-1",
+                                                      refundID: "ref-b", merchantID: "m-9", userID: "u-9", amountMinor: 600,
+                                                      currency: "USD", feeMinor: 0, pspID: "stripe", timeNanoseconds: h.now,
+                                                      reason: nil), by: .ledger, now: h.now)
+            }
+        }
+        try h.read { (db: Database) throws in
+            #expect(try Ledger.balance(of: .merchant("m-9"), currency: .usd, in: db) == 970 - 485)
+            #expect(try Ledger.balance(of: .platformFees, currency: .usd, in: db) == 30 - 15)
+            #expect(try Ledger.verify(db).entries == 2)
+        }
+    }
+
     @Test func restartedEngineResumesOpenAttempts() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("paystorm-engine-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

@@ -206,6 +206,57 @@ final class EngineStatements {
     /// Named counters (payment and refund ids) drawn from in the current
     /// write transaction, with their values now; stored by ``writeBack(_:)``.
     var counters: [(name: String, value: Int64)] = []
+
+    /// An account balance's change in the current write transaction, not yet
+    /// stored, and the stored balance once read (only a falling balance is).
+    struct PendingBalance {
+        var stored: Int64?
+        var delta: Int64 = 0
+    }
+
+    /// The balance changes of the current write transaction, when
+    /// ``defersWrites``: a group commit adds each entry's postings here and
+    /// stores one change per account before the commit, instead of one
+    /// update per posting (the PSP's and the fee account change with every
+    /// capture).
+    private var balances: [Ledger.Key: PendingBalance] = [:]
+
+    /// An account's balance as the current transaction has it.
+    func balance(_ key: Ledger.Key, in db: Database) throws(StoreError) -> Int64 {
+        if defersWrites, let pending = balances[key], let stored = pending.stored { return stored + pending.delta }
+        let row = try self(.balance, db)
+        row.bind(key.account.name, at: 1)
+        row.bind(key.currency, at: 2)
+        let stored = try row.step() ? row.int64(at: 0) : 0
+        row.reset()
+        guard defersWrites else { return stored }
+        balances[key, default: PendingBalance()].stored = stored
+        return stored + balances[key, default: PendingBalance()].delta
+    }
+
+    /// Adds `delta` to an account's balance: now, or before the commit when ``defersWrites``.
+    func addToBalance(_ key: Ledger.Key, _ delta: Int64, in db: Database) throws(StoreError) {
+        if defersWrites {
+            balances[key, default: PendingBalance()].delta += delta
+        } else {
+            try storeBalanceChange(key, delta, in: db)
+        }
+    }
+
+    private func storeBalanceChange(_ key: Ledger.Key, _ delta: Int64, in db: Database) throws(StoreError) {
+        let update = try self(.updateBalance, db)
+        update.bind(delta, at: 1)
+        update.bind(key.account.name, at: 2)
+        update.bind(key.currency, at: 3)
+        try update.execute()
+        if update.changes == 0 {
+            let insert = try self(.insertBalance, db)
+            insert.bind(key.account.name, at: 1)
+            insert.bind(key.currency, at: 2)
+            insert.bind(delta, at: 3)
+            try insert.execute()
+        }
+    }
     /// Set by the engine for the span of one write transaction, which calls
     /// ``writeBack(_:)`` before its commit and ``forgetTransaction()`` after
     /// it ends either way.
@@ -223,8 +274,8 @@ final class EngineStatements {
         prepared.removeAll()
     }
 
-    /// Stores what the transaction deferred: the journal head, if it moved,
-    /// and the counters drawn from.
+    /// Stores what the transaction deferred: the counters drawn from, the
+    /// balance changes and the journal head, if it moved.
     func writeBack(_ db: Database) throws(StoreError) {
         for counter in counters {
             let store = try self(.storeCounter, db)
@@ -233,6 +284,11 @@ final class EngineStatements {
             try store.execute()
         }
         counters.removeAll(keepingCapacity: true)
+        // In account order: the same rows written in the same order on every run.
+        for (key, pending) in balances.sorted(by: { $0.key < $1.key }) where pending.delta != 0 {
+            try storeBalanceChange(key, pending.delta, in: db)
+        }
+        balances.removeAll(keepingCapacity: true)
         guard let head = journalHead, head.moved else { return }
         let update = try self(.updateJournalHead, db)
         update.bind(head.sequence, at: 1)
@@ -245,6 +301,7 @@ final class EngineStatements {
     func forgetTransaction() {
         journalHead = nil
         counters.removeAll(keepingCapacity: true)
+        balances.removeAll(keepingCapacity: true)
         defersWrites = false
     }
 

@@ -91,29 +91,13 @@ public enum Ledger {
             // batch of engine commands needs no savepoint around it. Only a
             // fall of a non-external account can end below zero.
             for (key, delta) in changes where delta < 0 && !key.account.isExternal {
-                let balance = try statements(.balance, db)
-                balance.bind(key.account.name, at: 1)
-                balance.bind(key.currency, at: 2)
-                let current = try balance.step() ? balance.int64(at: 0) : 0
-                balance.reset()
+                let current = try statements.balance(key, in: db)
                 if current + delta < 0 {
                     throw LedgerError.wouldGoNegative(entry: entry.id, account: key.account.name, currency: key.currency, balance: current + delta)
                 }
             }
-            for (key, delta) in changes {
-                let update = try statements(.updateBalance, db)
-                update.bind(delta, at: 1)
-                update.bind(key.account.name, at: 2)
-                update.bind(key.currency, at: 3)
-                try update.execute()
-                if update.changes == 0 {
-                    let insert = try statements(.insertBalance, db)
-                    insert.bind(key.account.name, at: 1)
-                    insert.bind(key.currency, at: 2)
-                    insert.bind(delta, at: 3)
-                    try insert.execute()
-                }
-            }
+            // Stored now, or summed per account and stored once before the engine's transaction commits.
+            for (key, delta) in changes { try statements.addToBalance(key, delta, in: db) }
             let head: EngineStatements.JournalHead
             if let cached = statements.journalHead {
                 head = cached
