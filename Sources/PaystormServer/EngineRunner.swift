@@ -171,10 +171,12 @@ public final class EngineRunner: @unchecked Sendable {
     }
 
     /// Starts the engine thread: it first recovers (re-arms every open PSP
-    /// attempt and pending notification from SQLite), then serves the inbox.
+    /// attempt and pending notification from SQLite) and arms the engine's
+    /// periodic upkeep, then serves the inbox.
     public func start() throws(EngineError) {
         relayCursor = try engine.outboxCursor()
         try engine.recover(now: WallClock.nanoseconds())
+        engine.armMaintenance()
         perform(engine.takeEffects())
         let thread = Thread { [self] in loop() }
         thread.name = "paystorm-engine"

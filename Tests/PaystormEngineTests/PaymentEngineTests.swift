@@ -66,6 +66,41 @@ struct PaymentEngineTests {
         #expect(try h.pay(key: "same").paymentID == "pay-3")
     }
 
+    /// Records past their retention are deleted by the upkeep timer, a
+    /// batch at a time, oldest first; live ones stay and still replay.
+    @Test func expiredIdempotencyRecordsArePurgedInBatches() throws {
+        let second: Int64 = 1_000_000_000
+        var configuration = EngineHarness.configuration()
+        configuration.idempotencyRetentionNanoseconds = 60 * second
+        configuration.idempotencyPurgeIntervalNanoseconds = 50 * second
+        configuration.idempotencyPurgeBatch = 2
+        let h = try EngineHarness(configuration: configuration)
+        for i in 0..<3 { try h.pay(key: "old-\(i)", user: "u-\(i)") }
+        h.advance(by: 30 * second)
+        let young = try h.pay(key: "young", user: "u-9")
+        func records() throws -> [String] {
+            try h.read { try String.fetchAll($0, sql: "SELECT idempotency_key FROM idempotency_record ORDER BY idempotency_key") }
+        }
+        func purge() throws -> Int64 {
+            try h.engine.timerFired(.idempotencyPurge, now: h.now)
+            h.collect()
+            let next = try #require(h.timers.last { $0.timer == .idempotencyPurge })
+            return next.at - h.now
+        }
+        h.engine.armMaintenance()
+        h.collect()
+        #expect(h.timers.contains { $0.timer == .idempotencyPurge && $0.at == h.now + 50 * second })
+        h.advance(by: 50 * second)  // the three old records expired 20 s ago, the young one has 10 s left
+        #expect(try purge() == second, "a full batch is followed by another a second later")
+        #expect(try records().count == 2)
+        h.advance(by: second)
+        #expect(try purge() == 50 * second)
+        #expect(try records() == ["young"])
+        #expect(h.engine.counters.idempotencyRecordsPurged == 3)
+        #expect(try h.pay(key: "young", user: "u-9").paymentID == young.paymentID, "a live record still replays")
+        #expect(try h.pay(key: "old-0", user: "u-0").paymentID == "pay-5", "a purged key is a new request")
+    }
+
     @Test func transientErrorsRetryWithBackoffThenVoidThenFailOver() throws {
         let h = try EngineHarness()
         try h.pay(key: "k")

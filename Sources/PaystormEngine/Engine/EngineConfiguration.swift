@@ -32,6 +32,10 @@ public struct EngineConfiguration: Sendable {
     public var breakerOpenNanoseconds: Int64 = 10_000_000_000
     /// How long an idempotency record is kept (engine time).
     public var idempotencyRetentionNanoseconds: Int64 = 24 * 3_600 * 1_000_000_000
+    /// How often expired idempotency records are deleted, and at most how
+    /// many per transaction (a full batch is followed by another a second later).
+    public var idempotencyPurgeIntervalNanoseconds: Int64 = 600 * 1_000_000_000
+    public var idempotencyPurgeBatch: Int = 1_000
     /// Webhooks whose timestamp is further than this from now are refused.
     public var webhookToleranceSeconds: Int64 = 300
     /// Fee on each capture: basis points of the amount plus a fixed part.
@@ -63,6 +67,8 @@ public struct EngineConfiguration: Sendable {
         try require((0...100).contains(maxStatusQueries), "maxStatusQueries", "must be 0...100")
         try require(breakerFailureThreshold >= 1, "breakerFailureThreshold", "must be >= 1")
         try require(idempotencyRetentionNanoseconds > 0, "idempotencyRetentionNanoseconds", "must be > 0")
+        try require(idempotencyPurgeIntervalNanoseconds > 0, "idempotencyPurgeIntervalNanoseconds", "must be > 0")
+        try require((1...100_000).contains(idempotencyPurgeBatch), "idempotencyPurgeBatch", "must be 1...100000")
         try require((0...10_000).contains(feeBasisPoints), "feeBasisPoints", "must be 0...10000")
         try require(feeFixedMinor >= 0, "feeFixedMinor", "must be >= 0")
         try require((1...100).contains(maxNotificationAttempts), "maxNotificationAttempts", "must be 1...100")

@@ -48,6 +48,8 @@ public enum EngineTimer: Hashable, Sendable {
     case statusQuery(attemptID: Int64)
     /// Backoff over: deliver the notification again.
     case notificationRetry(notificationID: Int64)
+    /// Delete idempotency records past their retention (armed by ``PaymentEngine/armMaintenance()``).
+    case idempotencyPurge
 }
 
 /// A transaction event from the outbox, published at least once.

@@ -186,6 +186,10 @@ enum EngineStatement: Int, CaseIterable {
 /// writer connection, so engines sharing a store each prepare their own
 /// statements on it). The table holds the store so that the connection
 /// outlives the statements prepared on it.
+///
+/// It also holds what the engine's current write transaction defers to its
+/// commit — the journal head, id counters and balance changes — since those
+/// are written through these statements, on this connection.
 final class EngineStatements {
     private var prepared: [PreparedStatement?]
     private let store: Store?

@@ -65,4 +65,6 @@ public struct EngineCounters: Sendable, Equatable {
     public var duplicateWebhooks = 0
     public var duplicateDeliveries = 0
     public var deadLetters = 0
+    /// Idempotency records deleted after their retention.
+    public var idempotencyRecordsPurged = 0
 }

@@ -116,6 +116,11 @@ extension PaymentEngine {
                 effects.append(.armTimer(.statusQuery(attemptID: attempt.id), afterNanoseconds: delay))
             case let .notificationRetry(notificationID):
                 try resendNotification(notificationID, now: now, in: db, effects: &effects)
+            case .idempotencyPurge:
+                let purged = try purgeIdempotencyRecords(now: now, in: db)
+                // A full batch may have left more: the next one follows shortly.
+                let delay = purged == configuration.idempotencyPurgeBatch ? 1_000_000_000 : configuration.idempotencyPurgeIntervalNanoseconds
+                effects.append(.armTimer(.idempotencyPurge, afterNanoseconds: delay))
             }
         }
     }

@@ -144,6 +144,30 @@ extension PaymentEngine {
         return IdempotencyRecord(requestHash: lookup.text(at: 0), resourceID: lookup.text(at: 1))
     }
 
+    /// Arms the engine's periodic upkeep — today the deletion of idempotency
+    /// records past their retention, which otherwise only a lookup of the
+    /// same key removes. A long-running host calls this once at start,
+    /// outside a batch; each run re-arms the next. (The simulator does not:
+    /// its runs are shorter than the retention.)
+    public func armMaintenance() {
+        pending.append(.armTimer(.idempotencyPurge, afterNanoseconds: configuration.idempotencyPurgeIntervalNanoseconds))
+    }
+
+    /// Deletes up to ``EngineConfiguration/idempotencyPurgeBatch`` records
+    /// whose retention ended at or before `now`, oldest first, through
+    /// `idempotency_expiry`. A replay of a purged key is a new request, as
+    /// it already was once the record expired.
+    func purgeIdempotencyRecords(now: Int64, in db: Database) throws -> Int {
+        try db.run("""
+            DELETE FROM idempotency_record WHERE (merchant_id, idempotency_key, kind) IN (
+                SELECT merchant_id, idempotency_key, kind FROM idempotency_record INDEXED BY idempotency_expiry
+                WHERE expires_ns <= ? ORDER BY expires_ns LIMIT ?)
+            """, [now, configuration.idempotencyPurgeBatch])
+        let purged = db.changesCount
+        counters.idempotencyRecordsPurged += purged
+        return purged
+    }
+
     func insertIdempotencyRecord(merchantID: String, key: String, kind: String, requestHash: String, resourceID: String,
                                  now: Int64, in db: Database) throws {
         let insert = try statements(.insertIdempotencyRecord, db)

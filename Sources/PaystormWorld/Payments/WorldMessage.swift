@@ -166,6 +166,7 @@ enum WorldMessage: SimMessage {
             case let .retry(id): hasher.combine(UInt64(2)); hasher.combine(id)
             case let .statusQuery(id): hasher.combine(UInt64(3)); hasher.combine(id)
             case let .notificationRetry(id): hasher.combine(UInt64(4)); hasher.combine(id)
+            case .idempotencyPurge: hasher.combine(UInt64(5))
             }
         case let .pspCall(request, replyTo):
             hasher.combine(UInt64(13)); hasher.combine(request.attemptID); hasher.combine(request.operation.rawValue); hasher.combine(replyTo.index)
