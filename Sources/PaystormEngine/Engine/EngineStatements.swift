@@ -194,26 +194,46 @@ final class EngineStatements {
     private var prepared: [PreparedStatement?]
     private let store: Store?
 
-    /// The journal's chain head, as the current transaction left it.
+    /// Set by the engine for the span of one write transaction, which calls
+    /// ``writeBack(_:)`` before its commit and ``forgetTransaction()`` after
+    /// it ends either way.
+    var defersWrites = false
+
+    /// The journal's chain head: the last entry's sequence and hash.
     struct JournalHead {
         var sequence: Int64
         var hash: Data
-        /// Moved since it was read: ``writeBack(_:)`` stores it.
-        var moved = false
     }
 
-    /// The chain head once read in the current write transaction, when
+    /// The chain head as the current write transaction moved it, when
     /// ``defersWrites``: every entry of a group commit posts against it and
     /// it is stored once, before the commit, instead of read and written per
-    /// entry. `nil` outside such a transaction.
-    var journalHead: JournalHead?
+    /// entry. `nil` until an entry is posted.
+    private var movedJournalHead: JournalHead?
     /// Named counters (payment and refund ids) drawn from in the current
     /// write transaction, with their values now; stored by ``writeBack(_:)``.
-    var counters: [(name: String, value: Int64)] = []
+    private var counters: [(name: String, value: Int64)] = []
+
+    /// The next value of a named counter, read once per write transaction
+    /// and advanced in memory.
+    /// - Precondition: ``defersWrites`` (the value is stored by ``writeBack(_:)``).
+    func nextValue(of name: String, in db: Database) throws(StoreError) -> Int64 {
+        precondition(defersWrites, "counters are drawn inside the engine's write transactions")
+        if let index = counters.firstIndex(where: { $0.name == name }) {
+            counters[index].value += 1
+            return counters[index].value
+        }
+        let counter = try self(.counter, db)
+        defer { counter.reset() }
+        counter.bind(name, at: 1)
+        let next = (try counter.step() ? counter.int64(at: 0) : 0) + 1
+        counters.append((name, next))
+        return next
+    }
 
     /// An account balance's change in the current write transaction, not yet
     /// stored, and the stored balance once read (only a falling balance is).
-    struct PendingBalance {
+    private struct PendingBalance {
         var stored: Int64?
         var delta: Int64 = 0
     }
@@ -236,6 +256,32 @@ final class EngineStatements {
         guard defersWrites else { return stored }
         balances[key, default: PendingBalance()].stored = stored
         return stored + balances[key, default: PendingBalance()].delta
+    }
+
+    /// The chain head as the current transaction has it.
+    func journalHead(in db: Database) throws(StoreError) -> JournalHead {
+        if let moved = movedJournalHead { return moved }
+        let row = try self(.journalHead, db)
+        defer { row.reset() }
+        guard try row.step() else { preconditionFailure("the journal head row is missing") }
+        return JournalHead(sequence: row.int64(at: 0), hash: row.blob(at: 1))
+    }
+
+    /// Moves the chain head to a newly posted entry: stored now, or before
+    /// the commit when ``defersWrites``.
+    func moveJournalHead(to head: JournalHead, in db: Database) throws(StoreError) {
+        if defersWrites {
+            movedJournalHead = head
+        } else {
+            try storeJournalHead(head, in: db)
+        }
+    }
+
+    private func storeJournalHead(_ head: JournalHead, in db: Database) throws(StoreError) {
+        let update = try self(.updateJournalHead, db)
+        update.bind(head.sequence, at: 1)
+        update.bind(head.hash, at: 2)
+        try update.execute()
     }
 
     /// Adds `delta` to an account's balance: now, or before the commit when ``defersWrites``.
@@ -261,10 +307,6 @@ final class EngineStatements {
             try insert.execute()
         }
     }
-    /// Set by the engine for the span of one write transaction, which calls
-    /// ``writeBack(_:)`` before its commit and ``forgetTransaction()`` after
-    /// it ends either way.
-    var defersWrites = false
 
     /// - Parameter store: the store whose connection the statements run on;
     ///   `nil` for a table used within one database access only.
@@ -293,17 +335,13 @@ final class EngineStatements {
             try storeBalanceChange(key, pending.delta, in: db)
         }
         balances.removeAll(keepingCapacity: true)
-        guard let head = journalHead, head.moved else { return }
-        let update = try self(.updateJournalHead, db)
-        update.bind(head.sequence, at: 1)
-        update.bind(head.hash, at: 2)
-        try update.execute()
-        journalHead?.moved = false
+        if let head = movedJournalHead { try storeJournalHead(head, in: db) }
+        movedJournalHead = nil
     }
 
     /// Drops what the ended transaction cached: the next one reads afresh.
     func forgetTransaction() {
-        journalHead = nil
+        movedJournalHead = nil
         counters.removeAll(keepingCapacity: true)
         balances.removeAll(keepingCapacity: true)
         defersWrites = false

@@ -215,17 +215,7 @@ public final class PaymentEngine {
     /// reads and writes its counter once, not 256 times. A transaction that
     /// rolls back draws nothing.
     func nextID(_ name: String, in db: Database) throws -> Int64 {
-        precondition(statements.defersWrites, "ids are drawn inside the engine's write transactions")
-        if let index = statements.counters.firstIndex(where: { $0.name == name }) {
-            statements.counters[index].value += 1
-            return statements.counters[index].value
-        }
-        let counter = try statements(.counter, db)
-        defer { counter.reset() }
-        counter.bind(name, at: 1)
-        let next = (try counter.step() ? counter.int64(at: 0) : 0) + 1
-        statements.counters.append((name, next))
-        return next
+        try statements.nextValue(of: name, in: db)
     }
 
     /// Hex SHA-256 of `parts`, length-prefixed so no two lists collide.

@@ -98,15 +98,7 @@ public enum Ledger {
             }
             // Stored now, or summed per account and stored once before the engine's transaction commits.
             for (key, delta) in changes { try statements.addToBalance(key, delta, in: db) }
-            let head: EngineStatements.JournalHead
-            if let cached = statements.journalHead {
-                head = cached
-            } else {
-                let row = try statements(.journalHead, db)
-                guard try row.step() else { preconditionFailure("the journal head row is missing") }
-                head = EngineStatements.JournalHead(sequence: row.int64(at: 0), hash: row.blob(at: 1))
-                row.reset()
-            }
+            let head = try statements.journalHead(in: db)
             let sequence = head.sequence + 1
             let previous = head.hash
             let hash = chainHash(previous: previous, sequence: sequence, entry: entry)
@@ -129,11 +121,7 @@ public enum Ledger {
                 try insertPosting.execute()
             }
             // Stored now, or once before the engine's transaction commits.
-            statements.journalHead = EngineStatements.JournalHead(sequence: sequence, hash: hash, moved: true)
-            if !statements.defersWrites {
-                try statements.writeBack(db)
-                statements.journalHead = nil
-            }
+            try statements.moveJournalHead(to: EngineStatements.JournalHead(sequence: sequence, hash: hash), in: db)
             return sequence
         } catch let error as LedgerError {
             throw error
