@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import DequeModule
 import Foundation
 import NIOCore
 import NIOPosix
@@ -58,6 +59,9 @@ public enum LoadGenerator {
         /// How late the generator sent its latest request, at worst: a large
         /// value means the generator (not the server) fell behind.
         public var maximumSendLagSeconds: Double
+        /// Requests never sent: every connection was busy for half their
+        /// timeout (counted as no answer, status 0, in `samples`).
+        public var unsent: Int
     }
 
     /// Users, each with a card of their own (so fraud screening sees ordinary customers).
@@ -86,6 +90,61 @@ public enum LoadGenerator {
         /// Acknowledged payments that may be refunded or read.
         var recent: [(id: String, merchant: String)] = []
         var maximumLag: Int64 = 0
+        var unsent = 0
+    }
+
+    /// At most `limit` requests out at once, the rest waiting here in the
+    /// order they were due. The HTTP client would queue them itself, but its
+    /// pool opens a throwaway connection for every request past its limit
+    /// and removes each timed-out waiter by a linear search: under overload
+    /// the generator spent its CPU on that and measured its own collapse.
+    final class ConnectionGate: Sendable {
+        struct Waiter {
+            var deadline: Int64
+            var continuation: CheckedContinuation<Bool, Never>
+        }
+
+        struct State {
+            var free: Int
+            var waiting = Deque<Waiter>()
+        }
+
+        let state: Mutex<State>
+
+        init(limit: Int) { state = Mutex(State(free: limit)) }
+
+        /// `true`: a connection is the caller's until ``release()``; `false`:
+        /// none came free before `deadline` (monotonic nanoseconds).
+        func acquire(deadline: Int64) async -> Bool {
+            await withCheckedContinuation { continuation in
+                let granted = state.withLock { state in
+                    if state.free > 0 {
+                        state.free -= 1
+                        return true
+                    }
+                    state.waiting.append(Waiter(deadline: deadline, continuation: continuation))
+                    return false
+                }
+                if granted { continuation.resume(returning: true) }
+            }
+        }
+
+        /// Hands the connection to the oldest waiter still within its
+        /// deadline; waiters past theirs are told so on the way.
+        func release() {
+            let now = WallClock.monotonic()
+            var expired: [CheckedContinuation<Bool, Never>] = []
+            let next: CheckedContinuation<Bool, Never>? = state.withLock { state in
+                while let waiter = state.waiting.popFirst() {
+                    if waiter.deadline > now { return waiter.continuation }
+                    expired.append(waiter.continuation)
+                }
+                state.free += 1
+                return nil
+            }
+            for continuation in expired { continuation.resume(returning: false) }
+            next?.resume(returning: true)
+        }
     }
 
     /// `GET <base>/health`: the body of a 200, or an error that says what
@@ -126,6 +185,7 @@ public enum LoadGenerator {
         configuration.timeout = .init(connect: .seconds(2), read: .seconds(Int64(options.timeoutSeconds.rounded(.up))))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let client = HTTPClient(eventLoopGroupProvider: .shared(group), configuration: configuration)
+        let gate = ConnectionGate(limit: options.connections)
         let shared = Box()
         let total = offsets.count
         let start = WallClock.monotonic()
@@ -145,7 +205,7 @@ public enum LoadGenerator {
                     let index = next, kind = kinds[index], amount = amounts[index], offset = offsets[index]
                     tasks.addTask {
                         await send(index, kind: kind, amountMinor: amount, start: start, offset: offset,
-                                   options: options, client: client, shared: shared)
+                                   options: options, client: client, gate: gate, shared: shared)
                     }
                     next += 1
                 }
@@ -161,11 +221,11 @@ public enum LoadGenerator {
         let final = shared.withLock { $0 }
         return Result(options: options, samples: final.samples.sorted { $0.intendedNanoseconds < $1.intendedNanoseconds },
                       acknowledged: final.acknowledged, elapsedSeconds: elapsed,
-                      maximumSendLagSeconds: Double(final.maximumLag) / 1e9)
+                      maximumSendLagSeconds: Double(final.maximumLag) / 1e9, unsent: final.unsent)
     }
 
     static func send(_ index: Int, kind: Kind, amountMinor: Int, start: Int64, offset: Int64, options: Options,
-                     client: HTTPClient, shared: Box) async {
+                     client: HTTPClient, gate: ConnectionGate, shared: Box) async {
         var kind = kind
         let merchant = "m\(index % options.merchants)"
         var target = (id: "", merchant: merchant)
@@ -199,20 +259,36 @@ public enum LoadGenerator {
         request.headers.add(name: "Content-Type", value: "application/json")
         var status: Int16 = 0
         var paymentID: String?
-        do {
-            let response = try await client.execute(request, timeout: .nanoseconds(Int64(options.timeoutSeconds * 1e9)))
-            let body = try await response.body.collect(upTo: 1 << 20)
-            status = Int16(clamping: Int(response.status.code))
-            if kind == .payment, status == 200 || status == 201 {
-                paymentID = paymentIDField(String(buffer: body))
+        // The timeout runs from the time the request was due, waiting for a
+        // connection included. A request waits at most half of it for a
+        // connection, so one that is sent has the other half to be answered
+        // (sent with moments to spare, it would only cost the server work
+        // whose answer nobody waits for).
+        let timeout = Int64(options.timeoutSeconds * 1e9)
+        let deadline = start + offset + timeout
+        var sent = false
+        if await gate.acquire(deadline: deadline - timeout / 2) {
+            let remaining = deadline - WallClock.monotonic()
+            if remaining > 0 {
+                sent = true
+                do {
+                    let response = try await client.execute(request, timeout: .nanoseconds(remaining))
+                    let body = try await response.body.collect(upTo: 1 << 20)
+                    status = Int16(clamping: Int(response.status.code))
+                    if kind == .payment, status == 200 || status == 201 {
+                        paymentID = paymentIDField(String(buffer: body))
+                    }
+                } catch {
+                    status = 0
+                }
             }
-        } catch {
-            status = 0
+            gate.release()
         }
         let finished = WallClock.monotonic()
         let sample = Sample(intendedNanoseconds: offset, latencyNanoseconds: finished - start - offset, status: status, kind: kind)
         shared.withLock { shared in
             shared.samples.append(sample)
+            if !sent { shared.unsent += 1 }
             if let paymentID {
                 shared.acknowledged.append(paymentID)
                 if shared.recent.count < 10_000 { shared.recent.append((paymentID, merchant)) } else { shared.recent[index % 10_000] = (paymentID, merchant) }

@@ -88,7 +88,9 @@ extension Paystorm.Bench {
                 }
                 let failures = result.samples.count - accepted.count
                 let refused = Dictionary(grouping: result.samples.filter { $0.status != 200 && $0.status != 201 }, by: \.status)
-                    .sorted { $0.key < $1.key }.map { "\($0.key == 0 ? "no answer" : "HTTP \($0.key)") ×\($0.value.count)" }
+                    .sorted { $0.key < $1.key }
+                    .map { $0.key == 0 ? "no answer ×\($0.value.count)" + (result.unsent > 0 ? " (\(result.unsent) never sent: all \(connections) connections busy for half their timeout)" : "")
+                                       : "HTTP \($0.key) ×\($0.value.count)" }
                 print(String(format: "offered %.0f/s for %.0f s: %.0f payments/s accepted (%d of %d; %d not accepted); latency p50 %@, p99 %@, p99.9 %@, max %@; generator lag at worst %.1f ms",
                              rate, duration, Double(accepted.count) / duration, accepted.count, result.samples.count, failures,
                              p(0.5), p(0.99), p(0.999), p(1), result.maximumSendLagSeconds * 1_000)

@@ -96,6 +96,7 @@ struct Sandbox: AsyncParsableCommand {
     @Option(help: "Override: share of declines.") var declineRate: Double?
     @Option(help: "Share of merchant notifications that fail.") var notificationFailureRate = 0.02
     @Option(help: "Seed of the sandbox's random choices.") var seed: UInt64 = 1
+    @Option(help: "HTTP connections for webhooks back to the server, at most (kept open and reused).") var webhookConnections = 512
 
     func run() async throws {
         var profiles: [PSPProfile] = [.stripeLike, .paypalLike]
@@ -120,8 +121,17 @@ struct Sandbox: AsyncParsableCommand {
             if let value = try rate(declineRate, "decline-rate") { profiles[index].declineRate = value }
         }
         _ = try rate(notificationFailureRate, "notification-failure-rate")
+        guard (1...65_536).contains(webhookConnections) else {
+            throw ValidationError("--webhook-connections: expected 1...65536, found \(webhookConnections)")
+        }
+        // AsyncHTTPClient's default pool keeps 8 connections per host and opens
+        // a fresh one (closed after one request) for every webhook beyond
+        // those: at a thousand webhooks a second that churn, and requests timing
+        // out in the pool's queue, cost the sandbox more CPU than its PSPs.
+        var clientConfiguration = HTTPClient.Configuration()
+        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: webhookConnections)
         let sandbox = PSPSandbox(profiles: profiles, webhookURL: webhookURL, notificationFailureRate: notificationFailureRate,
-                                 seed: seed, client: HTTPClient(eventLoopGroupProvider: .singleton))
+                                 seed: seed, client: HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration))
         let host = self.host, port = self.port, names = profiles.map(\.id).joined(separator: ", ")
         let app = Application(router: sandbox.router(),
                               configuration: .init(address: .hostname(host, port: port), serverName: "paystorm-psp-sandbox"),
@@ -281,6 +291,9 @@ struct Load: AsyncParsableCommand {
         print(String(format: "load: %d requests offered at %.1f/s for %.0f s; %d answered (%.1f/s), %d 5xx, %d 429, %d unanswered",
                      r.total, r.offeredPerSecond, duration, r.answered, r.achievedPerSecond, r.serverErrors, r.throttled, r.timedOut))
         print("latency from scheduled send: p50 \(ms(50)), p90 \(ms(90)), p99 \(ms(99)), p99.9 \(ms(99.9)); generator lag at worst \(String(format: "%.1f ms", result.maximumSendLagSeconds * 1_000))")
+        if result.unsent > 0 {
+            print("of the unanswered, \(result.unsent) were never sent: all \(connections) connections were busy for half their timeout (the server answered too slowly for this rate; --connections raises the limit)")
+        }
         print("acknowledged payments: \(result.acknowledged.count)")
         for verdict in document.thresholds {
             print("  \(verdict.outcome.rawValue.uppercased()) \(verdict.threshold): \(verdict.observed) — \(verdict.detail)")

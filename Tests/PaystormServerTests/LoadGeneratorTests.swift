@@ -1,0 +1,76 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Synchronization
+import Testing
+@testable import PaystormServer
+
+@Suite("Load generator: open loop, bounded connections")
+struct LoadGeneratorTests {
+    /// Requests inside a handler now, and the most at once.
+    final class Concurrency: Sendable {
+        private let state = Mutex((now: 0, peak: 0, served: 0))
+        func enter() { state.withLock { $0.now += 1; $0.peak = max($0.peak, $0.now); $0.served += 1 } }
+        func leave() { state.withLock { $0.now -= 1 } }
+        var peak: Int { state.withLock { $0.peak } }
+        var served: Int { state.withLock { $0.served } }
+    }
+
+    @Test("at most --connections requests are out at once; the rest wait in order, and one that waits half its timeout is never sent")
+    func boundedConnections() async throws {
+        let concurrency = Concurrency()
+        let router = Router()
+        router.post("/payments") { _, _ -> Response in
+            concurrency.enter()
+            defer { concurrency.leave() }
+            try await Task.sleep(for: .milliseconds(100))
+            return Response(status: .created, body: .init(byteBuffer: ByteBuffer(string: #"{"payment_id":"pay-1"}"#)))
+        }
+        let app = Application(router: router)
+        try await app.test(.live) { client in
+            // 50 requests in one second against two connections that take
+            // 100 ms a request (20/s): the backlog outgrows the 250 ms a
+            // request may wait for a connection.
+            var options = LoadGenerator.Options(url: "http://127.0.0.1:\(try #require(client.port))", rate: 50, durationSeconds: 1)
+            options.connections = 2
+            options.timeoutSeconds = 0.5
+            options.poisson = false
+            let result = try await LoadGenerator.run(options)
+            #expect(result.samples.count == 49 || result.samples.count == 50)
+            // The HTTP client's own pool would open a throwaway connection per
+            // request past its limit: the server would see more than two at once.
+            #expect(concurrency.peak <= 2, "the server saw \(concurrency.peak) requests at once")
+            let answered = result.samples.filter { $0.status == 201 }.count
+            #expect(result.unsent > 0, "the backlog never made a request wait half its timeout")
+            #expect(answered > 0 && answered <= concurrency.served)
+            #expect(answered + result.unsent <= result.samples.count)
+            #expect(result.acknowledged.count == answered)
+            // Every unanswered request is a sample with no status, its latency at least the wait it gave up after.
+            for sample in result.samples where sample.status == 0 {
+                #expect(sample.latencyNanoseconds >= 250_000_000 - 5_000_000, "\(sample)")
+            }
+        }
+    }
+
+    @Test("the gate hands a freed connection to the oldest waiter within its deadline and tells expired ones so")
+    func gateOrder() async throws {
+        let gate = LoadGenerator.ConnectionGate(limit: 1)
+        #expect(await gate.acquire(deadline: .max))
+        func waiting() -> Int { gate.state.withLock { $0.waiting.count } }
+        let expired = Task { await gate.acquire(deadline: 0) }  // its deadline has passed by the time a connection frees
+        #expect(await ServerFixture.eventually(10) { waiting() == 1 })
+        let patient = Task { await gate.acquire(deadline: .max) }
+        #expect(await ServerFixture.eventually(10) { waiting() == 2 })
+        let third = Task { await gate.acquire(deadline: .max) }
+        #expect(await ServerFixture.eventually(10) { waiting() == 3 })
+        gate.release()
+        #expect(await expired.value == false)
+        #expect(await patient.value == true)
+        #expect(waiting() == 1, "the third still waits: the patient one holds the connection")
+        gate.release()
+        #expect(await third.value == true)
+        gate.release()
+        #expect(gate.state.withLock { $0.free } == 1)
+        #expect(await gate.acquire(deadline: 0), "a free connection is taken at once, whatever the deadline")
+    }
+}
