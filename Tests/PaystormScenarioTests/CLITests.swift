@@ -3,7 +3,12 @@ import Testing
 
 /// The `paystorm` executable as CI meets it: exit codes and messages.
 @Suite("CLI: exit codes and messages")
-struct CLITests {
+final class CLITests {
+    /// This test's scratch files (each test runs on its own instance), removed after it.
+    let scratch = NSTemporaryDirectory() + "paystorm-cli-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+
+    deinit { try? FileManager.default.removeItem(atPath: scratch) }
+
     struct Outcome {
         var status: Int32
         var output: String
@@ -31,9 +36,8 @@ struct CLITests {
     }
 
     func temporaryFile(_ name: String, _ text: String) throws -> String {
-        let directory = NSTemporaryDirectory() + "paystorm-cli-\(getpid())"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = directory + "/" + name
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        let path = scratch + "/" + name
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))
         return path
     }
@@ -51,8 +55,7 @@ struct CLITests {
 
     @Test("run: 0 when it passes, 2 when a threshold fails, 0 again with --check-expectation on a documented failure")
     func runExitCodes() throws {
-        let out = NSTemporaryDirectory() + "paystorm-cli-reports-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: out) }
+        let out = scratch + "/reports"
         let passing = try temporaryFile("tiny.yaml", tinyScenario)
         let pass = try paystorm(["run", passing, "--out", out, "--quiet"])
         #expect(pass.status == 0, "\(pass.output) \(pass.error)")
@@ -70,8 +73,7 @@ struct CLITests {
 
     @Test("a seed farm runs every seed and merges them; replay re-runs a report and matches its trace")
     func farmAndReplay() throws {
-        let out = NSTemporaryDirectory() + "paystorm-cli-farm-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: out) }
+        let out = scratch + "/farm"
         let scenario = try temporaryFile("tiny.yaml", tinyScenario)
         let farm = try paystorm(["run", scenario, "--seeds", "5-6", "--jobs", "2", "--out", out, "--quiet"])
         #expect(farm.status == 0, "\(farm.output) \(farm.error)")
@@ -107,7 +109,7 @@ struct CLITests {
         #expect(try paystorm(["load", "localhost:8080", "--rate", "10", "--duration", "1"]).status == 64)
         #expect(try paystorm(["load", "http://127.0.0.1:8080", "--rate", "0", "--duration", "1"]).status == 64)
         #expect(try paystorm(["load", "http://127.0.0.1:8080", "--rate", "10", "--duration", "1", "--mix", "payments=x"]).status == 64)
-        let dead = try paystorm(["load", "http://127.0.0.1:1", "--rate", "5", "--duration", "1", "--out", NSTemporaryDirectory() + "paystorm-dead-load"])
+        let dead = try paystorm(["load", "http://127.0.0.1:1", "--rate", "5", "--duration", "1", "--out", scratch + "/dead-load"])
         #expect(dead.status == 64, "a server that is not there is not a measurement")
         #expect(dead.error.contains("cannot reach"))
         #expect(try paystorm(["audit", "--database", "/nonexistent.sqlite"]).status == 64)
