@@ -15,41 +15,67 @@ final class PSP: SimActor {
 
     enum Final: UInt8 { case done, declined, voided }
 
-    /// One money movement (or refusal) the PSP settled, packed: a PSP of a
-    /// million-payment run holds a million of these.
+    /// One money movement (or refusal) the PSP settled, packed into 32
+    /// bytes: a PSP of a million-payment run holds a million of these, and
+    /// a ten-million one ten million.
     struct Record {
         var key: Key
         var amountMinor: Int64
         var nanoseconds: Int64
-        var currency: Currency
+        /// Index into the PSP's ``PSP/currencies``.
+        var currency: UInt8
         var kind: SettlementKind
         var status: SettlementStatus
     }
 
-    /// An idempotency key, packed when it has the engine's shape
-    /// (`pay-N:<psp>` or `ref-N:<psp>` for this PSP) and kept as text otherwise.
-    enum Key: Hashable {
-        case payment(Int64)
-        case refund(Int64)
-        case other(String)
+    /// An idempotency key in eight bytes (see ``KeyTable``).
+    struct Key: Hashable {
+        var code: Int64
+    }
 
-        init(_ text: String, pspID: String) {
+    /// Packs a PSP's idempotency keys. The engine's shapes for this PSP
+    /// are numbers: `pay-N:<psp>` is 2N, `ref-N:<psp>` is 2N + 1; any other
+    /// text (a key from elsewhere, or "pay-07" which would not come back the
+    /// same) is -(i + 1), i its index in a table here.
+    struct KeyTable {
+        let pspID: String
+        private var others: [String] = []
+        private var codes: [String: Key] = [:]
+
+        init(pspID: String) { self.pspID = pspID }
+
+        mutating func key(_ text: String) -> Key {
             let suffix = ":" + pspID
             if text.hasSuffix(suffix) {
                 let head = text.dropLast(suffix.count)
-                if head.hasPrefix("pay-"), let n = Int64(head.dropFirst(4)), n >= 0 { self = .payment(n); return }
-                if head.hasPrefix("ref-"), let n = Int64(head.dropFirst(4)), n >= 0 { self = .refund(n); return }
+                let digits = head.dropFirst(4)
+                if let n = Int64(digits), n >= 0, n < Int64.max / 2, String(n) == digits {
+                    if head.hasPrefix("pay-") { return Key(code: 2 * n) }
+                    if head.hasPrefix("ref-") { return Key(code: 2 * n + 1) }
+                }
             }
-            self = .other(text)
+            if let key = codes[text] { return key }
+            others.append(text)
+            let key = Key(code: -Int64(others.count))
+            codes[text] = key
+            return key
         }
 
-        func text(pspID: String) -> String {
-            switch self {
-            case let .payment(n): return "pay-\(n):\(pspID)"
-            case let .refund(n): return "ref-\(n):\(pspID)"
-            case let .other(text): return text
-            }
+        func text(_ key: Key) -> String {
+            if key.code < 0 { return others[Int(-key.code) - 1] }
+            return (key.code % 2 == 0 ? "pay-" : "ref-") + "\(key.code / 2):\(pspID)"
         }
+    }
+
+    private var keys: KeyTable
+    /// The currencies of the records, by index.
+    private var currencies: [Currency] = []
+
+    private func currencyIndex(_ currency: Currency) -> UInt8 {
+        if let index = currencies.firstIndex(of: currency) { return UInt8(index) }
+        precondition(currencies.count < Int(UInt8.max), "more than 255 currencies at one PSP")
+        currencies.append(currency)
+        return UInt8(currencies.count - 1)
     }
 
     unowned let world: World
@@ -72,6 +98,7 @@ final class PSP: SimActor {
         self.world = world
         self.index = index
         self.profile = profile
+        keys = KeyTable(pspID: profile.id)
         webhookSigner = WebhookSigner(secret: World.webhookSecret(profile.id))
     }
 
@@ -132,7 +159,7 @@ final class PSP: SimActor {
     /// The PSP's semantics for one request that reached it.
     private func apply(_ request: PSPRequest, decline: Bool, _ kernel: SimulationKernel<WorldMessage>) -> PSPOutcome {
         let text = request.idempotencyKey
-        let key = Key(text, pspID: profile.id)
+        let key = keys.key(text)
         let reference = "\(profile.id)-\(text)"
         switch request.operation {
         case .charge, .refund:
@@ -178,7 +205,7 @@ final class PSP: SimActor {
     private func settle(_ key: Key, _ kind: SettlementKind, _ amount: Money, _ status: SettlementStatus,
                         _ kernel: SimulationKernel<WorldMessage>) {
         records.append(Record(key: key, amountMinor: amount.minorUnits, nanoseconds: World.epochNanoseconds + kernel.now.nanoseconds,
-                              currency: amount.currency, kind: kind, status: status))
+                              currency: currencyIndex(amount.currency), kind: kind, status: status))
         let random = kernel.random
         guard random.bernoulli(profile.webhookRate), world.healing || !random.bernoulli(profile.webhookLossRate) else { return }
         let duplicate = random.bernoulli(profile.webhookDuplicateRate) || world.buggify.fires(.webhookDuplicated)
@@ -198,7 +225,7 @@ final class PSP: SimActor {
     }
 
     private func sendWebhook(_ record: Record, _ kernel: SimulationKernel<WorldMessage>) {
-        let body = PSPWebhookPayload.settlementEventJSON(reference: record.key.text(pspID: profile.id),
+        let body = PSPWebhookPayload.settlementEventJSON(reference: keys.text(record.key),
                                                           type: PSPWebhookPayload.Kind(record.kind, record.status))
         let timestamp = (World.epochNanoseconds + kernel.now.nanoseconds) / 1_000_000_000
         let signature = webhookSigner.signature(body: body, timestampSeconds: timestamp)
@@ -215,12 +242,12 @@ final class PSP: SimActor {
         lines.reserveCapacity(records.count)
         for record in records {
             // A failed attempt absent from a report is no discrepancy: only money movements go missing.
-            let key = record.key.text(pspID: profile.id)
+            let key = keys.text(record.key)
             if record.status != .failed && random.bernoulli(profile.settlementMissingRate) {
                 injectedDiscrepancies.append(key)
                 continue
             }
-            var amount = Money(minorUnits: record.amountMinor, currency: record.currency)
+            var amount = Money(minorUnits: record.amountMinor, currency: currencies[Int(record.currency)])
             if record.status != .failed && random.bernoulli(profile.settlementAmountErrorRate) {
                 amount.minorUnits += 1
                 injectedDiscrepancies.append(key)
