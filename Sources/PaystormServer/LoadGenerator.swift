@@ -59,9 +59,14 @@ public enum LoadGenerator {
         /// How late the generator sent its latest request, at worst: a large
         /// value means the generator (not the server) fell behind.
         public var maximumSendLagSeconds: Double
-        /// Requests never sent: every connection was busy for half their
-        /// timeout (counted as no answer, status 0, in `samples`).
+        /// Requests never sent within half their timeout: every connection
+        /// was busy, or the generator itself was that late (see
+        /// ``maximumSendLagSeconds``). Counted as no answer (status 0) in `samples`.
         public var unsent: Int
+        /// Wall seconds from the first due time to the last 200 or 201: the
+        /// time the accepted payments took (``elapsedSeconds`` also runs
+        /// through the final timeouts).
+        public var acceptedSeconds: Double
     }
 
     /// Users, each with a card of their own (so fraud screening sees ordinary customers).
@@ -91,13 +96,17 @@ public enum LoadGenerator {
         var recent: [(id: String, merchant: String)] = []
         var maximumLag: Int64 = 0
         var unsent = 0
+        /// Monotonic time of the last 200 or 201.
+        var lastAccepted: Int64 = 0
     }
 
     /// At most `limit` requests out at once, the rest waiting here in the
     /// order they were due. The HTTP client would queue them itself, but its
-    /// pool opens a throwaway connection for every request past its limit
-    /// and removes each timed-out waiter by a linear search: under overload
-    /// the generator spent its CPU on that and measured its own collapse.
+    /// pool went past its connection limit (the test shows six connections
+    /// at once against a limit of two) and removes each timed-out waiter
+    /// from its queue by a linear search: under overload the generator spent
+    /// its CPU on that and measured its own collapse. A waiter whose
+    /// deadline passes hears so at the next release, not at the deadline.
     final class ConnectionGate: Sendable {
         struct Waiter {
             var deadline: Int64
@@ -111,7 +120,10 @@ public enum LoadGenerator {
 
         let state: Mutex<State>
 
-        init(limit: Int) { state = Mutex(State(free: limit)) }
+        init(limit: Int) {
+            precondition(limit >= 1, "a gate with no connection would never open")
+            state = Mutex(State(free: limit))
+        }
 
         /// `true`: a connection is the caller's until ``release()``; `false`:
         /// none came free before `deadline` (monotonic nanoseconds).
@@ -221,7 +233,8 @@ public enum LoadGenerator {
         let final = shared.withLock { $0 }
         return Result(options: options, samples: final.samples.sorted { $0.intendedNanoseconds < $1.intendedNanoseconds },
                       acknowledged: final.acknowledged, elapsedSeconds: elapsed,
-                      maximumSendLagSeconds: Double(final.maximumLag) / 1e9, unsent: final.unsent)
+                      maximumSendLagSeconds: Double(final.maximumLag) / 1e9, unsent: final.unsent,
+                      acceptedSeconds: Double(max(0, final.lastAccepted - start)) / 1e9)
     }
 
     static func send(_ index: Int, kind: Kind, amountMinor: Int, start: Int64, offset: Int64, options: Options,
@@ -289,6 +302,7 @@ public enum LoadGenerator {
         shared.withLock { shared in
             shared.samples.append(sample)
             if !sent { shared.unsent += 1 }
+            if status == 200 || status == 201 { shared.lastAccepted = max(shared.lastAccepted, finished) }
             if let paymentID {
                 shared.acknowledged.append(paymentID)
                 if shared.recent.count < 10_000 { shared.recent.append((paymentID, merchant)) } else { shared.recent[index % 10_000] = (paymentID, merchant) }

@@ -15,7 +15,7 @@ extension Paystorm.Bench {
                 from this process, open loop, and prints accepted payments/s and latency percentiles (from each \
                 request's scheduled send time), then the CPU each process spent per accepted payment: on a machine \
                 this small the three share the cores, and the figures show where a payment's cost goes. Payments/s \
-                are counted to the last answer: past capacity the answers run on after the offered seconds. Build \
+                are counted to the last acceptance: past capacity the answers run on after the offered seconds. Build \
                 with `-c release`.
 
                 Example: paystorm bench server --rates 2500,5000 --duration 20
@@ -39,6 +39,7 @@ extension Paystorm.Bench {
             }
             guard duration > 0 else { throw ValidationError("--duration: expected seconds > 0") }
             guard pspConnections >= 1 else { throw ValidationError("--psp-connections: expected at least 1") }
+            guard connections >= 1 else { throw ValidationError("--connections: expected at least 1") }
             guard ["default", "ideal"].contains(pspProfile) else { throw ValidationError("--psp-profile: expected default or ideal") }
             let directory = keep ?? NSTemporaryDirectory() + "paystorm-bench-server-\(getpid())"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -83,9 +84,12 @@ extension Paystorm.Bench {
                 var options = LoadGenerator.Options(url: url, rate: rate, durationSeconds: duration)
                 options.seed = UInt64(index + 1)
                 options.connections = connections
-                let cpuBefore = [server.processIdentifier, sandbox.processIdentifier, getpid()].map(Self.cpuSeconds)
+                let processes = [server.processIdentifier, sandbox.processIdentifier, getpid()]
+                let cpuBefore = processes.map(Self.cpuSeconds), wallBefore = WallClock.monotonic()
                 let result = try await LoadGenerator.run(options)
-                let cpu = zip(cpuBefore, [server.processIdentifier, sandbox.processIdentifier, getpid()].map(Self.cpuSeconds)).map { $1 - $0 }
+                let cpuAfter = processes.map(Self.cpuSeconds), wall = Double(WallClock.monotonic() - wallBefore) / 1e9
+                // CPU seconds of each process over the rate's run; nil where /proc could not be read.
+                let cpu = zip(cpuBefore, cpuAfter).compactMap { before, after in before.flatMap { b in after.map { $0 - b } } }
                 let accepted = result.samples.filter { $0.status == 200 || $0.status == 201 }
                 let latencies = result.samples.filter { $0.status > 0 && $0.status < 500 }.map { Double($0.latencyNanoseconds) / 1e6 }.sorted()
                 func p(_ q: Double) -> String {
@@ -94,19 +98,19 @@ extension Paystorm.Bench {
                 let failures = result.samples.count - accepted.count
                 let refused = Dictionary(grouping: result.samples.filter { $0.status != 200 && $0.status != 201 }, by: \.status)
                     .sorted { $0.key < $1.key }
-                    .map { $0.key == 0 ? "no answer ×\($0.value.count)" + (result.unsent > 0 ? " (\(result.unsent) never sent: all \(connections) connections busy for half their timeout)" : "")
+                    .map { $0.key == 0 ? "no answer ×\($0.value.count)" + (result.unsent > 0 ? " (\(result.unsent) never sent within half their timeout: all \(connections) connections busy, or the generator behind)" : "")
                                        : "HTTP \($0.key) ×\($0.value.count)" }
-                // Per second from the first request due to the last answer: past
-                // capacity the answers run on after the offered seconds end.
+                // Per second from the first request due to the last acceptance:
+                // past capacity the answers run on after the offered seconds end.
                 print(String(format: "offered %.0f/s for %.0f s: %.0f payments/s accepted (%d of %d; %d not accepted); latency p50 %@, p99 %@, p99.9 %@, max %@; generator lag at worst %.1f ms",
-                             rate, duration, Double(accepted.count) / max(duration, result.elapsedSeconds), accepted.count, result.samples.count, failures,
+                             rate, duration, Double(accepted.count) / max(duration, result.acceptedSeconds), accepted.count, result.samples.count, failures,
                              p(0.5), p(0.99), p(0.999), p(1), result.maximumSendLagSeconds * 1_000)
                       + (refused.isEmpty ? "" : "; not accepted: " + refused.joined(separator: ", ")))
-                if !accepted.isEmpty, cpu.allSatisfy({ $0 >= 0 }) {
+                if !accepted.isEmpty, cpu.count == processes.count {
                     let perPayment = cpu.map { $0 / Double(accepted.count) * 1e6 }
                     print(String(format: "  CPU per accepted payment: server %.0f µs, PSP sandbox %.0f µs, load generator %.0f µs; the machine's %d cores %.0f%% busy with them",
                                  perPayment[0], perPayment[1], perPayment[2], ProcessInfo.processInfo.activeProcessorCount,
-                                 cpu.reduce(0, +) / result.elapsedSeconds / Double(ProcessInfo.processInfo.activeProcessorCount) * 100))
+                                 cpu.reduce(0, +) / wall / Double(ProcessInfo.processInfo.activeProcessorCount) * 100))
                 }
             }
             if let status = try? await LoadGenerator.health(url) { print("server engine: \(status)") }
@@ -121,14 +125,14 @@ extension Paystorm.Bench {
         }
 
         /// CPU seconds (user + system) a process has used so far, from
-        /// `/proc/<pid>/stat`; -1 where that cannot be read.
-        static func cpuSeconds(_ pid: Int32) -> Double {
+        /// `/proc/<pid>/stat`; `nil` where that cannot be read.
+        static func cpuSeconds(_ pid: Int32) -> Double? {
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let end = stat.lastIndex(of: ")") else { return -1 }
+                  let end = stat.lastIndex(of: ")") else { return nil }
             // Fields after the command name (which may hold spaces): state is
             // field 3, utime and stime fields 14 and 15.
             let fields = stat[stat.index(after: end)...].split(separator: " ")
-            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return -1 }
+            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
             return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
         }
 

@@ -124,10 +124,10 @@ struct Sandbox: AsyncParsableCommand {
         guard (1...65_536).contains(webhookConnections) else {
             throw ValidationError("--webhook-connections: expected 1...65536, found \(webhookConnections)")
         }
-        // AsyncHTTPClient's default pool keeps 8 connections per host and opens
-        // a fresh one (closed after one request) for every webhook beyond
-        // those: at a thousand webhooks a second that churn, and requests timing
-        // out in the pool's queue, cost the sandbox more CPU than its PSPs.
+        // AsyncHTTPClient's default pool keeps 8 connections per host: at a
+        // thousand webhooks a second the sandbox spent more CPU opening
+        // connections past that and dropping timed-out webhooks from the
+        // pool's queue than on its PSPs.
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: webhookConnections)
         let sandbox = PSPSandbox(profiles: profiles, webhookURL: webhookURL, notificationFailureRate: notificationFailureRate,
@@ -292,7 +292,7 @@ struct Load: AsyncParsableCommand {
                      r.total, r.offeredPerSecond, duration, r.answered, r.achievedPerSecond, r.serverErrors, r.throttled, r.timedOut))
         print("latency from scheduled send: p50 \(ms(50)), p90 \(ms(90)), p99 \(ms(99)), p99.9 \(ms(99.9)); generator lag at worst \(String(format: "%.1f ms", result.maximumSendLagSeconds * 1_000))")
         if result.unsent > 0 {
-            print("of the unanswered, \(result.unsent) were never sent: all \(connections) connections were busy for half their timeout (the server answered too slowly for this rate; --connections raises the limit)")
+            print("of the unanswered, \(result.unsent) were never sent within half their timeout: all \(connections) connections were busy (the server answered too slowly for this rate; --connections raises the limit), or the generator fell behind (its lag is below)")
         }
         print("acknowledged payments: \(result.acknowledged.count)")
         for verdict in document.thresholds {

@@ -43,6 +43,7 @@ struct LoadGeneratorTests {
             let answered = result.samples.filter { $0.status == 201 }.count
             #expect(result.unsent > 0, "the backlog never made a request wait half its timeout")
             #expect(answered > 0 && answered <= concurrency.served)
+            #expect(concurrency.served == result.samples.count - result.unsent, "every request sent reached the server, and no other")
             #expect(answered + result.unsent <= result.samples.count)
             #expect(result.acknowledged.count == answered)
             // Every unanswered request is a sample with no status, its latency at least the wait it gave up after.
