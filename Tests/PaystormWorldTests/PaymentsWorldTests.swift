@@ -66,6 +66,27 @@ struct PaymentsWorldTests {
         #expect(file.violations == 0)
     }
 
+    @Test("a settlement report reconciled in parts gives the result of the whole: every reference in exactly one part")
+    func settlementInParts() throws {
+        var configuration = smallWorld(payments: 800)
+        for index in configuration.psps.indices {
+            configuration.psps[index].settlementMissingRate = 0.03
+            configuration.psps[index].settlementAmountErrorRate = 0.03
+        }
+        let whole = try PaymentsWorld.run(configuration)
+        configuration.settlementPartRecords = 7
+        let parts = try PaymentsWorld.run(configuration)
+        expectClean(whole)
+        expectClean(parts)  // liveness: every injected discrepancy was classified
+        func described(_ report: WorldReport) -> [String] {
+            report.reconciliation.map { "\($0.psp) matched \($0.matched) \($0.discrepancies.map { "\($0.kind)=\($0.count)" })" }
+        }
+        #expect(described(parts) == described(whole))
+        // The first PSP took the payments (the second stands by for failover): a hundred-odd parts.
+        #expect(whole.reconciliation.count == 2 && whole.reconciliation[0].matched > 500 && !whole.reconciliation[0].discrepancies.isEmpty,
+                "\(described(whole))")
+    }
+
     @Test("invalid configurations are refused with the field named")
     func validation() {
         var configuration = smallWorld()

@@ -5,9 +5,14 @@ extension PaymentEngine {
     /// records every difference, and settles only the safe cases — an attempt
     /// still `processing` (in flight or ambiguous) whose outcome the report
     /// states — with an audit reason. Nothing else is adjusted.
-    public func reconcile(_ report: SettlementReport, now: Int64) throws(EngineError) -> ReconciliationResult {
+    ///
+    /// With `references`, only the PSP references in that range are
+    /// reconciled: a report too large to hold at once goes through in parts,
+    /// each with every line of its references (consecutive ranges tile the
+    /// references, so each is looked at exactly once).
+    public func reconcile(_ report: SettlementReport, references: ReferenceRange = .all, now: Int64) throws(EngineError) -> ReconciliationResult {
         try transaction { db, effects in
-            let records = try engineRecords(pspID: report.pspID, in: db)
+            let records = try engineRecords(pspID: report.pspID, references: references, in: db)
             let result = Reconciler.reconcile(engine: records, report: report)
             for item in result.items {
                 let resolution: String
@@ -35,8 +40,10 @@ extension PaymentEngine {
     /// One record per PSP attempt at `pspID`, in the reconciler's vocabulary
     /// and order. Read through a cursor: a PSP with a million attempts would
     /// otherwise hold a million GRDB rows beside the records made from them.
-    func engineRecords(pspID: String, in db: Database) throws -> [EngineRecord] {
+    func engineRecords(pspID: String, references: ReferenceRange = .all, in db: Database) throws -> [EngineRecord] {
         var records: [EngineRecord] = []
+        // References compare as SQLite's BINARY collation does, byte by byte:
+        // the order of Swift's `<` on the ASCII the PSPs use.
         let rows = try Row.fetchCursor(db.cachedStatement(sql: """
             SELECT a.subject, a.subject_id, a.psp_idempotency_key, a.state, a.created_ns,
                    COALESCE(p.payment_id, r.payment_id) AS payment_id,
@@ -44,8 +51,10 @@ extension PaymentEngine {
             FROM psp_attempt a
             LEFT JOIN payment p ON a.subject = 'payment' AND p.payment_id = a.subject_id
             LEFT JOIN refund r ON a.subject = 'refund' AND r.refund_id = a.subject_id
-            WHERE a.psp_id = ? ORDER BY a.attempt_id
-            """), arguments: [pspID])
+            WHERE a.psp_id = ?1
+              AND (?2 IS NULL OR a.psp_idempotency_key > ?2) AND (?3 IS NULL OR a.psp_idempotency_key <= ?3)
+            ORDER BY a.attempt_id
+            """), arguments: [pspID, references.after, references.through])
         while let row = try rows.next() {
             let amount = Money(minorUnits: row["amount_minor"], currency: Currency(code: row["currency"])!)
             let status: PaymentStatus = switch row["state"] as String {
@@ -60,4 +69,18 @@ extension PaymentEngine {
         Reconciler.sortForReconciliation(&records)
         return records
     }
+}
+
+/// The PSP references after `after` up to and including `through`, compared
+/// byte by byte; `nil` leaves that end open.
+public struct ReferenceRange: Sendable, Equatable {
+    public var after: String?
+    public var through: String?
+
+    public init(after: String?, through: String?) {
+        self.after = after
+        self.through = through
+    }
+
+    public static let all = ReferenceRange(after: nil, through: nil)
 }

@@ -34,9 +34,10 @@ final class PSP: SimActor {
     }
 
     /// Packs a PSP's idempotency keys. The engine's shapes for this PSP
-    /// are numbers: `pay-N:<psp>` is 2N, `ref-N:<psp>` is 2N + 1; any other
-    /// text (a key from elsewhere, or "pay-07" which would not come back the
-    /// same) is -(i + 1), i its index in a table here.
+    /// are numbers: `pay-N:<psp>` is 2N, `ref-N:<psp>` is 2N + 1, N written
+    /// plainly in decimal; any other text (a key from elsewhere, or "pay-07",
+    /// "pay-+7", which would not come back the same) is -(i + 1), i its
+    /// index in a table here.
     struct KeyTable {
         let pspID: String
         private var others: [String] = []
@@ -64,6 +65,30 @@ final class PSP: SimActor {
         func text(_ key: Key) -> String {
             if key.code < 0 { return others[Int(-key.code) - 1] }
             return (key.code % 2 == 0 ? "pay-" : "ref-") + "\(key.code / 2):\(pspID)"
+        }
+
+        /// Whether `a`'s text sorts before `b`'s byte by byte (the
+        /// reconciler's order), without building the texts of packed keys.
+        func precedes(_ a: Key, _ b: Key) -> Bool {
+            guard a.code >= 0, b.code >= 0 else { return text(a).utf8.lexicographicallyPrecedes(text(b).utf8) }
+            if a.code % 2 != b.code % 2 { return a.code % 2 == 0 }  // "pay-" before "ref-"
+            return Self.digitsPrecede(a.code / 2, b.code / 2)
+        }
+
+        static let powersOfTen: [Int64] = (0..<19).map { exponent in (0..<exponent).reduce(1) { result, _ in result * 10 } }
+
+        /// "x:" before "y:" byte by byte, x and y in decimal: the first
+        /// differing digit decides, and where one's digits begin the other's,
+        /// the longer sorts first (':' follows '9').
+        static func digitsPrecede(_ x: Int64, _ y: Int64) -> Bool {
+            guard x != y else { return false }
+            func count(_ n: Int64) -> Int { powersOfTen.lastIndex { $0 <= n }.map { $0 + 1 } ?? 1 }
+            let nx = count(x), ny = count(y)
+            for position in 0..<min(nx, ny) {
+                let dx = x / powersOfTen[nx - 1 - position] % 10, dy = y / powersOfTen[ny - 1 - position] % 10
+                if dx != dy { return dx < dy }
+            }
+            return nx > ny
         }
     }
 
@@ -234,29 +259,75 @@ final class PSP: SimActor {
                            to: world.gateway, kernel: kernel)
     }
 
-    /// The settlement report for everything settled so far, with the
-    /// discrepancies real reports carry: a few lines missing, a few amounts off.
-    func settlementReport(now: Int64, random: RandomStream) -> SettlementReport {
+    /// The settlement report for everything settled so far, drawn once and
+    /// handed out in parts (``nextSettlementPart(_:records:)``): a PSP of a
+    /// ten-million-payment run settled five million times, and the report's
+    /// lines with the engine's records for them were most of a run's memory
+    /// at its end.
+    struct SettlementPlan {
+        /// Record indices in reference order.
+        var order: [Int32]
+        /// Per record: 1 missing from the report, 2 its amount off by one.
+        var flags: [UInt8]
+        var next = 0
+        /// The last reference handed out; `nil` before the first part.
+        var after: String?
+        var finished = false
+        let now: Int64
+    }
+
+    /// Draws the report's discrepancies — a few lines missing, a few amounts
+    /// off, as real reports carry — and orders the records by reference.
+    func settlementPlan(now: Int64, random: RandomStream) -> SettlementPlan {
         injectedDiscrepancies.removeAll()
-        var lines: [SettlementLine] = []
-        lines.reserveCapacity(records.count)
-        for record in records {
+        var flags = [UInt8](repeating: 0, count: records.count)
+        for (index, record) in records.enumerated() where record.status != .failed {
             // A failed attempt absent from a report is no discrepancy: only money movements go missing.
-            let key = keys.text(record.key)
-            if record.status != .failed && random.bernoulli(profile.settlementMissingRate) {
-                injectedDiscrepancies.append(key)
+            if random.bernoulli(profile.settlementMissingRate) {
+                flags[index] = 1
+            } else if random.bernoulli(profile.settlementAmountErrorRate) {
+                flags[index] = 2
+            } else {
                 continue
             }
+            injectedDiscrepancies.append(keys.text(record.key))
+        }
+        precondition(records.count < Int(Int32.max), "more records than a settlement plan indexes")
+        var order = (0..<Int32(records.count)).map { $0 }
+        // One record per key (a key's outcome is settled once), so the
+        // reference alone orders them.
+        order.sort { keys.precedes(records[Int($0)].key, records[Int($1)].key) }
+        return SettlementPlan(order: order, flags: flags, now: now)
+    }
+
+    /// The next part of the report: the lines of up to `limit` records in
+    /// reference order, and the range of references it stands for (the
+    /// last part's is open at the top, so the engine's attempts the PSP
+    /// never saw are looked at too). `nil` once every part was handed out.
+    func nextSettlementPart(_ plan: inout SettlementPlan, records limit: Int) -> (report: SettlementReport, references: ReferenceRange)? {
+        guard !plan.finished else { return nil }
+        var lines: [SettlementLine] = []
+        lines.reserveCapacity(min(limit, plan.order.count - plan.next))
+        var last: String?
+        var taken = 0
+        while plan.next < plan.order.count && taken < limit {
+            let index = Int(plan.order[plan.next])
+            plan.next += 1
+            taken += 1
+            let record = records[index]
+            let key = keys.text(record.key)
+            last = key
+            if plan.flags[index] == 1 { continue }
             var amount = Money(minorUnits: record.amountMinor, currency: currencies[Int(record.currency)])
-            if record.status != .failed && random.bernoulli(profile.settlementAmountErrorRate) {
-                amount.minorUnits += 1
-                injectedDiscrepancies.append(key)
-            }
+            if plan.flags[index] == 2 { amount.minorUnits += 1 }
             lines.append(SettlementLine(pspID: profile.id, pspReference: key, kind: record.kind, amount: amount,
                                         status: record.status, settledAtNanoseconds: record.nanoseconds))
         }
-        // In the order the reconciler reads: it then needs no sorted copy of a million lines.
-        Reconciler.sortForReconciliation(&lines)
-        return SettlementReport(pspID: profile.id, periodStartNanoseconds: World.epochNanoseconds, periodEndNanoseconds: now, lines: lines)
+        let through = plan.next < plan.order.count ? last : nil
+        let range = ReferenceRange(after: plan.after, through: through)
+        plan.after = through
+        plan.finished = through == nil
+        return (SettlementReport(pspID: profile.id, periodStartNanoseconds: World.epochNanoseconds, periodEndNanoseconds: plan.now, lines: lines),
+                range)
     }
 }

@@ -121,14 +121,22 @@ public enum PaymentsWorld {
                 try db.execute(sql: "PRAGMA cache_size = -\(max(1, configuration.databaseCacheMebibytes / 4) * 1024)")
             }
         }
-        // One PSP's settlement report at a time: a million-line report and the
-        // engine's records for it are the largest things a run holds.
+        // One PSP's settlement report at a time, and each in parts of
+        // consecutive references, each reconciled before the next is made:
+        // a whole report and the engine's records for it grew with the run
+        // and were the largest things it held at the end.
         let random = RandomStream(rootSeed: configuration.seed, stream: "settlement")
         var injected: [String: [String]] = [:]
         for psp in psps {
-            let report = psp.settlementReport(now: world.engineNow(), random: random)
+            var plan = psp.settlementPlan(now: world.engineNow(), random: random)
             injected[psp.profile.id] = psp.injectedDiscrepancies
-            kernel.inject(.reconcile(SettlementReportBox(report: report)), to: world.replicas[0], at: kernel.now)
+            var part = 0
+            while let (report, references) = psp.nextSettlementPart(&plan, records: configuration.settlementPartRecords) {
+                kernel.inject(.reconcile(SettlementReportBox(report: report, references: references, part: part)),
+                              to: world.replicas[0], at: kernel.now)
+                kernel.run(until: kernel.now)
+                part += 1
+            }
             kernel.run(until: kernel.now + .seconds(1))
         }
         kernel.run(until: loadEnd + healing)
@@ -264,8 +272,16 @@ extension World {
                          completed: event.kind == .paymentCompleted)
     }
 
-    func reconciled(pspID: String, _ result: ReconciliationResult) {
-        reconciliations.append((pspID, result))
+    /// A part after a report's first adds to the first's result (parts
+    /// cover consecutive references, so their items stay in order).
+    func reconciled(pspID: String, _ result: ReconciliationResult, part: Int = 0) {
+        guard part > 0, let last = reconciliations.indices.last, reconciliations[last].pspID == pspID else {
+            reconciliations.append((pspID, result))
+            return
+        }
+        reconciliations[last].result.matched += result.matched
+        reconciliations[last].result.expectedAbsent += result.expectedAbsent
+        reconciliations[last].result.items.append(contentsOf: result.items)
     }
 
     /// The outbox backlog and the dead letters not yet replayed.

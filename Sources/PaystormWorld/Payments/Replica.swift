@@ -46,8 +46,10 @@ final class Replica: SimActor {
         case let .webhook(delivery): enqueue(.webhook(delivery), kernel)
         case let .engineTimer(timer): enqueue(.timer(timer), kernel)
         case let .reconcile(box):
-            let result = host.run(name, kernel) { engine throws(EngineError) in try engine.reconcile(box.report, now: host.now) }
-            if case let .success(reconciliation) = result { world.reconciled(pspID: box.report.pspID, reconciliation) }
+            let result = host.run(name, kernel) { engine throws(EngineError) in
+                try engine.reconcile(box.report, references: box.references, now: host.now)
+            }
+            if case let .success(reconciliation) = result { world.reconciled(pspID: box.report.pspID, reconciliation, part: box.part) }
             host.report(result, name)
         case let .healthCheck(round):
             world.network.send(.healthReply(replica: Int32(index), round: round), to: sender, kernel: kernel)

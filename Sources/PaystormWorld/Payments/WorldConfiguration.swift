@@ -30,6 +30,10 @@ public struct WorldConfiguration: Sendable {
     /// The database: a scratch file (bounded memory) or `nil` for in-memory.
     public var scratchDatabasePath: String?
     public var databaseCacheMebibytes: Int = 256
+    /// PSP records per part of a settlement report at the end of the run:
+    /// memory for the reconciliation phase is bounded by this, not by the
+    /// run's payments.
+    public var settlementPartRecords: Int = 50_000
     /// Deliberately broken engine behaviour, to show the checker catches it.
     public var sabotage: Sabotage?
     /// Confidence level for availability and percentile intervals.
@@ -90,6 +94,7 @@ public struct WorldConfiguration: Sendable {
         try seconds(auditEverySeconds, "audit_every")
         try require(windowSeconds > 0 && windowSeconds <= 3_600, "window", "seconds in (0, 3600]")
         try require((1...65_536).contains(databaseCacheMebibytes), "database_cache_mib", "1...65536")
+        try require(settlementPartRecords >= 1, "settlement_part_records", "at least 1")
         try require(confidence > 0.5 && confidence < 1, "confidence", "a value in (0.5, 1)")
     }
 

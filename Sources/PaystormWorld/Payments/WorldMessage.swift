@@ -78,7 +78,15 @@ final class DeliveryBatch {
 /// A settlement report on its way to a replica.
 final class SettlementReportBox {
     let report: SettlementReport
-    init(report: SettlementReport) { self.report = report }
+    /// The references this part of the report stands for.
+    let references: ReferenceRange
+    /// 0 for a report's first part: later parts add to its result.
+    let part: Int
+    init(report: SettlementReport, references: ReferenceRange = .all, part: Int = 0) {
+        self.report = report
+        self.references = references
+        self.part = part
+    }
 }
 
 /// Every message of the payments world. Timers are messages an actor sends itself.
