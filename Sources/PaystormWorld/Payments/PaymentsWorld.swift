@@ -259,16 +259,15 @@ extension World {
     func paymentCreated(_ paymentID: String, at nanoseconds: Int64) {
         metrics.paymentsCreated += 1
         guard let number = InvariantChecker.paymentNumber(paymentID) else { return }
-        if number >= createdAt.count { createdAt.append(contentsOf: repeatElement(-1, count: max(number + 1, createdAt.count * 2) - createdAt.count)) }
         createdAt[number] = nanoseconds
     }
 
     /// The broker accepted `event`.
     func published(_ event: TransactionEvent) {
         guard checker.published(event), let number = InvariantChecker.paymentNumber(event.paymentID),
-              number < createdAt.count, createdAt[number] >= 0 else { return }
+              let created = createdAt.removeValue(forKey: number) else { return }
         let at = event.timeNanoseconds - Self.epochNanoseconds
-        metrics.terminal(at: kernel.now.nanoseconds, afterSeconds: Double(at - createdAt[number]) / 1e9,
+        metrics.terminal(at: kernel.now.nanoseconds, afterSeconds: Double(at - created) / 1e9,
                          completed: event.kind == .paymentCompleted)
     }
 

@@ -32,8 +32,10 @@ final class World {
     var clients = ActorAddress.environment
     /// True once the healing phase began: faults stop, BUGGIFY is off.
     var healing = false
-    /// Virtual creation time of each payment, by payment number (-1: unknown).
-    var createdAt: [Int64] = []
+    /// Virtual creation time of each payment not terminal yet, by payment
+    /// number: its time to terminal is measured once, and then it is
+    /// forgotten (an array of every payment grew with the run).
+    var createdAt: [Int: Int64] = [:]
     /// Reconciliation results of the healing phase, by PSP.
     var reconciliations: [(pspID: String, result: ReconciliationResult)] = []
 
