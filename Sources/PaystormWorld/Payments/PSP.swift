@@ -40,13 +40,17 @@ final class PSP: SimActor {
     /// index in a table here.
     struct KeyTable {
         let pspID: String
+        /// ":<psp>", which every engine-shaped key of this PSP ends with.
+        private let suffix: String
         private var others: [String] = []
         private var codes: [String: Key] = [:]
 
-        init(pspID: String) { self.pspID = pspID }
+        init(pspID: String) {
+            self.pspID = pspID
+            suffix = ":" + pspID
+        }
 
         mutating func key(_ text: String) -> Key {
-            let suffix = ":" + pspID
             if text.hasSuffix(suffix) {
                 let head = text.dropLast(suffix.count)
                 let digits = head.dropFirst(4)
@@ -309,11 +313,10 @@ final class PSP: SimActor {
         var lines: [SettlementLine] = []
         lines.reserveCapacity(min(limit, plan.order.count - plan.next))
         var last: String?
-        var taken = 0
-        while plan.next < plan.order.count && taken < limit {
+        let end = min(plan.order.count, plan.next + limit)
+        while plan.next < end {
             let index = Int(plan.order[plan.next])
             plan.next += 1
-            taken += 1
             let record = records[index]
             let key = keys.text(record.key)
             last = key
