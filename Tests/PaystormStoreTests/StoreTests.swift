@@ -82,4 +82,65 @@ struct StoreTests {
             #expect(read == names + ["café ☕", nil])
         }
     }
+
+    /// B-tree balancing parks a page under the lock-byte page's number while
+    /// it reorders pages. SQLite's own page cache then took every later commit
+    /// for one that had to scan the whole cache; the wrapper skips those
+    /// truncations. The data stay whole through them, through a rollback that
+    /// shrinks the database (that truncation is passed on), and after it.
+    @Test func commitsAfterBTreeBalancingSkipTheWholeCacheScan() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("paystorm-pcache-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(.scratch(path: directory.appendingPathComponent("scratch.sqlite").path, cacheMebibytes: 8))
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func randomKey() -> [UInt8] {
+            (0..<2).flatMap { _ -> [UInt8] in
+                state &+= 0x9E37_79B9_7F4A_7C15
+                var z = state
+                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+                return withUnsafeBytes(of: z ^ (z >> 31)) { Array($0) }
+            }
+        }
+        let commits = 3_000
+        let before = Store.pageCacheCounts
+        try store.queue.writeWithoutTransaction { db in
+            try db.execute(sql: "CREATE TABLE item (key BLOB PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID")
+            let insert = try PreparedStatement(db, sql: "INSERT INTO item (key, body) VALUES (?, zeroblob(300))")
+            for _ in 0..<commits {
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                insert.bind(Data(randomKey()), at: 1)
+                try insert.execute()
+                try db.execute(sql: "COMMIT")
+            }
+        }
+        let committed = Store.pageCacheCounts
+        #expect(committed.parked > before.parked, "random keys should make B-tree balancing park pages")
+        #expect(committed.skipped - before.skipped >= Int64(commits), "every commit's truncation is needless")
+
+        let (grown, pages, afterRollback) = try store.queue.writeWithoutTransaction { db -> (Int, Int, Int) in
+            let pages = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+            try db.execute(sql: "BEGIN IMMEDIATE")
+            let insert = try PreparedStatement(db, sql: "INSERT INTO item (key, body) VALUES (?, zeroblob(300))")
+            for _ in 0..<2_000 {
+                insert.bind(Data(randomKey()), at: 1)
+                try insert.execute()
+            }
+            let grown = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+            try db.execute(sql: "ROLLBACK")
+            let afterRollback = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+            insert.bind(Data(randomKey()), at: 1)
+            try insert.execute()
+            return (grown, pages, afterRollback)
+        }
+        #expect(grown > pages)
+        #expect(afterRollback == pages)
+        #expect(Store.pageCacheCounts.passed > committed.passed, "the rollback's truncation drops pages past the end")
+        let (count, integrity) = try store.queue.read { db in
+            (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM item"), try String.fetchOne(db, sql: "PRAGMA integrity_check"))
+        }
+        #expect(count == commits + 1)
+        #expect(integrity == "ok")
+    }
 }
