@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import PaystormStore
 
 /// The double-entry journal and account balances, stored in SQLite.
 ///
@@ -156,28 +157,37 @@ public enum Ledger {
             var previous = Data(count: 32)
             var count = 0
             var replayed: [Key: Int64] = [:]
-            let entries = try Row.fetchCursor(db, sql: "SELECT sequence, entry_id, transaction_id, time_ns, previous_hash, hash FROM journal_entry ORDER BY sequence")
-            let postingsStatement = try db.cachedStatement(sql: "SELECT account, side, amount_minor, currency FROM journal_posting WHERE entry_sequence = ? ORDER BY line")
-            while let row = try entries.next() {
-                let sequence: Int64 = row["sequence"]
-                let id: String = row["entry_id"]
+            // Entries and postings each read once, in key order, side by side
+            // (a query of postings per entry was most of a world's audits).
+            let entries = try PreparedStatement(db, sql: "SELECT sequence, entry_id, transaction_id, time_ns, previous_hash, hash FROM journal_entry ORDER BY sequence")
+            let postings = try PreparedStatement(db, sql: "SELECT entry_sequence, account, side, amount_minor, currency FROM journal_posting ORDER BY entry_sequence, line")
+            defer {
+                entries.reset()
+                postings.reset()
+            }
+            var postingReady = try postings.step()
+            while try entries.step() {
+                let sequence = entries.int64(at: 0)
+                let id = entries.text(at: 1)
                 count += 1
-                guard sequence == Int64(count), row["previous_hash"] as Data == previous else {
+                guard sequence == Int64(count), entries.blob(at: 4) == previous else {
                     throw LedgerError.chainBroken(sequence: sequence, entry: id)
                 }
-                var postings: [LedgerPosting] = []
-                for posting in try Row.fetchAll(postingsStatement, arguments: [sequence]) {
-                    let code: String = posting["currency"]
-                    guard let currency = Currency(code: code), let side = LedgerPosting.Side(rawValue: posting["side"]) else {
+                // Postings of entries before this one (there are none: sequences are contiguous from 1).
+                while postingReady && postings.int64(at: 0) < sequence { postingReady = try postings.step() }
+                var lines: [LedgerPosting] = []
+                while postingReady && postings.int64(at: 0) == sequence {
+                    guard let currency = Currency(code: postings.text(at: 4)), let side = LedgerPosting.Side(rawValue: postings.text(at: 2)) else {
                         throw LedgerError.chainBroken(sequence: sequence, entry: id)
                     }
-                    postings.append(LedgerPosting(side, LedgerAccount(posting["account"]), Money(minorUnits: posting["amount_minor"], currency: currency)))
+                    lines.append(LedgerPosting(side, LedgerAccount(postings.text(at: 1)), Money(minorUnits: postings.int64(at: 3), currency: currency)))
+                    postingReady = try postings.step()
                 }
-                let entry = JournalEntry(id: id, transactionID: row["transaction_id"], timeNanoseconds: row["time_ns"], postings: postings)
+                let entry = JournalEntry(id: id, transactionID: entries.text(at: 2), timeNanoseconds: entries.int64(at: 3), postings: lines)
                 try entry.validate()
                 let hash = chainHash(previous: previous, sequence: sequence, entry: entry)
-                guard hash == row["hash"] as Data else { throw LedgerError.chainBroken(sequence: sequence, entry: id) }
-                for posting in postings {
+                guard hash == entries.blob(at: 5) else { throw LedgerError.chainBroken(sequence: sequence, entry: id) }
+                for posting in lines {
                     replayed[Key(account: posting.account, currency: posting.amount.currency.code), default: 0]
                         += posting.side == .credit ? posting.amount.minorUnits : -posting.amount.minorUnits
                 }
