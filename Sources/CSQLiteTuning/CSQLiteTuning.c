@@ -126,8 +126,8 @@ void paystorm_sqlite_page_cache_counts(long long *passed, long long *skipped, lo
 
 /// Both settings as the library loads, before anything in the process can
 /// initialise SQLite (a test process opens databases in many places and in
-/// no fixed order). ``Store`` makes them again before its first connection,
-/// which changes nothing once they are made.
+/// no fixed order, and `sqlite3_config` is not safe once another thread may
+/// be opening a connection).
 __attribute__((constructor)) static void configureAtLoad(void) {
     paystorm_sqlite_disable_memory_statistics();
     paystorm_sqlite_install_page_cache();

@@ -136,6 +136,12 @@ public final class PreparedStatement {
         sqlite3_column_int64(statementHandle, index)
     }
 
+    /// Whether column `index` (0-based) of the current row holds an integer
+    /// (``int64(at:)`` truncates a real and reads text as a number).
+    public func isInteger(at index: Int32) -> Bool {
+        sqlite3_column_type(handle, index) == SQLITE_INTEGER
+    }
+
     /// Whether column `index` (0-based) of the current row is NULL.
     public func isNull(at index: Int32) -> Bool {
         sqlite3_column_type(handle, index) == SQLITE_NULL

@@ -36,7 +36,6 @@ public final class Store {
     /// the store's own, then those `migrations` registers (the engine's tables).
     /// - Throws: ``StoreError`` naming the path and SQLite's message.
     public init(_ location: Location, migrations: (inout DatabaseMigrator) -> Void = { _ in }) throws(StoreError) {
-        _ = Self.processSettings
         self.location = location
         var configuration = Configuration()
         // GRDB uses the label as the database's description: errors name the file.
@@ -81,20 +80,13 @@ public final class Store {
         }
     }
 
-    /// SQLite's process-wide settings, made once before the first connection
-    /// opens (and already as the process loaded CSQLiteTuning). Only speed
-    /// depends on them: if something initialised SQLite first, the defaults
-    /// stay.
-    /// - Memory statistics off: with them on, every SQLite allocation takes a
-    ///   global mutex (`paystorm bench engine` measured that as about a tenth
-    ///   of an engine call).
-    /// - The page cache wrapped so that a commit does not scan the whole cache
-    ///   after a B-tree balance (see `paystorm_sqlite_install_page_cache`):
-    ///   that scan was a third of a world run of 300,000 payments.
-    static let processSettings: Void = {
-        _ = paystorm_sqlite_disable_memory_statistics()
-        _ = paystorm_sqlite_install_page_cache()
-    }()
+    // SQLite's process-wide settings (memory statistics off, the page cache
+    // wrapped so that commits skip needless truncations) are made by
+    // CSQLiteTuning as the process loads it, before anything can initialise
+    // SQLite: `sqlite3_config` is not safe to call once another thread may be
+    // opening a connection. `paystorm bench engine` measured the statistics'
+    // global mutex at about a tenth of an engine call; the page cache's
+    // needless scans were a third of a world run of 300,000 payments.
 
     /// What the page-cache wrapper did since the process started: truncations
     /// passed on to SQLite's cache, truncations skipped, and pages parked by

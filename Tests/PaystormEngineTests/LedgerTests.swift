@@ -129,6 +129,36 @@ struct LedgerTests {
         #expect(try tampered("UPDATE journal_posting SET account = 'merchant:evil' WHERE entry_sequence = 1 AND line = 1") == .chainBroken(sequence: 1, entry: "capture:pay-1"))
     }
 
+    /// Postings moved out of their entry — to a number between two entries
+    /// (a real number reads back as the integer below it) or past the last —
+    /// break the chain, as an edited posting does.
+    @Test func verifyDetectsPostingsOfNoEntry() throws {
+        func tampered(_ sql: String) throws -> LedgerError? {
+            let db = try makeDatabase()
+            try db.write { (db: Database) throws in
+                for i in 1...3 { try Ledger.post(capture("pay-\(i)", gross: Int64(1000 * i), fee: Int64(30 * i), time: Int64(i)), in: db) }
+            }
+            // As an attacker with file access could: no foreign keys, no triggers.
+            try db.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA foreign_keys = OFF; DROP TRIGGER journal_posting_append_only_update")
+                try db.execute(sql: sql)
+            }
+            do {
+                _ = try db.read { try Ledger.verify($0) }
+                return nil
+            } catch let error as LedgerError {
+                return error
+            }
+        }
+        #expect(try tampered("SELECT 1") == nil)
+        // Entry 2 is left with two lines that no longer balance.
+        let moved = try tampered("UPDATE journal_posting SET entry_sequence = 2.5 WHERE entry_sequence = 2 AND line = 2")
+        #expect(moved != nil)
+        #expect(moved.map { "\($0)" }?.contains("capture:pay-2") == true)
+        #expect(try tampered("INSERT INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency) VALUES (4, 0, 'merchant:m-1', 'credit', 5, 'USD')")
+            == .chainBroken(sequence: 4, entry: "(none)"))
+    }
+
     @Test("random balanced entries keep every invariant", arguments: 0..<20)
     func randomEntries(seed: Int) throws {
         var generator = SplitMix(seed: UInt64(seed))

@@ -173,10 +173,14 @@ public enum Ledger {
                 guard sequence == Int64(count), entries.blob(at: 4) == previous else {
                     throw LedgerError.chainBroken(sequence: sequence, entry: id)
                 }
-                // Postings of entries before this one (there are none: sequences are contiguous from 1).
-                while postingReady && postings.int64(at: 0) < sequence { postingReady = try postings.step() }
+                // A posting sorted before this entry belongs to none (the entries
+                // before it took theirs); one whose entry number is not an
+                // integer would be read as the integer below it.
+                if postingReady, !postings.isInteger(at: 0) || postings.int64(at: 0) < sequence {
+                    throw LedgerError.chainBroken(sequence: sequence, entry: id)
+                }
                 var lines: [LedgerPosting] = []
-                while postingReady && postings.int64(at: 0) == sequence {
+                while postingReady && postings.isInteger(at: 0) && postings.int64(at: 0) == sequence {
                     guard let currency = Currency(code: postings.text(at: 4)), let side = LedgerPosting.Side(rawValue: postings.text(at: 2)) else {
                         throw LedgerError.chainBroken(sequence: sequence, entry: id)
                     }
@@ -193,6 +197,8 @@ public enum Ledger {
                 }
                 previous = hash
             }
+            // Postings after the last entry belong to none.
+            if postingReady { throw LedgerError.chainBroken(sequence: Int64(count + 1), entry: "(none)") }
             let stored = try Data.fetchOne(db, sql: "SELECT hash FROM journal_head WHERE id = 1") ?? Data()
             guard stored == previous else { throw LedgerError.headMismatch(stored: hex(stored), recomputed: hex(previous)) }
             for row in try Row.fetchAll(db, sql: "SELECT account, currency, balance_minor FROM account_balance ORDER BY account, currency") {
