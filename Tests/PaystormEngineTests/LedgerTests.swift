@@ -104,24 +104,30 @@ struct LedgerTests {
         #expect(throws: DatabaseError.self) { try db.write { try $0.execute(sql: "UPDATE journal_posting SET amount_minor = 1") } }
     }
 
+    /// Posts `entries` captures, runs `sql` as an attacker with file access
+    /// could (no foreign keys, no append-only triggers), and returns what
+    /// ``Ledger/verify(_:)`` then reports (`nil`: nothing).
+    func verifyError(afterTampering sql: String, entries: Int = 5) throws -> LedgerError? {
+        let db = try makeDatabase()
+        try db.write { (db: Database) throws in
+            for i in 1...entries { try Ledger.post(capture("pay-\(i)", gross: Int64(1000 * i), fee: Int64(30 * i), time: Int64(i)), in: db) }
+            #expect(try Ledger.verify(db).entries == entries)
+        }
+        try db.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA foreign_keys = OFF; DROP TRIGGER journal_posting_append_only_update; DROP TRIGGER journal_entry_append_only_update; DROP TRIGGER journal_entry_append_only_delete; DROP TRIGGER journal_posting_append_only_delete")
+            try db.execute(sql: sql)
+        }
+        do {
+            _ = try db.read { try Ledger.verify($0) }
+            return nil
+        } catch let error as LedgerError {
+            return error
+        }
+    }
+
     /// The checksum exists to catch tampering: show that it does, for each kind.
     @Test func verifyDetectsTampering() throws {
-        func tampered(_ sql: String) throws -> LedgerError? {
-            let db = try makeDatabase()
-            try db.write { (db: Database) throws in
-                for i in 1...5 { try Ledger.post(capture("pay-\(i)", gross: Int64(1000 * i), fee: Int64(30 * i), time: Int64(i)), in: db) }
-                #expect(try Ledger.verify(db).entries == 5)
-                // Bypass the append-only triggers, as an attacker with file access could.
-                try db.execute(sql: "DROP TRIGGER journal_posting_append_only_update; DROP TRIGGER journal_entry_append_only_update; DROP TRIGGER journal_entry_append_only_delete; DROP TRIGGER journal_posting_append_only_delete")
-                try db.execute(sql: sql)
-            }
-            do {
-                _ = try db.read { try Ledger.verify($0) }
-                return nil
-            } catch let error as LedgerError {
-                return error
-            }
-        }
+        func tampered(_ sql: String) throws -> LedgerError? { try verifyError(afterTampering: sql) }
         #expect(try tampered("UPDATE journal_posting SET amount_minor = amount_minor + 1 WHERE entry_sequence = 3 AND line = 1; UPDATE journal_posting SET amount_minor = amount_minor + 1 WHERE entry_sequence = 3 AND line = 0") == .chainBroken(sequence: 3, entry: "capture:pay-3"))
         #expect(try tampered("UPDATE journal_entry SET time_ns = 99 WHERE sequence = 2") == .chainBroken(sequence: 2, entry: "capture:pay-2"))
         #expect(try tampered("DELETE FROM journal_posting WHERE entry_sequence = 5; DELETE FROM journal_entry WHERE sequence = 5") != nil)
@@ -133,23 +139,7 @@ struct LedgerTests {
     /// (a real number reads back as the integer below it) or past the last —
     /// break the chain, as an edited posting does.
     @Test func verifyDetectsPostingsOfNoEntry() throws {
-        func tampered(_ sql: String) throws -> LedgerError? {
-            let db = try makeDatabase()
-            try db.write { (db: Database) throws in
-                for i in 1...3 { try Ledger.post(capture("pay-\(i)", gross: Int64(1000 * i), fee: Int64(30 * i), time: Int64(i)), in: db) }
-            }
-            // As an attacker with file access could: no foreign keys, no triggers.
-            try db.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA foreign_keys = OFF; DROP TRIGGER journal_posting_append_only_update")
-                try db.execute(sql: sql)
-            }
-            do {
-                _ = try db.read { try Ledger.verify($0) }
-                return nil
-            } catch let error as LedgerError {
-                return error
-            }
-        }
+        func tampered(_ sql: String) throws -> LedgerError? { try verifyError(afterTampering: sql, entries: 3) }
         #expect(try tampered("SELECT 1") == nil)
         // Entry 2 is left with two lines that no longer balance.
         let moved = try tampered("UPDATE journal_posting SET entry_sequence = 2.5 WHERE entry_sequence = 2 AND line = 2")
