@@ -43,6 +43,10 @@ public final class Store {
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
+        // A simulation's database may hold a transaction open between
+        // accesses (``beginHeldTransaction()``); a server's file never does,
+        // and GRDB keeps checking that.
+        if case .file = location {} else { configuration.allowsUnsafeTransactions = true }
         do {
             switch location {
             case .memory:
@@ -110,6 +114,81 @@ public final class Store {
             try db.execute(sql: "INSERT INTO store_metadata (key, value) VALUES ('schema', 'paystorm')")
         }
         return migrator
+    }
+
+    // MARK: - A held transaction
+
+    /// Whether a host holds a transaction open that writers join (see
+    /// ``beginHeldTransaction()``).
+    public private(set) var holdsTransaction = false
+    /// Why the held transaction must not commit: a joined writer failed
+    /// after writing (``joinedWriterFailed(_:)``).
+    private var heldTransactionFailure: String?
+
+    /// Opens a transaction that the writers of this store join instead of
+    /// each beginning and committing its own, until
+    /// ``commitHeldTransaction()``: many commands, one commit.
+    ///
+    /// For a store whose commits mark nothing — a simulation's scratch
+    /// database, whose process owns it alone and never survives a crash of
+    /// its own — where each command's commit only wrote the same pages to
+    /// the file again. A joined command is still all or nothing as far as
+    /// its readers can tell: every reader shares this connection, and a
+    /// command that fails before writing leaves nothing behind. One that
+    /// fails after writing cannot be undone alone; its writer reports it
+    /// (``joinedWriterFailed(_:)``) and the held transaction then refuses to
+    /// commit.
+    /// - Precondition: no transaction is open or held.
+    public func beginHeldTransaction() throws(StoreError) {
+        precondition(!holdsTransaction, "a held transaction is already open")
+        do {
+            try queue.writeWithoutTransaction { db in try db.execute(sql: "BEGIN IMMEDIATE TRANSACTION") }
+        } catch {
+            throw StoreError(path: location.description, operation: "begin a held transaction", message: "\(error)")
+        }
+        holdsTransaction = true
+        heldTransactionFailure = nil
+    }
+
+    /// Commits the held transaction, or — if a joined writer failed after
+    /// writing — rolls it back and throws that failure: half a command is
+    /// never committed.
+    /// - Precondition: a transaction is held.
+    public func commitHeldTransaction() throws(StoreError) {
+        precondition(holdsTransaction, "no held transaction to commit")
+        holdsTransaction = false
+        let failure = heldTransactionFailure
+        heldTransactionFailure = nil
+        do {
+            try queue.writeWithoutTransaction { db in
+                guard db.isInsideTransaction else {
+                    throw StoreError(path: location.description, operation: "commit a held transaction",
+                                     message: failure ?? "SQLite ended the transaction under its writers")
+                }
+                if let failure {
+                    try db.execute(sql: "ROLLBACK TRANSACTION")
+                    throw StoreError(path: location.description, operation: "commit a held transaction",
+                                     message: "a command failed after writing, so the transaction was rolled back: \(failure)")
+                }
+                try db.execute(sql: "COMMIT TRANSACTION")
+            }
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError(path: location.description, operation: "commit a held transaction", message: "\(error)")
+        }
+    }
+
+    /// Commits the held transaction and opens the next one.
+    public func commitHeldTransactionAndContinue() throws(StoreError) {
+        try commitHeldTransaction()
+        try beginHeldTransaction()
+    }
+
+    /// A writer that joined the held transaction failed after writing (or
+    /// found SQLite had ended it): the transaction will refuse to commit.
+    public func joinedWriterFailed(_ error: any Error) {
+        if heldTransactionFailure == nil { heldTransactionFailure = "\(error)" }
     }
 
     /// Names of the migrations applied so far, in order.

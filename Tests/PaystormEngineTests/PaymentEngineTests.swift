@@ -355,6 +355,72 @@ struct PaymentEngineTests {
         #expect(try h.engine.store.queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") } == 4)
     }
 
+    /// Commands of two engine instances join the store's held transaction:
+    /// none begins or commits its own, each stores what it deferred (ids,
+    /// the journal head) before the next reads it, and a command refused
+    /// before writing does not spoil the commit.
+    @Test func commandsJoinAHeldTransactionAndCommitWithIt() throws {
+        let h = try EngineHarness()
+        let other = try PaymentEngine(sharing: h.engine.store, configuration: EngineHarness.configuration(),
+                                      vaultEncryptionKey: Data(repeating: 1, count: 32), vaultTokenKey: Data(repeating: 2, count: 32))
+        func captured(_ n: Int) -> TransactionEvent {
+            TransactionEvent(eventID: "payment.completed:pay-\(n)", kind: .paymentCompleted, paymentID: "pay-\(n)", refundID: nil,
+                             merchantID: "m-1", userID: "u-1", amountMinor: 1_000, currency: "USD", feeMinor: 30,
+                             pspID: "stripe", timeNanoseconds: h.now, reason: nil)
+        }
+        try h.engine.store.beginHeldTransaction()
+        #expect(try h.pay(key: "a").paymentID == "pay-1")
+        let second = try other.createPayment(CreatePaymentCommand(
+            userID: "u-2", merchantID: "m-1", amount: "5.00", currency: "USD",
+            card: CardInput(number: "4111111111111111", expiry: "12/27", cvv: "123"), idempotencyKey: "b"), now: h.now)
+        #expect(second.paymentID == "pay-2")
+        #expect(try h.pay(key: "c").paymentID == "pay-3")
+        try h.engine.consume(captured(1), by: .ledger, now: h.now)
+        try other.consume(captured(2), by: .ledger, now: h.now)
+        try h.engine.inBatch { try h.engine.consume(captured(3), by: .ledger, now: h.now) }
+        #expect(throws: EngineError.self) { try h.pay(key: "d", card: "4111111111111112") }  // Luhn: refused before writing
+        #expect(try h.engine.store.queue.inDatabase { $0.isInsideTransaction })
+        try h.engine.store.commitHeldTransaction()
+        #expect(try h.engine.store.queue.inDatabase { $0.isInsideTransaction } == false)
+        #expect(try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") } == 3)
+        #expect(try h.read { try Int.fetchOne($0, sql: "SELECT value FROM counter WHERE name = 'payment'") } == 3)
+        let audit = try h.read { try Ledger.verify($0) }
+        #expect(audit.entries == 3)
+        #expect(try h.read { try Ledger.headHash(in: $0) } == audit.headHash)
+    }
+
+    /// A command that fails after writing cannot be undone inside a held
+    /// transaction: the store refuses to commit it, rolls the whole
+    /// transaction back and says why.
+    @Test func aCommandThatFailsAfterWritingInAHeldTransactionStopsItsCommit() throws {
+        let h = try EngineHarness()
+        try h.engine.store.queue.write { db in
+            try db.execute(sql: """
+                CREATE TRIGGER storage_fails AFTER INSERT ON psp_attempt WHEN NEW.subject_id = 'pay-2'
+                BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END
+                """)
+        }
+        try h.engine.store.beginHeldTransaction()
+        try h.pay(key: "first")
+        #expect(throws: EngineError.self) { try h.pay(key: "second") }
+        do {
+            try h.engine.store.commitHeldTransaction()
+            Issue.record("a held transaction holding half a command committed")
+        } catch {
+            #expect("\(error)".contains("simulated storage failure"))
+            #expect("\(error)".contains("rolled back"))
+        }
+        #expect(!h.engine.store.holdsTransaction)
+        #expect(try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") } == 0)
+        #expect(try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM card_vault") } == 0)
+        // The next held transaction starts clean.
+        try h.engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
+        try h.engine.store.beginHeldTransaction()
+        #expect(try h.pay(key: "third").paymentID == "pay-1")
+        try h.engine.store.commitHeldTransaction()
+        #expect(try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") } == 1)
+    }
+
     /// A group commit posts many journal entries against the chain head it
     /// read once and stores the head once; a batch that rolls back leaves
     /// no trace of its head for the next transaction to chain from.

@@ -135,8 +135,14 @@ public final class PaymentEngine {
     /// (through its authorizer) on every call and tracks the transaction's
     /// database region: in the simulator, where every delivery is one engine
     /// call, that was about a fifth of all the time.
+    ///
+    /// While the host holds a transaction open (``Store/beginHeldTransaction()``)
+    /// the call joins it instead: no BEGIN or COMMIT of its own, and a
+    /// failure after writing is reported to the store, which then refuses
+    /// to commit.
     private func writeTransaction<T>(_ body: (Database) throws -> T) throws -> T {
-        try store.queue.writeWithoutTransaction { db in
+        if store.holdsTransaction { return try joinHeldTransaction(body) }
+        return try store.queue.writeWithoutTransaction { db in
             try statements(.begin, db).execute()
             statements.defersWrites = true
             defer { statements.forgetTransaction() }
@@ -151,6 +157,27 @@ public final class PaymentEngine {
                 throw error
             }
             return value
+        }
+    }
+
+    private func joinHeldTransaction<T>(_ body: (Database) throws -> T) throws -> T {
+        try store.queue.writeWithoutTransaction { db in
+            guard db.isInsideTransaction else {
+                let error = EngineError.storage("the store's held transaction was ended under its writers")
+                store.joinedWriterFailed(error)
+                throw error
+            }
+            let changes = db.totalChangesCount
+            statements.defersWrites = true
+            defer { statements.forgetTransaction() }
+            do {
+                let value = try body(db)
+                try statements.writeBack(db)
+                return value
+            } catch {
+                if db.totalChangesCount != changes || !db.isInsideTransaction { store.joinedWriterFailed(error) }
+                throw error
+            }
         }
     }
 
