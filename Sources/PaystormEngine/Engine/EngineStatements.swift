@@ -68,6 +68,10 @@ enum EngineStatement: Int, CaseIterable {
     case notificationState
     /// (updated_ns, notification_id); changes nothing unless the notification is pending
     case notificationDelivered
+    /// (psp_id, event_id) → 1 if the webhook was received before
+    case webhookSeen
+    /// (psp_id, event_id, received_ns, outcome)
+    case insertWebhookEvent
     /// (entry_id) → 1
     case journalContains
     /// (delta, account, currency)
@@ -164,6 +168,8 @@ enum EngineStatement: Int, CaseIterable {
         case .notificationState: "SELECT attempts, state FROM notification WHERE notification_id = ?"
         case .notificationDelivered:
             "UPDATE notification SET state = 'delivered', updated_ns = ? WHERE notification_id = ? AND state = 'pending'"
+        case .webhookSeen: "SELECT 1 FROM webhook_event WHERE psp_id = ? AND event_id = ?"
+        case .insertWebhookEvent: "INSERT INTO webhook_event (psp_id, event_id, received_ns, outcome) VALUES (?, ?, ?, ?)"
         case .journalContains: "SELECT 1 FROM journal_entry WHERE entry_id = ?"
         case .updateBalance:
             "UPDATE account_balance SET balance_minor = balance_minor + ? WHERE account = ? AND currency = ?"

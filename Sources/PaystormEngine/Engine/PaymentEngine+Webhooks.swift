@@ -127,7 +127,12 @@ extension PaymentEngine {
         }
         try Self.validateIdentifier(payload.eventID, field: "event_id", maxLength: 255)
         return try transaction { db, effects in
-            if try db.value("SELECT 1 FROM webhook_event WHERE psp_id = ? AND event_id = ?", as: Bool.self, [pspID, payload.eventID]) == true {
+            let seen = try statements(.webhookSeen, db)
+            seen.bind(pspID, at: 1)
+            seen.bind(payload.eventID, at: 2)
+            let duplicate = try seen.step()
+            seen.reset()
+            if duplicate {
                 counters.duplicateWebhooks += 1
                 return .duplicate
             }
@@ -147,7 +152,12 @@ extension PaymentEngine {
             } else {
                 outcome = .unknownReference
             }
-            try db.run("INSERT INTO webhook_event (psp_id, event_id, received_ns, outcome) VALUES (?, ?, ?, ?)", [pspID, payload.eventID, now, outcome.rawValue])
+            let record = try statements(.insertWebhookEvent, db)
+            record.bind(pspID, at: 1)
+            record.bind(payload.eventID, at: 2)
+            record.bind(now, at: 3)
+            record.bind(outcome.rawValue, at: 4)
+            try record.execute()
             return outcome
         }
     }
