@@ -31,11 +31,11 @@ final class InvariantChecker {
     let keep = 1_000
     private(set) var violationCount = 0
     /// Per payment number: bit 0 completed seen, bit 1 failed seen (from the broker).
-    private var terminalSeen: [UInt8] = []
+    private var terminalSeen = ChunkedArray<UInt8>()
     /// Per payment number: 1 + index of the PSP that captured it (0: none).
-    private var capturedAt: [UInt8] = []
+    private var capturedAt = ChunkedArray<UInt8>()
     /// Per payment number: the amount captured at the PSP.
-    private var capturedAmount: [Int64] = []
+    private var capturedAmount = ChunkedArray<Int64>()
     /// Refund keys refunded at a PSP, with their amount.
     private(set) var refundedAtPSP: [String: Int64] = [:]
     var store: Store?
@@ -65,12 +65,9 @@ final class InvariantChecker {
     }
 
     private func grow(to number: Int) {
-        if number >= capturedAt.count {
-            let size = max(number + 1, capturedAt.count * 2, 1_024)
-            capturedAt.append(contentsOf: repeatElement(0, count: size - capturedAt.count))
-            capturedAmount.append(contentsOf: repeatElement(0, count: size - capturedAmount.count))
-            terminalSeen.append(contentsOf: repeatElement(0, count: size - terminalSeen.count))
-        }
+        capturedAt.extend(toInclude: number, with: 0)
+        capturedAmount.extend(toInclude: number, with: 0)
+        terminalSeen.extend(toInclude: number, with: 0)
     }
 
     // MARK: - The PSPs' truth (invariant 1: one key, at most one charge)

@@ -110,8 +110,15 @@ final class PSP: SimActor {
     unowned let world: World
     let index: Int
     let profile: PSPProfile
-    private var outcomes: [Key: Final] = [:]
-    private(set) var records: [Record] = []
+    /// The final outcome per packed key (``KeyTable``), indexed by its
+    /// code: 0 none, else `Final.rawValue + 1`. Codes are payment and refund
+    /// numbers, so the table is dense — one byte a number where a dictionary
+    /// took about twenty — and each PSP's holds every number up to the
+    /// highest it was asked about.
+    private var outcomeByCode = ChunkedArray<UInt8>()
+    /// Outcomes of keys kept as text (negative codes).
+    private var otherOutcomes: [Key: Final] = [:]
+    private(set) var records = ChunkedArray<Record>()
     private var calls: [Int64: (PSPRequest, ActorAddress)] = [:]
     private var nextCall: Int64 = 0
     var outage = false
@@ -185,6 +192,22 @@ final class PSP: SimActor {
         world.network.send(.pspReply(attemptID: request.attemptID, outcome: reply), to: replyTo, kernel: kernel)
     }
 
+    private func outcome(_ key: Key) -> Final? {
+        guard key.code >= 0 else { return otherOutcomes[key] }
+        guard key.code < outcomeByCode.count else { return nil }
+        let stored = outcomeByCode[Int(key.code)]
+        return stored == 0 ? nil : Final(rawValue: stored - 1)
+    }
+
+    private func setOutcome(_ key: Key, _ final: Final) {
+        guard key.code >= 0 else {
+            otherOutcomes[key] = final
+            return
+        }
+        outcomeByCode.extend(toInclude: Int(key.code), with: 0)
+        outcomeByCode[Int(key.code)] = final.rawValue + 1
+    }
+
     /// The PSP's semantics for one request that reached it.
     private func apply(_ request: PSPRequest, decline: Bool, _ kernel: SimulationKernel<WorldMessage>) -> PSPOutcome {
         let text = request.idempotencyKey
@@ -192,18 +215,18 @@ final class PSP: SimActor {
         let reference = "\(profile.id)-\(text)"
         switch request.operation {
         case .charge, .refund:
-            switch outcomes[key] {
+            switch outcome(key) {
             case .done: return .succeeded(pspReference: reference)
             case .declined: return .declined(reason: "do_not_honor")
             case .voided: return .declined(reason: "canceled")
             case nil:
                 let charge = request.operation == .charge
                 if decline {
-                    outcomes[key] = .declined
+                    setOutcome(key, .declined)
                     settle(key, charge ? .charge : .refund, request.amount, .failed, kernel)
                     return .declined(reason: "do_not_honor")
                 }
-                outcomes[key] = .done
+                setOutcome(key, .done)
                 if charge {
                     world.checker.pspCaptured(key: text, pspIndex: index, amountMinor: request.amount.minorUnits)
                     settle(key, .charge, request.amount, .captured, kernel)
@@ -214,17 +237,17 @@ final class PSP: SimActor {
                 return .succeeded(pspReference: reference)
             }
         case .status:
-            switch outcomes[key] {
+            switch outcome(key) {
             case .done: return .succeeded(pspReference: reference)
             case .declined, .voided: return .declined(reason: "failed")
             case nil: return .notFound
             }
         case .cancel:
-            switch outcomes[key] {
+            switch outcome(key) {
             case .done: return .succeeded(pspReference: reference)
             case .declined, .voided: return .declined(reason: "canceled")
             case nil:
-                outcomes[key] = .voided
+                setOutcome(key, .voided)
                 return .declined(reason: "canceled")
             }
         }
