@@ -50,6 +50,31 @@ struct PSPRecordTests {
         #expect(mismatches == 0)
     }
 
+    @Test("outcomes of numbers sit in a dense table that never reaches out to a stray huge number")
+    func outcomeTable() {
+        var table = PSP.KeyTable(pspID: "stripe")
+        var outcomes = PSP.OutcomeTable()
+        let first = table.key("pay-3:stripe"), refund = table.key("ref-3:stripe"), text = table.key("anything")
+        #expect(outcomes[first] == nil)
+        outcomes[first] = .done
+        outcomes[refund] = .declined
+        outcomes[text] = .voided
+        #expect(outcomes[first] == .done && outcomes[refund] == .declined && outcomes[text] == .voided)
+        #expect(outcomes[table.key("pay-4:stripe")] == nil)
+        let dense = outcomes.denseCount
+        #expect(dense >= 8 && dense <= 1 << 16, "\(dense)")
+        // A number far beyond the table's end is kept aside, not allocated up to.
+        let far = table.key("pay-999999999999:stripe")
+        outcomes[far] = .done
+        #expect(outcomes[far] == .done)
+        #expect(outcomes.denseCount == dense)
+        // Numbers just beyond the end still grow the table; what was aside stays found.
+        let near = table.key("pay-40000:stripe")
+        outcomes[near] = .declined
+        #expect(outcomes.denseCount > 80_000 && outcomes.denseCount < 80_000 + (1 << 16))
+        #expect(outcomes[near] == .declined && outcomes[far] == .done && outcomes[first] == .done)
+    }
+
     /// A ten-million-payment run holds ten million records and keys: their
     /// size is the world's memory per payment.
     @Test("a settled record takes 32 bytes and a key 8")

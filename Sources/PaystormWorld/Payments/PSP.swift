@@ -96,6 +96,42 @@ final class PSP: SimActor {
         }
     }
 
+    /// The final outcome per packed key (``KeyTable``). Codes are payment
+    /// and refund numbers, so most outcomes sit in a dense byte table
+    /// indexed by the code — one byte a number where a dictionary took about
+    /// twenty. The table grows only next to the numbers it holds: text keys
+    /// and stray huge numbers ("pay-999999999999:…") go to a dictionary
+    /// instead of allocating the table all the way up to them.
+    struct OutcomeTable {
+        /// 0 none, else `Final.rawValue + 1`.
+        private var dense = ChunkedArray<UInt8>()
+        private var sparse: [Key: Final] = [:]
+        static let denseReach: Int64 = 1 << 20
+
+        /// Bytes the dense table holds.
+        var denseCount: Int { dense.count }
+
+        /// A key's outcome; set once per key (an outcome is final).
+        subscript(key: Key) -> Final? {
+            get {
+                if key.code >= 0 && key.code < Int64(dense.count) {
+                    let stored = dense[Int(key.code)]
+                    if stored != 0 { return Final(rawValue: stored - 1) }
+                }
+                return sparse.isEmpty ? nil : sparse[key]
+            }
+            set {
+                guard let final = newValue else { preconditionFailure("an outcome is final: it is never cleared") }
+                guard key.code >= 0 && key.code < Int64(dense.count) + Self.denseReach else {
+                    sparse[key] = final
+                    return
+                }
+                dense.extend(toInclude: Int(key.code), with: 0)
+                dense[Int(key.code)] = final.rawValue + 1
+            }
+        }
+    }
+
     private var keys: KeyTable
     /// The currencies of the records, by index.
     private var currencies: [Currency] = []
@@ -110,14 +146,7 @@ final class PSP: SimActor {
     unowned let world: World
     let index: Int
     let profile: PSPProfile
-    /// The final outcome per packed key (``KeyTable``), indexed by its
-    /// code: 0 none, else `Final.rawValue + 1`. Codes are payment and refund
-    /// numbers, so the table is dense — one byte a number where a dictionary
-    /// took about twenty — and each PSP's holds every number up to the
-    /// highest it was asked about.
-    private var outcomeByCode = ChunkedArray<UInt8>()
-    /// Outcomes of keys kept as text (negative codes).
-    private var otherOutcomes: [Key: Final] = [:]
+    private var outcomes = OutcomeTable()
     private(set) var records = ChunkedArray<Record>()
     private var calls: [Int64: (PSPRequest, ActorAddress)] = [:]
     private var nextCall: Int64 = 0
@@ -192,22 +221,6 @@ final class PSP: SimActor {
         world.network.send(.pspReply(attemptID: request.attemptID, outcome: reply), to: replyTo, kernel: kernel)
     }
 
-    private func outcome(_ key: Key) -> Final? {
-        guard key.code >= 0 else { return otherOutcomes[key] }
-        guard key.code < outcomeByCode.count else { return nil }
-        let stored = outcomeByCode[Int(key.code)]
-        return stored == 0 ? nil : Final(rawValue: stored - 1)
-    }
-
-    private func setOutcome(_ key: Key, _ final: Final) {
-        guard key.code >= 0 else {
-            otherOutcomes[key] = final
-            return
-        }
-        outcomeByCode.extend(toInclude: Int(key.code), with: 0)
-        outcomeByCode[Int(key.code)] = final.rawValue + 1
-    }
-
     /// The PSP's semantics for one request that reached it.
     private func apply(_ request: PSPRequest, decline: Bool, _ kernel: SimulationKernel<WorldMessage>) -> PSPOutcome {
         let text = request.idempotencyKey
@@ -215,18 +228,18 @@ final class PSP: SimActor {
         let reference = "\(profile.id)-\(text)"
         switch request.operation {
         case .charge, .refund:
-            switch outcome(key) {
+            switch outcomes[key] {
             case .done: return .succeeded(pspReference: reference)
             case .declined: return .declined(reason: "do_not_honor")
             case .voided: return .declined(reason: "canceled")
             case nil:
                 let charge = request.operation == .charge
                 if decline {
-                    setOutcome(key, .declined)
+                    outcomes[key] = .declined
                     settle(key, charge ? .charge : .refund, request.amount, .failed, kernel)
                     return .declined(reason: "do_not_honor")
                 }
-                setOutcome(key, .done)
+                outcomes[key] = .done
                 if charge {
                     world.checker.pspCaptured(key: text, pspIndex: index, amountMinor: request.amount.minorUnits)
                     settle(key, .charge, request.amount, .captured, kernel)
@@ -237,17 +250,17 @@ final class PSP: SimActor {
                 return .succeeded(pspReference: reference)
             }
         case .status:
-            switch outcome(key) {
+            switch outcomes[key] {
             case .done: return .succeeded(pspReference: reference)
             case .declined, .voided: return .declined(reason: "failed")
             case nil: return .notFound
             }
         case .cancel:
-            switch outcome(key) {
+            switch outcomes[key] {
             case .done: return .succeeded(pspReference: reference)
             case .declined, .voided: return .declined(reason: "canceled")
             case nil:
-                setOutcome(key, .voided)
+                outcomes[key] = .voided
                 return .declined(reason: "canceled")
             }
         }
