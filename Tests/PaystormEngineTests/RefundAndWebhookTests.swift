@@ -55,6 +55,41 @@ struct RefundTests {
         #expect(try h.safetyViolations().isEmpty && h.settledViolations().isEmpty)
     }
 
+    /// A retried refund whose key outlived its record is a new request,
+    /// refused when nothing is left to refund — before it writes anything,
+    /// so a group commit around it keeps the other commands. (The lookup
+    /// used to delete the expired record first, and the refusal then rolled
+    /// the whole batch back.)
+    @Test func aRefundRefusedAfterItsKeyExpiredLeavesItsBatchWhole() throws {
+        let h = try EngineHarness()
+        try h.completedPayment(key: "p", amount: "50.00")
+        _ = try h.refund("pay-1", amount: "50.00", key: "r")
+        h.advance(by: h.engine.configuration.idempotencyRetentionNanoseconds)
+        var refusal: EngineError?
+        try h.engine.inBatch {
+            try h.pay(key: "q", user: "u-2")
+            do {
+                _ = try h.refund("pay-1", amount: "50.00", key: "r")
+            } catch {
+                refusal = error as? EngineError
+            }
+        }
+        guard case .refundExceedsCaptured = refusal else {
+            Issue.record("expected refundExceedsCaptured, got \(String(describing: refusal))")
+            return
+        }
+        #expect(try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") } == 2, "the batch committed")
+        #expect(try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM refund") } == 1)
+        // The expired record stays until a new one replaces it (or the purge removes it).
+        #expect(try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM idempotency_record WHERE idempotency_key = 'r'") } == 1)
+        // The key is free: a new refund of another payment under it replaces the record.
+        try h.completedPayment(key: "p2", amount: "20.00")
+        let again = try h.refund("pay-3", amount: "5.00", key: "r")
+        #expect(!again.replayed)
+        #expect(try h.read { try String.fetchOne($0, sql: "SELECT resource_id FROM idempotency_record WHERE idempotency_key = 'r' AND kind = 'refund'") } == again.refundID)
+        #expect(try h.refund("pay-3", amount: "5.00", key: "r").replayed)
+    }
+
     @Test func pendingRefundsReserveTheCapturedAmount() throws {
         let h = try EngineHarness()
         try h.completedPayment(key: "p", amount: "50.00")

@@ -22,7 +22,9 @@ enum EngineStatement: Int, CaseIterable {
     case storeCounter
     /// (merchant_id, idempotency_key, kind) → request_hash, resource_id, expires_ns
     case idempotencyRecord
-    /// (merchant_id, idempotency_key, kind, request_hash, resource_id, created_ns, expires_ns)
+    /// (merchant_id, idempotency_key, kind, request_hash, resource_id, created_ns, expires_ns);
+    /// replaces an expired record of the same key (only an expired one is
+    /// ever there: a live one is replayed instead)
     case insertIdempotencyRecord
     /// (payment_id, user_id, merchant_id, amount_minor, currency, status, card_token,
     ///  card_masked, psp_id, failure_reason, fraud_decision, created_ns, updated_ns)
@@ -105,6 +107,8 @@ enum EngineStatement: Int, CaseIterable {
             """
             INSERT INTO idempotency_record (merchant_id, idempotency_key, kind, request_hash, resource_id, created_ns, expires_ns)
             VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (merchant_id, idempotency_key, kind) DO UPDATE SET request_hash = excluded.request_hash,
+                resource_id = excluded.resource_id, created_ns = excluded.created_ns, expires_ns = excluded.expires_ns
             """
         case .insertPayment:
             """

@@ -128,19 +128,18 @@ extension PaymentEngine {
         var resourceID: String
     }
 
-    /// The live record for a key, deleting it first if its retention ran out.
+    /// The live record for a key; `nil` if there is none or its retention
+    /// ran out. A lookup writes nothing: the command it guards may still be
+    /// refused after it (a refund of a payment not completed), and a command
+    /// that fails must fail before its first write. A new record replaces an
+    /// expired one when it is stored (``insertIdempotencyRecord``).
     func idempotencyRecord(merchantID: String, key: String, kind: String, now: Int64, in db: Database) throws -> IdempotencyRecord? {
         let lookup = try statements(.idempotencyRecord, db)
         defer { lookup.reset() }
         lookup.bind(merchantID, at: 1)
         lookup.bind(key, at: 2)
         lookup.bind(kind, at: 3)
-        guard try lookup.step() else { return nil }
-        if lookup.int64(at: 2) <= now {
-            lookup.reset()
-            try db.run("DELETE FROM idempotency_record WHERE merchant_id = ? AND idempotency_key = ? AND kind = ?", [merchantID, key, kind])
-            return nil
-        }
+        guard try lookup.step(), lookup.int64(at: 2) > now else { return nil }
         return IdempotencyRecord(requestHash: lookup.text(at: 0), resourceID: lookup.text(at: 1))
     }
 
