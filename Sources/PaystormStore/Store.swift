@@ -35,18 +35,24 @@ public final class Store {
     /// Opens (creating if needed) the database and applies all migrations:
     /// the store's own, then those `migrations` registers (the engine's tables).
     /// - Throws: ``StoreError`` naming the path and SQLite's message.
-    public init(_ location: Location, migrations: (inout DatabaseMigrator) -> Void = { _ in }) throws(StoreError) {
+    /// - Parameter allowsHeldTransactions: whether a host may hold a
+    ///   transaction open across accesses (``beginHeldTransaction()``), for
+    ///   a memory or scratch database only. Without it GRDB keeps checking
+    ///   that no access leaves a transaction open.
+    public init(_ location: Location, allowsHeldTransactions: Bool = false,
+                migrations: (inout DatabaseMigrator) -> Void = { _ in }) throws(StoreError) {
+        if case .file = location {
+            precondition(!allowsHeldTransactions, "a durable file never holds a transaction across accesses")
+        }
         self.location = location
+        self.allowsHeldTransactions = allowsHeldTransactions
         var configuration = Configuration()
         // GRDB uses the label as the database's description: errors name the file.
         configuration.label = location.description
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
-        // A simulation's database may hold a transaction open between
-        // accesses (``beginHeldTransaction()``); a server's file never does,
-        // and GRDB keeps checking that.
-        if case .file = location {} else { configuration.allowsUnsafeTransactions = true }
+        configuration.allowsUnsafeTransactions = allowsHeldTransactions
         do {
             switch location {
             case .memory:
@@ -118,9 +124,14 @@ public final class Store {
 
     // MARK: - A held transaction
 
+    /// Whether this store may hold a transaction (set when opened).
+    public let allowsHeldTransactions: Bool
     /// Whether a host holds a transaction open that writers join (see
     /// ``beginHeldTransaction()``).
     public private(set) var holdsTransaction = false
+    /// Whether a joined writer failed after writing: the held transaction
+    /// will not commit, and further writers should refuse to join it.
+    public var heldTransactionFailed: Bool { heldTransactionFailure != nil }
     /// Why the held transaction must not commit: a joined writer failed
     /// after writing (``joinedWriterFailed(_:)``).
     private var heldTransactionFailure: String?
@@ -138,8 +149,15 @@ public final class Store {
     /// fails after writing cannot be undone alone; its writer reports it
     /// (``joinedWriterFailed(_:)``) and the held transaction then refuses to
     /// commit.
-    /// - Precondition: no transaction is open or held.
+    ///
+    /// Inside a held transaction a writer's own batch (``PaymentEngine``'s
+    /// `inBatch`) is part of it too: its effects go out before the held
+    /// transaction commits, and a batch that fails after writing spoils the
+    /// held transaction rather than rolling back alone.
+    /// - Precondition: the store was opened with `allowsHeldTransactions`,
+    ///   and no transaction is open or held.
     public func beginHeldTransaction() throws(StoreError) {
+        precondition(allowsHeldTransactions, "store \(location) was not opened to hold transactions")
         precondition(!holdsTransaction, "a held transaction is already open")
         do {
             try queue.writeWithoutTransaction { db in try db.execute(sql: "BEGIN IMMEDIATE TRANSACTION") }
@@ -163,14 +181,20 @@ public final class Store {
             try queue.writeWithoutTransaction { db in
                 guard db.isInsideTransaction else {
                     throw StoreError(path: location.description, operation: "commit a held transaction",
-                                     message: failure ?? "SQLite ended the transaction under its writers")
+                                     message: "SQLite ended the transaction under its writers" + (failure.map { ": \($0)" } ?? ""))
                 }
                 if let failure {
                     try db.execute(sql: "ROLLBACK TRANSACTION")
                     throw StoreError(path: location.description, operation: "commit a held transaction",
                                      message: "a command failed after writing, so the transaction was rolled back: \(failure)")
                 }
-                try db.execute(sql: "COMMIT TRANSACTION")
+                do {
+                    try db.execute(sql: "COMMIT TRANSACTION")
+                } catch {
+                    // Not left open under the next writer (it would refuse to begin its own).
+                    if db.isInsideTransaction { try? db.execute(sql: "ROLLBACK TRANSACTION") }
+                    throw error
+                }
             }
         } catch let error as StoreError {
             throw error

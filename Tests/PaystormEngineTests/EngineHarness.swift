@@ -31,6 +31,12 @@ final class EngineHarness {
                                    vaultEncryptionKey: Data(repeating: 1, count: 32), vaultTokenKey: Data(repeating: 2, count: 32))
     }
 
+    /// A harness on a store opened elsewhere (for example one that may hold transactions).
+    init(sharing store: Store, configuration: EngineConfiguration = EngineHarness.configuration()) throws {
+        engine = try PaymentEngine(sharing: store, configuration: configuration,
+                                   vaultEncryptionKey: Data(repeating: 1, count: 32), vaultTokenKey: Data(repeating: 2, count: 32))
+    }
+
     /// Moves the engine's queued effects into the harness's lists.
     func collect() {
         for effect in engine.takeEffects() {

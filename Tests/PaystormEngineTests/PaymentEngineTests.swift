@@ -360,7 +360,7 @@ struct PaymentEngineTests {
     /// the journal head) before the next reads it, and a command refused
     /// before writing does not spoil the commit.
     @Test func commandsJoinAHeldTransactionAndCommitWithIt() throws {
-        let h = try EngineHarness()
+        let h = try EngineHarness(sharing: PaymentEngine.openStore(.memory, allowsHeldTransactions: true))
         let other = try PaymentEngine(sharing: h.engine.store, configuration: EngineHarness.configuration(),
                                       vaultEncryptionKey: Data(repeating: 1, count: 32), vaultTokenKey: Data(repeating: 2, count: 32))
         func captured(_ n: Int) -> TransactionEvent {
@@ -393,7 +393,7 @@ struct PaymentEngineTests {
     /// transaction: the store refuses to commit it, rolls the whole
     /// transaction back and says why.
     @Test func aCommandThatFailsAfterWritingInAHeldTransactionStopsItsCommit() throws {
-        let h = try EngineHarness()
+        let h = try EngineHarness(sharing: PaymentEngine.openStore(.memory, allowsHeldTransactions: true))
         try h.engine.store.queue.write { db in
             try db.execute(sql: """
                 CREATE TRIGGER storage_fails AFTER INSERT ON psp_attempt WHEN NEW.subject_id = 'pay-2'
@@ -403,6 +403,14 @@ struct PaymentEngineTests {
         try h.engine.store.beginHeldTransaction()
         try h.pay(key: "first")
         #expect(throws: EngineError.self) { try h.pay(key: "second") }
+        #expect(h.engine.store.heldTransactionFailed)
+        // Nothing is built on top of half a command.
+        do {
+            try h.pay(key: "after", user: "u-3")
+            Issue.record("a command joined a held transaction that will be rolled back")
+        } catch {
+            #expect("\(error)".contains("earlier command failed after writing"))
+        }
         do {
             try h.engine.store.commitHeldTransaction()
             Issue.record("a held transaction holding half a command committed")

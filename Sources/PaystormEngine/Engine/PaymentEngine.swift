@@ -77,8 +77,9 @@ public final class PaymentEngine {
     }
 
     /// Opens (or creates) a store with the engine's schema.
-    public static func openStore(_ location: Store.Location) throws(StoreError) -> Store {
-        try Store(location) { EngineSchema.register(in: &$0) }
+    /// - Parameter allowsHeldTransactions: see ``Store/init(_:allowsHeldTransactions:migrations:)``.
+    public static func openStore(_ location: Store.Location, allowsHeldTransactions: Bool = false) throws(StoreError) -> Store {
+        try Store(location, allowsHeldTransactions: allowsHeldTransactions) { EngineSchema.register(in: &$0) }
     }
 
     /// The effects queued since the last call, in the order they arose.
@@ -166,6 +167,11 @@ public final class PaymentEngine {
                 let error = EngineError.storage("the store's held transaction was ended under its writers")
                 store.joinedWriterFailed(error)
                 throw error
+            }
+            // As a batch refuses commands after one failed half-way: nothing
+            // is built on top of half a command.
+            guard !store.heldTransactionFailed else {
+                throw EngineError.storage("the store's held transaction will be rolled back: an earlier command failed after writing")
             }
             let changes = db.totalChangesCount
             statements.defersWrites = true

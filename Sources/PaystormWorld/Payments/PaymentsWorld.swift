@@ -17,7 +17,7 @@ public enum PaymentsWorld {
         let location: Store.Location = configuration.scratchDatabasePath.map {
             .scratch(path: $0, cacheMebibytes: configuration.databaseCacheMebibytes)
         } ?? .memory
-        let store = try PaymentEngine.openStore(location)
+        let store = try PaymentEngine.openStore(location, allowsHeldTransactions: true)
         defer {
             if let path = configuration.scratchDatabasePath {
                 for suffix in ["", "-journal"] { try? FileManager.default.removeItem(atPath: path + suffix) }
@@ -88,7 +88,12 @@ public enum PaymentsWorld {
         try store.beginHeldTransaction()
         func advance(until deadline: SimInstant) throws {
             kernel.run(until: deadline)
-            try store.commitHeldTransactionAndContinue()
+            do {
+                try store.commitHeldTransactionAndContinue()
+            } catch {
+                throw StoreError(path: error.path, operation: "\(error.operation) at t=\(kernel.now.seconds) s (seed \(configuration.seed))",
+                                 message: error.message)
+            }
         }
 
         // Load phase: until every payment has been started.

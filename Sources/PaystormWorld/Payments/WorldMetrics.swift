@@ -1,4 +1,5 @@
 import PaystormEngine
+import PaystormKernel
 import PaystormStatistics
 
 /// What the world measured, per request, per PSP and per time window.
@@ -62,10 +63,12 @@ public final class WorldMetrics {
     let windowNanoseconds: Int64
     public private(set) var windows: [Window] = []
     private var windowLatencies: [Double] = []
-    /// End-to-end latency of every finished request with an answer, seconds.
-    var latencies: [Float] = []
+    /// End-to-end latency of every finished request with an answer, seconds
+    /// (every sample is kept: the reports' quantiles and their confidence
+    /// intervals are read from the exact sample).
+    var latencies = ChunkedArray<Float>()
     /// Creation to terminal state, seconds.
-    var timeToTerminal: [Float] = []
+    var timeToTerminal = ChunkedArray<Float>()
     public internal(set) var psp: [PSPCounters]
     public internal(set) var fraud = FraudConfusion()
 
