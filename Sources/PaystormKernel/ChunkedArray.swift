@@ -10,7 +10,8 @@
 public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
     public let chunkShift: Int
     @usableFromInline var chunks: [[Element]] = []
-    public private(set) var count = 0
+    public var count: Int { _count }
+    @usableFromInline var _count = 0
 
     /// - Parameter chunkShift: each chunk holds `1 << chunkShift` elements.
     /// - Precondition: `0 < chunkShift < 31`.
@@ -39,24 +40,26 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
     }
 
     /// Appends `element`, starting a new chunk when the last is full.
+    @inlinable
     public mutating func append(_ element: Element) {
-        if count & mask == 0 {
+        if _count & mask == 0 {
             var chunk: [Element] = []
             chunk.reserveCapacity(1 << chunkShift)
             chunks.append(chunk)
         }
         chunks[chunks.count - 1].append(element)
-        count += 1
+        _count += 1
     }
 
     /// Grows by whole chunks of `filler` until `index` is a valid position
     /// (nothing if it already is): a dense table indexed by number.
+    @inlinable
     public mutating func extend(toInclude index: Int, with filler: Element) {
         precondition(index >= 0, "negative index \(index)")
         while index >= count {
             if count & mask == 0 {
                 chunks.append([Element](repeating: filler, count: 1 << chunkShift))
-                count += 1 << chunkShift
+                _count += 1 << chunkShift
             } else {
                 append(filler)
             }

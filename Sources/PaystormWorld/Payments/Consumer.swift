@@ -28,11 +28,13 @@ final class Consumer: SimActor {
         self.world = world
         self.group = group
         self.member = member
+        name = "consumer.\(World.groups[group].rawValue).\(member)"
         host = EngineHost(world: world)
     }
 
     var consumer: EngineConsumer { World.groups[group] }
-    var name: String { "consumer.\(consumer.rawValue).\(member)" }
+    /// Built once: every delivery names its consumer.
+    let name: String
 
     func receive(_ message: WorldMessage, from sender: ActorAddress, kernel: SimulationKernel<WorldMessage>) {
         switch message {

@@ -31,11 +31,13 @@ final class Replica: SimActor {
     init(world: World, index: Int) {
         self.world = world
         self.index = index
+        name = "replica.\(index)"
         model = world.configuration.service
         host = EngineHost(world: world)
     }
 
-    var name: String { "replica.\(index)" }
+    /// Built once: every engine call names its replica.
+    let name: String
     /// Work queued or in service.
     var depth: Int { queue.count + inService.count }
 
