@@ -105,18 +105,12 @@ public enum PaymentsWorld {
             try advance(until: step)
             if !sabotaged && kernel.now >= .zero + sabotageAt {
                 sabotaged = true
-                try store.commitHeldTransaction()
                 try applySabotage(configuration.sabotage!, store: store)
-                try store.beginHeldTransaction()
             }
             progress?(Double(clients.paymentsStarted) / Double(configuration.payments))
         }
         let loadEnd = clients.arrivalsEndedAt ?? kernel.now
-        if !sabotaged {
-            try store.commitHeldTransaction()
-            try applySabotage(configuration.sabotage!, store: store)
-            try store.beginHeldTransaction()
-        }
+        if !sabotaged { try applySabotage(configuration.sabotage!, store: store) }
         world.checker.audit(final: false, cardNumbers: [])
 
         // Healing: faults end, BUGGIFY stops, dead letters are replayed, then reconciliation.
@@ -227,8 +221,15 @@ public enum PaymentsWorld {
         return found
     }
 
-    /// A broken engine's footprint, written behind the engine's back.
+    /// A broken engine's footprint, written behind the engine's back in a
+    /// transaction of its own, between two held ones.
     static func applySabotage(_ sabotage: Sabotage, store: Store) throws {
+        try store.commitHeldTransaction()
+        try writeSabotage(sabotage, store: store)
+        try store.beginHeldTransaction()
+    }
+
+    private static func writeSabotage(_ sabotage: Sabotage, store: Store) throws {
         try store.queue.write { db in
             let completed = try String.fetchOne(db, sql: "SELECT payment_id FROM payment WHERE status = 'completed' ORDER BY payment_id LIMIT 1")
             switch sabotage {
