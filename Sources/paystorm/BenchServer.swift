@@ -30,17 +30,26 @@ extension Paystorm.Bench {
         @Option(help: "Keep the database and logs here instead of a temporary directory.") var keep: String?
         @Flag(help: "Also deliver merchant notifications over HTTP to the sandbox (two more requests per payment); by default they are accepted in process.") var notify = false
 
-        func run() async throws {
-            let offered = try rates.split(separator: ",").map { text -> Double in
-                guard let rate = Double(text.trimmingCharacters(in: .whitespaces)), rate > 0 else {
+        func offeredRates() throws -> [Double] {
+            try rates.split(separator: ",", omittingEmptySubsequences: false).map { text -> Double in
+                guard let rate = Double(text.trimmingCharacters(in: .whitespaces)), rate > 0, rate.isFinite else {
                     throw ValidationError("--rates: expected comma-separated payments/s, found \"\(text)\"")
                 }
                 return rate
             }
-            guard duration > 0 else { throw ValidationError("--duration: expected seconds > 0") }
+        }
+
+        func validate() throws {
+            _ = try offeredRates()
+            guard duration > 0, duration.isFinite else { throw ValidationError("--duration: expected seconds > 0, found \(duration)") }
+            guard warmup >= 0, warmup.isFinite else { throw ValidationError("--warmup: expected seconds >= 0, found \(warmup)") }
             guard pspConnections >= 1 else { throw ValidationError("--psp-connections: expected at least 1") }
             guard connections >= 1 else { throw ValidationError("--connections: expected at least 1") }
-            guard ["default", "ideal"].contains(pspProfile) else { throw ValidationError("--psp-profile: expected default or ideal") }
+            guard ["default", "ideal"].contains(pspProfile) else { throw ValidationError("--psp-profile: expected default or ideal, found \"\(pspProfile)\"") }
+        }
+
+        func run() async throws {
+            let offered = try offeredRates()
             let directory = keep ?? NSTemporaryDirectory() + "paystorm-bench-server-\(getpid())"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let serverPort = try freePort(), sandboxPort = try freePort()

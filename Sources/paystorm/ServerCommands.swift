@@ -35,6 +35,14 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM private key of --tls-certificate.") var tlsKey: String?
     @Flag(help: "Log only errors.") var quiet = false
 
+    func validate() throws {
+        guard pspConnections >= 1 else { throw ValidationError("--psp-connections: expected at least 1") }
+        guard psps.split(separator: ",", omittingEmptySubsequences: false).allSatisfy({ !$0.trimmingCharacters(in: .whitespaces).isEmpty }) else {
+            throw ValidationError("--psps: expected comma-separated PSP ids, e.g. stripe,paypal")
+        }
+        guard (0...65_535).contains(port) else { throw ValidationError("--port: expected 0...65535, found \(port)") }
+    }
+
     func run() async throws {
         var options = ServerOptions()
         options.host = host
@@ -50,11 +58,6 @@ struct Serve: AsyncParsableCommand {
         options.tlsCertificatePath = tlsCertificate
         options.tlsKeyPath = tlsKey
         options.quiet = quiet
-        guard pspConnections >= 1 else { throw ValidationError("--psp-connections: expected at least 1") }
-        guard !options.pspIDs.isEmpty, options.pspIDs.allSatisfy({ !$0.isEmpty }) else {
-            throw ValidationError("--psps: expected comma-separated PSP ids, e.g. stripe,paypal")
-        }
-        guard (0...65_535).contains(port) else { throw ValidationError("--port: expected 0...65535, found \(port)") }
         if let apiKeys {
             guard let text = try? String(contentsOfFile: apiKeys, encoding: .utf8) else {
                 throw ValidationError("--api-keys: cannot read \(apiKeys)")
@@ -98,7 +101,19 @@ struct Sandbox: AsyncParsableCommand {
     @Option(help: "Seed of the sandbox's random choices.") var seed: UInt64 = 1
     @Option(help: "HTTP connections for webhooks back to the server, at most (kept open and reused).") var webhookConnections = 512
 
-    func run() async throws {
+    func validate() throws {
+        _ = try profiles()
+        guard (0...65_535).contains(port) else { throw ValidationError("--port: expected 0...65535, found \(port)") }
+        guard (0...1).contains(notificationFailureRate) else {
+            throw ValidationError("--notification-failure-rate: expected a share in 0...1, found \(notificationFailureRate)")
+        }
+        guard (1...65_536).contains(webhookConnections) else {
+            throw ValidationError("--webhook-connections: expected 1...65536, found \(webhookConnections)")
+        }
+    }
+
+    /// The PSP profiles with the overrides applied.
+    func profiles() throws -> [PSPProfile] {
         var profiles: [PSPProfile] = [.stripeLike, .paypalLike]
         switch profile {
         case "default": break
@@ -120,10 +135,11 @@ struct Sandbox: AsyncParsableCommand {
             if let value = try rate(ambiguousRate, "ambiguous-rate") { profiles[index].ambiguousRate = value }
             if let value = try rate(declineRate, "decline-rate") { profiles[index].declineRate = value }
         }
-        _ = try rate(notificationFailureRate, "notification-failure-rate")
-        guard (1...65_536).contains(webhookConnections) else {
-            throw ValidationError("--webhook-connections: expected 1...65536, found \(webhookConnections)")
-        }
+        return profiles
+    }
+
+    func run() async throws {
+        let profiles = try profiles()
         // AsyncHTTPClient's default pool keeps 8 connections per host: at a
         // thousand webhooks a second the sandbox spent more CPU opening
         // connections past that and dropping timed-out webhooks from the
@@ -222,15 +238,18 @@ struct Load: AsyncParsableCommand {
     @Option(help: "Write the ids of acknowledged payments here, one per line (for `paystorm audit`).") var acknowledged: String?
     @Flag(help: "No progress line.") var quiet = false
 
-    func run() async throws {
+    func validate() throws {
         guard rate > 0, rate <= 1_000_000 else { throw ValidationError("--rate: expected requests per second in (0, 1000000], found \(rate)") }
         guard duration > 0, duration <= 86_400 else { throw ValidationError("--duration: expected seconds in (0, 86400], found \(duration)") }
         guard merchants >= 1 else { throw ValidationError("--merchants: expected at least 1") }
         guard connections >= 1 else { throw ValidationError("--connections: expected at least 1") }
-        guard timeout > 0 else { throw ValidationError("--timeout: expected seconds > 0") }
+        guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout: expected seconds > 0") }
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
             throw ValidationError("URL: expected http://host:port, found \"\(url)\"")
         }
+    }
+
+    func run() async throws {
         let parsed: [Threshold]
         do {
             parsed = try thresholds.map { text throws(ThresholdSyntaxError) in try Threshold.parse(text) }

@@ -102,6 +102,9 @@ final class CLITests {
         let port = try paystorm(["serve", "--port", "99999"])
         #expect(port.status == 64)
         #expect(port.error.contains("--port"))
+        // Under the usage of the command that was given, not of `paystorm` itself.
+        #expect(port.error.contains("Usage: paystorm serve"))
+        #expect(try paystorm(["bench", "server", "--rates", "100,0"]).error.contains("Usage: paystorm bench server"))
         #expect(try paystorm(["serve", "--psps", ","]).status == 64)
         #expect(try paystorm(["serve", "--database", "/nonexistent/dir/p.sqlite", "--port", "0"]).status == 64)
         #expect(try paystorm(["psp-sandbox", "--ambiguous-rate", "2"]).status == 64)
@@ -112,6 +115,7 @@ final class CLITests {
         let dead = try paystorm(["load", "http://127.0.0.1:1", "--rate", "5", "--duration", "1", "--out", scratch + "/dead-load"])
         #expect(dead.status == 64, "a server that is not there is not a measurement")
         #expect(dead.error.contains("cannot reach"))
+        #expect(!dead.error.contains("Usage:"), "a problem met while running is one line, not a usage screen")
         #expect(try paystorm(["audit", "--database", "/nonexistent.sqlite"]).status == 64)
     }
 
