@@ -15,6 +15,11 @@ public enum EngineBenchmark {
         public var violations: [String]
         /// Seconds spent per phase: create, PSP replies, outbox poll, consumers, notification results.
         public var phaseSeconds: [(phase: String, seconds: Double)]
+        /// Runs of the engine's prepared statements, and the SQLite
+        /// virtual-machine instructions they executed, over the timed part:
+        /// the same on every run of the same build, however busy the machine.
+        public var statements: Int
+        public var instructions: Int
         public var paymentsPerSecond: Double { Double(payments) / seconds }
     }
 
@@ -58,6 +63,8 @@ public enum EngineBenchmark {
             try body()
             phases[phase] += clock.now - start
         }
+        var statements = 0, instructions = 0
+        _ = engine.takeSQLWork()
         let elapsed = try clock.measure {
             var done = 0
             while done < payments {
@@ -104,6 +111,10 @@ public enum EngineBenchmark {
                     outboxPosition = last.sequence
                 }
                 done += count
+                // Per batch: SQLite's counters are 32 bits.
+                let work = engine.takeSQLWork()
+                statements += work.statements
+                instructions += work.instructions
             }
         }
         let (entries, wallets, violations) = try engine.store.queue.read { db in
@@ -118,6 +129,7 @@ public enum EngineBenchmark {
         if entries != payments { problems.append("journal has \(entries) entries for \(payments) payments") }
         let names = ["create", "psp replies", "outbox poll", "consumers", "notification results"]
         return Result(payments: payments, seconds: elapsed.seconds, journalEntries: entries, walletTotalMinor: wallets,
-                      violations: problems, phaseSeconds: zip(names, phases).map { ($0, $1.seconds) })
+                      violations: problems, phaseSeconds: zip(names, phases).map { ($0, $1.seconds) },
+                      statements: statements, instructions: instructions)
     }
 }

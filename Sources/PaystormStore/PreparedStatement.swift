@@ -90,6 +90,17 @@ public final class PreparedStatement {
         }
     }
 
+    // MARK: - Work done
+
+    /// How often the statement ran and the virtual-machine instructions it
+    /// executed since the last call, SQLite's own counts
+    /// (`sqlite3_stmt_status`), which restart from zero here (its counters
+    /// are 32 bits: read often enough, nothing wraps). Unlike a time, the
+    /// same work gives the same counts on any machine, however busy.
+    public func takeWork() -> (runs: Int, instructions: Int) {
+        (Int(sqlite3_stmt_status(handle, SQLITE_STMTSTATUS_RUN, 1)), Int(sqlite3_stmt_status(handle, SQLITE_STMTSTATUS_VM_STEP, 1)))
+    }
+
     // MARK: - Running
 
     /// Runs a statement that returns no rows, then resets it for reuse.

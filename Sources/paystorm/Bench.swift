@@ -113,6 +113,8 @@ extension Paystorm.Bench {
             print("engine lifecycles (\(location)): \(result.payments) payments in \(format(result.seconds, 2)) s = \(Int(result.paymentsPerSecond)) payments/s")
             let perPayment = result.phaseSeconds.map { "\($0.phase) \(format($0.seconds / Double(result.payments) * 1e6, 1)) us" }
             print("per payment: " + perPayment.joined(separator: ", "))
+            let count = Double(result.payments)
+            print("SQL per payment (prepared statements; the same on every run of a build): \(format(Double(result.statements) / count, 1)) statements, \(format(Double(result.instructions) / count, 0)) SQLite VM instructions")
             print("checked: \(result.journalEntries) journal entries, wallets hold \(result.walletTotalMinor) minor units, \(result.violations.isEmpty ? "no invariant violations" : "VIOLATIONS:")")
             for violation in result.violations.prefix(20) { print("  \(violation)") }
             if !result.violations.isEmpty { throw ExitCode(1) }

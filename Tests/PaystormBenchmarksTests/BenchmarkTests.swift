@@ -12,6 +12,19 @@ struct BenchmarkTests {
         #expect(result.grdbSeconds > 0 && result.rawSeconds > 0)
     }
 
+    @Test func engineBenchmarkCompletesEveryLifecycleAndCountsTheSameSQLEachRun() throws {
+        let a = try EngineBenchmark.run(payments: 600, batch: 250, location: .memory)
+        let b = try EngineBenchmark.run(payments: 600, batch: 250, location: .memory)
+        #expect(a.violations.isEmpty)
+        #expect(a.journalEntries == 600)
+        // Every lifecycle runs a few dozen statements; the counts are work, not time.
+        #expect(a.statements > 600 * 10)
+        #expect(a.instructions > a.statements)
+        #expect((a.statements, a.instructions) == (b.statements, b.instructions))
+        let bigger = try EngineBenchmark.run(payments: 1_200, batch: 250, location: .memory)
+        #expect(bigger.statements > a.statements)
+    }
+
     @Test func holdModelKeepsItsPendingEventsAndIsDeterministic() {
         let a = HoldModelBenchmark.run(pending: 500, events: 20_000, seed: 3)
         let b = HoldModelBenchmark.run(pending: 500, events: 20_000, seed: 3)

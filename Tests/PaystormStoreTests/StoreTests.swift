@@ -59,6 +59,31 @@ struct StoreTests {
         #expect(rows.first?["amount"] == 1050 as Int64)
     }
 
+    @Test func preparedStatementCountsItsRunsAndInstructionsSinceItWasLastAsked() throws {
+        let store = try Store(.memory)
+        try store.queue.write { db in
+            try db.execute(sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, amount INTEGER NOT NULL)")
+            let insert = try PreparedStatement(db, sql: "INSERT INTO t (id, amount) VALUES (?, ?)")
+            #expect(insert.takeWork() == (0, 0))
+            for id in 1...3 {
+                insert.bind(Int64(id), at: 1)
+                insert.bind(Int64(100), at: 2)
+                try insert.execute()
+            }
+            let three = insert.takeWork()
+            #expect(three.runs == 3)
+            #expect(three.instructions > 0)
+            #expect(insert.takeWork() == (0, 0), "each call counts from the last")
+            // The same work again: the same count.
+            for id in 4...6 {
+                insert.bind(Int64(id), at: 1)
+                insert.bind(Int64(100), at: 2)
+                try insert.execute()
+            }
+            #expect(insert.takeWork() == three)
+        }
+    }
+
     @Test func preparedStatementKeepsBoundTextUntilItIsBoundAgain() throws {
         let store = try Store(.memory)
         try store.queue.write { db in

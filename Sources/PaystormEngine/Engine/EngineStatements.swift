@@ -357,6 +357,18 @@ final class EngineStatements {
         defersWrites = false
     }
 
+    /// The runs and virtual-machine instructions of these statements since
+    /// the last call (see ``PreparedStatement/takeWork()``).
+    func takeWork() -> (runs: Int, instructions: Int) {
+        var total = (runs: 0, instructions: 0)
+        for case let statement? in prepared {
+            let work = statement.takeWork()
+            total.runs += work.runs
+            total.instructions += work.instructions
+        }
+        return total
+    }
+
     /// The prepared `statement`, preparing it on `db` the first time.
     /// - Precondition: `db` is the connection of every earlier call.
     @inline(__always)

@@ -88,6 +88,16 @@ public final class PaymentEngine {
         return pending
     }
 
+    /// The SQL this engine ran through its prepared statements since the
+    /// last call: statement runs and SQLite virtual-machine instructions.
+    /// They count work, not time, so they compare two builds on a machine
+    /// too busy for their times to (`paystorm bench engine` prints them).
+    /// Statements of the rare paths, run through GRDB, are not counted.
+    public func takeSQLWork() -> (statements: Int, instructions: Int) {
+        let work = statements.takeWork()
+        return (work.runs, work.instructions)
+    }
+
     /// Runs `body` in one write transaction; its effects are queued only if
     /// it commits. Inside ``inBatch(_:)`` it runs in the batch's transaction
     /// instead (see there for how each command stays all-or-nothing).
