@@ -79,7 +79,7 @@ public enum StoreInsertBenchmark {
     }
 }
 
-extension Duration {
+public extension Duration {
     /// Seconds as a `Double`, for benchmark arithmetic.
     var seconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PaystormWorld
+import PaystormBenchmarks
 
 extension Paystorm.Bench {
     struct World: ParsableCommand {
@@ -44,15 +45,22 @@ extension Paystorm.Bench {
             #endif
             var configuration = WorldConfiguration.reference(payments: payments, seed: seed)
             configuration.scratchDatabasePath = (scratch as NSString).appendingPathComponent("paystorm-world-\(getpid()).sqlite")
+            // Wall time per phase, taken here in the host: the run reads no clock.
             let clock = ContinuousClock()
             let start = clock.now
-            let report = try PaymentsWorld.run(configuration)
-            let elapsed = clock.now - start
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            var phaseStart = start
+            var phases: [(PaymentsWorld.Phase, Duration)] = []
+            let report = try PaymentsWorld.run(configuration, phaseEnded: { phase in
+                let now = clock.now
+                phases.append((phase, now - phaseStart))
+                phaseStart = now
+            })
+            let seconds = (clock.now - start).seconds
             if verbose { print(report.summary) }
             var usage = rusage()
             getrusage(RUSAGE_SELF.rawValue, &usage)
             let peakMiB = Double(usage.ru_maxrss) / 1024
+            print("wall by phase: " + phases.map { "\($0.0.rawValue) \(format($0.1.seconds, 1)) s" }.joined(separator: ", "))
             print("world: payments=\(report.paymentsStarted) wall=\(format(seconds, 1)) s payments/s=\(Int(Double(report.paymentsStarted) / seconds)) events=\(report.events) events/s=\(Int(Double(report.events) / seconds)) peak_memory=\(format(peakMiB, 0)) MiB violations=\(report.violations) trace=\(report.traceHash)")
             if twice {
                 configuration.scratchDatabasePath! += ".again"

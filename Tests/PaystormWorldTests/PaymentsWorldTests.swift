@@ -24,8 +24,10 @@ func expectClean(_ report: WorldReport, sourceLocation: SourceLocation = #_sourc
 struct PaymentsWorldTests {
     @Test("a fault-free run ends with every payment terminal, books settled and no violation")
     func baseline() throws {
-        let report = try PaymentsWorld.run(smallWorld())
+        var phases: [PaymentsWorld.Phase] = []
+        let report = try PaymentsWorld.run(smallWorld(), phaseEnded: { phases.append($0) })
         expectClean(report)
+        #expect(phases == PaymentsWorld.Phase.allCases, "each phase ends once, in order")
         #expect(report.paymentsStarted == 1_500)
         #expect(report.paymentsCompleted > 1_300)
         #expect(report.requests >= 1_500)

@@ -11,8 +11,26 @@ import PaystormStore
 /// again after a healing phase.
 public enum PaymentsWorld {
     /// Runs one world to the end of its healing phase.
-    /// - Parameter progress: called every virtual second with the share of payments started.
-    public static func run(_ configuration: WorldConfiguration, progress: ((Double) -> Void)? = nil) throws -> WorldReport {
+    /// The stretches of a run, in order, for a host that times them
+    /// (``run(_:progress:phaseEnded:)``): the run itself reads no clock.
+    public enum Phase: String, CaseIterable, Sendable {
+        /// Until every payment has been started, faults and all.
+        case load
+        /// The safety audit of the whole database once the load ended.
+        case auditAfterLoad = "audit after load"
+        /// Faults end, dead letters are replayed, consumers catch up.
+        case healing
+        /// Each PSP's settlement report against the engine's records.
+        case reconciliation
+        /// Liveness, the final audit and the cross-check with the PSPs, and the report.
+        case finalChecks = "final checks"
+    }
+
+    /// - Parameters:
+    ///   - progress: called every virtual second with the share of payments started.
+    ///   - phaseEnded: called as each ``Phase`` ends, in order.
+    public static func run(_ configuration: WorldConfiguration, progress: ((Double) -> Void)? = nil,
+                           phaseEnded: ((Phase) -> Void)? = nil) throws -> WorldReport {
         try configuration.validate()
         let location: Store.Location = configuration.scratchDatabasePath.map {
             .scratch(path: $0, cacheMebibytes: configuration.databaseCacheMebibytes)
@@ -111,7 +129,9 @@ public enum PaymentsWorld {
         }
         let loadEnd = clients.arrivalsEndedAt ?? kernel.now
         if !sabotaged { try applySabotage(configuration.sabotage!, store: store) }
+        phaseEnded?(.load)
         world.checker.audit(final: false, cardNumbers: [])
+        phaseEnded?(.auditAfterLoad)
 
         // Healing: faults end, BUGGIFY stops, dead letters are replayed, then reconciliation.
         world.healing = true
@@ -127,6 +147,7 @@ public enum PaymentsWorld {
         kernel.inject(.heal, to: world.broker, at: kernel.now)
         for member in world.consumers[2] { kernel.inject(.heal, to: member, at: kernel.now) }
         try advance(until: loadEnd + SimDuration(nanoseconds: healing.nanoseconds / 2))
+        phaseEnded?(.healing)
         // What is left — reconciliation and the final audits — reads whole
         // tables once. The page cache that served the load is of little use
         // to it, and SQLite sizes its sorter by the same setting: at a million
@@ -158,6 +179,7 @@ public enum PaymentsWorld {
         try advance(until: loadEnd + healing)
         try store.commitHeldTransaction()
         progress?(1)
+        phaseEnded?(.reconciliation)
 
         // Liveness, then the final safety audit and the cross-check with the PSPs' truth.
         let liveness = try livenessViolations(world: world, broker: broker, injected: injected)
@@ -170,8 +192,10 @@ public enum PaymentsWorld {
         world.checker.audit(final: true, cardNumbers: clients.sampleCardNumbers)
         world.checker.crossCheck()
         world.checker.collectTrails()
-        return try WorldReport(world: world, clients: clients, gateway: gateway, broker: broker, sink: sink, monitor: monitor,
-                               liveness: liveness, nonTerminal: nonTerminal, loadEndSeconds: loadEnd.seconds)
+        let report = try WorldReport(world: world, clients: clients, gateway: gateway, broker: broker, sink: sink, monitor: monitor,
+                                     liveness: liveness, nonTerminal: nonTerminal, loadEndSeconds: loadEnd.seconds)
+        phaseEnded?(.finalChecks)
+        return report
     }
 
     /// Runs the configuration twice and compares the trace hashes.
