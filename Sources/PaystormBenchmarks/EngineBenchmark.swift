@@ -15,11 +15,13 @@ public enum EngineBenchmark {
         public var violations: [String]
         /// Seconds spent per phase: create, PSP replies, outbox poll, consumers, notification results.
         public var phaseSeconds: [(phase: String, seconds: Double)]
-        /// Runs of the engine's prepared statements, and the SQLite
+        /// Runs of each of the engine's prepared statements, and the SQLite
         /// virtual-machine instructions they executed, over the timed part:
         /// the same on every run of the same build, however busy the machine.
-        public var statements: Int
-        public var instructions: Int
+        /// Most instructions first.
+        public var sqlWork: [SQLWork]
+        public var statements: Int { sqlWork.reduce(0) { $0 + $1.runs } }
+        public var instructions: Int { sqlWork.reduce(0) { $0 + $1.instructions } }
         public var paymentsPerSecond: Double { Double(payments) / seconds }
     }
 
@@ -63,7 +65,7 @@ public enum EngineBenchmark {
             try body()
             phases[phase] += clock.now - start
         }
-        var statements = 0, instructions = 0
+        var work: [String: SQLWork] = [:]
         _ = engine.takeSQLWork()
         let elapsed = try clock.measure {
             var done = 0
@@ -112,9 +114,10 @@ public enum EngineBenchmark {
                 }
                 done += count
                 // Per batch: SQLite's counters are 32 bits.
-                let work = engine.takeSQLWork()
-                statements += work.statements
-                instructions += work.instructions
+                for statement in engine.takeSQLWork() where statement.runs > 0 {
+                    work[statement.sql, default: SQLWork(sql: statement.sql, runs: 0, instructions: 0)].runs += statement.runs
+                    work[statement.sql]!.instructions += statement.instructions
+                }
             }
         }
         let (entries, wallets, violations) = try engine.store.queue.read { db in
@@ -130,6 +133,6 @@ public enum EngineBenchmark {
         let names = ["create", "psp replies", "outbox poll", "consumers", "notification results"]
         return Result(payments: payments, seconds: elapsed.seconds, journalEntries: entries, walletTotalMinor: wallets,
                       violations: problems, phaseSeconds: zip(names, phases).map { ($0, $1.seconds) },
-                      statements: statements, instructions: instructions)
+                      sqlWork: work.values.sorted { ($0.instructions, $1.sql) > ($1.instructions, $0.sql) })
     }
 }

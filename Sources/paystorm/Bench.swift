@@ -97,6 +97,9 @@ extension Paystorm.Bench {
         @Option(help: "Payments created before the PSP replies and consumers run.")
         var batch: Int = 500
 
+        @Flag(help: "Also list each prepared statement's runs and SQLite VM instructions per payment.")
+        var sqlProfile = false
+
         @OptionGroup var database: BenchmarkDatabase
 
         func validate() throws {
@@ -115,6 +118,14 @@ extension Paystorm.Bench {
             print("per payment: " + perPayment.joined(separator: ", "))
             let count = Double(result.payments)
             print("SQL per payment (prepared statements; the same on every run of a build): \(format(Double(result.statements) / count, 1)) statements, \(format(Double(result.instructions) / count, 0)) SQLite VM instructions")
+            if sqlProfile {
+                print("  runs  instructions  statement (per payment, most instructions first)")
+                for statement in result.sqlWork {
+                    let runs = format(Double(statement.runs) / count, 2), instructions = format(Double(statement.instructions) / count, 1)
+                    let sql = statement.sql.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+                    print(String(repeating: " ", count: max(0, 6 - runs.count)) + runs + String(repeating: " ", count: max(0, 14 - instructions.count)) + instructions + "  " + sql.prefix(100))
+                }
+            }
             print("checked: \(result.journalEntries) journal entries, wallets hold \(result.walletTotalMinor) minor units, \(result.violations.isEmpty ? "no invariant violations" : "VIOLATIONS:")")
             for violation in result.violations.prefix(20) { print("  \(violation)") }
             if !result.violations.isEmpty { throw ExitCode(1) }

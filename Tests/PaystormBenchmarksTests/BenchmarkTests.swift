@@ -20,7 +20,10 @@ struct BenchmarkTests {
         // Every lifecycle runs a few dozen statements; the counts are work, not time.
         #expect(a.statements > 600 * 10)
         #expect(a.instructions > a.statements)
-        #expect((a.statements, a.instructions) == (b.statements, b.instructions))
+        #expect(a.sqlWork == b.sqlWork)
+        // One journal entry and one payment row per lifecycle, each counted once.
+        #expect(a.sqlWork.first { $0.sql.hasPrefix("INSERT INTO journal_entry") }?.runs == 600)
+        #expect(a.sqlWork.first { $0.sql.hasPrefix("INSERT INTO payment ") }?.runs == 600)
         let bigger = try EngineBenchmark.run(payments: 1_200, batch: 250, location: .memory)
         #expect(bigger.statements > a.statements)
     }

@@ -357,16 +357,14 @@ final class EngineStatements {
         defersWrites = false
     }
 
-    /// The runs and virtual-machine instructions of these statements since
-    /// the last call (see ``PreparedStatement/takeWork()``).
-    func takeWork() -> (runs: Int, instructions: Int) {
-        var total = (runs: 0, instructions: 0)
-        for case let statement? in prepared {
+    /// The runs and virtual-machine instructions of each statement prepared
+    /// so far since the last call (see ``PreparedStatement/takeWork()``).
+    func takeWork() -> [SQLWork] {
+        prepared.compactMap { statement in
+            guard let statement else { return nil }
             let work = statement.takeWork()
-            total.runs += work.runs
-            total.instructions += work.instructions
+            return SQLWork(sql: statement.sql, runs: work.runs, instructions: work.instructions)
         }
-        return total
     }
 
     /// The prepared `statement`, preparing it on `db` the first time.

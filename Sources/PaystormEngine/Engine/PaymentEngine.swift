@@ -89,13 +89,14 @@ public final class PaymentEngine {
     }
 
     /// The SQL this engine ran through its prepared statements since the
-    /// last call: statement runs and SQLite virtual-machine instructions.
-    /// They count work, not time, so they compare two builds on a machine
-    /// too busy for their times to (`paystorm bench engine` prints them).
-    /// Statements of the rare paths, run through GRDB, are not counted.
-    public func takeSQLWork() -> (statements: Int, instructions: Int) {
-        let work = statements.takeWork()
-        return (work.runs, work.instructions)
+    /// last call, per statement: runs and SQLite virtual-machine
+    /// instructions. They count work, not time, so they compare two builds
+    /// on a machine too busy for their times to (`paystorm bench engine`
+    /// prints them). Statements of the rare paths, run through GRDB, are not
+    /// counted. Call it often enough that no statement runs more than 2³¹
+    /// instructions in between (SQLite's counters are 32 bits).
+    public func takeSQLWork() -> [SQLWork] {
+        statements.takeWork()
     }
 
     /// Runs `body` in one write transaction; its effects are queued only if
@@ -317,5 +318,18 @@ struct CircuitBreaker {
             openUntilNanoseconds = now + openFor
             probeSentAtNanoseconds = nil
         }
+    }
+}
+
+/// What one prepared statement ran: see ``PaymentEngine/takeSQLWork()``.
+public struct SQLWork: Sendable, Equatable {
+    public var sql: String
+    public var runs: Int
+    public var instructions: Int
+
+    public init(sql: String, runs: Int, instructions: Int) {
+        self.sql = sql
+        self.runs = runs
+        self.instructions = instructions
     }
 }
