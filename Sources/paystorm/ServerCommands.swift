@@ -247,20 +247,25 @@ struct Load: AsyncParsableCommand {
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
             throw ValidationError("URL: expected http://host:port, found \"\(url)\"")
         }
+        _ = try parsedThresholds()
+        _ = try options()
     }
 
-    func run() async throws {
-        let parsed: [Threshold]
+    func parsedThresholds() throws -> [Threshold] {
         do {
-            parsed = try thresholds.map { text throws(ThresholdSyntaxError) in try Threshold.parse(text) }
+            return try thresholds.map { text throws(ThresholdSyntaxError) in try Threshold.parse(text) }
         } catch {
             throw ValidationError("--threshold: \(error)")
         }
+    }
+
+    /// The generator's options from the command's: the mix as shares, the arrivals.
+    func options() throws -> LoadGenerator.Options {
         var options = LoadGenerator.Options(url: url, rate: rate, durationSeconds: duration)
         var shares = ["payments": 0.0, "refunds": 0.0, "reads": 0.0]
         for part in mix.split(separator: ",") {
             let pair = part.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
-            guard pair.count == 2, shares[pair[0]] != nil, let value = Double(pair[1]), value >= 0 else {
+            guard pair.count == 2, shares[pair[0]] != nil, let value = Double(pair[1]), value >= 0, value.isFinite else {
                 throw ValidationError("--mix: expected payments=X,refunds=Y,reads=Z with shares >= 0, found \"\(part)\"")
             }
             shares[pair[0]] = value
@@ -274,6 +279,12 @@ struct Load: AsyncParsableCommand {
         case "constant": options.poisson = false
         default: throw ValidationError("--arrivals: expected poisson or constant, found \"\(arrivals)\"")
         }
+        return options
+    }
+
+    func run() async throws {
+        let parsed = try parsedThresholds()
+        var options = try options()
         options.merchants = merchants
         options.connections = connections
         options.timeoutSeconds = timeout

@@ -146,6 +146,10 @@ extension Paystorm {
         @Argument(help: "Shard directories.") var directories: [String]
         @Option(help: "Where to write the merged report (default: the first directory).") var out: String?
 
+        func validate() throws {
+            guard !directories.isEmpty else { throw ValidationError("give at least one shard directory") }
+        }
+
         func run() throws {
             var spec: SweepSpec?
             var points: [String: Sweep.Point] = [:]
@@ -167,7 +171,7 @@ extension Paystorm {
                     points["\(point.index)-\(point.seed)"] = point
                 }
             }
-            guard let spec else { throw ValidationError("give at least one shard directory") }
+            guard let spec else { preconditionFailure("validate() refuses an empty list of shard directories") }
             let seeds = spec.seeds.first!...spec.seeds.last!
             let missing = Sweep.grid(spec.axes, seeds: seeds).filter { points["\($0.index)-\($0.seed)"] == nil }
             guard missing.isEmpty else {

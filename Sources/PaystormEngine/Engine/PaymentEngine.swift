@@ -94,7 +94,9 @@ public final class PaymentEngine {
     /// on a machine too busy for their times to (`paystorm bench engine`
     /// prints them). Statements of the rare paths, run through GRDB, are not
     /// counted. Call it often enough that no statement runs more than 2³¹
-    /// instructions in between (SQLite's counters are 32 bits).
+    /// instructions in between (SQLite's counters are 32 bits), and like any
+    /// other engine call: from the one thread that drives the engine, never
+    /// during another call.
     public func takeSQLWork() -> [SQLWork] {
         statements.takeWork()
     }

@@ -13,15 +13,18 @@ public enum PaymentsWorld {
     /// Runs one world to the end of its healing phase.
     /// The stretches of a run, in order, for a host that times them
     /// (``run(_:progress:phaseEnded:)``): the run itself reads no clock.
+    /// Together they are the whole run but for removing the scratch file.
     public enum Phase: String, CaseIterable, Sendable {
-        /// Until every payment has been started, faults and all.
+        /// Setting the world up, then until every payment has been started, faults and all.
         case load
         /// The safety audit of the whole database once the load ended.
         case auditAfterLoad = "audit after load"
-        /// Faults end, dead letters are replayed, consumers catch up.
+        /// The first half of the healing time: faults end, dead letters are
+        /// replayed, consumers catch up.
         case healing
-        /// Each PSP's settlement report against the engine's records.
-        case reconciliation
+        /// Each PSP's settlement report against the engine's records, then
+        /// the rest of the healing time.
+        case reconciliation = "reconciliation and the rest of healing"
         /// Liveness, the final audit and the cross-check with the PSPs, and the report.
         case finalChecks = "final checks"
     }
