@@ -139,9 +139,16 @@ public final class PaymentEngine {
         do {
             return try body()
         } catch {
-            if db.totalChangesCount != changes || !db.isInsideTransaction { batchFailure = error }
+            if Self.failedAfterWriting(db, changesBefore: changes) { batchFailure = error }
             throw error
         }
+    }
+
+    /// Whether a command that threw had written first — SQLite's count of
+    /// changed rows moved — or SQLite ended the transaction under it: either
+    /// way the transaction it ran in must not commit.
+    private static func failedAfterWriting(_ db: Database, changesBefore: Int) -> Bool {
+        db.totalChangesCount != changesBefore || !db.isInsideTransaction
     }
 
     /// Runs `body` in one transaction on the store's connection with
@@ -155,36 +162,21 @@ public final class PaymentEngine {
     /// failure after writing is reported to the store, which then refuses
     /// to commit.
     private func writeTransaction<T>(_ body: (Database) throws -> T) throws -> T {
-        if store.holdsTransaction { return try joinHeldTransaction(body) }
+        let joins = store.holdsTransaction
         return try store.queue.writeWithoutTransaction { db in
-            try statements(.begin, db).execute()
-            statements.defersWrites = true
-            defer { statements.forgetTransaction() }
-            let value: T
-            do {
-                value = try body(db)
-                try statements.writeBack(db)
-                try statements(.commit, db).execute()
-            } catch {
-                // Report the command's own error; SQLite may already have rolled back.
-                if db.isInsideTransaction { try? statements(.rollback, db).execute() }
-                throw error
-            }
-            return value
-        }
-    }
-
-    private func joinHeldTransaction<T>(_ body: (Database) throws -> T) throws -> T {
-        try store.queue.writeWithoutTransaction { db in
-            guard db.isInsideTransaction else {
-                let error = EngineError.storage("the store's held transaction was ended under its writers")
-                store.joinedWriterFailed(error)
-                throw error
-            }
-            // As a batch refuses commands after one failed half-way: nothing
-            // is built on top of half a command.
-            guard !store.heldTransactionFailed else {
-                throw EngineError.storage("the store's held transaction will be rolled back: an earlier command failed after writing")
+            if joins {
+                guard db.isInsideTransaction else {
+                    let error = EngineError.storage("the store's held transaction was ended under its writers")
+                    store.joinedWriterFailed(error)
+                    throw error
+                }
+                // As a batch refuses commands after one failed half-way:
+                // nothing is built on top of half a command.
+                guard !store.heldTransactionFailed else {
+                    throw EngineError.storage("the store's held transaction will be rolled back: an earlier command failed after writing")
+                }
+            } else {
+                try statements(.begin, db).execute()
             }
             let changes = db.totalChangesCount
             statements.defersWrites = true
@@ -192,9 +184,16 @@ public final class PaymentEngine {
             do {
                 let value = try body(db)
                 try statements.writeBack(db)
+                if !joins { try statements(.commit, db).execute() }
                 return value
             } catch {
-                if db.totalChangesCount != changes || !db.isInsideTransaction { store.joinedWriterFailed(error) }
+                if joins {
+                    // Not undone here: the store refuses to commit the stretch.
+                    if Self.failedAfterWriting(db, changesBefore: changes) { store.joinedWriterFailed(error) }
+                } else if db.isInsideTransaction {
+                    // Report the command's own error; SQLite may already have rolled back.
+                    try? statements(.rollback, db).execute()
+                }
                 throw error
             }
         }
