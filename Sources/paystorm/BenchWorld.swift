@@ -50,11 +50,16 @@ extension Paystorm.Bench {
             let start = clock.now
             var phaseStart = start
             var phases: [(PaymentsWorld.Phase, Duration)] = []
-            let report = try PaymentsWorld.run(configuration, phaseEnded: { phase in
+            // On a terminal only: a ten-million run takes more than an hour.
+            let bar = ProgressBar(label: "world \(payments) payments", quiet: false)
+            let report = try PaymentsWorld.run(configuration, progress: { bar.update($0) }, phaseEnded: { phase in
                 let now = clock.now
                 phases.append((phase, now - phaseStart))
                 phaseStart = now
+                let next = PaymentsWorld.Phase.allCases.drop { $0 != phase }.dropFirst().first
+                if let next { bar.note("\(phase.rawValue) done, now \(next.rawValue)") }
             })
+            bar.finish()
             let seconds = (clock.now - start).seconds
             if verbose { print(report.summary) }
             var usage = rusage()

@@ -55,6 +55,13 @@ final class ProgressBar {
         FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(Int(fraction * 100))% payments started, \(Int(elapsed)) s, ETA \(Int(eta)) s   ".utf8))
     }
 
+    /// Replaces the bar with a line saying what the run does now.
+    func note(_ text: String) {
+        guard enabled else { return }
+        let elapsed = Double((clock.now - start).components.seconds)
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(label): \(text), \(Int(elapsed)) s so far".utf8))
+    }
+
     func finish() {
         guard enabled else { return }
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
