@@ -152,6 +152,18 @@ public final class EngineRunner: @unchecked Sendable {
     private var stopWaiters: [@Sendable () -> Void] = []
 
     // The engine thread's own.
+    /// Engine time: the wall clock when the runner was made, advanced by the
+    /// monotonic clock. Timers run on the monotonic clock; were engine time
+    /// the wall clock itself, a step back of the wall clock (NTP) would make
+    /// a PSP timeout fire "early" by engine time, be taken for a stale timer
+    /// and dropped, and leave its attempt in flight until a restart.
+    private let clockAnchor = (wall: WallClock.nanoseconds(), monotonic: WallClock.monotonic())
+    /// The engine's own work (PSP replies, timers, notification results) of
+    /// a batch that rolled back — storage failing under it — to run again
+    /// after ``retryPause``: none of it happened, and nothing else would
+    /// bring it back before a restart.
+    private var retries = Deque<(due: Int64, job: Job)>()
+    private let retryPause: Int64 = 1_000_000_000
     private var timers = Heap<ArmedTimer>()
     private var timerSequence: Int64 = 0
     private var relayCursor: Int64 = 0
@@ -170,12 +182,17 @@ public final class EngineRunner: @unchecked Sendable {
         sheddingWait = .nanoseconds(engine.configuration.pspTimeoutNanoseconds / 2)
     }
 
+    /// Engine time now (see ``clockAnchor``): Unix-epoch nanoseconds that never go back.
+    func engineNow() -> Int64 {
+        clockAnchor.wall + (WallClock.monotonic() - clockAnchor.monotonic)
+    }
+
     /// Starts the engine thread: it first recovers (re-arms every open PSP
     /// attempt and pending notification from SQLite) and arms the engine's
     /// periodic upkeep, then serves the inbox.
     public func start() throws(EngineError) {
         relayCursor = try engine.outboxCursor()
-        try engine.recover(now: WallClock.nanoseconds())
+        try engine.recover(now: engineNow())
         engine.armMaintenance()
         perform(engine.takeEffects())
         let thread = Thread { [self] in loop() }
@@ -187,6 +204,13 @@ public final class EngineRunner: @unchecked Sendable {
     /// While the runner sheds load (see ``sheddingWait``) a new payment or
     /// refund is refused at once instead, on the caller's thread.
     public func submit(_ call: Call, reply: @escaping Reply) {
+        condition.lock()
+        if stopped {
+            condition.unlock()
+            reply(.failure(.overloaded("the engine has stopped")))
+            return
+        }
+        condition.unlock()
         switch call {
         case .createPayment, .createRefund:
             condition.lock()
@@ -229,7 +253,8 @@ public final class EngineRunner: @unchecked Sendable {
                 return
             }
             stopRequested = true
-            drainDeadline = WallClock.monotonic() + Int64(grace.components.seconds) * 1_000_000_000
+            let (seconds, attoseconds) = grace.components
+            drainDeadline = WallClock.monotonic() + max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
             stopWaiters.append { continuation.resume() }
             condition.signal()
             condition.unlock()
@@ -256,10 +281,12 @@ public final class EngineRunner: @unchecked Sendable {
             while inbox.isEmpty && !moreEvents && (outbound.isEmpty || pspInFlight + notificationsInFlight >= maximumOutbound) {
                 if stopRequested && pspInFlight + notificationsInFlight == 0 { break }
                 if stopRequested && WallClock.monotonic() >= drainDeadline { break }
-                // Wake for the next timer, the drain deadline, and at least once a
-                // second for the relay (a failed round is retried then).
-                let wake = min(timers.min?.deadline ?? .max, stopRequested ? drainDeadline : .max,
-                               WallClock.monotonic() + 1_000_000_000)
+                // Wake for the next timer or retry, the drain deadline, and at
+                // least once a second for the relay (a failed round is retried
+                // then). A drain runs no timers (recovery re-arms them), so
+                // they do not wake it.
+                let work = stopRequested ? Int64.max : min(timers.min?.deadline ?? .max, retries.first?.due ?? .max)
+                let wake = min(work, stopRequested ? drainDeadline : .max, WallClock.monotonic() + 1_000_000_000)
                 let seconds = Double(wake - WallClock.monotonic()) / 1e9
                 if seconds <= 0 { break }
                 _ = condition.wait(until: Date(timeIntervalSinceNow: seconds))
@@ -273,6 +300,9 @@ public final class EngineRunner: @unchecked Sendable {
             let now = WallClock.monotonic()
             while let due = timers.min, due.deadline <= now, !stopping {
                 jobs.append(.timer(timers.removeMin().timer))
+            }
+            while let retry = retries.first, retry.due <= now, !stopping {
+                jobs.append(retries.removeFirst().job)
             }
             // Requests first, in transactions of their own: a client waits on
             // them; PSP replies, timers and notification results do not.
@@ -331,7 +361,7 @@ public final class EngineRunner: @unchecked Sendable {
 
     /// One group commit: every job in one transaction, then the answers and effects.
     private func execute(_ jobs: ArraySlice<Job>) {
-        let now = WallClock.nanoseconds()
+        let now = engineNow()
         var answers: [(Reply, Result<Answer, EngineError>)] = []
         answers.reserveCapacity(jobs.count)
         var errors = 0
@@ -360,9 +390,12 @@ public final class EngineRunner: @unchecked Sendable {
                 }
             }
         } catch {
-            // The commit failed: nothing of the batch happened.
+            // The commit failed: nothing of the batch happened. Clients get
+            // the error; the engine's own work is tried again.
             log("batch of \(jobs.count) rolled back: \(error)")
             answers = answers.map { ($0.0, .failure(error)) }
+            let due = WallClock.monotonic() + retryPause
+            for job in jobs where !job.isCall { retries.append((due, job)) }
         }
         perform(engine.takeEffects())
         condition.lock()
@@ -495,7 +528,7 @@ public final class EngineRunner: @unchecked Sendable {
             }
             guard !messages.isEmpty || !deliveries.isEmpty else { return }
             serveWaitingRequests()
-            let now = WallClock.nanoseconds()
+            let now = engineNow()
             var poisoned: [(EngineConsumer, BrokerDelivery, String)] = []
             try engine.inBatch {
                 if let last = messages.last { try engine.acknowledgeOutbox(through: last.sequence) }

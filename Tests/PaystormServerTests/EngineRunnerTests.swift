@@ -137,6 +137,72 @@ extension EngineRunnerTests {
     }
 }
 
+extension EngineRunnerTests {
+    @Test("a PSP reply whose batch rolled back is applied again once the storage recovers")
+    func rolledBackEngineWorkIsRetried() async throws {
+        let directory = TemporaryDirectory()
+        let psp = HoldingPSP()
+        let log = LogLines()
+        let runner = try ServerFixture.runner(in: directory, psp: psp, configuration: ServerFixture.patientConfiguration(),
+                                              log: { log.add($0) })
+        try runner.start()
+        guard case let .success(.payment(view)) = await runner.perform(.createPayment(ServerFixture.command(key: "retried"))) else {
+            Issue.record("no payment")
+            return
+        }
+        #expect(await ServerFixture.eventually { psp.count == 1 })
+        // Another connection holds the write lock: the runner's transaction for the reply cannot begin.
+        var blocking = Configuration()
+        blocking.allowsUnsafeTransactions = true
+        let blocker = try DatabaseQueue(path: directory.file("engine.sqlite"), configuration: blocking)
+        try await blocker.writeWithoutTransaction { try $0.execute(sql: "BEGIN EXCLUSIVE") }
+        psp.release()
+        #expect(await ServerFixture.eventually { log.contains("rolled back") }, "the reply's batch failed while the lock was held")
+        try await blocker.writeWithoutTransaction { try $0.execute(sql: "COMMIT") }
+        // Nothing else would settle it: no timeout fires within the test.
+        let settled = await ServerFixture.eventually(60) {
+            guard case let .success(.payment(now)) = await runner.perform(.payment(id: view.paymentID, merchantID: "m1")) else { return false }
+            return now.status == .completed
+        }
+        #expect(settled, "the PSP's answer was applied on the retry")
+        await runner.stop()
+    }
+
+    @Test("a drain waits its whole grace, fractions of a second included")
+    func drainHonoursSubSecondGrace() async throws {
+        let directory = TemporaryDirectory()
+        let psp = HoldingPSP()
+        let runner = try ServerFixture.runner(in: directory, psp: psp, configuration: ServerFixture.patientConfiguration())
+        try runner.start()
+        guard case let .success(.payment(view)) = await runner.perform(.createPayment(ServerFixture.command(key: "drained"))) else {
+            Issue.record("no payment")
+            return
+        }
+        #expect(await ServerFixture.eventually { psp.count == 1 })
+        let release = Task {
+            try await Task.sleep(for: .milliseconds(200))
+            psp.release()
+        }
+        await runner.stop(grace: .milliseconds(900))
+        try await release.value
+        let store = try PaymentEngine.openStore(.file(path: directory.file("engine.sqlite")))
+        let status = try store.queue.inDatabase { try String.fetchOne($0, sql: "SELECT status FROM payment WHERE payment_id = ?", arguments: [view.paymentID]) }
+        #expect(status == "completed", "the answer that came 200 ms into a 900 ms grace was applied before the runner stopped")
+    }
+
+    @Test("a call made after the runner stopped is answered, with an error")
+    func callAfterStopIsAnswered() async throws {
+        let directory = TemporaryDirectory()
+        let runner = try ServerFixture.runner(in: directory)
+        try runner.start()
+        await runner.stop()
+        let answers = AnswerBox()
+        runner.submit(.status) { answers.add($0) }
+        #expect(answers.count == 1, "answered at once, on the caller's thread")
+        #expect(answers.failures.count == 1)
+    }
+}
+
 /// A PSP that holds every call until released, then answers success.
 final class HoldingPSP: PSPPort, @unchecked Sendable {
     private let lock = NSLock()

@@ -59,10 +59,11 @@ enum ServerFixture {
 
     /// A runner over a file database in `directory`, not started.
     static func runner(in directory: TemporaryDirectory, psp: any PSPPort = InstantPSP(),
-                       configuration: EngineConfiguration = configuration()) throws -> EngineRunner {
+                       configuration: EngineConfiguration = configuration(),
+                       log: @escaping @Sendable (String) -> Void = { _ in }) throws -> EngineRunner {
         let broker = try SQLiteBroker(.file(path: directory.file("broker.sqlite")), partitions: 4)
         return EngineRunner(engine: try engine(at: directory.file("engine.sqlite"), configuration: configuration), broker: broker,
-                            psp: psp, notifier: AcceptingNotifier())
+                            psp: psp, notifier: AcceptingNotifier(), log: log)
     }
 
     static func paymentJSON(merchant: String = "m1", key: String, amount: String = "10.50", user: String = "u1",
@@ -89,4 +90,12 @@ enum ServerFixture {
         }
         return try await condition()
     }
+}
+
+/// Lines a runner logged, read from the test.
+final class LogLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func add(_ line: String) { lock.withLock { lines.append(line) } }
+    func contains(_ text: String) -> Bool { lock.withLock { lines.contains { $0.contains(text) } } }
 }
