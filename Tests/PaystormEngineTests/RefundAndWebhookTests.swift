@@ -55,6 +55,27 @@ struct RefundTests {
         #expect(try h.safetyViolations().isEmpty && h.settledViolations().isEmpty)
     }
 
+    /// The fee is returned in proportion to what was refunded so far, rounded
+    /// down in total: the last cent of a 10.00 payment (fee 0.59) returns a
+    /// cent of fee, all of the refund, and the merchant's share is zero. A
+    /// zero posting is no posting: the entry still balances and posts.
+    @Test func aRefundWhoseFeeShareIsItsWholeAmountStillPosts() throws {
+        let h = try EngineHarness()
+        try h.completedPayment(key: "p", amount: "10.00")  // fee 0.29 + 0.30 = 59
+        _ = try h.refund("pay-1", amount: "9.99", key: "r1")
+        try h.reply(.succeeded(pspReference: "re_1"), to: try #require(h.takeCall()))
+        _ = try h.refund("pay-1", amount: "0.01", key: "r2")
+        try h.reply(.succeeded(pspReference: "re_2"), to: try #require(h.takeCall()))
+        try h.drainOutbox()
+        try h.read { (db: Database) throws in
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM journal_entry") == 3, "the capture and both refunds")
+            #expect(try Ledger.balance(of: .psp("stripe"), currency: .usd, in: db) == 0)
+            #expect(try Ledger.balance(of: .platformFees, currency: .usd, in: db) == 0, "the whole fee returned")
+            #expect(try Ledger.balance(of: .merchant("m-1"), currency: .usd, in: db) == 0)
+        }
+        #expect(try h.safetyViolations().isEmpty && h.settledViolations().isEmpty)
+    }
+
     /// A retried refund whose key outlived its record is a new request,
     /// refused when nothing is left to refund — before it writes anything,
     /// so a group commit around it keeps the other commands. (The lookup

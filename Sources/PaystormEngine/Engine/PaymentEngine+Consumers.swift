@@ -104,21 +104,25 @@ extension PaymentEngine {
     func journalEntry(for event: TransactionEvent) -> JournalEntry? {
         guard let currency = Currency(code: event.currency) else { return nil }
         func money(_ minor: Int64) -> Money { Money(minorUnits: minor, currency: currency) }
-        var postings: [LedgerPosting]
+        let postings: [LedgerPosting]
         switch event.kind {
         case .paymentCompleted:
             postings = [.debit(.psp(event.pspID), money(event.amountMinor)),
-                        .credit(.merchant(event.merchantID), money(event.amountMinor - event.feeMinor))]
-            if event.feeMinor > 0 { postings.append(.credit(.platformFees, money(event.feeMinor))) }
+                        .credit(.merchant(event.merchantID), money(event.amountMinor - event.feeMinor)),
+                        .credit(.platformFees, money(event.feeMinor))]
         case .refundSucceeded:
             postings = [.credit(.psp(event.pspID), money(event.amountMinor)),
-                        .debit(.merchant(event.merchantID), money(event.amountMinor - event.feeMinor))]
-            if event.feeMinor > 0 { postings.append(.debit(.platformFees, money(event.feeMinor))) }
+                        .debit(.merchant(event.merchantID), money(event.amountMinor - event.feeMinor)),
+                        .debit(.platformFees, money(event.feeMinor))]
         case .paymentFailed, .refundFailed:
             return nil
         }
+        // A share of zero is no posting: no fee, or (the fee returned with a
+        // refund being rounded down in total) a last cent whose whole amount
+        // is fee, which leaves the merchant nothing to give back. A negative
+        // share stays in, for the ledger to refuse.
         return JournalEntry(id: event.eventID, transactionID: event.refundID ?? event.paymentID,
-                            timeNanoseconds: event.timeNanoseconds, postings: postings)
+                            timeNanoseconds: event.timeNanoseconds, postings: postings.filter { $0.amount.minorUnits != 0 })
     }
 
     /// Posts `entry`; `false` if the journal already holds it (a redelivery).
