@@ -66,6 +66,26 @@ struct PaymentEngineTests {
         #expect(try h.pay(key: "same").paymentID == "pay-3")
     }
 
+    /// A card expires when its month ends. A payment made in that last
+    /// minute and retried a minute later, in the next month, replays the
+    /// payment; only a new request with that card is refused.
+    @Test func aReplayAcrossTheCardsExpiryMonthStillReplays() throws {
+        let h = try EngineHarness()
+        h.now = 1_790_812_740 * 1_000_000_000  // 2026-09-30 23:59 UTC
+        func pay(_ key: String) throws -> PaymentView {
+            try h.engine.createPayment(CreatePaymentCommand(userID: "u-1", merchantID: "m-1", amount: "5.00", currency: "USD",
+                                                            card: CardInput(number: "4111111111111111", expiry: "09/26", cvv: "123"),
+                                                            idempotencyKey: key), now: h.now)
+        }
+        let first = try pay("last-minute")
+        h.advance(by: 90 * 1_000_000_000)  // 2026-10-01 00:00:30
+        let retry = try pay("last-minute")
+        #expect(retry.paymentID == first.paymentID && retry.replayed)
+        #expect(throws: EngineError.invalidField(field: "payment_method.details",
+                                                 message: "payment_method.details.expiry_date 09/26 is in the past")) { try pay("next-month") }
+        #expect(try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") } == 1)
+    }
+
     /// Records past their retention are deleted by the upkeep timer, a
     /// batch at a time, oldest first; live ones stay and still replay.
     @Test func expiredIdempotencyRecordsArePurgedInBatches() throws {

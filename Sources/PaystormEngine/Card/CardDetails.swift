@@ -40,6 +40,11 @@ public struct CardDetails: Sendable, CustomStringConvertible {
     }
 
     /// The Luhn (mod 10) check digit test.
+    /// Whether the card's expiry month is before `currentMonth`.
+    public func isExpired(currentYear: Int, currentMonth: Int) -> Bool {
+        (expiryYear, expiryMonth) < (currentYear, currentMonth)
+    }
+
     public static func passesLuhn(_ digits: String) -> Bool {
         var sum = 0
         for (index, character) in digits.reversed().enumerated() {

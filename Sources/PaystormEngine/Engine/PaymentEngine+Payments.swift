@@ -27,8 +27,11 @@ extension PaymentEngine {
         let calendar = CivilDate.yearMonth(unixNanoseconds: now)
         let card: CardDetails
         do {
+            // Whether the card has expired is asked only of a new request
+            // (below): a retry of one made in the card's last month, arriving
+            // after it ran out, still replays the payment.
             card = try CardDetails(number: command.card.number, expiry: command.card.expiry, cvv: command.card.cvv,
-                                   currentYear: calendar.year, currentMonth: calendar.month)
+                                   currentYear: .min, currentMonth: .min)
         } catch {
             throw .invalidField(field: "payment_method.details", message: error.description)
         }
@@ -49,6 +52,9 @@ extension PaymentEngine {
                 var view = try paymentView(existing.resourceID, in: db)
                 view.replayed = true
                 return view
+            }
+            guard !card.isExpired(currentYear: calendar.year, currentMonth: calendar.month) else {
+                throw EngineError.invalidField(field: "payment_method.details", message: CardError.expired(command.card.expiry).description)
             }
             let paymentID = "pay-\(try nextID("payment", in: db))"
             _ = try vault.store(card, tokenized, in: db, statements: statements)
