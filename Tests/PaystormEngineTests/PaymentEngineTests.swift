@@ -269,6 +269,22 @@ struct PaymentEngineTests {
         #expect(h.calls.last?.pspID == "stripe")
     }
 
+    /// A half-open breaker lets one probe through; a request that makes no
+    /// call — a replay, a fraud decline — must not use it up, or the breaker
+    /// stays open another period with nothing out to close it.
+    @Test func onlyARealCallUsesTheHalfOpenProbe() throws {
+        let h = try EngineHarness()
+        for i in 0..<3 {
+            try h.pay(key: "k\(i)")
+            try h.reply(.transientError("down"), to: try #require(h.takeCall()))
+        }
+        h.advance(by: h.engine.configuration.breakerOpenNanoseconds)
+        h.calls.removeAll()
+        #expect(try h.pay(key: "k0").replayed)
+        try h.pay(key: "probe")
+        #expect(h.calls.map(\.pspID) == ["stripe"], "the probe went to the PSP whose breaker is half-open")
+    }
+
     @Test func aFailedProbeReopensTheBreaker() throws {
         let h = try EngineHarness()
         for i in 0..<3 {

@@ -40,8 +40,6 @@ extension PaymentEngine {
         let token = tokenized.token
         let requestHash = Self.digest([command.userID, command.merchantID, String(amount.minorUnits), currency.code,
                                        token, String(card.expiryMonth), String(card.expiryYear)])
-        let route = chooseRoute(now: now)
-
         return try transaction { db, effects in
             if let existing = try idempotencyRecord(merchantID: command.merchantID, key: command.idempotencyKey,
                                                     kind: "payment", now: now, in: db) {
@@ -69,7 +67,11 @@ extension PaymentEngine {
                 fraudText = "decline: " + reasons.map(\.description).joined(separator: "; ")
                 failure = "declined by fraud screening: " + reasons.map(\.description).joined(separator: "; ")
             }
-            if failure == nil, route == nil { failure = "no PSP available: every circuit breaker is open" }
+            // Chosen only for a payment that will call a PSP: a half-open
+            // breaker admits one probe, which a replay or a decline must not use up.
+            let route = failure == nil ? chooseRoute(now: now) : nil
+            let noRoute = failure == nil && route == nil
+            if noRoute { failure = "no PSP available: every circuit breaker is open" }
             let status: PaymentStatus = failure == nil ? .processing : .failed
             let pspID = failure == nil ? route : nil
             let cardMasked = card.masked
@@ -91,7 +93,7 @@ extension PaymentEngine {
             try insertIdempotencyRecord(merchantID: command.merchantID, key: command.idempotencyKey, kind: "payment",
                                         requestHash: requestHash, resourceID: paymentID, now: now, in: db)
             if let failure {
-                if route == nil { counters.breakerRejections += 1 }
+                if noRoute { counters.breakerRejections += 1 }
                 try emitEvent(.paymentFailed, paymentID: paymentID, refundID: nil,
                               parties: EventParties(merchantID: command.merchantID, userID: command.userID,
                                                     currency: currency.code, pspID: nil),
