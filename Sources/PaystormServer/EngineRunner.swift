@@ -112,13 +112,19 @@ public final class EngineRunner: @unchecked Sendable {
     /// holds up the requests that arrive meanwhile, so it is kept short, and
     /// a backlog is worked off over several rounds between requests.
     public var maximumEvents = 256
-    /// PSP calls and notifications out at once, at most (the HTTP client's
-    /// connections); the rest wait here, oldest first. A call that waited
-    /// longer than the engine's PSP timeout is dropped unsent: the engine
-    /// already treats it as ambiguous, and its status query will find that it
-    /// never landed. Without this bound a slow PSP grows the HTTP client's
-    /// own queue without limit.
+    /// PSP calls out at once, at most (the HTTP client's connections to the
+    /// PSPs); the rest wait here, oldest first. A call that waited longer
+    /// than the engine's PSP timeout is dropped unsent: the engine already
+    /// treats it as ambiguous, and its status query will find that it never
+    /// landed. Without this bound a slow PSP grows the HTTP client's own
+    /// queue without limit.
     public var maximumOutbound = 1_024
+    /// Notifications out at once, at most; the rest wait here, oldest first,
+    /// and are never dropped (the engine retries a failed one, then
+    /// dead-letters it). Apart from the PSP calls' bound: a slow merchant
+    /// endpoint must not hold the connections that payments need, nor make
+    /// the runner shed payments while the PSPs are healthy.
+    public var maximumNotificationsOut = 1_024
     /// Load shedding: while the oldest PSP call waiting for a connection has
     /// waited this long, new payments and refunds are refused at once
     /// (``EngineError/overloaded(_:)``, 503 with `Retry-After`) instead of
@@ -168,7 +174,13 @@ public final class EngineRunner: @unchecked Sendable {
     private var timerSequence: Int64 = 0
     private var relayCursor: Int64 = 0
     private var moreEvents = false
-    private var outbound = Deque<(effect: EngineEffect, queuedAt: Int64)>()
+    private var outboundCalls = Deque<(request: PSPRequest, queuedAt: Int64)>()
+    private var outboundNotifications = Deque<NotificationMessage>()
+    /// Whether anything queued could be sent now. Under `condition`.
+    private var canSend: Bool {
+        (!outboundCalls.isEmpty && pspInFlight < maximumOutbound)
+            || (!outboundNotifications.isEmpty && notificationsInFlight < maximumNotificationsOut)
+    }
     private var droppedCalls = 0
     private var sheddingNow = false
 
@@ -278,7 +290,7 @@ public final class EngineRunner: @unchecked Sendable {
         var jobs: [Job] = []
         while true {
             condition.lock()
-            while inbox.isEmpty && !moreEvents && (outbound.isEmpty || pspInFlight + notificationsInFlight >= maximumOutbound) {
+            while inbox.isEmpty && !moreEvents && !canSend {
                 if stopRequested && pspInFlight + notificationsInFlight == 0 { break }
                 if stopRequested && WallClock.monotonic() >= drainDeadline { break }
                 // Wake for the next timer or retry, the drain deadline, and at
@@ -317,7 +329,8 @@ public final class EngineRunner: @unchecked Sendable {
             relayAndConsume()
             sendOutbound()
 
-            if stopping && (idle || WallClock.monotonic() >= drainDeadline) && !moreEvents && (outbound.isEmpty || WallClock.monotonic() >= drainDeadline) {
+            let outboundEmpty = outboundCalls.isEmpty && outboundNotifications.isEmpty
+            if stopping && (idle || WallClock.monotonic() >= drainDeadline) && !moreEvents && (outboundEmpty || WallClock.monotonic() >= drainDeadline) {
                 condition.lock()
                 let empty = inbox.isEmpty
                 if empty {
@@ -421,7 +434,7 @@ public final class EngineRunner: @unchecked Sendable {
         case .status:
             var status = currentStatus
             status.timersArmed = timers.count
-            status.outboundQueued = outbound.count
+            status.outboundQueued = outboundCalls.count + outboundNotifications.count
             status.pspCallsDropped = droppedCalls
             status.consumerLag = (try? EngineConsumer.allCases.reduce(0) { $0 + (try broker.lag(group: $1.rawValue)) }) ?? -1
             return .status(status)
@@ -432,8 +445,10 @@ public final class EngineRunner: @unchecked Sendable {
         let now = WallClock.monotonic()
         for effect in effects {
             switch effect {
-            case .callPSP, .sendNotification:
-                outbound.append((effect, now))
+            case let .callPSP(request):
+                outboundCalls.append((request, now))
+            case let .sendNotification(message):
+                outboundNotifications.append(message)
             case let .armTimer(timer, after):
                 timerSequence += 1
                 timers.insert(ArmedTimer(deadline: now + max(0, after), sequence: timerSequence, timer: timer))
@@ -444,54 +459,51 @@ public final class EngineRunner: @unchecked Sendable {
         sendOutbound()
     }
 
-    /// Sends queued PSP calls and notifications while fewer than
-    /// ``maximumOutbound`` are out.
+    /// Sends queued PSP calls while fewer than ``maximumOutbound`` are out,
+    /// and queued notifications while fewer than ``maximumNotificationsOut`` are.
     private func sendOutbound() {
         let now = WallClock.monotonic()
         defer { updateShedding(now: now) }
-        guard !outbound.isEmpty else { return }
         condition.lock()
-        var free = maximumOutbound - pspInFlight - notificationsInFlight
+        var freeForCalls = maximumOutbound - pspInFlight
+        var freeForNotifications = maximumNotificationsOut - notificationsInFlight
         condition.unlock()
-        while free > 0, let (effect, queuedAt) = outbound.popFirst() {
-            switch effect {
-            case let .callPSP(request):
-                if now - queuedAt > engine.configuration.pspTimeoutNanoseconds {
-                    droppedCalls += 1
-                    continue
-                }
-                condition.lock()
-                pspInFlight += 1
-                condition.unlock()
-                psp.call(request) { [self] outcome in
-                    condition.lock()
-                    pspInFlight -= 1
-                    if let outcome { inbox.append(.pspReply(attemptID: request.attemptID, outcome)) }
-                    condition.signal()
-                    condition.unlock()
-                }
-            case let .sendNotification(message):
-                condition.lock()
-                notificationsInFlight += 1
-                condition.unlock()
-                notifier.deliver(message) { [self] success in
-                    condition.lock()
-                    notificationsInFlight -= 1
-                    inbox.append(.notification(id: message.notificationID, success: success))
-                    condition.signal()
-                    condition.unlock()
-                }
-            default:
+        while freeForCalls > 0, let (request, queuedAt) = outboundCalls.popFirst() {
+            if now - queuedAt > engine.configuration.pspTimeoutNanoseconds {
+                droppedCalls += 1
                 continue
             }
-            free -= 1
+            condition.lock()
+            pspInFlight += 1
+            condition.unlock()
+            psp.call(request) { [self] outcome in
+                condition.lock()
+                pspInFlight -= 1
+                if let outcome { inbox.append(.pspReply(attemptID: request.attemptID, outcome)) }
+                condition.signal()
+                condition.unlock()
+            }
+            freeForCalls -= 1
+        }
+        while freeForNotifications > 0, let message = outboundNotifications.popFirst() {
+            condition.lock()
+            notificationsInFlight += 1
+            condition.unlock()
+            notifier.deliver(message) { [self] success in
+                condition.lock()
+                notificationsInFlight -= 1
+                inbox.append(.notification(id: message.notificationID, success: success))
+                condition.signal()
+                condition.unlock()
+            }
+            freeForNotifications -= 1
         }
     }
 
-    /// Sheds load while the oldest outbound call has waited past ``sheddingWait``.
+    /// Sheds load while the oldest waiting PSP call has waited past ``sheddingWait``.
     private func updateShedding(now: Int64) {
         var shed = false
-        if let wait = sheddingWait, let oldest = outbound.first {
+        if let wait = sheddingWait, let oldest = outboundCalls.first {
             let (seconds, attoseconds) = wait.components
             shed = now - oldest.queuedAt > seconds * 1_000_000_000 + attoseconds / 1_000_000_000
         }

@@ -203,6 +203,34 @@ extension EngineRunnerTests {
     }
 }
 
+extension EngineRunnerTests {
+    @Test("a merchant endpoint that never answers holds no connection a PSP call needs")
+    func stuckNotificationsLeavePSPCallsAlone() async throws {
+        let directory = TemporaryDirectory()
+        let psp = InstantPSP()
+        let notifier = StuckNotifier()
+        let runner = try ServerFixture.runner(in: directory, psp: psp, notifier: notifier,
+                                              configuration: ServerFixture.patientConfiguration())
+        runner.maximumOutbound = 2
+        runner.maximumNotificationsOut = 2
+        try runner.start()
+        func completes(_ key: String, user: Int) async -> Bool {
+            guard case let .success(.payment(view)) = await runner.perform(.createPayment(
+                ServerFixture.command(key: key, user: "u\(user)", card: LoadGenerator.card(user: user)))) else { return false }
+            return await ServerFixture.eventually(30) {
+                guard case let .success(.payment(now)) = await runner.perform(.payment(id: view.paymentID, merchantID: "m1")) else { return false }
+                return now.status == .completed
+            }
+        }
+        #expect(await completes("first", user: 1))
+        // The first payment's two notifications now hold both notification slots, for good.
+        #expect(await ServerFixture.eventually(30) { notifier.count == 2 })
+        #expect(await completes("second", user: 2), "its PSP call went out beside the stuck notifications")
+        #expect(psp.calls.count == 2)
+        await runner.stop(grace: .milliseconds(100))
+    }
+}
+
 /// A PSP that holds every call until released, then answers success.
 final class HoldingPSP: PSPPort, @unchecked Sendable {
     private let lock = NSLock()

@@ -59,11 +59,12 @@ enum ServerFixture {
 
     /// A runner over a file database in `directory`, not started.
     static func runner(in directory: TemporaryDirectory, psp: any PSPPort = InstantPSP(),
+                       notifier: any NotificationPort = AcceptingNotifier(),
                        configuration: EngineConfiguration = configuration(),
                        log: @escaping @Sendable (String) -> Void = { _ in }) throws -> EngineRunner {
         let broker = try SQLiteBroker(.file(path: directory.file("broker.sqlite")), partitions: 4)
         return EngineRunner(engine: try engine(at: directory.file("engine.sqlite"), configuration: configuration), broker: broker,
-                            psp: psp, notifier: AcceptingNotifier(), log: log)
+                            psp: psp, notifier: notifier, log: log)
     }
 
     static func paymentJSON(merchant: String = "m1", key: String, amount: String = "10.50", user: String = "u1",
@@ -98,4 +99,12 @@ final class LogLines: @unchecked Sendable {
     private var lines: [String] = []
     func add(_ line: String) { lock.withLock { lines.append(line) } }
     func contains(_ text: String) -> Bool { lock.withLock { lines.contains { $0.contains(text) } } }
+}
+
+/// A merchant endpoint that never answers: every notification stays out.
+final class StuckNotifier: NotificationPort, @unchecked Sendable {
+    private let lock = NSLock()
+    private var taken = 0
+    var count: Int { lock.withLock { taken } }
+    func deliver(_ message: NotificationMessage, done: @escaping @Sendable (Bool) -> Void) { lock.withLock { taken += 1 } }
 }
