@@ -142,9 +142,11 @@ struct CheckerTests {
         (.cardNumberInClear, "card-data"),
         (.walletDrift, "wallet-equals-journal"),
         (.stuckPayment, "payment-terminal"),
+        (.refundMisread, "refunded-but-failed"),
     ])
     func sabotage(_ sabotage: Sabotage, _ invariant: String) throws {
-        var configuration = smallWorld(payments: 500)
+        // Clients refund payments at least 5 s old: a refund needs a longer load than 500 at 300/s.
+        var configuration = smallWorld(payments: 500, rate: sabotage == .refundMisread ? 50 : 300)
         configuration.sabotage = sabotage
         let report = try PaymentsWorld.run(configuration)
         let found = report.safetyViolations + report.livenessViolations

@@ -15,6 +15,8 @@ final class EngineHost {
     /// The last charge this host sent, kept only while `keepsLastCharge` (the double-charge sabotage).
     var keepsLastCharge = false
     private(set) var lastCharge: PSPRequest?
+    /// Refund attempts this host sent, kept only while the `refundMisread` sabotage has one to misread.
+    private(set) var refundAttempts: Set<Int64> = []
     /// Clock offset of this host (a clock-skew fault).
     var skewNanoseconds: Int64 = 0
     static let notificationTimeout = SimDuration.seconds(5)
@@ -89,6 +91,7 @@ final class EngineHost {
                 guard let index = world.pspIndexByID[request.pspID] else { continue }
                 world.metrics.pspCall(index, request.operation)
                 if keepsLastCharge && request.operation == .charge { lastCharge = request }
+                if world.refundRepliesToMisread > 0 && request.operation == .refund { refundAttempts.insert(request.attemptID) }
                 world.network.send(.pspCall(request, replyTo: kernel.currentActor), to: world.psps[index], kernel: kernel)
             case let .armTimer(timer, after):
                 kernel.setTimer(after: SimDuration(nanoseconds: max(0, after)), .engineTimer(timer))

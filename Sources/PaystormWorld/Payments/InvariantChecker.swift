@@ -196,7 +196,8 @@ final class InvariantChecker {
     }
 
     /// After healing: the PSPs' truth against the engine's records.
-    /// Money captured at a PSP ⇔ the payment is completed; refunds at the PSP
+    /// Money captured at a PSP ⇔ the payment is completed; money refunded at
+    /// a PSP ⇔ the refund succeeded, for its amount; refunds at the PSPs
     /// never exceed the capture.
     func crossCheck() {
         guard let store else { return }
@@ -224,6 +225,23 @@ final class InvariantChecker {
                         continue
                     }
                     refundedByPayment[paymentID, default: 0] += amount
+                }
+                // Each refund against its PSP: money paid out ⇔ the refund
+                // succeeded, for its amount. (The sums above agree with the
+                // engine's books even when one refund is misread.)
+                let refunds = try Row.fetchCursor(db, sql: "SELECT refund_id, psp_id, amount_minor, status FROM refund ORDER BY refund_id")
+                while let refund = try refunds.next() {
+                    let refundID: String = refund["refund_id"]
+                    let status: String = refund["status"]
+                    let amount: Int64 = refund["amount_minor"]
+                    let paidOut = refundedAtPSP["\(refundID):\(refund["psp_id"] as String)"]
+                    if let paidOut, status == "failed" {
+                        record("refunded-but-failed", refundID, "the PSP refunded \(paidOut) but the refund is failed")
+                    } else if paidOut == nil && status == "succeeded" {
+                        record("refund-without-payout", refundID, "the refund succeeded but its PSP paid nothing out")
+                    } else if let paidOut, paidOut != amount {
+                        record("refund-amount", refundID, "the PSP refunded \(paidOut) for a refund of \(amount)")
+                    }
                 }
                 for (paymentID, refunded) in refundedByPayment.sorted(by: { $0.key < $1.key }) {
                     guard let number = Self.paymentNumber(paymentID) else { continue }

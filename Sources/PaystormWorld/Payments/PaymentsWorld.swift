@@ -100,6 +100,7 @@ public enum PaymentsWorld {
             replicas[0].doubleChargesToSabotage = 1
             replicas[0].host.keepsLastCharge = true
         }
+        if configuration.sabotage == .refundMisread { world.refundRepliesToMisread = 1 }
 
         // Every engine call of a stretch of virtual time joins one held
         // transaction, committed as the stretch ends: a scratch database's
@@ -119,7 +120,8 @@ public enum PaymentsWorld {
 
         // Load phase: until every payment has been started.
         var step = SimInstant.zero
-        var sabotaged = configuration.sabotage == nil || configuration.sabotage == .doubleCharge
+        // Host-level sabotage is set up above; the others write to the store mid-run.
+        var sabotaged = configuration.sabotage == nil || configuration.sabotage == .doubleCharge || configuration.sabotage == .refundMisread
         let sabotageAt = SimDuration(seconds: configuration.expectedLoadSeconds / 2)
         while !clients.arrivalsDone {
             step = step + .seconds(1)
@@ -260,7 +262,7 @@ public enum PaymentsWorld {
         try store.queue.write { db in
             let completed = try String.fetchOne(db, sql: "SELECT payment_id FROM payment WHERE status = 'completed' ORDER BY payment_id LIMIT 1")
             switch sabotage {
-            case .doubleCharge:
+            case .doubleCharge, .refundMisread:
                 break
             case .unbalancedPosting:
                 // One debit with no credit, chained as if it were a real entry.

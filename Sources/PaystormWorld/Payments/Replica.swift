@@ -123,7 +123,12 @@ final class Replica: SimActor {
             case let .failure(error): answer = (request, Self.httpError(error))
             }
             if doubleChargesToSabotage > 0 && !crash { sabotageDoubleCharge(kernel) }
-        case let .pspReply(attemptID, outcome):
+        case let .pspReply(attemptID, reply):
+            var outcome = reply
+            if world.refundRepliesToMisread > 0, case .succeeded = outcome, host.refundAttempts.contains(attemptID) {
+                world.refundRepliesToMisread -= 1
+                outcome = .declined(reason: "sabotage: a refund paid out, read as declined")
+            }
             host.report(host.run(name, kernel, crashBeforeEffects: crash) { engine throws(EngineError) in
                 try engine.pspReplied(attemptID: attemptID, outcome: outcome, now: now)
             }, name)

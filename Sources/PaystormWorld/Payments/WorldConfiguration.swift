@@ -336,6 +336,10 @@ public enum Sabotage: String, Sendable, CaseIterable {
     case journalRewritten
     /// A payment is accepted but no PSP attempt is ever started (a liveness bug).
     case stuckPayment
+    /// The first refund a PSP pays out is read as declined: the customer has
+    /// the money, the engine's books say the refund failed, and they agree
+    /// with each other.
+    case refundMisread
 }
 
 /// A configuration field out of range.
