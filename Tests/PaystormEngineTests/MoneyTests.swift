@@ -55,6 +55,10 @@ struct MoneyTests {
         #expect(Currency(code: "BHD")?.exponent == 3)
         #expect(Currency(code: "usd") == nil)
         #expect(Currency(code: "XXX") == nil)
+        // The Kelvin sign is canonically equivalent to "K": only ASCII bytes name a currency.
+        #expect(Currency(code: "\u{212A}WD") == nil)
+        #expect(Currency(code: "\u{212A}RW") == nil)
+        #expect(Currency(code: "KWD")?.code.utf8.count == 3)
         #expect(Currency.kwd.minorUnitsPerMajor == 1000)
     }
 }

@@ -13,10 +13,14 @@ public struct Currency: Hashable, Sendable, CustomStringConvertible {
         self.exponent = exponent
     }
 
-    /// Looks a code up (exactly three upper-case letters).
+    /// Looks a code up (exactly three upper-case ASCII letters).
     /// - Returns: `nil` for a code that is not in the table.
     public init?(code: String) {
-        guard let exponent = Self.table[code] else { return nil }
+        // Byte by byte: Swift compares strings by canonical equivalence, and
+        // the Kelvin sign (U+212A) is equivalent to "K", so "\u{212A}WD"
+        // would find KWD and be stored as a second, non-ASCII currency.
+        guard code.utf8.count == 3, code.utf8.allSatisfy({ (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }),
+              let exponent = Self.table[code] else { return nil }
         self.init(code: code, exponent: exponent)
     }
 
