@@ -143,6 +143,7 @@ struct CheckerTests {
         (.walletDrift, "wallet-equals-journal"),
         (.stuckPayment, "payment-terminal"),
         (.refundMisread, "refunded-but-failed"),
+        (.notificationDropped, "notification-sent"),
     ])
     func sabotage(_ sabotage: Sabotage, _ invariant: String) throws {
         // Clients refund payments at least 5 s old: a refund needs a longer load than 500 at 300/s.

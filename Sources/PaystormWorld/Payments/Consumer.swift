@@ -113,6 +113,10 @@ final class Consumer: SimActor {
                         poisoned.append(event)
                         continue
                     }
+                    if consumer == .notification && world.notificationEventsToDrop > 0 {
+                        world.notificationEventsToDrop -= 1
+                        continue
+                    }
                     do {
                         try engine.consume(event, by: consumer, now: now)
                     } catch {

@@ -101,6 +101,7 @@ public enum PaymentsWorld {
             replicas[0].host.keepsLastCharge = true
         }
         if configuration.sabotage == .refundMisread { world.refundRepliesToMisread = 1 }
+        if configuration.sabotage == .notificationDropped { world.notificationEventsToDrop = 1 }
 
         // Every engine call of a stretch of virtual time joins one held
         // transaction, committed as the stretch ends: a scratch database's
@@ -121,7 +122,7 @@ public enum PaymentsWorld {
         // Load phase: until every payment has been started.
         var step = SimInstant.zero
         // Host-level sabotage is set up above; the others write to the store mid-run.
-        var sabotaged = configuration.sabotage == nil || configuration.sabotage == .doubleCharge || configuration.sabotage == .refundMisread
+        var sabotaged = configuration.sabotage == nil || [.doubleCharge, .refundMisread, .notificationDropped].contains(configuration.sabotage!)
         let sabotageAt = SimDuration(seconds: configuration.expectedLoadSeconds / 2)
         while !clients.arrivalsDone {
             step = step + .seconds(1)
@@ -236,6 +237,17 @@ public enum PaymentsWorld {
                 add("notification-delivered", "notification \(row["notification_id"] as Int64)",
                     "to \(row["recipient"] as String) still pending after \(row["attempts"] as Int) attempt(s)")
             }
+            // Every state change told to its user and its merchant: a
+            // notification never made leaves no pending row to find.
+            for row in try Row.fetchAll(db, sql: """
+                SELECT o.event_id, COUNT(n.notification_id) AS delivered FROM outbox o
+                LEFT JOIN notification n ON n.event_id = o.event_id AND n.state = 'delivered'
+                GROUP BY o.sequence HAVING COUNT(n.notification_id) < 2 ORDER BY o.sequence LIMIT 100
+                """) {
+                let event: String = row["event_id"]
+                add("notification-sent", String(event.drop { $0 != ":" }.dropFirst()),
+                    "event \(event) reached \(row["delivered"] as Int) of its 2 recipients after healing")
+            }
             for (psp, references) in injected.sorted(by: { $0.key < $1.key }) {
                 for reference in references {
                     let classified = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM reconciliation_item WHERE psp_id = ? AND psp_reference = ?",
@@ -262,7 +274,7 @@ public enum PaymentsWorld {
         try store.queue.write { db in
             let completed = try String.fetchOne(db, sql: "SELECT payment_id FROM payment WHERE status = 'completed' ORDER BY payment_id LIMIT 1")
             switch sabotage {
-            case .doubleCharge, .refundMisread:
+            case .doubleCharge, .refundMisread, .notificationDropped:
                 break
             case .unbalancedPosting:
                 // One debit with no credit, chained as if it were a real entry.

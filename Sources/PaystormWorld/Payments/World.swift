@@ -34,6 +34,8 @@ final class World {
     var healing = false
     /// Refund successes still to be read as declines (the `refundMisread` sabotage).
     var refundRepliesToMisread = 0
+    /// Events the notification consumer still has to skip (the `notificationDropped` sabotage).
+    var notificationEventsToDrop = 0
     /// Virtual creation time of each payment not terminal yet, by payment
     /// number: its time to terminal is measured once, and then it is
     /// forgotten (an array of every payment grew with the run).

@@ -340,6 +340,9 @@ public enum Sabotage: String, Sendable, CaseIterable {
     /// the money, the engine's books say the refund failed, and they agree
     /// with each other.
     case refundMisread
+    /// The notification consumer skips one event and commits its offset
+    /// anyway: nobody is told of that state change (a liveness bug).
+    case notificationDropped
 }
 
 /// A configuration field out of range.
