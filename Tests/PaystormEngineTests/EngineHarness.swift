@@ -69,6 +69,16 @@ final class EngineHarness {
 
     func takeCall() -> PSPRequest? { calls.isEmpty ? nil : calls.removeFirst() }
 
+    /// Opens the first PSP's breaker: three payments ("k0"…"k2"), each first
+    /// answered with a transient error (the threshold of ``configuration()``).
+    func openFirstBreaker() throws {
+        for i in 0..<3 {
+            try pay(key: "k\(i)")
+            guard let call = takeCall() else { throw EngineError.invalidState("payment k\(i) made no PSP call") }
+            try reply(.transientError("down"), to: call)
+        }
+    }
+
     /// Fires every timer due by `now`, earliest first.
     func fireDueTimers() throws {
         while let index = timers.indices.filter({ timers[$0].at <= now }).min(by: { timers[$0].at < timers[$1].at }) {

@@ -249,10 +249,7 @@ struct PaymentEngineTests {
 
     @Test func openBreakerRoutesNewPaymentsToTheNextPSP() throws {
         let h = try EngineHarness()
-        for i in 0..<3 {
-            try h.pay(key: "k\(i)")
-            try h.reply(.transientError("down"), to: try #require(h.takeCall()))
-        }
+        try h.openFirstBreaker()
         h.calls.removeAll()
         try h.pay(key: "after")
         #expect(h.takeCall()?.pspID == "paypal")
@@ -274,10 +271,7 @@ struct PaymentEngineTests {
     /// stays open another period with nothing out to close it.
     @Test func onlyARealCallUsesTheHalfOpenProbe() throws {
         let h = try EngineHarness()
-        for i in 0..<3 {
-            try h.pay(key: "k\(i)")
-            try h.reply(.transientError("down"), to: try #require(h.takeCall()))
-        }
+        try h.openFirstBreaker()
         h.advance(by: h.engine.configuration.breakerOpenNanoseconds)
         h.calls.removeAll()
         #expect(try h.pay(key: "k0").replayed)
@@ -287,10 +281,7 @@ struct PaymentEngineTests {
 
     @Test func aFailedProbeReopensTheBreaker() throws {
         let h = try EngineHarness()
-        for i in 0..<3 {
-            try h.pay(key: "k\(i)")
-            try h.reply(.transientError("down"), to: try #require(h.takeCall()))
-        }
+        try h.openFirstBreaker()
         h.advance(by: h.engine.configuration.breakerOpenNanoseconds)
         h.calls.removeAll()
         try h.pay(key: "probe")
