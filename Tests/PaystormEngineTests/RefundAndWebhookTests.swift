@@ -243,6 +243,27 @@ struct NotificationAndReconciliationTests {
         // Nothing was invented for the payment the engine does not know.
         #expect(throws: EngineError.paymentNotFound("pay-77")) { _ = try h.engine.payment("pay-77") }
     }
+
+    /// A report reconciled in parts reads, for each part, only the attempts
+    /// in its range, found by the index: a part that read every attempt of
+    /// the PSP made reconciliation grow with the square of the run.
+    @Test func aPartOfAReportReadsOnlyItsReferencesByIndex() throws {
+        let h = try EngineHarness()
+        for n in 1...5 { try h.completedPayment(key: "k\(n)", amount: "1.00") }
+        let part = ReferenceRange(after: "pay-2:stripe", through: "pay-4:stripe")
+        let references = try h.read { db in
+            try h.engine.engineRecords(pspID: "stripe", references: part, in: db).map(\.pspReference)
+        }
+        #expect(references == ["pay-3:stripe", "pay-4:stripe"])
+        for range in [part, ReferenceRange(after: "pay-2:stripe", through: nil), ReferenceRange(after: nil, through: "pay-4:stripe")] {
+            let (sql, arguments) = PaymentEngine.engineRecordsSelect(pspID: "stripe", references: range)
+            let plan = try h.read { db in
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: arguments).map { $0["detail"] as String }
+            }
+            #expect(plan.contains { $0.contains("psp_attempt_key (psp_id=? AND psp_idempotency_key") }, "\(range): \(plan)")
+            #expect(!plan.contains { $0.contains("TEMP B-TREE") }, "\(range): \(plan)")
+        }
+    }
 }
 
 @Suite("Webhook bodies: the fast reader agrees with the JSON decoder")
