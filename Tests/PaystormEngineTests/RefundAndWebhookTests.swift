@@ -166,6 +166,33 @@ struct WebhookTests {
         #expect(try h.webhook(PSPWebhookPayload(eventID: "evt_x", type: .chargeSucceeded, pspReference: "pay-99:stripe")) == .unknownReference)
     }
 
+    /// A success for an attempt that already failed at its PSP — declined,
+    /// or voided before the payment moved on — contradicts the PSP's own
+    /// answer. It moves nothing, by reply or by webhook, and is audited.
+    @Test func aSuccessForAFailedAttemptIsAuditedNotApplied() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "k")
+        let call = try #require(h.takeCall())
+        try h.reply(.declined(reason: "card declined"), to: call)
+        #expect(try h.engine.payment("pay-1").status == .failed)
+        try h.reply(.succeeded(pspReference: "ch_late"), to: call)
+        let webhook = PSPWebhookPayload(eventID: "evt_late", type: .chargeSucceeded, pspReference: "pay-1:stripe", chargeID: "ch_late")
+        #expect(try h.webhook(webhook) == .ignored)
+        // A repeated decline says nothing new.
+        try h.reply(.declined(reason: "card declined"), to: call)
+        #expect(try h.engine.payment("pay-1").status == .failed)
+        let trail = try h.read { db in
+            try Row.fetchAll(db, sql: "SELECT action, reason FROM audit_log WHERE subject_id = 'pay-1' ORDER BY audit_id")
+                .map { "\($0["action"] as String): \($0["reason"] as String)" }
+        }
+        #expect(trail == [
+            "contradicting-success: PSP stripe reported success (ch_late) by reply for attempt 1 (pay-1:stripe), which had already failed at that PSP",
+            "contradicting-success: PSP stripe reported success (ch_late) by webhook evt_late for attempt 1 (pay-1:stripe), which had already failed at that PSP",
+        ])
+        try h.drainOutbox()
+        #expect(h.published.map(\.event.kind) == [.paymentFailed])
+    }
+
     @Test func badSignaturesAndStaleTimestampsChangeNothing() throws {
         let h = try EngineHarness()
         try h.pay(key: "k")

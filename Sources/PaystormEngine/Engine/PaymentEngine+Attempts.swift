@@ -47,8 +47,13 @@ extension PaymentEngine {
     /// it, so a failed status query never triggers a second charge.
     public func pspReplied(attemptID: Int64, outcome: PSPOutcome, now: Int64) throws(EngineError) {
         try transaction { db, effects in
-            guard let attempt = try loadAttempt(attemptID, in: db), attempt.isOpen else {
+            guard let attempt = try loadAttempt(attemptID, in: db) else {
                 counters.lateReplies += 1
+                return
+            }
+            guard attempt.isOpen else {
+                counters.lateReplies += 1
+                try auditContradiction(attempt, outcome, by: "reply", now: now, in: db)
                 return
             }
             try apply(outcome, to: attempt, now: now, in: db, effects: &effects)
@@ -216,6 +221,18 @@ extension PaymentEngine {
         case .pending:
             return  // the next status query will ask again
         }
+    }
+
+    /// A success reported for an attempt the engine already closed as
+    /// failed — declined, or its key voided before failing over — is the PSP
+    /// contradicting its own definite answer: money may have moved that no
+    /// record shows. Nothing is moved; it is audited, for reconciliation and
+    /// for whoever reads the payment's trail.
+    func auditContradiction(_ attempt: Attempt, _ outcome: PSPOutcome, by channel: String, now: Int64, in db: Database) throws {
+        guard attempt.state == "failed", case let .succeeded(reference) = outcome else { return }
+        try audit(attempt.subjectID, action: "contradicting-success",
+                  reason: "PSP \(attempt.pspID) reported success (\(reference)) by \(channel) for attempt \(attempt.id) (\(attempt.key)), "
+                      + "which had already failed at that PSP", now: now, in: db)
     }
 
     func resendCancel(_ attempt: Attempt, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {

@@ -139,14 +139,15 @@ extension PaymentEngine {
             let outcome: WebhookOutcome
             if let attempt = try loadAttempt(pspID: pspID, key: payload.pspReference, in: db) {
                 let matches = (attempt.subject == .payment) == (payload.type == .chargeSucceeded || payload.type == .chargeFailed)
+                let result: PSPOutcome = switch payload.type {
+                case .chargeSucceeded, .refundSucceeded: .succeeded(pspReference: payload.chargeID ?? payload.eventID)
+                case .chargeFailed, .refundFailed: .declined(reason: payload.reason ?? "failed (webhook)")
+                }
                 if attempt.isOpen && matches {
-                    let result: PSPOutcome = switch payload.type {
-                    case .chargeSucceeded, .refundSucceeded: .succeeded(pspReference: payload.chargeID ?? payload.eventID)
-                    case .chargeFailed, .refundFailed: .declined(reason: payload.reason ?? "failed (webhook)")
-                    }
                     try apply(result, to: attempt, now: now, in: db, effects: &effects)
                     outcome = .applied
                 } else {
+                    if matches { try auditContradiction(attempt, result, by: "webhook \(payload.eventID)", now: now, in: db) }
                     outcome = .ignored
                 }
             } else {
