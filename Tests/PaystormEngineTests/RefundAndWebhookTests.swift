@@ -271,6 +271,29 @@ struct NotificationAndReconciliationTests {
         #expect(throws: EngineError.paymentNotFound("pay-77")) { _ = try h.engine.payment("pay-77") }
     }
 
+    @Test func aPartRefusesLinesOutsideItsReferences() throws {
+        let h = try EngineHarness()
+        for n in 1...3 { try h.completedPayment(key: "k\(n)", amount: "1.00") }
+        let part = ReferenceRange(after: "pay-1:stripe", through: "pay-2:stripe")
+        let csv = """
+            psp_reference,kind,amount,currency,status,settled_at_ns
+            pay-2:stripe,charge,1.00,USD,captured,\(h.now)
+            pay-3:stripe,charge,1.00,USD,captured,\(h.now)
+            """
+        let report = try SettlementReport.parseCSV(csv, pspID: "stripe", periodStart: EngineHarness.t0, periodEnd: h.now + 1)
+        #expect(throws: EngineError.invalidField(
+            field: "lines[1].psp_reference",
+            message: "\"pay-3:stripe\" lies outside the part's references, after \"pay-1:stripe\" up to and including \"pay-2:stripe\"")) {
+            _ = try h.engine.reconcile(report, references: part, now: h.now)
+        }
+        try h.read { (db: Database) throws in
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM reconciliation_item") == 0, "nothing was recorded")
+        }
+        // The same lines, each in a part that holds it, match.
+        let whole = try h.engine.reconcile(report, references: ReferenceRange(after: "pay-1:stripe", through: nil), now: h.now)
+        #expect(whole.matched == 2 && whole.items.isEmpty, "\(whole.items)")
+    }
+
     /// A report reconciled in parts reads, for each part, only the attempts
     /// in its range, found by the index: a part that read every attempt of
     /// the PSP made reconciliation grow with the square of the run.

@@ -10,8 +10,16 @@ extension PaymentEngine {
     /// reconciled: a report too large to hold at once goes through in parts,
     /// each with every line of its references (consecutive ranges tile the
     /// references, so each is looked at exactly once).
+    ///
+    /// A line outside `references` is refused before anything is read: the
+    /// engine's attempts for it would not be loaded, and it would be reported
+    /// as missing internally when it is not.
     public func reconcile(_ report: SettlementReport, references: ReferenceRange = .all, now: Int64) throws(EngineError) -> ReconciliationResult {
-        try transaction { db, effects in
+        if let index = report.lines.firstIndex(where: { !references.contains($0.pspReference) }) {
+            throw .invalidField(field: "lines[\(index)].psp_reference",
+                                message: "\"\(report.lines[index].pspReference)\" lies outside the part's references, \(references)")
+        }
+        return try transaction { db, effects in
             let records = try engineRecords(pspID: report.pspID, references: references, in: db)
             let result = Reconciler.reconcile(engine: records, report: report)
             for item in result.items {
@@ -98,4 +106,23 @@ public struct ReferenceRange: Sendable, Equatable {
     }
 
     public static let all = ReferenceRange(after: nil, through: nil)
+
+    /// Whether `reference` lies in the range, compared byte by byte as the
+    /// engine's query compares it.
+    public func contains(_ reference: String) -> Bool {
+        if let after, !after.utf8.lexicographicallyPrecedes(reference.utf8) { return false }
+        if let through, through.utf8.lexicographicallyPrecedes(reference.utf8) { return false }
+        return true
+    }
+}
+
+extension ReferenceRange: CustomStringConvertible {
+    public var description: String {
+        switch (after, through) {
+        case (nil, nil): "all references"
+        case let (after?, nil): "after \"\(after)\""
+        case let (nil, through?): "up to and including \"\(through)\""
+        case let (after?, through?): "after \"\(after)\" up to and including \"\(through)\""
+        }
+    }
 }
