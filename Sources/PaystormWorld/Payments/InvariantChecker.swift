@@ -32,17 +32,15 @@ final class InvariantChecker {
     private(set) var violationCount = 0
     /// Per payment number: bit 0 completed seen, bit 1 failed seen (from the broker).
     private var terminalSeen = ChunkedArray<UInt8>()
-    /// Per payment number: 1 + index of the PSP that captured it (0: none).
-    private var capturedAt = ChunkedArray<UInt8>()
-    /// Per payment number: the amount captured at the PSP.
-    private var capturedAmount = ChunkedArray<Int64>()
-    /// Refund keys refunded at a PSP, with their amount.
-    private(set) var refundedAtPSP: [String: Int64] = [:]
+    /// Each payment's capture at a PSP and each refund key's payout, as the
+    /// PSPs report them: kept on disk, they grew with the run in memory.
+    let truth: WorldTruth
     var store: Store?
     var now: () -> SimInstant = { .zero }
 
-    init(seed: UInt64) {
+    init(seed: UInt64, truth: WorldTruth) {
         self.seed = seed
+        self.truth = truth
     }
 
     func record(_ invariant: String, _ subject: String, _ detail: String) {
@@ -65,8 +63,6 @@ final class InvariantChecker {
     }
 
     private func grow(to number: Int) {
-        capturedAt.extend(toInclude: number, with: 0)
-        capturedAmount.extend(toInclude: number, with: 0)
         terminalSeen.extend(toInclude: number, with: 0)
     }
 
@@ -79,17 +75,13 @@ final class InvariantChecker {
             record("one-charge", key, "a PSP captured a key that names no payment")
             return
         }
-        grow(to: number)
-        if capturedAt[number] != 0 {
-            record("one-charge", paymentID, "captured at PSP #\(capturedAt[number] - 1) and again at PSP #\(pspIndex) (key \(key))")
-            return
+        if let first = truth.capture(paymentNumber: number, psp: pspIndex, amountMinor: amountMinor) {
+            record("one-charge", paymentID, "captured at PSP #\(first) and again at PSP #\(pspIndex) (key \(key))")
         }
-        capturedAt[number] = UInt8(pspIndex + 1)
-        capturedAmount[number] = amountMinor
     }
 
     func pspRefunded(key: String, amountMinor: Int64) {
-        if refundedAtPSP.updateValue(amountMinor, forKey: key) != nil {
+        if !truth.payOut(reference: key, amountMinor: amountMinor) {
             record("one-refund", key, "a refund key moved money twice at its PSP")
         }
     }
@@ -207,34 +199,35 @@ final class InvariantChecker {
                 while let row = try cursor.next() {
                     let paymentID: String = row["payment_id"]
                     guard let number = Self.paymentNumber(paymentID) else { continue }
-                    let captured = number < capturedAt.count && capturedAt[number] != 0
+                    let captured = truth.captured(paymentNumber: number)?.amountMinor
                     let status: String = row["status"]
-                    if captured && status != "completed" {
-                        record("charged-but-not-completed", paymentID, "the PSP captured \(capturedAmount[number]) but the payment is \(status)")
-                    } else if !captured && status == "completed" {
+                    if let captured, status != "completed" {
+                        record("charged-but-not-completed", paymentID, "the PSP captured \(captured) but the payment is \(status)")
+                    } else if captured == nil && status == "completed" {
                         record("completed-without-charge", paymentID, "the payment is completed but no PSP captured it")
-                    } else if captured && capturedAmount[number] != row["amount_minor"] {
-                        record("charge-amount", paymentID, "captured \(capturedAmount[number]) for a payment of \(row["amount_minor"] as Int64)")
+                    } else if let captured, captured != row["amount_minor"] {
+                        record("charge-amount", paymentID, "captured \(captured) for a payment of \(row["amount_minor"] as Int64)")
                     }
                 }
-                var refundedByPayment: [String: Int64] = [:]
-                for (key, amount) in refundedAtPSP.sorted(by: { $0.key < $1.key }) {
-                    let refundID = String(key.prefix { $0 != ":" })
-                    guard let paymentID = try String.fetchOne(db, sql: "SELECT payment_id FROM refund WHERE refund_id = ?", arguments: [refundID]) else {
-                        record("refund-without-record", refundID, "the PSP refunded \(amount) for an unknown refund")
-                        continue
+                var after: String?
+                while case let payouts = truth.payouts(after: after, limit: 10_000), let last = payouts.last {
+                    for (key, amount) in payouts {
+                        let refundID = String(key.prefix { $0 != ":" })
+                        if try String.fetchOne(db, sql: "SELECT 1 FROM refund WHERE refund_id = ?", arguments: [refundID]) == nil {
+                            record("refund-without-record", refundID, "the PSP refunded \(amount) for an unknown refund")
+                        }
                     }
-                    refundedByPayment[paymentID, default: 0] += amount
+                    after = last.reference
                 }
                 // Each refund against its PSP: money paid out ⇔ the refund
-                // succeeded, for its amount. (The sums above agree with the
+                // succeeded, for its amount. (The sums below agree with the
                 // engine's books even when one refund is misread.)
                 let refunds = try Row.fetchCursor(db, sql: "SELECT refund_id, psp_id, amount_minor, status FROM refund ORDER BY refund_id")
                 while let refund = try refunds.next() {
                     let refundID: String = refund["refund_id"]
                     let status: String = refund["status"]
                     let amount: Int64 = refund["amount_minor"]
-                    let paidOut = refundedAtPSP["\(refundID):\(refund["psp_id"] as String)"]
+                    let paidOut = truth.paidOut(reference: "\(refundID):\(refund["psp_id"] as String)")
                     if let paidOut, status == "failed" {
                         record("refunded-but-failed", refundID, "the PSP refunded \(paidOut) but the refund is failed")
                     } else if paidOut == nil && status == "succeeded" {
@@ -243,13 +236,27 @@ final class InvariantChecker {
                         record("refund-amount", refundID, "the PSP refunded \(paidOut) for a refund of \(amount)")
                     }
                 }
-                for (paymentID, refunded) in refundedByPayment.sorted(by: { $0.key < $1.key }) {
-                    guard let number = Self.paymentNumber(paymentID) else { continue }
-                    let captured = number < capturedAmount.count ? capturedAmount[number] : 0
+                // What the PSPs paid out for each payment's refunds, against its capture.
+                var payment: String?
+                var refunded: Int64 = 0
+                func judge() {
+                    guard let payment, refunded > 0, let number = Self.paymentNumber(payment) else { return }
+                    let captured = truth.captured(paymentNumber: number)?.amountMinor ?? 0
                     if refunded > captured {
-                        record("refunds-exceed-capture", paymentID, "PSPs refunded \(refunded) of a capture of \(captured)")
+                        record("refunds-exceed-capture", payment, "PSPs refunded \(refunded) of a capture of \(captured)")
                     }
                 }
+                let byPayment = try Row.fetchCursor(db, sql: "SELECT payment_id, refund_id FROM refund ORDER BY payment_id")
+                while let row = try byPayment.next() {
+                    let paymentID: String = row["payment_id"]
+                    if paymentID != payment {
+                        judge()
+                        payment = paymentID
+                        refunded = 0
+                    }
+                    refunded += truth.paidOut(refundID: row["refund_id"])
+                }
+                judge()
             }
         } catch {
             record("audit", "store", "the cross-check could not read the store: \(error)")

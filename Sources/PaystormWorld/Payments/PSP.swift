@@ -15,19 +15,6 @@ final class PSP: SimActor {
 
     enum Final: UInt8 { case done, declined, voided }
 
-    /// One money movement (or refusal) the PSP settled, packed into 32
-    /// bytes: a PSP of a million-payment run holds a million of these, and
-    /// a ten-million one ten million.
-    struct Record {
-        var key: Key
-        var amountMinor: Int64
-        var nanoseconds: Int64
-        /// Index into the PSP's ``PSP/currencies``.
-        var currency: UInt8
-        var kind: SettlementKind
-        var status: SettlementStatus
-    }
-
     /// An idempotency key in eight bytes (see ``KeyTable``).
     struct Key: Hashable {
         var code: Int64
@@ -70,30 +57,6 @@ final class PSP: SimActor {
             if key.code < 0 { return others[Int(-key.code) - 1] }
             return (key.code % 2 == 0 ? "pay-" : "ref-") + "\(key.code / 2):\(pspID)"
         }
-
-        /// Whether `a`'s text sorts before `b`'s byte by byte (the
-        /// reconciler's order), without building the texts of packed keys.
-        func precedes(_ a: Key, _ b: Key) -> Bool {
-            guard a.code >= 0, b.code >= 0 else { return text(a).utf8.lexicographicallyPrecedes(text(b).utf8) }
-            if a.code % 2 != b.code % 2 { return a.code % 2 == 0 }  // "pay-" before "ref-"
-            return Self.digitsPrecede(a.code / 2, b.code / 2)
-        }
-
-        static let powersOfTen: [Int64] = (0..<19).map { exponent in (0..<exponent).reduce(1) { result, _ in result * 10 } }
-
-        /// "x:" before "y:" byte by byte, x and y in decimal: the first
-        /// differing digit decides, and where one's digits begin the other's,
-        /// the longer sorts first (':' follows '9').
-        static func digitsPrecede(_ x: Int64, _ y: Int64) -> Bool {
-            guard x != y else { return false }
-            func count(_ n: Int64) -> Int { powersOfTen.lastIndex { $0 <= n }.map { $0 + 1 } ?? 1 }
-            let nx = count(x), ny = count(y)
-            for position in 0..<min(nx, ny) {
-                let dx = x / powersOfTen[nx - 1 - position] % 10, dy = y / powersOfTen[ny - 1 - position] % 10
-                if dx != dy { return dx < dy }
-            }
-            return nx > ny
-        }
     }
 
     /// The final outcome per packed key (``KeyTable``). Codes are payment
@@ -133,21 +96,13 @@ final class PSP: SimActor {
     }
 
     private var keys: KeyTable
-    /// The currencies of the records, by index.
-    private var currencies: [Currency] = []
-
-    private func currencyIndex(_ currency: Currency) -> UInt8 {
-        if let index = currencies.firstIndex(of: currency) { return UInt8(index) }
-        precondition(currencies.count < Int(UInt8.max), "more than 255 currencies at one PSP")
-        currencies.append(currency)
-        return UInt8(currencies.count - 1)
-    }
 
     unowned let world: World
     let index: Int
     let profile: PSPProfile
     private var outcomes = OutcomeTable()
-    private(set) var records = ChunkedArray<Record>()
+    /// How many outcomes this PSP settled; they are kept in ``WorldTruth``.
+    private(set) var recordCount: Int32 = 0
     private var calls: [Int64: (PSPRequest, ActorAddress)] = [:]
     private var nextCall: Int64 = 0
     var outage = false
@@ -184,8 +139,9 @@ final class PSP: SimActor {
             guard let (request, replyTo) = calls.removeValue(forKey: id) else { return }
             process(request, replyTo: replyTo, kernel)
         case let .pspWebhookDue(record, duplicate):
-            sendWebhook(records[Int(record)], kernel)
-            if duplicate { sendWebhook(records[Int(record)], kernel) }
+            guard let facts = world.truth.webhookFacts(psp: index, number: record) else { return }
+            sendWebhook(facts, kernel)
+            if duplicate { sendWebhook(facts, kernel) }
         default:
             break
         }
@@ -236,16 +192,16 @@ final class PSP: SimActor {
                 let charge = request.operation == .charge
                 if decline {
                     outcomes[key] = .declined
-                    settle(key, charge ? .charge : .refund, request.amount, .failed, kernel)
+                    settle(text, charge ? .charge : .refund, request.amount, .failed, kernel)
                     return .declined(reason: "do_not_honor")
                 }
                 outcomes[key] = .done
                 if charge {
                     world.checker.pspCaptured(key: text, pspIndex: index, amountMinor: request.amount.minorUnits)
-                    settle(key, .charge, request.amount, .captured, kernel)
+                    settle(text, .charge, request.amount, .captured, kernel)
                 } else {
                     world.checker.pspRefunded(key: text, amountMinor: request.amount.minorUnits)
-                    settle(key, .refund, request.amount, .refunded, kernel)
+                    settle(text, .refund, request.amount, .refunded, kernel)
                 }
                 return .succeeded(pspReference: reference)
             }
@@ -267,30 +223,34 @@ final class PSP: SimActor {
     }
 
     /// Records a final outcome and maybe schedules its webhook.
-    private func settle(_ key: Key, _ kind: SettlementKind, _ amount: Money, _ status: SettlementStatus,
+    private func settle(_ reference: String, _ kind: SettlementKind, _ amount: Money, _ status: SettlementStatus,
                         _ kernel: SimulationKernel<WorldMessage>) {
-        records.append(Record(key: key, amountMinor: amount.minorUnits, nanoseconds: World.epochNanoseconds + kernel.now.nanoseconds,
-                              currency: currencyIndex(amount.currency), kind: kind, status: status))
+        precondition(recordCount < Int32.max, "more settlements than a PSP numbers")
+        world.truth.append(psp: index, WorldTruth.Record(number: recordCount, reference: reference, kind: kind, status: status, amount: amount,
+                                                         settledNanoseconds: World.epochNanoseconds + kernel.now.nanoseconds))
+        recordCount += 1
         let random = kernel.random
         guard random.bernoulli(profile.webhookRate), world.healing || !random.bernoulli(profile.webhookLossRate) else { return }
         let duplicate = random.bernoulli(profile.webhookDuplicateRate) || world.buggify.fires(.webhookDuplicated)
         let delay = random.lognormal(median: profile.webhookDelayMedianSeconds, sigma: 1.0)
-        kernel.setTimer(after: SimDuration(seconds: delay), .pspWebhookDue(record: Int32(records.count - 1), duplicate: duplicate))
+        kernel.setTimer(after: SimDuration(seconds: delay), .pspWebhookDue(record: recordCount - 1, duplicate: duplicate))
     }
 
     /// A webhook storm: `count` repeats of recent outcomes, spread over `seconds`.
     func storm(count: Int, overSeconds seconds: Double, kernel: SimulationKernel<WorldMessage>) {
-        guard !records.isEmpty else { return }
+        guard recordCount > 0 else { return }
         let random = kernel.random
+        let count32 = Int(recordCount)
         for _ in 0..<count {
-            let record = records.count - 1 - random.uniformInt(below: min(records.count, 10_000))
+            let record = count32 - 1 - random.uniformInt(below: min(count32, 10_000))
             kernel.send(.pspWebhookDue(record: Int32(record), duplicate: false), to: world.psps[index],
                         after: SimDuration(seconds: random.uniform() * seconds))
         }
     }
 
-    private func sendWebhook(_ record: Record, _ kernel: SimulationKernel<WorldMessage>) {
-        let body = PSPWebhookPayload.settlementEventJSON(reference: keys.text(record.key),
+    private func sendWebhook(_ record: (reference: String, kind: SettlementKind, status: SettlementStatus),
+                             _ kernel: SimulationKernel<WorldMessage>) {
+        let body = PSPWebhookPayload.settlementEventJSON(reference: record.reference,
                                                           type: PSPWebhookPayload.Kind(record.kind, record.status))
         let timestamp = (World.epochNanoseconds + kernel.now.nanoseconds) / 1_000_000_000
         let signature = webhookSigner.signature(body: body, timestampSeconds: timestamp)
@@ -300,16 +260,15 @@ final class PSP: SimActor {
     }
 
     /// The settlement report for everything settled so far, drawn once and
-    /// handed out in parts (``nextSettlementPart(_:records:)``): a PSP of a
-    /// ten-million-payment run settled five million times, and the report's
-    /// lines with the engine's records for them were most of a run's memory
-    /// at its end.
+    /// handed out in parts (``nextSettlementPart(_:records:)``), read from
+    /// ``WorldTruth`` in reference order: a PSP of a ten-million-payment run
+    /// settled five million times, and neither the report nor its order is
+    /// ever held whole.
     struct SettlementPlan {
-        /// Record indices in reference order.
-        var order: [Int32]
-        /// Per record: 1 missing from the report, 2 its amount off by one.
-        var flags: [UInt8]
-        var next = 0
+        /// Records numbered below this were settled when the plan was drawn.
+        var end: Int32
+        /// Discrepancies by record number: 1 missing from the report, 2 its amount off by one.
+        var flags: [Int32: UInt8]
         /// The last reference handed out; `nil` before the first part.
         var after: String?
         var finished = false
@@ -317,27 +276,23 @@ final class PSP: SimActor {
     }
 
     /// Draws the report's discrepancies — a few lines missing, a few amounts
-    /// off, as real reports carry — and orders the records by reference.
+    /// off, as real reports carry — in the order the outcomes were settled.
     func settlementPlan(now: Int64, random: RandomStream) -> SettlementPlan {
         injectedDiscrepancies.removeAll()
-        var flags = [UInt8](repeating: 0, count: records.count)
-        for (index, record) in records.enumerated() where record.status != .failed {
+        var flags: [Int32: UInt8] = [:]
+        world.truth.forEachRecord(psp: index, below: recordCount) { number, status, reference in
             // A failed attempt absent from a report is no discrepancy: only money movements go missing.
+            guard status != .failed else { return }
             if random.bernoulli(profile.settlementMissingRate) {
-                flags[index] = 1
+                flags[number] = 1
             } else if random.bernoulli(profile.settlementAmountErrorRate) {
-                flags[index] = 2
+                flags[number] = 2
             } else {
-                continue
+                return
             }
-            injectedDiscrepancies.append(keys.text(record.key))
+            injectedDiscrepancies.append(reference)
         }
-        precondition(records.count < Int(Int32.max), "more records than a settlement plan indexes")
-        var order = (0..<Int32(records.count)).map { $0 }
-        // One record per key (a key's outcome is settled once), so the
-        // reference alone orders them.
-        order.sort { keys.precedes(records[Int($0)].key, records[Int($1)].key) }
-        return SettlementPlan(order: order, flags: flags, now: now)
+        return SettlementPlan(end: recordCount, flags: flags, now: now)
     }
 
     /// The next part of the report: the lines of up to `limit` records in
@@ -346,26 +301,22 @@ final class PSP: SimActor {
     /// never saw are looked at too). `nil` once every part was handed out.
     func nextSettlementPart(_ plan: inout SettlementPlan, records limit: Int) -> (report: SettlementReport, references: ReferenceRange)? {
         guard !plan.finished else { return nil }
+        // One more than a part holds tells whether another part follows.
+        var records = world.truth.records(psp: index, below: plan.end, after: plan.after, limit: limit + 1)
+        let more = records.count > limit
+        if more { records.removeLast() }
         var lines: [SettlementLine] = []
-        lines.reserveCapacity(min(limit, plan.order.count - plan.next))
-        var last: String?
-        let end = min(plan.order.count, plan.next + limit)
-        while plan.next < end {
-            let index = Int(plan.order[plan.next])
-            plan.next += 1
-            let record = records[index]
-            let key = keys.text(record.key)
-            last = key
-            if plan.flags[index] == 1 { continue }
-            var amount = Money(minorUnits: record.amountMinor, currency: currencies[Int(record.currency)])
-            if plan.flags[index] == 2 { amount.minorUnits += 1 }
-            lines.append(SettlementLine(pspID: profile.id, pspReference: key, kind: record.kind, amount: amount,
-                                        status: record.status, settledAtNanoseconds: record.nanoseconds))
+        lines.reserveCapacity(records.count)
+        for record in records where plan.flags[record.number] != 1 {
+            var amount = record.amount
+            if plan.flags[record.number] == 2 { amount.minorUnits += 1 }
+            lines.append(SettlementLine(pspID: profile.id, pspReference: record.reference, kind: record.kind, amount: amount,
+                                        status: record.status, settledAtNanoseconds: record.settledNanoseconds))
         }
-        let through = plan.next < plan.order.count ? last : nil
+        let through = more ? records.last?.reference : nil
         let range = ReferenceRange(after: plan.after, through: through)
         plan.after = through
-        plan.finished = through == nil
+        plan.finished = !more
         return (SettlementReport(pspID: profile.id, periodStartNanoseconds: World.epochNanoseconds, periodEndNanoseconds: plan.now, lines: lines),
                 range)
     }

@@ -39,12 +39,14 @@ public enum PaymentsWorld {
             .scratch(path: $0, cacheMebibytes: configuration.databaseCacheMebibytes)
         } ?? .memory
         let store = try PaymentEngine.openStore(location, allowsHeldTransactions: true)
+        let truthPath = configuration.scratchDatabasePath.map { $0 + "-truth" }
         defer {
-            if let path = configuration.scratchDatabasePath {
+            for path in [configuration.scratchDatabasePath, truthPath].compactMap({ $0 }) {
                 for suffix in ["", "-journal"] { try? FileManager.default.removeItem(atPath: path + suffix) }
             }
         }
-        let world = try World(configuration: configuration, store: store)
+        let truth = try WorldTruth(path: truthPath, cacheMebibytes: max(1, configuration.databaseCacheMebibytes / 16))
+        let world = try World(configuration: configuration, store: store, truth: truth)
         let kernel = world.kernel
 
         let clients = try ClientPopulation(world: world)
@@ -111,7 +113,8 @@ public enum PaymentsWorld {
         try store.beginHeldTransaction()
         func advance(until deadline: SimInstant) throws {
             kernel.run(until: deadline)
-            do {
+            do throws(StoreError) {
+                if let failure = truth.failure { throw failure }
                 try store.commitHeldTransactionAndContinue()
             } catch {
                 throw StoreError(path: error.path, operation: "\(error.operation) at t=\(kernel.now.seconds) s (seed \(configuration.seed))",
@@ -197,6 +200,7 @@ public enum PaymentsWorld {
         }
         world.checker.audit(final: true, cardNumbers: clients.sampleCardNumbers)
         world.checker.crossCheck()
+        if let failure = truth.failure { throw failure }
         world.checker.collectTrails()
         let report = try WorldReport(world: world, clients: clients, gateway: gateway, broker: broker, sink: sink, monitor: monitor,
                                      liveness: liveness, nonTerminal: nonTerminal, loadEndSeconds: loadEnd.seconds)

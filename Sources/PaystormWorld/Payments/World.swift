@@ -18,6 +18,8 @@ final class World {
     let metrics: WorldMetrics
     let buggify: Buggify
     let store: Store
+    /// What the PSPs really did, outside the engine's store.
+    let truth: WorldTruth
     let engineConfiguration: EngineConfiguration
 
     var gateway = ActorAddress.environment
@@ -45,13 +47,14 @@ final class World {
 
     static let groups: [EngineConsumer] = [.ledger, .wallet, .notification]
 
-    init(configuration: WorldConfiguration, store: Store) throws {
+    init(configuration: WorldConfiguration, store: Store, truth: WorldTruth) throws {
         self.configuration = configuration
         self.store = store
+        self.truth = truth
         kernel = SimulationKernel(configuration: KernelConfiguration(rootSeed: configuration.seed, maxPendingEvents: 8_000_000),
                                   expectedEvents: 1 << 16)
         network = Network(model: configuration.network)
-        checker = InvariantChecker(seed: configuration.seed)
+        checker = InvariantChecker(seed: configuration.seed, truth: truth)
         metrics = WorldMetrics(windowSeconds: configuration.windowSeconds, pspIDs: configuration.psps.map(\.id))
         buggify = Buggify(model: configuration.buggify, rootSeed: configuration.seed)
         var engine = EngineConfiguration(psps: configuration.psps.map { .init(id: $0.id, webhookSecret: Self.webhookSecret($0.id)) })
