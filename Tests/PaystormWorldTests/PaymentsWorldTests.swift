@@ -89,6 +89,25 @@ struct PaymentsWorldTests {
                 "\(described(whole))")
     }
 
+    /// An overloaded replica sheds with 503s, and the network duplicates
+    /// some replies. Each 503 is retried once: a second copy of it, or one
+    /// for an attempt already retried, must not leave the request waiting
+    /// out its timeout, which was longer here than any answer could take.
+    @Test("a duplicated 503 never leaves a request waiting for its timeout")
+    func duplicatedSheddingReplies() throws {
+        var configuration = smallWorld(payments: 6_000, rate: 2_000)
+        configuration.service.replicas = 1
+        configuration.service.workersPerReplica = 8
+        configuration.service.queueCapacity = 500
+        configuration.service.apiServiceMedianSeconds = 0.005
+        configuration.network.duplicationRate = 0.05
+        configuration.clients.timeoutSeconds = 20
+        let report = try PaymentsWorld.run(configuration)
+        #expect(report.serverErrors + report.retries > 100 && report.networkDuplicated > 100, "\(report.summary)")
+        let slowest = report.windows.map(\.latencyMaxSeconds).max() ?? 0
+        #expect(report.timedOut == 0 && slowest < 10, "slowest answer \(slowest) s, \(report.timedOut) timed out")
+    }
+
     @Test("invalid configurations are refused with the field named")
     func validation() {
         var configuration = smallWorld()

@@ -204,6 +204,11 @@ final class ClientPopulation: SimActor {
             finish(id, request, ok: true, throttled: false, kernel)
         case let .error(status, _):
             if status == 429 || status >= 500 {
+                // Only the attempt in flight is retried: a second copy of a
+                // reply (the network duplicates) or one to an attempt already
+                // retried would schedule a retry no timer then sends, and the
+                // request would wait out its whole timeout.
+                guard attempt == request.attempt else { return }
                 if status == 429 { world.metrics.throttledReplies += 1 }
                 if request.attempt < model.maxRetries {
                     // Back off, then retry under the same key.
