@@ -82,6 +82,12 @@ struct WorldFaultTests {
         let report = try run([ScheduledFault(atSeconds: 0, durationSeconds: 10, kind: .clockSkew(replica: 1, offsetSeconds: 600))])
         expectClean(report)
         #expect(report.webhooksRejected > 0)
+        // Time to terminal is virtual time: the skewed replica's clock is not in it.
+        let unskewed = try run([])
+        #expect(report.timeToTerminal.map(\.probability) == unskewed.timeToTerminal.map(\.probability))
+        for (skewed, plain) in zip(report.timeToTerminal, unskewed.timeToTerminal) {
+            #expect(skewed.value < plain.value * 3 + 1, "p\(skewed.probability * 100): \(skewed.value) s against \(plain.value) s")
+        }
     }
 
     @Test("an outbox relay crash: events are published after the restart, at least once")
