@@ -182,9 +182,12 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         return report.paymentsCompleted + report.paymentsFailed
     }
 
-    /// Samples needed before the order-statistic upper bound of the p-quantile exists: pⁿ ≤ 1 − confidence.
+    /// Samples needed before the order-statistic upper bound of the
+    /// p-quantile exists. The bound is the top of a two-sided interval
+    /// (``SortedSample/quantile(_:confidence:)``), which leaves (1 − confidence)/2
+    /// above it: it exists once pⁿ ≤ (1 − confidence)/2.
     static func samplesForQuantile(_ p: Double, confidence: Double) -> Int {
-        Int((log(1 - confidence) / log(p)).rounded(.up))
+        Int((log((1 - confidence) / 2) / log(p)).rounded(.up))
     }
 
     /// One-sided Clopper–Pearson bounds on a success proportion.

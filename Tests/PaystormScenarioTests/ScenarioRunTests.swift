@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PaystormStatistics
 @testable import PaystormScenario
 @testable import PaystormWorld
 
@@ -67,8 +68,24 @@ struct ScenarioRunTests {
             .replacingOccurrences(of: "availability >= 99%", with: "availability >= 99.99%"), file: "tiny.yaml")
         let run = try ScenarioRun.run(scenario)
         #expect(run.status == .inconclusive)
-        #expect(run.verdicts[0].outcome == .inconclusive && run.verdicts[0].detail.contains("29956"))
+        #expect(run.verdicts[0].outcome == .inconclusive && run.verdicts[0].detail.contains("needs at least 36887 samples"),
+                "\(run.verdicts[0].detail)")
         #expect(run.verdicts[1].outcome == .inconclusive && run.verdicts[1].detail.contains("more"))
+    }
+
+    /// The count an inconclusive percentile asks for is the count at which
+    /// its upper bound first exists, for the interval the verdict reads.
+    @Test("the samples a percentile threshold asks for are exactly enough for its upper bound",
+          arguments: [0.5, 0.9, 0.99, 0.999, 0.9999])
+    func samplesForQuantile(p: Double) throws {
+        for confidence in [0.9, 0.95, 0.99] {
+            let needed = Threshold.samplesForQuantile(p, confidence: confidence)
+            func upperExists(_ n: Int) throws -> Bool {
+                try SortedSample(alreadySorted: (0..<n).map(Double.init)).quantile(p, confidence: confidence).upper != nil
+            }
+            #expect(try upperExists(needed), "p\(p * 100) at \(confidence): \(needed) samples")
+            #expect(try !upperExists(needed - 1), "p\(p * 100) at \(confidence): \(needed - 1) samples")
+        }
     }
 
     @Test("a safety violation gives exit 3 and names the invariant in JUnit")
