@@ -147,7 +147,7 @@ public struct LoadMeasurement: ThresholdSubject, Sendable {
         }
         for index in windows.indices where !latencies[index].isEmpty {
             let sorted = latencies[index].sorted()
-            func at(_ p: Double) -> Double { sorted[min(sorted.count - 1, max(0, Int((p * Double(sorted.count)).rounded(.up)) - 1))] }
+            func at(_ p: Double) -> Double { sorted[SortedSample.nearestRankIndex(p, count: sorted.count)] }
             windows[index].latencyP50Seconds = at(0.5)
             windows[index].latencyP99Seconds = at(0.99)
             windows[index].latencyMaxSeconds = sorted.last!

@@ -46,6 +46,13 @@ public struct SortedSample: Sendable {
 
     public var count: Int { values.count }
 
+    /// The 0-based index of the nearest-rank `p`-quantile among `count`
+    /// sorted values: ⌈p·count⌉ − 1, within the values. (Of 100 values, p99
+    /// is the 99th, not the largest.)
+    public static func nearestRankIndex(_ p: Double, count: Int) -> Int {
+        min(count - 1, max(0, Int((p * Double(count)).rounded(.up)) - 1))
+    }
+
     /// The quantile `p` in [0, 1] (`gsl_stats_quantile_from_sorted_data`).
     /// - Throws: when the sample is empty or `p` is outside [0, 1].
     public func quantile(_ p: Double) throws -> Double {

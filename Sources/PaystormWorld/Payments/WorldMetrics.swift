@@ -154,8 +154,8 @@ public final class WorldMetrics {
         windows[index].deadLetters = deadLetters
         if !windowLatencies.isEmpty {
             windowLatencies.sort()
-            windows[index].latencyP50Seconds = windowLatencies[(windowLatencies.count - 1) / 2]
-            windows[index].latencyP99Seconds = windowLatencies[min(windowLatencies.count - 1, Int(Double(windowLatencies.count) * 0.99))]
+            windows[index].latencyP50Seconds = windowLatencies[SortedSample.nearestRankIndex(0.5, count: windowLatencies.count)]
+            windows[index].latencyP99Seconds = windowLatencies[SortedSample.nearestRankIndex(0.99, count: windowLatencies.count)]
             windows[index].latencyMaxSeconds = windowLatencies.last!
             windowLatencies.removeAll(keepingCapacity: true)
         }
