@@ -56,6 +56,9 @@ public struct LoadMeasurement: ThresholdSubject, Sendable {
     public var requests: Int { requestsMade.count }
     public var outstandingAtEnd: Int { 0 }
     public var answered: Int { requestsMade.reduce(0) { $0 + ($1.isAnswered ? 1 : 0) } }
+    public var answeredDuringLoad: Int {
+        requestsMade.reduce(0) { $0 + ($1.isAnswered && $1.dueSeconds + $1.latencySeconds <= durationSeconds ? 1 : 0) }
+    }
     public var loadEndSeconds: Double { durationSeconds }
     public var violations: Int { 0 }
     public var safetyViolationCount: Int { 0 }
@@ -105,7 +108,7 @@ public struct LoadMeasurement: ThresholdSubject, Sendable {
                             serverErrors: count { $0.status >= 500 }, timedOut: count { $0.status == 0 }, throttled: count { $0.status == 429 },
                             retries: 0, unfinished: 0,
                             offeredPerSecond: durationSeconds > 0 ? Double(total) / durationSeconds : 0,
-                            achievedPerSecond: elapsedSeconds > 0 ? Double(answered) / elapsedSeconds : 0,
+                            achievedPerSecond: durationSeconds > 0 ? Double(answeredDuringLoad) / durationSeconds : 0,
                             availability: total > 0 ? Double(answered) / Double(total) : 0,
                             availabilityLowerBound: (try? Availability.lowerBound(failures: total - answered, requests: total, confidence: confidence)) ?? 0,
                             confidence: confidence),

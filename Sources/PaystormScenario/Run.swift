@@ -107,7 +107,7 @@ public struct ScenarioRun: Sendable {
             requests: .init(total: total, answered: r.answered, clientErrors: r.clientErrors, serverErrors: r.serverErrors,
                             timedOut: r.timedOut, throttled: r.throttled, retries: r.retries, unfinished: r.outstandingAtEnd,
                             offeredPerSecond: r.loadEndSeconds > 0 ? Double(r.windows.reduce(0) { $0 + $1.offered }) / r.loadEndSeconds : 0,
-                            achievedPerSecond: r.loadEndSeconds > 0 ? Double(r.answered) / r.loadEndSeconds : 0,
+                            achievedPerSecond: r.loadEndSeconds > 0 ? Double(r.answeredDuringLoad) / r.loadEndSeconds : 0,
                             availability: total > 0 ? Double(r.answered) / Double(total) : 0,
                             availabilityLowerBound: r.availabilityLowerBound, confidence: r.confidence),
             latency: quantiles(r.latency), timeToTerminal: quantiles(r.timeToTerminal),

@@ -15,7 +15,7 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         case timeToTerminal(percentile: Double)
         case availability
         case errorRate
-        /// Answered requests per second of load.
+        /// Requests answered during the load, per second of load.
         case throughput
         case violations, safetyViolations, livenessViolations
         /// Payments not terminal after healing.
@@ -155,7 +155,7 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
             }
             return verdict(.inconclusive, observed: observed, detail: detail)
         case .throughput:
-            let rate = report.loadEndSeconds > 0 ? Double(report.answered) / report.loadEndSeconds : 0
+            let rate = report.loadEndSeconds > 0 ? Double(report.answeredDuringLoad) / report.loadEndSeconds : 0
             return exact(rate, observed: String(format: "%.1f/s", rate))
         case .violations: return exact(Double(report.violations), observed: "\(report.violations)")
         case .safetyViolations: return exact(Double(report.safetyViolationCount), observed: "\(report.safetyViolationCount)")
@@ -219,6 +219,9 @@ public protocol ThresholdSubject {
     var requests: Int { get }
     var outstandingAtEnd: Int { get }
     var answered: Int { get }
+    /// Requests answered by the end of the load: answers that came later,
+    /// while a saturated system drained its queues, are not throughput.
+    var answeredDuringLoad: Int { get }
     var loadEndSeconds: Double { get }
     var violations: Int { get }
     var safetyViolationCount: Int { get }

@@ -101,6 +101,7 @@ final class ClientPopulation: SimActor {
         guard paymentsStarted < world.configuration.payments else {
             arrivalsDone = true
             arrivalsEndedAt = kernel.now
+            world.metrics.answeredDuringLoad = world.metrics.answered
             return
         }
         kernel.setTimer(after: SimDuration(seconds: random.exponential(mean: 1 / load.peakRate)), .arrival)

@@ -74,6 +74,8 @@ public final class WorldMetrics {
 
     public internal(set) var requests = 0
     public internal(set) var answered = 0
+    /// Requests answered by the time the last one arrived (set then).
+    public internal(set) var answeredDuringLoad: Int?
     public internal(set) var clientErrors = 0
     public internal(set) var throttledFinal = 0
     public internal(set) var serverErrors = 0

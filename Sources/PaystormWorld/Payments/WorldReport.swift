@@ -18,6 +18,9 @@ public struct WorldReport: Sendable {
     /// Requests (payments and refunds) that finished, and how.
     public var requests: Int
     public var answered: Int
+    /// Of those, answered by the end of the load (the last arrival): what
+    /// the achieved rate counts. Answers during healing are not throughput.
+    public var answeredDuringLoad: Int
     public var clientErrors: Int
     public var serverErrors: Int
     public var timedOut: Int
@@ -108,6 +111,7 @@ public struct WorldReport: Sendable {
         kernel = world.kernel.counters
         requests = metrics.requests
         answered = metrics.answered
+        answeredDuringLoad = metrics.answeredDuringLoad ?? metrics.answered
         clientErrors = metrics.clientErrors
         serverErrors = metrics.serverErrors
         timedOut = metrics.timedOut
