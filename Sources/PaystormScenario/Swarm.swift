@@ -11,7 +11,9 @@ public enum Swarm {
         var world = base
         world.seed = seed
         let random = RandomStream(rootSeed: seed, stream: "swarm")
-        let load = max(10, base.expectedLoadSeconds)
+        // Faults start during the load (healing ends them): a start drawn
+        // past it would be a fault that never happens.
+        let load = base.expectedLoadSeconds
         let psps = base.psps.map(\.id)
         var faults = base.faults
         for _ in 0..<(1 + random.uniformInt(below: 4)) {

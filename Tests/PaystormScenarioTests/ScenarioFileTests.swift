@@ -62,7 +62,7 @@ struct ScenarioFileTests {
               - { id: a, latency_median: 80ms, ambiguous_rate: 1% }
               - { id: b, like: paypal }
             faults:
-              - { at: 1m, for: 30s, kind: psp_brownout, psp: a, latency_factor: 4, error_rate: 0.2 }
+              - { at: 2s, for: 30s, kind: psp_brownout, psp: a, latency_factor: 4, error_rate: 0.2 }
             thresholds: ["p(99.9) < 1.5s", "availability >= 99.95%"]
             """, file: "t.yaml")
         #expect(scenario.world.seed == 9)
@@ -72,7 +72,7 @@ struct ScenarioFileTests {
         #expect(scenario.world.psps.map(\.id) == ["a", "b"])
         #expect(abs(scenario.world.psps[0].latencyMedianSeconds - 0.08) < 1e-12)
         #expect(scenario.world.psps[1].webhookDelayMedianSeconds == PSPProfile.paypalLike.webhookDelayMedianSeconds)
-        #expect(scenario.world.faults == [ScheduledFault(atSeconds: 60, durationSeconds: 30, kind: .pspBrownout(psp: "a", latencyFactor: 4, errorRate: 0.2))])
+        #expect(scenario.world.faults == [ScheduledFault(atSeconds: 2, durationSeconds: 30, kind: .pspBrownout(psp: "a", latencyFactor: 4, errorRate: 0.2))])
         #expect(scenario.thresholds.count == 2 && scenario.thresholds[1].metric == .availability)
         guard case let .latency(p) = scenario.thresholds[0].metric else { Issue.record("not a latency threshold"); return }
         #expect(abs(p - 0.999) < 1e-12)
@@ -92,7 +92,7 @@ struct ScenarioFileTests {
         let malformed = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5\n"))
         #expect(malformed.line != nil && malformed.message.hasPrefix("malformed YAML"))
 
-        let range = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nfaults:\n  - {at: 5s, kind: replica_crash, replica: 7}\n"))
+        let range = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nfaults:\n  - {at: 1s, kind: replica_crash, replica: 7}\n"))
         #expect(range.line == 5 && range.column == 44 && range.message.contains("faults[0].replica") && range.message.contains("0...2"))
 
         let threshold = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nthresholds: [\"p(99) < 2\"]\n"))

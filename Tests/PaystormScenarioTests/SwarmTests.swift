@@ -25,7 +25,7 @@ struct SwarmTests {
         #expect(minimal == cause)
         #expect(runs < 40)
         let yaml = Shrinker.yaml(minimal)
-        let scenario = try Scenario.parse("name: s\npayments: 10\nload: {rate: 5}\n" + yaml, file: "s.yaml")
+        let scenario = try Scenario.parse("name: s\npayments: 100\nload: {rate: 5}\n" + yaml, file: "s.yaml")
         #expect(scenario.world.faults == cause)
     }
 

@@ -123,6 +123,19 @@ struct PaymentsWorldTests {
         configuration.psps[0].declineRate = 0.9
         configuration.psps[0].transientErrorRate = 0.2
         #expect { try configuration.validate() } throws: { ($0 as? WorldConfigurationError)?.field == "psps[0].rates" }
+        // Faults that could never happen: a partition naming no actor, a start after the load.
+        configuration = smallWorld()
+        configuration.faults = [ScheduledFault(atSeconds: 1, durationSeconds: 5, kind: .partition(from: "replicas", to: "psp.stripe", oneWay: false))]
+        #expect { try configuration.validate() } throws: {
+            let error = $0 as? WorldConfigurationError
+            return error?.field == "faults[0].from" && error!.expected.contains("replica.0") && error!.expected.contains("\"replicas\", which names none")
+        }
+        configuration.faults = [ScheduledFault(atSeconds: 1, durationSeconds: 5, kind: .partition(from: "replica", to: "psp.strip", oneWay: false))]
+        #expect(throws: Never.self) { try configuration.validate() }
+        configuration.faults = [ScheduledFault(atSeconds: 500, durationSeconds: 5, kind: .pspOutage(psp: "stripe"))]
+        #expect(throws: WorldConfigurationError(field: "faults[0].at", expected: "a time before the load ends, about 5.0 s for 1500 payments at this load; a fault from 500 s on would never happen")) {
+            try configuration.validate()
+        }
         configuration = smallWorld()
         configuration.load = .ramp(from: 0, to: 0, overSeconds: 10)
         #expect { try configuration.validate() } throws: { ($0 as? WorldConfigurationError)?.field == "load" }

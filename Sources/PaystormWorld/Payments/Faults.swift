@@ -59,6 +59,11 @@ public struct ScheduledFault: Sendable, Equatable {
             if !ok { throw WorldConfigurationError(field: "\(field).\(name)", expected: expected) }
         }
         try require(atSeconds.isFinite && atSeconds >= 0, "at", "seconds >= 0")
+        // Faults start only during the load (healing ends them all).
+        let loadSeconds = configuration.expectedLoadSeconds
+        try require(atSeconds < loadSeconds, "at",
+                    "a time before the load ends, about \(String(format: "%.1f", loadSeconds)) s for \(configuration.payments) payments "
+                        + "at this load; a fault from \(String(format: "%g", atSeconds)) s on would never happen")
         try require(durationSeconds.isFinite && durationSeconds >= 0 && durationSeconds <= 86_400 * 7, "duration", "seconds in [0, 604800]")
         let psps = configuration.psps.map(\.id)
         switch kind {
@@ -70,6 +75,11 @@ public struct ScheduledFault: Sendable, Equatable {
             try require(rate >= 0 && rate <= 1, "error_rate", "a probability in [0, 1]")
         case let .partition(from, to, _):
             try require(!from.isEmpty && !to.isEmpty, "from/to", "actor name prefixes such as replica, psp.stripe, broker")
+            let names = configuration.actorNames
+            for (end, prefix) in [("from", from), ("to", to)] {
+                try require(names.contains { $0.hasPrefix(prefix) }, end,
+                            "a prefix of an actor's name (\(names.joined(separator: ", "))), got \"\(prefix)\", which names none")
+            }
         case let .replicaCrash(replica), let .clockSkew(replica, _):
             try require((0..<configuration.service.replicas).contains(replica), "replica",
                         "0...\(configuration.service.replicas - 1), got \(replica)")

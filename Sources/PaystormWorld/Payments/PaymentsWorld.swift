@@ -87,6 +87,7 @@ public enum PaymentsWorld {
         monitor.replicaActors = replicas
         monitor.brokerActor = broker
         let monitorAddress = world.spawn(monitor, name: "monitor")
+        precondition(world.network.names == configuration.actorNames, "the actors spawned are not those partitions are validated against")
 
         kernel.inject(.arrival, to: world.clients, at: .zero)
         kernel.inject(.healthTick, to: world.gateway, at: .zero)

@@ -100,6 +100,14 @@ public struct WorldConfiguration: Sendable {
 
     /// Virtual seconds the arrivals are expected to take.
     public var expectedLoadSeconds: Double { load.secondsFor(payments: payments) }
+
+    /// The actors' names, in the order the world spawns them: what a
+    /// partition's `from` and `to` prefixes are matched against.
+    public var actorNames: [String] {
+        ["clients", "gateway"] + (0..<service.replicas).map { "replica.\($0)" } + psps.map { "psp.\($0.id)" } + ["broker", "relay"]
+            + ["ledger", "wallet", "notification"].flatMap { group in (0..<broker.consumersPerGroup).map { "consumer.\(group).\($0)" } }
+            + ["notifications", "faults", "monitor"]
+    }
 }
 
 /// An arrival rate over virtual time.
