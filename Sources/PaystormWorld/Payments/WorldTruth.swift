@@ -60,8 +60,11 @@ final class WorldTruth {
                         amount_minor INTEGER NOT NULL,
                         currency TEXT NOT NULL,
                         settled_ns INTEGER NOT NULL,
-                        PRIMARY KEY (psp, number)) WITHOUT ROWID;
-                    CREATE UNIQUE INDEX psp_record_reference ON psp_record(psp, reference);
+                        PRIMARY KEY (psp, reference)) WITHOUT ROWID;
+                    -- Kept in reference order, which a settlement report reads
+                    -- whole; by number, this index alone answers webhooks and
+                    -- the discrepancy draw (it carries the key).
+                    CREATE INDEX psp_record_number ON psp_record(psp, number, status, kind);
                     CREATE TABLE capture (payment_number INTEGER PRIMARY KEY, psp INTEGER NOT NULL, amount_minor INTEGER NOT NULL);
                     CREATE TABLE payout (reference TEXT PRIMARY KEY, amount_minor INTEGER NOT NULL) WITHOUT ROWID;
                     BEGIN IMMEDIATE TRANSACTION;
