@@ -23,6 +23,28 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
         case .badInput: return "bad-input"
         }
     }
+
+    /// How bad an outcome is, for picking the worst of several: a violated
+    /// safety invariant outranks a liveness failure, which outranks a failed
+    /// threshold, which outranks too few samples to judge. Bad input outranks
+    /// them all: nothing was judged. The exit code's number says nothing of this.
+    public var severity: Int {
+        switch self {
+        case .passed: return 0
+        case .inconclusive: return 1
+        case .thresholdFailed: return 2
+        case .livenessFailed: return 3
+        case .invariantViolated: return 4
+        case .badInput: return 5
+        }
+    }
+
+    /// The most severe of `statuses` (``passed`` when there are none): a
+    /// run's verdict, a seed farm's or a fuzz run's exit code.
+    /// - Complexity: O(n).
+    public static func worst(_ statuses: some Sequence<ExitStatus>) -> ExitStatus {
+        statuses.max { $0.severity < $1.severity } ?? .passed
+    }
 }
 
 /// The version written into every report (with the scenario hash and the
@@ -51,18 +73,13 @@ public struct ScenarioRun: Sendable {
     /// Judges a finished world run.
     public static func judge(_ scenario: Scenario, _ report: WorldReport) -> ScenarioRun {
         let verdicts = scenario.thresholds.map { $0.judge(report) }
-        let status: ExitStatus
-        if report.safetyViolationCount > 0 {
-            status = .invariantViolated
-        } else if !report.livenessViolations.isEmpty {
-            status = .livenessFailed
-        } else if verdicts.contains(where: { $0.outcome == .failed }) {
-            status = .thresholdFailed
-        } else if verdicts.contains(where: { $0.outcome == .inconclusive }) {
-            status = .inconclusive
-        } else {
-            status = .passed
-        }
+        var found: [ExitStatus] = []
+        if report.safetyViolationCount > 0 { found.append(.invariantViolated) }
+        if !report.livenessViolations.isEmpty { found.append(.livenessFailed) }
+        if verdicts.contains(where: { $0.outcome == .failed }) { found.append(.thresholdFailed) }
+        if verdicts.contains(where: { $0.outcome == .inconclusive }) { found.append(.inconclusive) }
+        // The same ranking a seed farm and fuzz use to pick the worst seed.
+        let status = ExitStatus.worst(found)
         return ScenarioRun(scenario: scenario, report: report, verdicts: verdicts, status: status)
     }
 

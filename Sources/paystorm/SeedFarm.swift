@@ -56,13 +56,19 @@ struct SeedFarm {
         progress.finish()
 
         var documents: [ReportDocument] = []
+        var verdicts: [ExitStatus] = []
         for seed in seeds {
             let path = (out as NSString).appendingPathComponent("\(scenario.name)-\(seed)/report.json")
             guard let data = FileManager.default.contents(atPath: path), let document = try? ReportWriter.decode(data) else {
                 FileHandle.standardError.write(Data("error: seed \(seed) wrote no report (exit \(codes[seed] ?? -1))\n".utf8))
                 throw ExitCode(codes[seed].map { $0 == 0 ? 1 : $0 } ?? 1)
             }
+            guard let status = ExitStatus(rawValue: document.verdict.exitCode) else {
+                FileHandle.standardError.write(Data("error: seed \(seed): \(path) has exit code \(document.verdict.exitCode), which is no verdict\n".utf8))
+                throw ExitCode(1)
+            }
             documents.append(document)
+            verdicts.append(status)
         }
         let merged = try FarmSummary(scenario: scenario, documents: documents)
         let directory = (out as NSString).appendingPathComponent("\(scenario.name)-seeds-\(seeds.lowerBound)-\(seeds.upperBound)")
@@ -70,7 +76,7 @@ struct SeedFarm {
         try Data(merged.markdown.utf8).write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent("summary.md")))
         print(merged.headline)
         if !quiet { print(merged.markdown) }
-        let worst = documents.map(\.verdict.exitCode).max() ?? 0
+        let worst = ExitStatus.worst(verdicts).rawValue
         let allAsExpected = documents.allSatisfy(\.verdict.asExpected)
         let code = checkExpectation && allAsExpected ? 0 : worst
         if code != 0 { throw ExitCode(code) }

@@ -36,7 +36,8 @@ extension Paystorm {
                 For every seed the scenario's world gets 1–4 random faults (outages, brownouts, \
                 partitions, crashes, broker partitions, storms, clock skew), BUGGIFY with a random fire \
                 rate, and sometimes lossy links. A failing seed prints the command that reproduces it; \
-                `paystorm shrink FILE --seed N --fuzz` cuts its faults down. Exit code: the worst seed's.
+                `paystorm shrink FILE --seed N --fuzz` cuts its faults down. Exit code: the worst seed's \
+                (3 invariant violated, then 4 liveness failed, 2 threshold failed, 5 inconclusive).
                 """)
 
         @Argument(help: "The scenario file (YAML).") var file: String
@@ -47,12 +48,12 @@ extension Paystorm {
 
         func run() throws {
             let scenario = try loadScenario(file)
-            var worst: Int32 = 0
+            var worst = ExitStatus.passed
             var failing: [UInt64] = []
             for seed in seeds.seeds {
                 let world = Swarm.configure(scenario.world, seed: seed)
                 let result = try runAndReport(scenario, world: world, out: out, scratch: scratch, quiet: true)
-                worst = max(worst, result.status.rawValue)
+                worst = ExitStatus.worst([worst, result.status])
                 if result.status != .passed { failing.append(seed) }
                 if !quiet || result.status != .passed {
                     print("seed \(seed): \(result.status.label) (exit \(result.status.rawValue)), \(world.faults.count) fault(s), buggify \(result.report.buggifyEnabled.joined(separator: ",")) — \(result.document.verdict.summary)")
@@ -62,7 +63,7 @@ extension Paystorm {
                 }
             }
             print("fuzz \(scenario.name): \(seeds.seeds.count) seed(s), \(failing.count) failing\(failing.isEmpty ? "" : ": " + failing.map(String.init).joined(separator: ", "))")
-            if worst != 0 { throw ExitCode(worst) }
+            if worst != .passed { throw ExitCode(worst.rawValue) }
         }
     }
 

@@ -88,6 +88,31 @@ final class CLITests {
         #expect(refused.status == 64 && refused.error.contains("hash"))
     }
 
+    /// Seed 1 fails its throughput threshold (2); seed 2 has too few samples
+    /// for its p(99.9) threshold (5).
+    static let mixedVerdicts = """
+        name: mix
+        seed: 1
+        payments: 330
+        load: { profile: constant, rate: 100 }
+        healing: 10s
+        thresholds:
+          - "throughput > 100"
+          - "p(99.9) < 10s"
+        """
+
+    @Test("a seed farm and fuzz exit with their worst seed by severity: a failed threshold (2) outranks an inconclusive seed (5)")
+    func farmWorstBySeverity() throws {
+        let scenario = try temporaryFile("mix.yaml", Self.mixedVerdicts)
+        let farm = try paystorm(["run", scenario, "--seeds", "1-2", "--jobs", "2", "--out", scratch + "/mix", "--quiet"])
+        #expect(farm.output.contains("2 seeds — 1 inconclusive, 1 threshold-failed"), "\(farm.output) \(farm.error)")
+        #expect(farm.status == 2)
+        // Fuzz picks its worst seed the same way: its seed 2 draws an inconclusive run, seed 3 a failed threshold.
+        let fuzz = try paystorm(["fuzz", scenario, "--seeds", "2-3", "--out", scratch + "/mix-fuzz", "--quiet"])
+        #expect(fuzz.output.contains("seed 2: inconclusive") && fuzz.output.contains("seed 3: threshold-failed"), "\(fuzz.output)")
+        #expect(fuzz.status == 2)
+    }
+
     @Test("bad options and unreadable files are bad input (64)")
     func badInput() throws {
         #expect(try paystorm(["run", "/nonexistent.yaml"]).status == 64)

@@ -131,6 +131,15 @@ struct ScenarioRunTests {
         #expect(run.verdicts.first { $0.threshold == "lost == 0" }?.outcome == .failed)
     }
 
+    @Test("the worst of several outcomes goes by severity (3, 4, 2, 5), not by the exit code's number")
+    func worstBySeverity() {
+        #expect(ExitStatus.worst([.inconclusive, .thresholdFailed]) == .thresholdFailed)
+        #expect(ExitStatus.worst([.livenessFailed, .inconclusive, .invariantViolated]) == .invariantViolated)
+        #expect(ExitStatus.worst([.inconclusive, .livenessFailed, .thresholdFailed]) == .livenessFailed)
+        #expect(ExitStatus.worst([.passed, .inconclusive]) == .inconclusive)
+        #expect(ExitStatus.worst([]) == .passed)
+    }
+
     @Test("expect: fail scenarios count as expected only with their documented exit code")
     func expectedFailure() throws {
         let failing = tinyScenario.replacingOccurrences(of: "p(99) < 250ms", with: "p(50) < 1ms")
