@@ -10,6 +10,9 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     case livenessFailed = 4
     /// Not enough samples for the confidence asked.
     case inconclusive = 5
+    /// Only under `--check-expectation`: the run passed, but its scenario
+    /// documents a failure (`expect: fail`) that did not happen.
+    case passedUnexpectedly = 6
     /// Bad input: unreadable or invalid scenario, bad options (EX_USAGE).
     case badInput = 64
 
@@ -20,6 +23,7 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
         case .invariantViolated: return "invariant-violated"
         case .livenessFailed: return "liveness-failed"
         case .inconclusive: return "inconclusive"
+        case .passedUnexpectedly: return "passed-unexpectedly"
         case .badInput: return "bad-input"
         }
     }
@@ -27,16 +31,28 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     /// How bad an outcome is, for picking the worst of several: a violated
     /// safety invariant outranks a liveness failure, which outranks a failed
     /// threshold, which outranks too few samples to judge. Bad input outranks
-    /// them all: nothing was judged. The exit code's number says nothing of this.
+    /// them all: nothing was judged. A documented failure that did not happen
+    /// sits between a failed threshold and an inconclusive run. The exit
+    /// code's number says nothing of this.
     public var severity: Int {
         switch self {
         case .passed: return 0
         case .inconclusive: return 1
-        case .thresholdFailed: return 2
-        case .livenessFailed: return 3
-        case .invariantViolated: return 4
-        case .badInput: return 5
+        case .passedUnexpectedly: return 2
+        case .thresholdFailed: return 3
+        case .livenessFailed: return 4
+        case .invariantViolated: return 5
+        case .badInput: return 6
         }
+    }
+
+    /// This run's exit code under `--check-expectation`: 0 when it ended the
+    /// way its scenario documents; otherwise its own code, or
+    /// ``passedUnexpectedly`` when it passed but the scenario documents a
+    /// failure — never 0 for a run that did not end as documented.
+    public func checked(asExpected: Bool) -> ExitStatus {
+        if asExpected { return .passed }
+        return self == .passed ? .passedUnexpectedly : self
     }
 
     /// The most severe of `statuses` (``passed`` when there are none): a
@@ -107,7 +123,7 @@ public struct ScenarioRun: Sendable {
         case .passed: summary = "every threshold passed and no invariant was violated"
         case .invariantViolated: summary = "\(r.safetyViolationCount) safety invariant violation(s)"
         case .livenessFailed: summary = "\(r.livenessViolations.count) liveness check(s) failed after healing"
-        case .thresholdFailed, .inconclusive, .badInput:
+        case .thresholdFailed, .inconclusive, .badInput, .passedUnexpectedly:
             summary = failing.map { "\($0.threshold): \($0.outcome.rawValue) (\($0.observed))" }.joined(separator: "; ")
         }
         if scenario.expectation == .fail {

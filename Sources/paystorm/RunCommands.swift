@@ -76,8 +76,11 @@ extension Paystorm {
                 Writes report.json, report.md, report.html, timeseries.csv and junit.xml to \
                 <out>/<scenario>-<seed>/. Exit codes: 0 passed, 2 a threshold failed, 3 a safety \
                 invariant was violated, 4 a liveness check failed after healing, 5 inconclusive (not \
-                enough samples for the confidence asked), 64 bad input. With --seeds A-B the seeds \
-                run in parallel processes (--jobs) and the exit code is the worst of them: 3, then 4, 2, 5.
+                enough samples for the confidence asked), 64 bad input. With --check-expectation: 0 when \
+                the run ends the way the scenario documents (expect: pass or fail), its own code when it \
+                fails otherwise, 6 when it passes but the scenario documents a failure. With --seeds A-B \
+                the seeds run in parallel processes (--jobs) and the exit code is the worst of them: 3, \
+                then 4, 2, 6, 5.
                 """)
 
         @Argument(help: "The scenario file (YAML).") var file: String
@@ -86,7 +89,7 @@ extension Paystorm {
         @Option(help: "Parallel processes for a seed farm (default: every core).") var jobs: Int?
         @Option(help: "Directory for reports.") var out: String = "Reports"
         @Option(help: "Directory for the scratch database (default: the system's temporary directory).") var scratch: String?
-        @Flag(help: "Exit 0 when the run ends the way the scenario documents (expect: pass or fail).") var checkExpectation = false
+        @Flag(help: "Exit 0 when the run ends the way the scenario documents (expect: pass or fail); 6 when it passes but should have failed.") var checkExpectation = false
         @Flag(help: "No progress bar and only the verdict line.") var quiet = false
 
         func validate() throws {
@@ -118,8 +121,11 @@ extension Paystorm {
                 }
                 print("  reports: \(directory)/report.html (and report.json, report.md, timeseries.csv, junit.xml)")
             }
-            let code = checkExpectation && result.asExpected ? 0 : result.status.rawValue
-            if code != 0 { throw ExitCode(code) }
+            let code = checkExpectation ? result.status.checked(asExpected: result.asExpected) : result.status
+            if code == .passedUnexpectedly {
+                FileHandle.standardError.write(Data("error: \(file) documents exit \(scenario.expectedExit ?? 0) (expect: fail), but the run passed\n".utf8))
+            }
+            if code != .passed { throw ExitCode(code.rawValue) }
         }
     }
 

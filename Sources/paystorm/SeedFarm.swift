@@ -76,10 +76,12 @@ struct SeedFarm {
         try Data(merged.markdown.utf8).write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent("summary.md")))
         print(merged.headline)
         if !quiet { print(merged.markdown) }
-        let worst = ExitStatus.worst(verdicts).rawValue
-        let allAsExpected = documents.allSatisfy(\.verdict.asExpected)
-        let code = checkExpectation && allAsExpected ? 0 : worst
-        if code != 0 { throw ExitCode(code) }
+        let judged = checkExpectation ? zip(verdicts, documents).map { $0.checked(asExpected: $1.verdict.asExpected) } : verdicts
+        for (seed, code) in zip(seeds, judged) where code == .passedUnexpectedly {
+            FileHandle.standardError.write(Data("error: seed \(seed) passed, but \(file) documents exit \(scenario.expectedExit ?? 0) (expect: fail)\n".utf8))
+        }
+        let worst = ExitStatus.worst(judged)
+        if worst != .passed { throw ExitCode(worst.rawValue) }
     }
 }
 

@@ -88,6 +88,27 @@ final class CLITests {
         #expect(refused.status == 64 && refused.error.contains("hash"))
     }
 
+    @Test("--check-expectation: a documented failure that does not happen exits 6, one that fails otherwise keeps its code, in a farm too")
+    func checkExpectationMismatch() throws {
+        let out = scratch + "/expectation"
+        let unexpectedPass = try temporaryFile("passes.yaml", "expect: fail\nexpect_exit: 2\n" + tinyScenario)
+        let single = try paystorm(["run", unexpectedPass, "--out", out, "--quiet", "--check-expectation"])
+        #expect(single.output.contains("passed (exit 0)"), "\(single.output)")
+        #expect(single.status == 6)
+        #expect(single.error.contains("passes.yaml documents exit 2 (expect: fail), but the run passed"), "\(single.error)")
+        let farm = try paystorm(["run", unexpectedPass, "--seeds", "5-6", "--jobs", "2", "--out", out, "--quiet", "--check-expectation"])
+        #expect(farm.output.contains("2 seeds — 2 passed"), "\(farm.output) \(farm.error)")
+        #expect(farm.status == 6)
+        #expect(farm.error.contains("seed 5 passed") && farm.error.contains("seed 6 passed"), "\(farm.error)")
+        // Documented as an invariant violation, but a threshold fails: the run's own code.
+        let failingText = tinyScenario.replacingOccurrences(of: "p(99) < 250ms", with: "p(50) < 1ms")
+        let otherFailure = try temporaryFile("other-failure.yaml", "expect: fail\nexpect_exit: 3\n" + failingText)
+        #expect(try paystorm(["run", otherFailure, "--out", out, "--quiet", "--check-expectation"]).status == 2)
+        let documented = try temporaryFile("documented.yaml", "expect: fail\nexpect_exit: 2\n" + failingText)
+        let documentedFarm = try paystorm(["run", documented, "--seeds", "5-6", "--jobs", "2", "--out", out, "--quiet", "--check-expectation"])
+        #expect(documentedFarm.status == 0, "\(documentedFarm.output) \(documentedFarm.error)")
+    }
+
     /// Seed 1 fails its throughput threshold (2); seed 2 has too few samples
     /// for its p(99.9) threshold (5).
     static let mixedVerdicts = """

@@ -138,6 +138,18 @@ struct ScenarioRunTests {
         #expect(ExitStatus.worst([.inconclusive, .livenessFailed, .thresholdFailed]) == .livenessFailed)
         #expect(ExitStatus.worst([.passed, .inconclusive]) == .inconclusive)
         #expect(ExitStatus.worst([]) == .passed)
+        #expect(ExitStatus.worst([.inconclusive, .passedUnexpectedly]) == .passedUnexpectedly)
+        #expect(ExitStatus.worst([.passedUnexpectedly, .thresholdFailed]) == .thresholdFailed)
+    }
+
+    @Test("--check-expectation's code: 0 only for a run that ended as documented, 6 for a documented failure that passed")
+    func checkedAgainstExpectation() {
+        #expect(ExitStatus.thresholdFailed.checked(asExpected: true) == .passed)
+        #expect(ExitStatus.passed.checked(asExpected: true) == .passed)
+        #expect(ExitStatus.passed.checked(asExpected: false) == .passedUnexpectedly)
+        #expect(ExitStatus.passedUnexpectedly.rawValue == 6)
+        #expect(ExitStatus.invariantViolated.checked(asExpected: false) == .invariantViolated)
+        #expect(ExitStatus.thresholdFailed.checked(asExpected: false) == .thresholdFailed)
     }
 
     @Test("expect: fail scenarios count as expected only with their documented exit code")
