@@ -3,37 +3,6 @@ import Foundation
 import PaystormScenario
 import PaystormStatistics
 
-/// Runs this executable once per argument list (output discarded), at most
-/// `jobs` at a time; `finished` is told how many have ended so far.
-/// - Returns: each child's exit status, in the order of `argumentLists`.
-func runChildren(_ argumentLists: [[String]], jobs: Int, finished: (Int) -> Void = { _ in }) throws -> [Int32] {
-    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
-    var statuses = [Int32](repeating: 0, count: argumentLists.count)
-    var next = 0, done = 0
-    var running: [(index: Int, process: Process)] = []
-    while next < argumentLists.count || !running.isEmpty {
-        while running.count < max(1, jobs), next < argumentLists.count {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = argumentLists[next]
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            running.append((next, process))
-            next += 1
-        }
-        if let position = running.firstIndex(where: { !$0.process.isRunning }) {
-            let child = running.remove(at: position)
-            child.process.waitUntilExit()
-            statuses[child.index] = child.process.terminationStatus
-            done += 1
-            finished(done)
-        } else {
-            usleep(20_000)
-        }
-    }
-    return statuses
-}
-
 /// Runs one scenario over a range of seeds, one child process per seed,
 /// `jobs` at a time, then merges the per-seed reports: each seed is one
 /// independent unit, combined with t-intervals.
@@ -49,19 +18,22 @@ struct SeedFarm {
     func run(checkExpectation: Bool) throws {
         let progress = ProgressBar(label: "\(scenario.name) seeds \(seeds.lowerBound)-\(seeds.upperBound)", quiet: quiet)
         let shared: [String] = ["--out", out, "--quiet"] + (scratch.map { ["--scratch", $0] } ?? [])
-        let statuses = try runChildren(seeds.map { (seed: UInt64) -> [String] in ["run", file, "--seed", String(seed)] + shared },
-                                       jobs: jobs) { finished in progress.update(Double(finished) / Double(seeds.count)) }
-        var codes: [UInt64: Int32] = [:]
-        for (seed, status) in zip(seeds, statuses) { codes[seed] = status }
+        let outcomes = try ChildProcesses.run(try ChildProcesses.currentExecutable(),
+                                              seeds.map { (seed: UInt64) -> [String] in ["run", file, "--seed", String(seed)] + shared },
+                                              jobs: jobs) { finished in progress.update(Double(finished) / Double(seeds.count)) }
         progress.finish()
 
         var documents: [ReportDocument] = []
         var verdicts: [ExitStatus] = []
-        for seed in seeds {
+        for (seed, outcome) in zip(seeds, outcomes) {
             let path = (out as NSString).appendingPathComponent("\(scenario.name)-\(seed)/report.json")
+            guard case .exited(let code) = outcome.termination else {
+                FileHandle.standardError.write(Data("error: seed \(seed): \(outcome.explanation)\n".utf8))
+                throw ExitCode(1)
+            }
             guard let data = FileManager.default.contents(atPath: path), let document = try? ReportWriter.decode(data) else {
-                FileHandle.standardError.write(Data("error: seed \(seed) wrote no report (exit \(codes[seed] ?? -1))\n".utf8))
-                throw ExitCode(codes[seed].map { $0 == 0 ? 1 : $0 } ?? 1)
+                FileHandle.standardError.write(Data("error: seed \(seed) wrote no report (exit \(code))\n".utf8))
+                throw ExitCode(code == 0 ? 1 : code)
             }
             guard let status = ExitStatus(rawValue: document.verdict.exitCode) else {
                 FileHandle.standardError.write(Data("error: seed \(seed): \(path) has exit code \(document.verdict.exitCode), which is no verdict\n".utf8))

@@ -32,10 +32,18 @@ extension Paystorm.SweepCommand {
         let shared: [String] = ["sweep", file] + vary.flatMap { ["--vary", $0] }
             + ["--seeds", "\(seedRange.lowerBound)-\(seedRange.upperBound)", "--budget", String(budget), "--quiet"]
             + (scratch.map { ["--scratch", $0] } ?? [])
-        let statuses = try runChildren((0..<processes).map { (index: Int) -> [String] in
+        let outcomes = try ChildProcesses.run(try ChildProcesses.currentExecutable(), (0..<processes).map { (index: Int) -> [String] in
             shared + ["--shard", "\(index)/\(processes)", "--out", (shardsRoot as NSString).appendingPathComponent(String(index))]
         }, jobs: processes)
-        if let failed = statuses.first(where: { $0 != 0 }) { throw ExitCode(failed) }
+        let failed = outcomes.enumerated().filter { $0.element.termination != .exited(0) }
+        if !failed.isEmpty {
+            for (index, outcome) in failed {
+                FileHandle.standardError.write(Data("error: shard \(index)/\(processes) \(outcome.explanation)\n".utf8))
+            }
+            // A shard that refused its input (a grid point the world rejects) exits 64; a crash is an error.
+            let refused = failed.allSatisfy { $0.element.termination == .exited(ExitStatus.badInput.rawValue) }
+            throw ExitCode(refused ? ExitStatus.badInput.rawValue : 1)
+        }
         let name = (directory as NSString).lastPathComponent
         try Paystorm.Merge.merge((0..<processes).map { (shardsRoot as NSString).appendingPathComponent("\($0)/\(name)") }, into: directory)
     }

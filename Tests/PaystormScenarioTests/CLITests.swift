@@ -15,9 +15,14 @@ final class CLITests {
         var error: String
     }
 
+    static let executable = packageRoot + "/.build/debug/paystorm"
+
     func paystorm(_ arguments: [String]) throws -> Outcome {
-        let executable = packageRoot + "/.build/debug/paystorm"
-        try #require(FileManager.default.isExecutableFile(atPath: executable), "build the executable first (swift build --build-tests)")
+        try #require(FileManager.default.isExecutableFile(atPath: Self.executable), "build the executable first (swift build --build-tests)")
+        return try launch(Self.executable, arguments)
+    }
+
+    func launch(_ executable: String, _ arguments: [String]) throws -> Outcome {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -107,6 +112,16 @@ final class CLITests {
         let documented = try temporaryFile("documented.yaml", "expect: fail\nexpect_exit: 2\n" + failingText)
         let documentedFarm = try paystorm(["run", documented, "--seeds", "5-6", "--jobs", "2", "--out", out, "--quiet", "--check-expectation"])
         #expect(documentedFarm.status == 0, "\(documentedFarm.output) \(documentedFarm.error)")
+    }
+
+    @Test("a seed farm finds its own executable when paystorm was started by name from PATH")
+    func farmFromPath() throws {
+        let scenario = try temporaryFile("tiny.yaml", tinyScenario)
+        let directory = (Self.executable as NSString).deletingLastPathComponent
+        let farm = try launch("/usr/bin/env", ["PATH=\(directory):/usr/bin:/bin", "paystorm",
+                                               "run", scenario, "--seeds", "5-5", "--jobs", "1", "--out", scratch + "/path", "--quiet"])
+        #expect(farm.status == 0, "\(farm.output) \(farm.error)")
+        #expect(farm.output.contains("1 seeds — 1 passed"))
     }
 
     /// Seed 1 fails its throughput threshold (2); seed 2 has too few samples
