@@ -28,6 +28,15 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
         }
     }
 
+    /// Whether a finished run can end with this code (0, 2–5): a verdict, as
+    /// opposed to bad input or `--check-expectation`'s judgement of one.
+    public var isVerdict: Bool {
+        switch self {
+        case .passed, .thresholdFailed, .invariantViolated, .livenessFailed, .inconclusive: return true
+        case .badInput, .passedUnexpectedly: return false
+        }
+    }
+
     /// How bad an outcome is, for picking the worst of several: a violated
     /// safety invariant outranks a liveness failure, which outranks a failed
     /// threshold, which outranks too few samples to judge. Bad input outranks

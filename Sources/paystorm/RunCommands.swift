@@ -80,7 +80,8 @@ extension Paystorm {
                 the run ends the way the scenario documents (expect: pass or fail), its own code when it \
                 fails otherwise, 6 when it passes but the scenario documents a failure. With --seeds A-B \
                 the seeds run in parallel processes (--jobs) and the exit code is the worst of them: 3, \
-                then 4, 2, 6, 5.
+                then 4, 2, 6, 5; it is 1, with nothing merged, when a seed's run ended without a verdict \
+                (killed by a signal, or an error), and the message names the seed and what its run said.
                 """)
 
         @Argument(help: "The scenario file (YAML).") var file: String

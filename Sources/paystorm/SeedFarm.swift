@@ -18,6 +18,15 @@ struct SeedFarm {
     func run(checkExpectation: Bool) throws {
         let progress = ProgressBar(label: "\(scenario.name) seeds \(seeds.lowerBound)-\(seeds.upperBound)", quiet: quiet)
         let shared: [String] = ["--out", out, "--quiet"] + (scratch.map { ["--scratch", $0] } ?? [])
+        // A child that dies writes no report: the one a previous run left must not stand in for it.
+        for seed in seeds where FileManager.default.fileExists(atPath: reportPath(seed)) {
+            do {
+                try FileManager.default.removeItem(atPath: reportPath(seed))
+            } catch {
+                FileHandle.standardError.write(Data("error: cannot remove the previous run's \(reportPath(seed)): \(error.localizedDescription)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
         let outcomes = try ChildProcesses.run(try ChildProcesses.currentExecutable(),
                                               seeds.map { (seed: UInt64) -> [String] in ["run", file, "--seed", String(seed)] + shared },
                                               jobs: jobs) { finished in progress.update(Double(finished) / Double(seeds.count)) }
@@ -25,22 +34,20 @@ struct SeedFarm {
 
         var documents: [ReportDocument] = []
         var verdicts: [ExitStatus] = []
+        var failures: [SeedFailure] = []
         for (seed, outcome) in zip(seeds, outcomes) {
-            let path = (out as NSString).appendingPathComponent("\(scenario.name)-\(seed)/report.json")
-            guard case .exited(let code) = outcome.termination else {
-                FileHandle.standardError.write(Data("error: seed \(seed): \(outcome.explanation)\n".utf8))
-                throw ExitCode(1)
+            do {
+                let (document, status) = try verdict(seed: seed, outcome: outcome)
+                documents.append(document)
+                verdicts.append(status)
+            } catch {
+                failures.append(error)
             }
-            guard let data = FileManager.default.contents(atPath: path), let document = try? ReportWriter.decode(data) else {
-                FileHandle.standardError.write(Data("error: seed \(seed) wrote no report (exit \(code))\n".utf8))
-                throw ExitCode(code == 0 ? 1 : code)
-            }
-            guard let status = ExitStatus(rawValue: document.verdict.exitCode) else {
-                FileHandle.standardError.write(Data("error: seed \(seed): \(path) has exit code \(document.verdict.exitCode), which is no verdict\n".utf8))
-                throw ExitCode(1)
-            }
-            documents.append(document)
-            verdicts.append(status)
+        }
+        guard failures.isEmpty else {
+            for failure in failures { FileHandle.standardError.write(Data("error: \(failure.message)\n".utf8)) }
+            FileHandle.standardError.write(Data("error: \(failures.count) of \(seeds.count) seed(s) ended without a verdict; nothing was merged\n".utf8))
+            throw ExitCode(1)
         }
         let merged = try FarmSummary(scenario: scenario, documents: documents)
         let directory = (out as NSString).appendingPathComponent("\(scenario.name)-seeds-\(seeds.lowerBound)-\(seeds.upperBound)")
@@ -54,6 +61,34 @@ struct SeedFarm {
         }
         let worst = ExitStatus.worst(judged)
         if worst != .passed { throw ExitCode(worst.rawValue) }
+    }
+
+    /// Why one seed has no verdict, naming the seed.
+    struct SeedFailure: Error {
+        var message: String
+    }
+
+    func reportPath(_ seed: UInt64) -> String {
+        (out as NSString).appendingPathComponent("\(scenario.name)-\(seed)/report.json")
+    }
+
+    /// The verdict seed `seed`'s run reached: its child exited with a verdict's
+    /// code and wrote a report of this scenario and seed that says the same.
+    func verdict(seed: UInt64, outcome: ChildOutcome) throws(SeedFailure) -> (ReportDocument, ExitStatus) {
+        guard case .exited(let code) = outcome.termination, let status = ExitStatus(rawValue: code), status.isVerdict else {
+            throw SeedFailure(message: "seed \(seed): the run \(outcome.explanation)")
+        }
+        let path = reportPath(seed)
+        guard let data = FileManager.default.contents(atPath: path), let document = try? ReportWriter.decode(data) else {
+            throw SeedFailure(message: "seed \(seed): the run exited \(code) but wrote no readable report at \(path)")
+        }
+        guard document.seed == seed && document.scenario.hash == scenario.hash else {
+            throw SeedFailure(message: "seed \(seed): \(path) is from seed \(document.seed) of scenario hash \(document.scenario.hash), not from this run (hash \(scenario.hash))")
+        }
+        guard document.verdict.exitCode == code else {
+            throw SeedFailure(message: "seed \(seed): the run exited \(code) but \(path) says exit \(document.verdict.exitCode)")
+        }
+        return (document, status)
     }
 }
 

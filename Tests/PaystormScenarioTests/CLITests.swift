@@ -124,6 +124,22 @@ final class CLITests {
         #expect(farm.output.contains("1 seeds — 1 passed"))
     }
 
+    @Test("a seed farm whose runs end without a verdict exits 1, names each seed and its error, and never uses an earlier run's reports")
+    func farmChildFails() throws {
+        let out = scratch + "/stale"
+        let scenario = try temporaryFile("tiny.yaml", tinyScenario)
+        let first = try paystorm(["run", scenario, "--seeds", "5-6", "--jobs", "2", "--out", out, "--quiet"])
+        #expect(first.status == 0, "\(first.output) \(first.error)")
+        // Every seed's run now fails before it writes a report; the first farm's reports are still there.
+        let broken = try paystorm(["run", scenario, "--seeds", "5-6", "--jobs", "2", "--out", out, "--quiet",
+                                   "--scratch", scratch + "/no/such/directory"])
+        #expect(broken.status == 1, "\(broken.output) \(broken.error)")
+        #expect(!broken.output.contains("passed"), "\(broken.output)")
+        for seed in [5, 6] { #expect(broken.error.contains("seed \(seed): the run exited 1"), "\(broken.error)") }
+        #expect(broken.error.contains("unable to open database"), "the child's own error is shown")
+        #expect(!FileManager.default.fileExists(atPath: out + "/tiny-5/report.json"), "the earlier run's report is gone")
+    }
+
     /// Seed 1 fails its throughput threshold (2); seed 2 has too few samples
     /// for its p(99.9) threshold (5).
     static let mixedVerdicts = """
