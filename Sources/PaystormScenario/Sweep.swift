@@ -62,12 +62,20 @@ public enum Sweep {
             guard bounds.count == 2, let from = parseNumber(bounds[0], key: key), let to = parseNumber(bounds[1], key: key) else {
                 throw SweepError("\"\(text)\": expected \(grammar)")
             }
+            guard from.isFinite, to.isFinite else { throw SweepError("\(name): \(bounds[0])..\(bounds[1]) is not a range of finite numbers") }
             guard from > 0, from <= to else { throw SweepError("\(name): empty range \(bounds[0])..\(bounds[1]) (need 0 < FROM <= TO)") }
             var values: [Double] = []
             var value = from
             while value <= to * (1 + 1e-9) && values.count <= 10_000 {
-                values.append(key.isInteger ? value.rounded() : value)
+                values.append(value)
                 value = factor.map { value * $0 } ?? (value + (step ?? max(to - from, 1)))
+            }
+            if key.isInteger {
+                values = values.map { $0.rounded() }
+                // `apply` converts each value to Int, which traps on one out of Int's range.
+                guard values.allSatisfy({ Int(exactly: $0) != nil }) else {
+                    throw SweepError("\(name): \(bounds[1]) is too large for a whole number (at most \(Int.max))")
+                }
             }
             values = values.reduce(into: []) { if $0.last != $1 { $0.append($1) } }
             guard values.count <= 10_000 else { throw SweepError("\(name): more than 10,000 values") }

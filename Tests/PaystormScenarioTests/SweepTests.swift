@@ -23,6 +23,23 @@ struct SweepTests {
         #expect(grid.count == 12 && Set(grid.map(\.index)).count == 6)
     }
 
+    @Test("an integer axis out of Int's range is refused, naming the axis, instead of trapping when it is applied")
+    func hugeIntegerAxis() throws {
+        for text in ["payments=1..1e300", "service.replicas=1..1e19:1e18", "broker.partitions=1..2e19x10"] {
+            let key = String(text.prefix { $0 != "=" })
+            let error = #expect(throws: SweepError.self, "\(text)") { try Sweep.Axis.parse(text) }
+            #expect(error?.message.hasPrefix("\(key): ") == true && error?.message.contains("too large") == true, "\(error?.message ?? "")")
+        }
+        #expect(throws: SweepError.self) { try Sweep.Axis.parse("load.rate=1..inf") }
+        // The largest whole numbers Int holds still parse; the world's own validation judges them.
+        #expect(try Sweep.Axis.parse("payments=1..1e18").values == [1, 1e18])
+        let cli = CLITests()
+        let scenario = try cli.temporaryFile("tiny.yaml", tinyScenario)
+        let refused = try cli.paystorm(["sweep", scenario, "--vary", "payments=1..1e300", "--out", cli.scratch + "/huge", "--quiet"])
+        #expect(refused.status == 64, "\(refused.error)")
+        #expect(refused.error.contains("payments: 1e300 is too large"), "\(refused.error)")
+    }
+
     func knee(replicas: Int, pspLatency: Double) throws -> SweepResult.Knee {
         var scenario = try Scenario.load(path: packageRoot + "/Scenarios/capacity.yaml")
         scenario.world.payments = 2_000
