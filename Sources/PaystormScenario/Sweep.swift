@@ -65,10 +65,15 @@ public enum Sweep {
             guard from.isFinite, to.isFinite else { throw SweepError("\(name): \(bounds[0])..\(bounds[1]) is not a range of finite numbers") }
             guard from > 0, from <= to else { throw SweepError("\(name): empty range \(bounds[0])..\(bounds[1]) (need 0 < FROM <= TO)") }
             var values: [Double] = []
-            var value = from
-            while value <= to * (1 + 1e-9) && values.count <= 10_000 {
-                values.append(value)
-                value = factor.map { value * $0 } ?? (value + (step ?? max(to - from, 1)))
+            if step == nil && factor == nil {
+                // No step: the two ends.
+                values = from == to ? [from] : [from, to]
+            } else {
+                var value = from
+                while value <= to * (1 + 1e-9) && values.count <= 10_000 {
+                    values.append(value)
+                    value = factor.map { value * $0 } ?? value + step!
+                }
             }
             if key.isInteger {
                 values = values.map { $0.rounded() }

@@ -55,7 +55,7 @@ extension Paystorm {
             commandName: "sweep",
             abstract: "Run a scenario over a grid of parameters and seeds: the knee, and a Universal Scalability Law fit.",
             discussion: """
-                --vary KEY=FROM..TO[:STEP|xFACTOR], repeatable; keys: \(Sweep.Key.allCases.map(\.rawValue).joined(separator: ", ")). \
+                --vary KEY=FROM..TO[:STEP|xFACTOR], repeatable (without STEP or FACTOR: FROM and TO); keys: \(Sweep.Key.allCases.map(\.rawValue).joined(separator: ", ")). \
                 Every grid point runs every seed. Writes <out>/<scenario>-sweep/ with sweep.json, sweep.csv, sweep.md, \
                 sweep.html and one file per run in points/. With --shard i/n only every n-th run (from i) is made and \
                 no report is written: `paystorm merge` combines the shards' directories into the report a single run \

@@ -11,6 +11,10 @@ struct SweepTests {
         #expect(try Sweep.Axis.parse("service.replicas=1..8x2").values == [1, 2, 4, 8])
         #expect(try Sweep.Axis.parse("psp.latency_median=100ms..300ms:100ms").values.map { ($0 * 1000).rounded() } == [100, 200, 300])
         #expect(try Sweep.Axis.parse("service.workers=3..3").values == [3])
+        // Without a step, FROM..TO is its two ends, whatever the distance between them.
+        #expect(try Sweep.Axis.parse("load.rate=0.5..0.9").values == [0.5, 0.9])
+        #expect(try Sweep.Axis.parse("psp.latency_median=100ms..150ms").values.map { ($0 * 1000).rounded() } == [100, 150])
+        #expect(try Sweep.Axis.parse("service.replicas=1..8").values == [1, 8])
         for bad in ["load.rates=1..2", "load.rate=5..1", "load.rate=0..10:5", "load.rate=1..10:0", "load.rate", "service.replicas=1..4x1"] {
             #expect(throws: SweepError.self, "\(bad)") { try Sweep.Axis.parse(bad) }
         }
