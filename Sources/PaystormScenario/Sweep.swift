@@ -146,7 +146,8 @@ public enum Sweep {
                      violations: document.violations.count, thresholds: document.thresholds)
     }
 
-    static func describe(_ settings: [Key: Double]) -> String {
+    /// A grid point's settings as `key=value, …`, keys in order.
+    public static func describe(_ settings: [Key: Double]) -> String {
         settings.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\(YAMLValue.format($0.value))" }.joined(separator: ", ")
     }
 }

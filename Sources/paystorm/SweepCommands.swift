@@ -24,6 +24,13 @@ struct SweepSpec: Codable, Equatable {
     var slo: Double?
 }
 
+/// One run of a sweep as its file in points/: the run and the hash of the
+/// scenario it ran, so that `merge` takes only runs of the sweep it merges.
+struct SweepPointFile: Codable {
+    var scenarioHash: String
+    var point: Sweep.Point
+}
+
 extension Paystorm.SweepCommand {
     /// Every core: `processes` children each run one shard, then the shards are merged.
     func runInParallel(processes: Int, seedRange: ClosedRange<UInt64>, directory: String) throws {
@@ -124,7 +131,8 @@ extension Paystorm {
                     FileHandle.standardError.write(Data("error: \(error)\n".utf8))
                     throw ExitCode(ExitStatus.badInput.rawValue)
                 }
-                try writeJSON(point, to: (pointsDirectory as NSString).appendingPathComponent("\(point.index)-\(point.seed).json"))
+                try writeJSON(SweepPointFile(scenarioHash: scenario.hash, point: point),
+                              to: (pointsDirectory as NSString).appendingPathComponent("\(point.index)-\(point.seed).json"))
                 points.append(point)
                 progress.update(Double(done + 1) / Double(mine.count))
             }
@@ -149,7 +157,12 @@ extension Paystorm {
 
         static let configuration = CommandConfiguration(
             abstract: "Combine the shards of a sweep into the report a single run gives.",
-            discussion: "Each DIR is a <scenario>-sweep directory written with --shard. Every run of the grid must be present exactly once.")
+            discussion: """
+                Each DIR is a <scenario>-sweep directory written with --shard. Every run of the grid must be \
+                present: only point files of the spec's scenario hash and of its grid count (others, left by \
+                an earlier scenario version or grid, are ignored and listed), and a merge with runs missing is \
+                refused, naming them.
+                """)
 
         @Argument(help: "Shard directories.") var directories: [String]
         @Option(help: "Where to write the merged report (default: the first directory).") var out: String?
@@ -160,7 +173,6 @@ extension Paystorm {
 
         func run() throws {
             var spec: SweepSpec?
-            var points: [String: Sweep.Point] = [:]
             for directory in directories {
                 guard let data = FileManager.default.contents(atPath: (directory as NSString).appendingPathComponent("spec.json")),
                       let shardSpec = try? JSONDecoder().decode(SweepSpec.self, from: data) else {
@@ -172,18 +184,47 @@ extension Paystorm {
                     throw ExitCode(ExitStatus.badInput.rawValue)
                 }
                 spec = shardSpec
-                let pointsDirectory = (directory as NSString).appendingPathComponent("points")
-                for name in (try? FileManager.default.contentsOfDirectory(atPath: pointsDirectory))?.sorted() ?? [] where name.hasSuffix(".json") {
-                    let data = try Data(contentsOf: URL(fileURLWithPath: (pointsDirectory as NSString).appendingPathComponent(name)))
-                    let point = try JSONDecoder().decode(Sweep.Point.self, from: data)
-                    points["\(point.index)-\(point.seed)"] = point
-                }
             }
             guard let spec else { preconditionFailure("validate() refuses an empty list of shard directories") }
-            let seeds = spec.seeds.first!...spec.seeds.last!
-            let missing = Sweep.grid(spec.axes, seeds: seeds).filter { points["\($0.index)-\($0.seed)"] == nil }
+            let grid = Sweep.grid(spec.axes, seeds: spec.seeds.first!...spec.seeds.last!)
+            // A point file counts only as a run of this grid, with this grid's settings, of this scenario version:
+            // a directory can hold leftovers of an earlier scenario or grid under the same names.
+            var expected: [String: [String: Double]] = [:]
+            for run in grid {
+                expected["\(run.index)-\(run.seed)"] = Dictionary(uniqueKeysWithValues: run.settings.map { ($0.key.rawValue, $0.value) })
+            }
+            var points: [String: Sweep.Point] = [:]
+            var ignored: [String] = []
+            for directory in directories {
+                let pointsDirectory = (directory as NSString).appendingPathComponent("points")
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: pointsDirectory))?.sorted() ?? [] where name.hasSuffix(".json") {
+                    let path = (pointsDirectory as NSString).appendingPathComponent(name)
+                    guard let data = FileManager.default.contents(atPath: path),
+                          let file = try? JSONDecoder().decode(SweepPointFile.self, from: data) else {
+                        ignored.append("\(path): not a point file this version of paystorm writes")
+                        continue
+                    }
+                    guard file.scenarioHash == spec.scenarioHash else {
+                        ignored.append("\(path): scenario hash \(file.scenarioHash), this sweep's is \(spec.scenarioHash)")
+                        continue
+                    }
+                    let key = "\(file.point.index)-\(file.point.seed)"
+                    guard let settings = expected[key], settings == file.point.settings else {
+                        ignored.append("\(path): not a run of this sweep's grid")
+                        continue
+                    }
+                    points[key] = file.point
+                }
+            }
+            if !ignored.isEmpty {
+                FileHandle.standardError.write(Data(("note: ignored \(ignored.count) point file(s) that are not runs of this sweep:\n"
+                    + ignored.prefix(10).map { "  \($0)\n" }.joined() + (ignored.count > 10 ? "  …\n" : "")).utf8))
+            }
+            let missing = grid.filter { points["\($0.index)-\($0.seed)"] == nil }
             guard missing.isEmpty else {
-                FileHandle.standardError.write(Data("error: \(missing.count) run(s) missing, e.g. point \(missing[0].index) seed \(missing[0].seed): merge every shard\n".utf8))
+                let named = missing.prefix(10).map { "point \($0.index) (\(Sweep.describe($0.settings))) seed \($0.seed)" }
+                FileHandle.standardError.write(Data(("error: \(missing.count) of \(grid.count) run(s) missing: " + named.joined(separator: "; ")
+                    + (missing.count > 10 ? "; …" : "") + ". Merge every shard of this sweep, or re-run the shards that make them.\n").utf8))
                 throw ExitCode(ExitStatus.badInput.rawValue)
             }
             let result = SweepResult.merge(scenarioName: spec.scenario, scenarioHash: spec.scenarioHash, axes: spec.axes, seeds: spec.seeds,

@@ -95,4 +95,33 @@ struct SweepTests {
         let unknown = try cli.paystorm(["sweep", scenario, "--vary", "service.replica=1..2"])
         #expect(unknown.status == 64 && unknown.error.contains("unknown sweep key"))
     }
+
+    @Test("merge takes only point files of its spec's scenario version and grid, and names the runs missing")
+    func mergeRefusesLeftovers() throws {
+        let cli = CLITests()
+        let base = cli.scratch + "/leftovers"
+        let first = try cli.temporaryFile("tiny.yaml", tinyScenario)
+        let edited = try cli.temporaryFile("tiny-edited.yaml", tinyScenario + "\n# edited\n")
+        let vary = ["--vary", "load.rate=100..200"]
+        // Shard 1 of the first version, then shard 0 of the edited one, into one directory: its spec.json is the edited one's.
+        #expect(try cli.paystorm(["sweep", first] + vary + ["--shard", "1/2", "--out", base, "--quiet"]).status == 0)
+        #expect(try cli.paystorm(["sweep", edited] + vary + ["--shard", "0/2", "--out", base, "--quiet"]).status == 0)
+        let otherVersion = try cli.paystorm(["merge", base + "/tiny-sweep", "--out", base + "/merged"])
+        #expect(otherVersion.status == 64, "\(otherVersion.output) \(otherVersion.error)")
+        #expect(otherVersion.error.contains("1 of 2 run(s) missing: point 1 (load.rate=200) seed 3"), "\(otherVersion.error)")
+        #expect(otherVersion.error.contains("points/1-3.json: scenario hash"), "\(otherVersion.error)")
+        #expect(!FileManager.default.fileExists(atPath: base + "/merged/sweep.json"))
+        // Another grid into the same directory: its point 0 is load.rate=200, not the leftover's 100.
+        #expect(try cli.paystorm(["sweep", edited, "--vary", "load.rate=200..300", "--shard", "1/2", "--out", base, "--quiet"]).status == 0)
+        let otherGrid = try cli.paystorm(["merge", base + "/tiny-sweep", "--out", base + "/merged"])
+        #expect(otherGrid.status == 64, "\(otherGrid.output) \(otherGrid.error)")
+        #expect(otherGrid.error.contains("1 of 2 run(s) missing: point 0 (load.rate=200) seed 3"), "\(otherGrid.error)")
+        #expect(otherGrid.error.contains("points/0-3.json: not a run of this sweep's grid"), "\(otherGrid.error)")
+        // The missing run made, the merge completes.
+        #expect(try cli.paystorm(["sweep", edited, "--vary", "load.rate=200..300", "--shard", "0/2", "--out", base, "--quiet"]).status == 0)
+        let complete = try cli.paystorm(["merge", base + "/tiny-sweep", "--out", base + "/merged"])
+        #expect(complete.status == 0, "\(complete.error)")
+        let result = try SweepReport.decode(try Data(contentsOf: URL(fileURLWithPath: base + "/merged/sweep.json")))
+        #expect(result.points.map { $0.settings["load.rate"] } == [200, 300])
+    }
 }
