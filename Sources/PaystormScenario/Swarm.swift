@@ -130,11 +130,16 @@ public enum Comparison {
         func windows(_ d: ReportDocument, _ value: (WorldMetrics.Window) -> Double?) -> [Double] {
             d.windows.filter { $0.startSeconds < d.simulation.loadEndSeconds }.compactMap(value)
         }
+        /// A report's window length (windows are consecutive and equal).
+        func width(_ d: ReportDocument) -> Double {
+            d.windows.count >= 2 ? d.windows[1].startSeconds - d.windows[0].startSeconds : 1
+        }
+        /// `series` gives a window's value from the window and its length in seconds.
         func row(_ metric: String, _ x: Double, _ y: Double, format: (Double) -> String,
-                 series: ((WorldMetrics.Window) -> Double?)? = nil) -> Row {
+                 series: ((WorldMetrics.Window, Double) -> Double?)? = nil) -> Row {
             var p: Double?
             if let series {
-                let left = windows(a, series), right = windows(b, series)
+                let left = windows(a) { series($0, width(a)) }, right = windows(b) { series($0, width(b)) }
                 if left.count >= 2, right.count >= 2, let sa = try? Summary(left), let sb = try? Summary(right),
                    sa.standardDeviation > 0 || sb.standardDeviation > 0 {
                     p = (try? WelchTest(sa, sb))?.pValue
@@ -148,22 +153,25 @@ public enum Comparison {
             (terminal ? d.timeToTerminal : d.latency).first { abs($0.percentile - percentile) < 1e-9 }?.seconds ?? 0
         }
         return [
-            row("latency p50", q(a, 50), q(b, 50), format: ms) { $0.answered > 0 ? $0.latencyP50Seconds : nil },
-            row("latency p99", q(a, 99), q(b, 99), format: ms) { $0.answered > 0 ? $0.latencyP99Seconds : nil },
+            row("latency p50", q(a, 50), q(b, 50), format: ms) { window, _ in window.answered > 0 ? window.latencyP50Seconds : nil },
+            row("latency p99", q(a, 99), q(b, 99), format: ms) { window, _ in window.answered > 0 ? window.latencyP99Seconds : nil },
             row("latency p99.9", q(a, 99.9), q(b, 99.9), format: ms),
             a.timeToTerminal.isEmpty || b.timeToTerminal.isEmpty
                 // A measured run (`paystorm load`) sees acknowledgements, not terminal states.
                 ? Row(metric: "time to terminal p99", a: a.timeToTerminal.isEmpty ? "n/a" : ms(q(a, 99, terminal: true)),
                       b: b.timeToTerminal.isEmpty ? "n/a" : ms(q(b, 99, terminal: true)), change: "—", pValue: nil, significant: false)
                 : row("time to terminal p99", q(a, 99, terminal: true), q(b, 99, terminal: true), format: ms),
-            row("availability", a.requests.availability, b.requests.availability, format: Threshold.percent) {
-                let finished = $0.answered + $0.failed
-                return finished > 0 ? Double($0.answered) / Double(finished) : nil
+            row("availability", a.requests.availability, b.requests.availability, format: { Threshold.percent($0) }) { window, _ in
+                let finished = window.answered + window.failed
+                return finished > 0 ? Double(window.answered) / Double(finished) : nil
             },
-            row("achieved rate", a.requests.achievedPerSecond, b.requests.achievedPerSecond, format: { String(format: "%.1f/s", $0) }) { Double($0.answered) },
+            // Per second: two reports may have windows of different lengths.
+            row("achieved rate", a.requests.achievedPerSecond, b.requests.achievedPerSecond, format: { String(format: "%.1f/s", $0) }) {
+                window, seconds in Double(window.answered) / seconds
+            },
             row("retries", Double(a.requests.retries), Double(b.requests.retries), format: { String(Int($0)) }),
             row("consumer lag", Double(a.windows.map(\.consumerLag).max() ?? 0), Double(b.windows.map(\.consumerLag).max() ?? 0),
-                format: { "max \(Int($0))" }) { Double($0.consumerLag) },
+                format: { "max \(Int($0))" }) { window, _ in Double(window.consumerLag) },
             row("violations", Double(a.violations.count), Double(b.violations.count), format: { String(Int($0)) }),
         ]
     }

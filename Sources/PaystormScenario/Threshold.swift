@@ -140,14 +140,17 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
             let isAvailability = metric == .availability
             let point = Double(report.answered) / Double(total)
             let (estimate, low, high) = isAvailability ? (point, lower, upper) : (1 - point, 1 - upper, 1 - lower)
-            let observed = "\(Self.percent(estimate)) [\(Self.percent(low)), \(Self.percent(high))] (\(failures) of \(total) failed)"
-            let favourable = comparison == .less || comparison == .lessOrEqual ? high : low
-            let unfavourable = comparison == .less || comparison == .lessOrEqual ? low : high
+            let observed = "\(Self.percent(estimate)) [\(Self.percent(low, rounding: .down)), \(Self.percent(high, rounding: .up))] (\(failures) of \(total) failed)"
+            let upperIsFavourable = comparison == .less || comparison == .lessOrEqual
+            let favourable = upperIsFavourable ? high : low
+            let unfavourable = upperIsFavourable ? low : high
             if comparison.holds(favourable, value) {
-                return verdict(.passed, observed: observed, detail: "bound \(Self.percent(favourable)) at \(Self.percent(confidence)) confidence")
+                return verdict(.passed, observed: observed,
+                               detail: "bound \(Self.percent(favourable, rounding: upperIsFavourable ? .up : .down)) at \(Self.percent(confidence)) confidence")
             }
             if !comparison.holds(unfavourable, value) {
-                return verdict(.failed, observed: observed, detail: "even the bound \(Self.percent(unfavourable)) misses \(Self.percent(value))")
+                return verdict(.failed, observed: observed,
+                               detail: "even the bound \(Self.percent(unfavourable, rounding: upperIsFavourable ? .down : .up)) misses \(Self.percent(value))")
             }
             var detail = "inconclusive at \(Self.percent(confidence)) confidence"
             if isAvailability, value < 1, let needed = try? Availability.requiredRequests(target: value, confidence: confidence, failures: failures) {
@@ -202,8 +205,13 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         seconds < 1 ? String(format: "%.1f ms", seconds * 1_000) : String(format: "%.3f s", seconds)
     }
 
-    public static func percent(_ fraction: Double) -> String {
-        var text = String(format: "%.4f", fraction * 100)
+    /// `fraction` in percent, to four decimals. A bound is rounded away
+    /// from what it claims: a lower bound down, an upper one up, so that
+    /// 99.98996% is never shown as a proven 99.99%.
+    public static func percent(_ fraction: Double, rounding: FloatingPointRoundingRule = .toNearestOrAwayFromZero) -> String {
+        // In millionths, with a hair of slack: 0.9999, stored a hair below, still reads 99.99%.
+        let slack = rounding == .down ? 1e-6 : rounding == .up ? -1e-6 : 0
+        var text = String(format: "%.4f", ((fraction * 1_000_000 + slack).rounded(rounding)) / 10_000)
         while text.hasSuffix("0") && text.contains(".") { text.removeLast() }
         if text.hasSuffix(".") { text.removeLast() }
         return text + "%"

@@ -180,7 +180,7 @@ extension Paystorm {
             if let requests {
                 let bound = try Availability.lowerBound(failures: failures, requests: requests, confidence: level)
                 let verdict = bound >= target ? "proves" : "does not prove"
-                print("A run of \(requests) requests with \(failures) failure(s) shows availability ≥ \(Threshold.percent(bound)) at \(confidence)% confidence: it \(verdict) \(availability)%\(bound >= target ? "" : " (\(max(0, needed - requests)) more clean requests needed)").")
+                print("A run of \(requests) requests with \(failures) failure(s) shows availability ≥ \(Threshold.percent(bound, rounding: .down)) at \(confidence)% confidence: it \(verdict) \(availability)%\(bound >= target ? "" : " (\(max(0, needed - requests)) more clean requests needed)").")
             }
         }
     }

@@ -110,6 +110,24 @@ struct ScenarioRunTests {
         #expect(run.verdicts[0].outcome == .failed, "\(run.verdicts[0])")
     }
 
+    /// 29,955 clean requests prove 99.98999…% at 95%, one short of 99.99%:
+    /// rounded to nearest, the bound read as 99.99% beside "does not prove".
+    @Test("a bound is shown rounded away from what it claims")
+    func boundsRoundAwayFromTheClaim() throws {
+        #expect(Threshold.percent(0.99989999, rounding: .down) == "99.9899%")
+        #expect(Threshold.percent(0.9999, rounding: .down) == "99.99%")
+        #expect(Threshold.percent(0.99990001, rounding: .up) == "99.9901%")
+        #expect(Threshold.percent(0.9999, rounding: .up) == "99.99%")
+        #expect(Threshold.percent(0.99989999) == "99.99%")
+        let bound = try Availability.lowerBound(failures: 0, requests: 29_955, confidence: 0.95)
+        #expect(bound < 0.9999 && Threshold.percent(bound, rounding: .down) == "99.9899%")
+        let clean = LoadMeasurement(target: "http://x", description: "clean", seed: 1, durationSeconds: 100, elapsedSeconds: 100,
+                                    maximumSendLagSeconds: 0, acknowledgedPayments: 0,
+                                    requests: (0..<29_955).map { .init(dueSeconds: Double($0) / 300, latencySeconds: 0.01, status: 201, isPayment: true) })
+        let verdict = try Threshold.parse("availability >= 99.99%").judge(clean)
+        #expect(verdict.outcome == .inconclusive && verdict.observed.contains("[99.9899%,"), "\(verdict.observed)")
+    }
+
     @Test("a safety violation gives exit 3 and names the invariant in JUnit")
     func invariantViolated() throws {
         var scenario = try Scenario.parse(tinyScenario, file: "tiny.yaml")

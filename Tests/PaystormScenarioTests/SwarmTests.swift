@@ -60,4 +60,17 @@ struct SwarmTests {
         let p50 = try #require(rows.first { $0.metric == "latency p50" })
         #expect(p50.significant && p50.change.hasPrefix("+"))
     }
+
+    /// The same run measured in 1 s and in 2 s windows: a 2 s window holds
+    /// twice the answers, which is no change in rate.
+    @Test("compare: windows of different lengths compare per second")
+    func compareAcrossWindowLengths() throws {
+        var scenario = try Scenario.parse(tinyScenario, file: "tiny.yaml")
+        let short = try ScenarioRun.run(scenario).document
+        scenario.world.windowSeconds = 2
+        let long = try ScenarioRun.run(scenario).document
+        #expect(short.requests.achievedPerSecond == long.requests.achievedPerSecond)
+        let rate = try #require(Comparison.compare(short, long).first { $0.metric == "achieved rate" })
+        #expect(!rate.significant, "p = \(rate.pValue.map { String($0) } ?? "none")")
+    }
 }
