@@ -78,7 +78,10 @@ public struct Scenario: Sendable {
         } else {
             expectation = .pass
         }
-        let expectedExit = try top["expect_exit"].map { value throws(ScenarioError) in Int32(try value.int(1...5)) }
+        let expectedExit = try top["expect_exit"].map { value throws(ScenarioError) in Int32(try value.int(2...5)) }
+        if let value = top["expect_exit"], expectation != .fail {
+            throw value.error("expect_exit applies only with expect: fail (a run expected to pass must exit 0)")
+        }
         if expectation == .fail && expectedExit == nil {
             throw try required("expect").error("expect: fail needs expect_exit (the exit code the run must end with: 2 threshold failed, 3 invariant violated, 4 liveness failed, 5 inconclusive)")
         }

@@ -109,6 +109,11 @@ struct ScenarioFileTests {
 
         let expectFail = try #require(scenarioError("name: x\nexpect: fail\npayments: 10\nload: {rate: 5}\n"))
         #expect(expectFail.message.contains("expect_exit"))
+        // expect_exit names a failing code, and only for a scenario built to fail.
+        let exitWithoutFail = try #require(scenarioError("name: x\nexpect_exit: 3\npayments: 10\nload: {rate: 5}\n"))
+        #expect(exitWithoutFail.line == 2 && exitWithoutFail.message.contains("only with expect: fail"), "\(exitWithoutFail)")
+        let exitOne = try #require(scenarioError("name: x\nexpect: fail\nexpect_exit: 1\npayments: 10\nload: {rate: 5}\n"))
+        #expect(exitOne.line == 3 && exitOne.message.contains("2...5"), "\(exitOne)")
 
         #expect(scenarioError("")?.message.contains("empty") == true)
         #expect(scenarioError("- just\n- a list\n")?.message.contains("expected a mapping") == true)

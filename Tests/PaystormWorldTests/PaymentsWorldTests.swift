@@ -108,6 +108,17 @@ struct PaymentsWorldTests {
         #expect(report.timedOut == 0 && slowest < 10, "slowest answer \(slowest) s, \(report.timedOut) timed out")
     }
 
+    /// Fraudsters start bursts of payments on their own timers; the last
+    /// payment a burst starts must not let an arrival start one more.
+    @Test("a run starts exactly the payments asked for, fraud bursts and all", arguments: UInt64(1)...6)
+    func exactPaymentCount(seed: UInt64) throws {
+        var configuration = smallWorld(payments: 300, seed: seed)
+        configuration.clients.fraudulentUserShare = 0.3
+        configuration.healingSeconds = 30
+        let report = try PaymentsWorld.run(configuration)
+        #expect(report.paymentsStarted == 300)
+    }
+
     @Test("invalid configurations are refused with the field named")
     func validation() {
         var configuration = smallWorld()

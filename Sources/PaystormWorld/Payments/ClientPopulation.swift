@@ -86,7 +86,9 @@ final class ClientPopulation: SimActor {
         let random = kernel.random
         let seconds = kernel.now.seconds
         // Thinning: candidates at the peak rate, each kept with rate(t)/peak.
-        if random.uniform() * load.peakRate <= load.rate(at: seconds) {
+        // A fraud burst may have started the last payment since this
+        // arrival was scheduled: then it starts nothing.
+        if paymentsStarted < world.configuration.payments, random.uniform() * load.peakRate <= load.rate(at: seconds) {
             if random.bernoulli(model.refundShare), let target = refundTarget(random, now: kernel.now.nanoseconds) {
                 startRefund(of: target, random, kernel)
             } else {
