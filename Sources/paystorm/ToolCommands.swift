@@ -80,7 +80,7 @@ extension Paystorm {
         @Argument(help: "A report.json, or the directory holding it.") var report: String
         @Option(help: "The scenario file (default: Scenarios/<file named in the report>).") var scenario: String?
         @Option(help: "Directory for the new reports.") var out: String = "Reports/replay"
-        @Flag(help: "The report came from `paystorm fuzz`: draw the same swarm faults.") var fuzz = false
+        @Flag(help: "The report came from `paystorm fuzz`: draw the same swarm faults (found without it when the report's faults are the swarm's).") var fuzz = false
 
         func run() throws {
             let original = try readReport(report)
@@ -95,7 +95,12 @@ extension Paystorm {
             }
             var world = loaded.world
             world.seed = original.seed
-            if fuzz { world = Swarm.configure(loaded.world, seed: original.seed) }
+            // A fuzz report lists the swarm's faults, not the scenario's: replay draws them again.
+            let swarm = Swarm.configure(loaded.world, seed: original.seed)
+            if fuzz || (ReportDocument.faults(world.faults) != original.faults && ReportDocument.faults(swarm.faults) == original.faults) {
+                if !fuzz { print("the report's faults are those paystorm fuzz draws for seed \(original.seed): replaying them") }
+                world = swarm
+            }
             let result = try runAndReport(loaded, world: world, out: out, scratch: nil, quiet: false)
             let same = result.report.traceHash == original.simulation.traceHash
             print("replay \(loaded.name) seed \(original.seed): \(result.status.label) (exit \(result.status.rawValue)); trace \(result.report.traceHash) \(same ? "matches" : "DIFFERS from \(original.simulation.traceHash)")")

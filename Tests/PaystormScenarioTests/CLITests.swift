@@ -165,6 +165,16 @@ final class CLITests {
         #expect(fuzz.status == 2)
     }
 
+    @Test("a fuzz report replays with its swarm faults, without being told it came from fuzz")
+    func replayFuzzReport() throws {
+        let scenario = try temporaryFile("tiny.yaml", tinyScenario)
+        let fuzz = try paystorm(["fuzz", scenario, "--seeds", "4-4", "--out", scratch + "/fz", "--quiet"])
+        #expect([0, 2, 3, 4, 5].contains(fuzz.status), "\(fuzz.output) \(fuzz.error)")
+        let replay = try paystorm(["replay", scratch + "/fz/tiny-4", "--scenario", scenario, "--out", scratch + "/fz-replay"])
+        #expect(replay.output.contains("replaying them") && replay.output.contains("matches"), "\(replay.output) \(replay.error)")
+        #expect(replay.status == fuzz.status)
+    }
+
     @Test("bad options and unreadable files are bad input (64)")
     func badInput() throws {
         #expect(try paystorm(["run", "/nonexistent.yaml"]).status == 64)

@@ -119,6 +119,11 @@ public struct ReportDocument: Codable, Sendable, Equatable {
         public var endSeconds: Double
     }
 
+    /// A run's fault schedule as its report lists it.
+    public static func faults(_ faults: [ScheduledFault]) -> [Fault] {
+        faults.map { Fault(label: $0.label, atSeconds: $0.atSeconds, endSeconds: $0.endSeconds) }
+    }
+
     public struct Buggify: Codable, Sendable, Equatable {
         public var enabled: [String]
         public var fired: [String: Int]
