@@ -150,11 +150,14 @@ struct CheckerTests {
         (.stuckPayment, "payment-terminal"),
         (.refundMisread, "refunded-but-failed"),
         (.notificationDropped, "notification-sent"),
+        (.idempotencyForgotten, "idempotent-create"),
     ])
     func sabotage(_ sabotage: Sabotage, _ invariant: String) throws {
         // Clients refund payments at least 5 s old: a refund needs a longer load than 500 at 300/s.
         var configuration = smallWorld(payments: 500, rate: sabotage == .refundMisread ? 50 : 300)
         configuration.sabotage = sabotage
+        // Lost replies make clients retry.
+        if sabotage == .idempotencyForgotten { configuration.network.lossRate = 0.05 }
         let report = try PaymentsWorld.run(configuration)
         let found = report.safetyViolations + report.livenessViolations
         #expect(found.contains { $0.invariant == invariant }, "\(sabotage): \(found)")

@@ -113,6 +113,16 @@ final class InvariantChecker {
 
     // MARK: - What clients were told (invariant 1: replays)
 
+    /// The engine created `paymentID` (not a replay) for client request
+    /// `request`. Every send of a request carries its idempotency key, so a
+    /// second creation is a duplicate — even when the client never saw the
+    /// first answer and so never compared the two.
+    func paymentCreated(request: Int64, paymentID: String) {
+        if let first = truth.created(request: request, paymentID: paymentID), first != paymentID {
+            record("idempotent-create", paymentID, "request \(request) created \(first) and then \(paymentID) under the same idempotency key")
+        }
+    }
+
     func replayMismatch(key: String, first: String, later: String) {
         record("idempotent-replay", first, "key \(key) answered with \(first), then with \(later)")
     }

@@ -105,6 +105,7 @@ public enum PaymentsWorld {
         }
         if configuration.sabotage == .refundMisread { world.refundRepliesToMisread = 1 }
         if configuration.sabotage == .notificationDropped { world.notificationEventsToDrop = 1 }
+        if configuration.sabotage == .idempotencyForgotten { world.idempotencyRecordsToForget = 1 }
 
         // Every engine call of a stretch of virtual time joins one held
         // transaction, committed as the stretch ends: a scratch database's
@@ -126,7 +127,8 @@ public enum PaymentsWorld {
         // Load phase: until every payment has been started.
         var step = SimInstant.zero
         // Host-level sabotage is set up above; the others write to the store mid-run.
-        var sabotaged = configuration.sabotage == nil || [.doubleCharge, .refundMisread, .notificationDropped].contains(configuration.sabotage!)
+        var sabotaged = configuration.sabotage == nil
+            || [.doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten].contains(configuration.sabotage!)
         let sabotageAt = SimDuration(seconds: configuration.expectedLoadSeconds / 2)
         while !clients.arrivalsDone {
             step = step + .seconds(1)
@@ -279,7 +281,7 @@ public enum PaymentsWorld {
         try store.queue.write { db in
             let completed = try String.fetchOne(db, sql: "SELECT payment_id FROM payment WHERE status = 'completed' ORDER BY payment_id LIMIT 1")
             switch sabotage {
-            case .doubleCharge, .refundMisread, .notificationDropped:
+            case .doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten:
                 break
             case .unbalancedPosting:
                 // One debit with no credit, chained as if it were a real entry.
@@ -326,8 +328,9 @@ public enum PaymentsWorld {
 }
 
 extension World {
-    func paymentCreated(_ paymentID: String, at nanoseconds: Int64) {
+    func paymentCreated(_ paymentID: String, request: Int64, at nanoseconds: Int64) {
         metrics.paymentsCreated += 1
+        checker.paymentCreated(request: request, paymentID: paymentID)
         guard let number = InvariantChecker.paymentNumber(paymentID) else { return }
         createdAt[number] = nanoseconds
     }

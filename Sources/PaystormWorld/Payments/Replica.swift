@@ -159,9 +159,10 @@ final class Replica: SimActor {
                         _ kernel: SimulationKernel<WorldMessage>) throws(EngineError) -> APIReply {
         switch request.body {
         case let .pay(command):
+            if world.idempotencyRecordsToForget > 0 && request.attempt > 0 { try forgetIdempotencyRecord(command) }
             let view = try engine.createPayment(command, now: now)
             if !view.replayed {
-                world.paymentCreated(view.paymentID, at: kernel.now.nanoseconds)
+                world.paymentCreated(view.paymentID, request: request.requestID, at: kernel.now.nanoseconds)
             }
             return .payment(paymentID: view.paymentID, status: view.status, replayed: view.replayed, failureReason: view.failureReason)
         case let .refund(command):
@@ -185,6 +186,21 @@ final class Replica: SimActor {
 
     private func reply(_ request: APIRequest, _ reply: APIReply, _ kernel: SimulationKernel<WorldMessage>) {
         world.network.send(.apiReply(requestID: request.requestID, attempt: request.attempt, reply: reply), to: request.client, kernel: kernel)
+    }
+
+    /// A broken engine: it lost the idempotency record of a request being
+    /// retried, so the retry creates a second payment.
+    private func forgetIdempotencyRecord(_ command: CreatePaymentCommand) throws(EngineError) {
+        do {
+            let forgotten = try world.store.queue.inDatabase { db in
+                try db.execute(sql: "DELETE FROM idempotency_record WHERE merchant_id = ? AND idempotency_key = ?",
+                               arguments: [command.merchantID, command.idempotencyKey])
+                return db.changesCount
+            }
+            if forgotten > 0 { world.idempotencyRecordsToForget -= 1 }
+        } catch {
+            throw .storage("\(error)")
+        }
     }
 
     /// A broken host: sends the last charge also to a second PSP under a fresh key.

@@ -38,6 +38,9 @@ final class World {
     var refundRepliesToMisread = 0
     /// Events the notification consumer still has to skip (the `notificationDropped` sabotage).
     var notificationEventsToDrop = 0
+    /// Retried payment requests whose idempotency record a replica still has
+    /// to lose (the `idempotencyForgotten` sabotage).
+    var idempotencyRecordsToForget = 0
     /// Virtual creation time of each payment not terminal yet, by payment
     /// number: its time to terminal is measured once, and then it is
     /// forgotten (an array of every payment grew with the run).

@@ -351,6 +351,10 @@ public enum Sabotage: String, Sendable, CaseIterable {
     /// The notification consumer skips one event and commits its offset
     /// anyway: nobody is told of that state change (a liveness bug).
     case notificationDropped
+    /// A payment request being retried finds its idempotency record gone:
+    /// the retry creates a second payment, whose first answer the client
+    /// may never have seen.
+    case idempotencyForgotten
 }
 
 /// A configuration field out of range.

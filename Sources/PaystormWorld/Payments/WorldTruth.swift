@@ -26,6 +26,8 @@ final class WorldTruth {
     private var insertPayout: PreparedStatement!
     private var updatePayout: PreparedStatement!
     private var payoutByReference: PreparedStatement!
+    private var insertCreation: PreparedStatement!
+    private var creationByRequest: PreparedStatement!
 
     /// - Parameter path: the scratch file (replaced if it exists; the caller
     ///   removes it), or `nil` for memory.
@@ -67,6 +69,7 @@ final class WorldTruth {
                     CREATE INDEX psp_record_number ON psp_record(psp, number, status, kind);
                     CREATE TABLE capture (payment_number INTEGER PRIMARY KEY, psp INTEGER NOT NULL, amount_minor INTEGER NOT NULL);
                     CREATE TABLE payout (reference TEXT PRIMARY KEY, amount_minor INTEGER NOT NULL) WITHOUT ROWID;
+                    CREATE TABLE creation (request_id INTEGER PRIMARY KEY, payment_id TEXT NOT NULL);
                     BEGIN IMMEDIATE TRANSACTION;
                     """)
                 insertRecord = try PreparedStatement(db, sql: """
@@ -81,6 +84,8 @@ final class WorldTruth {
                 insertPayout = try PreparedStatement(db, sql: "INSERT OR IGNORE INTO payout (reference, amount_minor) VALUES (?, ?)")
                 updatePayout = try PreparedStatement(db, sql: "UPDATE payout SET amount_minor = ? WHERE reference = ?")
                 payoutByReference = try PreparedStatement(db, sql: "SELECT amount_minor FROM payout WHERE reference = ?")
+                insertCreation = try PreparedStatement(db, sql: "INSERT OR IGNORE INTO creation (request_id, payment_id) VALUES (?, ?)")
+                creationByRequest = try PreparedStatement(db, sql: "SELECT payment_id FROM creation WHERE request_id = ?")
             }
         } catch let error as StoreError {
             throw error
@@ -100,6 +105,8 @@ final class WorldTruth {
         insertPayout = nil
         updatePayout = nil
         payoutByReference = nil
+        insertCreation = nil
+        creationByRequest = nil
     }
 
     /// Runs `body` on the connection; a failure is kept (the first one) and
@@ -188,7 +195,25 @@ final class WorldTruth {
         }
     }
 
-    // MARK: - The checker's side: captures and payouts
+    // MARK: - The checker's side: creations, captures and payouts
+
+    /// Records that client request `request` (one idempotency key, however
+    /// many times it was sent) created payment `paymentID`.
+    /// - Returns: the payment an earlier send of the request had created
+    ///   (the first is kept), if one had.
+    func created(request: Int64, paymentID: String) -> String? {
+        access("record a creation", fallback: nil) { _ in
+            let insert = insertCreation!
+            insert.bind(request, at: 1)
+            insert.bind(paymentID, at: 2)
+            try insert.execute()
+            guard insert.changes == 0 else { return nil }
+            let row = creationByRequest!
+            defer { row.reset() }
+            row.bind(request, at: 1)
+            return try row.step() ? row.text(at: 0) : nil
+        }
+    }
 
     /// Records PSP `psp`'s capture of `amountMinor` for payment `number`.
     /// - Returns: the PSP that had captured it already, if one had (the
