@@ -36,6 +36,30 @@ struct EngineFraudAndQueryTests {
         #expect(Array(statuses.suffix(3)) == Array(repeating: .failed, count: 3))
     }
 
+    /// Replicas of one service share their fraud state: a card tester whose
+    /// attempts are spread over two engines meets the limit one engine would
+    /// have set, and engines with their own state each see only half.
+    @Test func replicasSharingAFraudDetectorJudgeAsOne() throws {
+        let store = try PaymentEngine.openStore(.memory)
+        let configuration = EngineHarness.configuration()
+        let shared = FraudDetector(rules: configuration.fraudRules)
+        func statuses(_ engines: [EngineHarness], _ run: String) throws -> [PaymentStatus] {
+            try (0..<12).map { i in
+                let h = engines[i % engines.count]
+                h.now = EngineHarness.t0 + Int64(i) * 1_000_000_000
+                return try h.pay(key: "\(run)-\(i)", amount: "1.00").status
+            }
+        }
+        let single = try statuses([EngineHarness()], "single")
+        #expect(single.suffix(2) == [.failed, .failed], "the card's eleventh attempt in an hour is declined: \(single)")
+        let sharing = try [EngineHarness(sharing: store, configuration: configuration, fraud: shared),
+                           EngineHarness(sharing: store, configuration: configuration, fraud: shared)]
+        #expect(try statuses(sharing, "sharing") == single)
+        let separate = try [EngineHarness(sharing: store, configuration: configuration),
+                            EngineHarness(sharing: store, configuration: configuration)]
+        #expect(try !statuses(separate, "separate").contains(.failed), "each of two engines of its own saw six attempts")
+    }
+
     @Test func ledgerQueryFiltersAndPages() throws {
         let h = try EngineHarness()
         for i in 0..<5 { try h.completedPayment(key: "p\(i)", amount: "\(i + 1).00") }

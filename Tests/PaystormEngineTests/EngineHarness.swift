@@ -32,9 +32,9 @@ final class EngineHarness {
     }
 
     /// A harness on a store opened elsewhere (for example one that may hold transactions).
-    init(sharing store: Store, configuration: EngineConfiguration = EngineHarness.configuration()) throws {
+    init(sharing store: Store, configuration: EngineConfiguration = EngineHarness.configuration(), fraud: FraudDetector? = nil) throws {
         engine = try PaymentEngine(sharing: store, configuration: configuration,
-                                   vaultEncryptionKey: Data(repeating: 1, count: 32), vaultTokenKey: Data(repeating: 2, count: 32))
+                                   vaultEncryptionKey: Data(repeating: 1, count: 32), vaultTokenKey: Data(repeating: 2, count: 32), fraud: fraud)
     }
 
     /// Moves the engine's queued effects into the harness's lists.

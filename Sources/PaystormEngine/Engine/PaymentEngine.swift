@@ -56,12 +56,19 @@ public final class PaymentEngine {
     }
 
     /// Opens an engine instance on a store that other instances may share:
-    /// the replicas of one payment service, each with its own soft state
-    /// (breakers, fraud windows) over the same SQLite database.
-    /// - Precondition: the store was opened with ``openStore(_:)``.
+    /// the replicas of one payment service, each with its own breakers over
+    /// the same SQLite database.
+    ///
+    /// - Parameter fraud: the fraud windows and histories, shared by the
+    ///   replicas as a real service shares them in a cache: each replica
+    ///   with its own saw a third of a user's attempts at three replicas, and
+    ///   a restarted one saw none. `nil` gives this instance its own.
+    /// - Precondition: the store was opened with ``openStore(_:)``; `fraud`
+    ///   was made with this configuration's rules.
     public init(sharing store: Store, configuration: EngineConfiguration,
-                vaultEncryptionKey: Data, vaultTokenKey: Data) throws(EngineError) {
+                vaultEncryptionKey: Data, vaultTokenKey: Data, fraud: FraudDetector? = nil) throws(EngineError) {
         try configuration.validate()
+        precondition(fraud.map { $0.rules == configuration.fraudRules } ?? true, "a shared fraud detector must judge by this configuration's rules")
         do {
             self.vault = try CardVault(encryptionKey: vaultEncryptionKey, tokenKey: vaultTokenKey)
         } catch {
@@ -69,7 +76,7 @@ public final class PaymentEngine {
         }
         self.store = store
         self.configuration = configuration
-        self.fraud = FraudDetector(rules: configuration.fraudRules)
+        self.fraud = fraud ?? FraudDetector(rules: configuration.fraudRules)
         self.statements = EngineStatements(store: store)
         // PSP ids are unique (validated above).
         self.webhookSigners = Dictionary(uniqueKeysWithValues: configuration.psps.map { ($0.id, WebhookSigner(secret: $0.webhookSecret)) })

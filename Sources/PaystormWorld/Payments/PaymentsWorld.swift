@@ -203,7 +203,9 @@ public enum PaymentsWorld {
         }
         world.checker.audit(final: true, cardNumbers: clients.sampleCardNumbers)
         world.checker.crossCheck()
-        if let failure = truth.failure { throw failure }
+        if let failure = truth.failure {
+            throw StoreError(path: failure.path, operation: "\(failure.operation) after healing (seed \(configuration.seed))", message: failure.message)
+        }
         world.checker.collectTrails()
         let report = try WorldReport(world: world, clients: clients, gateway: gateway, broker: broker, sink: sink, monitor: monitor,
                                      liveness: liveness, nonTerminal: nonTerminal, loadEndSeconds: loadEnd.seconds)

@@ -21,6 +21,9 @@ final class World {
     /// What the PSPs really did, outside the engine's store.
     let truth: WorldTruth
     let engineConfiguration: EngineConfiguration
+    /// The replicas' fraud state, shared as a real service shares it in a
+    /// cache that outlives any one replica.
+    let fraud: FraudDetector
 
     var gateway = ActorAddress.environment
     var replicas: [ActorAddress] = []
@@ -65,6 +68,7 @@ final class World {
         // with a TTL): fraud bursts last seconds, so the most recent keys matter.
         engine.fraudRules.maxTrackedKeys = 100_000
         engineConfiguration = engine
+        fraud = FraudDetector(rules: engine.fraudRules)
         checker.store = store
         let kernel = self.kernel
         checker.now = { kernel.now }
@@ -76,7 +80,8 @@ final class World {
     func makeEngine() -> PaymentEngine {
         // The keys are fixed test keys: a simulation's vault protects nothing real.
         try! PaymentEngine(sharing: store, configuration: engineConfiguration,
-                           vaultEncryptionKey: Data(repeating: 0x5A, count: 32), vaultTokenKey: Data(repeating: 0xA5, count: 32))
+                           vaultEncryptionKey: Data(repeating: 0x5A, count: 32), vaultTokenKey: Data(repeating: 0xA5, count: 32),
+                           fraud: fraud)
     }
 
     /// Engine time now, with an actor's clock offset.

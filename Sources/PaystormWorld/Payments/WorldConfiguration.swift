@@ -94,7 +94,7 @@ public struct WorldConfiguration: Sendable {
         try seconds(auditEverySeconds, "audit_every")
         try require(windowSeconds > 0 && windowSeconds <= 3_600, "window", "seconds in (0, 3600]")
         try require((1...65_536).contains(databaseCacheMebibytes), "database_cache_mib", "1...65536")
-        try require(settlementPartRecords >= 1, "settlement_part_records", "at least 1")
+        try require((1...100_000_000).contains(settlementPartRecords), "settlement_part_records", "1...100000000")
         try require(confidence > 0.5 && confidence < 1, "confidence", "a value in (0.5, 1)")
     }
 
