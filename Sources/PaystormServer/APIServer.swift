@@ -160,9 +160,7 @@ public struct PaystormAPI: Sendable {
         }
         router.get("/ledger") { request, context in
             try await api.authorized(request, admin: true) { _ in
-                var parameters: [String: String] = [:]
-                for (key, value) in request.uri.queryParameters { parameters[String(key)] = String(value) }
-                let query = try APIWire.ledgerQuery(parameters)
+                let query = try APIWire.ledgerQuery(request.uri.queryParameters.map { (String($0.key), String($0.value)) })
                 let page = try api.unwrap(await api.runner.perform(.ledger(query))) { answer -> LedgerPage? in
                     if case let .ledger(page) = answer { page } else { nil }
                 }

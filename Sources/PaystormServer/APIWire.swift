@@ -92,11 +92,23 @@ public enum APIWire {
                                    amount: try root.string("amount", maxLength: 40), idempotencyKey: try root.string("idempotency_key"))
     }
 
-    /// `GET /ledger` query parameters.
-    public static func ledgerQuery(_ parameters: [String: String]) throws(BadRequest) -> LedgerQuery {
+    /// `GET /ledger` query parameters, in the order given. A parameter
+    /// given twice, or a filter with nothing to match, is refused: which of
+    /// two limits applies, or what an empty account means, is not for the
+    /// server to guess.
+    public static func ledgerQuery(_ pairs: [(key: String, value: String)]) throws(BadRequest) -> LedgerQuery {
         let known: Set<String> = ["account", "transaction_id", "from_ns", "to_ns", "cursor", "limit"]
-        for key in parameters.keys.sorted() where !known.contains(key) {
-            throw BadRequest(field: key, message: "unknown query parameter; expected one of \(known.sorted().joined(separator: ", "))")
+        var parameters: [String: String] = [:]
+        for (key, value) in pairs {
+            guard known.contains(key) else {
+                throw BadRequest(field: key, message: "unknown query parameter; expected one of \(known.sorted().joined(separator: ", "))")
+            }
+            guard parameters.updateValue(value, forKey: key) == nil else {
+                throw BadRequest(field: key, message: "given more than once")
+            }
+        }
+        for key in ["account", "transaction_id"] where parameters[key]?.isEmpty == true {
+            throw BadRequest(field: key, message: "empty; leave the parameter out to match every \(key == "account" ? "account" : "transaction")")
         }
         func integer(_ key: String, in range: ClosedRange<Int64>) throws(BadRequest) -> Int64? {
             guard let text = parameters[key] else { return nil }

@@ -115,6 +115,13 @@ struct APIRouteTests {
             let badLimit = try await client.execute(uri: "/ledger?limit=0", method: .get, headers: Self.admin)
             #expect(badLimit.status == .badRequest)
             #expect(try Self.error(badLimit)["field"] as? String == "limit")
+            // Which of two limits, or what an empty account, is not guessed.
+            for (query, field) in [("limit=5000&limit=1", "limit"), ("limit=1&limit=5000", "limit"), ("account=", "account"),
+                                   ("account", "account"), ("transaction_id=", "transaction_id")] {
+                let refused = try await client.execute(uri: "/ledger?\(query)", method: .get, headers: Self.admin)
+                #expect(refused.status == .badRequest, "\(query)")
+                #expect(try Self.error(refused)["field"] as? String == field, "\(query)")
+            }
         }
     }
 
