@@ -22,18 +22,15 @@ final class PSP: SimActor {
 
     /// Packs a PSP's idempotency keys. The engine's shapes for this PSP
     /// are numbers: `pay-N:<psp>` is 2N, `ref-N:<psp>` is 2N + 1, N written
-    /// plainly in decimal; any other text (a key from elsewhere, or "pay-07",
-    /// "pay-+7", which would not come back the same) is -(i + 1), i its
+    /// plainly in decimal; any other text (a key from elsewhere, or "pay-07"
+    /// and "pay-+7", which would share pay-7's number) is -(i + 1), i its
     /// index in a table here.
     struct KeyTable {
-        let pspID: String
         /// ":<psp>", which every engine-shaped key of this PSP ends with.
         private let suffix: String
-        private var others: [String] = []
         private var codes: [String: Key] = [:]
 
         init(pspID: String) {
-            self.pspID = pspID
             suffix = ":" + pspID
         }
 
@@ -47,15 +44,9 @@ final class PSP: SimActor {
                 }
             }
             if let key = codes[text] { return key }
-            others.append(text)
-            let key = Key(code: -Int64(others.count))
+            let key = Key(code: -Int64(codes.count + 1))
             codes[text] = key
             return key
-        }
-
-        func text(_ key: Key) -> String {
-            if key.code < 0 { return others[Int(-key.code) - 1] }
-            return (key.code % 2 == 0 ? "pay-" : "ref-") + "\(key.code / 2):\(pspID)"
         }
     }
 
@@ -240,9 +231,9 @@ final class PSP: SimActor {
     func storm(count: Int, overSeconds seconds: Double, kernel: SimulationKernel<WorldMessage>) {
         guard recordCount > 0 else { return }
         let random = kernel.random
-        let count32 = Int(recordCount)
+        let settled = Int(recordCount)
         for _ in 0..<count {
-            let record = count32 - 1 - random.uniformInt(below: min(count32, 10_000))
+            let record = settled - 1 - random.uniformInt(below: min(settled, 10_000))
             kernel.send(.pspWebhookDue(record: Int32(record), duplicate: false), to: world.psps[index],
                         after: SimDuration(seconds: random.uniform() * seconds))
         }
