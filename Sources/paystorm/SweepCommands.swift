@@ -52,7 +52,22 @@ extension Paystorm.SweepCommand {
             throw ExitCode(refused ? ExitStatus.badInput.rawValue : 1)
         }
         let name = (directory as NSString).lastPathComponent
-        try Paystorm.Merge.merge((0..<processes).map { (shardsRoot as NSString).appendingPathComponent("\($0)/\(name)") }, into: directory)
+        let shards = (0..<processes).map { (shardsRoot as NSString).appendingPathComponent("\($0)/\(name)") }
+        try Paystorm.Merge.merge(shards, into: directory)
+        // As a run in one process leaves them: the spec and one file per run, for a later merge.
+        let points = (directory as NSString).appendingPathComponent("points")
+        try? FileManager.default.removeItem(atPath: points)
+        try FileManager.default.createDirectory(atPath: points, withIntermediateDirectories: true)
+        for shard in shards {
+            let shardPoints = (shard as NSString).appendingPathComponent("points")
+            for file in try FileManager.default.contentsOfDirectory(atPath: shardPoints).sorted() {
+                try FileManager.default.copyItem(atPath: (shardPoints as NSString).appendingPathComponent(file),
+                                                 toPath: (points as NSString).appendingPathComponent(file))
+            }
+        }
+        let spec = (directory as NSString).appendingPathComponent("spec.json")
+        try? FileManager.default.removeItem(atPath: spec)
+        try FileManager.default.copyItem(atPath: (shards[0] as NSString).appendingPathComponent("spec.json"), toPath: spec)
     }
 }
 

@@ -90,6 +90,14 @@ struct SweepTests {
         }
         let result = try SweepReport.decode(try Data(contentsOf: URL(fileURLWithPath: base + "/merged/sweep.json")))
         #expect(result.points.count == 4 && result.knees.count == 2)
+        // A sweep over two processes leaves what one process does: the spec and a file per run, so it merges again.
+        #expect(try cli.paystorm(["sweep", scenario] + vary + ["--jobs", "2", "--out", base + "/parallel", "--quiet"]).status == 0)
+        let parallel = base + "/parallel/tiny-sweep"
+        #expect(FileManager.default.fileExists(atPath: parallel + "/spec.json"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: parallel + "/points").count == 4)
+        #expect(try cli.paystorm(["merge", parallel, "--out", base + "/remerged"]).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: base + "/remerged/sweep.json"))
+                == Data(contentsOf: URL(fileURLWithPath: base + "/merged/sweep.json")))
         let over = try cli.paystorm(["sweep", scenario] + vary + ["--budget", "3"])
         #expect(over.status == 64 && over.error.contains("more than --budget 3"))
         let unknown = try cli.paystorm(["sweep", scenario, "--vary", "service.replica=1..2"])
