@@ -223,7 +223,7 @@ final class InvariantChecker {
                 while case let payouts = truth.payouts(after: after, limit: 10_000), let last = payouts.last {
                     for (key, amount) in payouts {
                         let refundID = String(key.prefix { $0 != ":" })
-                        if try String.fetchOne(db, sql: "SELECT 1 FROM refund WHERE refund_id = ?", arguments: [refundID]) == nil {
+                        if try Int.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM refund WHERE refund_id = ?"), arguments: [refundID]) == nil {
                             record("refund-without-record", refundID, "the PSP refunded \(amount) for an unknown refund")
                         }
                     }

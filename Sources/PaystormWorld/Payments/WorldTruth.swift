@@ -287,7 +287,7 @@ final class WorldTruth {
     func paidOut(refundID: String) -> Int64 {
         access("read a refund's payouts", fallback: 0) { db in
             // ';' follows ':': the keys "<refundID>:…" and nothing else.
-            try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(amount_minor), 0) FROM payout WHERE reference >= ? AND reference < ?",
+            try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(SUM(amount_minor), 0) FROM payout WHERE reference >= ? AND reference < ?"),
                                arguments: [refundID + ":", refundID + ";"]) ?? 0
         }
     }
