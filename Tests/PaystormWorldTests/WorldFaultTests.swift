@@ -61,6 +61,47 @@ struct WorldFaultTests {
         #expect(report.windows.map(\.outboxBacklog).max()! > 50)
     }
 
+    @Test("a broker partition still down when healing begins comes back there, and what waited on it flows")
+    func brokerPartitionDownIntoHealing() throws {
+        // The crash leaves partition 0 with events sent but not committed; the
+        // rebalance rewinds them while the partition is down; healing brings
+        // it back outside any actor.
+        let report = try run([ScheduledFault(atSeconds: 0.5, durationSeconds: 5, kind: .consumerCrash(group: "ledger", index: 0)),
+                              ScheduledFault(atSeconds: 1, durationSeconds: 10_000, kind: .brokerPartitionDown(partition: 0))])
+        expectClean(report)
+        #expect(report.consumerRedeliveries > 0)
+    }
+
+    @Test("poison messages on a lossy link: each reaches the dead-letter topic with its commit, none is lost")
+    func poisonOnALossyLink() throws {
+        let report = try run([]) {
+            $0.network.lossRate = 0.05
+            $0.buggify.enabled = true
+            $0.buggify.enableProbability = 1
+            $0.buggify.fireProbability = 0.02
+        }
+        expectClean(report)
+        let poisoned = report.buggifyFired.first { $0.site == "consumerPoisonMessage" }?.count ?? 0
+        #expect(report.brokerDeadLetters > 0 && report.brokerDeadLetters <= poisoned, "\(report.brokerDeadLetters) of \(poisoned)")
+    }
+
+    @Test("an event the engine refuses (a refund before its dead-lettered capture) waits in the dead-letter topic for healing")
+    func refusedEventsAreDeadLettered() throws {
+        // One payment per merchant: a refund whose capture a consumer has not
+        // applied would take the merchant's wallet and ledger below zero.
+        let report = try run([], payments: 2_000) {
+            $0.clients.merchants = 1_000_000
+            $0.clients.zipfExponent = 0
+            $0.clients.refundShare = 0.4
+            $0.buggify.enabled = true
+            $0.buggify.enableProbability = 1
+            $0.buggify.fireProbability = 0.05
+        }
+        expectClean(report)
+        let poisoned = report.buggifyFired.first { $0.site == "consumerPoisonMessage" }?.count ?? 0
+        #expect(report.brokerDeadLetters > poisoned / 2, "\(report.brokerDeadLetters) dead letters, \(poisoned) poisoned")
+    }
+
     @Test("a consumer crash: its partitions are rebalanced and redelivered, applied once")
     func consumerCrash() throws {
         let report = try run([ScheduledFault(atSeconds: 2, durationSeconds: 6, kind: .consumerCrash(group: "ledger", index: 0)),

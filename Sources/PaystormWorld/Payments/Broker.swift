@@ -63,9 +63,12 @@ final class Broker: SimActor {
 
     var deadLetterDepth: Int { deadLetters.reduce(0) { $0 + $1.count } }
 
-    func setPartition(_ partition: Int, down: Bool, kernel: SimulationKernel<WorldMessage>) {
+    /// Takes a partition down or brings it back. What waited is delivered by
+    /// the broker's next tick, sent from the broker itself: the fault
+    /// injector that calls this may not be the running actor at all (at
+    /// healing it runs outside any).
+    func setPartition(_ partition: Int, down: Bool) {
         partitions[partition].down = down
-        if !down { deliverAll(kernel) }
     }
 
     func receive(_ message: WorldMessage, from sender: ActorAddress, kernel: SimulationKernel<WorldMessage>) {
@@ -84,10 +87,20 @@ final class Broker: SimActor {
             }
             if through >= 0 { world.network.send(.produceAck(through: through), to: sender, kernel: kernel) }
             deliverAll(kernel)
-        case let .commit(group, partition, commitGeneration, offset):
+        case let .commit(group, partition, commitGeneration, offset, letters):
             let g = Int(group), p = Int(partition)
-            guard commitGeneration == generation[g], offset > cursors[g][p].committed else { return }
-            cursors[g][p].committed = min(offset, partitions[p].end)
+            let from = cursors[g][p].committed
+            guard commitGeneration == generation[g], offset > from else { return }
+            let through = min(offset, partitions[p].end)
+            // Exactly once per offset: a commit may repeat letters of a range already committed.
+            for letter in letters where letter.offset >= from && letter.offset < through {
+                deadLetters[g].append(letter.event)
+                world.metrics.brokerDeadLetters += 1
+            }
+            cursors[g][p].committed = through
+            // A commit that overtook a redelivery (sent while the partition was down) must not leave the
+            // next send behind the committed offset, below what retention may drop.
+            cursors[g][p].nextToSend = max(cursors[g][p].nextToSend, through)
             cursors[g][p].progressedAt = kernel.now.nanoseconds
             deliver(group: g, partition: p, kernel)
         case let .heartbeat(group, member):
@@ -98,9 +111,6 @@ final class Broker: SimActor {
             // A (re)started member: whatever was in flight to its old self is gone.
             heartbeats[Int(group)][Int(member)] = kernel.now.nanoseconds
             rebalance(group: Int(group), kernel)
-        case let .deadLetter(group, event):
-            deadLetters[Int(group)].append(event)
-            world.metrics.brokerDeadLetters += 1
         case .heal:
             _ = replayDeadLetters(kernel: kernel)
         case .brokerTick:

@@ -22,6 +22,10 @@ final class Consumer: SimActor {
     /// gap is dropped (the broker redelivers from the committed offset), so a
     /// commit never covers an event that was not applied.
     private var positions: [Int: (generation: Int64, next: Int64)] = [:]
+    /// Per partition: the events this member sent to the dead-letter topic
+    /// at offsets the broker had not committed when it last said. Each
+    /// commit carries them, so the one the broker accepts moves them.
+    private var letters: [Int: [DeadLetter]] = [:]
     static let heartbeatInterval = SimDuration.milliseconds(500)
 
     init(world: World, group: Int, member: Int) {
@@ -63,6 +67,7 @@ final class Consumer: SimActor {
         batches.removeAll()
         busy = false
         positions.removeAll()
+        letters.removeAll()
     }
 
     /// A new member: a fresh engine, recovery of the engine's timers, and a join (which rebalances the group).
@@ -88,29 +93,38 @@ final class Consumer: SimActor {
 
     private func apply(_ batch: DeliveryBatch, _ kernel: SimulationKernel<WorldMessage>) {
         var events = batch.events[...]
+        var firstOffset = batch.firstOffset
         if batch.partition >= 0 {
             let end = batch.firstOffset + Int64(batch.events.count)
             let known = positions[batch.partition]
             if let known, known.generation > batch.generation { return }  // from before a rebalance
             let expected = known?.generation == batch.generation ? known!.next : batch.committed
             guard batch.firstOffset <= expected else { return }  // a gap before it: wait for the redelivery
+            if known?.generation != batch.generation {
+                // Everything from the committed offset comes again and is judged again.
+                letters[batch.partition] = nil
+            } else {
+                letters[batch.partition]?.removeAll { $0.offset < batch.committed }
+            }
             if end <= expected {
                 // Nothing new (a duplicate, or a redelivery after a lost commit): confirm the commit.
                 commit(batch.partition, generation: batch.generation, offset: expected, kernel)
                 return
             }
             events = batch.events[Int(expected - batch.firstOffset)...]
+            firstOffset = expected
             positions[batch.partition] = (batch.generation, end)
         }
         let now = host.now
-        var poisoned: [TransactionEvent] = []
+        var refused: [DeadLetter] = []
         let consumer = self.consumer
         let world = self.world
+        let replay = batch.partition < 0
         host.report(host.run(name, kernel) { engine throws(EngineError) in
             try engine.inBatch {
-                for event in events {
+                for (offset, event) in zip(firstOffset..., events) {
                     if world.buggify.fires(.consumerPoisonMessage) {
-                        poisoned.append(event)
+                        refused.append(DeadLetter(offset: offset, event: event))
                         continue
                     }
                     if consumer == .notification && world.notificationEventsToDrop > 0 {
@@ -120,15 +134,25 @@ final class Consumer: SimActor {
                     do {
                         try engine.consume(event, by: consumer, now: now)
                     } catch {
-                        world.checker.record("engine-error", event.paymentID, "\(consumer.rawValue) consumer: \(error)")
+                        // A refusal leaves nothing behind (an event can come before the one it
+                        // depends on once dead letters are replayed out of order): it goes to the
+                        // dead-letter topic with the commit, and healing replays it. Refused again
+                        // then, it is an error.
+                        if replay {
+                            world.checker.record("engine-error", event.paymentID, "\(consumer.rawValue) consumer: \(error)")
+                        } else {
+                            refused.append(DeadLetter(offset: offset, event: event))
+                        }
                     }
                 }
             }
         }, name)
-        for event in poisoned {
-            world.network.send(.deadLetter(group: Int32(group), event: event), to: world.broker, kernel: kernel)
+        if replay {
+            // Faults (poison included) are suspended while dead letters are replayed.
+            for letter in refused { world.checker.record("engine-error", letter.event.paymentID, "\(consumer.rawValue) consumer: dead letter poisoned again") }
+            return
         }
-        guard batch.partition >= 0 else { return }
+        letters[batch.partition, default: []].append(contentsOf: refused)
         if world.buggify.fires(.consumerCrashBeforeOffsetCommit) {
             kernel.scheduleRestart(of: kernel.currentActor, at: kernel.now + .seconds(1))
             kernel.crash(kernel.currentActor)
@@ -137,8 +161,11 @@ final class Consumer: SimActor {
         commit(batch.partition, generation: batch.generation, offset: batch.firstOffset + Int64(batch.events.count), kernel)
     }
 
+    /// Commits through `offset`, with every dead letter of the partition not
+    /// yet known to be committed (the broker takes each offset once).
     private func commit(_ partition: Int, generation: Int64, offset: Int64, _ kernel: SimulationKernel<WorldMessage>) {
-        world.network.send(.commit(group: Int32(group), partition: Int32(partition), generation: generation, offset: offset),
+        world.network.send(.commit(group: Int32(group), partition: Int32(partition), generation: generation, offset: offset,
+                                   deadLetters: letters[partition] ?? []),
                            to: world.broker, kernel: kernel)
     }
 }

@@ -47,7 +47,7 @@ final class FaultInjector: SimActor {
         case let .replicaCrash(replica):
             toggle(world.replicas[replica], up: !starting, kernel)
         case let .brokerPartitionDown(partition):
-            brokerActor.setPartition(partition, down: starting, kernel: kernel)
+            brokerActor.setPartition(partition, down: starting)
         case let .consumerCrash(group, member):
             let g = World.groups.firstIndex { $0.rawValue == group }!
             toggle(world.consumers[g][member], up: !starting, kernel)

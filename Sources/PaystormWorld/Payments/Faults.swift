@@ -133,8 +133,9 @@ public final class Buggify {
         }
     }
 
-    /// Whether `site` fires now. Draws from the site's own stream only when the
-    /// site is enabled, so enabling a site never shifts other streams.
+    /// Whether `site` fires now. Every site draws from the one BUGGIFY
+    /// stream, and only when enabled: a run with no site enabled draws
+    /// nothing, and no other actor's stream ever shifts.
     func fires(_ site: Site) -> Bool {
         guard !suspended, enabled.contains(site), stream.bernoulli(fireProbability) else { return false }
         fired[site, default: 0] += 1

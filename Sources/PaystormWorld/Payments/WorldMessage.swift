@@ -75,6 +75,13 @@ final class DeliveryBatch {
     }
 }
 
+/// An event a consumer sends to its group's dead-letter topic, at its offset
+/// in the partition it came from.
+struct DeadLetter {
+    let offset: Int64
+    let event: TransactionEvent
+}
+
 /// A settlement report on its way to a replica.
 final class SettlementReportBox {
     let report: SettlementReport
@@ -118,9 +125,12 @@ enum WorldMessage: SimMessage {
     case produceAck(through: Int64)
     case brokerTick
     case deliver(DeliveryBatch)
-    case commit(group: Int32, partition: Int32, generation: Int64, offset: Int64)
+    /// Commits a partition's offset, with the events of the committed range
+    /// that go to the group's dead-letter topic (poisoned, or refused by the
+    /// engine). One message, so a lost or stale commit loses neither: the
+    /// range is redelivered and judged again.
+    case commit(group: Int32, partition: Int32, generation: Int64, offset: Int64, deadLetters: [DeadLetter])
     case heartbeat(group: Int32, member: Int32)
-    case deadLetter(group: Int32, event: TransactionEvent)
     // Consumers and the notification sink
     case consumerWorkDone
     case heartbeatTick
@@ -188,10 +198,10 @@ enum WorldMessage: SimMessage {
         case let .deliver(batch):
             hasher.combine(UInt64(21)); hasher.combine(batch.group); hasher.combine(batch.partition)
             hasher.combine(batch.firstOffset); hasher.combine(batch.events.count)
-        case let .commit(group, partition, generation, offset):
+        case let .commit(group, partition, generation, offset, deadLetters):
             hasher.combine(UInt64(22)); hasher.combine(group); hasher.combine(partition); hasher.combine(generation); hasher.combine(offset)
+            for letter in deadLetters { hasher.combine(letter.offset); hasher.combine(letter.event.eventID) }
         case let .heartbeat(group, member): hasher.combine(UInt64(23)); hasher.combine(group); hasher.combine(member)
-        case let .deadLetter(group, event): hasher.combine(UInt64(24)); hasher.combine(group); hasher.combine(event.eventID)
         case .consumerWorkDone: hasher.combine(UInt64(25))
         case .heartbeatTick: hasher.combine(UInt64(26))
         case let .notify(message, replyTo): hasher.combine(UInt64(27)); hasher.combine(message.notificationID); hasher.combine(replyTo.index)
