@@ -137,6 +137,7 @@ struct FraudDetectorTests {
         var rules = quietRules()
         rules.deviationMinimumHistory = 5
         rules.deviationZScoreThreshold = 3
+        rules.deviationMinimumSpread = 0
         let detector = FraudDetector(rules: rules)
         for amount: Int64 in [1_000, 1_100, 900, 1_000] { detector.recordCompleted(userID: "u-1", amount: Money(minorUnits: amount, currency: .usd)) }
         #expect(detector.assess(attempt(amount: 5_000, at: 0)) == .approve, "four completed payments are not enough history")
@@ -154,6 +155,26 @@ struct FraudDetectorTests {
         #expect(detector.assess(attempt("u-2", amount: 5_000, at: 5)) == .approve, "histories are per user")
         for _ in 0..<6 { detector.recordCompleted(userID: "u-3", amount: Money(minorUnits: 1_000, currency: .usd)) }
         #expect(detector.assess(attempt("u-3", amount: 9_000, at: 6)) == .approve, "no spread, no z-score")
+    }
+
+    @Test func aSteadyUsersSuddenAmountIsUnusualThroughTheSpreadFloor() throws {
+        var rules = quietRules()
+        rules.deviationMinimumHistory = 5
+        rules.deviationZScoreThreshold = 4
+        rules.deviationMinimumSpread = 0.1
+        let detector = FraudDetector(rules: rules)
+        // Always exactly 10.00: no spread of its own, so σ is the floor, 1.00.
+        for _ in 0..<6 { detector.recordCompleted(userID: "u-steady", amount: Money(minorUnits: 1_000, currency: .usd)) }
+        #expect(detector.assess(attempt("u-steady", amount: 1_400, at: 0)) == .approve, "4σ of the floor is 14.00")
+        #expect(detector.assess(attempt("u-steady", amount: 90_000, at: 1)) == .review([.unusualAmount(zScore: 890, threshold: 4)]))
+        // A spread of one cent does not make the next cent unusual.
+        for amount: Int64 in [1_000, 1_001, 1_000, 1_001, 1_000, 1_001] {
+            detector.recordCompleted(userID: "u-cents", amount: Money(minorUnits: amount, currency: .usd))
+        }
+        #expect(detector.assess(attempt("u-cents", amount: 1_010, at: 2)) == .approve)
+        var invalid = rules
+        invalid.deviationMinimumSpread = -0.1
+        #expect(throws: FraudRulesError.self) { try invalid.validate() }
     }
 
     @Test func blocklistsDeclineAndBlockedAttemptsStillCount() {
@@ -263,6 +284,7 @@ struct FraudDetectorTests {
             ("reviewAmountMinorByCurrency[USD]", { $0.reviewAmountMinorByCurrency["USD"] = 3_000_000 }),
             ("deviationZScoreThreshold", { $0.deviationZScoreThreshold = .nan }),
             ("deviationMinimumHistory", { $0.deviationMinimumHistory = 1 }),
+            ("deviationMinimumSpread", { $0.deviationMinimumSpread = .infinity }),
             ("blockedBINs", { $0.blockedBINs = ["411111", "41111"] }),
             ("maxTrackedKeys", { $0.maxTrackedKeys = 0 }),
         ]

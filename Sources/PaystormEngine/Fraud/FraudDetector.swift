@@ -169,7 +169,8 @@ public final class FraudDetector {
         }
 
         if let slot = histories.slot(of: HistoryKey(userID: signal.userID, currency: code)),
-           let z = histories.values[slot].zScore(of: amount, minimumCount: rules.deviationMinimumHistory),
+           let z = histories.values[slot].zScore(of: amount, minimumCount: rules.deviationMinimumHistory,
+                                                  minimumSpread: rules.deviationMinimumSpread),
            z > rules.deviationZScoreThreshold {
             reasons.append(.unusualAmount(zScore: z, threshold: rules.deviationZScoreThreshold))
         }
@@ -378,9 +379,11 @@ struct AmountHistory {
     /// Sample standard deviation; zero below two amounts.
     var standardDeviation: Double { count < 2 ? 0 : (sumSquares / Double(count - 1)).squareRoot() }
 
-    /// `nil` with fewer than `minimumCount` amounts or no spread.
-    func zScore(of minorUnits: Int64, minimumCount: Int) -> Double? {
-        let sd = standardDeviation
+    /// How many deviations `minorUnits` lies from the mean, the deviation
+    /// taken as at least `minimumSpread` times the mean. `nil` with fewer
+    /// than `minimumCount` amounts, or with no spread even after the floor.
+    func zScore(of minorUnits: Int64, minimumCount: Int, minimumSpread: Double) -> Double? {
+        let sd = max(standardDeviation, minimumSpread * mean)
         guard count >= minimumCount && sd > 0 else { return nil }
         return (Double(minorUnits) - mean) / sd
     }

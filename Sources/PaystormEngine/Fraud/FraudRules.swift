@@ -40,6 +40,13 @@ public struct FraudRules: Sendable, Equatable {
     /// Completed payments needed in a user+currency history before the
     /// deviation rule applies (at least 2, for a sample deviation).
     public var deviationMinimumHistory: Int
+    /// The least standard deviation the deviation rule uses, as a fraction
+    /// of the user's mean: a user whose amounts never vary (zero spread)
+    /// is still held to the rule, and a spread of a few cents does not make
+    /// the next cent unusual. At the default 0.1 and 4σ, a user who always
+    /// pays 10.00 is reviewed above 14.00. Zero turns the floor off (a
+    /// history without spread then never flags).
+    public var deviationMinimumSpread: Double
 
     public var blockedUserIDs: Set<String>
     public var blockedCardTokens: Set<String>
@@ -65,6 +72,7 @@ public struct FraudRules: Sendable, Equatable {
         declineAmountMinorByCurrency: [String: Int64] = ["USD": 2_500_000, "EUR": 2_500_000, "GBP": 2_000_000, "JPY": 3_500_000],
         deviationZScoreThreshold: Double = 4.0,
         deviationMinimumHistory: Int = 10,
+        deviationMinimumSpread: Double = 0.1,
         blockedUserIDs: Set<String> = [],
         blockedCardTokens: Set<String> = [],
         blockedBINs: Set<String> = [],
@@ -83,6 +91,7 @@ public struct FraudRules: Sendable, Equatable {
         self.declineAmountMinorByCurrency = declineAmountMinorByCurrency
         self.deviationZScoreThreshold = deviationZScoreThreshold
         self.deviationMinimumHistory = deviationMinimumHistory
+        self.deviationMinimumSpread = deviationMinimumSpread
         self.blockedUserIDs = blockedUserIDs
         self.blockedCardTokens = blockedCardTokens
         self.blockedBINs = blockedBINs
@@ -91,7 +100,8 @@ public struct FraudRules: Sendable, Equatable {
 
     /// Defaults for a card-present-and-online mix: 10/20 attempts per user and
     /// 5/10 per card an hour, 3/5 distinct cards per user a day, 5,000/25,000
-    /// USD or EUR, a 4σ deviation after 10 payments, a million keys per table.
+    /// USD or EUR, a 4σ deviation (σ at least a tenth of the mean) after 10
+    /// payments, a million keys per table.
     public static let standard = FraudRules()
 
     public static let nanosecondsPerSecond: Int64 = 1_000_000_000
@@ -129,6 +139,9 @@ public struct FraudRules: Sendable, Equatable {
             throw .thresholdNotPositive(field: "deviationZScoreThreshold", value: deviationZScoreThreshold)
         }
         try Self.check("deviationMinimumHistory", Int64(deviationMinimumHistory), 2, 1_000_000)
+        guard deviationMinimumSpread.isFinite && deviationMinimumSpread >= 0 && deviationMinimumSpread <= 10 else {
+            throw .spreadOutOfRange(field: "deviationMinimumSpread", value: deviationMinimumSpread)
+        }
         for bin in blockedBINs.sorted() {
             let utf8 = bin.utf8
             guard utf8.count == 6 && utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
@@ -168,12 +181,14 @@ public enum FraudRulesError: Error, Equatable, CustomStringConvertible {
     case amountOutOfRange(field: String, code: String, minorUnits: Int64)
     case thresholdNotPositive(field: String, value: Double)
     case malformedBIN(field: String, bin: String)
+    case spreadOutOfRange(field: String, value: Double)
 
     /// The configuration field at fault.
     public var field: String {
         switch self {
         case let .outOfRange(field, _, _, _), let .reviewAboveDecline(field, _, _), let .unknownCurrency(field, _),
-             let .amountOutOfRange(field, _, _), let .thresholdNotPositive(field, _), let .malformedBIN(field, _):
+             let .amountOutOfRange(field, _, _), let .thresholdNotPositive(field, _), let .malformedBIN(field, _),
+             let .spreadOutOfRange(field, _):
             return field
         }
     }
@@ -192,6 +207,8 @@ public enum FraudRulesError: Error, Equatable, CustomStringConvertible {
             return "fraud rule \(field) is \(value); expected a finite number > 0"
         case let .malformedBIN(field, bin):
             return "fraud rule \(field) holds \"\(bin)\"; a BIN is exactly six digits"
+        case let .spreadOutOfRange(field, value):
+            return "fraud rule \(field) is \(value); expected a fraction of the mean from 0 (no floor) to 10"
         }
     }
 }
