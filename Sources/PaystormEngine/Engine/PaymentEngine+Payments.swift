@@ -65,7 +65,10 @@ extension PaymentEngine {
             case let .review(reasons): fraudText = "review: " + reasons.map(\.description).joined(separator: "; ")
             case let .decline(reasons):
                 fraudText = "decline: " + reasons.map(\.description).joined(separator: "; ")
-                failure = "declined by fraud screening: " + reasons.map(\.description).joined(separator: "; ")
+                // The reasons name the rules' limits: they stay in `fraud_decision`,
+                // for the operator, and never reach the caller, who could tune
+                // the next attempt to pass just under them.
+                failure = "declined by fraud screening"
             }
             // Chosen only for a payment that will call a PSP: a half-open
             // breaker admits one probe, which a replay or a decline must not use up.
