@@ -403,10 +403,14 @@ public final class EngineRunner: @unchecked Sendable {
                 }
             }
         } catch {
-            // The commit failed: nothing of the batch happened. Clients get
-            // the error; the engine's own work is tried again.
+            // The batch failed: nothing of it happened. Every client gets the
+            // error — also when the transaction could not even begin (another
+            // connection holds the write lock) and no call ran to be answered;
+            // the engine's own work is tried again.
             log("batch of \(jobs.count) rolled back: \(error)")
-            answers = answers.map { ($0.0, .failure(error)) }
+            answers = jobs.compactMap { job in
+                if case let .call(_, reply) = job { (reply, .failure(error)) } else { nil }
+            }
             let due = WallClock.monotonic() + retryPause
             for job in jobs where !job.isCall { retries.append((due, job)) }
         }

@@ -36,6 +36,9 @@ public struct ServerOptions: Sendable {
     /// HTTP connections to the PSPs, at most: a PSP answering in 150 ms at
     /// 5,000 calls/s has 750 calls open.
     public var pspConnections = 1_024
+    /// How long a transaction waits for a lock another connection to the
+    /// database holds before it fails: the engine thread waits meanwhile.
+    public var busyTimeoutMilliseconds = 250
     public var quiet = false
 
     public init() {}
@@ -68,6 +71,11 @@ public enum PaymentServer {
         let engine = try PaymentEngine(store: .file(path: options.databasePath), configuration: configuration,
                                        vaultEncryptionKey: keys.encryption, vaultTokenKey: keys.token)
         let broker = try SQLiteBroker(.file(path: options.brokerPath), partitions: options.brokerPartitions)
+        // Another connection holding a lock for a moment (an audit, sqlite3) makes a batch
+        // wait for it rather than fail at once; a batch that fails is answered with a 503.
+        for store in [engine.store, broker.store] {
+            try await store.queue.writeWithoutTransaction { try $0.execute(sql: "PRAGMA busy_timeout = \(options.busyTimeoutMilliseconds)") }
+        }
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: options.pspConnections)
         clientConfiguration.timeout = .init(connect: .seconds(1), read: .seconds(5))

@@ -168,6 +168,36 @@ extension EngineRunnerTests {
         await runner.stop()
     }
 
+    @Test("a request whose transaction cannot begin (another connection holds the write lock) is answered with a storage error")
+    func requestIsAnsweredWhenTheBatchCannotBegin() async throws {
+        let directory = TemporaryDirectory()
+        let runner = try ServerFixture.runner(in: directory)
+        try runner.start()
+        var blocking = Configuration()
+        blocking.allowsUnsafeTransactions = true
+        let blocker = try DatabaseQueue(path: directory.file("engine.sqlite"), configuration: blocking)
+        try await blocker.writeWithoutTransaction { try $0.execute(sql: "BEGIN EXCLUSIVE") }
+        // Unstructured, so that a call never answered fails the test instead of hanging it.
+        let answers = AnswerBox()
+        Task { answers.add(await runner.perform(.createPayment(ServerFixture.command(key: "locked-out")))) }
+        let answered = await ServerFixture.eventually(10) { answers.count == 1 }
+        try await blocker.writeWithoutTransaction { try $0.execute(sql: "COMMIT") }
+        #expect(answered, "the client of a batch that could not begin waited forever")
+        guard answered else { return }
+        guard case .storage = answers.failures.first else {
+            Issue.record("expected a storage failure (503, retry with the same key), got \(answers.failures)")
+            return
+        }
+        // Nothing was done: the same key goes through once the lock is gone.
+        let retried = await runner.perform(.createPayment(ServerFixture.command(key: "locked-out")))
+        guard case let .success(.payment(view)) = retried else {
+            Issue.record("the retry with the same key failed: \(retried)")
+            return
+        }
+        #expect(!view.replayed, "the refused attempt left no idempotency record behind")
+        await runner.stop()
+    }
+
     @Test("a drain waits its whole grace, fractions of a second included")
     func drainHonoursSubSecondGrace() async throws {
         let directory = TemporaryDirectory()
