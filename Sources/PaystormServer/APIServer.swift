@@ -38,19 +38,33 @@ public struct APIKeys: Sendable {
     /// Reads a key file: one `merchant_id key` pair per line; `#` starts a comment.
     public static func parse(_ text: String, file: String) throws(APIWire.BadRequest) -> [String: String] {
         var keys: [String: String] = [:]
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            if fields.isEmpty { continue }
-            guard fields.count == 2 else {
-                throw APIWire.BadRequest(field: "\(file):\(index + 1)", message: "expected `merchant_id key`, found \(fields.count) fields")
+        for (line, merchant, key) in try KeyFile.pairs(text, file: file, expected: "merchant_id key") {
+            guard keys[key] == nil else {
+                throw APIWire.BadRequest(field: "\(file):\(line)", message: "this key is already given to merchant \(keys[key]!)")
             }
-            guard keys[String(fields[1])] == nil else {
-                throw APIWire.BadRequest(field: "\(file):\(index + 1)", message: "this key is already given to merchant \(keys[String(fields[1])]!)")
-            }
-            keys[String(fields[1])] = String(fields[0])
+            keys[key] = merchant
         }
         return keys
+    }
+}
+
+/// The files of keys and secrets (`--api-keys`, `--webhook-secrets`): one
+/// `name secret` pair a line, separated by spaces or tabs; `#` starts a
+/// comment, so a secret cannot hold one.
+enum KeyFile {
+    /// The pairs of `text`, with their 1-based line numbers; the error names the line.
+    static func pairs(_ text: String, file: String, expected: String = "name secret") throws(APIWire.BadRequest) -> [(line: Int, name: String, secret: String)] {
+        var pairs: [(line: Int, name: String, secret: String)] = []
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            if fields.isEmpty { continue }
+            guard fields.count == 2 else {
+                throw APIWire.BadRequest(field: "\(file):\(index + 1)", message: "expected `\(expected)`, found \(fields.count) fields")
+            }
+            pairs.append((index + 1, String(fields[0]), String(fields[1])))
+        }
+        return pairs
     }
 }
 

@@ -43,13 +43,20 @@ public final class PSPSandbox: Sendable {
 
     public let profiles: [String: PSPProfile]
     public let webhookURL: String?
+    /// What each PSP signs its webhooks with: the server's secrets for it.
+    public let webhookSecrets: WebhookSecrets
     public let notificationFailureRate: Double
     private let state: Mutex<State>
     private let client: HTTPClient
 
-    public init(profiles: [PSPProfile], webhookURL: String?, notificationFailureRate: Double, seed: UInt64, client: HTTPClient) {
+    /// - Parameter webhookSecrets: a secret for every profile; `nil` for the development defaults.
+    public init(profiles: [PSPProfile], webhookURL: String?, webhookSecrets: WebhookSecrets? = nil, notificationFailureRate: Double,
+                seed: UInt64, client: HTTPClient) {
         self.profiles = Dictionary(uniqueKeysWithValues: profiles.map { ($0.id, $0) })
         self.webhookURL = webhookURL
+        let secrets = webhookSecrets ?? .development(pspIDs: profiles.map(\.id))
+        precondition(profiles.allSatisfy { secrets.psps[$0.id] != nil }, "every PSP of the sandbox needs a webhook secret")
+        self.webhookSecrets = secrets
         self.notificationFailureRate = notificationFailureRate
         self.client = client
         state = Mutex(State(random: RandomStream(seed: seed)))
@@ -189,7 +196,7 @@ public final class PSPSandbox: Sendable {
         request.headers.add(name: "X-Paystorm-PSP", value: psp)
         request.headers.add(name: "X-Paystorm-Timestamp", value: String(timestamp))
         request.headers.add(name: "X-Paystorm-Signature",
-                            value: PaymentEngine.webhookSignature(body: body, timestampSeconds: timestamp, secret: ServerOptions.webhookSecret(psp)))
+                            value: PaymentEngine.webhookSignature(body: body, timestampSeconds: timestamp, secret: webhookSecrets.psps[psp]!))
         request.body = .bytes(ByteBuffer(string: body))
         let ok: Bool
         do {

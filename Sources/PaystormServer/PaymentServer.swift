@@ -23,6 +23,9 @@ public struct ServerOptions: Sendable {
     /// Where merchant notifications are POSTed; `nil` accepts them in process.
     public var notifyURL: String?
     public var apiKeys: [String: String] = [:]
+    /// What PSP webhooks and merchant notifications are signed with; `nil`
+    /// for the public development defaults, accepted on loopback only.
+    public var webhookSecrets: WebhookSecrets?
     public var adminKey = "sk_admin_dev"
     public var acceptsTestKeys = true
     /// Requests per second per API key; `nil` for no limit.
@@ -50,8 +53,32 @@ public struct ServerOptions: Sendable {
 
     public var keyPath: String { databasePath + ".vault-keys" }
 
-    /// The secret a PSP signs its webhooks with (the sandbox uses the same).
-    public static func webhookSecret(_ pspID: String) -> String { "whsec_\(pspID)" }
+    /// The secrets in force: those configured, else the development
+    /// defaults — refused unless ``host`` is a loopback address, since they
+    /// are public and would let anyone who reaches the server forge a PSP
+    /// webhook that completes a payment.
+    public func secrets() throws(ServerError) -> WebhookSecrets {
+        if let webhookSecrets { return webhookSecrets }
+        guard WebhookSecrets.isLoopback(host) else {
+            throw ServerError("--host \(host) is not a loopback address: give --webhook-secrets FILE. The development webhook secrets "
+                              + "are public; with them anyone who reaches the server could forge a PSP webhook that completes a payment")
+        }
+        return .development(pspIDs: pspIDs)
+    }
+
+    /// The engine's configuration: the PSPs in preference order with their
+    /// webhook secrets, and the merchant notifications' secret.
+    public func engineConfiguration() throws(ServerError) -> EngineConfiguration {
+        let inForce = try secrets()
+        do throws(APIWire.BadRequest) {
+            try inForce.require(pspIDs: pspIDs, notifications: true, file: "--webhook-secrets")
+        } catch {
+            throw ServerError("--webhook-secrets: \(error.message)")
+        }
+        var configuration = EngineConfiguration(psps: pspIDs.map { .init(id: $0, webhookSecret: inForce.psps[$0]!) })
+        configuration.merchantWebhookSecret = inForce.notifications!
+        return configuration
+    }
 }
 
 /// `paystorm serve`: the engine behind the design's HTTP API.
@@ -64,10 +91,11 @@ public enum PaymentServer {
             if !quiet { FileHandle.standardError.write(Data("paystorm serve: \(line)\n".utf8)) }
         }
         let server = try httpServer(certificate: options.tlsCertificatePath, key: options.tlsKeyPath)
+        let configuration = try options.engineConfiguration()
+        if options.webhookSecrets == nil {
+            log("webhook secrets: the public development defaults, on loopback only (--webhook-secrets FILE sets real ones)")
+        }
         let keys = try vaultKeys(at: options.keyPath, log: log)
-        let configuration = EngineConfiguration(psps: options.pspIDs.map {
-            .init(id: $0, webhookSecret: ServerOptions.webhookSecret($0))
-        })
         let engine = try PaymentEngine(store: .file(path: options.databasePath), configuration: configuration,
                                        vaultEncryptionKey: keys.encryption, vaultTokenKey: keys.token)
         let broker = try SQLiteBroker(.file(path: options.brokerPath), partitions: options.brokerPartitions)

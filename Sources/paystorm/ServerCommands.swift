@@ -17,6 +17,12 @@ struct Serve: AsyncParsableCommand {
             Requests that arrive together share one commit (group commit). SIGTERM or SIGINT stops taking requests, \
             answers those in flight and drains the engine before exiting.
 
+            Webhook secrets: --webhook-secrets FILE holds `name secret` lines (at least 16 characters each), one per \
+            PSP in --psps (the secret it signs its webhooks with) and `notifications <secret>` (what merchant \
+            notifications are signed with); give the sandbox the same file. Without it the public development \
+            secrets are used, with which anyone could forge a webhook that completes a payment: serve then \
+            refuses to listen on anything but a loopback --host.
+
             Start a PSP first: `paystorm psp-sandbox --webhook-url http://127.0.0.1:8080/webhook`.
             """)
 
@@ -28,6 +34,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "POST merchant notifications here (e.g. the sandbox's /notifications); default: accepted in process.") var notifyURL: String?
     @Option(help: "A file of `merchant_id key` lines; turns off the sk_test_ keys.") var apiKeys: String?
     @Option(help: "The key that may read GET /ledger.") var adminKey = "sk_admin_dev"
+    @Option(help: "A file of `name secret` lines: each PSP's webhook secret and `notifications <secret>`; required unless --host is loopback.") var webhookSecrets: String?
     @Option(help: "Requests per second per API key (0: no limit).") var rateLimit = 1_000.0
     @Option(help: "Seconds between reconciliations against the PSPs' settlement reports (0: off).") var reconcileEvery = 0.0
     @Option(help: "HTTP connections to the PSPs, at most.") var pspConnections = 1_024
@@ -69,6 +76,7 @@ struct Serve: AsyncParsableCommand {
             }
             options.acceptsTestKeys = false
         }
+        options.webhookSecrets = try webhookSecrets.map { try readWebhookSecrets($0, pspIDs: options.pspIDs, notifications: true) }
         do {
             try await PaymentServer.run(options)
         } catch let error as ServerError {
@@ -86,12 +94,15 @@ struct Sandbox: AsyncParsableCommand {
             lognormal latency, declines, 503 transient errors, 429 rate limits, and the ambiguous failure (charged, \
             then 504). It sends signed webhooks to --webhook-url, serves settlement reports at \
             GET /psp/{id}/settlement, takes merchant notifications at POST /notifications, and reports what it did \
-            (including any payment charged twice) at GET /stats.
+            (including any payment charged twice) at GET /stats. Webhooks are signed with the secrets of \
+            --webhook-secrets FILE (the server's file: a `<psp> <secret>` line for each PSP), else with the public \
+            development secrets that `serve` accepts on loopback only.
             """)
 
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on.") var port = 9090
     @Option(help: "Where to POST webhooks (the server's /webhook); none when absent.") var webhookURL: String?
+    @Option(help: "The server's --webhook-secrets file: each PSP signs its webhooks with its secret there (default: the public development secrets).") var webhookSecrets: String?
     @Option(help: "Profile: stripe,paypal (the simulator's defaults), or ideal (fast, no errors).") var profile = "default"
     @Option(help: "Override: median latency, seconds.") var latencyMedian: Double?
     @Option(help: "Override: share of transient errors.") var transientErrorRate: Double?
@@ -146,7 +157,8 @@ struct Sandbox: AsyncParsableCommand {
         // pool's queue than on its PSPs.
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: webhookConnections)
-        let sandbox = PSPSandbox(profiles: profiles, webhookURL: webhookURL, notificationFailureRate: notificationFailureRate,
+        let secrets = try webhookSecrets.map { try readWebhookSecrets($0, pspIDs: profiles.map(\.id), notifications: false) }
+        let sandbox = PSPSandbox(profiles: profiles, webhookURL: webhookURL, webhookSecrets: secrets, notificationFailureRate: notificationFailureRate,
                                  seed: seed, client: HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration))
         let host = self.host, port = self.port, names = profiles.map(\.id).joined(separator: ", ")
         let app = Application(router: sandbox.router(),
@@ -155,6 +167,21 @@ struct Sandbox: AsyncParsableCommand {
                                   FileHandle.standardError.write(Data("paystorm psp-sandbox: \(names) on http://\(host):\(channel.localAddress?.port ?? port)\n".utf8))
                               })
         try await app.runService()
+    }
+}
+
+/// Reads `--webhook-secrets FILE` and checks it has a secret for each of
+/// `pspIDs` (and for merchant notifications, when `notifications`).
+func readWebhookSecrets(_ path: String, pspIDs: [String], notifications: Bool) throws -> WebhookSecrets {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw ValidationError("--webhook-secrets: cannot read \(path)")
+    }
+    do {
+        let secrets = try WebhookSecrets.parse(text, file: path)
+        try secrets.require(pspIDs: pspIDs, notifications: notifications, file: path)
+        return secrets
+    } catch {
+        throw ValidationError("--webhook-secrets: \(error)")
     }
 }
 

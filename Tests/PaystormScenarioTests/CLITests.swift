@@ -194,6 +194,13 @@ final class CLITests {
         #expect(try paystorm(["bench", "server", "--rates", "100,0"]).error.contains("Usage: paystorm bench server"))
         #expect(try paystorm(["serve", "--psps", ","]).status == 64)
         #expect(try paystorm(["serve", "--database", "/nonexistent/dir/p.sqlite", "--port", "0"]).status == 64)
+        // The development webhook secrets are public: not off loopback, and a secrets file must be complete.
+        let exposed = try paystorm(["serve", "--host", "0.0.0.0", "--port", "0", "--database", "/nonexistent/dir/p.sqlite"])
+        #expect(exposed.status == 64 && exposed.error.contains("--webhook-secrets FILE"), "\(exposed.error)")
+        let partial = try temporaryFile("secrets.txt", "stripe whsec_3f9c1e7a52d84b06\nnotifications ntf_5e0a7c3b9d1f2468\n")
+        let incomplete = try paystorm(["serve", "--webhook-secrets", partial, "--port", "0", "--database", "/nonexistent/dir/p.sqlite"])
+        #expect(incomplete.status == 64 && incomplete.error.contains("no secret for PSP paypal"), "\(incomplete.error)")
+        #expect(try paystorm(["psp-sandbox", "--webhook-secrets", partial, "--port", "0"]).error.contains("no secret for PSP paypal"))
         #expect(try paystorm(["psp-sandbox", "--ambiguous-rate", "2"]).status == 64)
         #expect(try paystorm(["psp-sandbox", "--profile", "fancy"]).status == 64)
         #expect(try paystorm(["load", "localhost:8080", "--rate", "10", "--duration", "1"]).status == 64)

@@ -11,9 +11,10 @@ struct APIRouteTests {
     static let admin: HTTPFields = [.authorization: "Bearer sk_admin_dev"]
 
     /// Runs `body` against the API over a started runner, through Hummingbird's router.
-    func withAPI(limiter: RateLimiter? = nil, _ body: @Sendable (any TestClientProtocol, EngineRunner) async throws -> Void) async throws {
+    func withAPI(limiter: RateLimiter? = nil, configuration: EngineConfiguration = ServerFixture.configuration(),
+                 _ body: @Sendable (any TestClientProtocol, EngineRunner) async throws -> Void) async throws {
         let directory = TemporaryDirectory()
-        let runner = try ServerFixture.runner(in: directory)
+        let runner = try ServerFixture.runner(in: directory, configuration: configuration)
         try runner.start()
         let api = PaystormAPI(runner: runner, keys: APIKeys(adminKey: "sk_admin_dev", acceptsTestKeys: true), limiter: limiter,
                               pspIDs: Set(ServerFixture.pspIDs))
@@ -147,38 +148,100 @@ struct APIRouteTests {
         }
     }
 
+    /// Creates payment pay-1; returns the body of a Stripe webhook that
+    /// says it succeeded, and the Unix seconds to sign it at.
+    static func webhookForNewPayment(_ client: any TestClientProtocol, key: String, event: String) async throws -> (body: String, now: Int64) {
+        let created = try await client.execute(uri: "/payments", method: .post, headers: merchant,
+                                               body: ByteBuffer(string: ServerFixture.paymentJSON(key: key)))
+        #expect(created.status == .created)
+        return (#"{"event_id":"\#(event)","type":"charge.succeeded","psp_reference":"pay-1:stripe"}"#, WallClock.nanoseconds() / 1_000_000_000)
+    }
+
+    /// The headers of a PSP's webhook.
+    static func webhookHeaders(_ signature: String, _ timestamp: Int64, psp: String = "stripe") -> HTTPFields {
+        var fields: HTTPFields = [.contentType: "application/json"]
+        fields[HTTPFields.Element.Name("X-Paystorm-PSP")!] = psp
+        fields[HTTPFields.Element.Name("X-Paystorm-Signature")!] = signature
+        fields[HTTPFields.Element.Name("X-Paystorm-Timestamp")!] = String(timestamp)
+        return fields
+    }
+
     @Test("webhooks: a bad signature or stale timestamp is 400 and changes nothing; a good one is applied once")
     func webhooks() async throws {
         try await withAPI { client, _ in
-            let created = try await client.execute(uri: "/payments", method: .post, headers: Self.merchant,
-                                                   body: ByteBuffer(string: ServerFixture.paymentJSON(key: "w1")))
-            #expect(created.status == .created)
-            let body = #"{"event_id":"evt-x","type":"charge.succeeded","psp_reference":"pay-1:stripe"}"#
-            let now = WallClock.nanoseconds() / 1_000_000_000
-            func headers(_ signature: String, _ timestamp: Int64, psp: String = "stripe") -> HTTPFields {
-                var fields: HTTPFields = [.contentType: "application/json"]
-                fields[HTTPFields.Element.Name("X-Paystorm-PSP")!] = psp
-                fields[HTTPFields.Element.Name("X-Paystorm-Signature")!] = signature
-                fields[HTTPFields.Element.Name("X-Paystorm-Timestamp")!] = String(timestamp)
-                return fields
-            }
-            let good = PaymentEngine.webhookSignature(body: body, timestampSeconds: now, secret: ServerOptions.webhookSecret("stripe"))
-            let forged = try await client.execute(uri: "/webhook", method: .post, headers: headers(String(repeating: "0", count: 64), now), body: ByteBuffer(string: body))
+            let (body, now) = try await Self.webhookForNewPayment(client, key: "w1", event: "evt-x")
+            let secret = WebhookSecrets.development(pspIDs: ["stripe"]).psps["stripe"]!
+            let good = PaymentEngine.webhookSignature(body: body, timestampSeconds: now, secret: secret)
+            let forged = try await client.execute(uri: "/webhook", method: .post, headers: Self.webhookHeaders(String(repeating: "0", count: 64), now), body: ByteBuffer(string: body))
             #expect(forged.status == .badRequest)
             #expect(try Self.error(forged)["code"] as? String == "webhook_rejected")
-            let stale = PaymentEngine.webhookSignature(body: body, timestampSeconds: now - 3_600, secret: ServerOptions.webhookSecret("stripe"))
-            #expect(try await client.execute(uri: "/webhook", method: .post, headers: headers(stale, now - 3_600), body: ByteBuffer(string: body)).status == .badRequest)
-            #expect(try await client.execute(uri: "/webhook", method: .post, headers: headers(good, now, psp: "acme"), body: ByteBuffer(string: body)).status == .badRequest)
+            let stale = PaymentEngine.webhookSignature(body: body, timestampSeconds: now - 3_600, secret: secret)
+            #expect(try await client.execute(uri: "/webhook", method: .post, headers: Self.webhookHeaders(stale, now - 3_600), body: ByteBuffer(string: body)).status == .badRequest)
+            #expect(try await client.execute(uri: "/webhook", method: .post, headers: Self.webhookHeaders(good, now, psp: "acme"), body: ByteBuffer(string: body)).status == .badRequest)
             for extreme in [Int64.min, Int64.min + 1, Int64.max] {
-                let response = try await client.execute(uri: "/webhook", method: .post, headers: headers("ab", extreme), body: ByteBuffer(string: body))
+                let response = try await client.execute(uri: "/webhook", method: .post, headers: Self.webhookHeaders("ab", extreme), body: ByteBuffer(string: body))
                 #expect(response.status == .badRequest, "timestamp \(extreme) must be refused, not overflow")
             }
             let missing = try await client.execute(uri: "/webhook", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: body))
             #expect(missing.status == .badRequest)
-            let first = try await client.execute(uri: "/webhook", method: .post, headers: headers(good, now), body: ByteBuffer(string: body))
+            let first = try await client.execute(uri: "/webhook", method: .post, headers: Self.webhookHeaders(good, now), body: ByteBuffer(string: body))
             #expect(first.status == .ok)
-            let again = try await client.execute(uri: "/webhook", method: .post, headers: headers(good, now), body: ByteBuffer(string: body))
+            let again = try await client.execute(uri: "/webhook", method: .post, headers: Self.webhookHeaders(good, now), body: ByteBuffer(string: body))
             #expect(try Self.json(again)["outcome"] as? String == "duplicate")
+        }
+    }
+
+    @Test("webhook secrets: a server given its own rejects a webhook signed with the public development default")
+    func configuredWebhookSecrets() async throws {
+        let file = """
+            # PSP webhook secrets, and the one merchant notifications are signed with
+            stripe         whsec_3f9c1e7a52d84b06
+            paypal\twhsec_8b2d4f6e1a9c7035
+            notifications  ntf_5e0a7c3b9d1f2468   # rotated quarterly
+            """
+        var options = ServerOptions()
+        options.host = "0.0.0.0"
+        options.webhookSecrets = try WebhookSecrets.parse(file, file: "secrets.txt")
+        let configuration = try options.engineConfiguration()
+        #expect(configuration.psps.map(\.webhookSecret) == ["whsec_3f9c1e7a52d84b06", "whsec_8b2d4f6e1a9c7035"])
+        #expect(configuration.merchantWebhookSecret == "ntf_5e0a7c3b9d1f2468")
+        try await withAPI(configuration: configuration) { client, _ in
+            let (body, now) = try await Self.webhookForNewPayment(client, key: "s1", event: "evt-s")
+            let development = WebhookSecrets.development(pspIDs: ["stripe"]).psps["stripe"]!
+            let forged = try await client.execute(uri: "/webhook", method: .post,
+                headers: Self.webhookHeaders(PaymentEngine.webhookSignature(body: body, timestampSeconds: now, secret: development), now),
+                body: ByteBuffer(string: body))
+            #expect(forged.status == .badRequest, "a webhook signed with the public default was taken")
+            #expect(try Self.error(forged)["code"] as? String == "webhook_rejected")
+            let genuine = try await client.execute(uri: "/webhook", method: .post,
+                headers: Self.webhookHeaders(PaymentEngine.webhookSignature(body: body, timestampSeconds: now, secret: "whsec_3f9c1e7a52d84b06"), now),
+                body: ByteBuffer(string: body))
+            #expect(genuine.status == .ok)
+        }
+    }
+
+    @Test("webhook secrets: the development defaults only on loopback; a file must name every PSP and the notifications, with long secrets")
+    func webhookSecretRules() throws {
+        var options = ServerOptions()
+        for host in ["127.0.0.1", "127.3.0.1", "localhost", "::1"] {
+            options.host = host
+            #expect(try options.engineConfiguration().psps.first?.webhookSecret == "whsec_stripe", "\(host)")
+        }
+        for host in ["0.0.0.0", "192.168.1.4", "::", "example.com"] {
+            options.host = host
+            #expect(throws: ServerError.self, "\(host)") { try options.engineConfiguration() }
+        }
+        options.webhookSecrets = try WebhookSecrets.parse("stripe whsec_3f9c1e7a52d84b06\nnotifications ntf_5e0a7c3b9d1f2468\n", file: "s.txt")
+        do {
+            _ = try options.engineConfiguration()
+            Issue.record("a file without paypal's secret was accepted")
+        } catch {
+            #expect(error.description.contains("paypal"))
+        }
+        for (text, complaint) in [("stripe short", "at least 16"), ("stripe whsec_3f9c1e7a52d84b06\nstripe whsec_3f9c1e7a52d84b07", "second secret"),
+                                  ("stripe", "1 fields")] {
+            #expect(throws: APIWire.BadRequest.self) { try WebhookSecrets.parse(text, file: "s.txt") }
+            do { _ = try WebhookSecrets.parse(text, file: "s.txt") } catch { #expect(error.description.contains(complaint), "\(error)") }
         }
     }
 

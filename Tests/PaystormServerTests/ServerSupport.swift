@@ -40,7 +40,8 @@ enum ServerFixture {
     static let pspIDs = ["stripe", "paypal"]
 
     static func configuration() -> EngineConfiguration {
-        EngineConfiguration(psps: pspIDs.map { .init(id: $0, webhookSecret: ServerOptions.webhookSecret($0)) })
+        let secrets = WebhookSecrets.development(pspIDs: pspIDs)
+        return EngineConfiguration(psps: pspIDs.map { .init(id: $0, webhookSecret: secrets.psps[$0]!) })
     }
 
     /// No PSP timeout within a test, however slow the machine or however long
