@@ -54,6 +54,8 @@ public final class SQLiteBroker: EventBroker {
     private var ends: [PartitionID: Int64] = [:]
     /// Committed offset of each (group, topic, partition), cached from the table.
     private var committed: [String: [PartitionID: Int64]] = [:]
+    /// Polls made by each group: where its next poll starts (``poll(group:limit:)``).
+    private var pollTurns: [String: Int] = [:]
 
     struct PartitionID: Hashable, Comparable {
         var topic: String
@@ -122,21 +124,40 @@ public final class SQLiteBroker: EventBroker {
         self.ends = ends  // only once the transaction committed
     }
 
+    /// Fair across partitions: each partition the group is behind on gets
+    /// an equal share of `limit` first, then what is left goes to those
+    /// with more, and the partition served first turns with every poll. Read
+    /// in partition order to the limit, a backlog in a low partition
+    /// would hold back every higher one for as long as it lasted.
+    ///
+    /// - Complexity: O(p log p) for p partitions, plus one indexed read per
+    ///   partition behind (two for those past their share).
     public func poll(group: String, limit: Int) throws -> [BrokerDelivery] {
-        var deliveries: [BrokerDelivery] = []
         let offsets = committed[group] ?? [:]
+        let behind = ends.filter { $0.value > offsets[$0.key, default: 0] }.map(\.key).sorted()
+        guard !behind.isEmpty, limit > 0 else { return [] }
+        let turn = pollTurns[group, default: 0]
+        pollTurns[group] = turn &+ 1
+        let first = turn % behind.count
+        let order = Array(behind[first...] + behind[..<first])
+        let share = max(1, limit / behind.count)
+        var next = order.map { offsets[$0, default: 0] }
+        var deliveries: [BrokerDelivery] = []
         try store.queue.inDatabase { db in
             let select = try db.cachedStatement(sql: """
                 SELECT offset, key, payload FROM broker_message
                 WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?
                 """)
-            for (id, end) in ends.sorted(by: { $0.key < $1.key }) where deliveries.count < limit {
-                let next = offsets[id, default: 0]
-                guard next < end else { continue }
-                let rows = try Row.fetchCursor(select, arguments: [id.topic, id.partition, next, limit - deliveries.count])
-                while let row = try rows.next() {
-                    deliveries.append(BrokerDelivery(topic: id.topic, partition: id.partition, offset: row["offset"],
-                                                     key: row["key"], payload: row["payload"]))
+            for pass in 0..<2 {
+                for (index, id) in order.enumerated() where deliveries.count < limit && next[index] < ends[id, default: 0] {
+                    let room = limit - deliveries.count
+                    let rows = try Row.fetchCursor(select, arguments: [id.topic, id.partition, next[index], pass == 0 ? min(share, room) : room])
+                    while let row = try rows.next() {
+                        let delivery = BrokerDelivery(topic: id.topic, partition: id.partition, offset: row["offset"],
+                                                      key: row["key"], payload: row["payload"])
+                        deliveries.append(delivery)
+                        next[index] = delivery.offset + 1
+                    }
                 }
             }
         }

@@ -46,6 +46,23 @@ struct BrokerTests {
         #expect(Set((0..<100).map { broker.partition(of: "m\($0)") }).count == 8)
     }
 
+    @Test("a backlog in a low partition does not starve a high one: each poll shares its limit among the partitions behind")
+    func fairPoll() throws {
+        let broker = try SQLiteBroker(.memory, partitions: 8)
+        let low = try #require((0..<1_000).map { "m\($0)" }.first { broker.partition(of: $0) == 0 })
+        let high = try #require((0..<1_000).map { "m\($0)" }.first { broker.partition(of: $0) == 7 })
+        try broker.produce((0..<300).map { BrokerRecord(topic: "transactions", key: low, payload: "backlog-\($0)") })
+        try broker.produce([BrokerRecord(topic: "transactions", key: high, payload: "waiting")])
+        // Not committed, as when the consumer of the backlog keeps failing or is slow.
+        let polls = try (0..<2).map { _ in try broker.poll(group: "ledger", limit: 256) }
+        #expect(polls.allSatisfy { $0.count == 256 }, "the limit is still used in full")
+        #expect(polls.contains { $0.contains { $0.payload == "waiting" } }, "partition 7 was delivered within two polls")
+        for poll in polls {
+            let backlog = poll.filter { $0.partition == 0 }.map(\.offset)
+            #expect(backlog == Array(0..<Int64(backlog.count)), "a partition is still read oldest first from its committed offset")
+        }
+    }
+
     @Test("dead letters are kept per group")
     func deadLetters() throws {
         let broker = try SQLiteBroker(.memory)
