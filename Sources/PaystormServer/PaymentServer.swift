@@ -218,22 +218,45 @@ struct Reconciliation: Service {
     let every: Double
     let log: @Sendable (String) -> Void
 
-    /// Each round reconciles everything since the server started, up to ten
-    /// seconds ago (attempts in flight then are settled by the next round).
-    /// A period that starts mid-flight would report attempts created before
-    /// it as missing; a cut-off grace in the reconciler would make windows safe.
+    /// How long before now a round's period ends: attempts still in flight
+    /// then are settled by the next round.
+    static let settlingNanoseconds: Int64 = 10_000_000_000
+    /// How far a round reaches back before the end of the last one that
+    /// succeeded: lines a PSP adds to its report late, or stamps by a clock
+    /// behind ours. A discrepancy seen again in the overlap is not recorded
+    /// twice (the engine records each once per PSP, reference and kind).
+    static let overlapNanoseconds: Int64 = 60_000_000_000
+
+    /// The period of a PSP's next round, `[from, to)` in Unix nanoseconds:
+    /// from the end of its last reconciled period less the overlap (from
+    /// `start` at first, never before it), up to ``settlingNanoseconds``
+    /// before `now`; `nil` while that is empty. A round reads only its
+    /// period of the report, not everything since the server started.
+    static func period(reconciledThrough: Int64?, start: Int64, now: Int64) -> (from: Int64, to: Int64)? {
+        let from = reconciledThrough.map { max(start, $0 - overlapNanoseconds) } ?? start
+        let to = now - settlingNanoseconds
+        return to > from ? (from, to) : nil
+    }
+
     func run() async throws {
-        let from = WallClock.nanoseconds()
+        let start = WallClock.nanoseconds()
+        var reconciledThrough: [String: Int64] = [:]
         while !Task.isShuttingDownGracefully {
             try? await Task.sleep(for: .seconds(every))
             if Task.isShuttingDownGracefully { return }
-            let to = WallClock.nanoseconds() - 10_000_000_000  // attempts still in flight settle in the next period
-            guard to > from else { continue }
             for psp in pspIDs {
+                guard let (from, to) = Self.period(reconciledThrough: reconciledThrough[psp], start: start, now: WallClock.nanoseconds()) else { continue }
                 do {
                     let report = try await SandboxClient.settlementReport(client: client, baseURL: pspURL, pspID: psp, from: from, to: to)
-                    if case let .success(.reconciliation(result)) = await runner.perform(.reconcile(report)) {
-                        log("reconciled \(psp): \(result.matched) matched, \(result.items.count) discrepancies")
+                    switch await runner.perform(.reconcile(report)) {
+                    case let .success(.reconciliation(result)):
+                        // A failed round is not passed over: the next one starts where this one did.
+                        reconciledThrough[psp] = to
+                        log("reconciled \(psp) for [\(from), \(to)) ns: \(result.matched) matched, \(result.items.count) discrepancies")
+                    case let .failure(error):
+                        log("reconciliation with \(psp) failed: \(error)")
+                    default:
+                        preconditionFailure("the engine runner answered a reconciliation with something else")
                     }
                 } catch {
                     log("reconciliation with \(psp) failed: \(error)")

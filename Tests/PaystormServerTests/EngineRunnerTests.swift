@@ -294,3 +294,59 @@ final class AnswerBox: @unchecked Sendable {
 struct SilentPSP: PSPPort {
     func call(_ request: PSPRequest, reply: @escaping @Sendable (PSPOutcome?) -> Void) {}
 }
+
+extension EngineRunnerTests {
+    @Test("reconciliation rounds over overlapping periods record one wrong line once, not once a round")
+    func reconciliationRecordsADiscrepancyOnce() async throws {
+        let directory = TemporaryDirectory()
+        let psp = InstantPSP()
+        let runner = try ServerFixture.runner(in: directory, psp: psp)
+        try runner.start()
+        guard case let .success(.payment(view)) = await runner.perform(.createPayment(ServerFixture.command(key: "recon", amount: "10.50"))) else {
+            Issue.record("no payment")
+            return
+        }
+        #expect(await ServerFixture.eventually {
+            guard case let .success(.payment(now)) = await runner.perform(.payment(id: view.paymentID, merchantID: "m1")) else { return false }
+            return now.status == .completed
+        })
+        let charge = try #require(psp.calls.first { $0.operation == .charge })
+        // The PSP says it captured a cent more than the engine charged.
+        let start = WallClock.nanoseconds(), second: Int64 = 1_000_000_000
+        let line = SettlementLine(pspID: charge.pspID, pspReference: charge.idempotencyKey, kind: .charge,
+                                  amount: Money(minorUnits: 1_051, currency: .usd), status: .captured, settledAtNanoseconds: start + 20 * second)
+        var reconciledThrough: Int64?
+        for round in 1...3 {
+            // Rounds 20 s apart: periods [0, 50), [0, 70) and [10, 90) s from the start.
+            let (from, to) = try #require(Reconciliation.period(reconciledThrough: reconciledThrough, start: start,
+                                                                 now: start + (40 + 20 * Int64(round)) * second))
+            #expect(from <= line.settledAtNanoseconds && line.settledAtNanoseconds < to, "round \(round): the line is in the overlap")
+            let report = SettlementReport(pspID: charge.pspID, periodStartNanoseconds: from, periodEndNanoseconds: to, lines: [line])
+            guard case let .success(.reconciliation(result)) = await runner.perform(.reconcile(report)) else {
+                Issue.record("round \(round) failed")
+                return
+            }
+            #expect(result.items.map(\.kind) == [.amountMismatch], "each round still finds it")
+            reconciledThrough = to
+        }
+        await runner.stop()
+        let store = try PaymentEngine.openStore(.file(path: directory.file("engine.sqlite")))
+        let recorded = try store.queue.inDatabase { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM reconciliation_item") }
+        #expect(recorded == 1)
+    }
+
+    @Test("a reconciliation round reads from where the last one ended, less an overlap, not from the server's start")
+    func reconciliationPeriodsSlide() {
+        let start: Int64 = 1_000_000_000_000_000_000, second: Int64 = 1_000_000_000
+        let settling = Reconciliation.settlingNanoseconds, overlap = Reconciliation.overlapNanoseconds
+        #expect(Reconciliation.period(reconciledThrough: nil, start: start, now: start + 5 * second) == nil, "nothing has settled yet")
+        let first = Reconciliation.period(reconciledThrough: nil, start: start, now: start + 30 * second)
+        #expect(first.map { [$0.from, $0.to] } == [start, start + 30 * second - settling])
+        // Early on the overlap would reach back past the start: it stops there.
+        let early = Reconciliation.period(reconciledThrough: first?.to, start: start, now: start + 60 * second)
+        #expect(early.map { [$0.from, $0.to] } == [start, start + 60 * second - settling])
+        let hour = 3_600 * second
+        let later = Reconciliation.period(reconciledThrough: start + hour, start: start, now: start + hour + 30 * second)
+        #expect(later.map { [$0.from, $0.to] } == [start + hour - overlap, start + hour + 30 * second - settling])
+    }
+}

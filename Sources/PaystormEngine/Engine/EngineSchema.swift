@@ -147,6 +147,12 @@ enum EngineSchema {
                 CREATE INDEX journal_posting_account ON journal_posting(account, entry_sequence);
                 """)
         }
+        // A reconciliation looks up whether it recorded a discrepancy before
+        // (``PaymentEngine/reconcile(_:references:now:)``): the server's
+        // rounds overlap. Not unique: a database may hold repeats from before.
+        migrator.registerMigration("v5-engine-reconciliation-item-key") { db in
+            try db.execute(sql: "CREATE INDEX reconciliation_item_key ON reconciliation_item(psp_id, psp_reference, kind)")
+        }
     }
 
     /// Tables looked up only by their primary key become `WITHOUT ROWID`

@@ -14,6 +14,11 @@ extension PaymentEngine {
     /// A line outside `references` is refused before anything is read: the
     /// engine's attempts for it would not be loaded, and it would be reported
     /// as missing internally when it is not.
+    ///
+    /// A discrepancy is recorded once per PSP, reference and kind: a report
+    /// over a period that overlaps an earlier one (the server reconciles in
+    /// overlapping rounds) finds it again, and returns it, but does not
+    /// record it twice.
     public func reconcile(_ report: SettlementReport, references: ReferenceRange = .all, now: Int64) throws(EngineError) -> ReconciliationResult {
         if let index = report.lines.firstIndex(where: { !references.contains($0.pspReference) }) {
             throw .invalidField(field: "lines[\(index)].psp_reference",
@@ -30,7 +35,8 @@ extension PaymentEngine {
                 }
                 try db.run("""
                     INSERT INTO reconciliation_item (psp_id, psp_reference, payment_id, kind, explanation, resolution, created_ns)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+                    WHERE NOT EXISTS (SELECT 1 FROM reconciliation_item WHERE psp_id = ?1 AND psp_reference = ?2 AND kind = ?4)
                     """, [report.pspID, item.pspReference, item.paymentID, item.kind.rawValue, item.explanation, resolution, now])
                 guard case let .settle(status, reason) = item.resolution,
                       let attempt = try loadAttempt(pspID: report.pspID, key: item.pspReference, in: db),
