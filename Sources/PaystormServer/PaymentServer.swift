@@ -42,6 +42,15 @@ public struct ServerOptions: Sendable {
     /// How long a transaction waits for a lock another connection to the
     /// database holds before it fails: the engine thread waits meanwhile.
     public var busyTimeoutMilliseconds = 250
+    /// A connection that sends nothing for this long — idle between
+    /// requests, or stalled in the middle of one — is closed. Longer than
+    /// the 60 s for which AsyncHTTPClient's pools (the sandbox's webhooks,
+    /// `paystorm load`) keep an idle connection, so that the client, not the
+    /// server, closes one it is about to reuse.
+    public var idleTimeout: TimeAmount = .seconds(75)
+    /// How long a graceful shutdown waits for the HTTP server to close its
+    /// connections before closing them: then the engine drains.
+    public var shutdownTimeout: Duration = .seconds(30)
     public var quiet = false
 
     public init() {}
@@ -90,7 +99,7 @@ public enum PaymentServer {
         let log: @Sendable (String) -> Void = { line in
             if !quiet { FileHandle.standardError.write(Data("paystorm serve: \(line)\n".utf8)) }
         }
-        let server = try httpServer(certificate: options.tlsCertificatePath, key: options.tlsKeyPath)
+        let server = try httpServer(certificate: options.tlsCertificatePath, key: options.tlsKeyPath, idleTimeout: options.idleTimeout)
         let configuration = try options.engineConfiguration()
         if options.webhookSecrets == nil {
             log("webhook secrets: the public development defaults, on loopback only (--webhook-secrets FILE sets real ones)")
@@ -134,16 +143,20 @@ public enum PaymentServer {
                                   log("listening on \(scheme)://\(options.host):\(channel.localAddress?.port ?? options.port) (database \(options.databasePath))")
                               },
                               logger: logger)
-        try await app.runService()
+        var group = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = options.shutdownTimeout
+        try await ServiceGroup(configuration: group).run()
         log("stopped")
     }
 
     /// Plain HTTP/1.1, or HTTPS with the certificate chain and private key
-    /// in the PEM files given (both or neither).
-    public static func httpServer(certificate: String?, key: String?) throws -> HTTPServerBuilder {
+    /// in the PEM files given (both or neither); a connection silent for
+    /// `idleTimeout` is closed, also in the middle of a request.
+    public static func httpServer(certificate: String?, key: String?, idleTimeout: TimeAmount? = ServerOptions().idleTimeout) throws -> HTTPServerBuilder {
+        let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: idleTimeout))
         switch (certificate, key) {
         case (nil, nil):
-            return .http1()
+            return http1
         case let (certificate?, key?):
             let chain: [NIOSSLCertificate]
             let privateKey: NIOSSLPrivateKey
@@ -161,7 +174,7 @@ public enum PaymentServer {
             let configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) },
                                                                         privateKey: .privateKey(privateKey))
             do {
-                return try .tls(.http1(), tlsConfiguration: configuration)
+                return try .tls(http1, tlsConfiguration: configuration)
             } catch {
                 throw ServerError("TLS: the certificate and key do not make a server configuration: \(error)")
             }

@@ -16,8 +16,7 @@ struct APIRouteTests {
         let directory = TemporaryDirectory()
         let runner = try ServerFixture.runner(in: directory, configuration: configuration)
         try runner.start()
-        let api = PaystormAPI(runner: runner, keys: APIKeys(adminKey: "sk_admin_dev", acceptsTestKeys: true), limiter: limiter,
-                              pspIDs: Set(ServerFixture.pspIDs))
+        let api = ServerFixture.api(runner, limiter: limiter)
         let app = Application(router: api.router())
         try await app.test(.router) { client in try await body(client, runner) }
         await runner.stop()

@@ -68,6 +68,11 @@ enum ServerFixture {
                             psp: psp, notifier: notifier, log: log)
     }
 
+    /// The API over `runner`, with the development keys (`sk_test_<merchant>`, `sk_admin_dev`).
+    static func api(_ runner: EngineRunner, limiter: RateLimiter? = nil) -> PaystormAPI {
+        PaystormAPI(runner: runner, keys: APIKeys(adminKey: "sk_admin_dev", acceptsTestKeys: true), limiter: limiter, pspIDs: Set(pspIDs))
+    }
+
     static func paymentJSON(merchant: String = "m1", key: String, amount: String = "10.50", user: String = "u1",
                             card: String = "4111111111111111") -> String {
         """

@@ -36,10 +36,8 @@ woa3/1Q93mZ/Aim0uACs4WMiU0wJSRBjzomFiq9VFsJeRrn/ecfMgvoe
         try Self.key.write(toFile: directory.file("key.pem"), atomically: true, encoding: .utf8)
         let runner = try ServerFixture.runner(in: directory)
         try runner.start()
-        let api = PaystormAPI(runner: runner, keys: APIKeys(adminKey: "sk_admin_dev", acceptsTestKeys: true), limiter: nil,
-                              pspIDs: Set(ServerFixture.pspIDs))
         let server = try PaymentServer.httpServer(certificate: directory.file("cert.pem"), key: directory.file("key.pem"))
-        let app = Application(router: api.router(), server: server)
+        let app = Application(router: ServerFixture.api(runner).router(), server: server)
         try await app.test(.ahc(.https)) { client in
             let response = try await client.execute(uri: "/health", method: .get)
             #expect(response.status == .ok)
