@@ -306,7 +306,6 @@ public final class EngineRunner: @unchecked Sendable {
             }
             swap(&jobs, &inbox)
             let stopping = stopRequested
-            let idle = pspInFlight + notificationsInFlight == 0 || WallClock.monotonic() >= drainDeadline
             condition.unlock()
 
             let now = WallClock.monotonic()
@@ -329,11 +328,14 @@ public final class EngineRunner: @unchecked Sendable {
             relayAndConsume()
             sendOutbound()
 
-            let outboundEmpty = outboundCalls.isEmpty && outboundNotifications.isEmpty
-            if stopping && (idle || WallClock.monotonic() >= drainDeadline) && !moreEvents && (outboundEmpty || WallClock.monotonic() >= drainDeadline) {
+            if stopping && !moreEvents {
+                let outboundEmpty = outboundCalls.isEmpty && outboundNotifications.isEmpty
+                let pastDeadline = WallClock.monotonic() >= drainDeadline
                 condition.lock()
-                let empty = inbox.isEmpty
-                if empty {
+                // Idle as of now, after the pass: the pass itself may have
+                // sent PSP calls or notifications, which the drain waits for.
+                let idle = pspInFlight + notificationsInFlight == 0
+                if inbox.isEmpty && (pastDeadline || (idle && outboundEmpty)) {
                     stopped = true
                     let waiters = stopWaiters
                     stopWaiters.removeAll()

@@ -220,6 +220,39 @@ extension EngineRunnerTests {
         #expect(status == "completed", "the answer that came 200 ms into a 900 ms grace was applied before the runner stopped")
     }
 
+    @Test("a drain waits for the notifications its own last pass sent, instead of stopping with them in flight")
+    func drainWaitsForWorkSentByItsLastPass() async throws {
+        let directory = TemporaryDirectory()
+        let psp = HoldingPSP()
+        let notifier = SlowNotifier(delaySeconds: 0.3)
+        let runner = try ServerFixture.runner(in: directory, psp: psp, notifier: notifier,
+                                              configuration: ServerFixture.patientConfiguration())
+        try runner.start()
+        guard case .success(.payment) = await runner.perform(.createPayment(ServerFixture.command(key: "last-pass"))) else {
+            Issue.record("no payment")
+            return
+        }
+        // Quiet but for the PSP call: every event consumed, every notification answered.
+        let quiet = await ServerFixture.eventually {
+            guard psp.count == 1, case let .success(.status(status)) = await runner.perform(.status) else { return false }
+            let counts = notifier.counts
+            return status.consumerLag == 0 && status.notificationsInFlight == 0 && counts.taken == counts.answered
+        }
+        #expect(quiet)
+        let stop = Task { await runner.stop(grace: .seconds(30)) }
+        try await Task.sleep(for: .milliseconds(300))  // the drain is waiting for the PSP
+        // The reply completes the payment: in one pass the drain applies it, relays the event,
+        // and the notification consumer sends its notifications.
+        psp.release()
+        await stop.value
+        let counts = notifier.counts
+        #expect(counts.taken > 0 && counts.answered == counts.taken, "the drain stopped with notifications in flight: \(counts)")
+        #expect(runner.currentStatus.notificationsInFlight == 0)
+        let store = try PaymentEngine.openStore(.file(path: directory.file("engine.sqlite")))
+        let pending = try store.queue.inDatabase { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM notification WHERE state = 'pending'") }
+        #expect(pending == 0, "every notification's result was recorded before the runner stopped")
+    }
+
     @Test("a call made after the runner stopped is answered, with an error")
     func callAfterStopIsAnswered() async throws {
         let directory = TemporaryDirectory()

@@ -114,3 +114,21 @@ final class StuckNotifier: NotificationPort, @unchecked Sendable {
     var count: Int { lock.withLock { taken } }
     func deliver(_ message: NotificationMessage, done: @escaping @Sendable (Bool) -> Void) { lock.withLock { taken += 1 } }
 }
+
+/// A merchant endpoint that accepts every notification `delaySeconds` after it was sent.
+final class SlowNotifier: NotificationPort, @unchecked Sendable {
+    let delaySeconds: Double
+    private let lock = NSLock()
+    private var taken = 0
+    private var answered = 0
+    init(delaySeconds: Double) { self.delaySeconds = delaySeconds }
+    /// Notifications sent to it, and those it has answered.
+    var counts: (taken: Int, answered: Int) { lock.withLock { (taken, answered) } }
+    func deliver(_ message: NotificationMessage, done: @escaping @Sendable (Bool) -> Void) {
+        lock.withLock { taken += 1 }
+        DispatchQueue.global().asyncAfter(deadline: .now() + delaySeconds) { [self] in
+            lock.withLock { answered += 1 }
+            done(true)
+        }
+    }
+}
