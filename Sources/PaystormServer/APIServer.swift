@@ -88,6 +88,22 @@ public final class RateLimiter: Sendable {
     /// the same as no bucket), so unknown-but-valid keys cannot grow memory.
     public let capacity = 100_000
 
+    /// The longest `Retry-After` given, in seconds: a day.
+    public static let maximumRetryAfterSeconds = 86_400
+
+    /// `Retry-After` for a wait of `seconds`: whole seconds, at least 1, at
+    /// most ``maximumRetryAfterSeconds``. A tiny rate makes the wait too
+    /// large for an `Int` (or infinite), and converting it would trap.
+    public static func retryAfterSeconds(_ seconds: Double) -> Int {
+        guard seconds < Double(maximumRetryAfterSeconds) else { return maximumRetryAfterSeconds }  // NaN too
+        return max(1, Int(seconds.rounded(.up)))
+    }
+
+    /// The rate for messages: whole requests per second when it is one, else as given.
+    var rateDescription: String {
+        rate >= 1 && rate < 1e15 && rate == rate.rounded() ? String(Int(rate)) : String(rate)
+    }
+
     /// `nil` if the request may go ahead, else the seconds until it could.
     public func take(_ key: String, now: Int64 = WallClock.monotonic()) -> Double? {
         buckets.withLock { buckets in
@@ -200,8 +216,8 @@ public struct PaystormAPI: Sendable {
             throw APIFailure(401, APIWire.ErrorBody(code: "unauthorized", message: "unknown API key"))
         }
         if let limiter, let wait = limiter.take(key) {
-            let seconds = max(1, Int(wait.rounded(.up)))
-            var response = Self.json(429, APIWire.ErrorBody(code: "rate_limited", message: "more than \(Int(limiter.rate)) requests per second for this API key; retry after \(seconds) s"))
+            let seconds = RateLimiter.retryAfterSeconds(wait)
+            var response = Self.json(429, APIWire.ErrorBody(code: "rate_limited", message: "more than \(limiter.rateDescription) requests per second for this API key; retry after \(seconds) s"))
             response.headers[.retryAfter] = String(seconds)
             return response
         }

@@ -48,6 +48,12 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--psps: expected comma-separated PSP ids, e.g. stripe,paypal")
         }
         guard (0...65_535).contains(port) else { throw ValidationError("--port: expected 0...65535, found \(port)") }
+        guard rateLimit.isFinite && rateLimit >= 0 else {
+            throw ValidationError("--rate-limit: expected requests per second >= 0 (0: no limit), found \(rateLimit)")
+        }
+        guard reconcileEvery == 0 || (1...86_400).contains(reconcileEvery) else {
+            throw ValidationError("--reconcile-every: expected 0 (off) or seconds in 1...86400, found \(reconcileEvery)")
+        }
     }
 
     func run() async throws {

@@ -194,6 +194,12 @@ final class CLITests {
         #expect(try paystorm(["bench", "server", "--rates", "100,0"]).error.contains("Usage: paystorm bench server"))
         #expect(try paystorm(["serve", "--psps", ","]).status == 64)
         #expect(try paystorm(["serve", "--database", "/nonexistent/dir/p.sqlite", "--port", "0"]).status == 64)
+        // Negative was silently "off", and a tiny rate trapped on the first 429. (The database
+        // cannot open, so that a server that took the option would not keep running.)
+        for (option, value) in [("--rate-limit", "-1"), ("--rate-limit", "nan"), ("--reconcile-every", "-5"), ("--reconcile-every", "1e300")] {
+            let refused = try paystorm(["serve", "\(option)=\(value)", "--database", "/nonexistent/dir/p.sqlite", "--port", "0"])
+            #expect(refused.status == 64 && refused.error.contains("\(option): expected"), "\(option) \(value): \(refused.error)")
+        }
         // The development webhook secrets are public: not off loopback, and a secrets file must be complete.
         let exposed = try paystorm(["serve", "--host", "0.0.0.0", "--port", "0", "--database", "/nonexistent/dir/p.sqlite"])
         #expect(exposed.status == 64 && exposed.error.contains("--webhook-secrets FILE"), "\(exposed.error)")

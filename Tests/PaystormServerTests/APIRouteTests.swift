@@ -147,6 +147,21 @@ struct APIRouteTests {
         }
     }
 
+    @Test("rate limit: a tiny rate is a 429 with Retry-After capped at a day, not a trap converting the wait to an Int")
+    func tinyRateLimit() async throws {
+        try await withAPI(limiter: RateLimiter(rate: 1e-20, burst: 1)) { client, _ in
+            _ = try await client.execute(uri: "/payments/pay-1", method: .get, headers: Self.merchant)
+            let limited = try await client.execute(uri: "/payments/pay-1", method: .get, headers: Self.merchant)
+            #expect(limited.status == .tooManyRequests)
+            #expect(limited.headers[.retryAfter] == String(RateLimiter.maximumRetryAfterSeconds))
+            #expect(try Self.error(limited)["message"] as? String == "more than 1e-20 requests per second for this API key; retry after 86400 s")
+        }
+        #expect(RateLimiter.retryAfterSeconds(.infinity) == RateLimiter.maximumRetryAfterSeconds)
+        #expect(RateLimiter.retryAfterSeconds(.nan) == RateLimiter.maximumRetryAfterSeconds)
+        #expect(RateLimiter.retryAfterSeconds(0.2) == 1)
+        #expect(RateLimiter.retryAfterSeconds(2.5) == 3)
+    }
+
     /// Creates payment pay-1; returns the body of a Stripe webhook that
     /// says it succeeded, and the Unix seconds to sign it at.
     static func webhookForNewPayment(_ client: any TestClientProtocol, key: String, event: String) async throws -> (body: String, now: Int64) {
