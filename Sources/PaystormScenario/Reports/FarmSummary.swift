@@ -1,0 +1,48 @@
+import Foundation
+import PaystormStatistics
+
+/// A seed farm's per-seed results merged (`summary.md`): each seed is one
+/// independent unit, combined across seeds with t-intervals.
+public struct FarmSummary {
+    public var headline: String
+    public var markdown: String
+
+    /// - Precondition: `documents` is not empty, one per seed in seed order.
+    /// - Complexity: O(n) in the number of documents and their violations.
+    public init(scenario: Scenario, documents: [ReportDocument]) throws {
+        precondition(!documents.isEmpty, "a seed farm summary needs at least one seed's report")
+        let count = documents.count
+        let statuses = Dictionary(grouping: documents, by: \.verdict.status).mapValues(\.count)
+        headline = "\(scenario.name): \(count) seeds — " + statuses.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+        var lines = ["# \(scenario.name): seeds \(documents.first!.seed)–\(documents.last!.seed)", "", headline + ".", ""]
+        lines.append("| seed | verdict | exit | availability | p99 latency | violations |")
+        lines.append("| --- | --- | --- | --- | --- | --- |")
+        for d in documents {
+            let p99 = d.latency.first { abs($0.percentile - 99) < 1e-9 }?.seconds
+            lines.append("| \(d.seed) | \(d.verdict.status) | \(d.verdict.exitCode) | \(Threshold.percent(d.requests.availability)) | \(p99.map { String(format: "%.1f ms", $0 * 1_000) } ?? "—") | \(d.violations.count) |")
+        }
+        lines.append("")
+        if count >= 2 {
+            lines.append("Across seeds (each seed one unit; mean ± t·s/√m at 95%):")
+            lines.append("")
+            func interval(_ name: String, _ values: [Double], _ format: (Double) -> String) throws {
+                let summary = try Summary(values)
+                let (low, high) = try summary.confidenceInterval(0.95)
+                lines.append("- \(name): \(format(summary.mean)) [\(format(low)), \(format(high))]")
+            }
+            try interval("availability", documents.map(\.requests.availability)) { Threshold.percent($0) }
+            let p99s = documents.compactMap { $0.latency.first { abs($0.percentile - 99) < 1e-9 }?.seconds }
+            if p99s.count == count { try interval("p99 latency", p99s) { String(format: "%.1f ms", $0 * 1_000) } }
+            let ttt = documents.compactMap { $0.timeToTerminal.first { abs($0.percentile - 99) < 1e-9 }?.seconds }
+            if ttt.count == count { try interval("p99 time to terminal", ttt) { String(format: "%.3f s", $0) } }
+            lines.append("")
+        }
+        let failing = documents.filter { !$0.violations.isEmpty }
+        for d in failing.prefix(10) {
+            for v in d.violations.prefix(3) {
+                lines.append("- seed \(d.seed): [\(v.invariant)] \(v.subject) at t=\(String(format: "%.3f", v.virtualSeconds)) s: \(v.detail) — replay with `paystorm run \(d.scenario.file) --seed \(d.seed)`")
+            }
+        }
+        markdown = lines.joined(separator: "\n") + "\n"
+    }
+}
