@@ -118,15 +118,15 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
             guard let estimate = computed else {
                 return verdict(.inconclusive, observed: "no samples", detail: "nothing to measure: no request (or payment) finished")
             }
-            let observed = "\(Self.duration(estimate.value)) [\(estimate.lower.map(Self.duration) ?? "?"), \(estimate.upper.map(Self.duration) ?? "?")]"
+            let observed = "\(Self.duration(estimate.value)) [\(estimate.lower.map { Self.duration($0, rounding: .down) } ?? "?"), \(estimate.upper.map { Self.duration($0, rounding: .up) } ?? "?")]"
             let needed = Self.samplesForQuantile(p, confidence: confidence)
             switch comparison {
             case .less, .lessOrEqual:
-                if let upper = estimate.upper, comparison.holds(upper, value) { return verdict(.passed, observed: observed, detail: "upper bound \(Self.duration(upper)) at \(Self.percent(confidence)) confidence") }
-                if let lower = estimate.lower, !comparison.holds(lower, value) { return verdict(.failed, observed: observed, detail: "even the lower bound \(Self.duration(lower)) misses \(Self.duration(value))") }
+                if let upper = estimate.upper, comparison.holds(upper, value) { return verdict(.passed, observed: observed, detail: "upper bound \(Self.duration(upper, rounding: .up)) at \(Self.percent(confidence)) confidence") }
+                if let lower = estimate.lower, !comparison.holds(lower, value) { return verdict(.failed, observed: observed, detail: "even the lower bound \(Self.duration(lower, rounding: .down)) misses \(Self.duration(value))") }
             case .greater, .greaterOrEqual:
-                if let lower = estimate.lower, comparison.holds(lower, value) { return verdict(.passed, observed: observed, detail: "lower bound \(Self.duration(lower))") }
-                if let upper = estimate.upper, !comparison.holds(upper, value) { return verdict(.failed, observed: observed, detail: "even the upper bound \(Self.duration(upper)) misses \(Self.duration(value))") }
+                if let lower = estimate.lower, comparison.holds(lower, value) { return verdict(.passed, observed: observed, detail: "lower bound \(Self.duration(lower, rounding: .down))") }
+                if let upper = estimate.upper, !comparison.holds(upper, value) { return verdict(.failed, observed: observed, detail: "even the upper bound \(Self.duration(upper, rounding: .up)) misses \(Self.duration(value))") }
             case .equal, .notEqual:
                 return verdict(comparison.holds(estimate.value, value) ? .passed : .failed, observed: observed, detail: "point estimate")
             }
@@ -201,8 +201,22 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         return (lower, upper)
     }
 
-    static func duration(_ seconds: Double) -> String {
-        seconds < 1 ? String(format: "%.1f ms", seconds * 1_000) : String(format: "%.3f s", seconds)
+    /// Seconds as "12.3 ms" below a second and "1.234 s" from there. Like
+    /// ``percent(_:rounding:)``, a bound is rounded away from what it
+    /// claims: an upper bound of 210.04 ms reads 210.1 ms, never 210.0 ms.
+    static func duration(_ seconds: Double, rounding: FloatingPointRoundingRule = .toNearestOrAwayFromZero) -> String {
+        seconds < 1
+            ? String(format: "%.1f ms", rounded(seconds * 1_000, decimals: 1, rounding))
+            : String(format: "%.3f s", rounded(seconds, decimals: 3, rounding))
+    }
+
+    /// `value` rounded to `decimals` places by `rule`, with a hair of slack
+    /// against the direction of a directed rule: 0.21, stored a hair above,
+    /// still rounds up to 0.21 and not to 0.22.
+    public static func rounded(_ value: Double, decimals: Int, _ rule: FloatingPointRoundingRule) -> Double {
+        let scale = pow(10, Double(decimals))
+        let slack = rule == .down ? 1e-6 : rule == .up ? -1e-6 : 0
+        return (value * scale + slack).rounded(rule) / scale
     }
 
     /// `fraction` in percent, to four decimals. A bound is rounded away
@@ -210,8 +224,7 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
     /// 99.98996% is never shown as a proven 99.99%.
     public static func percent(_ fraction: Double, rounding: FloatingPointRoundingRule = .toNearestOrAwayFromZero) -> String {
         // In millionths, with a hair of slack: 0.9999, stored a hair below, still reads 99.99%.
-        let slack = rounding == .down ? 1e-6 : rounding == .up ? -1e-6 : 0
-        var text = String(format: "%.4f", ((fraction * 1_000_000 + slack).rounded(rounding)) / 10_000)
+        var text = String(format: "%.4f", rounded(fraction, decimals: 6, rounding) * 100)
         while text.hasSuffix("0") && text.contains(".") { text.removeLast() }
         if text.hasSuffix(".") { text.removeLast() }
         return text + "%"

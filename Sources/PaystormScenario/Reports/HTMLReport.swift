@@ -104,7 +104,7 @@ public enum HTMLReport {
         var html = "<div class=\"cards\">\n"
         html += card("requests", ReportFormat.count(requests.total), "\(ReportFormat.count(requests.answered)) answered")
         html += card("availability", ReportFormat.percent(requests.availability),
-                     "≥ \(ReportFormat.percent(requests.availabilityLowerBound)) at \(confidence) confidence")
+                     "≥ \(ReportFormat.percent(requests.availabilityLowerBound, rounding: .down)) at \(confidence) confidence")
         html += card("offered rate", ReportFormat.rate(requests.offeredPerSecond), "due during the load phase")
         html += card("achieved rate", ReportFormat.rate(requests.achievedPerSecond), "answered during the load phase")
         html += card("payments completed", ReportFormat.count(payments.completed), "of \(ReportFormat.count(payments.created)) created")
@@ -134,10 +134,10 @@ public enum HTMLReport {
     private static func quantiles(_ quantiles: [ReportDocument.Quantile], confidence: String) -> String {
         guard !quantiles.isEmpty else { return "<p class=\"muted\">No samples.</p>\n" }
         return table(["percentile", "estimate", "lower", "upper"], quantiles.map { quantile in
-            let upper: Cell = quantile.upperSeconds.map { .number(ReportFormat.duration($0)) }
+            let upper: Cell = quantile.upperSeconds.map { .number(ReportFormat.duration($0, rounding: .up)) }
                 ?? .html("<span class=\"muted\">\(ReportFormat.missing) needs more samples</span>", numeric: true)
             return [.text(ReportFormat.percentile(quantile.percentile)), .number(ReportFormat.duration(quantile.seconds)),
-                    .number(ReportFormat.duration(quantile.lowerSeconds)), upper]
+                    .number(ReportFormat.duration(quantile.lowerSeconds, rounding: .down)), upper]
         }) + "<p class=\"muted\">Order-statistic interval at \(ReportFormat.escape(confidence)) confidence.</p>\n"
     }
 

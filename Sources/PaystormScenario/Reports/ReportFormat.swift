@@ -52,16 +52,25 @@ enum ReportFormat {
     }
 
     /// A fraction as a percentage with up to four decimals, trailing zeros
-    /// dropped (the thresholds' own rule): 0.99991 → "99.991%".
-    static func percent(_ fraction: Double?) -> String {
+    /// dropped (the thresholds' own rule): 0.99991 → "99.991%". A confidence
+    /// bound passes `.down` (lower) or `.up` (upper), so it never claims more
+    /// than was shown: a lower bound of 0.99989996 reads 99.9899%, not 99.99%.
+    static func percent(_ fraction: Double?, rounding: FloatingPointRoundingRule = .toNearestOrAwayFromZero) -> String {
         guard let fraction, fraction.isFinite else { return missing }
-        return Threshold.percent(fraction)
+        return Threshold.percent(fraction, rounding: rounding)
     }
 
-    /// Seconds as "12.3 ms" below a second and "1.234 s" above (the thresholds' own rule).
-    static func duration(_ seconds: Double?) -> String {
+    /// Seconds as "12.3 ms" below a second and "1.234 s" above (the thresholds'
+    /// own rule); a confidence bound rounds `.down` (lower) or `.up` (upper).
+    static func duration(_ seconds: Double?, rounding: FloatingPointRoundingRule = .toNearestOrAwayFromZero) -> String {
         guard let seconds, seconds.isFinite else { return missing }
-        return Threshold.duration(seconds)
+        return Threshold.duration(seconds, rounding: rounding)
+    }
+
+    /// A confidence interval as "[lower, upper]", each end rounded away from
+    /// the estimate; a missing end is "—".
+    static func interval(_ lowerSeconds: Double?, _ upperSeconds: Double?) -> String {
+        "[\(duration(lowerSeconds, rounding: .down)), \(duration(upperSeconds, rounding: .up))]"
     }
 
     /// A percentile's name: 50 → "p50", 99.99 → "p99.99".

@@ -74,13 +74,13 @@ public enum ReportWriter {
         lines.append("")
         let r = d.requests
         lines.append("\(r.total) requests: \(r.answered) answered (\(r.clientErrors) client errors), \(r.serverErrors) server errors, \(r.timedOut) timed out, \(r.throttled) throttled, \(r.unfinished) unfinished; \(r.retries) retries.")
-        lines.append("Offered \(String(format: "%.1f", r.offeredPerSecond))/s, achieved \(String(format: "%.1f", r.achievedPerSecond))/s. Availability \(percent(r.availability)), at least \(percent(r.availabilityLowerBound)) at \(percent(r.confidence)) confidence.")
+        lines.append("Offered \(String(format: "%.1f", r.offeredPerSecond))/s, achieved \(String(format: "%.1f", r.achievedPerSecond))/s. Availability \(percent(r.availability)), at least \(ReportFormat.percent(r.availabilityLowerBound, rounding: .down)) at \(percent(r.confidence)) confidence.")
         lines.append("")
         lines.append("| percentile | latency | interval | time to terminal | interval |")
         lines.append("| --- | --- | --- | --- | --- |")
         for (index, q) in d.latency.enumerated() {
             let t = index < d.timeToTerminal.count ? d.timeToTerminal[index] : nil
-            lines.append("| p\(String(format: "%g", q.percentile)) | \(seconds(q.seconds)) | [\(seconds(q.lowerSeconds)), \(seconds(q.upperSeconds))] | \(seconds(t?.seconds)) | [\(seconds(t?.lowerSeconds)), \(seconds(t?.upperSeconds))] |")
+            lines.append("| p\(String(format: "%g", q.percentile)) | \(seconds(q.seconds)) | \(ReportFormat.interval(q.lowerSeconds, q.upperSeconds)) | \(seconds(t?.seconds)) | \(ReportFormat.interval(t?.lowerSeconds, t?.upperSeconds)) |")
         }
         lines.append("")
         lines.append("## Payments and PSPs")

@@ -34,12 +34,16 @@ public enum SweepReport {
         let keys = keys(result)
         var lines = [(["point"] + keys + ["seed", "status", "exit", "offered_per_s", "achieved_per_s", "p99_s", "p99_lower_s", "p99_upper_s",
                                           "mean_latency_s", "concurrency", "availability_lower_bound", "violations"]).joined(separator: ",")]
+        // Confidence bounds round away from the estimate, as everywhere in the reports.
+        func bound(_ value: Double, _ rule: FloatingPointRoundingRule) -> String {
+            String(format: "%.6f", Threshold.rounded(value, decimals: 6, rule))
+        }
         for p in result.points {
             var fields = ["\(p.index)"] + keys.map { YAMLValue.format(p.settings[$0] ?? 0) }
             fields += ["\(p.seed)", p.status, "\(p.exitCode)", String(format: "%.3f", p.offeredPerSecond), String(format: "%.3f", p.achievedPerSecond),
-                       String(format: "%.6f", p.p99Seconds), p.p99LowerSeconds.map { String(format: "%.6f", $0) } ?? "",
-                       p.p99UpperSeconds.map { String(format: "%.6f", $0) } ?? "", String(format: "%.6f", p.meanLatencySeconds),
-                       String(format: "%.4f", p.concurrency), String(format: "%.6f", p.availabilityLowerBound), "\(p.violations)"]
+                       String(format: "%.6f", p.p99Seconds), p.p99LowerSeconds.map { bound($0, .down) } ?? "",
+                       p.p99UpperSeconds.map { bound($0, .up) } ?? "", String(format: "%.6f", p.meanLatencySeconds),
+                       String(format: "%.4f", p.concurrency), bound(p.availabilityLowerBound, .down), "\(p.violations)"]
             lines.append(fields.joined(separator: ","))
         }
         return lines.joined(separator: "\n") + "\n"
@@ -76,7 +80,7 @@ public enum SweepReport {
         for p in result.points {
             let values = keys.map { YAMLValue.format(p.settings[$0] ?? 0) }
             lines.append("| " + (values + ["\(p.seed)", p.status, String(format: "%.1f", p.offeredPerSecond), String(format: "%.1f", p.achievedPerSecond),
-                                           String(format: "%.1f ms", p.p99Seconds * 1_000), Threshold.percent(p.availabilityLowerBound)]).joined(separator: " | ") + " |")
+                                           String(format: "%.1f ms", p.p99Seconds * 1_000), Threshold.percent(p.availabilityLowerBound, rounding: .down)]).joined(separator: " | ") + " |")
         }
         return lines.joined(separator: "\n") + "\n"
     }

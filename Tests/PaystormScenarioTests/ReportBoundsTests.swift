@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+import PaystormStatistics
+@testable import PaystormScenario
+@testable import PaystormWorld
+
+/// A lower bound just under 99.99%: rounded to nearest it would read as the
+/// proven 99.99% it is not.
+let lowerBoundUnder9999 = 0.99989996
+
+@Suite("Confidence bounds in the reports are rounded away from what they claim")
+struct ReportBoundsTests {
+    func document() -> ReportDocument {
+        var document = sampleDocument()
+        document.requests.availabilityLowerBound = lowerBoundUnder9999
+        // 190.04 ms and 260.04 ms: to the nearest tenth 190.0 and 260.0.
+        document.latency[1] = .init(percentile: 99, seconds: 0.210, lowerSeconds: 0.19096, upperSeconds: 0.26004)
+        document.timeToTerminal[0] = .init(percentile: 50, seconds: 2.5, lowerSeconds: 2.4009, upperSeconds: 2.6001)
+        return document
+    }
+
+    @Test("the rounding rules: a lower bound rounds down, an upper bound up, an estimate to nearest")
+    func rules() {
+        #expect(ReportFormat.percent(lowerBoundUnder9999) == "99.99%")
+        #expect(ReportFormat.percent(lowerBoundUnder9999, rounding: .down) == "99.9899%")
+        #expect(ReportFormat.percent(0.9999, rounding: .down) == "99.99%", "a value stored a hair below still reads as itself")
+        #expect(Threshold.duration(0.26004) == "260.0 ms")
+        #expect(Threshold.duration(0.26004, rounding: .up) == "260.1 ms")
+        #expect(Threshold.duration(0.19096, rounding: .down) == "190.9 ms")
+        #expect(Threshold.duration(0.21, rounding: .up) == "210.0 ms", "a value stored a hair above still reads as itself")
+        #expect(Threshold.duration(2.6001, rounding: .up) == "2.601 s")
+        #expect(Threshold.duration(2.4009, rounding: .down) == "2.400 s")
+        #expect(ReportFormat.interval(0.19096, nil) == "[190.9 ms, —]")
+    }
+
+    @Test("report.html: the availability card and the percentile tables")
+    func html() {
+        let html = HTMLReport.render(document())
+        #expect(html.contains("≥ 99.9899% at 99% confidence"))
+        #expect(!html.contains("≥ 99.99%"))
+        #expect(html.contains("<td class=\"num\">190.9 ms</td><td class=\"num\">260.1 ms</td>"))
+        #expect(html.contains("<td class=\"num\">2.400 s</td><td class=\"num\">2.601 s</td>"))
+    }
+
+    @Test("report.md: \"at least\" and the interval columns")
+    func markdown() {
+        let markdown = ReportWriter.markdown(document())
+        #expect(markdown.contains("at least 99.9899% at 99% confidence"), "\(markdown)")
+        #expect(markdown.contains("| p99 | 210.0 ms | [190.9 ms, 260.1 ms] |"), "\(markdown)")
+        #expect(markdown.contains("| 2.500 s | [2.400 s, 2.601 s] |"), "\(markdown)")
+    }
+
+    @Test("threshold verdicts: a latency interval and the bound that decided")
+    func thresholdVerdicts() throws {
+        // Every sample is a whole tenth of a millisecond and 0.004 ms: the upper
+        // bound, 199.104 ms, would read 199.1 ms to the nearest tenth.
+        let subject = BoundsSubject(sample: try SortedSample((1...2_000).map { Double($0) / 10_000 + 0.000_004 }))
+        let verdict = try Threshold.parse("p(99) < 1s").judge(subject)
+        #expect(verdict.observed == "198.0 ms [196.8 ms, 199.2 ms]")
+        #expect(verdict.detail == "upper bound 199.2 ms at 99% confidence")
+    }
+
+    @Test("a sweep's availability column and the bounds in sweep.csv")
+    func sweep() {
+        let point = Sweep.Point(index: 0, settings: ["load.rate": 100], seed: 1, status: "passed", exitCode: 0, offeredPerSecond: 100,
+                                achievedPerSecond: 100, p99Seconds: 0.2, p99LowerSeconds: 0.1999996, p99UpperSeconds: 0.2000004,
+                                meanLatencySeconds: 0.1, availabilityLowerBound: lowerBoundUnder9999, violations: 0, thresholds: [])
+        let axis = Sweep.Axis(key: .rate, values: [100])
+        let result = SweepResult.merge(scenarioName: "s", scenarioHash: "h", axes: [axis], seeds: [1], points: [point])
+        #expect(SweepReport.markdown(result).contains("| 99.9899% |"))
+        let row = SweepReport.csv(result).split(separator: "\n")[1].split(separator: ",", omittingEmptySubsequences: false)
+        // p99_lower_s, p99_upper_s, …, availability_lower_bound
+        #expect(row[8] == "0.199999" && row[9] == "0.200001", "\(row)")
+        #expect(row[12] == "0.999899", "\(row)")
+    }
+
+    @Test("a seed farm's interval across seeds rounds its ends outwards")
+    func farm() throws {
+        let availabilities = [0.99991, 0.99996, 0.99993]
+        let documents = availabilities.enumerated().map { index, availability in
+            var document = sampleDocument(windows: 0)
+            document.seed = UInt64(index + 1)
+            document.requests.availability = availability
+            return document
+        }
+        // mean 99.99333%, t-interval [99.987082%, 99.999585%]: to the nearest, its lower end would read 99.9871%.
+        let summary = try FarmSummary(scenario: try Scenario.parse(tinyScenario, file: "tiny.yaml"), documents: documents)
+        #expect(summary.markdown.contains("- availability: 99.9933% [99.987%, 99.9996%]"), "\(summary.markdown)")
+    }
+}
+
+/// A threshold subject with one latency sample and nothing else.
+struct BoundsSubject: ThresholdSubject {
+    var sample: SortedSample
+    var confidence: Double { 0.99 }
+    func latencyQuantile(_ p: Double) throws -> QuantileEstimate? { try sample.quantile(p, confidence: confidence) }
+    func timeToTerminalQuantile(_ p: Double) throws -> QuantileEstimate? { nil }
+    var requests: Int { sample.count }
+    var outstandingAtEnd: Int { 0 }
+    var answered: Int { sample.count }
+    var answeredDuringLoad: Int { sample.count }
+    var loadEndSeconds: Double { 1 }
+    var violations: Int { 0 }
+    var safetyViolationCount: Int { 0 }
+    var livenessViolationCount: Int { 0 }
+    var nonTerminalAtEnd: Int { 0 }
+    var paymentsCompleted: Int { 0 }
+    var paymentsFailed: Int { 0 }
+    var fraudPrecision: Double? { nil }
+    var fraudRecall: Double? { nil }
+}
