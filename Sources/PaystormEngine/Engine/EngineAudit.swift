@@ -20,16 +20,27 @@ public enum EngineAudit {
         }
     }
 
+    /// Every check the audit makes, by the name its violations carry.
+    public enum Invariant: String, CaseIterable, Sendable {
+        case ledger
+        case refunds
+        case oneCharge = "one-charge"
+        case noFailoverWhenAmbiguous = "no-failover-when-ambiguous"
+        case wallet
+        case walletEqualsJournal = "wallet-equals-journal"
+        case ledgerEqualsCaptures = "ledger-equals-captures"
+    }
+
     /// Invariants that hold at every instant.
     public static func safety(_ db: Database) throws -> [Violation] {
         var violations: [Violation] = []
-        func add(_ invariant: String, _ subject: String, _ detail: String) {
-            violations.append(Violation(invariant: invariant, subject: subject, detail: detail))
+        func add(_ invariant: Invariant, _ subject: String, _ detail: String) {
+            violations.append(Violation(invariant: invariant.rawValue, subject: subject, detail: detail))
         }
         do {
             _ = try Ledger.verify(db)
         } catch {
-            add("ledger", "journal", error.description)
+            add(.ledger, "journal", error.description)
         }
         // Refunds never exceed the capture; the reservation equals the non-failed refunds.
         for row in try Row.fetchAll(db, sql: """
@@ -45,7 +56,7 @@ public enum EngineAudit {
                OR COALESCE(r.done_refunds, 0) != p.refunded_minor
             ORDER BY p.payment_id
             """) {
-            add("refunds", row["payment_id"], "captured \(row["captured_minor"] as Int64), reserved \(row["refund_reserved_minor"] as Int64), non-failed refunds \(row["open_refunds"] as Int64), refunded \(row["refunded_minor"] as Int64) vs succeeded \(row["done_refunds"] as Int64)")
+            add(.refunds, row["payment_id"], "captured \(row["captured_minor"] as Int64), reserved \(row["refund_reserved_minor"] as Int64), non-failed refunds \(row["open_refunds"] as Int64), refunded \(row["refunded_minor"] as Int64) vs succeeded \(row["done_refunds"] as Int64)")
         }
         // At most one successful charge per payment; completed ⇔ one success.
         for row in try Row.fetchAll(db, sql: """
@@ -57,7 +68,7 @@ public enum EngineAudit {
             WHERE COALESCE(s.successes, 0) > 1 OR (p.status = 'completed') != (COALESCE(s.successes, 0) = 1)
             ORDER BY p.payment_id
             """) {
-            add("one-charge", row["payment_id"], "status \(row["status"] as String) with \(row["successes"] as Int) successful PSP attempt(s)")
+            add(.oneCharge, row["payment_id"], "status \(row["status"] as String) with \(row["successes"] as Int) successful PSP attempt(s)")
         }
         // An ambiguous attempt never has a later attempt at another PSP.
         for row in try Row.fetchAll(db, sql: """
@@ -65,10 +76,10 @@ public enum EngineAudit {
             ON b.subject = 'payment' AND b.subject_id = a.subject_id AND b.attempt_id > a.attempt_id
             WHERE a.subject = 'payment' AND a.state = 'ambiguous' ORDER BY a.subject_id
             """) {
-            add("no-failover-when-ambiguous", row["subject_id"], "tried \(row["other"] as String) while \(row["psp_id"] as String) was ambiguous")
+            add(.noFailoverWhenAmbiguous, row["subject_id"], "tried \(row["other"] as String) while \(row["psp_id"] as String) was ambiguous")
         }
         for row in try Row.fetchAll(db, sql: "SELECT merchant_id, currency, balance_minor FROM wallet WHERE balance_minor < 0") {
-            add("wallet", row["merchant_id"], "negative balance \(row["balance_minor"] as Int64) \(row["currency"] as String)")
+            add(.wallet, row["merchant_id"], "negative balance \(row["balance_minor"] as Int64) \(row["currency"] as String)")
         }
         return violations
     }
@@ -83,7 +94,7 @@ public enum EngineAudit {
             FROM wallet w LEFT JOIN account_balance b ON b.account = 'merchant:' || w.merchant_id AND b.currency = w.currency
             WHERE w.balance_minor != COALESCE(b.balance_minor, 0) ORDER BY w.merchant_id, w.currency
             """) {
-            violations.append(Violation(invariant: "wallet-equals-journal", subject: row["merchant_id"],
+            violations.append(Violation(invariant: Invariant.walletEqualsJournal.rawValue, subject: row["merchant_id"],
                                         detail: "wallet \(row["balance_minor"] as Int64) vs journal \(row["ledger_balance"] as Int64) \(row["currency"] as String)"))
         }
         for row in try Row.fetchAll(db, sql: """
@@ -94,7 +105,7 @@ public enum EngineAudit {
             let external = try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(balance_minor), 0) FROM account_balance WHERE account LIKE 'external:%' AND currency = ?",
                                               arguments: [currency]) ?? 0
             if -external != net {
-                violations.append(Violation(invariant: "ledger-equals-captures", subject: currency,
+                violations.append(Violation(invariant: Invariant.ledgerEqualsCaptures.rawValue, subject: currency,
                                             detail: "payments net \(net) vs journal external \(-external)"))
             }
         }

@@ -139,7 +139,7 @@ final class Consumer: SimActor {
                         // dead-letter topic with the commit, and healing replays it. Refused again
                         // then, it is an error.
                         if replay {
-                            world.checker.record("engine-error", event.paymentID, "\(consumer.rawValue) consumer: \(error)")
+                            world.checker.record(.engineError, event.paymentID, "\(consumer.rawValue) consumer: \(error)")
                         } else {
                             refused.append(DeadLetter(offset: offset, event: event))
                         }
@@ -149,7 +149,7 @@ final class Consumer: SimActor {
         }, name)
         if replay {
             // Faults (poison included) are suspended while dead letters are replayed.
-            for letter in refused { world.checker.record("engine-error", letter.event.paymentID, "\(consumer.rawValue) consumer: dead letter poisoned again") }
+            for letter in refused { world.checker.record(.engineError, letter.event.paymentID, "\(consumer.rawValue) consumer: dead letter poisoned again") }
             return
         }
         letters[batch.partition, default: []].append(contentsOf: refused)
@@ -193,7 +193,7 @@ final class NotificationSink: SimActor {
             let merchant = String(notification.recipient.dropFirst("merchant:".count))
             if notification.signature != verifier.merchantSignature(notification.body, merchantID: merchant) {
                 badSignatures += 1
-                world.checker.record("merchant-webhook-signature", merchant, "notification \(notification.notificationID) is not signed correctly")
+                world.checker.record(.merchantWebhookSignature, merchant, "notification \(notification.notificationID) is not signed correctly")
             }
         }
         let success = !kernel.random.bernoulli(world.configuration.notificationFailureRate)

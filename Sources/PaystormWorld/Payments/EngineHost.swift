@@ -80,7 +80,7 @@ final class EngineHost {
     }
 
     func report<T>(_ result: Result<T, EngineError>, _ subject: String) {
-        if case let .failure(error) = result { world.checker.record("engine-error", subject, error.description) }
+        if case let .failure(error) = result { world.checker.record(.engineError, subject, error.description) }
     }
 
     /// Performs effects on behalf of the actor now running.

@@ -43,13 +43,19 @@ final class InvariantChecker {
         self.truth = truth
     }
 
-    func record(_ invariant: String, _ subject: String, _ detail: String) {
+    func record(_ invariant: Invariant, _ subject: String, _ detail: String) {
         violationCount += 1
         guard violations.count < keep else { return }
         // The trail is read from the store when the run ends: a violation can
         // be found inside an engine transaction, where the store cannot be read.
-        violations.append(Violation(invariant: invariant, subject: subject, virtualSeconds: now().seconds, seed: seed,
+        violations.append(Violation(invariant: invariant.rawValue, subject: subject, virtualSeconds: now().seconds, seed: seed,
                                     detail: detail, trail: []))
+    }
+
+    /// A violation the engine's audit found, under the world's name for its check.
+    func record(_ violation: EngineAudit.Violation) {
+        let (invariant, detail) = Invariant.of(violation)
+        record(invariant, violation.subject, detail)
     }
 
     /// Fills in each kept violation's trail from the store.
@@ -72,17 +78,17 @@ final class InvariantChecker {
     func pspCaptured(key: String, pspIndex: Int, amountMinor: Int64) {
         let paymentID = String(key.prefix { $0 != ":" })
         guard let number = Self.paymentNumber(paymentID) else {
-            record("one-charge", key, "a PSP captured a key that names no payment")
+            record(.oneCharge, key, "a PSP captured a key that names no payment")
             return
         }
         if let first = truth.capture(paymentNumber: number, psp: pspIndex, amountMinor: amountMinor) {
-            record("one-charge", paymentID, "captured at PSP #\(first) and again at PSP #\(pspIndex) (key \(key))")
+            record(.oneCharge, paymentID, "captured at PSP #\(first) and again at PSP #\(pspIndex) (key \(key))")
         }
     }
 
     func pspRefunded(key: String, amountMinor: Int64) {
         if !truth.payOut(reference: key, amountMinor: amountMinor) {
-            record("one-refund", key, "a refund key moved money twice at its PSP")
+            record(.oneRefund, key, "a refund key moved money twice at its PSP")
         }
     }
 
@@ -98,13 +104,13 @@ final class InvariantChecker {
         case .paymentCompleted: bit = 1
         case .paymentFailed: bit = 2
         case .refundSucceeded, .refundFailed:
-            if event.amountMinor <= 0 { record("amount", event.paymentID, "refund event \(event.eventID) with amount \(event.amountMinor)") }
+            if event.amountMinor <= 0 { record(.amount, event.paymentID, "refund event \(event.eventID) with amount \(event.amountMinor)") }
             return false
         }
-        if event.amountMinor <= 0 { record("amount", event.paymentID, "event \(event.eventID) with amount \(event.amountMinor)") }
+        if event.amountMinor <= 0 { record(.amount, event.paymentID, "event \(event.eventID) with amount \(event.amountMinor)") }
         let seen = terminalSeen[number] | bit
         if seen == 3 && terminalSeen[number] != 3 {
-            record("terminal-state", event.paymentID, "published both payment.completed and payment.failed")
+            record(.terminalState, event.paymentID, "published both payment.completed and payment.failed")
         }
         let first = terminalSeen[number] == 0
         terminalSeen[number] = seen
@@ -119,16 +125,16 @@ final class InvariantChecker {
     /// first answer and so never compared the two.
     func paymentCreated(request: Int64, paymentID: String) {
         if let first = truth.created(request: request, paymentID: paymentID), first != paymentID {
-            record("idempotent-create", paymentID, "request \(request) created \(first) and then \(paymentID) under the same idempotency key")
+            record(.idempotentCreate, paymentID, "request \(request) created \(first) and then \(paymentID) under the same idempotency key")
         }
     }
 
     func replayMismatch(key: String, first: String, later: String) {
-        record("idempotent-replay", first, "key \(key) answered with \(first), then with \(later)")
+        record(.idempotentReplay, first, "key \(key) answered with \(first), then with \(later)")
     }
 
     func keyReuseAccepted(key: String, paymentID: String) {
-        record("idempotency-key-reuse", paymentID, "key \(key) reused with a different body was accepted")
+        record(.idempotencyKeyReuse, paymentID, "key \(key) reused with a different body was accepted")
     }
 
     // MARK: - The engine's records
@@ -137,28 +143,28 @@ final class InvariantChecker {
     func audit(final: Bool, cardNumbers: [String]) {
         guard let store else { return }
         do {
-            let found = try store.queue.read { db -> [EngineAudit.Violation] in
-                var found = try EngineAudit.safety(db)
-                for row in try Row.fetchAll(db, sql: """
+            let (engine, wallets, cardData) = try store.queue.read { db in
+                let wallets = try Row.fetchAll(db, sql: """
                     SELECT merchant_id, currency, balance_minor, gross_minor, fees_minor, refunded_minor FROM wallet
                     WHERE balance_minor != gross_minor - fees_minor - refunded_minor ORDER BY merchant_id, currency
-                    """) {
-                    found.append(EngineAudit.Violation(invariant: "wallet-gross-fee-net", subject: row["merchant_id"],
-                                       detail: "balance \(row["balance_minor"] as Int64) != gross \(row["gross_minor"] as Int64) − fees \(row["fees_minor"] as Int64) − refunded \(row["refunded_minor"] as Int64)"))
-                }
-                if final { found += try cardDataLeaks(db, cardNumbers: cardNumbers) }
-                return found
+                    """)
+                return (try EngineAudit.safety(db), wallets, final ? try cardDataLeaks(db, cardNumbers: cardNumbers) : [])
             }
-            for violation in found { record(violation.invariant, violation.subject, violation.detail) }
+            for violation in engine { record(violation) }
+            for row in wallets {
+                record(.walletGrossFeeNet, row["merchant_id"],
+                       "balance \(row["balance_minor"] as Int64) != gross \(row["gross_minor"] as Int64) − fees \(row["fees_minor"] as Int64) − refunded \(row["refunded_minor"] as Int64)")
+            }
+            for leak in cardData { record(.cardData, leak.subject, leak.detail) }
         } catch {
-            record("audit", "store", "the audit could not read the store: \(error)")
+            record(.audit, "store", "the audit could not read the store: \(error)")
         }
     }
 
     /// Invariant 9: no card number in clear and no CVV column, anywhere.
     /// One pass over each table, looking for every sample number in every text column.
-    private func cardDataLeaks(_ db: Database, cardNumbers: [String]) throws -> [EngineAudit.Violation] {
-        var found: [EngineAudit.Violation] = []
+    private func cardDataLeaks(_ db: Database, cardNumbers: [String]) throws -> [(subject: String, detail: String)] {
+        var found: [(subject: String, detail: String)] = []
         let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         for table in tables {
             let columns = try Row.fetchAll(db, sql: "SELECT name, type FROM pragma_table_info(?)", arguments: [table])
@@ -166,7 +172,7 @@ final class InvariantChecker {
             for column in columns {
                 let name: String = column["name"]
                 if name.lowercased().contains("cvv") || name.lowercased().contains("cvc") {
-                    found.append(EngineAudit.Violation(invariant: "card-data", subject: "\(table).\(name)", detail: "a CVV column exists"))
+                    found.append((subject: "\(table).\(name)", detail: "a CVV column exists"))
                 }
                 if (column["type"] as String).uppercased() == "TEXT" { textColumns.append(name) }
             }
@@ -182,7 +188,7 @@ final class InvariantChecker {
             let arguments = StatementArguments([Self.commonPrefix(cardNumbers)] + cardNumbers)
             guard let row = try Row.fetchOne(db, sql: sql, arguments: arguments) else { continue }
             for (index, number) in cardNumbers.enumerated() where (row[index] as Int?) == 1 {
-                found.append(EngineAudit.Violation(invariant: "card-data", subject: table, detail: "a card number in clear (…\(number.suffix(4)))"))
+                found.append((subject: table, detail: "a card number in clear (…\(number.suffix(4)))"))
             }
         }
         return found
@@ -212,11 +218,11 @@ final class InvariantChecker {
                     let captured = truth.captured(paymentNumber: number)?.amountMinor
                     let status: String = row["status"]
                     if let captured, status != "completed" {
-                        record("charged-but-not-completed", paymentID, "the PSP captured \(captured) but the payment is \(status)")
+                        record(.chargedButNotCompleted, paymentID, "the PSP captured \(captured) but the payment is \(status)")
                     } else if captured == nil && status == "completed" {
-                        record("completed-without-charge", paymentID, "the payment is completed but no PSP captured it")
+                        record(.completedWithoutCharge, paymentID, "the payment is completed but no PSP captured it")
                     } else if let captured, captured != row["amount_minor"] {
-                        record("charge-amount", paymentID, "captured \(captured) for a payment of \(row["amount_minor"] as Int64)")
+                        record(.chargeAmount, paymentID, "captured \(captured) for a payment of \(row["amount_minor"] as Int64)")
                     }
                 }
                 var after: String?
@@ -224,7 +230,7 @@ final class InvariantChecker {
                     for (key, amount) in payouts {
                         let refundID = String(key.prefix { $0 != ":" })
                         if try Int.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM refund WHERE refund_id = ?"), arguments: [refundID]) == nil {
-                            record("refund-without-record", refundID, "the PSP refunded \(amount) for an unknown refund")
+                            record(.refundWithoutRecord, refundID, "the PSP refunded \(amount) for an unknown refund")
                         }
                     }
                     after = last.reference
@@ -239,11 +245,11 @@ final class InvariantChecker {
                     let amount: Int64 = refund["amount_minor"]
                     let paidOut = truth.paidOut(reference: "\(refundID):\(refund["psp_id"] as String)")
                     if let paidOut, status == "failed" {
-                        record("refunded-but-failed", refundID, "the PSP refunded \(paidOut) but the refund is failed")
+                        record(.refundedButFailed, refundID, "the PSP refunded \(paidOut) but the refund is failed")
                     } else if paidOut == nil && status == "succeeded" {
-                        record("refund-without-payout", refundID, "the refund succeeded but its PSP paid nothing out")
+                        record(.refundWithoutPayout, refundID, "the refund succeeded but its PSP paid nothing out")
                     } else if let paidOut, paidOut != amount {
-                        record("refund-amount", refundID, "the PSP refunded \(paidOut) for a refund of \(amount)")
+                        record(.refundAmount, refundID, "the PSP refunded \(paidOut) for a refund of \(amount)")
                     }
                 }
                 // What the PSPs paid out for each payment's refunds, against its capture.
@@ -253,7 +259,7 @@ final class InvariantChecker {
                     guard let payment, refunded > 0, let number = Self.paymentNumber(payment) else { return }
                     let captured = truth.captured(paymentNumber: number)?.amountMinor ?? 0
                     if refunded > captured {
-                        record("refunds-exceed-capture", payment, "PSPs refunded \(refunded) of a capture of \(captured)")
+                        record(.refundsExceedCapture, payment, "PSPs refunded \(refunded) of a capture of \(captured)")
                     }
                 }
                 let byPayment = try Row.fetchCursor(db, sql: "SELECT payment_id, refund_id FROM refund ORDER BY payment_id")
@@ -269,7 +275,7 @@ final class InvariantChecker {
                 judge()
             }
         } catch {
-            record("audit", "store", "the cross-check could not read the store: \(error)")
+            record(.audit, "store", "the cross-check could not read the store: \(error)")
         }
     }
 

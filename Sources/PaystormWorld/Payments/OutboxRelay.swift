@@ -43,7 +43,7 @@ final class OutboxRelay: SimActor {
             do {
                 try engine.acknowledgeOutbox(through: through)
             } catch {
-                world.checker.record("engine-error", "relay", "\(error)")
+                world.checker.record(.engineError, "relay", "\(error)")
                 return
             }
             cursor = through
@@ -73,7 +73,7 @@ final class OutboxRelay: SimActor {
         do {
             messages = try engine.pollOutbox(after: cursor, limit: Self.batchSize)
         } catch {
-            world.checker.record("engine-error", "relay", "\(error)")
+            world.checker.record(.engineError, "relay", "\(error)")
             return false
         }
         _ = engine.takeEffects()  // the publish effects: performed right here

@@ -224,26 +224,29 @@ public enum PaymentsWorld {
     static func livenessViolations(world: World, broker: Broker, injected: [String: [String]]) throws -> [Violation] {
         var found: [Violation] = []
         let seconds = world.kernel.now.seconds
-        func add(_ invariant: String, _ subject: String, _ detail: String) {
+        func add(_ invariant: Invariant, _ subject: String, _ detail: String) {
             guard found.count < 1_000 else { return }
-            found.append(Violation(invariant: invariant, subject: subject, virtualSeconds: seconds, seed: world.configuration.seed,
+            found.append(Violation(invariant: invariant.rawValue, subject: subject, virtualSeconds: seconds, seed: world.configuration.seed,
                                    detail: detail, trail: []))
         }
         try world.store.queue.read { db in
             for row in try Row.fetchAll(db, sql: "SELECT payment_id, status FROM payment WHERE status NOT IN ('completed', 'failed') ORDER BY payment_id LIMIT 1000") {
-                add("payment-terminal", row["payment_id"], "still \(row["status"] as String) after healing")
+                add(.paymentTerminal, row["payment_id"], "still \(row["status"] as String) after healing")
             }
             for row in try Row.fetchAll(db, sql: "SELECT refund_id, status FROM refund WHERE status NOT IN ('succeeded', 'failed') ORDER BY refund_id LIMIT 1000") {
-                add("refund-terminal", row["refund_id"], "still \(row["status"] as String) after healing")
+                add(.refundTerminal, row["refund_id"], "still \(row["status"] as String) after healing")
             }
             let last = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(sequence), 0) FROM outbox") ?? 0
             let cursor = try Int64.fetchOne(db, sql: "SELECT published_through FROM outbox_cursor WHERE id = 1") ?? 0
-            if cursor != last { add("outbox-published", "outbox", "published through \(cursor) of \(last)") }
-            for violation in try EngineAudit.settled(db) { add(violation.invariant, violation.subject, violation.detail) }
+            if cursor != last { add(.outboxPublished, "outbox", "published through \(cursor) of \(last)") }
+            for violation in try EngineAudit.settled(db) {
+                let (invariant, detail) = Invariant.of(violation)
+                add(invariant, violation.subject, detail)
+            }
             let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0
-            if dead > 0 { add("dead-letters-drained", "notifications", "\(dead) dead letter(s) left after the replay") }
+            if dead > 0 { add(.deadLettersDrained, "notifications", "\(dead) dead letter(s) left after the replay") }
             for row in try Row.fetchAll(db, sql: "SELECT notification_id, recipient, attempts FROM notification WHERE state = 'pending' ORDER BY notification_id LIMIT 100") {
-                add("notification-delivered", "notification \(row["notification_id"] as Int64)",
+                add(.notificationDelivered, "notification \(row["notification_id"] as Int64)",
                     "to \(row["recipient"] as String) still pending after \(row["attempts"] as Int) attempt(s)")
             }
             // Every state change told to its user and its merchant: a
@@ -254,19 +257,19 @@ public enum PaymentsWorld {
                 GROUP BY o.sequence HAVING COUNT(n.notification_id) < 2 ORDER BY o.sequence LIMIT 100
                 """) {
                 let event: String = row["event_id"]
-                add("notification-sent", String(event.drop { $0 != ":" }.dropFirst()),
+                add(.notificationSent, String(event.drop { $0 != ":" }.dropFirst()),
                     "event \(event) reached \(row["delivered"] as Int) of its 2 recipients after healing")
             }
             for (psp, references) in injected.sorted(by: { $0.key < $1.key }) {
                 for reference in references {
                     let classified = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM reconciliation_item WHERE psp_id = ? AND psp_reference = ?",
                                                       arguments: [psp, reference]) ?? 0
-                    if classified == 0 { add("reconciliation-classified", reference, "a settlement discrepancy at \(psp) was not classified") }
+                    if classified == 0 { add(.reconciliationClassified, reference, "a settlement discrepancy at \(psp) was not classified") }
                 }
             }
         }
-        if broker.lag > 0 { add("consumer-lag", "broker", "\(broker.lag) event(s) not committed after healing") }
-        if broker.deadLetterDepth > 0 { add("dead-letters-drained", "broker", "\(broker.deadLetterDepth) event(s) left in the dead-letter topics") }
+        if broker.lag > 0 { add(.consumerLag, "broker", "\(broker.lag) event(s) not committed after healing") }
+        if broker.deadLetterDepth > 0 { add(.deadLettersDrained, "broker", "\(broker.deadLetterDepth) event(s) left in the dead-letter topics") }
         for index in found.indices { found[index].trail = world.checker.trail(of: found[index].subject) }
         return found
     }
