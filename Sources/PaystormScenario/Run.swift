@@ -100,7 +100,7 @@ public struct ScenarioRun: Sendable {
         let verdicts = scenario.thresholds.map { $0.judge(report) }
         var found: [ExitStatus] = []
         if report.safetyViolationCount > 0 { found.append(.invariantViolated) }
-        if !report.livenessViolations.isEmpty { found.append(.livenessFailed) }
+        if report.livenessViolationCount > 0 { found.append(.livenessFailed) }
         if verdicts.contains(where: { $0.outcome == .failed }) { found.append(.thresholdFailed) }
         if verdicts.contains(where: { $0.outcome == .inconclusive }) { found.append(.inconclusive) }
         // The same ranking a seed farm and fuzz use to pick the worst seed.
@@ -131,7 +131,7 @@ public struct ScenarioRun: Sendable {
         switch status {
         case .passed: summary = "every threshold passed and no invariant was violated"
         case .invariantViolated: summary = "\(r.safetyViolationCount) safety invariant violation(s)"
-        case .livenessFailed: summary = "\(r.livenessViolations.count) liveness check(s) failed after healing"
+        case .livenessFailed: summary = "\(r.livenessViolationCount) liveness check(s) failed after healing"
         case .thresholdFailed, .inconclusive, .badInput, .passedUnexpectedly:
             summary = failing.map { "\($0.threshold): \($0.outcome.rawValue) (\($0.observed))" }.joined(separator: "; ")
         }
@@ -178,6 +178,8 @@ public struct ScenarioRun: Sendable {
                 .init(kind: kind, invariant: violation.invariant, subject: violation.subject, virtualSeconds: violation.virtualSeconds,
                       seed: violation.seed, detail: violation.detail, trail: violation.trail)
             },
+            violationCounts: .init(safety: Dictionary(uniqueKeysWithValues: r.safetyViolationCounts.map { ($0.key.rawValue, $0.value) }),
+                                   liveness: Dictionary(uniqueKeysWithValues: r.livenessViolationCounts.map { ($0.key.rawValue, $0.value) })),
             windows: r.windows,
             simulation: .init(virtualSeconds: r.virtualSeconds, loadEndSeconds: r.loadEndSeconds, events: r.events,
                               traceHash: r.traceHash, safetyViolationCount: r.safetyViolationCount),

@@ -255,7 +255,6 @@ public protocol ThresholdSubject {
 }
 
 extension WorldReport: ThresholdSubject {
-    public var livenessViolationCount: Int { livenessViolations.count }
     public var fraudPrecision: Double? { fraud.precision }
     public var fraudRecall: Double? { fraud.recall }
 }

@@ -41,4 +41,33 @@ struct JUnitReportTests {
             #expect(testCase.hasSuffix("/>"), "\(testCase)")
         }
     }
+
+    @Test("an invariant whose violations were crowded out of the kept ones still fails, with the total in its message")
+    func crowdedOut() throws {
+        var document = sampleDocument()
+        document.violations = (0..<1_000).map { violation("one-charge", subject: "pay-\($0)") }
+        document.violationCounts = .init(safety: ["one-charge": 4_000, "idempotent-create": 3], liveness: ["payment-terminal": 2])
+        document.simulation.safetyViolationCount = 4_003
+        let junit = ReportWriter.junit(document)
+        let idempotency = try #require(junitCase(junit, "invariant idempotency"))
+        #expect(idempotency.contains("<failure message=\"3 violation(s), 0 of them kept in report.json\">"), "\(idempotency)")
+        let oneCharge = try #require(junitCase(junit, "invariant one-charge"))
+        #expect(oneCharge.contains("<failure message=\"4000 violation(s), 1000 of them kept in report.json\">"), "\(oneCharge)")
+        let terminal = try #require(junitCase(junit, "invariant payment-terminal"))
+        #expect(terminal.contains("<failure message=\"2 violation(s), 0 of them kept in report.json\">"), "\(terminal)")
+        #expect(junit.contains("failures=\"4\""), "the failed threshold and three invariants")
+    }
+
+    @Test("a report.json written before the per-check totals still reads, and its kept violations still fail")
+    func olderReport() throws {
+        var document = sampleDocument()
+        document.violations = [violation("refund-amount")]
+        document.violationCounts = nil
+        let json = ReportWriter.json(document)
+        #expect(!json.contains("violationCounts"), "the older shape, without the field")
+        let decoded = try ReportWriter.decode(Data(json.utf8))
+        #expect(decoded == document)
+        #expect(decoded.violationCounts() == ["refund-amount": 1])
+        #expect(try #require(junitCase(ReportWriter.junit(decoded), "invariant refunds")).contains("<failure message=\"1 violation(s)\">"))
+    }
 }

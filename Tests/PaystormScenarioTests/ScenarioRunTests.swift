@@ -137,6 +137,9 @@ struct ScenarioRunTests {
         let junit = ReportWriter.junit(run.document)
         #expect(junit.contains("name=\"invariant one-charge\">"))
         #expect(ReportWriter.markdown(run.document).contains("one-charge"))
+        // The per-check totals reach report.json and add up to the run's count.
+        let counts = try #require(run.document.violationCounts)
+        #expect(counts.safety.values.reduce(0, +) == run.report.safetyViolationCount && counts.safety["one-charge", default: 0] > 0, "\(counts)")
     }
 
     @Test("a payment that never settles fails liveness: exit 4, with no safety violation")
@@ -147,6 +150,8 @@ struct ScenarioRunTests {
         #expect(run.status == .livenessFailed && run.status.rawValue == 4, "\(run.document.violations)")
         #expect(run.report.safetyViolationCount == 0)
         #expect(run.verdicts.first { $0.threshold == "lost == 0" }?.outcome == .failed)
+        #expect(run.document.livenessViolationTotal == run.report.livenessViolationCount && run.report.livenessViolationCount > 0)
+        #expect(run.document.violationCounts?.liveness["payment-terminal", default: 0] ?? 0 > 0, "\(String(describing: run.document.violationCounts))")
     }
 
     @Test("the worst of several outcomes goes by severity (3, 4, 2, 5), not by the exit code's number")

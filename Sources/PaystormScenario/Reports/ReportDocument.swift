@@ -26,7 +26,12 @@ public struct ReportDocument: Codable, Sendable, Equatable {
     public var reconciliation: [Reconciliation]
     public var faults: [Fault]
     public var buggify: Buggify
+    /// The first violations found, in full (up to 1,000 of each kind).
     public var violations: [ViolationRecord]
+    /// Every violation found, per kind and invariant, the ones not kept in
+    /// `violations` included. Absent from reports written before it existed:
+    /// read the totals through `violationCounts(_:)` and `violationTotal`.
+    public var violationCounts: ViolationCounts?
     public var windows: [WorldMetrics.Window]
     public var simulation: Simulation
     /// How samples are treated as independent, for the confidence statements.
@@ -140,6 +145,12 @@ public struct ReportDocument: Codable, Sendable, Equatable {
         public var trail: [String]
     }
 
+    public struct ViolationCounts: Codable, Sendable, Equatable {
+        /// Invariant name → violations found, for each kind; an invariant that held is absent.
+        public var safety: [String: Int]
+        public var liveness: [String: Int]
+    }
+
     public struct Simulation: Codable, Sendable, Equatable {
         public var virtualSeconds: Double
         public var loadEndSeconds: Double
@@ -147,4 +158,32 @@ public struct ReportDocument: Codable, Sendable, Equatable {
         public var traceHash: String
         public var safetyViolationCount: Int
     }
+}
+
+extension ReportDocument {
+    /// Every violation found per invariant, of `kind` ("safety" or
+    /// "liveness"), or of both kinds when `kind` is nil. A report written
+    /// before `violationCounts` existed has only the kept ones to count.
+    /// - Complexity: O(n) in the number of invariants, or of kept violations for an older report.
+    public func violationCounts(_ kind: String? = nil) -> [String: Int] {
+        guard let counts = violationCounts else {
+            let kept = violations.filter { kind == nil || $0.kind == kind }
+            return Dictionary(grouping: kept, by: \.invariant).mapValues(\.count)
+        }
+        switch kind {
+        case "safety": return counts.safety
+        case "liveness": return counts.liveness
+        case nil: return counts.safety.merging(counts.liveness, uniquingKeysWith: +)
+        default: return [:]
+        }
+    }
+
+    /// Every safety violation found, kept or only counted.
+    public var safetyViolationTotal: Int { simulation.safetyViolationCount }
+
+    /// Every liveness violation found, kept or only counted.
+    public var livenessViolationTotal: Int { violationCounts("liveness").values.reduce(0, +) }
+
+    /// Every violation found, kept or only counted.
+    public var violationTotal: Int { safetyViolationTotal + livenessViolationTotal }
 }

@@ -155,7 +155,9 @@ public enum ReportWriter {
 
     static func xml(_ text: String) -> String { ReportFormat.escape(text) }
 
-    /// One test case per threshold and per invariant; an inconclusive threshold is `skipped`.
+    /// One test case per threshold and per invariant; an inconclusive
+    /// threshold is `skipped`. An invariant's case fails when any violation
+    /// of it was found, whether or not `violations` kept it in full.
     public static func junit(_ d: ReportDocument) -> String {
         let suite = xml("\(d.scenario.name)-\(d.seed)")
         var cases: [String] = []
@@ -173,22 +175,24 @@ public enum ReportWriter {
                 cases.append("    <testcase classname=\"\(suite).thresholds\" name=\"\(name)\">\n      <skipped message=\"\(xml(t.detail))\"/>\n    </testcase>")
             }
         }
-        for invariant in invariantNames {
-            let found = d.violations.filter { $0.invariant == invariant.name || invariant.aliases.contains($0.invariant) }
-            let name = xml("invariant \(invariant.name)")
-            if found.isEmpty {
-                cases.append("    <testcase classname=\"\(suite).invariants\" name=\"\(name)\"/>")
-            } else {
-                failures += 1
-                let body = found.prefix(20).map { "\($0.subject) at t=\(String(format: "%.3f", $0.virtualSeconds)) s: \($0.detail)" }.joined(separator: "\n")
-                cases.append("    <testcase classname=\"\(suite).invariants\" name=\"\(name)\">\n      <failure message=\"\(found.count) violation(s)\">\(xml(body))</failure>\n    </testcase>")
-            }
-        }
+        // Every violation found counts, not only the ones kept in full: an
+        // invariant whose violations were all crowded out still fails.
+        let counts = d.violationCounts()
         let known = Set(invariantNames.flatMap { [$0.name] + $0.aliases })
-        for other in Set(d.violations.map(\.invariant)).subtracting(known).sorted() {
+        let others = Set(counts.keys).union(d.violations.map(\.invariant)).subtracting(known).sorted().map { (name: $0, aliases: [String]()) }
+        for invariant in invariantNames + others {
+            let names = Set([invariant.name] + invariant.aliases)
+            let kept = d.violations.filter { names.contains($0.invariant) }
+            let total = max(kept.count, names.reduce(0) { $0 + (counts[$1] ?? 0) })
+            let name = xml("invariant \(invariant.name)")
+            guard total > 0 else {
+                cases.append("    <testcase classname=\"\(suite).invariants\" name=\"\(name)\"/>")
+                continue
+            }
             failures += 1
-            let found = d.violations.filter { $0.invariant == other }
-            cases.append("    <testcase classname=\"\(suite).invariants\" name=\"\(xml("invariant \(other)"))\">\n      <failure message=\"\(found.count) violation(s)\">\(xml(found.prefix(20).map(\.detail).joined(separator: "\n")))</failure>\n    </testcase>")
+            let message = kept.count < total ? "\(total) violation(s), \(kept.count) of them kept in report.json" : "\(total) violation(s)"
+            let body = kept.prefix(20).map { "\($0.subject) at t=\(String(format: "%.3f", $0.virtualSeconds)) s: \($0.detail)" }.joined(separator: "\n")
+            cases.append("    <testcase classname=\"\(suite).invariants\" name=\"\(name)\">\n      <failure message=\"\(xml(message))\">\(xml(body))</failure>\n    </testcase>")
         }
         return """
             <?xml version="1.0" encoding="UTF-8"?>

@@ -30,6 +30,8 @@ final class InvariantChecker {
     /// Most violations kept in full; the rest are counted.
     let keep = 1_000
     private(set) var violationCount = 0
+    /// Every violation, per check: the kept ones and the ones only counted.
+    private(set) var violationCounts: [Invariant: Int] = [:]
     /// Per payment number: bit 0 completed seen, bit 1 failed seen (from the broker).
     private var terminalSeen = ChunkedArray<UInt8>()
     /// Each payment's capture at a PSP and each refund key's payout, as the
@@ -45,6 +47,7 @@ final class InvariantChecker {
 
     func record(_ invariant: Invariant, _ subject: String, _ detail: String) {
         violationCount += 1
+        violationCounts[invariant, default: 0] += 1
         guard violations.count < keep else { return }
         // The trail is read from the store when the run ends: a violation can
         // be found inside an engine transaction, where the store cannot be read.

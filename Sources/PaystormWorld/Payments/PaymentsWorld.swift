@@ -220,20 +220,27 @@ public enum PaymentsWorld {
         return (try run(configuration), try run(second))
     }
 
-    /// What must hold once the world has healed.
-    static func livenessViolations(world: World, broker: Broker, injected: [String: [String]]) throws -> [Violation] {
+    /// What must hold once the world has healed: the first 1,000 violations
+    /// in full (at most 100 of each kind of notification), and every one counted.
+    static func livenessViolations(world: World, broker: Broker, injected: [String: [String]]) throws
+        -> (kept: [Violation], counts: [Invariant: Int]) {
         var found: [Violation] = []
+        var counts: [Invariant: Int] = [:]
         let seconds = world.kernel.now.seconds
-        func add(_ invariant: Invariant, _ subject: String, _ detail: String) {
-            guard found.count < 1_000 else { return }
+        func add(_ invariant: Invariant, _ subject: String, _ detail: String, keepAtMost: Int = 1_000) {
+            counts[invariant, default: 0] += 1
+            guard found.count < 1_000, counts[invariant]! <= keepAtMost else { return }
             found.append(Violation(invariant: invariant.rawValue, subject: subject, virtualSeconds: seconds, seed: world.configuration.seed,
                                    detail: detail, trail: []))
         }
         try world.store.queue.read { db in
-            for row in try Row.fetchAll(db, sql: "SELECT payment_id, status FROM payment WHERE status NOT IN ('completed', 'failed') ORDER BY payment_id LIMIT 1000") {
+            // Cursors: every row is counted, and only the kept ones are held.
+            let payments = try Row.fetchCursor(db, sql: "SELECT payment_id, status FROM payment WHERE status NOT IN ('completed', 'failed') ORDER BY payment_id")
+            while let row = try payments.next() {
                 add(.paymentTerminal, row["payment_id"], "still \(row["status"] as String) after healing")
             }
-            for row in try Row.fetchAll(db, sql: "SELECT refund_id, status FROM refund WHERE status NOT IN ('succeeded', 'failed') ORDER BY refund_id LIMIT 1000") {
+            let refunds = try Row.fetchCursor(db, sql: "SELECT refund_id, status FROM refund WHERE status NOT IN ('succeeded', 'failed') ORDER BY refund_id")
+            while let row = try refunds.next() {
                 add(.refundTerminal, row["refund_id"], "still \(row["status"] as String) after healing")
             }
             let last = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(sequence), 0) FROM outbox") ?? 0
@@ -245,20 +252,22 @@ public enum PaymentsWorld {
             }
             let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0
             if dead > 0 { add(.deadLettersDrained, "notifications", "\(dead) dead letter(s) left after the replay") }
-            for row in try Row.fetchAll(db, sql: "SELECT notification_id, recipient, attempts FROM notification WHERE state = 'pending' ORDER BY notification_id LIMIT 100") {
+            let pending = try Row.fetchCursor(db, sql: "SELECT notification_id, recipient, attempts FROM notification WHERE state = 'pending' ORDER BY notification_id")
+            while let row = try pending.next() {
                 add(.notificationDelivered, "notification \(row["notification_id"] as Int64)",
-                    "to \(row["recipient"] as String) still pending after \(row["attempts"] as Int) attempt(s)")
+                    "to \(row["recipient"] as String) still pending after \(row["attempts"] as Int) attempt(s)", keepAtMost: 100)
             }
             // Every state change told to its user and its merchant: a
             // notification never made leaves no pending row to find.
-            for row in try Row.fetchAll(db, sql: """
+            let unsent = try Row.fetchCursor(db, sql: """
                 SELECT o.event_id, COUNT(n.notification_id) AS delivered FROM outbox o
                 LEFT JOIN notification n ON n.event_id = o.event_id AND n.state = 'delivered'
-                GROUP BY o.sequence HAVING COUNT(n.notification_id) < 2 ORDER BY o.sequence LIMIT 100
-                """) {
+                GROUP BY o.sequence HAVING COUNT(n.notification_id) < 2 ORDER BY o.sequence
+                """)
+            while let row = try unsent.next() {
                 let event: String = row["event_id"]
                 add(.notificationSent, String(event.drop { $0 != ":" }.dropFirst()),
-                    "event \(event) reached \(row["delivered"] as Int) of its 2 recipients after healing")
+                    "event \(event) reached \(row["delivered"] as Int) of its 2 recipients after healing", keepAtMost: 100)
             }
             for (psp, references) in injected.sorted(by: { $0.key < $1.key }) {
                 for reference in references {
@@ -271,7 +280,7 @@ public enum PaymentsWorld {
         if broker.lag > 0 { add(.consumerLag, "broker", "\(broker.lag) event(s) not committed after healing") }
         if broker.deadLetterDepth > 0 { add(.deadLettersDrained, "broker", "\(broker.deadLetterDepth) event(s) left in the dead-letter topics") }
         for index in found.indices { found[index].trail = world.checker.trail(of: found[index].subject) }
-        return found
+        return (found, counts)
     }
 
     /// A broken engine's footprint, written behind the engine's back in a

@@ -71,12 +71,18 @@ public struct WorldReport: Sendable {
     /// Broken safety invariants (kept in full up to 1,000; `safetyViolationCount` counts all).
     public var safetyViolations: [Violation]
     public var safetyViolationCount: Int
-    /// Liveness checks that failed after healing.
+    /// Every safety violation, per check: those kept and those only counted.
+    public var safetyViolationCounts: [Invariant: Int]
+    /// Liveness checks that failed after healing (kept in full up to 1,000;
+    /// `livenessViolationCount` counts all).
     public var livenessViolations: [Violation]
+    public var livenessViolationCount: Int
+    /// Every liveness violation, per check: those kept and those only counted.
+    public var livenessViolationCounts: [Invariant: Int]
     /// Payments and refunds not in a terminal state after healing (lost to the client).
     public var nonTerminalAtEnd: Int
 
-    public var violations: Int { safetyViolationCount + livenessViolations.count }
+    public var violations: Int { safetyViolationCount + livenessViolationCount }
 
     /// Every answered request's latency and every payment's time to
     /// terminal state, sorted: any percentile a threshold asks for.
@@ -99,7 +105,7 @@ public struct WorldReport: Sendable {
     }
 
     init(world: World, clients: ClientPopulation, gateway: Gateway, broker: Broker, sink: NotificationSink, monitor: Monitor,
-         liveness: [Violation], nonTerminal: Int, loadEndSeconds: Double) throws {
+         liveness: (kept: [Violation], counts: [Invariant: Int]), nonTerminal: Int, loadEndSeconds: Double) throws {
         let metrics = world.metrics
         let configuration = world.configuration
         seed = configuration.seed
@@ -163,7 +169,10 @@ public struct WorldReport: Sendable {
         faults = configuration.faults
         safetyViolations = world.checker.violations
         safetyViolationCount = world.checker.violationCount
-        livenessViolations = liveness
+        safetyViolationCounts = world.checker.violationCounts
+        livenessViolations = liveness.kept
+        livenessViolationCounts = liveness.counts
+        livenessViolationCount = liveness.counts.values.reduce(0, +)
         nonTerminalAtEnd = nonTerminal
     }
 
@@ -205,7 +214,7 @@ public struct WorldReport: Sendable {
         if !buggifyEnabled.isEmpty {
             lines.append("buggify sites enabled: \(buggifyEnabled.joined(separator: ", ")); fired: \(buggifyFired.map { "\($0.site) ×\($0.count)" }.joined(separator: ", "))")
         }
-        lines.append("violations: \(safetyViolationCount) safety, \(livenessViolations.count) liveness")
+        lines.append("violations: \(safetyViolationCount) safety, \(livenessViolationCount) liveness")
         for violation in (safetyViolations + livenessViolations).prefix(20) {
             lines.append("  \(violation)")
             for step in violation.trail.prefix(12) { lines.append("      \(step)") }
