@@ -172,7 +172,7 @@ public enum Comparison {
             row("retries", Double(a.requests.retries), Double(b.requests.retries), format: { String(Int($0)) }),
             row("consumer lag", Double(a.windows.map(\.consumerLag).max() ?? 0), Double(b.windows.map(\.consumerLag).max() ?? 0),
                 format: { "max \(Int($0))" }) { window, _ in Double(window.consumerLag) },
-            row("violations", Double(a.violations.count), Double(b.violations.count), format: { String(Int($0)) }),
+            row("violations", Double(a.violationTotal), Double(b.violationTotal), format: { String(Int($0)) }),
         ]
     }
 }

@@ -143,7 +143,7 @@ public enum Sweep {
                      offeredPerSecond: document.requests.offeredPerSecond, achievedPerSecond: document.requests.achievedPerSecond,
                      p99Seconds: p99?.value ?? 0, p99LowerSeconds: p99?.lower, p99UpperSeconds: p99?.upper,
                      meanLatencySeconds: run.report.latencyMean, availabilityLowerBound: document.requests.availabilityLowerBound,
-                     violations: document.violations.count, thresholds: document.thresholds)
+                     violations: document.violationTotal, thresholds: document.thresholds)
     }
 
     /// A grid point's settings as `key=value, …`, keys in order.

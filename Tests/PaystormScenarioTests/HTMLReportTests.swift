@@ -171,6 +171,7 @@ struct HTMLReportTests {
     func emptyWindows() {
         var document = sampleDocument(windows: 0)
         document.violations = []
+        document.simulation.safetyViolationCount = 0
         document.thresholds = []
         document.psps = []
         let html = HTMLReport.render(document)

@@ -19,7 +19,7 @@ public struct FarmSummary {
         lines.append("| --- | --- | --- | --- | --- | --- |")
         for d in documents {
             let p99 = d.latency.first { abs($0.percentile - 99) < 1e-9 }?.seconds
-            lines.append("| \(d.seed) | \(d.verdict.status) | \(d.verdict.exitCode) | \(Threshold.percent(d.requests.availability)) | \(p99.map { String(format: "%.1f ms", $0 * 1_000) } ?? "—") | \(d.violations.count) |")
+            lines.append("| \(d.seed) | \(d.verdict.status) | \(d.verdict.exitCode) | \(Threshold.percent(d.requests.availability)) | \(p99.map { String(format: "%.1f ms", $0 * 1_000) } ?? "—") | \(d.violationTotal) |")
         }
         lines.append("")
         if count >= 2 {
@@ -40,7 +40,7 @@ public struct FarmSummary {
             if ttt.count == count { try interval("p99 time to terminal", ttt) { String(format: "%.3f s", Threshold.rounded($0, decimals: 3, $1)) } }
             lines.append("")
         }
-        let failing = documents.filter { !$0.violations.isEmpty }
+        let failing = documents.filter { $0.violationTotal > 0 }
         for d in failing.prefix(10) {
             for v in d.violations.prefix(3) {
                 lines.append("- seed \(d.seed): [\(v.invariant)] \(v.subject) at t=\(String(format: "%.3f", v.virtualSeconds)) s: \(v.detail) — replay with `paystorm run \(d.scenario.file) --seed \(d.seed)`")

@@ -2,7 +2,8 @@
 /// such as "99.99 % available" holds and for a CI reader who wants the
 /// verdict first. It is rendered from the `ReportDocument` alone.
 public enum HTMLReport {
-    /// Violations drawn in full; the rest are counted, and all are in `report.json`.
+    /// Violations drawn in full. `report.json` keeps the first 1,000 of each
+    /// kind in full and counts every one per invariant; the page counts them all.
     static let maximumViolations = 100
     /// Trail steps shown per violation, from the start of the trail.
     static let maximumTrailSteps = 1_000
@@ -108,8 +109,8 @@ public enum HTMLReport {
         html += card("offered rate", ReportFormat.rate(requests.offeredPerSecond), "due during the load phase")
         html += card("achieved rate", ReportFormat.rate(requests.achievedPerSecond), "answered during the load phase")
         html += card("payments completed", ReportFormat.count(payments.completed), "of \(ReportFormat.count(payments.created)) created")
-        html += card("violations", ReportFormat.count(document.violations.count),
-                     "\(ReportFormat.count(document.simulation.safetyViolationCount)) safety")
+        html += card("violations", ReportFormat.count(document.violationTotal),
+                     "\(ReportFormat.count(document.safetyViolationTotal)) safety")
         html += "</div>\n"
 
         html += "<div class=\"columns\">\n<div>\n<h3>Requests</h3>\n"
@@ -142,10 +143,15 @@ public enum HTMLReport {
     }
 
     private static func violations(_ document: ReportDocument) -> String {
-        guard !document.violations.isEmpty else {
+        let total = max(document.violationTotal, document.violations.count)
+        guard total > 0 else {
             return "<p class=\"clean\">✓ No violations: every safety invariant held and every liveness check passed.</p>\n"
         }
-        var html = "<p>\(ReportFormat.count(document.violations.count)) violation(s). Each names the seed that reproduces it.</p>\n"
+        var html = "<p>\(ReportFormat.count(total)) violation(s). Each names the seed that reproduces it.</p>\n"
+        if document.violations.count < total {
+            html += "<p class=\"muted\">The first \(ReportFormat.count(document.violations.count)) are kept in full in report.json; "
+                + "every one is counted by invariant there (<code>violationCounts</code>).</p>\n"
+        }
         for violation in document.violations.prefix(maximumViolations) {
             html += "<div class=\"violation\">\n<b>\(ReportFormat.escape(violation.kind))</b>: <code>\(ReportFormat.escape(violation.invariant))</code>\n<dl>"
             let fields: [(String, String)] = [

@@ -114,10 +114,13 @@ public enum ReportWriter {
         lines.append("")
         lines.append("## Invariants")
         lines.append("")
-        if d.violations.isEmpty {
+        if d.violationTotal == 0 && d.violations.isEmpty {
             lines.append("No violations: every safety invariant held throughout, and every liveness check passed after healing.")
         } else {
-            lines.append("\(d.simulation.safetyViolationCount) safety violation(s), \(d.violations.filter { $0.kind == "liveness" }.count) liveness.")
+            lines.append("\(d.safetyViolationTotal) safety violation(s), \(d.livenessViolationTotal) liveness.")
+            if d.violations.count < d.violationTotal {
+                lines.append("The first \(d.violations.count) are kept in full in report.json, every one counted by invariant (`violationCounts`).")
+            }
             lines.append("")
             for v in d.violations.prefix(50) {
                 lines.append("- **\(v.invariant)** (\(v.kind)) \(v.subject) at t=\(String(format: "%.3f", v.virtualSeconds)) s, seed \(v.seed): \(v.detail)")
