@@ -50,8 +50,7 @@ struct SeedFarm {
         }
         let merged = try FarmSummary(scenario: scenario, documents: documents)
         let directory = (out as NSString).appendingPathComponent("\(scenario.name)-seeds-\(seeds.lowerBound)-\(seeds.upperBound)")
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try Data(merged.markdown.utf8).write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent("summary.md")))
+        try merged.write(to: directory)
         print(merged.headline)
         if !quiet { print(merged.markdown) }
         let judged = checkExpectation ? zip(verdicts, documents).map { $0.checked(asExpected: $1.verdict.asExpected) } : verdicts

@@ -48,4 +48,11 @@ public struct FarmSummary {
         }
         markdown = lines.joined(separator: "\n") + "\n"
     }
+
+    /// Writes `summary.md` into `directory` under a temporary name, then
+    /// renames it over the previous one: a reader sees the old summary or
+    /// the new one, never part of one.
+    public func write(to directory: String) throws {
+        try ReportFileSet.replace([("summary.md", markdown)], in: directory)
+    }
 }

@@ -2,30 +2,21 @@ import Foundation
 import PaystormWorld
 
 /// Writes a run's reports into `Reports/<scenario>-<seed>/`: report.json,
-/// report.md, report.html, timeseries.csv and junit.xml. Each file is
-/// written whole to a temporary name and renamed into place, so a report is
-/// never half-written.
+/// report.md, report.html, timeseries.csv and junit.xml. The set replaces the
+/// previous one as a whole (``ReportFileSet``): a failure leaves the old set.
 public enum ReportWriter {
     public static let files = ["report.json", "report.md", "report.html", "timeseries.csv", "junit.xml"]
 
     /// - Returns: the directory written.
     @discardableResult
     public static func write(_ document: ReportDocument, to directory: String) throws -> String {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let outputs: [(String, String)] = [
+        try ReportFileSet.replace([
             ("report.json", json(document)),
             ("report.md", markdown(document)),
             ("report.html", HTMLReport.render(document)),
             ("timeseries.csv", csv(document)),
             ("junit.xml", junit(document)),
-        ]
-        for (name, text) in outputs {
-            let path = (directory as NSString).appendingPathComponent(name)
-            let temporary = path + ".partial"
-            try Data(text.utf8).write(to: URL(fileURLWithPath: temporary))
-            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-            try FileManager.default.moveItem(atPath: temporary, toPath: path)
-        }
+        ], in: directory)
         return directory
     }
 

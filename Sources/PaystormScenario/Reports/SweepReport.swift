@@ -5,15 +5,10 @@ import Foundation
 /// and p99 against offered load with the SLO line and the knee marked, and
 /// the Universal Scalability Law curve through the points.
 public enum SweepReport {
+    /// Replaces the sweep's reports in `directory` as a set (``ReportFileSet``): a failure leaves the old set.
     public static func write(_ result: SweepResult, slo: Double?, to directory: String) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        for (name, text) in [("sweep.json", json(result)), ("sweep.csv", csv(result)), ("sweep.md", markdown(result)),
-                             ("sweep.html", html(result, slo: slo))] {
-            let path = (directory as NSString).appendingPathComponent(name)
-            try Data(text.utf8).write(to: URL(fileURLWithPath: path + ".partial"))
-            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-            try FileManager.default.moveItem(atPath: path + ".partial", toPath: path)
-        }
+        try ReportFileSet.replace([("sweep.json", json(result)), ("sweep.csv", csv(result)), ("sweep.md", markdown(result)),
+                                   ("sweep.html", html(result, slo: slo))], in: directory)
     }
 
     public static func json(_ result: SweepResult) -> String {
