@@ -27,11 +27,15 @@ extension HTMLReport {
         // Milliseconds read better until the worst window passes two seconds.
         let worstLatency = windows.map(\.latencyMaxSeconds).filter(\.isFinite).max() ?? 0
         let (latencyUnit, latencyScale) = worstLatency < 2 ? ("ms", 1_000.0) : ("s", 1.0)
-        var html = figure("Latency over time", "Per \(window): median, 99th percentile and worst request latency, measured from the intended send time. Shaded: faults.",
+        // A window in which no request was answered has no latency, not a latency of 0.
+        func latency(_ seconds: KeyPath<WorldMetrics.Window, Double>) -> [Double?] {
+            windows.map { $0.answered > 0 ? $0[keyPath: seconds] * latencyScale : nil }
+        }
+        var html = figure("Latency over time", "Per \(window): median, 99th percentile and worst request latency, measured from the intended send time. Shaded: faults. The lines break over windows in which no request was answered.",
                           chart("Latency p50, p99 and max per window", "latency (\(latencyUnit))", [
-                              .init(name: "p50", color: palette[0], values: windows.map { $0.latencyP50Seconds * latencyScale }, reduction: .maximum),
-                              .init(name: "p99", color: palette[1], values: windows.map { $0.latencyP99Seconds * latencyScale }, reduction: .maximum),
-                              .init(name: "max", color: palette[6], values: windows.map { $0.latencyMaxSeconds * latencyScale }, reduction: .maximum, dashed: true),
+                              .init(name: "p50", color: palette[0], values: latency(\.latencyP50Seconds), reduction: .maximum),
+                              .init(name: "p99", color: palette[1], values: latency(\.latencyP99Seconds), reduction: .maximum),
+                              .init(name: "max", color: palette[6], values: latency(\.latencyMaxSeconds), reduction: .maximum, dashed: true),
                           ]))
         html += figure("Throughput: offered vs achieved", "Requests due per second (offered, open loop) against requests answered per second.",
                        chart("Offered and achieved throughput per window", "requests / s", [

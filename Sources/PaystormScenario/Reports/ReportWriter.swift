@@ -134,13 +134,15 @@ public enum ReportWriter {
 
     public static let csvHeader = "start_s,offered,answered,failed,throttled,latency_p50_s,latency_p99_s,latency_max_s,terminal,replica_queue_depth,consumer_lag,outbox_backlog,dead_letters,psp_calls"
 
+    /// One row per window. A window in which no request was answered has no
+    /// latency: its three latency cells are empty, not 0.
     public static func csv(_ d: ReportDocument) -> String {
         var lines = [csvHeader]
         for w in d.windows {
-            lines.append([String(format: "%.3f", w.startSeconds), "\(w.offered)", "\(w.answered)", "\(w.failed)", "\(w.throttled)",
-                          String(format: "%.6f", w.latencyP50Seconds), String(format: "%.6f", w.latencyP99Seconds),
-                          String(format: "%.6f", w.latencyMaxSeconds), "\(w.terminal)", "\(w.replicaQueueDepth)", "\(w.consumerLag)",
-                          "\(w.outboxBacklog)", "\(w.deadLetters)", "\(w.pspCalls)"].joined(separator: ","))
+            let latency = w.answered > 0 ? [w.latencyP50Seconds, w.latencyP99Seconds, w.latencyMaxSeconds].map { String(format: "%.6f", $0) } : ["", "", ""]
+            lines.append(([String(format: "%.3f", w.startSeconds), "\(w.offered)", "\(w.answered)", "\(w.failed)", "\(w.throttled)"] + latency
+                          + ["\(w.terminal)", "\(w.replicaQueueDepth)", "\(w.consumerLag)", "\(w.outboxBacklog)", "\(w.deadLetters)", "\(w.pspCalls)"])
+                .joined(separator: ","))
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -13,7 +13,9 @@ struct TimeSeriesChart {
         var name: String
         var color: String
         /// One value per window; values that are not finite are drawn as 0.
-        var values: [Double]
+        /// `nil` where the window has no value (no request was answered, so
+        /// it has no latency): the line breaks there instead of dropping to 0.
+        var values: [Double?]
         var reduction: Reduction
         var dashed = false
     }
@@ -68,6 +70,23 @@ struct TimeSeriesChart {
         }
     }
 
+    /// The index ranges of `values` where each run of non-nil values lies.
+    /// - Complexity: O(n).
+    static func runs(_ values: [Double?]) -> [Range<Int>] {
+        var runs: [Range<Int>] = []
+        var start: Int?
+        for (index, value) in values.enumerated() {
+            if value == nil, let first = start {
+                runs.append(first..<index)
+                start = nil
+            } else if value != nil, start == nil {
+                start = index
+            }
+        }
+        if let first = start { runs.append(first..<values.count) }
+        return runs
+    }
+
     /// The chart as an `<svg>` element.
     /// - Complexity: O(n) in the number of windows times series.
     func render() -> String {
@@ -78,15 +97,17 @@ struct TimeSeriesChart {
         let xs: [Double] = buckets.map { range in
             (windowStartSeconds[range.lowerBound] + windowStartSeconds[range.upperBound - 1] + span) / 2
         }
-        let ys: [[Double]] = series.map { series in
+        let ys: [[Double?]] = series.map { series in
             buckets.map { range in
                 let clamped = range.clamped(to: series.values.indices)
-                return Self.reduce(series.values[clamped], series.reduction)
+                let present = series.values[clamped].compactMap { $0 }
+                // A bucket of windows none of which has a value is a gap.
+                return present.isEmpty && !clamped.isEmpty ? nil : Self.reduce(present[...], series.reduction)
             }
         }
         let endSeconds = windowStartSeconds.last.map { $0 + span } ?? fallbackEndSeconds
         let xAxis = ChartAxis(maximum: endSeconds, targetTicks: 10, compact: false)
-        let yAxis = ChartAxis(maximum: (ys.joined().max() ?? 0) * headroom)
+        let yAxis = ChartAxis(maximum: (ys.joined().compactMap { $0 }.max() ?? 0) * headroom)
         let plotWidth = plotRight - plotLeft, plotHeight = plotBottom - plotTop
         func x(_ seconds: Double) -> Double { plotLeft + xAxis.scaled(seconds, length: plotWidth) }
         func y(_ value: Double) -> Double { plotBottom - yAxis.scaled(value, length: plotHeight) }
@@ -105,13 +126,17 @@ struct TimeSeriesChart {
 
         let bandsDrawn = drawBands(&canvas, axisEndSeconds: xAxis.top, x: x)
         for (index, series) in series.enumerated() {
-            let points = zip(xs, ys[index]).map { "\(ReportFormat.coordinate(x($0))),\(ReportFormat.coordinate(y($1)))" }
-            guard !points.isEmpty else { continue }
             let dash = series.dashed ? " stroke-dasharray=\"6 4\"" : ""
-            canvas.append("<polyline class=\"series\" fill=\"none\" stroke=\"\(series.color)\"\(dash) points=\"\(points.joined(separator: " "))\"/>")
-            if points.count <= Self.markerLimit {
-                for (px, py) in zip(xs, ys[index]) {
-                    canvas.append("<circle cx=\"\(ReportFormat.coordinate(x(px)))\" cy=\"\(ReportFormat.coordinate(y(py)))\" r=\"2.5\" fill=\"\(series.color)\"/>")
+            let markers = buckets.count <= Self.markerLimit
+            // One line per run of points with a value; a point alone between gaps gets a dot, or it would not show.
+            for run in Self.runs(ys[index]) {
+                let points = run.map { "\(ReportFormat.coordinate(x(xs[$0]))),\(ReportFormat.coordinate(y(ys[index][$0]!)))" }
+                if points.count > 1 {
+                    canvas.append("<polyline class=\"series\" fill=\"none\" stroke=\"\(series.color)\"\(dash) points=\"\(points.joined(separator: " "))\"/>")
+                }
+                guard markers || points.count == 1 else { continue }
+                for point in run {
+                    canvas.append("<circle cx=\"\(ReportFormat.coordinate(x(xs[point])))\" cy=\"\(ReportFormat.coordinate(y(ys[index][point]!)))\" r=\"2.5\" fill=\"\(series.color)\"/>")
                 }
             }
         }
