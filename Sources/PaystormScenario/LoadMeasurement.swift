@@ -131,7 +131,9 @@ public struct LoadMeasurement: ThresholdSubject, Sendable {
                 """)
     }
 
-    /// Per window of `windowSeconds`, by due time.
+    /// Per window of `windowSeconds`, by due time. As in the simulator, a
+    /// request is answered or failed; a throttled one (429) is failed, and
+    /// counted again in `throttled`.
     func windows() -> [WorldMetrics.Window] {
         let count = max(1, Int((durationSeconds / windowSeconds).rounded(.up)))
         var windows = (0..<count).map { WorldMetrics.Window(startSeconds: Double($0) * windowSeconds) }
@@ -142,10 +144,9 @@ public struct LoadMeasurement: ThresholdSubject, Sendable {
             if request.isAnswered {
                 windows[index].answered += 1
                 latencies[index].append(request.latencySeconds)
-            } else if request.status == 429 {
-                windows[index].throttled += 1
             } else {
                 windows[index].failed += 1
+                if request.status == 429 { windows[index].throttled += 1 }
             }
         }
         for index in windows.indices where !latencies[index].isEmpty {
