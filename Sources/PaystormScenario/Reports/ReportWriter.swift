@@ -70,9 +70,11 @@ public enum ReportWriter {
         lines.append("")
         lines.append("| percentile | latency | interval | time to terminal | interval |")
         lines.append("| --- | --- | --- | --- | --- |")
-        for (index, q) in d.latency.enumerated() {
-            let t = index < d.timeToTerminal.count ? d.timeToTerminal[index] : nil
-            lines.append("| p\(String(format: "%g", q.percentile)) | \(seconds(q.seconds)) | \(ReportFormat.interval(q.lowerSeconds, q.upperSeconds)) | \(seconds(t?.seconds)) | \(ReportFormat.interval(t?.lowerSeconds, t?.upperSeconds)) |")
+        // One row per percentile either list has: a run with no answered
+        // request still has its payments' times to terminal, and the reverse.
+        for percentile in Set((d.latency + d.timeToTerminal).map(\.percentile)).sorted() {
+            let q = d.latency.first { $0.percentile == percentile }, t = d.timeToTerminal.first { $0.percentile == percentile }
+            lines.append("| p\(String(format: "%g", percentile)) | \(seconds(q?.seconds)) | \(ReportFormat.interval(q?.lowerSeconds, q?.upperSeconds)) | \(seconds(t?.seconds)) | \(ReportFormat.interval(t?.lowerSeconds, t?.upperSeconds)) |")
         }
         lines.append("")
         lines.append("## Payments and PSPs")
