@@ -25,19 +25,23 @@ public struct FarmSummary {
         if count >= 2 {
             lines.append("Across seeds (each seed one unit; mean ± t·s/√m at 95%):")
             lines.append("")
-            // The interval's ends round away from the mean, so it never claims more than the data.
-            func interval(_ name: String, _ values: [Double], _ format: (Double, FloatingPointRoundingRule) -> String) throws {
+            // The interval's ends round away from the mean, so it never claims
+            // more than the data; and they stay within what the figure can be
+            // (a t-interval is symmetric: around 99.99% it reaches past 100%).
+            func interval(_ name: String, _ values: [Double], within possible: ClosedRange<Double>,
+                          _ format: (Double, FloatingPointRoundingRule) -> String) throws {
                 let summary = try Summary(values)
                 let (low, high) = try summary.confidenceInterval(0.95)
-                lines.append("- \(name): \(format(summary.mean, .toNearestOrAwayFromZero)) [\(format(low, .down)), \(format(high, .up))]")
+                func clamp(_ value: Double) -> Double { min(max(value, possible.lowerBound), possible.upperBound) }
+                lines.append("- \(name): \(format(summary.mean, .toNearestOrAwayFromZero)) [\(format(clamp(low), .down)), \(format(clamp(high), .up))]")
             }
-            try interval("availability", documents.map(\.requests.availability)) { Threshold.percent($0, rounding: $1) }
+            try interval("availability", documents.map(\.requests.availability), within: 0...1) { Threshold.percent($0, rounding: $1) }
             let p99s = documents.compactMap { $0.latency.first { abs($0.percentile - 99) < 1e-9 }?.seconds }
             if p99s.count == count {
-                try interval("p99 latency", p99s) { String(format: "%.1f ms", Threshold.rounded($0 * 1_000, decimals: 1, $1)) }
+                try interval("p99 latency", p99s, within: 0...(.infinity)) { String(format: "%.1f ms", Threshold.rounded($0 * 1_000, decimals: 1, $1)) }
             }
             let ttt = documents.compactMap { $0.timeToTerminal.first { abs($0.percentile - 99) < 1e-9 }?.seconds }
-            if ttt.count == count { try interval("p99 time to terminal", ttt) { String(format: "%.3f s", Threshold.rounded($0, decimals: 3, $1)) } }
+            if ttt.count == count { try interval("p99 time to terminal", ttt, within: 0...(.infinity)) { String(format: "%.3f s", Threshold.rounded($0, decimals: 3, $1)) } }
             lines.append("")
         }
         let failing = documents.filter { $0.violationTotal > 0 }
