@@ -26,7 +26,7 @@ public struct ServerOptions: Sendable {
     /// What PSP webhooks and merchant notifications are signed with; `nil`
     /// for the public development defaults, accepted on loopback only.
     public var webhookSecrets: WebhookSecrets?
-    public var adminKey = "sk_admin_dev"
+    public var adminKey = ServerOptions.developmentAdminKey
     public var acceptsTestKeys = true
     /// Requests per second per API key; `nil` for no limit.
     public var rateLimit: Double? = 1_000
@@ -61,6 +61,23 @@ public struct ServerOptions: Sendable {
     }
 
     public var keyPath: String { databasePath + ".vault-keys" }
+
+    /// The development keys — `sk_test_<merchant_id>` for any merchant and
+    /// `sk_admin_dev` for the ledger — are public like the development
+    /// webhook secrets: refused unless ``host`` is a loopback address.
+    public func checkKeysFitHost() throws(ServerError) {
+        guard !WebhookSecrets.isLoopback(host) else { return }
+        if acceptsTestKeys {
+            throw ServerError("--host \(host) is not a loopback address: give --api-keys FILE. Without it any `sk_test_<merchant_id>` "
+                              + "is that merchant's key, and anyone who reaches the server could pay and refund as any merchant")
+        }
+        if adminKey == Self.developmentAdminKey {
+            throw ServerError("--host \(host) is not a loopback address: give --admin-key. The development key \(Self.developmentAdminKey) "
+                              + "is public; with it anyone who reaches the server could read the whole ledger")
+        }
+    }
+
+    public static let developmentAdminKey = "sk_admin_dev"
 
     /// The secrets in force: those configured, else the development
     /// defaults — refused unless ``host`` is a loopback address, since they
@@ -101,6 +118,7 @@ public enum PaymentServer {
         }
         let server = try httpServer(certificate: options.tlsCertificatePath, key: options.tlsKeyPath, idleTimeout: options.idleTimeout)
         let configuration = try options.engineConfiguration()
+        try options.checkKeysFitHost()
         if options.webhookSecrets == nil {
             log("webhook secrets: the public development defaults, on loopback only (--webhook-secrets FILE sets real ones)")
         }

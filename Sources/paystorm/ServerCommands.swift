@@ -21,7 +21,8 @@ struct Serve: AsyncParsableCommand {
             PSP in --psps (the secret it signs its webhooks with) and `notifications <secret>` (what merchant \
             notifications are signed with); give the sandbox the same file. Without it the public development \
             secrets are used, with which anyone could forge a webhook that completes a payment: serve then \
-            refuses to listen on anything but a loopback --host.
+            refuses to listen on anything but a loopback --host. The same holds for the development keys: on \
+            any other --host, give --api-keys and an --admin-key of your own.
 
             Start a PSP first: `paystorm psp-sandbox --webhook-url http://127.0.0.1:8080/webhook`.
             """)
@@ -33,7 +34,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PSP ids in preference order, comma-separated.") var psps = "stripe,paypal"
     @Option(help: "POST merchant notifications here (e.g. the sandbox's /notifications); default: accepted in process.") var notifyURL: String?
     @Option(help: "A file of `merchant_id key` lines; turns off the sk_test_ keys.") var apiKeys: String?
-    @Option(help: "The key that may read GET /ledger.") var adminKey = "sk_admin_dev"
+    @Option(help: "The key that may read GET /ledger (the development default is accepted on loopback only).") var adminKey: String = ServerOptions.developmentAdminKey
     @Option(help: "A file of `name secret` lines: each PSP's webhook secret and `notifications <secret>`; required unless --host is loopback.") var webhookSecrets: String?
     @Option(help: "Requests per second per API key (0: no limit).") var rateLimit = 1_000.0
     @Option(help: "Seconds between reconciliations against the PSPs' settlement reports (0: off).") var reconcileEvery = 0.0

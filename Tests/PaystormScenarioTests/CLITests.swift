@@ -207,6 +207,15 @@ final class CLITests {
         let incomplete = try paystorm(["serve", "--webhook-secrets", partial, "--port", "0", "--database", "/nonexistent/dir/p.sqlite"])
         #expect(incomplete.status == 64 && incomplete.error.contains("no secret for PSP paypal"), "\(incomplete.error)")
         #expect(try paystorm(["psp-sandbox", "--webhook-secrets", partial, "--port", "0"]).error.contains("no secret for PSP paypal"))
+        // So are the development API keys and admin key.
+        let complete = try temporaryFile("all-secrets.txt",
+                                         "stripe whsec_3f9c1e7a52d84b06\npaypal whsec_8a1d4c7e2b5f9036\nnotifications ntf_5e0a7c3b9d1f2468\n")
+        let openKeys = try paystorm(["serve", "--host", "0.0.0.0", "--webhook-secrets", complete, "--port", "0", "--database", "/nonexistent/dir/p.sqlite"])
+        #expect(openKeys.status == 64 && openKeys.error.contains("give --api-keys FILE"), "\(openKeys.error)")
+        let keys = try temporaryFile("keys.txt", "m-1 sk_live_0c4f8a2d6e1b9375\n")
+        let openAdmin = try paystorm(["serve", "--host", "0.0.0.0", "--webhook-secrets", complete, "--api-keys", keys, "--port", "0",
+                                      "--database", "/nonexistent/dir/p.sqlite"])
+        #expect(openAdmin.status == 64 && openAdmin.error.contains("give --admin-key"), "\(openAdmin.error)")
         #expect(try paystorm(["psp-sandbox", "--ambiguous-rate", "2"]).status == 64)
         #expect(try paystorm(["psp-sandbox", "--profile", "fancy"]).status == 64)
         #expect(try paystorm(["load", "localhost:8080", "--rate", "10", "--duration", "1"]).status == 64)

@@ -245,6 +245,19 @@ struct APIRouteTests {
             options.host = host
             #expect(throws: ServerError.self, "\(host)") { try options.engineConfiguration() }
         }
+        // The development API and admin keys are public too.
+        #expect(throws: ServerError.self) { try options.checkKeysFitHost() }
+        options.acceptsTestKeys = false
+        #expect(throws: ServerError.self) { try options.checkKeysFitHost() }
+        options.adminKey = "sk_admin_6d2f0b8e41a7c953"
+        try options.checkKeysFitHost()
+        options.host = "127.0.0.1"
+        options.acceptsTestKeys = true
+        options.adminKey = ServerOptions.developmentAdminKey
+        try options.checkKeysFitHost()
+        options.host = "example.com"
+        #expect(APIKeys.constantTimeEqual("sk_admin_dev", "sk_admin_dev") && !APIKeys.constantTimeEqual("sk_admin_dev", "sk_admin_deV")
+                && !APIKeys.constantTimeEqual("sk_admin_dev", "sk_admin_de"))
         options.webhookSecrets = try WebhookSecrets.parse("stripe whsec_3f9c1e7a52d84b06\nnotifications ntf_5e0a7c3b9d1f2468\n", file: "s.txt")
         do {
             _ = try options.engineConfiguration()
