@@ -39,6 +39,8 @@ final class Broker: SimActor {
     /// [group]: the dead-letter topic.
     private(set) var deadLetters: [[TransactionEvent]]
     private(set) var produced = 0
+    /// Healing has begun replaying the dead-letter topics.
+    private var replaying = false
 
     init(world: World) {
         self.world = world
@@ -112,8 +114,13 @@ final class Broker: SimActor {
             heartbeats[Int(group)][Int(member)] = kernel.now.nanoseconds
             rebalance(group: Int(group), kernel)
         case .heal:
+            replaying = true
             _ = replayDeadLetters(kernel: kernel)
         case .brokerTick:
+            // After the first replay, whatever reaches a dead-letter topic goes back at the next
+            // tick: a commit still on its way, or an event refused because the one it depends on
+            // was itself waiting in a dead-letter topic.
+            if replaying { _ = replayDeadLetters(kernel: kernel) }
             let timeout = Int64(model.sessionTimeoutSeconds * 1e9)
             for group in members.indices where members[group].contains(where: { kernel.now.nanoseconds - heartbeats[group][$0] > timeout }) {
                 rebalance(group: group, kernel)

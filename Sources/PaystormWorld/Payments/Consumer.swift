@@ -141,6 +141,7 @@ final class Consumer: SimActor {
                         if replay {
                             world.checker.record(.engineError, event.paymentID, "\(consumer.rawValue) consumer: \(error)")
                         } else {
+                            world.metrics.consumerRefusals += 1
                             refused.append(DeadLetter(offset: offset, event: event))
                         }
                     }

@@ -94,6 +94,8 @@ public final class WorldMetrics {
     public internal(set) var consumerRedeliveries = 0
     public internal(set) var rebalances = 0
     public internal(set) var brokerDeadLetters = 0
+    /// Events a consumer's engine refused, sent to the dead-letter topic.
+    public internal(set) var consumerRefusals = 0
     public internal(set) var notificationsSent = 0
     public internal(set) var notificationsFailed = 0
 

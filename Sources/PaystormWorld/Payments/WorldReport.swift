@@ -55,6 +55,8 @@ public struct WorldReport: Sendable {
     public var consumerRedeliveries: Int
     public var rebalances: Int
     public var brokerDeadLetters: Int
+    /// Events a consumer's engine refused (dead-lettered, replayed at healing).
+    public var consumerRefusals: Int
     public var notificationsDelivered: Int
     public var notificationsFailed: Int
     public var networkSent: Int
@@ -152,6 +154,7 @@ public struct WorldReport: Sendable {
         consumerRedeliveries = metrics.consumerRedeliveries
         rebalances = metrics.rebalances
         brokerDeadLetters = metrics.brokerDeadLetters
+        consumerRefusals = metrics.consumerRefusals
         notificationsDelivered = metrics.notificationsSent
         notificationsFailed = metrics.notificationsFailed
         networkSent = world.network.counters.sent
@@ -205,7 +208,7 @@ public struct WorldReport: Sendable {
         let precision = fraud.precision.map { String(format: "%.3f", $0) } ?? "n/a"
         let recall = fraud.recall.map { String(format: "%.3f", $0) } ?? "n/a"
         lines.append("fraud screening: precision \(precision), recall \(recall) (TP \(fraud.truePositives), FP \(fraud.falsePositives), FN \(fraud.falseNegatives), TN \(fraud.trueNegatives))")
-        lines.append("webhooks applied \(webhooksApplied), rejected \(webhooksRejected); broker produced \(brokerProduced), redelivered \(consumerRedeliveries), rebalances \(rebalances), dead letters \(brokerDeadLetters); notifications delivered \(notificationsDelivered), failed \(notificationsFailed)")
+        lines.append("webhooks applied \(webhooksApplied), rejected \(webhooksRejected); broker produced \(brokerProduced), redelivered \(consumerRedeliveries), rebalances \(rebalances), dead letters \(brokerDeadLetters) (\(consumerRefusals) refused by the engine); notifications delivered \(notificationsDelivered), failed \(notificationsFailed)")
         lines.append("network sent \(networkSent), lost \(networkLost), duplicated \(networkDuplicated), partitioned \(networkPartitioned); queue overflows \(queueOverflows), lost in crashes \(lostInCrashes); crashes \(kernel.crashes), restarts \(kernel.restarts)")
         for entry in reconciliation {
             let kinds = entry.discrepancies.map { "\($0.kind) \($0.count)" }.joined(separator: ", ")
