@@ -66,9 +66,12 @@ enum KeyFile {
     /// The pairs of `text`, with their 1-based line numbers; the error names the line.
     static func pairs(_ text: String, file: String, expected: String = "name secret") throws(APIWire.BadRequest) -> [(line: Int, name: String, secret: String)] {
         var pairs: [(line: Int, name: String, secret: String)] = []
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Any line ending (a file saved on Windows ends its lines in "\r\n", one
+        // Character in Swift) and a leading byte-order mark.
+        let body = text.hasPrefix("\u{FEFF}") ? String(text.dropFirst()) : text
+        for (index, raw) in body.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            let fields = line.split(whereSeparator: \.isWhitespace)
             if fields.isEmpty { continue }
             guard fields.count == 2 else {
                 throw APIWire.BadRequest(field: "\(file):\(index + 1)", message: "expected `\(expected)`, found \(fields.count) fields")

@@ -265,6 +265,11 @@ struct APIRouteTests {
         } catch {
             #expect(error.description.contains("paypal"))
         }
+        // A file saved on Windows (CRLF, a byte-order mark) reads as the same secrets.
+        let windows = try WebhookSecrets.parse("\u{FEFF}stripe whsec_3f9c1e7a52d84b06\r\npaypal whsec_8b2d4f6e1a9c7035\r\n"
+                                               + "notifications ntf_5e0a7c3b9d1f2468\r\n", file: "s.txt")
+        #expect(windows.psps == ["stripe": "whsec_3f9c1e7a52d84b06", "paypal": "whsec_8b2d4f6e1a9c7035"])
+        #expect(windows.notifications == "ntf_5e0a7c3b9d1f2468")
         for (text, complaint) in [("stripe short", "at least 16"), ("stripe whsec_3f9c1e7a52d84b06\nstripe whsec_3f9c1e7a52d84b07", "second secret"),
                                   ("stripe", "1 fields")] {
             #expect(throws: APIWire.BadRequest.self) { try WebhookSecrets.parse(text, file: "s.txt") }
