@@ -118,15 +118,20 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
             guard let estimate = computed else {
                 return verdict(.inconclusive, observed: "no samples", detail: "nothing to measure: no request (or payment) finished")
             }
-            let observed = "\(Self.duration(estimate.value)) [\(estimate.lower.map { Self.duration($0, rounding: .down) } ?? "?"), \(estimate.upper.map { Self.duration($0, rounding: .up) } ?? "?")]"
+            // Bounds are shown rounded outwards, and to as many decimals as it takes for the
+            // figure shown to compare with the limit as the bound itself does.
+            func bound(_ seconds: Double, _ rounding: FloatingPointRoundingRule) -> String {
+                Self.duration(seconds, rounding: rounding, beside: value, comparison)
+            }
+            let observed = "\(Self.duration(estimate.value)) [\(estimate.lower.map { bound($0, .down) } ?? "?"), \(estimate.upper.map { bound($0, .up) } ?? "?")]"
             let needed = Self.samplesForQuantile(p, confidence: confidence)
             switch comparison {
             case .less, .lessOrEqual:
-                if let upper = estimate.upper, comparison.holds(upper, value) { return verdict(.passed, observed: observed, detail: "upper bound \(Self.duration(upper, rounding: .up)) at \(Self.percent(confidence)) confidence") }
-                if let lower = estimate.lower, !comparison.holds(lower, value) { return verdict(.failed, observed: observed, detail: "even the lower bound \(Self.duration(lower, rounding: .down)) misses \(Self.duration(value))") }
+                if let upper = estimate.upper, comparison.holds(upper, value) { return verdict(.passed, observed: observed, detail: "upper bound \(bound(upper, .up)) at \(Self.percent(confidence)) confidence") }
+                if let lower = estimate.lower, !comparison.holds(lower, value) { return verdict(.failed, observed: observed, detail: "even the lower bound \(bound(lower, .down)) misses \(Self.duration(value))") }
             case .greater, .greaterOrEqual:
-                if let lower = estimate.lower, comparison.holds(lower, value) { return verdict(.passed, observed: observed, detail: "lower bound \(Self.duration(lower, rounding: .down))") }
-                if let upper = estimate.upper, !comparison.holds(upper, value) { return verdict(.failed, observed: observed, detail: "even the upper bound \(Self.duration(upper, rounding: .up)) misses \(Self.duration(value))") }
+                if let lower = estimate.lower, comparison.holds(lower, value) { return verdict(.passed, observed: observed, detail: "lower bound \(bound(lower, .down))") }
+                if let upper = estimate.upper, !comparison.holds(upper, value) { return verdict(.failed, observed: observed, detail: "even the upper bound \(bound(upper, .up)) misses \(Self.duration(value))") }
             case .equal, .notEqual:
                 return verdict(comparison.holds(estimate.value, value) ? .passed : .failed, observed: observed, detail: "point estimate")
             }
@@ -208,6 +213,23 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         seconds < 1
             ? String(format: "%.1f ms", rounded(seconds * 1_000, decimals: 1, rounding))
             : String(format: "%.3f s", rounded(seconds, decimals: 3, rounding))
+    }
+
+    /// A bound judged against `limit` by `comparison`, as ``duration(_:rounding:)``
+    /// shows it, with up to six more decimals while the figure shown would
+    /// compare with the limit otherwise than the bound does, or read as the
+    /// limit itself: an upper bound of 199.96 ms that passes `< 200ms` reads
+    /// 199.96 ms, not 200.0 ms.
+    static func duration(_ seconds: Double, rounding: FloatingPointRoundingRule, beside limit: Double, _ comparison: Comparison) -> String {
+        let (unit, scale, decimals) = seconds < 1 ? ("ms", 1_000.0, 1) : ("s", 1.0, 3)
+        func misleads(_ extra: Int) -> Bool {
+            let shown = rounded(seconds * scale, decimals: decimals + extra, rounding) / scale
+            // A figure that reads as the limit itself, for a bound that is not, misleads too.
+            return comparison.holds(shown, limit) != comparison.holds(seconds, limit) || (shown == limit && seconds != limit)
+        }
+        var extra = 0
+        while extra < 6 && misleads(extra) { extra += 1 }
+        return String(format: "%.\(decimals + extra)f \(unit)", rounded(seconds * scale, decimals: decimals + extra, rounding))
     }
 
     /// `value` rounded to `decimals` places by `rule`, with a hair of slack

@@ -60,6 +60,20 @@ struct ReportBoundsTests {
         #expect(verdict.detail == "upper bound 199.2 ms at 99% confidence")
     }
 
+    @Test("a bound beside its limit shows enough decimals to fall on its own side of it")
+    func boundBesideItsLimit() throws {
+        let under = try Threshold.parse("p(99) < 200ms").judge(BoundsSubject(sample: try SortedSample(Array(repeating: 0.19996, count: 2_000))))
+        #expect(under.outcome == .passed)
+        #expect(under.detail == "upper bound 199.96 ms at 99% confidence", "\(under.detail)")
+        #expect(under.observed == "200.0 ms [199.9 ms, 199.96 ms]", "\(under.observed)")
+        let over = try Threshold.parse("p(99) < 200ms").judge(BoundsSubject(sample: try SortedSample(Array(repeating: 0.20004, count: 2_000))))
+        #expect(over.outcome == .failed)
+        #expect(over.detail == "even the lower bound 200.04 ms misses 200.0 ms", "\(over.detail)")
+        // Far from the limit, one decimal as before.
+        let far = try Threshold.parse("p(99) < 1s").judge(BoundsSubject(sample: try SortedSample(Array(repeating: 0.19996, count: 2_000))))
+        #expect(far.detail == "upper bound 200.0 ms at 99% confidence", "\(far.detail)")
+    }
+
     @Test("a sweep's availability column and the bounds in sweep.csv")
     func sweep() {
         let point = Sweep.Point(index: 0, settings: ["load.rate": 100], seed: 1, status: "passed", exitCode: 0, offeredPerSecond: 100,
