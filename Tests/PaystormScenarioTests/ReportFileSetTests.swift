@@ -21,6 +21,19 @@ struct ReportFileSetTests {
         try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".partial") && $0 != except }
     }
 
+    @Test("a write that fails part-way (no space left) leaves no temporary of its own either")
+    func writeFailsPartWay() throws {
+        let directory = try scratch("full")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let old = sampleDocument()
+        try ReportWriter.write(old, to: directory)
+        // Its temporary name leads to a device that is always full: opened, then ENOSPC.
+        try FileManager.default.createSymbolicLink(atPath: directory + "/report.md.partial", withDestinationPath: "/dev/full")
+        #expect(throws: ReportWriteError.self) { try ReportWriter.write(old, to: directory) }
+        #expect(try leftovers(directory, except: "").isEmpty)
+        #expect(try contents(directory, "report.json") == ReportWriter.json(old))
+    }
+
     @Test("a run's reports: a file that cannot be written leaves the previous set, and no temporaries")
     func runReports() throws {
         let directory = try scratch("run")

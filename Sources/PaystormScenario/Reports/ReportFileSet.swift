@@ -11,7 +11,9 @@ import Darwin
 /// target with rename(2), which replaces one file atomically. A failure
 /// while writing removes the temporaries and leaves the previous set as it
 /// was; a reader never sees a half-written file, and sees a mix of old and
-/// new files only during the renames, which cannot fail for want of space.
+/// new files only during the renames, which cannot fail for want of space
+/// (a rename that fails all the same — a target turned into a directory —
+/// leaves the files before it new and the rest old, and says which).
 enum ReportFileSet {
     /// Where `path` is written before it is renamed into place.
     static func temporaryPath(_ path: String) -> String { path + ".partial" }
@@ -33,6 +35,8 @@ enum ReportFileSet {
             do {
                 try Data(file.text.utf8).write(to: URL(fileURLWithPath: temporaryPath(path)))
             } catch {
+                // A write that failed part-way (no space left) leaves its temporary too.
+                unlink(temporaryPath(path))
                 removeTemporaries()
                 throw ReportWriteError(path: temporaryPath(path), operation: "write", message: error.localizedDescription)
             }

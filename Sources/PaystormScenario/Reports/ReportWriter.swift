@@ -3,7 +3,7 @@ import PaystormWorld
 
 /// Writes a run's reports into `Reports/<scenario>-<seed>/`: report.json,
 /// report.md, report.html, timeseries.csv and junit.xml. The set replaces the
-/// previous one as a whole (``ReportFileSet``): a failure leaves the old set.
+/// previous one as a whole (``ReportFileSet``): a failure while writing leaves the old set.
 public enum ReportWriter {
     public static let files = ["report.json", "report.md", "report.html", "timeseries.csv", "junit.xml"]
 

@@ -5,7 +5,7 @@ import Foundation
 /// and p99 against offered load with the SLO line and the knee marked, and
 /// the Universal Scalability Law curve through the points.
 public enum SweepReport {
-    /// Replaces the sweep's reports in `directory` as a set (``ReportFileSet``): a failure leaves the old set.
+    /// Replaces the sweep's reports in `directory` as a set (``ReportFileSet``): a failure while writing leaves the old set.
     public static func write(_ result: SweepResult, slo: Double?, to directory: String) throws {
         try ReportFileSet.replace([("sweep.json", json(result)), ("sweep.csv", csv(result)), ("sweep.md", markdown(result)),
                                    ("sweep.html", html(result, slo: slo))], in: directory)
