@@ -49,6 +49,20 @@ public final class PSPSandbox: Sendable {
     private let state: Mutex<State>
     private let client: HTTPClient
 
+    /// The profiles a sandbox given `secrets` serves: all of them with the
+    /// development defaults (`nil`), else those the file names — a server run
+    /// with `--psps stripe` has no secret for paypal, and its file is the
+    /// sandbox's too. A file that names none of them is refused.
+    public static func profiles(_ profiles: [PSPProfile], signedBy secrets: WebhookSecrets?) throws(ServerError) -> [PSPProfile] {
+        guard let secrets else { return profiles }
+        let served = profiles.filter { secrets.psps[$0.id] != nil }
+        guard !served.isEmpty else {
+            throw ServerError("--webhook-secrets: names none of the sandbox's PSPs (\(profiles.map(\.id).joined(separator: ", "))); "
+                              + "expected a line `<psp> <secret>` for each PSP it should serve")
+        }
+        return served
+    }
+
     /// - Parameter webhookSecrets: a secret for every profile; `nil` for the development defaults.
     public init(profiles: [PSPProfile], webhookURL: String?, webhookSecrets: WebhookSecrets? = nil, notificationFailureRate: Double,
                 seed: UInt64, client: HTTPClient) {

@@ -109,7 +109,7 @@ struct Sandbox: AsyncParsableCommand {
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on.") var port = 9090
     @Option(help: "Where to POST webhooks (the server's /webhook); none when absent.") var webhookURL: String?
-    @Option(help: "The server's --webhook-secrets file: each PSP signs its webhooks with its secret there (default: the public development secrets).") var webhookSecrets: String?
+    @Option(help: "The server's --webhook-secrets file: each PSP it names is served and signs its webhooks with its secret there (default: every PSP, with the public development secrets).") var webhookSecrets: String?
     @Option(help: "Profile: stripe,paypal (the simulator's defaults), or ideal (fast, no errors).") var profile = "default"
     @Option(help: "Override: median latency, seconds.") var latencyMedian: Double?
     @Option(help: "Override: share of transient errors.") var transientErrorRate: Double?
@@ -157,14 +157,14 @@ struct Sandbox: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let profiles = try profiles()
+        let secrets = try webhookSecrets.map { try readWebhookSecrets($0, pspIDs: [], notifications: false) }
+        let profiles = try PSPSandbox.profiles(try profiles(), signedBy: secrets)
         // AsyncHTTPClient's default pool keeps 8 connections per host: at a
         // thousand webhooks a second the sandbox spent more CPU opening
         // connections past that and dropping timed-out webhooks from the
         // pool's queue than on its PSPs.
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: webhookConnections)
-        let secrets = try webhookSecrets.map { try readWebhookSecrets($0, pspIDs: profiles.map(\.id), notifications: false) }
         let sandbox = PSPSandbox(profiles: profiles, webhookURL: webhookURL, webhookSecrets: secrets, notificationFailureRate: notificationFailureRate,
                                  seed: seed, client: HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration))
         let host = self.host, port = self.port, names = profiles.map(\.id).joined(separator: ", ")

@@ -206,7 +206,8 @@ final class CLITests {
         let partial = try temporaryFile("secrets.txt", "stripe whsec_3f9c1e7a52d84b06\nnotifications ntf_5e0a7c3b9d1f2468\n")
         let incomplete = try paystorm(["serve", "--webhook-secrets", partial, "--port", "0", "--database", "/nonexistent/dir/p.sqlite"])
         #expect(incomplete.status == 64 && incomplete.error.contains("no secret for PSP paypal"), "\(incomplete.error)")
-        #expect(try paystorm(["psp-sandbox", "--webhook-secrets", partial, "--port", "0"]).error.contains("no secret for PSP paypal"))
+        let strangers = try temporaryFile("other-secrets.txt", "adyen whsec_3f9c1e7a52d84b06\n")
+        #expect(try paystorm(["psp-sandbox", "--webhook-secrets", strangers, "--port", "0"]).error.contains("names none of the sandbox's PSPs"))
         // So are the development API keys and admin key.
         let complete = try temporaryFile("all-secrets.txt",
                                          "stripe whsec_3f9c1e7a52d84b06\npaypal whsec_8a1d4c7e2b5f9036\nnotifications ntf_5e0a7c3b9d1f2468\n")

@@ -150,6 +150,15 @@ struct SandboxTests {
                     && decoded?.currency == call.currency && decoded?.cardToken == call.cardToken, "\(call.json())")
         }
     }
+
+    @Test("a sandbox given a secrets file serves the PSPs it names, as the server given the same file does")
+    func sandboxServesThePSPsItsSecretsName() throws {
+        let stripeOnly = try WebhookSecrets.parse("stripe whsec_3f9c1e7a52d84b06\nnotifications ntf_5e0a7c3b9d1f2468\n", file: "s.txt")
+        #expect(try PSPSandbox.profiles([.stripeLike, .paypalLike], signedBy: stripeOnly).map(\.id) == ["stripe"])
+        #expect(try PSPSandbox.profiles([.stripeLike, .paypalLike], signedBy: nil).map(\.id) == ["stripe", "paypal"])
+        let none = try WebhookSecrets.parse("adyen whsec_3f9c1e7a52d84b06\n", file: "s.txt")
+        #expect(throws: ServerError.self) { try PSPSandbox.profiles([.stripeLike, .paypalLike], signedBy: none) }
+    }
 }
 
 @Suite("The OpenAPI document matches the server")
