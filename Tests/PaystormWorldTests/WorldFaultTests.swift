@@ -86,18 +86,21 @@ struct WorldFaultTests {
                 "\(report.brokerDeadLetters) dead letters, \(poisoned) poisoned, \(report.consumerRefusals) refused")
     }
 
+    /// One payment per merchant, many refunds and poisoned messages: a refund
+    /// whose capture a consumer has not applied (it is in the dead-letter
+    /// topic) would take the merchant's wallet and ledger below zero.
+    static func refundsOfPoisonedCaptures(_ configuration: inout WorldConfiguration) {
+        configuration.clients.merchants = 1_000_000
+        configuration.clients.zipfExponent = 0
+        configuration.clients.refundShare = 0.4
+        configuration.buggify.enabled = true
+        configuration.buggify.enableProbability = 1
+        configuration.buggify.fireProbability = 0.05
+    }
+
     @Test("an event the engine refuses (a refund before its dead-lettered capture) waits in the dead-letter topic for healing")
     func refusedEventsAreDeadLettered() throws {
-        // One payment per merchant: a refund whose capture a consumer has not
-        // applied would take the merchant's wallet and ledger below zero.
-        let report = try run([], payments: 2_000) {
-            $0.clients.merchants = 1_000_000
-            $0.clients.zipfExponent = 0
-            $0.clients.refundShare = 0.4
-            $0.buggify.enabled = true
-            $0.buggify.enableProbability = 1
-            $0.buggify.fireProbability = 0.05
-        }
+        let report = try run([], payments: 2_000, Self.refundsOfPoisonedCaptures)
         expectClean(report)
         #expect(report.consumerRefusals > 0, "\(report.summary)")
     }
@@ -109,12 +112,7 @@ struct WorldFaultTests {
         // letters, so refunds whose capture was dead-lettered are refused after it.
         let report = try run([ScheduledFault(atSeconds: 5, durationSeconds: 10_000, kind: .brokerPartitionDown(partition: 1))],
                              payments: 2_000) {
-            $0.clients.merchants = 1_000_000
-            $0.clients.zipfExponent = 0
-            $0.clients.refundShare = 0.4
-            $0.buggify.enabled = true
-            $0.buggify.enableProbability = 1
-            $0.buggify.fireProbability = 0.05
+            Self.refundsOfPoisonedCaptures(&$0)
             $0.service.internalServiceMedianSeconds = 0.01
             $0.healingSeconds = 10
         }
