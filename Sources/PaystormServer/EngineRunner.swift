@@ -124,7 +124,9 @@ public final class EngineRunner: @unchecked Sendable {
     /// dead-letters it). Apart from the PSP calls' bound: a slow merchant
     /// endpoint must not hold the connections that payments need, nor make
     /// the runner shed payments while the PSPs are healthy.
-    public var maximumNotificationsOut = 1_024
+    public var maximumNotificationsOut = EngineRunner.defaultNotificationsOut
+    /// The default of ``maximumNotificationsOut``: the size of the server's notification connection pool.
+    public static let defaultNotificationsOut = 1_024
     /// Load shedding: while the oldest PSP call waiting for a connection has
     /// waited this long, new payments and refunds are refused at once
     /// (``EngineError/overloaded(_:)``, 503 with `Retry-After`) instead of

@@ -103,21 +103,51 @@ public struct HTTPPSPAdapter: PSPPort {
         http.headers.add(name: "Content-Type", value: "application/json")
         http.headers.add(name: "Idempotency-Key", value: request.idempotencyKey)
         http.body = .bytes(ByteBuffer(string: call.json()))
-        let client = self.client, timeout = self.timeout
-        Task {
-            do {
-                let response = try await client.execute(http, timeout: timeout)
-                let body = try await response.body.collect(upTo: 1 << 16)
-                reply(PSPWire.outcome(status: Int(response.status.code), body: Data(buffer: body)))
-            } catch let error as HTTPClientError where error == .connectTimeout {
-                reply(.transientError("PSP unreachable: \(error)"))  // never connected: nothing was sent
-            } catch let error as NIOConnectionError {
-                reply(.transientError("PSP unreachable: \(error)"))
-            } catch {
-                reply(nil)  // sent, and no answer: the outcome is unknown
-            }
+        let adapter = self
+        Task { reply(await adapter.send(http)) }
+    }
+
+    /// Sends one call and reads the PSP's answer: `nil` when its outcome is unknown.
+    func send(_ http: HTTPClientRequest) async -> PSPOutcome? {
+        do {
+            let response = try await client.execute(http, timeout: timeout)
+            let body = try await response.body.collect(upTo: 1 << 16)
+            return PSPWire.outcome(status: Int(response.status.code), body: Data(buffer: body))
+        } catch {
+            return Self.outcome(of: error)
         }
     }
+
+    /// What a call that failed with `error` tells the engine: a transient
+    /// error when the error shows the request was never written — no
+    /// connection was made, or none was free before the connect timeout —
+    /// so the PSP cannot have acted on it; else `nil`, unknown. A read
+    /// timeout, a closed connection, a deadline or a cancellation may come
+    /// after the PSP took the request, and so stay unknown: the engine then
+    /// settles the attempt by status query.
+    static func outcome(of error: any Error) -> PSPOutcome? {
+        let neverSent: Bool
+        switch error {
+        case let error as HTTPClientError:
+            neverSent = unsentClientErrors.contains(error)
+        case is NIOConnectionError:
+            neverSent = true  // every address of the host refused or timed out
+        case let error as IOError:
+            // Refused is an answer to a SYN only; on a connection that was made, a reset reads as ECONNRESET.
+            neverSent = error.errnoCode == ECONNREFUSED
+        default:
+            neverSent = false
+        }
+        return neverSent ? .transientError("PSP unreachable, nothing sent: \(error)") : nil
+    }
+
+    /// The HTTP client's errors that fail a request before it is written:
+    /// it waited in the pool's queue (`getConnectionFromPoolTimeout`, or
+    /// `connectTimeout` while no connection stood), or its connection was
+    /// never set up.
+    static let unsentClientErrors: [HTTPClientError] = [
+        .getConnectionFromPoolTimeout, .connectTimeout, .tlsHandshakeTimeout, .socksHandshakeTimeout, .httpProxyHandshakeTimeout,
+    ]
 }
 
 /// Delivers notifications to an HTTP endpoint (a merchant's webhook URL),

@@ -131,12 +131,9 @@ public enum PaymentServer {
         for store in [engine.store, broker.store] {
             try await store.queue.writeWithoutTransaction { try $0.execute(sql: "PRAGMA busy_timeout = \(options.busyTimeoutMilliseconds)") }
         }
-        var clientConfiguration = HTTPClient.Configuration()
-        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: options.pspConnections)
-        clientConfiguration.timeout = .init(connect: .seconds(1), read: .seconds(5))
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
-        let notifier: any NotificationPort = options.notifyURL.map { HTTPNotifier(url: $0, client: client) } ?? AcceptingNotifier()
-        let runner = EngineRunner(engine: engine, broker: broker, psp: HTTPPSPAdapter(baseURL: options.pspURL, client: client),
+        let clients = OutboundClients(pspConnections: options.pspConnections, notificationConnections: EngineRunner.defaultNotificationsOut)
+        let notifier: any NotificationPort = options.notifyURL.map { HTTPNotifier(url: $0, client: clients.notifications) } ?? AcceptingNotifier()
+        let runner = EngineRunner(engine: engine, broker: broker, psp: HTTPPSPAdapter(baseURL: options.pspURL, client: clients.psp),
                                   notifier: notifier, log: log)
         runner.maximumOutbound = options.pspConnections
         try runner.start()
@@ -147,9 +144,9 @@ public enum PaymentServer {
                               pspIDs: Set(options.pspIDs))
         var logger = Logger(label: "paystorm")
         logger.logLevel = options.quiet ? .error : .notice
-        var services: [any Service] = [EngineService(runner: runner, client: client, log: log)]
+        var services: [any Service] = [EngineService(runner: runner, clients: clients, log: log)]
         if options.reconcileEverySeconds > 0 {
-            services.append(Reconciliation(runner: runner, client: client, pspURL: options.pspURL, pspIDs: options.pspIDs,
+            services.append(Reconciliation(runner: runner, client: clients.psp, pspURL: options.pspURL, pspIDs: options.pspIDs,
                                            every: options.reconcileEverySeconds, log: log))
         }
         let scheme = options.tlsCertificatePath == nil ? "http" : "https"
@@ -224,19 +221,51 @@ public struct ServerError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+/// The server's HTTP clients, each with a connection pool of its own: one
+/// for the PSPs, one for the merchant notifications. With one pool, a
+/// notification URL on the PSP's host and port (the sandbox's
+/// `/notifications`) made PSP calls queue behind notifications for a
+/// connection and time out in the queue.
+struct OutboundClients: Sendable {
+    let psp: HTTPClient
+    let notifications: HTTPClient
+
+    /// - Parameters:
+    ///   - pspConnections: the PSP calls out at once, at most (the runner's
+    ///     ``EngineRunner/maximumOutbound``); the pool has one connection
+    ///     more, for the reconciliation's settlement reports.
+    ///   - notificationConnections: the notifications out at once, at most
+    ///     (``EngineRunner/maximumNotificationsOut``).
+    init(pspConnections: Int, notificationConnections: Int) {
+        func client(connections: Int) -> HTTPClient {
+            var configuration = HTTPClient.Configuration()
+            configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
+            configuration.timeout = .init(connect: .seconds(1), read: .seconds(5))
+            return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        }
+        psp = client(connections: pspConnections + 1)
+        notifications = client(connections: notificationConnections)
+    }
+
+    func shutdown() async {
+        try? await psp.shutdown()
+        try? await notifications.shutdown()
+    }
+}
+
 /// Runs beside the HTTP server: on graceful shutdown (after the server has
 /// stopped taking requests and answered those in flight) it drains the
-/// engine thread, then closes the HTTP client.
+/// engine thread, then closes the HTTP clients.
 struct EngineService: Service {
     let runner: EngineRunner
-    let client: HTTPClient
+    let clients: OutboundClients
     let log: @Sendable (String) -> Void
 
     func run() async throws {
         try? await gracefulShutdown()
         log("draining in-flight work")
         await runner.stop()
-        try? await client.shutdown()
+        await clients.shutdown()
     }
 }
 
