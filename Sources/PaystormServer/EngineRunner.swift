@@ -164,8 +164,12 @@ public final class EngineRunner: @unchecked Sendable {
     /// monotonic clock. Timers run on the monotonic clock; were engine time
     /// the wall clock itself, a step back of the wall clock (NTP) would make
     /// a PSP timeout fire "early" by engine time, be taken for a stale timer
-    /// and dropped, and leave its attempt in flight until a restart.
-    private let clockAnchor = (wall: WallClock.nanoseconds(), monotonic: WallClock.monotonic())
+    /// and dropped, and leave its attempt in flight until a restart. It
+    /// drifts from the wall clock when the machine is suspended (the
+    /// monotonic clock stops) or the wall clock is stepped: what must agree
+    /// with other machines' clocks — a webhook's timestamp — is checked
+    /// against the wall clock instead.
+    private let clockAnchor: (wall: Int64, monotonic: Int64)
     /// The engine's own work (PSP replies, timers, notification results) of
     /// a batch that rolled back — storage failing under it — to run again
     /// after ``retryPause``: none of it happened, and nothing else would
@@ -186,8 +190,13 @@ public final class EngineRunner: @unchecked Sendable {
     private var droppedCalls = 0
     private var sheddingNow = false
 
+    /// - Parameter clockAnchor: the wall and monotonic clocks read at one
+    ///   instant, from which engine time runs (see ``clockAnchor``); `nil`
+    ///   reads them now. A test sets an anchor off the wall clock to stand
+    ///   for a clock that drifted.
     public init(engine: PaymentEngine, broker: any EventBroker, psp: any PSPPort, notifier: any NotificationPort,
-                log: @escaping @Sendable (String) -> Void = { _ in }) {
+                clockAnchor: (wall: Int64, monotonic: Int64)? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.clockAnchor = clockAnchor ?? (WallClock.nanoseconds(), WallClock.monotonic())
         self.engine = engine
         self.broker = broker
         self.psp = psp
@@ -437,7 +446,7 @@ public final class EngineRunner: @unchecked Sendable {
         case let .ledger(query): return .ledger(try engine.ledger(query))
         case let .webhook(pspID, body, signature, timestamp):
             return .webhook(try engine.receiveWebhook(pspID: pspID, body: body, signature: signature,
-                                                      timestampSeconds: timestamp, now: now))
+                                                      timestampSeconds: timestamp, now: now, wallNowNanoseconds: WallClock.nanoseconds()))
         case let .reconcile(report): return .reconciliation(try engine.reconcile(report, now: now))
         case .status:
             var status = currentStatus

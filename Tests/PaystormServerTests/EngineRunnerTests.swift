@@ -383,3 +383,36 @@ extension EngineRunnerTests {
         #expect(later.map { [$0.from, $0.to] } == [start + hour - overlap, start + hour + 30 * second - settling])
     }
 }
+
+extension EngineRunnerTests {
+    @Test("a webhook's timestamp is checked against the wall clock: an engine clock 400 s behind it still applies a webhook signed now")
+    func webhookToleranceUsesTheWallClock() async throws {
+        let directory = TemporaryDirectory()
+        // As after a 400 s VM suspend: the monotonic clock stopped, the wall clock went on.
+        let lag: Int64 = 400_000_000_000
+        let runner = try ServerFixture.runner(in: directory, psp: SilentPSP(), configuration: ServerFixture.patientConfiguration(),
+                                              clockAnchor: (wall: WallClock.nanoseconds() - lag, monotonic: WallClock.monotonic()))
+        try runner.start()
+        guard case let .success(.payment(view)) = await runner.perform(.createPayment(ServerFixture.command(key: "lagging"))) else {
+            await runner.stop(grace: .milliseconds(100))
+            Issue.record("no payment")
+            return
+        }
+        let body = PSPWebhookPayload.settlementEventJSON(reference: "\(view.paymentID):stripe", type: .chargeSucceeded)
+        let now = WallClock.nanoseconds() / 1_000_000_000
+        let signature = PaymentEngine.webhookSignature(body: body, timestampSeconds: now,
+                                                       secret: WebhookSecrets.development(pspIDs: ["stripe"]).psps["stripe"]!)
+        let result = await runner.perform(.webhook(pspID: "stripe", body: body, signature: signature, timestampSeconds: now))
+        let after = await runner.perform(.payment(id: view.paymentID, merchantID: "m1"))
+        await runner.stop(grace: .milliseconds(100))  // the PSP call never returns
+        guard case .success(.webhook(.applied)) = result else {
+            Issue.record("expected the webhook applied, got \(result)")
+            return
+        }
+        guard case let .success(.payment(settled)) = after else {
+            Issue.record("payment \(view.paymentID) missing: \(after)")
+            return
+        }
+        #expect(settled.status == .completed)
+    }
+}

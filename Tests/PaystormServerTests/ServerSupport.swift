@@ -62,10 +62,11 @@ enum ServerFixture {
     static func runner(in directory: TemporaryDirectory, psp: any PSPPort = InstantPSP(),
                        notifier: any NotificationPort = AcceptingNotifier(),
                        configuration: EngineConfiguration = configuration(),
+                       clockAnchor: (wall: Int64, monotonic: Int64)? = nil,
                        log: @escaping @Sendable (String) -> Void = { _ in }) throws -> EngineRunner {
         let broker = try SQLiteBroker(.file(path: directory.file("broker.sqlite")), partitions: 4)
         return EngineRunner(engine: try engine(at: directory.file("engine.sqlite"), configuration: configuration), broker: broker,
-                            psp: psp, notifier: notifier, log: log)
+                            psp: psp, notifier: notifier, clockAnchor: clockAnchor, log: log)
     }
 
     /// The API over `runner`, with the development keys (`sk_test_<merchant>`, `sk_admin_dev`).

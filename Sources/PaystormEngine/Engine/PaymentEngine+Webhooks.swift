@@ -103,12 +103,18 @@ extension PaymentEngine {
     /// `POST /webhook`: verifies the signature and the timestamp, applies the
     /// event at most once per PSP event id, and never moves a payment or
     /// refund backwards. A bad signature or stale timestamp changes nothing.
+    ///
+    /// - Parameter wallNowNanoseconds: the clock the PSPs stamp their
+    ///   webhooks by — Unix time — as the host read it, when engine time is
+    ///   not that clock (the server's engine time runs on the monotonic
+    ///   clock, and a suspended VM or a stepped wall clock leaves it behind
+    ///   or ahead); `nil` checks the timestamp against `now`.
     public func receiveWebhook(pspID: String, body: String, signature: String, timestampSeconds: Int64,
-                               now: Int64) throws(EngineError) -> WebhookOutcome {
+                               now: Int64, wallNowNanoseconds: Int64? = nil) throws(EngineError) -> WebhookOutcome {
         guard let signer = webhookSigners[pspID] else {
             throw .webhookRejected("unknown PSP \"\(pspID)\"")
         }
-        let nowSeconds = now / 1_000_000_000
+        let nowSeconds = (wallNowNanoseconds ?? now) / 1_000_000_000
         // Compared without subtracting: any Int64 a client sends is a timestamp to refuse, never an overflow.
         let tolerance = configuration.webhookToleranceSeconds
         guard timestampSeconds >= nowSeconds - tolerance && timestampSeconds <= nowSeconds + tolerance else {
