@@ -149,12 +149,17 @@ public struct PaystormAPI: Sendable {
     public var maximumBodyBytes = 64 * 1_024
     /// PSPs whose webhooks are accepted.
     public var pspIDs: Set<String>
+    /// The engine's webhook checks, run on the request's thread before the
+    /// engine's: a forged or stale webhook is refused without taking a
+    /// place in the engine's batches.
+    public var webhooks: WebhookVerifier
 
     public init(runner: EngineRunner, keys: APIKeys, limiter: RateLimiter?, pspIDs: Set<String>) {
         self.runner = runner
         self.keys = keys
         self.limiter = limiter
         self.pspIDs = pspIDs
+        webhooks = WebhookVerifier(runner.engine.configuration)
     }
 
     public static let paths = ["/health", "/payments", "/payments/{id}", "/refunds", "/webhook", "/ledger"]
@@ -269,8 +274,7 @@ public struct PaystormAPI: Sendable {
             guard let value = extract(answer) else { preconditionFailure("the engine runner answered \(answer) to the wrong call") }
             return value
         case let .failure(error):
-            let (status, body) = APIWire.error(error)
-            throw APIFailure(status, body)
+            throw APIFailure(error)
         }
     }
 
@@ -295,6 +299,12 @@ public struct PaystormAPI: Sendable {
         let data = try await body(request)
         guard let text = String(data: data, encoding: .utf8) else {
             throw APIFailure(400, APIWire.ErrorBody(code: "webhook_rejected", message: "the body is not UTF-8"))
+        }
+        // The engine checks again, and is the authority; this only keeps bad ones off its thread.
+        do throws(EngineError) {
+            try webhooks.verify(pspID: psp, body: text, signature: signature, timestampSeconds: timestamp, nowNanoseconds: WallClock.nanoseconds())
+        } catch {
+            throw APIFailure(error)
         }
         let outcome = try unwrap(await runner.perform(.webhook(pspID: psp, body: text, signature: signature, timestampSeconds: timestamp))) { answer -> WebhookOutcome? in
             if case let .webhook(outcome) = answer { outcome } else { nil }
@@ -323,6 +333,11 @@ struct APIFailure: Error {
     init(_ status: Int, _ body: APIWire.ErrorBody) {
         self.status = status
         self.body = body
+    }
+
+    /// The engine's refusal, with its status (``APIWire/error(_:)``).
+    init(_ error: EngineError) {
+        (status, body) = APIWire.error(error)
     }
 }
 

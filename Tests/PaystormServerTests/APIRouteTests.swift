@@ -205,6 +205,36 @@ struct APIRouteTests {
         }
     }
 
+    @Test("webhooks: a forged or stale one is refused on the request's thread, never queued for the engine")
+    func badWebhooksNeverReachTheEngine() async throws {
+        let directory = TemporaryDirectory()
+        let runner = try ServerFixture.runner(in: directory)
+        try runner.start()
+        // A stopped runner answers every call it is given with 503 at once: a 400 shows the webhook never reached it.
+        await runner.stop()
+        let app = Application(router: ServerFixture.api(runner).router())
+        try await app.test(.router) { client in
+            let body = PSPWebhookPayload.settlementEventJSON(reference: "pay-1:stripe", type: .chargeSucceeded)
+            let now = WallClock.nanoseconds() / 1_000_000_000
+            let secret = WebhookSecrets.development(pspIDs: ["stripe"]).psps["stripe"]!
+            let forged = try await client.execute(uri: "/webhook", method: .post, headers: Self.webhookHeaders(String(repeating: "0", count: 64), now),
+                                                  body: ByteBuffer(string: body))
+            #expect(forged.status == .badRequest)
+            #expect(try Self.error(forged)["message"] as? String == "webhook rejected: signature does not match")
+            let staleAt = now - 3_600
+            let stale = try await client.execute(uri: "/webhook", method: .post,
+                                                 headers: Self.webhookHeaders(PaymentEngine.webhookSignature(body: body, timestampSeconds: staleAt, secret: secret), staleAt),
+                                                 body: ByteBuffer(string: body))
+            #expect(stale.status == .badRequest)
+            #expect(try Self.error(stale)["code"] as? String == "webhook_rejected")
+            // A good one goes on to the engine, which has stopped.
+            let good = try await client.execute(uri: "/webhook", method: .post,
+                                                headers: Self.webhookHeaders(PaymentEngine.webhookSignature(body: body, timestampSeconds: now, secret: secret), now),
+                                                body: ByteBuffer(string: body))
+            #expect(good.status == .serviceUnavailable)
+        }
+    }
+
     @Test("webhook secrets: a server given its own rejects a webhook signed with the public development default")
     func configuredWebhookSecrets() async throws {
         let file = """

@@ -94,6 +94,48 @@ public struct WebhookSigner {
     }
 }
 
+/// The signer only ever signs with a copy of its scheduled key (`var mac =
+/// keyed`), and the copy's first update copies the key's state (HMAC's hash
+/// is copy-on-write): threads sharing a signer never write to shared memory.
+extension WebhookSigner: @unchecked Sendable {}
+
+/// The checks a PSP webhook passes before anything of it is read: a known
+/// PSP, a timestamp within the tolerance of the receiver's clock, and the
+/// signature under that PSP's secret. The engine runs them, as the
+/// authority; a server runs them first on its request threads too, so that
+/// forged or stale webhooks never queue for the engine's thread.
+public struct WebhookVerifier: Sendable {
+    /// Each PSP's webhook key, by PSP id.
+    let signers: [String: WebhookSigner]
+    public let toleranceSeconds: Int64
+
+    /// - Precondition: the PSP ids of `configuration` are unique (``EngineConfiguration/validate()``).
+    public init(_ configuration: EngineConfiguration) {
+        signers = Dictionary(uniqueKeysWithValues: configuration.psps.map { ($0.id, WebhookSigner(secret: $0.webhookSecret)) })
+        toleranceSeconds = configuration.webhookToleranceSeconds
+    }
+
+    /// Throws ``EngineError/webhookRejected(_:)`` naming the first check that
+    /// fails; `nowNanoseconds` is the receiver's clock, Unix time.
+    /// - Complexity: one HMAC-SHA256 of `body`.
+    public func verify(pspID: String, body: String, signature: String, timestampSeconds: Int64,
+                       nowNanoseconds: Int64) throws(EngineError) {
+        guard let signer = signers[pspID] else {
+            throw .webhookRejected("unknown PSP \"\(pspID)\"")
+        }
+        let nowSeconds = nowNanoseconds / 1_000_000_000
+        // Compared without subtracting: any Int64 a client sends is a timestamp to refuse, never an overflow.
+        let tolerance = toleranceSeconds
+        guard timestampSeconds >= nowSeconds - tolerance && timestampSeconds <= nowSeconds + tolerance else {
+            throw .webhookRejected("timestamp \(timestampSeconds) is more than \(toleranceSeconds) s from now (\(nowSeconds))")
+        }
+        let expected = signer.signature(body: body, timestampSeconds: timestampSeconds)
+        guard PaymentEngine.constantTimeEquals(expected, signature.lowercased()) else {
+            throw .webhookRejected("signature does not match")
+        }
+    }
+}
+
 extension PaymentEngine {
     /// Signs a webhook body the way PSPs do here (see ``WebhookSigner``).
     public static func webhookSignature(body: String, timestampSeconds: Int64, secret: String) -> String {
@@ -111,19 +153,8 @@ extension PaymentEngine {
     ///   or ahead); `nil` checks the timestamp against `now`.
     public func receiveWebhook(pspID: String, body: String, signature: String, timestampSeconds: Int64,
                                now: Int64, wallNowNanoseconds: Int64? = nil) throws(EngineError) -> WebhookOutcome {
-        guard let signer = webhookSigners[pspID] else {
-            throw .webhookRejected("unknown PSP \"\(pspID)\"")
-        }
-        let nowSeconds = (wallNowNanoseconds ?? now) / 1_000_000_000
-        // Compared without subtracting: any Int64 a client sends is a timestamp to refuse, never an overflow.
-        let tolerance = configuration.webhookToleranceSeconds
-        guard timestampSeconds >= nowSeconds - tolerance && timestampSeconds <= nowSeconds + tolerance else {
-            throw .webhookRejected("timestamp \(timestampSeconds) is more than \(configuration.webhookToleranceSeconds) s from now (\(nowSeconds))")
-        }
-        let expected = signer.signature(body: body, timestampSeconds: timestampSeconds)
-        guard Self.constantTimeEquals(expected, signature.lowercased()) else {
-            throw .webhookRejected("signature does not match")
-        }
+        try webhookVerifier.verify(pspID: pspID, body: body, signature: signature, timestampSeconds: timestampSeconds,
+                                   nowNanoseconds: wallNowNanoseconds ?? now)
         let payload: PSPWebhookPayload
         do {
             payload = try PSPWebhookPayload.settlementEvent(fromJSON: body)

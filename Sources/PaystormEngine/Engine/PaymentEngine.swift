@@ -36,8 +36,8 @@ public final class PaymentEngine {
     let statements: EngineStatements
     /// Merchant webhook signers (HMAC keyed per merchant), derived once per merchant.
     var merchantSigners = MerchantSigners()
-    /// Each PSP's webhook key, by PSP id.
-    let webhookSigners: [String: WebhookSigner]
+    /// Each PSP's webhook key, and the timestamp tolerance.
+    let webhookVerifier: WebhookVerifier
     public internal(set) var counters = EngineCounters()
 
     /// Opens the engine on a new store at `location` (running its migrations).
@@ -78,8 +78,7 @@ public final class PaymentEngine {
         self.configuration = configuration
         self.fraud = fraud ?? FraudDetector(rules: configuration.fraudRules)
         self.statements = EngineStatements(store: store)
-        // PSP ids are unique (validated above).
-        self.webhookSigners = Dictionary(uniqueKeysWithValues: configuration.psps.map { ($0.id, WebhookSigner(secret: $0.webhookSecret)) })
+        self.webhookVerifier = WebhookVerifier(configuration)  // PSP ids are unique: validated above
         for route in configuration.psps { breakers[route.id] = CircuitBreaker() }
     }
 
