@@ -308,11 +308,12 @@ extension PSPProfile {
 
 /// The server's side of the sandbox's reports.
 enum SandboxClient {
-    static func settlementReport(client: HTTPClient, baseURL: String, pspID: String, from: Int64, to: Int64) async throws -> SettlementReport {
+    /// The lines of `pspID`'s report stamped in `[from, to)`.
+    static func settlementLines(client: HTTPClient, baseURL: String, pspID: String, from: Int64, to: Int64) async throws -> [SettlementLine] {
         let request = HTTPClientRequest(url: "\(baseURL)/psp/\(pspID)/settlement?from_ns=\(from)&to_ns=\(to)")
         let response = try await client.execute(request, timeout: .seconds(30))
         let body = try await response.body.collect(upTo: 512 << 20)
         guard response.status.code == 200 else { throw ServerError("settlement report of \(pspID): HTTP \(response.status.code)") }
-        return try SettlementReport.parseCSV(String(buffer: body), pspID: pspID, periodStart: from, periodEnd: to)
+        return try SettlementReport.parseCSV(String(buffer: body), pspID: pspID, periodStart: from, periodEnd: to).lines
     }
 }

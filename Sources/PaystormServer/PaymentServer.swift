@@ -146,8 +146,10 @@ public enum PaymentServer {
         logger.logLevel = options.quiet ? .error : .notice
         var services: [any Service] = [EngineService(runner: runner, clients: clients, log: log)]
         if options.reconcileEverySeconds > 0 {
-            services.append(Reconciliation(runner: runner, client: clients.psp, pspURL: options.pspURL, pspIDs: options.pspIDs,
-                                           every: options.reconcileEverySeconds, log: log))
+            services.append(Reconciliation(runner: runner, pspIDs: options.pspIDs, every: options.reconcileEverySeconds, log: log) {
+                [client = clients.psp, url = options.pspURL] psp, from, to in
+                try await SandboxClient.settlementLines(client: client, baseURL: url, pspID: psp, from: from, to: to)
+            })
         }
         let scheme = options.tlsCertificatePath == nil ? "http" : "https"
         let app = Application(router: api.router(),
@@ -272,15 +274,21 @@ struct EngineService: Service {
 /// Fetches each PSP's settlement report every `every` seconds and reconciles it.
 struct Reconciliation: Service {
     let runner: EngineRunner
-    let client: HTTPClient
-    let pspURL: String
     let pspIDs: [String]
     let every: Double
     let log: @Sendable (String) -> Void
+    /// The lines of a PSP's settlement report stamped in `[from, to)`, Unix nanoseconds.
+    let fetchLines: @Sendable (_ pspID: String, _ from: Int64, _ to: Int64) async throws -> [SettlementLine]
 
     /// How long before now a round's period ends: attempts still in flight
     /// then are settled by the next round.
     static let settlingNanoseconds: Int64 = 10_000_000_000
+    /// How far past its period's end a round reads the report: an attempt
+    /// made just before the end reaches the PSP, which stamps its line, just
+    /// after it (a retried one, seconds after it); without them the round
+    /// reported it missing at the PSP. Less than ``settlingNanoseconds``, so
+    /// that the PSP has stamped these lines by the time the round runs.
+    static let lateLinesNanoseconds: Int64 = 5_000_000_000
     /// How far a round reaches back before the end of the last one that
     /// succeeded: lines a PSP adds to its report late, or stamps by a clock
     /// behind ours. A discrepancy seen again in the overlap is not recorded
@@ -298,6 +306,19 @@ struct Reconciliation: Service {
         return to > from ? (from, to) : nil
     }
 
+    /// Reconciles `psp` over `[from, to)`: the engine expects the attempts
+    /// it made in the period, and matches them against the lines stamped in
+    /// it and up to ``lateLinesNanoseconds`` after it.
+    func round(psp: String, from: Int64, to: Int64) async throws -> ReconciliationResult {
+        let lines = try await fetchLines(psp, from, to + Self.lateLinesNanoseconds)
+        let report = SettlementReport(pspID: psp, periodStartNanoseconds: from, periodEndNanoseconds: to, lines: lines)
+        switch await runner.perform(.reconcile(report)) {
+        case let .success(.reconciliation(result)): return result
+        case let .failure(error): throw error
+        default: preconditionFailure("the engine runner answered a reconciliation with something else")
+        }
+    }
+
     func run() async throws {
         let start = WallClock.nanoseconds()
         var reconciledThrough: [String: Int64] = [:]
@@ -307,17 +328,10 @@ struct Reconciliation: Service {
             for psp in pspIDs {
                 guard let (from, to) = Self.period(reconciledThrough: reconciledThrough[psp], start: start, now: WallClock.nanoseconds()) else { continue }
                 do {
-                    let report = try await SandboxClient.settlementReport(client: client, baseURL: pspURL, pspID: psp, from: from, to: to)
-                    switch await runner.perform(.reconcile(report)) {
-                    case let .success(.reconciliation(result)):
-                        // A failed round is not passed over: the next one starts where this one did.
-                        reconciledThrough[psp] = to
-                        log("reconciled \(psp) for [\(from), \(to)) ns: \(result.matched) matched, \(result.items.count) discrepancies")
-                    case let .failure(error):
-                        log("reconciliation with \(psp) failed: \(error)")
-                    default:
-                        preconditionFailure("the engine runner answered a reconciliation with something else")
-                    }
+                    let result = try await round(psp: psp, from: from, to: to)
+                    // A failed round is not passed over: the next one starts where this one did.
+                    reconciledThrough[psp] = to
+                    log("reconciled \(psp) for [\(from), \(to)) ns: \(result.matched) matched, \(result.items.count) discrepancies")
                 } catch {
                     log("reconciliation with \(psp) failed: \(error)")
                 }

@@ -416,3 +416,47 @@ extension EngineRunnerTests {
         #expect(settled.status == .completed)
     }
 }
+
+extension EngineRunnerTests {
+    /// A round over one PSP whose report holds `lines`, served as the sandbox serves them: by stamp, in the range asked for.
+    static func reconciliation(_ runner: EngineRunner, psp: String, lines: [SettlementLine]) -> Reconciliation {
+        Reconciliation(runner: runner, pspIDs: [psp], every: 1, log: { _ in }) { _, from, to in
+            lines.filter { from <= $0.settledAtNanoseconds && $0.settledAtNanoseconds < to }
+        }
+    }
+
+    /// A completed payment's charge, and when the engine made its attempt (engine time).
+    static func completedCharge(_ runner: EngineRunner, _ psp: InstantPSP, key: String, in directory: TemporaryDirectory) async throws -> (PSPRequest, createdNanoseconds: Int64) {
+        guard case let .success(.payment(view)) = await runner.perform(.createPayment(ServerFixture.command(key: key))) else {
+            throw ServerError("no payment")
+        }
+        #expect(await ServerFixture.eventually {
+            guard case let .success(.payment(now)) = await runner.perform(.payment(id: view.paymentID, merchantID: "m1")) else { return false }
+            return now.status == .completed
+        })
+        let charge = try #require(psp.calls.first { $0.operation == .charge && $0.idempotencyKey.hasPrefix(view.paymentID + ":") })
+        let store = try PaymentEngine.openStore(.file(path: directory.file("engine.sqlite")))
+        let created = try store.queue.inDatabase {
+            try Int64.fetchOne($0, sql: "SELECT created_ns FROM psp_attempt WHERE psp_idempotency_key = ?", arguments: [charge.idempotencyKey])
+        }
+        return (charge, try #require(created))
+    }
+
+    @Test("a payment made 1 ms before a round's end whose line the PSP stamped 1 ms after it is matched, not missing at the PSP")
+    func reconciliationReadsLinesStampedJustAfterTheEnd() async throws {
+        let directory = TemporaryDirectory()
+        let psp = InstantPSP()
+        let runner = try ServerFixture.runner(in: directory, psp: psp)
+        try runner.start()
+        let (charge, created) = try await Self.completedCharge(runner, psp, key: "edge", in: directory)
+        let millisecond: Int64 = 1_000_000
+        let end = created + millisecond
+        let line = SettlementLine(pspID: charge.pspID, pspReference: charge.idempotencyKey, kind: .charge,
+                                  amount: charge.amount, status: .captured, settledAtNanoseconds: end + millisecond)
+        let result = try await Self.reconciliation(runner, psp: charge.pspID, lines: [line])
+            .round(psp: charge.pspID, from: end - 60_000 * millisecond, to: end)
+        await runner.stop()
+        #expect(result.count(of: .missingAtPSP) == 0, "\(result.items.map(\.explanation))")
+        #expect(result.matched == 1)
+    }
+}
