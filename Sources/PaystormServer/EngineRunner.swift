@@ -210,6 +210,14 @@ public final class EngineRunner: @unchecked Sendable {
         clockAnchor.wall + (WallClock.monotonic() - clockAnchor.monotonic)
     }
 
+    /// How far engine time is ahead of the wall clock now; negative when
+    /// behind (see ``clockAnchor``). A wall-clock time moved by it compares
+    /// with the times the engine stamped (a reconciliation period with the
+    /// attempts' creation times).
+    public func engineTimeAheadOfWallNanoseconds() -> Int64 {
+        engineNow() - WallClock.nanoseconds()
+    }
+
     /// Starts the engine thread: it first recovers (re-arms every open PSP
     /// attempt and pending notification from SQLite) and arms the engine's
     /// periodic upkeep, then serves the inbox.

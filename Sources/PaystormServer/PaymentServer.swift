@@ -306,12 +306,20 @@ struct Reconciliation: Service {
         return to > from ? (from, to) : nil
     }
 
-    /// Reconciles `psp` over `[from, to)`: the engine expects the attempts
-    /// it made in the period, and matches them against the lines stamped in
-    /// it and up to ``lateLinesNanoseconds`` after it.
+    /// Reconciles `psp` over `[from, to)`, Unix nanoseconds: the engine
+    /// expects the attempts it made in the period, and matches them against
+    /// the lines stamped in it and up to ``lateLinesNanoseconds`` after it.
+    ///
+    /// The engine stamps its attempts with engine time, which drifts from
+    /// the wall clock (a suspended VM, a stepped clock: see
+    /// ``EngineRunner/engineTimeAheadOfWallNanoseconds()``); the PSP stamps
+    /// its lines by the wall clock. So the period the engine is given is
+    /// the round's, moved by the drift: it expects the attempts it made in
+    /// the period by the wall clock, not those whose engine time falls in it.
     func round(psp: String, from: Int64, to: Int64) async throws -> ReconciliationResult {
         let lines = try await fetchLines(psp, from, to + Self.lateLinesNanoseconds)
-        let report = SettlementReport(pspID: psp, periodStartNanoseconds: from, periodEndNanoseconds: to, lines: lines)
+        let drift = runner.engineTimeAheadOfWallNanoseconds()
+        let report = SettlementReport(pspID: psp, periodStartNanoseconds: from + drift, periodEndNanoseconds: to + drift, lines: lines)
         switch await runner.perform(.reconcile(report)) {
         case let .success(.reconciliation(result)): return result
         case let .failure(error): throw error

@@ -426,8 +426,10 @@ extension EngineRunnerTests {
     }
 
     /// A completed payment's charge, and when the engine made its attempt (engine time).
-    static func completedCharge(_ runner: EngineRunner, _ psp: InstantPSP, key: String, in directory: TemporaryDirectory) async throws -> (PSPRequest, createdNanoseconds: Int64) {
-        guard case let .success(.payment(view)) = await runner.perform(.createPayment(ServerFixture.command(key: key))) else {
+    static func completedCharge(_ runner: EngineRunner, _ psp: InstantPSP, key: String, user: Int = 1,
+                                in directory: TemporaryDirectory) async throws -> (PSPRequest, createdNanoseconds: Int64) {
+        let command = ServerFixture.command(key: key, user: "u\(user)", card: LoadGenerator.card(user: user))
+        guard case let .success(.payment(view)) = await runner.perform(.createPayment(command)) else {
             throw ServerError("no payment")
         }
         #expect(await ServerFixture.eventually {
@@ -458,5 +460,33 @@ extension EngineRunnerTests {
         await runner.stop()
         #expect(result.count(of: .missingAtPSP) == 0, "\(result.items.map(\.explanation))")
         #expect(result.matched == 1)
+    }
+}
+
+extension EngineRunnerTests {
+    @Test("with the engine clock 400 s behind the wall clock, a round expects the payments made in its period by the wall clock")
+    func reconciliationPeriodFollowsTheWallClock() async throws {
+        let directory = TemporaryDirectory()
+        let psp = InstantPSP()
+        let second: Int64 = 1_000_000_000
+        let runner = try ServerFixture.runner(in: directory, psp: psp,
+                                              clockAnchor: (wall: WallClock.nanoseconds() - 400 * second, monotonic: WallClock.monotonic()))
+        try runner.start()
+        let before = WallClock.nanoseconds()
+        let (settled, _) = try await Self.completedCharge(runner, psp, key: "settled", user: 1, in: directory)
+        let (lost, _) = try await Self.completedCharge(runner, psp, key: "lost", user: 2, in: directory)
+        let after = WallClock.nanoseconds()
+        // The PSP reports the first charge and has no line for the second.
+        let line = SettlementLine(pspID: settled.pspID, pspReference: settled.idempotencyKey, kind: .charge,
+                                  amount: settled.amount, status: .captured, settledAtNanoseconds: after)
+        let reconciliation = Self.reconciliation(runner, psp: settled.pspID, lines: [line])
+        let current = try await reconciliation.round(psp: settled.pspID, from: before - second, to: after + second)
+        // A period that ended before either payment was made, though their engine time falls in it.
+        let earlier = try await reconciliation.round(psp: settled.pspID, from: before - 460 * second, to: before - 340 * second)
+        await runner.stop()
+        #expect(current.matched == 1)
+        #expect(current.items.map { [$0.kind.rawValue, $0.pspReference] } == [[DiscrepancyKind.missingAtPSP.rawValue, lost.idempotencyKey]],
+                "\(current.items.map(\.explanation))")
+        #expect(earlier.items.isEmpty, "\(earlier.items.map(\.explanation))")
     }
 }
