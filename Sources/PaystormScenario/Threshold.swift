@@ -210,9 +210,7 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
     /// ``percent(_:rounding:)``, a bound is rounded away from what it
     /// claims: an upper bound of 210.04 ms reads 210.1 ms, never 210.0 ms.
     static func duration(_ seconds: Double, rounding: FloatingPointRoundingRule = .toNearestOrAwayFromZero) -> String {
-        seconds < 1
-            ? String(format: "%.1f ms", rounded(seconds * 1_000, decimals: 1, rounding))
-            : String(format: "%.3f s", rounded(seconds, decimals: 3, rounding))
+        duration(seconds, rounding: rounding, extraDecimals: 0)
     }
 
     /// A bound judged against `limit` by `comparison`, as ``duration(_:rounding:)``
@@ -221,7 +219,8 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
     /// limit itself: an upper bound of 199.96 ms that passes `< 200ms` reads
     /// 199.96 ms, not 200.0 ms.
     static func duration(_ seconds: Double, rounding: FloatingPointRoundingRule, beside limit: Double, _ comparison: Comparison) -> String {
-        let (unit, scale, decimals) = seconds < 1 ? ("ms", 1_000.0, 1) : ("s", 1.0, 3)
+        let scale = seconds < 1 ? 1_000.0 : 1.0
+        let decimals = seconds < 1 ? 1 : 3
         func misleads(_ extra: Int) -> Bool {
             let shown = rounded(seconds * scale, decimals: decimals + extra, rounding) / scale
             // A figure that reads as the limit itself, for a bound that is not, misleads too.
@@ -229,7 +228,15 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         }
         var extra = 0
         while extra < 6 && misleads(extra) { extra += 1 }
-        return String(format: "%.\(decimals + extra)f \(unit)", rounded(seconds * scale, decimals: decimals + extra, rounding))
+        return duration(seconds, rounding: rounding, extraDecimals: extra)
+    }
+
+    /// Milliseconds to one decimal below a second, else seconds to three,
+    /// plus `extraDecimals`.
+    private static func duration(_ seconds: Double, rounding: FloatingPointRoundingRule, extraDecimals: Int) -> String {
+        seconds < 1
+            ? String(format: "%.\(1 + extraDecimals)f ms", rounded(seconds * 1_000, decimals: 1 + extraDecimals, rounding))
+            : String(format: "%.\(3 + extraDecimals)f s", rounded(seconds, decimals: 3 + extraDecimals, rounding))
     }
 
     /// `value` rounded to `decimals` places by `rule`, with a hair of slack
