@@ -136,6 +136,7 @@ public enum PaymentServer {
         let runner = EngineRunner(engine: engine, broker: broker, psp: HTTPPSPAdapter(baseURL: options.pspURL, client: clients.psp),
                                   notifier: notifier, log: log)
         runner.maximumOutbound = options.pspConnections
+        let resumed = try Reconciliation.resumed(engine, pspIDs: options.pspIDs)
         try runner.start()
 
         let api = PaystormAPI(runner: runner,
@@ -146,7 +147,8 @@ public enum PaymentServer {
         logger.logLevel = options.quiet ? .error : .notice
         var services: [any Service] = [EngineService(runner: runner, clients: clients, log: log)]
         if options.reconcileEverySeconds > 0 {
-            services.append(Reconciliation(runner: runner, pspIDs: options.pspIDs, every: options.reconcileEverySeconds, log: log) {
+            services.append(Reconciliation(runner: runner, pspIDs: options.pspIDs, every: options.reconcileEverySeconds,
+                                           resumed: resumed, log: log) {
                 [client = clients.psp, url = options.pspURL] psp, from, to in
                 try await SandboxClient.settlementLines(client: client, baseURL: url, pspID: psp, from: from, to: to)
             })
@@ -276,6 +278,11 @@ struct Reconciliation: Service {
     let runner: EngineRunner
     let pspIDs: [String]
     let every: Double
+    /// Per PSP, the end (Unix nanoseconds) of the last period reconciled
+    /// before this server started, from the engine's store: the first round
+    /// goes on from there, less the overlap, instead of from this start, so
+    /// a restart passes no period over. A PSP absent starts here.
+    let resumed: [String: Int64]
     let log: @Sendable (String) -> Void
     /// The lines of a PSP's settlement report stamped in `[from, to)`, Unix nanoseconds.
     let fetchLines: @Sendable (_ pspID: String, _ from: Int64, _ to: Int64) async throws -> [SettlementLine]
@@ -294,15 +301,26 @@ struct Reconciliation: Service {
     /// behind ours. A discrepancy seen again in the overlap is not recorded
     /// twice (the engine records each once per PSP, reference and kind).
     static let overlapNanoseconds: Int64 = 60_000_000_000
+    /// The longest period one round reads: after a long stop, the rounds
+    /// catch up an hour at a time instead of fetching the whole gap at once.
+    static let maximumPeriodNanoseconds: Int64 = 3_600_000_000_000
+
+    /// ``resumed``, read from the engine's store before the engine starts.
+    /// The ends it holds are the last run's engine time, taken for wall
+    /// time: the rounds' overlap covers what that clock drifted.
+    static func resumed(_ engine: PaymentEngine, pspIDs: [String]) throws(EngineError) -> [String: Int64] {
+        try engine.reconciledThrough().filter { pspIDs.contains($0.key) }
+    }
 
     /// The period of a PSP's next round, `[from, to)` in Unix nanoseconds:
     /// from the end of its last reconciled period less the overlap (from
     /// `start` at first, never before it), up to ``settlingNanoseconds``
-    /// before `now`; `nil` while that is empty. A round reads only its
-    /// period of the report, not everything since the server started.
+    /// before `now` and at most ``maximumPeriodNanoseconds`` long; `nil`
+    /// while that is empty. A round reads only its period of the report,
+    /// not everything since the server started.
     static func period(reconciledThrough: Int64?, start: Int64, now: Int64) -> (from: Int64, to: Int64)? {
         let from = reconciledThrough.map { max(start, $0 - overlapNanoseconds) } ?? start
-        let to = now - settlingNanoseconds
+        let to = min(now - settlingNanoseconds, from + maximumPeriodNanoseconds)
         return to > from ? (from, to) : nil
     }
 
@@ -329,12 +347,18 @@ struct Reconciliation: Service {
 
     func run() async throws {
         let start = WallClock.nanoseconds()
-        var reconciledThrough: [String: Int64] = [:]
-        while !Task.isShuttingDownGracefully {
+        var reconciledThrough = resumed
+        for (psp, through) in resumed.sorted(by: { $0.key < $1.key }) {
+            log("reconciliation with \(psp) resumes from \(through) ns, where the last run left it")
+        }
+        // A cancelled task's sleep returns at once: it must end the loop, not spin it.
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await Task.sleep(for: .seconds(every))
-            if Task.isShuttingDownGracefully { return }
+            if Task.isShuttingDownGracefully || Task.isCancelled { return }
             for psp in pspIDs {
-                guard let (from, to) = Self.period(reconciledThrough: reconciledThrough[psp], start: start, now: WallClock.nanoseconds()) else { continue }
+                // A resumed PSP's rounds may reach back before this start, to the overlap before its last period's end.
+                let floor = resumed[psp].map { $0 - Self.overlapNanoseconds } ?? start
+                guard let (from, to) = Self.period(reconciledThrough: reconciledThrough[psp], start: floor, now: WallClock.nanoseconds()) else { continue }
                 do {
                     let result = try await round(psp: psp, from: from, to: to)
                     // A failed round is not passed over: the next one starts where this one did.

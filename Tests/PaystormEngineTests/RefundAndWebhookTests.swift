@@ -294,6 +294,22 @@ struct NotificationAndReconciliationTests {
         #expect(whole.matched == 2 && whole.items.isEmpty, "\(whole.items)")
     }
 
+    @Test func aWholeReportRecordsTheEndOfItsPeriodAndAPartDoesNot() throws {
+        let h = try EngineHarness()
+        try h.completedPayment(key: "k1", amount: "1.00")
+        #expect(try h.engine.reconciledThrough().isEmpty)
+        func report(_ psp: String, endingAt end: Int64) -> SettlementReport {
+            SettlementReport(pspID: psp, periodStartNanoseconds: EngineHarness.t0, periodEndNanoseconds: end, lines: [])
+        }
+        _ = try h.engine.reconcile(report("stripe", endingAt: h.now + 10), references: ReferenceRange(after: nil, through: "pay-1:stripe"), now: h.now)
+        #expect(try h.engine.reconciledThrough().isEmpty, "a part is not the whole period")
+        _ = try h.engine.reconcile(report("stripe", endingAt: h.now + 10), now: h.now)
+        _ = try h.engine.reconcile(report("paypal", endingAt: h.now + 20), now: h.now)
+        // An older period reconciled again (an operator's re-run) does not move the end back.
+        _ = try h.engine.reconcile(report("stripe", endingAt: h.now + 5), now: h.now)
+        #expect(try h.engine.reconciledThrough() == ["stripe": h.now + 10, "paypal": h.now + 20])
+    }
+
     /// A report reconciled in parts reads, for each part, only the attempts
     /// in its range, found by the index: a part that read every attempt of
     /// the PSP made reconciliation grow with the square of the run.

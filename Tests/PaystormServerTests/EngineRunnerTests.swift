@@ -381,6 +381,9 @@ extension EngineRunnerTests {
         let hour = 3_600 * second
         let later = Reconciliation.period(reconciledThrough: start + hour, start: start, now: start + hour + 30 * second)
         #expect(later.map { [$0.from, $0.to] } == [start + hour - overlap, start + hour + 30 * second - settling])
+        // After a day stopped, rounds catch up an hour at a time.
+        let catchingUp = Reconciliation.period(reconciledThrough: start + hour, start: start, now: start + 25 * hour)
+        #expect(catchingUp.map { [$0.from, $0.to] } == [start + hour - overlap, start + 2 * hour - overlap])
     }
 }
 
@@ -419,8 +422,8 @@ extension EngineRunnerTests {
 
 extension EngineRunnerTests {
     /// A round over one PSP whose report holds `lines`, served as the sandbox serves them: by stamp, in the range asked for.
-    static func reconciliation(_ runner: EngineRunner, psp: String, lines: [SettlementLine]) -> Reconciliation {
-        Reconciliation(runner: runner, pspIDs: [psp], every: 1, log: { _ in }) { _, from, to in
+    static func reconciliation(_ runner: EngineRunner, psp: String, lines: [SettlementLine], resumed: [String: Int64] = [:]) -> Reconciliation {
+        Reconciliation(runner: runner, pspIDs: [psp], every: 1, resumed: resumed, log: { _ in }) { _, from, to in
             lines.filter { from <= $0.settledAtNanoseconds && $0.settledAtNanoseconds < to }
         }
     }
@@ -488,5 +491,49 @@ extension EngineRunnerTests {
         #expect(current.items.map { [$0.kind.rawValue, $0.pspReference] } == [[DiscrepancyKind.missingAtPSP.rawValue, lost.idempotencyKey]],
                 "\(current.items.map(\.explanation))")
         #expect(earlier.items.isEmpty, "\(earlier.items.map(\.explanation))")
+    }
+}
+
+extension EngineRunnerTests {
+    @Test("a restarted server reconciles from where the last run's rounds ended, not from its own start")
+    func reconciliationResumesAfterARestart() async throws {
+        let directory = TemporaryDirectory()
+        let psp = InstantPSP()
+        let second: Int64 = 1_000_000_000
+        let first = try ServerFixture.runner(in: directory, psp: psp)
+        try first.start()
+        let (charge, created) = try await Self.completedCharge(first, psp, key: "before-restart", in: directory)
+        // The charge was made two minutes ago, after the last round of that run ended.
+        let made = created - 120 * second
+        let store = try PaymentEngine.openStore(.file(path: directory.file("engine.sqlite")))
+        try await store.queue.write {
+            try $0.execute(sql: "UPDATE psp_attempt SET created_ns = ? WHERE psp_idempotency_key = ?", arguments: [made, charge.idempotencyKey])
+        }
+        let lastRound = SettlementReport(pspID: charge.pspID, periodStartNanoseconds: made - 300 * second,
+                                         periodEndNanoseconds: made - 30 * second, lines: [])
+        guard case .success(.reconciliation) = await first.perform(.reconcile(lastRound)) else {
+            Issue.record("the last run's round failed")
+            return
+        }
+        await first.stop()
+
+        let restarted = try ServerFixture.runner(in: directory, psp: psp)
+        let resumed = try Reconciliation.resumed(restarted.engine, pspIDs: [charge.pspID, "paypal"])
+        #expect(resumed == [charge.pspID: made - 30 * second], "only the PSP reconciled whole has an end")
+        try restarted.start()
+        let log = LogLines()
+        let line = SettlementLine(pspID: charge.pspID, pspReference: charge.idempotencyKey, kind: .charge,
+                                  amount: charge.amount, status: .captured, settledAtNanoseconds: made + second)
+        let rounds = Reconciliation(runner: restarted, pspIDs: [charge.pspID], every: 0.05, resumed: resumed, log: log.add) { _, from, to in
+            [line].filter { from <= $0.settledAtNanoseconds && $0.settledAtNanoseconds < to }
+        }
+        let running = Task { try await rounds.run() }
+        // From this start the first period would be empty for ten seconds, and then begin after the charge.
+        let reconciled = await ServerFixture.eventually(5) { log.contains("reconciled \(charge.pspID) for") }
+        running.cancel()
+        try await running.value
+        await restarted.stop()
+        #expect(reconciled, "\(log.all)")
+        #expect(log.all.contains { $0.hasPrefix("reconciled \(charge.pspID) for") && $0.hasSuffix(": 1 matched, 0 discrepancies") }, "\(log.all)")
     }
 }

@@ -106,6 +106,7 @@ final class LogLines: @unchecked Sendable {
     private var lines: [String] = []
     func add(_ line: String) { lock.withLock { lines.append(line) } }
     func contains(_ text: String) -> Bool { lock.withLock { lines.contains { $0.contains(text) } } }
+    var all: [String] { lock.withLock { lines } }
 }
 
 /// A merchant endpoint that never answers: every notification stays out.

@@ -153,6 +153,12 @@ enum EngineSchema {
         migrator.registerMigration("v5-engine-reconciliation-item-key") { db in
             try db.execute(sql: "CREATE INDEX reconciliation_item_key ON reconciliation_item(psp_id, psp_reference, kind)")
         }
+        // The end of the latest period reconciled whole with each PSP
+        // (``PaymentEngine/reconciledThrough()``): a restarted server goes on
+        // from there instead of from its own start.
+        migrator.registerMigration("v6-engine-reconciled-period") { db in
+            try db.execute(sql: "CREATE TABLE reconciled_period (psp_id TEXT PRIMARY KEY, through_ns INTEGER NOT NULL) WITHOUT ROWID")
+        }
     }
 
     /// Tables looked up only by their primary key become `WITHOUT ROWID`

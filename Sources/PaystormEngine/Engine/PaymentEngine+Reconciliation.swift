@@ -19,6 +19,9 @@ extension PaymentEngine {
     /// over a period that overlaps an earlier one (the server reconciles in
     /// overlapping rounds) finds it again, and returns it, but does not
     /// record it twice.
+    ///
+    /// A whole report (`references` ``ReferenceRange/all``) also records the
+    /// end of its period, in the same transaction (see ``reconciledThrough()``).
     public func reconcile(_ report: SettlementReport, references: ReferenceRange = .all, now: Int64) throws(EngineError) -> ReconciliationResult {
         if let index = report.lines.firstIndex(where: { !references.contains($0.pspReference) }) {
             throw .invalidField(field: "lines[\(index)].psp_reference",
@@ -47,7 +50,25 @@ extension PaymentEngine {
                     : .declined(reason: "settled by reconciliation: \(reason)")
                 try apply(outcome, to: attempt, now: now, in: db, effects: &effects)
             }
+            if references == .all {
+                try db.run("""
+                    INSERT INTO reconciled_period (psp_id, through_ns) VALUES (?, ?)
+                    ON CONFLICT (psp_id) DO UPDATE SET through_ns = max(through_ns, excluded.through_ns)
+                    """, [report.pspID, report.periodEndNanoseconds])
+            }
             return result
+        }
+    }
+
+    /// Per PSP, the end of the latest period (engine nanoseconds) of a whole
+    /// settlement report reconciled; a PSP never reconciled whole is absent.
+    public func reconciledThrough() throws(EngineError) -> [String: Int64] {
+        try read { db in
+            var through: [String: Int64] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT psp_id, through_ns FROM reconciled_period") {
+                through[row["psp_id"]] = row["through_ns"]
+            }
+            return through
         }
     }
 
