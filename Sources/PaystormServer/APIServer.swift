@@ -139,6 +139,37 @@ public final class RateLimiter: Sendable {
     }
 }
 
+/// The engine thread's status for `GET /health`, which takes no key and no
+/// rate limit: asked of the engine at most once per ``maximumAge``, however
+/// many probes come, so that a flood of them cannot take the engine thread
+/// from the payments (each asks the broker for every consumer's lag).
+/// Probes that come while it is being asked wait for that answer.
+actor HealthProbe {
+    let runner: EngineRunner
+    let maximumAge: Duration
+    private var last: (at: ContinuousClock.Instant, status: EngineRunner.Status)?
+    private var asking: Task<EngineRunner.Status?, Never>?
+
+    init(runner: EngineRunner, maximumAge: Duration = .milliseconds(250)) {
+        self.runner = runner
+        self.maximumAge = maximumAge
+    }
+
+    /// The engine's status, or `nil` when the engine did not answer.
+    func status() async -> EngineRunner.Status? {
+        if let last, ContinuousClock.now - last.at < maximumAge { return last.status }
+        if let asking { return await asking.value }
+        let task = Task { [runner] () -> EngineRunner.Status? in
+            if case let .success(.status(status)) = await runner.perform(.status) { status } else { nil }
+        }
+        asking = task
+        let status = await task.value
+        asking = nil
+        if let status { last = (.now, status) }
+        return status
+    }
+}
+
 /// The HTTP API of `paystorm serve` (`openapi/paystorm.yaml`): the design's
 /// five endpoints and a health check, over an ``EngineRunner``.
 public struct PaystormAPI: Sendable {
@@ -153,9 +184,12 @@ public struct PaystormAPI: Sendable {
     /// engine's: a forged or stale webhook is refused without taking a
     /// place in the engine's batches.
     public var webhooks: WebhookVerifier
+    /// `GET /health`'s view of the engine thread, at most a quarter second old.
+    let health: HealthProbe
 
     public init(runner: EngineRunner, keys: APIKeys, limiter: RateLimiter?, pspIDs: Set<String>) {
         self.runner = runner
+        health = HealthProbe(runner: runner)
         self.keys = keys
         self.limiter = limiter
         self.pspIDs = pspIDs
@@ -169,7 +203,7 @@ public struct PaystormAPI: Sendable {
         router.add(middleware: ErrorMiddleware())
         let api = self
         router.get("/health") { _, _ in
-            guard case let .success(.status(status)) = await api.runner.perform(.status) else {
+            guard let status = await api.health.status() else {
                 return Self.json(503, APIWire.ErrorBody(code: "unavailable", message: "the engine did not answer"))
             }
             return Self.json(200, Health(status: "ok", engine: status))

@@ -380,3 +380,29 @@ extension APIRouteTests {
         _ = directory
     }
 }
+
+extension APIRouteTests {
+    @Test("a flood of GET /health asks the engine thread a few times, not once a probe")
+    func healthProbesShareTheEnginesAnswer() async throws {
+        try await withAPI { client, runner in
+            func engineCalls() async throws -> Int {
+                guard case let .success(.status(status)) = await runner.perform(.status) else { throw ServerError("no status") }
+                return status.calls
+            }
+            let before = try await engineCalls()
+            let started = ContinuousClock.now
+            let probes = 200
+            let answers = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<probes { group.addTask { try await client.execute(uri: "/health", method: .get).status } }
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            let elapsed = ContinuousClock.now - started
+            // The engine calls since `before`: that status call itself, and the probes'.
+            let asked = try await engineCalls() - before - 1
+            #expect(answers.count == probes && answers.allSatisfy { $0 == .ok })
+            // One call per quarter second at most, and one more for the edges.
+            let bound = 2 + Int(elapsed / .milliseconds(250))
+            #expect(asked >= 1 && asked <= bound, "\(asked) engine calls for \(probes) probes in \(elapsed)")
+        }
+    }
+}
