@@ -493,6 +493,41 @@ struct PaymentEngineTests {
         #expect(try h.read { try Ledger.headHash(in: $0) } == audit.headHash)
     }
 
+    /// A ledger entry's balance changes wait in memory for the batch's commit.
+    /// Should the entry's own insert then fail, no row has changed, yet the
+    /// changes would be stored at the commit without their entry: the batch
+    /// must be rolled back as for any command that failed after writing.
+    @Test func aLedgerEntryWhoseInsertFailsTakesItsBatchDown() throws {
+        let h = try EngineHarness()
+        func captured(_ n: Int) -> TransactionEvent {
+            TransactionEvent(eventID: "payment.completed:pay-\(n)", kind: .paymentCompleted, paymentID: "pay-\(n)", refundID: nil,
+                             merchantID: "m-1", userID: "u-1", amountMinor: 1_000, currency: "USD", feeMinor: 30,
+                             pspID: "stripe", timeNanoseconds: h.now, reason: nil)
+        }
+        try h.engine.store.queue.write { db in
+            try db.execute(sql: """
+                CREATE TRIGGER storage_fails BEFORE INSERT ON journal_entry WHEN NEW.transaction_id = 'pay-2'
+                BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END
+                """)
+        }
+        var secondFailed = false
+        #expect(throws: EngineError.self) {
+            try h.engine.inBatch {
+                try h.engine.consume(captured(1), by: .ledger, now: h.now)
+                do { try h.engine.consume(captured(2), by: .ledger, now: h.now) } catch { secondFailed = true }
+            }
+        }
+        #expect(secondFailed)
+        try h.engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
+        try h.read { (db: Database) throws in
+            #expect(try Ledger.verify(db).entries == 0)
+            #expect(try Ledger.balance(of: .merchant("m-1"), currency: .usd, in: db) == 0)
+        }
+        // Both go through once storage works again.
+        try h.engine.inBatch { for n in 1...2 { try h.engine.consume(captured(n), by: .ledger, now: h.now) } }
+        #expect(try h.read { try Ledger.verify($0).entries } == 2)
+    }
+
     /// Inside a group commit the ledger judges a falling balance by what the
     /// batch already posted, not by the stored row alone, and stores one
     /// change per account at the commit.

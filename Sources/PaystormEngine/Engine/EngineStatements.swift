@@ -208,6 +208,12 @@ final class EngineStatements {
     /// ``writeBack(_:)`` before its commit and ``forgetTransaction()`` after
     /// it ends either way.
     var defersWrites = false
+    /// Writes deferred in the current write transaction so far (counters
+    /// drawn, balances changed, the journal head moved). With SQLite's count
+    /// of changed rows it tells whether a command that failed had written:
+    /// a deferred write is stored at the commit even when the statement
+    /// after it failed and changed no row.
+    private(set) var deferredWrites = 0
 
     /// The journal's chain head: the last entry's sequence and hash.
     struct JournalHead {
@@ -229,6 +235,7 @@ final class EngineStatements {
     /// - Precondition: ``defersWrites`` (the value is stored by ``writeBack(_:)``).
     func nextValue(of name: String, in db: Database) throws(StoreError) -> Int64 {
         precondition(defersWrites, "counters are drawn inside the engine's write transactions")
+        deferredWrites += 1
         if let index = counters.firstIndex(where: { $0.name == name }) {
             counters[index].value += 1
             return counters[index].value
@@ -281,6 +288,7 @@ final class EngineStatements {
     /// the commit when ``defersWrites``.
     func moveJournalHead(to head: JournalHead, in db: Database) throws(StoreError) {
         if defersWrites {
+            deferredWrites += 1
             movedJournalHead = head
         } else {
             try storeJournalHead(head, in: db)
@@ -297,6 +305,7 @@ final class EngineStatements {
     /// Adds `delta` to an account's balance: now, or before the commit when ``defersWrites``.
     func addToBalance(_ key: Ledger.Key, _ delta: Int64, in db: Database) throws(StoreError) {
         if defersWrites {
+            deferredWrites += 1
             balances[key, default: PendingBalance()].delta += delta
         } else {
             try storeBalanceChange(key, delta, in: db)
@@ -355,6 +364,7 @@ final class EngineStatements {
         counters.removeAll(keepingCapacity: true)
         balances.removeAll(keepingCapacity: true)
         defersWrites = false
+        deferredWrites = 0
     }
 
     /// The runs and virtual-machine instructions of each statement prepared

@@ -141,20 +141,27 @@ public final class PaymentEngine {
         guard batchFailure == nil, db.isInsideTransaction else {
             throw EngineError.storage("the batch's transaction was ended by an earlier failure: \(batchFailure.map { "\($0)" } ?? "SQLite rolled it back")")
         }
-        let changes = db.totalChangesCount
+        let changes = writesSoFar(db)
         do {
             return try body()
         } catch {
-            if Self.failedAfterWriting(db, changesBefore: changes) { batchFailure = error }
+            if failedAfterWriting(db, changesBefore: changes) { batchFailure = error }
             throw error
         }
     }
 
-    /// Whether a command that threw had written first — SQLite's count of
-    /// changed rows moved — or SQLite ended the transaction under it: either
+    /// SQLite's count of changed rows and the writes the transaction has
+    /// deferred to its commit (``EngineStatements/deferredWrites``).
+    private func writesSoFar(_ db: Database) -> Int {
+        db.totalChangesCount + statements.deferredWrites
+    }
+
+    /// Whether a command that threw had written first — a row changed, or a
+    /// write deferred to the commit (a ledger entry's balance changes before
+    /// its insert failed) — or SQLite ended the transaction under it: either
     /// way the transaction it ran in must not commit.
-    private static func failedAfterWriting(_ db: Database, changesBefore: Int) -> Bool {
-        db.totalChangesCount != changesBefore || !db.isInsideTransaction
+    private func failedAfterWriting(_ db: Database, changesBefore: Int) -> Bool {
+        writesSoFar(db) != changesBefore || !db.isInsideTransaction
     }
 
     /// Runs `body` in one transaction on the store's connection with
@@ -184,8 +191,8 @@ public final class PaymentEngine {
             } else {
                 try statements(.begin, db).execute()
             }
-            let changes = db.totalChangesCount
             statements.defersWrites = true
+            let changes = writesSoFar(db)
             defer { statements.forgetTransaction() }
             do {
                 let value = try body(db)
@@ -195,7 +202,7 @@ public final class PaymentEngine {
             } catch {
                 if joins {
                     // Not undone here: the store refuses to commit the stretch.
-                    if Self.failedAfterWriting(db, changesBefore: changes) { store.joinedWriterFailed(error) }
+                    if failedAfterWriting(db, changesBefore: changes) { store.joinedWriterFailed(error) }
                 } else if db.isInsideTransaction {
                     // Report the command's own error; SQLite may already have rolled back.
                     try? statements(.rollback, db).execute()
