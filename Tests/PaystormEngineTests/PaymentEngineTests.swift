@@ -528,6 +528,34 @@ struct PaymentEngineTests {
         #expect(try h.read { try Ledger.verify($0).entries } == 2)
     }
 
+    /// A half-open breaker admits one probe. A batch that rolls back sent
+    /// none of its calls, so the payment retried with the same key may
+    /// still be the probe: it is not routed away from a healthy PSP.
+    @Test func aRolledBackBatchGivesBackTheBreakersProbe() throws {
+        let h = try EngineHarness()
+        try h.openFirstBreaker()
+        h.advance(by: h.engine.configuration.breakerOpenNanoseconds)
+        try h.engine.store.queue.write { db in
+            try db.execute(sql: """
+                CREATE TRIGGER storage_fails AFTER INSERT ON psp_attempt WHEN NEW.psp_id = 'paypal'
+                BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END
+                """)
+        }
+        let countersBefore = h.engine.counters
+        var routes: [String?] = []
+        #expect(throws: EngineError.self) {
+            try h.engine.inBatch {
+                routes.append(try h.pay(key: "probe").pspID)
+                _ = try? h.pay(key: "after-probe", user: "u-2")  // stripe's probe is out: paypal, whose insert fails
+            }
+        }
+        #expect(routes == ["stripe"])
+        #expect(h.engine.counters == countersBefore)
+        try h.engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
+        #expect(try h.pay(key: "probe").pspID == "stripe", "the probe was never sent")
+        #expect(try h.pay(key: "after-probe", user: "u-2").pspID == "paypal")
+    }
+
     /// Inside a group commit the ledger judges a falling balance by what the
     /// batch already posted, not by the stored row alone, and stores one
     /// change per account at the commit.

@@ -191,6 +191,11 @@ public final class PaymentEngine {
             } else {
                 try statements(.begin, db).execute()
             }
+            // What the transaction changed in memory goes back with its rows
+            // (a half-open breaker's probe was not sent). Not in a held
+            // transaction: a failure there rolls back commands that did commit
+            // here, and the store refuses the whole stretch.
+            let breakersBefore = breakers, countersBefore = counters
             statements.defersWrites = true
             let changes = writesSoFar(db)
             defer { statements.forgetTransaction() }
@@ -203,9 +208,13 @@ public final class PaymentEngine {
                 if joins {
                     // Not undone here: the store refuses to commit the stretch.
                     if failedAfterWriting(db, changesBefore: changes) { store.joinedWriterFailed(error) }
-                } else if db.isInsideTransaction {
-                    // Report the command's own error; SQLite may already have rolled back.
-                    try? statements(.rollback, db).execute()
+                } else {
+                    if db.isInsideTransaction {
+                        // Report the command's own error; SQLite may already have rolled back.
+                        try? statements(.rollback, db).execute()
+                    }
+                    breakers = breakersBefore
+                    counters = countersBefore
                 }
                 throw error
             }
