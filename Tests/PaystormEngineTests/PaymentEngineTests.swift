@@ -12,7 +12,7 @@ struct PaymentEngineTests {
         let call = try #require(h.takeCall())
         #expect(call.operation == .charge && call.pspID == "stripe" && call.idempotencyKey == "pay-1:stripe")
         #expect(call.amount == Money(minorUnits: 1050, currency: .usd) && call.cardToken?.hasPrefix("tok_") == true)
-        #expect(h.timers.map(\.timer) == [.pspTimeout(attemptID: call.attemptID)])
+        #expect(h.timers.map(\.timer) == [.pspTimeout(attemptID: call.attemptID, sentAtNanoseconds: h.now)])
         try h.reply(.succeeded(pspReference: "ch_1"), to: call)
         #expect(try h.engine.payment("pay-1").status == .completed)
         try h.drainOutbox()
@@ -193,6 +193,44 @@ struct PaymentEngineTests {
         try h.reply(.succeeded(pspReference: "ch_9"), to: charge)
         #expect(try h.engine.payment("pay-1").status == .completed)
         #expect(try h.safetyViolations().isEmpty)
+    }
+
+    /// A call's timeout is judged by the call it was armed for, not by
+    /// comparing clocks: a replica whose clock ran ten minutes ahead stamped
+    /// the call, and the timer fires on one whose clock did not. Judged by
+    /// the clocks it looked early, was dropped, and nothing else would ever
+    /// settle the attempt.
+    @Test func aTimeoutFiringOnAClockBehindTheCallsStampStillTimesItOut() throws {
+        let h = try EngineHarness()
+        let skew: Int64 = 600_000_000_000
+        h.advance(by: skew)
+        try h.pay(key: "k")
+        _ = try #require(h.takeCall())
+        let (timer, _) = try #require(h.timers.first)
+        h.timers.removeAll()
+        // Fired at the call's due time by a clock ten minutes behind the stamp's.
+        try h.engine.timerFired(timer, now: h.now - skew + h.engine.configuration.pspTimeoutNanoseconds)
+        h.collect()
+        #expect(try h.read { try String.fetchOne($0, sql: "SELECT state FROM psp_attempt") } == "ambiguous")
+        #expect(h.timers.contains { if case .statusQuery = $0.timer { true } else { false } }, "the attempt goes on to status queries")
+    }
+
+    /// The timer of an earlier call of the same attempt is stale, at any clock.
+    @Test func theTimeoutOfAnEarlierCallOfTheAttemptIsStale() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "k")
+        let first = try #require(h.takeCall())
+        let (firstTimeout, _) = try #require(h.timers.first)
+        try h.reply(.transientError("busy"), to: first)
+        h.advance(by: h.engine.configuration.backoffMaxNanoseconds)
+        h.timers.removeAll { if case .pspTimeout = $0.timer { true } else { false } }
+        try h.fireDueTimers()
+        _ = try #require(h.takeCall(), "the retry's call")
+        let stale = h.engine.counters.staleTimers
+        h.advance(by: h.engine.configuration.pspTimeoutNanoseconds)
+        try h.engine.timerFired(firstTimeout, now: h.now)
+        #expect(h.engine.counters.staleTimers == stale + 1)
+        #expect(try h.read { try String.fetchOne($0, sql: "SELECT state FROM psp_attempt") } == "in_flight")
     }
 
     @Test func statusNotFoundRetriesTheSameChargeAtTheSamePSP() throws {

@@ -40,8 +40,13 @@ public enum PSPOutcome: Sendable, Equatable {
 /// Timers the engine arms through the host. A timer that fires after its
 /// purpose is gone is ignored, so the engine never needs to cancel one.
 public enum EngineTimer: Hashable, Sendable {
-    /// No PSP reply to the attempt within the call timeout: its outcome is unknown.
-    case pspTimeout(attemptID: Int64)
+    /// No PSP reply to the attempt within the call timeout: its outcome is
+    /// unknown. `sentAtNanoseconds` is the engine time the call was stamped
+    /// with (the attempt's `updated_ns`): a timer of an earlier call finds
+    /// the attempt stamped anew and is stale, judged without comparing
+    /// clocks — a replica's clock that stepped back does not make a live
+    /// timer look early and drop it, which left the attempt open for good.
+    case pspTimeout(attemptID: Int64, sentAtNanoseconds: Int64)
     /// Backoff over: retry the payment's charge (or refund).
     case retry(attemptID: Int64)
     /// Ask the PSP for the status of an ambiguous attempt.

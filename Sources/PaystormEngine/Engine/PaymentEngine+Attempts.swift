@@ -64,9 +64,9 @@ extension PaymentEngine {
     public func timerFired(_ timer: EngineTimer, now: Int64) throws(EngineError) {
         try transaction { db, effects in
             switch timer {
-            case let .pspTimeout(attemptID):
+            case let .pspTimeout(attemptID, sentAt):
                 guard let attempt = try loadAttempt(attemptID, in: db), attempt.state == "in_flight" || attempt.state == "canceling",
-                      attempt.updatedNanoseconds + configuration.pspTimeoutNanoseconds <= now else {
+                      attempt.updatedNanoseconds == sentAt else {
                     counters.staleTimers += 1
                     return
                 }
@@ -96,7 +96,7 @@ extension PaymentEngine {
                     return
                 }
                 try db.run("UPDATE psp_attempt SET tries = tries + 1, state = 'in_flight', updated_ns = ? WHERE attempt_id = ?", [now, attempt.id])
-                try emitCall(for: attempt, operation: attempt.subject == .payment ? .charge : .refund, in: db, effects: &effects)
+                try emitCall(for: attempt, operation: attempt.subject == .payment ? .charge : .refund, sentAt: now, in: db, effects: &effects)
             case let .statusQuery(attemptID):
                 guard let attempt = try loadAttempt(attemptID, in: db), attempt.state == "ambiguous" else {
                     counters.staleTimers += 1
@@ -146,14 +146,15 @@ extension PaymentEngine {
         let id = db.lastInsertedRowID
         effects.append(.callPSP(PSPRequest(attemptID: id, pspID: pspID, operation: subject == .payment ? .charge : .refund,
                                            idempotencyKey: key, amount: amount, cardToken: cardToken)))
-        effects.append(.armTimer(.pspTimeout(attemptID: id), afterNanoseconds: configuration.pspTimeoutNanoseconds))
+        effects.append(.armTimer(.pspTimeout(attemptID: id, sentAtNanoseconds: now), afterNanoseconds: configuration.pspTimeoutNanoseconds))
     }
 
-    func emitCall(for attempt: Attempt, operation: PSPRequest.Operation, in db: Database, effects: inout [EngineEffect]) throws {
+    /// The call for `attempt`, whose `updated_ns` the caller has just set to `sentAt`.
+    func emitCall(for attempt: Attempt, operation: PSPRequest.Operation, sentAt: Int64, in db: Database, effects: inout [EngineEffect]) throws {
         let (amount, token) = try attemptAmount(attempt, in: db)
         effects.append(.callPSP(PSPRequest(attemptID: attempt.id, pspID: attempt.pspID, operation: operation,
                                            idempotencyKey: attempt.key, amount: amount, cardToken: token)))
-        effects.append(.armTimer(.pspTimeout(attemptID: attempt.id), afterNanoseconds: configuration.pspTimeoutNanoseconds))
+        effects.append(.armTimer(.pspTimeout(attemptID: attempt.id, sentAtNanoseconds: sentAt), afterNanoseconds: configuration.pspTimeoutNanoseconds))
     }
 
     /// Applies a PSP answer to an open attempt.
@@ -237,14 +238,14 @@ extension PaymentEngine {
 
     func resendCancel(_ attempt: Attempt, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
         try db.run("UPDATE psp_attempt SET updated_ns = ? WHERE attempt_id = ?", [now, attempt.id])
-        try emitCall(for: attempt, operation: .cancel, in: db, effects: &effects)
+        try emitCall(for: attempt, operation: .cancel, sentAt: now, in: db, effects: &effects)
     }
 
     /// Asks the PSP to void the attempt's key before the engine fails over
     /// or fails the subject; `reason` is kept for when the void is confirmed.
     func startCancel(_ attempt: Attempt, reason: String, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
         try updateAttempt(attempt.id, state: "canceling", error: reason, now: now, in: db)
-        try emitCall(for: attempt, operation: .cancel, in: db, effects: &effects)
+        try emitCall(for: attempt, operation: .cancel, sentAt: now, in: db, effects: &effects)
     }
 
     /// After a definite failure (or a confirmed void) at `attempt`'s PSP: a payment moves to the

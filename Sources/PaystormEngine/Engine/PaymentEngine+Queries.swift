@@ -76,7 +76,7 @@ extension PaymentEngine {
                 let updated: Int64 = row["updated_ns"]
                 switch row["state"] as String {
                 case "in_flight", "canceling":
-                    effects.append(.armTimer(.pspTimeout(attemptID: id), afterNanoseconds: max(0, updated + configuration.pspTimeoutNanoseconds - now)))
+                    effects.append(.armTimer(.pspTimeout(attemptID: id, sentAtNanoseconds: updated), afterNanoseconds: max(0, updated + configuration.pspTimeoutNanoseconds - now)))
                 case "backoff":
                     effects.append(.armTimer(.retry(attemptID: id), afterNanoseconds: configuration.backoffBaseNanoseconds))
                 default:

@@ -180,7 +180,8 @@ enum WorldMessage: SimMessage {
         case let .engineTimer(timer):
             hasher.combine(UInt64(12))
             switch timer {
-            case let .pspTimeout(id): hasher.combine(UInt64(1)); hasher.combine(id)
+            // The send time is the engine's own, from the attempt's row: the id names the timer.
+            case let .pspTimeout(id, _): hasher.combine(UInt64(1)); hasher.combine(id)
             case let .retry(id): hasher.combine(UInt64(2)); hasher.combine(id)
             case let .statusQuery(id): hasher.combine(UInt64(3)); hasher.combine(id)
             case let .notificationRetry(id): hasher.combine(UInt64(4)); hasher.combine(id)
