@@ -298,15 +298,19 @@ public enum PaymentsWorld {
             case .doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten:
                 break
             case .unbalancedPosting:
-                // One debit with no credit, chained as if it were a real entry.
+                // One debit with no credit, chained as if it were a real
+                // entry: the head moves to it, so the engine's next entry
+                // follows it instead of colliding with its sequence.
                 try db.execute(sql: """
                     INSERT INTO journal_entry (entry_id, transaction_id, time_ns, previous_hash, hash)
                     SELECT 'sabotage', 'sabotage', 0, hash, hash FROM journal_head WHERE id = 1
                     """)
+                let sequence = db.lastInsertedRowID
                 try db.execute(sql: """
                     INSERT INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency)
                     VALUES (?, 0, 'platform:fees', 'debit', 100, 'USD')
-                    """, arguments: [db.lastInsertedRowID])
+                    """, arguments: [sequence])
+                try db.execute(sql: "UPDATE journal_head SET sequence = ? WHERE id = 1", arguments: [sequence])
             case .journalRewritten:
                 try db.execute(sql: "DROP TRIGGER journal_entry_append_only_update")
                 try db.execute(sql: "UPDATE journal_entry SET transaction_id = transaction_id || '-rewritten' WHERE sequence = (SELECT MIN(sequence) FROM journal_entry)")
