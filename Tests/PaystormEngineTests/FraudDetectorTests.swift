@@ -392,3 +392,63 @@ struct FraudDetectorTests {
     }
 }
 
+
+extension FraudDetectorTests {
+    /// What a rolled-back transaction assessed and recorded is undone
+    /// whole: windows, histories, keys it added and keys it evicted (a
+    /// table of four keys, so evictions happen), and the clock. Afterwards
+    /// the detector judges every attempt as one that never saw them.
+    @Test("a rolled-back transaction leaves the detector as if it had not happened", arguments: 0..<40)
+    func rollBackUndoesEverything(seed: Int) {
+        var random = SplitMix(seed: UInt64(seed))
+        var rules = FraudRules(userVelocityWindowNanoseconds: 60 * Self.second, userVelocityReviewLimit: 2, userVelocityDeclineLimit: 4,
+                               cardVelocityWindowNanoseconds: 60 * Self.second, cardVelocityReviewLimit: 2, cardVelocityDeclineLimit: 3,
+                               distinctCardsWindowNanoseconds: 120 * Self.second,
+                               distinctCardsPerUserReviewLimit: 1, distinctCardsPerUserDeclineLimit: 2,
+                               reviewAmountMinorByCurrency: [:], declineAmountMinorByCurrency: [:])
+        rules.deviationMinimumHistory = 2
+        rules.maxTrackedKeys = 4
+        let rolledBack = FraudDetector(rules: rules), untouched = FraudDetector(rules: rules)
+        var seconds: Int64 = 0
+        func signal() -> FraudSignal {
+            seconds += random.int(0...5)
+            return attempt("u-\(random.int(1...6))", card: "tok-\(random.int(1...6))", amount: random.int(1...5) * 1_000, at: seconds)
+        }
+        func both(_ signal: FraudSignal) -> (FraudDecision, FraudDecision) {
+            let decisions = (rolledBack.assess(signal), untouched.assess(signal))
+            if random.unit() < 0.5 {
+                rolledBack.recordCompleted(userID: signal.userID, amount: signal.amount)
+                untouched.recordCompleted(userID: signal.userID, amount: signal.amount)
+            }
+            return decisions
+        }
+        for _ in 0..<20 { _ = both(signal()) }
+        rolledBack.beginTransaction()
+        let clock = seconds
+        for _ in 0..<Int(random.int(1...12)) {
+            let extra = signal()
+            _ = rolledBack.assess(extra)
+            rolledBack.recordCompleted(userID: extra.userID, amount: extra.amount)
+        }
+        rolledBack.rollBackTransaction()
+        seconds = clock
+        #expect(rolledBack.evictions == untouched.evictions)
+        #expect([rolledBack.trackedUsers, rolledBack.trackedCards, rolledBack.trackedHistories]
+                == [untouched.trackedUsers, untouched.trackedCards, untouched.trackedHistories])
+        for step in 0..<40 {
+            let (after, expected) = both(signal())
+            #expect(after == expected, "seed \(seed), step \(step) after the rollback")
+        }
+    }
+
+    @Test func aCommittedTransactionKeepsWhatItRecorded() {
+        var rules = quietRules()
+        rules.userVelocityReviewLimit = 1
+        let detector = FraudDetector(rules: rules)
+        detector.beginTransaction()
+        #expect(detector.assess(attempt(at: 1)) == .approve)
+        detector.commitTransaction()
+        detector.rollBackTransaction()  // none open: nothing to undo
+        #expect(detector.assess(attempt(at: 2)) != .approve, "the first attempt still counts")
+    }
+}

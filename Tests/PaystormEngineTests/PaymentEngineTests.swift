@@ -594,6 +594,34 @@ struct PaymentEngineTests {
         #expect(try h.pay(key: "after-probe", user: "u-2").pspID == "paypal")
     }
 
+    /// A payment of a batch that rolled back never happened: the client
+    /// retrying it with the same key is not judged by its velocity.
+    @Test func aRolledBackBatchDoesNotCountTowardVelocity() throws {
+        var configuration = EngineHarness.configuration()
+        configuration.fraudRules.userVelocityReviewLimit = 1
+        configuration.fraudRules.userVelocityDeclineLimit = 2
+        let h = try EngineHarness(configuration: configuration)
+        try h.engine.store.queue.write { db in
+            try db.execute(sql: """
+                CREATE TRIGGER storage_fails AFTER INSERT ON psp_attempt WHEN NEW.subject_id = 'pay-2'
+                BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END
+                """)
+        }
+        for _ in 0..<2 {
+            #expect(throws: EngineError.self) {
+                try h.engine.inBatch {
+                    try h.pay(key: "first")
+                    _ = try? h.pay(key: "second")
+                }
+            }
+        }
+        try h.engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
+        let retried = try h.pay(key: "first")
+        #expect(retried.status == .processing)
+        let decision = try h.read { try String.fetchOne($0, sql: "SELECT fraud_decision FROM payment WHERE payment_id = ?", arguments: [retried.paymentID]) }
+        #expect(decision == "approve", "four attempts that never happened were counted")
+    }
+
     /// Inside a group commit the ledger judges a falling balance by what the
     /// batch already posted, not by the stored row alone, and stores one
     /// change per account at the commit.

@@ -192,17 +192,22 @@ public final class PaymentEngine {
                 try statements(.begin, db).execute()
             }
             // What the transaction changed in memory goes back with its rows
-            // (a half-open breaker's probe was not sent). Not in a held
+            // (a half-open breaker's probe was not sent; a payment that never
+            // happened does not count toward its user's velocity). Not in a held
             // transaction: a failure there rolls back commands that did commit
             // here, and the store refuses the whole stretch.
             let breakersBefore = breakers, countersBefore = counters
+            if !joins { fraud.beginTransaction() }
             statements.defersWrites = true
             let changes = writesSoFar(db)
             defer { statements.forgetTransaction() }
             do {
                 let value = try body(db)
                 try statements.writeBack(db)
-                if !joins { try statements(.commit, db).execute() }
+                if !joins {
+                    try statements(.commit, db).execute()
+                    fraud.commitTransaction()
+                }
                 return value
             } catch {
                 if joins {
@@ -215,6 +220,7 @@ public final class PaymentEngine {
                     }
                     breakers = breakersBefore
                     counters = countersBefore
+                    fraud.rollBackTransaction()
                 }
                 throw error
             }

@@ -100,6 +100,9 @@ public final class FraudDetector {
     private var cards: FraudKeyTable<UInt64, TimestampWindow>
     private var histories: FraudKeyTable<HistoryKey, AmountHistory>
     private var lastTimeNanoseconds: Int64 = .min
+    /// The clock and eviction count when the open transaction began (see
+    /// ``beginTransaction()``); `nil` when none is open.
+    private var transactionStart: (lastTimeNanoseconds: Int64, evictions: Int)?
 
     /// - Precondition: `rules.validate()` does not throw.
     public init(rules: FraudRules) {
@@ -137,6 +140,8 @@ public final class FraudDetector {
         let cardKey = Self.cardKey(signal.cardToken)
         let user = userSlot(signal.userID)
         let card = cardSlot(cardKey)
+        users.willChange(user)
+        cards.willChange(card)
         let userCount = users.values[user].attempts.record(now, cutoff: Self.cutoff(now, rules.userVelocityWindowNanoseconds),
                                                            capacity: rules.userVelocityDeclineLimit + 1)
         let cardCount = cards.values[card].record(now, cutoff: Self.cutoff(now, rules.cardVelocityWindowNanoseconds),
@@ -192,7 +197,43 @@ public final class FraudDetector {
             if inserted.evicted { evictions += 1 }
             slot = inserted.slot
         }
+        histories.willChange(slot)
         histories.values[slot].add(amount.minorUnits)
+    }
+
+    // MARK: - Transactions
+
+    /// Starts recording what ``assess(_:)`` and ``recordCompleted(userID:amount:)``
+    /// change, for ``rollBackTransaction()``: the engine's transaction that
+    /// made them may roll back (a batch whose storage failed), and a payment
+    /// that never happened must not count toward its user's velocity when
+    /// the client retries it.
+    /// - Precondition: no transaction is open.
+    public func beginTransaction() {
+        precondition(transactionStart == nil, "fraud detector transactions do not nest")
+        transactionStart = (lastTimeNanoseconds, evictions)
+        users.beginJournal()
+        cards.beginJournal()
+        histories.beginJournal()
+    }
+
+    /// Keeps what the open transaction changed and stops recording.
+    public func commitTransaction() {
+        transactionStart = nil
+        users.endJournal()
+        cards.endJournal()
+        histories.endJournal()
+    }
+
+    /// Puts back what the open transaction changed: windows, histories,
+    /// the keys it added or evicted, and the clock.
+    public func rollBackTransaction() {
+        guard let start = transactionStart else { return }
+        users.rollBack()
+        cards.rollBack()
+        histories.rollBack()
+        (lastTimeNanoseconds, evictions) = start
+        transactionStart = nil
     }
 
     private func userSlot(_ id: String) -> Int {
@@ -246,6 +287,17 @@ struct FraudKeyTable<Key: Hashable, Value> {
     var values: [Value] = []
     private var nextVictim = 0
     let capacity: Int
+    /// Changes since ``beginJournal()``, oldest first; `nil` when not recording.
+    private var journal: [Change]?
+
+    private enum Change {
+        /// `values[slot]` before a change in place.
+        case value(slot: Int, before: Value)
+        /// A key appended at `slot`, the last one.
+        case appended(slot: Int)
+        /// A key put at `slot` in place of the evicted `key`.
+        case replaced(slot: Int, key: Key, value: Value, nextVictim: Int)
+    }
 
     init(capacity: Int) {
         precondition(capacity > 0, "a fraud key table needs capacity > 0, got \(capacity)")
@@ -260,6 +312,37 @@ struct FraudKeyTable<Key: Hashable, Value> {
 
     func slot(of key: Key) -> Int? { slotByKey[key] }
 
+    mutating func beginJournal() { journal = [] }
+
+    mutating func endJournal() { journal = nil }
+
+    /// To be called before `values[slot]` is changed in place.
+    mutating func willChange(_ slot: Int) {
+        journal?.append(.value(slot: slot, before: values[slot]))
+    }
+
+    /// Undoes every change since ``beginJournal()``, newest first, and stops recording.
+    mutating func rollBack() {
+        guard let changes = journal else { return }
+        journal = nil
+        for change in changes.reversed() {
+            switch change {
+            case let .value(slot, before):
+                values[slot] = before
+            case let .appended(slot):
+                precondition(slot == keys.count - 1, "fraud key table journal out of step with its slots")
+                slotByKey[keys.removeLast()] = nil
+                values.removeLast()
+            case let .replaced(slot, key, value, victim):
+                slotByKey[keys[slot]] = nil
+                keys[slot] = key
+                values[slot] = value
+                slotByKey[key] = slot
+                nextVictim = victim
+            }
+        }
+    }
+
     /// Adds a key that is not present, evicting the oldest-inserted key when full.
     mutating func insert(_ key: Key, _ value: Value) -> (slot: Int, evicted: Bool) {
         assert(slotByKey[key] == nil, "key inserted twice into a fraud key table")
@@ -267,9 +350,11 @@ struct FraudKeyTable<Key: Hashable, Value> {
             keys.append(key)
             values.append(value)
             slotByKey[key] = keys.count - 1
+            journal?.append(.appended(slot: keys.count - 1))
             return (keys.count - 1, false)
         }
         let slot = nextVictim
+        journal?.append(.replaced(slot: slot, key: keys[slot], value: values[slot], nextVictim: nextVictim))
         nextVictim = nextVictim + 1 == capacity ? 0 : nextVictim + 1
         let removed = slotByKey.removeValue(forKey: keys[slot])
         precondition(removed == slot, "fraud key table index out of step with its slots")
