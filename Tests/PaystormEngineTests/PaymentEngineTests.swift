@@ -684,3 +684,47 @@ extension EngineHarness {
                          pspID: "stripe", timeNanoseconds: now, reason: nil)
     }
 }
+
+@Suite("Engine configuration: bounds that keep its arithmetic exact")
+struct EngineConfigurationBoundsTests {
+    @Test("each duration above a year, or not positive, is refused by name",
+          arguments: ["backoffMaxNanoseconds", "pspTimeoutNanoseconds", "statusQueryDelayNanoseconds", "breakerOpenNanoseconds",
+                      "idempotencyRetentionNanoseconds", "idempotencyPurgeIntervalNanoseconds", "notificationBackoffNanoseconds",
+                      "webhookToleranceSeconds"])
+    func durationsAreBounded(field: String) throws {
+        try EngineHarness.configuration().validate()
+        for tooMuch in [false, true] {
+            var configuration = EngineHarness.configuration()
+            let value: Int64 = tooMuch ? EngineConfiguration.maximumDurationNanoseconds + 1 : 0
+            switch field {
+            case "backoffMaxNanoseconds": configuration.backoffMaxNanoseconds = tooMuch ? value : configuration.backoffBaseNanoseconds - 1
+            case "pspTimeoutNanoseconds": configuration.pspTimeoutNanoseconds = value
+            case "statusQueryDelayNanoseconds": configuration.statusQueryDelayNanoseconds = value
+            case "breakerOpenNanoseconds": configuration.breakerOpenNanoseconds = value
+            case "idempotencyRetentionNanoseconds": configuration.idempotencyRetentionNanoseconds = value
+            case "idempotencyPurgeIntervalNanoseconds": configuration.idempotencyPurgeIntervalNanoseconds = value
+            case "notificationBackoffNanoseconds": configuration.notificationBackoffNanoseconds = value
+            default: configuration.webhookToleranceSeconds = tooMuch ? value / 1_000_000_000 + 1 : 0
+            }
+            // A maximum below the base is the base's fault, and named so.
+            let named = field == "backoffMaxNanoseconds" && !tooMuch ? "backoffBaseNanoseconds" : field
+            #expect { try configuration.validate() } throws: { error in
+                guard case let .invalidField(got, _) = error as? EngineError else { return false }
+                return got == named
+            }
+        }
+    }
+
+    /// Status queries back off from their delay to a cap; a delay of 10 s
+    /// shifted by 30 doublings wrapped negative, and the queries ran in a
+    /// tight loop.
+    @Test func backoffSaturatesAtItsCapInsteadOfWrapping() throws {
+        let h = try EngineHarness()
+        let base: Int64 = 10_000_000_000, cap: Int64 = 4 * 300_000_000_000
+        for attempt in [1, 2, 10, 31, 40, 100] {
+            let delay = h.engine.backoff(attemptID: 7, try: attempt, base: base, cap: cap)
+            #expect(delay >= base / 2 && delay <= cap, "try \(attempt): \(delay)")
+        }
+        #expect(h.engine.backoff(attemptID: 7, try: 31, base: base, cap: cap) >= cap / 2)
+    }
+}

@@ -58,16 +58,27 @@ public struct EngineConfiguration: Sendable {
         func require(_ ok: Bool, _ field: String, _ message: String) throws(EngineError) {
             if !ok { throw .invalidField(field: field, message: message) }
         }
+        // Durations are added to engine times and multiplied (a backoff cap
+        // is 12 × backoffMaxNanoseconds): a year at most keeps that exact.
+        func duration(_ value: Int64, _ field: String) throws(EngineError) {
+            try require(value > 0 && value <= Self.maximumDurationNanoseconds, field,
+                        "must be > 0 and at most \(Self.maximumDurationNanoseconds) (366 days), got \(value)")
+        }
         try require(!psps.isEmpty, "psps", "at least one PSP is needed")
         try require(Set(psps.map(\.id)).count == psps.count, "psps", "PSP ids must be unique")
         try require((1...100).contains(maxAttemptsPerPSP), "maxAttemptsPerPSP", "must be 1...100")
         try require(backoffBaseNanoseconds > 0 && backoffBaseNanoseconds <= backoffMaxNanoseconds, "backoffBaseNanoseconds", "must be > 0 and <= backoffMaxNanoseconds")
-        try require(pspTimeoutNanoseconds > 0, "pspTimeoutNanoseconds", "must be > 0")
-        try require(statusQueryDelayNanoseconds > 0, "statusQueryDelayNanoseconds", "must be > 0")
+        try duration(backoffMaxNanoseconds, "backoffMaxNanoseconds")
+        try duration(pspTimeoutNanoseconds, "pspTimeoutNanoseconds")
+        try duration(statusQueryDelayNanoseconds, "statusQueryDelayNanoseconds")
         try require((0...100).contains(maxStatusQueries), "maxStatusQueries", "must be 0...100")
         try require(breakerFailureThreshold >= 1, "breakerFailureThreshold", "must be >= 1")
-        try require(idempotencyRetentionNanoseconds > 0, "idempotencyRetentionNanoseconds", "must be > 0")
-        try require(idempotencyPurgeIntervalNanoseconds > 0, "idempotencyPurgeIntervalNanoseconds", "must be > 0")
+        try duration(breakerOpenNanoseconds, "breakerOpenNanoseconds")
+        try duration(idempotencyRetentionNanoseconds, "idempotencyRetentionNanoseconds")
+        try duration(idempotencyPurgeIntervalNanoseconds, "idempotencyPurgeIntervalNanoseconds")
+        try require((1...Self.maximumDurationNanoseconds / 1_000_000_000).contains(webhookToleranceSeconds), "webhookToleranceSeconds",
+                    "must be 1...\(Self.maximumDurationNanoseconds / 1_000_000_000), got \(webhookToleranceSeconds)")
+        try duration(notificationBackoffNanoseconds, "notificationBackoffNanoseconds")
         try require((1...100_000).contains(idempotencyPurgeBatch), "idempotencyPurgeBatch", "must be 1...100000")
         try require((0...10_000).contains(feeBasisPoints), "feeBasisPoints", "must be 0...10000")
         try require(feeFixedMinor >= 0, "feeFixedMinor", "must be >= 0")
@@ -78,6 +89,9 @@ public struct EngineConfiguration: Sendable {
             throw .invalidField(field: "fraudRules.\(error.field)", message: error.description)
         }
     }
+
+    /// The longest duration a configuration may set: 366 days.
+    public static let maximumDurationNanoseconds: Int64 = 366 * 86_400 * 1_000_000_000
 
     /// The fee on a capture of `gross` minor units, never more than `gross − 1`
     /// so the merchant's net stays positive.

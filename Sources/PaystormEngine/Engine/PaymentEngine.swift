@@ -306,7 +306,8 @@ public final class PaymentEngine {
     /// spread of random jitter without a random number generator.
     func backoff(attemptID: Int64, try attempt: Int, base: Int64, cap: Int64) -> Int64 {
         let exponent = min(max(attempt - 1, 0), 30)
-        let raw = min(cap, base << exponent)
+        // base · 2^exponent ≤ cap exactly when base ≤ ⌊cap / 2^exponent⌋: no shift that could wrap.
+        let raw = base <= cap >> exponent ? base << exponent : cap
         var mix = UInt64(bitPattern: attemptID) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(attempt) &* 0xBF58_476D_1CE4_E5B9
         mix ^= mix >> 31
         let fraction = Double(mix % 1_000) / 1_000  // 0.000 ... 0.999
