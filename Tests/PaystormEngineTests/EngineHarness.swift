@@ -105,6 +105,29 @@ final class EngineHarness {
 
     func read<T>(_ body: (Database) throws -> T) throws -> T { try engine.store.queue.read(body) }
 
+    /// The completion event of payment `pay-<n>`: 10.00 USD of user u-1 at merchant m-1, fee 0.30, by stripe.
+    func captured(_ n: Int) -> TransactionEvent {
+        TransactionEvent(eventID: "payment.completed:pay-\(n)", kind: .paymentCompleted, paymentID: "pay-\(n)", refundID: nil,
+                         merchantID: "m-1", userID: "u-1", amountMinor: 1_000, currency: "USD", feeMinor: 30,
+                         pspID: "stripe", timeNanoseconds: now, reason: nil)
+    }
+
+    /// Storage failing under the engine: SQLite aborts the statement at
+    /// `point` ("AFTER INSERT ON psp_attempt") when `condition` holds, until
+    /// ``restoreStorage()``.
+    func failStorage(_ point: String, when condition: String? = nil) throws {
+        try engine.store.queue.write { db in
+            try db.execute(sql: """
+                CREATE TRIGGER storage_fails \(point)\(condition.map { " WHEN " + $0 } ?? "")
+                BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END
+                """)
+        }
+    }
+
+    func restoreStorage() throws {
+        try engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
+    }
+
     func safetyViolations() throws -> [EngineAudit.Violation] { try read { try EngineAudit.safety($0) } }
     func settledViolations() throws -> [EngineAudit.Violation] { try read { try EngineAudit.settled($0) } }
 }

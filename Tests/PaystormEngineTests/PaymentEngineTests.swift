@@ -381,12 +381,7 @@ struct PaymentEngineTests {
     @Test func aCommandThatFailsAfterWritingRollsBackItsWholeBatch() throws {
         let h = try EngineHarness()
         // Storage failing under the second payment, after its payment row is written.
-        try h.engine.store.queue.write { db in
-            try db.execute(sql: """
-                CREATE TRIGGER storage_fails AFTER INSERT ON psp_attempt WHEN NEW.subject_id = 'pay-2'
-                BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END
-                """)
-        }
+        try h.failStorage("AFTER INSERT ON psp_attempt", when: "NEW.subject_id = 'pay-2'")
         var failed: [String] = []
         var batchError: EngineError?
         do {
@@ -407,7 +402,7 @@ struct PaymentEngineTests {
         h.collect()
         #expect(h.calls.isEmpty)
         // The next batch starts clean.
-        try h.engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
+        try h.restoreStorage()
         let fourth = try h.engine.inBatch { try h.pay(key: "fourth") }
         #expect(fourth.paymentID == "pay-1", "a rolled-back batch draws no ids")
         // Ids run on across batches and single commands (drawn in memory, stored at commit).
@@ -428,11 +423,6 @@ struct PaymentEngineTests {
         let h = try EngineHarness(sharing: PaymentEngine.openStore(.memory, allowsHeldTransactions: true))
         let other = try PaymentEngine(sharing: h.engine.store, configuration: EngineHarness.configuration(),
                                       vaultEncryptionKey: Data(repeating: 1, count: 32), vaultTokenKey: Data(repeating: 2, count: 32))
-        func captured(_ n: Int) -> TransactionEvent {
-            TransactionEvent(eventID: "payment.completed:pay-\(n)", kind: .paymentCompleted, paymentID: "pay-\(n)", refundID: nil,
-                             merchantID: "m-1", userID: "u-1", amountMinor: 1_000, currency: "USD", feeMinor: 30,
-                             pspID: "stripe", timeNanoseconds: h.now, reason: nil)
-        }
         try h.engine.store.beginHeldTransaction()
         #expect(try h.pay(key: "a").paymentID == "pay-1")
         let second = try other.createPayment(CreatePaymentCommand(
@@ -440,9 +430,9 @@ struct PaymentEngineTests {
             card: CardInput(number: "4111111111111111", expiry: "12/27", cvv: "123"), idempotencyKey: "b"), now: h.now)
         #expect(second.paymentID == "pay-2")
         #expect(try h.pay(key: "c").paymentID == "pay-3")
-        try h.engine.consume(captured(1), by: .ledger, now: h.now)
-        try other.consume(captured(2), by: .ledger, now: h.now)
-        try h.engine.inBatch { try h.engine.consume(captured(3), by: .ledger, now: h.now) }
+        try h.engine.consume(h.captured(1), by: .ledger, now: h.now)
+        try other.consume(h.captured(2), by: .ledger, now: h.now)
+        try h.engine.inBatch { try h.engine.consume(h.captured(3), by: .ledger, now: h.now) }
         #expect(throws: EngineError.self) { try h.pay(key: "d", card: "4111111111111112") }  // Luhn: refused before writing
         #expect(try h.engine.store.queue.inDatabase { $0.isInsideTransaction })
         try h.engine.store.commitHeldTransaction()
@@ -459,12 +449,7 @@ struct PaymentEngineTests {
     /// transaction back and says why.
     @Test func aCommandThatFailsAfterWritingInAHeldTransactionStopsItsCommit() throws {
         let h = try EngineHarness(sharing: PaymentEngine.openStore(.memory, allowsHeldTransactions: true))
-        try h.engine.store.queue.write { db in
-            try db.execute(sql: """
-                CREATE TRIGGER storage_fails AFTER INSERT ON psp_attempt WHEN NEW.subject_id = 'pay-2'
-                BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END
-                """)
-        }
+        try h.failStorage("AFTER INSERT ON psp_attempt", when: "NEW.subject_id = 'pay-2'")
         try h.engine.store.beginHeldTransaction()
         try h.pay(key: "first")
         #expect(throws: EngineError.self) { try h.pay(key: "second") }
@@ -487,7 +472,7 @@ struct PaymentEngineTests {
         #expect(try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") } == 0)
         #expect(try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM card_vault") } == 0)
         // The next held transaction starts clean.
-        try h.engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
+        try h.restoreStorage()
         try h.engine.store.beginHeldTransaction()
         #expect(try h.pay(key: "third").paymentID == "pay-1")
         try h.engine.store.commitHeldTransaction()
@@ -499,33 +484,23 @@ struct PaymentEngineTests {
     /// no trace of its head for the next transaction to chain from.
     @Test func aBatchChainsItsEntriesAndARolledBackBatchLeavesNoHead() throws {
         let h = try EngineHarness()
-        func captured(_ n: Int) -> TransactionEvent {
-            TransactionEvent(eventID: "payment.completed:pay-\(n)", kind: .paymentCompleted, paymentID: "pay-\(n)", refundID: nil,
-                             merchantID: "m-1", userID: "u-1", amountMinor: 1_000, currency: "USD", feeMinor: 30,
-                             pspID: "stripe", timeNanoseconds: h.now, reason: nil)
-        }
         try h.engine.inBatch {
-            for n in 1...3 { try h.engine.consume(captured(n), by: .ledger, now: h.now) }
+            for n in 1...3 { try h.engine.consume(h.captured(n), by: .ledger, now: h.now) }
         }
         #expect(try h.read { try Ledger.verify($0).entries } == 3)
         // Storage fails under a payment after a fourth entry was posted in the same batch.
-        try h.engine.store.queue.write { db in
-            try db.execute(sql: """
-                CREATE TRIGGER storage_fails AFTER INSERT ON psp_attempt
-                BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END
-                """)
-        }
+        try h.failStorage("AFTER INSERT ON psp_attempt")
         #expect(throws: EngineError.self) {
             try h.engine.inBatch {
-                try h.engine.consume(captured(4), by: .ledger, now: h.now)
+                try h.engine.consume(h.captured(4), by: .ledger, now: h.now)
                 try h.pay(key: "fails")
             }
         }
-        try h.engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
+        try h.restoreStorage()
         #expect(try h.read { try Ledger.verify($0).entries } == 3)
         // The next entry chains from the committed head, in a batch and outside one.
-        try h.engine.inBatch { try h.engine.consume(captured(4), by: .ledger, now: h.now) }
-        try h.engine.consume(captured(5), by: .ledger, now: h.now)
+        try h.engine.inBatch { try h.engine.consume(h.captured(4), by: .ledger, now: h.now) }
+        try h.engine.consume(h.captured(5), by: .ledger, now: h.now)
         let audit = try h.read { try Ledger.verify($0) }
         #expect(audit.entries == 5)
         #expect(try h.read { try Ledger.headHash(in: $0) } == audit.headHash)
@@ -537,32 +512,22 @@ struct PaymentEngineTests {
     /// must be rolled back as for any command that failed after writing.
     @Test func aLedgerEntryWhoseInsertFailsTakesItsBatchDown() throws {
         let h = try EngineHarness()
-        func captured(_ n: Int) -> TransactionEvent {
-            TransactionEvent(eventID: "payment.completed:pay-\(n)", kind: .paymentCompleted, paymentID: "pay-\(n)", refundID: nil,
-                             merchantID: "m-1", userID: "u-1", amountMinor: 1_000, currency: "USD", feeMinor: 30,
-                             pspID: "stripe", timeNanoseconds: h.now, reason: nil)
-        }
-        try h.engine.store.queue.write { db in
-            try db.execute(sql: """
-                CREATE TRIGGER storage_fails BEFORE INSERT ON journal_entry WHEN NEW.transaction_id = 'pay-2'
-                BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END
-                """)
-        }
+        try h.failStorage("BEFORE INSERT ON journal_entry", when: "NEW.transaction_id = 'pay-2'")
         var secondFailed = false
         #expect(throws: EngineError.self) {
             try h.engine.inBatch {
-                try h.engine.consume(captured(1), by: .ledger, now: h.now)
-                do { try h.engine.consume(captured(2), by: .ledger, now: h.now) } catch { secondFailed = true }
+                try h.engine.consume(h.captured(1), by: .ledger, now: h.now)
+                do { try h.engine.consume(h.captured(2), by: .ledger, now: h.now) } catch { secondFailed = true }
             }
         }
         #expect(secondFailed)
-        try h.engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
+        try h.restoreStorage()
         try h.read { (db: Database) throws in
             #expect(try Ledger.verify(db).entries == 0)
             #expect(try Ledger.balance(of: .merchant("m-1"), currency: .usd, in: db) == 0)
         }
         // Both go through once storage works again.
-        try h.engine.inBatch { for n in 1...2 { try h.engine.consume(captured(n), by: .ledger, now: h.now) } }
+        try h.engine.inBatch { for n in 1...2 { try h.engine.consume(h.captured(n), by: .ledger, now: h.now) } }
         #expect(try h.read { try Ledger.verify($0).entries } == 2)
     }
 
@@ -573,12 +538,7 @@ struct PaymentEngineTests {
         let h = try EngineHarness()
         try h.openFirstBreaker()
         h.advance(by: h.engine.configuration.breakerOpenNanoseconds)
-        try h.engine.store.queue.write { db in
-            try db.execute(sql: """
-                CREATE TRIGGER storage_fails AFTER INSERT ON psp_attempt WHEN NEW.psp_id = 'paypal'
-                BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END
-                """)
-        }
+        try h.failStorage("AFTER INSERT ON psp_attempt", when: "NEW.psp_id = 'paypal'")
         let countersBefore = h.engine.counters
         var routes: [String?] = []
         #expect(throws: EngineError.self) {
@@ -589,7 +549,7 @@ struct PaymentEngineTests {
         }
         #expect(routes == ["stripe"])
         #expect(h.engine.counters == countersBefore)
-        try h.engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
+        try h.restoreStorage()
         #expect(try h.pay(key: "probe").pspID == "stripe", "the probe was never sent")
         #expect(try h.pay(key: "after-probe", user: "u-2").pspID == "paypal")
     }
@@ -601,12 +561,7 @@ struct PaymentEngineTests {
         configuration.fraudRules.userVelocityReviewLimit = 1
         configuration.fraudRules.userVelocityDeclineLimit = 2
         let h = try EngineHarness(configuration: configuration)
-        try h.engine.store.queue.write { db in
-            try db.execute(sql: """
-                CREATE TRIGGER storage_fails AFTER INSERT ON psp_attempt WHEN NEW.subject_id = 'pay-2'
-                BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END
-                """)
-        }
+        try h.failStorage("AFTER INSERT ON psp_attempt", when: "NEW.subject_id = 'pay-2'")
         for _ in 0..<2 {
             #expect(throws: EngineError.self) {
                 try h.engine.inBatch {
@@ -615,7 +570,7 @@ struct PaymentEngineTests {
                 }
             }
         }
-        try h.engine.store.queue.write { try $0.execute(sql: "DROP TRIGGER storage_fails") }
+        try h.restoreStorage()
         let retried = try h.pay(key: "first")
         #expect(retried.status == .processing)
         let decision = try h.read { try String.fetchOne($0, sql: "SELECT fraud_decision FROM payment WHERE payment_id = ?", arguments: [retried.paymentID]) }
