@@ -135,12 +135,12 @@ public enum PaymentsWorld {
             try advance(until: step)
             if !sabotaged && kernel.now >= .zero + sabotageAt {
                 sabotaged = true
-                try applySabotage(configuration.sabotage!, store: store)
+                try applySabotage(configuration.sabotage!, store: store, leakedCard: clients.firstCardSent)
             }
             progress?(Double(clients.paymentsStarted) / Double(configuration.payments))
         }
         let loadEnd = clients.arrivalsEndedAt ?? kernel.now
-        if !sabotaged { try applySabotage(configuration.sabotage!, store: store) }
+        if !sabotaged { try applySabotage(configuration.sabotage!, store: store, leakedCard: clients.firstCardSent) }
         phaseEnded?(.load)
         world.checker.audit(final: false, cardNumbers: [])
         phaseEnded?(.auditAfterLoad)
@@ -285,13 +285,14 @@ public enum PaymentsWorld {
 
     /// A broken engine's footprint, written behind the engine's back in a
     /// transaction of its own, between two held ones.
-    static func applySabotage(_ sabotage: Sabotage, store: Store) throws {
+    /// - Parameter leakedCard: a card the clients sent, for the card-number leak.
+    static func applySabotage(_ sabotage: Sabotage, store: Store, leakedCard: String?) throws {
         try store.commitHeldTransaction()
-        try writeSabotage(sabotage, store: store)
+        try writeSabotage(sabotage, store: store, leakedCard: leakedCard)
         try store.beginHeldTransaction()
     }
 
-    private static func writeSabotage(_ sabotage: Sabotage, store: Store) throws {
+    private static func writeSabotage(_ sabotage: Sabotage, store: Store, leakedCard: String?) throws {
         try store.queue.write { db in
             let completed = try String.fetchOne(db, sql: "SELECT payment_id FROM payment WHERE status = 'completed' ORDER BY payment_id LIMIT 1")
             switch sabotage {
@@ -330,8 +331,10 @@ public enum PaymentsWorld {
                     SELECT 'ref-sabotage', payment_id, merchant_id, captured_minor + 1, currency, 'processing', psp_id, 0, 0 FROM payment WHERE payment_id = ?
                     """, arguments: [completed])
             case .cardNumberInClear:
+                // A card that really went in, as an engine logging its requests would leak it.
+                guard let card = leakedCard else { return }
                 try db.execute(sql: "INSERT INTO audit_log (subject_id, action, reason, created_ns) VALUES ('debug', 'log', ?, 0)",
-                               arguments: ["card \(ClientPopulation.cardNumber(7))"])
+                               arguments: ["card \(card)"])
             case .stuckPayment:
                 try db.execute(sql: """
                     INSERT INTO payment (payment_id, user_id, merchant_id, amount_minor, currency, status, card_token,
