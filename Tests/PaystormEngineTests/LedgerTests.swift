@@ -135,6 +135,34 @@ struct LedgerTests {
         #expect(try tampered("UPDATE journal_posting SET account = 'merchant:evil' WHERE entry_sequence = 1 AND line = 1") == .chainBroken(sequence: 1, entry: "capture:pay-1"))
     }
 
+    /// The guard that keeps internal accounts from going below zero is the
+    /// writer's; the audit checks it too: an entry written past the guard,
+    /// balanced and chained, is found.
+    @Test func verifyFindsAnInternalAccountTakenBelowZero() throws {
+        let queue = try makeDatabase()
+        try queue.write { db in
+            try Ledger.post(capture("pay-1", gross: 1_000, fee: 30), in: db)
+            let payout = JournalEntry(id: "payout:1", transactionID: "payout-1", timeNanoseconds: 2, postings: [
+                .debit(.merchant("m-1"), Money(minorUnits: 2_000, currency: usd)),
+                .credit(.psp("stripe"), Money(minorUnits: 2_000, currency: usd)),
+            ])
+            let previous = try #require(try Data.fetchOne(db, sql: "SELECT hash FROM journal_head WHERE id = 1"))
+            let hash = Ledger.chainHash(previous: previous, sequence: 2, entry: payout)
+            try db.execute(sql: "INSERT INTO journal_entry (sequence, entry_id, transaction_id, time_ns, previous_hash, hash) VALUES (2, 'payout:1', 'payout-1', 2, ?, ?)",
+                           arguments: [previous, hash])
+            try db.execute(sql: """
+                INSERT INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency) VALUES
+                    (2, 0, 'merchant:m-1', 'debit', 2000, 'USD'), (2, 1, 'external:psp:stripe', 'credit', 2000, 'USD');
+                UPDATE journal_head SET sequence = 2, hash = ? WHERE id = 1;
+                UPDATE account_balance SET balance_minor = balance_minor - 2000 WHERE account = 'merchant:m-1';
+                UPDATE account_balance SET balance_minor = balance_minor + 2000 WHERE account = 'external:psp:stripe';
+                """, arguments: [hash])
+        }
+        #expect(throws: LedgerError.wouldGoNegative(entry: "payout:1", account: "merchant:m-1", currency: "USD", balance: -1_030)) {
+            try queue.read { try Ledger.verify($0) }
+        }
+    }
+
     /// Postings moved out of their entry — to a number between two entries
     /// (a real number reads back as the integer below it) or past the last —
     /// break the chain, as an edited posting does.

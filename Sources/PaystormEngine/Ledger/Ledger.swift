@@ -149,8 +149,9 @@ public enum Ledger {
     }
 
     /// Replays the whole journal: recomputes every hash from the entry rows
-    /// and postings, checks each entry is balanced, that the last hash is the
-    /// stored head, and that stored balances equal the replayed ones.
+    /// and postings, checks each entry is balanced, that no account but an
+    /// external one went below zero, that the last hash is the stored head,
+    /// and that stored balances equal the replayed ones.
     /// - Complexity: O(entries + postings).
     public static func verify(_ db: Database) throws(LedgerError) -> Audit {
         do {
@@ -194,6 +195,13 @@ public enum Ledger {
                 for posting in lines {
                     replayed[Key(account: posting.account, currency: posting.amount.currency.code), default: 0]
                         += posting.side == .credit ? posting.amount.minorUnits : -posting.amount.minorUnits
+                }
+                // As ``post(_:in:)`` refuses: no account but an external one ever below zero after an entry.
+                for posting in lines where posting.side == .debit && !posting.account.isExternal {
+                    let key = Key(account: posting.account, currency: posting.amount.currency.code)
+                    if let balance = replayed[key], balance < 0 {
+                        throw LedgerError.wouldGoNegative(entry: id, account: key.account.name, currency: key.currency, balance: balance)
+                    }
                 }
                 previous = hash
             }
