@@ -210,6 +210,7 @@ struct CheckerTests {
         (.refundMisread, "refunded-but-failed"),
         (.notificationDropped, "notification-sent"),
         (.idempotencyForgotten, "idempotent-create"),
+        (.reconciliationMislabelled, "reconciliation-classified"),
     ])
     func sabotage(_ sabotage: Sabotage, _ invariant: String) throws {
         // Clients refund payments at least 5 s old: a refund needs a longer load than 500 at 300/s.
@@ -217,6 +218,10 @@ struct CheckerTests {
         configuration.sabotage = sabotage
         // Lost replies make clients retry.
         if sabotage == .idempotencyForgotten { configuration.network.lossRate = 0.05 }
+        // Reports with a discrepancy in a few percent of their lines, to be misread.
+        if sabotage == .reconciliationMislabelled {
+            for index in configuration.psps.indices { configuration.psps[index].settlementMissingRate = 0.02 }
+        }
         let report = try PaymentsWorld.run(configuration)
         let found = report.safetyViolations + report.livenessViolations
         #expect(found.contains { $0.invariant == invariant }, "\(sabotage): \(found)")

@@ -99,8 +99,9 @@ final class PSP: SimActor {
     var outage = false
     var brownoutFactor = 1.0
     var brownoutErrorRate = 0.0
-    /// Settlement discrepancies injected in the last report, by PSP reference.
-    private(set) var injectedDiscrepancies: [String] = []
+    /// Settlement discrepancies injected in the last report: each PSP
+    /// reference, and the kind the engine must classify it as.
+    private(set) var injectedDiscrepancies: [(reference: String, kind: DiscrepancyKind)] = []
 
     /// Signs this PSP's webhooks (its key scheduled once).
     private let webhookSigner: WebhookSigner
@@ -276,12 +277,11 @@ final class PSP: SimActor {
             guard status != .failed else { return }
             if random.bernoulli(profile.settlementMissingRate) {
                 flags[number] = 1
+                injectedDiscrepancies.append((reference, .missingAtPSP))
             } else if random.bernoulli(profile.settlementAmountErrorRate) {
                 flags[number] = 2
-            } else {
-                return
+                injectedDiscrepancies.append((reference, .amountMismatch))
             }
-            injectedDiscrepancies.append(reference)
         }
         return SettlementPlan(end: recordCount, flags: flags, now: now)
     }

@@ -128,7 +128,7 @@ public enum PaymentsWorld {
         var step = SimInstant.zero
         // Host-level sabotage is set up above; the others write to the store mid-run.
         var sabotaged = configuration.sabotage == nil
-            || [.doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten].contains(configuration.sabotage!)
+            || [.doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten, .reconciliationMislabelled].contains(configuration.sabotage!)
         let sabotageAt = SimDuration(seconds: configuration.expectedLoadSeconds / 2)
         while !clients.arrivalsDone {
             step = step + .seconds(1)
@@ -175,7 +175,7 @@ public enum PaymentsWorld {
         // a whole report and the engine's records for it grew with the run
         // and were the largest things it held at the end.
         let random = RandomStream(rootSeed: configuration.seed, stream: "settlement")
-        var injected: [String: [String]] = [:]
+        var injected: [String: [(reference: String, kind: DiscrepancyKind)]] = [:]
         for psp in psps {
             var plan = psp.settlementPlan(now: world.engineNow(), random: random)
             injected[psp.profile.id] = psp.injectedDiscrepancies
@@ -193,6 +193,9 @@ public enum PaymentsWorld {
         progress?(1)
         phaseEnded?(.reconciliation)
 
+        if configuration.sabotage == .reconciliationMislabelled {
+            try store.queue.write { try $0.execute(sql: "UPDATE reconciliation_item SET kind = 'statusMismatch'") }
+        }
         // Liveness, then the final safety audit and the cross-check with the PSPs' truth.
         let liveness = try livenessViolations(world: world, broker: broker, injected: injected)
         let nonTerminal = try store.queue.read { db in
@@ -222,7 +225,7 @@ public enum PaymentsWorld {
 
     /// What must hold once the world has healed: the first 1,000 violations
     /// in full (at most 100 of each kind of notification), and every one counted.
-    static func livenessViolations(world: World, broker: Broker, injected: [String: [String]]) throws
+    static func livenessViolations(world: World, broker: Broker, injected: [String: [(reference: String, kind: DiscrepancyKind)]]) throws
         -> (kept: [Violation], counts: [Invariant: Int]) {
         var found: [Violation] = []
         var counts: [Invariant: Int] = [:]
@@ -269,11 +272,16 @@ public enum PaymentsWorld {
                 add(.notificationSent, String(event.drop { $0 != ":" }.dropFirst()),
                     "event \(event) reached \(row["delivered"] as Int) of its 2 recipients after healing", keepAtMost: 100)
             }
-            for (psp, references) in injected.sorted(by: { $0.key < $1.key }) {
-                for reference in references {
-                    let classified = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM reconciliation_item WHERE psp_id = ? AND psp_reference = ?",
-                                                      arguments: [psp, reference]) ?? 0
-                    if classified == 0 { add(.reconciliationClassified, reference, "a settlement discrepancy at \(psp) was not classified") }
+            // Each discrepancy the PSP put in its report, classified as what it is.
+            for (psp, discrepancies) in injected.sorted(by: { $0.key < $1.key }) {
+                for (reference, kind) in discrepancies {
+                    let kinds = try String.fetchAll(db, sql: "SELECT kind FROM reconciliation_item WHERE psp_id = ? AND psp_reference = ? ORDER BY kind",
+                                                    arguments: [psp, reference])
+                    if !kinds.contains(kind.rawValue) {
+                        add(.reconciliationClassified, reference, kinds.isEmpty
+                            ? "a settlement discrepancy at \(psp) (\(kind.rawValue)) was not classified"
+                            : "a settlement discrepancy at \(psp) (\(kind.rawValue)) was classified as \(kinds.joined(separator: ", "))")
+                    }
                 }
             }
         }
@@ -296,7 +304,7 @@ public enum PaymentsWorld {
         try store.queue.write { db in
             let completed = try String.fetchOne(db, sql: "SELECT payment_id FROM payment WHERE status = 'completed' ORDER BY payment_id LIMIT 1")
             switch sabotage {
-            case .doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten:
+            case .doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten, .reconciliationMislabelled:
                 break
             case .unbalancedPosting:
                 // One debit with no credit, chained as if it were a real

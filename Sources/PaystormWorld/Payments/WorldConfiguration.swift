@@ -355,6 +355,9 @@ public enum Sabotage: String, Sendable, CaseIterable {
     /// the retry creates a second payment, whose first answer the client
     /// may never have seen.
     case idempotencyForgotten
+    /// The reconciliation records every discrepancy it finds as a status
+    /// mismatch, whatever it is.
+    case reconciliationMislabelled
 }
 
 /// A configuration field out of range.
