@@ -210,6 +210,7 @@ struct CheckerTests {
         (.refundMisread, "refunded-but-failed"),
         (.notificationDropped, "notification-sent"),
         (.idempotencyForgotten, "idempotent-create"),
+        (.refundIdempotencyForgotten, "idempotent-create"),
         (.reconciliationMislabelled, "reconciliation-classified"),
     ])
     func sabotage(_ sabotage: Sabotage, _ invariant: String) throws {
@@ -218,6 +219,13 @@ struct CheckerTests {
         configuration.sabotage = sabotage
         // Lost replies make clients retry.
         if sabotage == .idempotencyForgotten { configuration.network.lossRate = 0.05 }
+        // Refunds of payments at least 5 s old, some of them retried.
+        if sabotage == .refundIdempotencyForgotten {
+            configuration = smallWorld(payments: 2_000, rate: 100)
+            configuration.sabotage = sabotage
+            configuration.network.lossRate = 0.05
+            configuration.clients.refundShare = 0.3
+        }
         // Reports with a discrepancy in a few percent of their lines, to be misread.
         if sabotage == .reconciliationMislabelled {
             for index in configuration.psps.indices { configuration.psps[index].settlementMissingRate = 0.02 }

@@ -126,9 +126,12 @@ final class InvariantChecker {
     /// `request`. Every send of a request carries its idempotency key, so a
     /// second creation is a duplicate — even when the client never saw the
     /// first answer and so never compared the two.
-    func paymentCreated(request: Int64, paymentID: String) {
-        if let first = truth.created(request: request, paymentID: paymentID), first != paymentID {
-            record(.idempotentCreate, paymentID, "request \(request) created \(first) and then \(paymentID) under the same idempotency key")
+    /// Client request `request` was answered with payment or refund
+    /// `resourceID` (request ids are shared by both): every answer to one
+    /// request, created or replayed, must name what its first creation did.
+    func created(request: Int64, resourceID: String) {
+        if let first = truth.created(request: request, paymentID: resourceID), first != resourceID {
+            record(.idempotentCreate, resourceID, "request \(request) created \(first) and then \(resourceID) under the same idempotency key")
         }
     }
 

@@ -106,6 +106,7 @@ public enum PaymentsWorld {
         if configuration.sabotage == .refundMisread { world.refundRepliesToMisread = 1 }
         if configuration.sabotage == .notificationDropped { world.notificationEventsToDrop = 1 }
         if configuration.sabotage == .idempotencyForgotten { world.idempotencyRecordsToForget = 1 }
+        if configuration.sabotage == .refundIdempotencyForgotten { world.refundIdempotencyRecordsToForget = .max }
 
         // Every engine call of a stretch of virtual time joins one held
         // transaction, committed as the stretch ends: a scratch database's
@@ -128,7 +129,8 @@ public enum PaymentsWorld {
         var step = SimInstant.zero
         // Host-level sabotage is set up above; the others write to the store mid-run.
         var sabotaged = configuration.sabotage == nil
-            || [.doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten, .reconciliationMislabelled].contains(configuration.sabotage!)
+            || [.doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten, .refundIdempotencyForgotten,
+                .reconciliationMislabelled].contains(configuration.sabotage!)
         let sabotageAt = SimDuration(seconds: configuration.expectedLoadSeconds / 2)
         while !clients.arrivalsDone {
             step = step + .seconds(1)
@@ -304,7 +306,7 @@ public enum PaymentsWorld {
         try store.queue.write { db in
             let completed = try String.fetchOne(db, sql: "SELECT payment_id FROM payment WHERE status = 'completed' ORDER BY payment_id LIMIT 1")
             switch sabotage {
-            case .doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten, .reconciliationMislabelled:
+            case .doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten, .refundIdempotencyForgotten, .reconciliationMislabelled:
                 break
             case .unbalancedPosting:
                 // One debit with no credit, chained as if it were a real
@@ -359,7 +361,7 @@ public enum PaymentsWorld {
 extension World {
     func paymentCreated(_ paymentID: String, request: Int64, at nanoseconds: Int64) {
         metrics.paymentsCreated += 1
-        checker.paymentCreated(request: request, paymentID: paymentID)
+        checker.created(request: request, resourceID: paymentID)
         guard let number = InvariantChecker.paymentNumber(paymentID) else { return }
         createdAt[number] = nanoseconds
     }

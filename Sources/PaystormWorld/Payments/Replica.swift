@@ -159,14 +159,25 @@ final class Replica: SimActor {
                         _ kernel: SimulationKernel<WorldMessage>) throws(EngineError) -> APIReply {
         switch request.body {
         case let .pay(command):
-            if world.idempotencyRecordsToForget > 0 && request.attempt > 0 { try forgetIdempotencyRecord(command) }
+            if world.idempotencyRecordsToForget > 0 && request.attempt > 0,
+               try forgetIdempotencyRecord(merchantID: command.merchantID, key: command.idempotencyKey) {
+                world.idempotencyRecordsToForget -= 1
+            }
             let view = try engine.createPayment(command, now: now)
             if !view.replayed {
                 world.paymentCreated(view.paymentID, request: request.requestID, at: kernel.now.nanoseconds)
+            } else {
+                // A replay must name what the request created, not only say it is one.
+                world.checker.created(request: request.requestID, resourceID: view.paymentID)
             }
             return .payment(paymentID: view.paymentID, status: view.status, replayed: view.replayed, failureReason: view.failureReason)
         case let .refund(command):
+            if world.refundIdempotencyRecordsToForget > 0 && request.attempt > 0,
+               try forgetIdempotencyRecord(merchantID: command.merchantID, key: command.idempotencyKey) {
+                world.refundIdempotencyRecordsToForget -= 1
+            }
             let view = try engine.createRefund(command, now: now)
+            world.checker.created(request: request.requestID, resourceID: view.refundID)
             return .refund(refundID: view.refundID, status: view.status, replayed: view.replayed)
         }
     }
@@ -190,14 +201,14 @@ final class Replica: SimActor {
 
     /// A broken engine: it lost the idempotency record of a request being
     /// retried, so the retry creates a second payment.
-    private func forgetIdempotencyRecord(_ command: CreatePaymentCommand) throws(EngineError) {
+    /// - Returns: whether there was a record to forget.
+    private func forgetIdempotencyRecord(merchantID: String, key: String) throws(EngineError) -> Bool {
         do {
-            let forgotten = try world.store.queue.inDatabase { db in
+            return try world.store.queue.inDatabase { db in
                 try db.execute(sql: "DELETE FROM idempotency_record WHERE merchant_id = ? AND idempotency_key = ?",
-                               arguments: [command.merchantID, command.idempotencyKey])
-                return db.changesCount
+                               arguments: [merchantID, key])
+                return db.changesCount > 0
             }
-            if forgotten > 0 { world.idempotencyRecordsToForget -= 1 }
         } catch {
             throw .storage("\(error)")
         }

@@ -44,6 +44,7 @@ final class World {
     /// Retried payment requests whose idempotency record a replica still has
     /// to lose (the `idempotencyForgotten` sabotage).
     var idempotencyRecordsToForget = 0
+    var refundIdempotencyRecordsToForget = 0
     /// Virtual creation time of each payment not terminal yet, by payment
     /// number: its time to terminal is measured once, and then it is
     /// forgotten (an array of every payment grew with the run).

@@ -355,6 +355,9 @@ public enum Sabotage: String, Sendable, CaseIterable {
     /// the retry creates a second payment, whose first answer the client
     /// may never have seen.
     case idempotencyForgotten
+    /// The same for refunds: a retried refund request creates a second
+    /// refund, every time.
+    case refundIdempotencyForgotten
     /// The reconciliation records every discrepancy it finds as a status
     /// mismatch, whatever it is.
     case reconciliationMislabelled
