@@ -238,7 +238,7 @@ public struct Scenario: Sendable {
     }
 
     static let faultKinds = ["psp_outage", "psp_brownout", "partition", "replica_crash", "broker_partition_down",
-                             "consumer_crash", "webhook_storm", "clock_skew", "relay_crash"]
+                             "consumer_crash", "webhook_storm", "webhook_forgery", "clock_skew", "relay_crash"]
 
     static func fault(_ value: YAMLValue) throws(ScenarioError) -> ScheduledFault {
         let f = try value.mapping(allowed: ["at", "for", "kind", "psp", "latency_factor", "error_rate", "from", "to", "one_way",
@@ -261,6 +261,7 @@ public struct Scenario: Sendable {
         case "broker_partition_down": kind = .brokerPartitionDown(partition: try need("partition").int(0...1_023))
         case "consumer_crash": kind = .consumerCrash(group: try need("group").string(), index: try f["index"]?.int(0...63) ?? 0)
         case "webhook_storm": kind = .webhookStorm(psp: try need("psp").string(), count: try need("count").int(1...10_000_000))
+        case "webhook_forgery": kind = .webhookForgery(psp: try need("psp").string(), count: try need("count").int(1...10_000_000))
         case "clock_skew": kind = .clockSkew(replica: try need("replica").int(0...255), offsetSeconds: try need("offset").double(-86_400...86_400))
         case "relay_crash": kind = .relayCrash
         default: throw kindValue.expected("a fault kind: \(faultKinds.joined(separator: ", "))")

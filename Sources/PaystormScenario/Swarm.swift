@@ -104,6 +104,7 @@ public enum Shrinker {
             case let .brokerPartitionDown(partition): lines.append(head + "broker_partition_down, partition: \(partition) }")
             case let .consumerCrash(group, index): lines.append(head + "consumer_crash, group: \(group), index: \(index) }")
             case let .webhookStorm(psp, count): lines.append(head + "webhook_storm, psp: \(psp), count: \(count) }")
+            case let .webhookForgery(psp, count): lines.append(head + "webhook_forgery, psp: \(psp), count: \(count) }")
             case let .clockSkew(replica, offset): lines.append(head + "clock_skew, replica: \(replica), offset: \(YAMLValue.format((offset * 1_000).rounded() / 1_000)) }")
             case .relayCrash: lines.append(head + "relay_crash }")
             }

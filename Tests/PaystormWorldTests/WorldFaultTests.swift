@@ -136,6 +136,15 @@ struct WorldFaultTests {
         #expect(report.psp[0].webhooksSent > 3_000)
     }
 
+    @Test("forged webhooks — a wrong secret, a body altered after signing, an hour-old signature — are all refused")
+    func webhookForgery() throws {
+        let baseline = try run([])
+        let report = try run([ScheduledFault(atSeconds: 3, durationSeconds: 2, kind: .webhookForgery(psp: "stripe", count: 600))])
+        expectClean(report)
+        // Every forgery reaches the engine (no loss on this network) and is refused there.
+        #expect(report.webhooksRejected == baseline.webhooksRejected + 600)
+    }
+
     @Test("clock skew past the webhook tolerance: that replica refuses webhooks, nothing breaks")
     func clockSkew() throws {
         let report = try run([ScheduledFault(atSeconds: 0, durationSeconds: 10, kind: .clockSkew(replica: 1, offsetSeconds: 600))])
@@ -212,6 +221,7 @@ struct CheckerTests {
         (.idempotencyForgotten, "idempotent-create"),
         (.refundIdempotencyForgotten, "idempotent-create"),
         (.reconciliationMislabelled, "reconciliation-classified"),
+        (.webhookUnverified, "webhook-authenticated"),
     ])
     func sabotage(_ sabotage: Sabotage, _ invariant: String) throws {
         // Clients refund payments at least 5 s old: a refund needs a longer load than 500 at 300/s.
@@ -225,6 +235,9 @@ struct CheckerTests {
             configuration.sabotage = sabotage
             configuration.network.lossRate = 0.05
             configuration.clients.refundShare = 0.3
+        }
+        if sabotage == .webhookUnverified {
+            configuration.faults = [ScheduledFault(atSeconds: 1, durationSeconds: 1, kind: .webhookForgery(psp: "stripe", count: 50))]
         }
         // Reports with a discrepancy in a few percent of their lines, to be misread.
         if sabotage == .reconciliationMislabelled {

@@ -53,6 +53,8 @@ final class FaultInjector: SimActor {
             toggle(world.consumers[g][member], up: !starting, kernel)
         case let .webhookStorm(psp, count):
             if starting { pspActors[world.pspIndexByID[psp]!].storm(count: count, overSeconds: max(1, fault.durationSeconds), kernel: kernel) }
+        case let .webhookForgery(psp, count):
+            if starting { pspActors[world.pspIndexByID[psp]!].forge(count: count, overSeconds: max(1, fault.durationSeconds), kernel: kernel) }
         case let .clockSkew(replica, offset):
             replicaActors[replica].host.skewNanoseconds = starting ? Int64(offset * 1e9) : 0
         case .relayCrash:

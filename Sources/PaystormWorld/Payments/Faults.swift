@@ -25,6 +25,11 @@ public struct ScheduledFault: Sendable, Equatable {
         case consumerCrash(group: String, index: Int)
         /// The PSP sends `count` duplicate webhooks of recent outcomes.
         case webhookStorm(psp: String, count: Int)
+        /// `count` webhooks in the PSP's name that claim a recent charge or
+        /// refund succeeded, none of them authentic: signed under a wrong
+        /// secret, altered after signing, or signed an hour ago. The
+        /// engine must refuse every one (invariant 6).
+        case webhookForgery(psp: String, count: Int)
         /// Replica `replica`'s clock runs `offsetSeconds` off for the duration.
         case clockSkew(replica: Int, offsetSeconds: Double)
         /// The outbox relay crashes and restarts after the duration.
@@ -49,6 +54,7 @@ public struct ScheduledFault: Sendable, Equatable {
         case let .brokerPartitionDown(partition): return "broker partition \(partition) down"
         case let .consumerCrash(group, index): return "consumer \(group).\(index) crash"
         case let .webhookStorm(psp, count): return "webhook storm \(psp) ×\(count)"
+        case let .webhookForgery(psp, count): return "forged webhooks \(psp) ×\(count)"
         case let .clockSkew(replica, offset): return "clock skew replica \(replica) \(offset) s"
         case .relayCrash: return "outbox relay crash"
         }
@@ -67,7 +73,7 @@ public struct ScheduledFault: Sendable, Equatable {
         try require(durationSeconds.isFinite && durationSeconds >= 0 && durationSeconds <= 86_400 * 7, "duration", "seconds in [0, 604800]")
         let psps = configuration.psps.map(\.id)
         switch kind {
-        case let .pspOutage(psp), let .webhookStorm(psp, _):
+        case let .pspOutage(psp), let .webhookStorm(psp, _), let .webhookForgery(psp, _):
             try require(psps.contains(psp), "psp", "one of \(psps.joined(separator: ", ")), got \"\(psp)\"")
         case let .pspBrownout(psp, factor, rate):
             try require(psps.contains(psp), "psp", "one of \(psps.joined(separator: ", ")), got \"\(psp)\"")
@@ -94,6 +100,7 @@ public struct ScheduledFault: Sendable, Equatable {
             break
         }
         if case let .webhookStorm(_, count) = kind { try require((1...10_000_000).contains(count), "count", "1...10000000") }
+        if case let .webhookForgery(_, count) = kind { try require((1...10_000_000).contains(count), "count", "1...10000000") }
     }
 }
 

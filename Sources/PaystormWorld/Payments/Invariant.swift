@@ -28,6 +28,8 @@ public enum Invariant: String, CaseIterable, Sendable {
     case amount
     // Terminal states are never left.
     case terminalState = "terminal-state"
+    // A webhook not signed by its PSP now changes nothing.
+    case webhookAuthenticated = "webhook-authenticated"
     // Merchant wallets.
     case wallet
     case walletGrossFeeNet = "wallet-gross-fee-net"
@@ -55,6 +57,7 @@ public enum Invariant: String, CaseIterable, Sendable {
         case ledger
         case refunds
         case terminalState = "terminal-state"
+        case webhooks
         case wallet
         case cardData = "card-data"
         case engineError = "engine-error"
@@ -73,6 +76,7 @@ public enum Invariant: String, CaseIterable, Sendable {
         case .ledger, .ledgerEqualsCaptures: .ledger
         case .refunds, .refundsExceedCapture, .refundWithoutRecord, .refundWithoutPayout, .refundedButFailed, .refundAmount, .amount: .refunds
         case .terminalState: .terminalState
+        case .webhookAuthenticated: .webhooks
         case .wallet, .walletGrossFeeNet, .walletEqualsJournal: .wallet
         case .cardData: .cardData
         case .engineError, .audit, .merchantWebhookSignature: .engineError

@@ -134,6 +134,9 @@ final class PSP: SimActor {
             guard let facts = world.truth.webhookFacts(psp: index, number: record) else { return }
             sendWebhook(facts, kernel)
             if duplicate { sendWebhook(facts, kernel) }
+        case let .pspForgedWebhookDue(record, how):
+            guard let facts = world.truth.webhookFacts(psp: index, number: record) else { return }
+            sendForgedWebhook(facts, how: how, kernel)
         default:
             break
         }
@@ -238,6 +241,47 @@ final class PSP: SimActor {
             kernel.send(.pspWebhookDue(record: Int32(record), duplicate: false), to: world.psps[index],
                         after: SimDuration(seconds: random.uniform() * seconds))
         }
+    }
+
+    /// Forged webhooks: `count` claims, spread over `seconds`, that one of
+    /// the PSP's recent outcomes succeeded (see ``FaultKind/webhookForgery(psp:count:)``).
+    func forge(count: Int, overSeconds seconds: Double, kernel: SimulationKernel<WorldMessage>) {
+        guard recordCount > 0 else { return }
+        let random = kernel.random
+        let settled = Int(recordCount)
+        for _ in 0..<count {
+            let record = settled - 1 - random.uniformInt(below: min(settled, 10_000))
+            kernel.send(.pspForgedWebhookDue(record: Int32(record), how: UInt8(random.uniformInt(below: 3))), to: world.psps[index],
+                        after: SimDuration(seconds: random.uniform() * seconds))
+        }
+    }
+
+    /// A webhook in this PSP's name claiming `record` succeeded, not
+    /// authentic: signed under another secret (`how` 0), the PSP's true
+    /// webhook with its body altered after signing (1), or signed an hour
+    /// ago, past any tolerance (2).
+    private func sendForgedWebhook(_ record: (reference: String, kind: SettlementKind, status: SettlementStatus), how: UInt8,
+                                   _ kernel: SimulationKernel<WorldMessage>) {
+        let claim = PSPWebhookPayload.settlementEventJSON(reference: record.reference,
+                                                           type: record.kind == .charge ? .chargeSucceeded : .refundSucceeded)
+        let now = (World.epochNanoseconds + kernel.now.nanoseconds) / 1_000_000_000
+        let (timestamp, signature): (Int64, String)
+        switch how {
+        case 0:
+            timestamp = now
+            signature = WebhookSigner(secret: "not-" + World.webhookSecret(profile.id)).signature(body: claim, timestampSeconds: now)
+        case 1:
+            let authentic = PSPWebhookPayload.settlementEventJSON(reference: record.reference,
+                                                                   type: PSPWebhookPayload.Kind(record.kind, record.status))
+            timestamp = now
+            signature = webhookSigner.signature(body: authentic + " ", timestampSeconds: now)
+        default:
+            timestamp = now - 3_600
+            signature = webhookSigner.signature(body: claim, timestampSeconds: timestamp)
+        }
+        world.network.send(.webhook(WebhookDelivery(pspID: profile.id, body: claim, signature: signature, timestampSeconds: timestamp,
+                                                    forged: true)),
+                           to: world.gateway, kernel: kernel)
     }
 
     private func sendWebhook(_ record: (reference: String, kind: SettlementKind, status: SettlementStatus),

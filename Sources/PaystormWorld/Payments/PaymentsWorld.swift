@@ -130,7 +130,7 @@ public enum PaymentsWorld {
         // Host-level sabotage is set up above; the others write to the store mid-run.
         var sabotaged = configuration.sabotage == nil
             || [.doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten, .refundIdempotencyForgotten,
-                .reconciliationMislabelled].contains(configuration.sabotage!)
+                .reconciliationMislabelled, .webhookUnverified].contains(configuration.sabotage!)
         let sabotageAt = SimDuration(seconds: configuration.expectedLoadSeconds / 2)
         while !clients.arrivalsDone {
             step = step + .seconds(1)
@@ -306,7 +306,8 @@ public enum PaymentsWorld {
         try store.queue.write { db in
             let completed = try String.fetchOne(db, sql: "SELECT payment_id FROM payment WHERE status = 'completed' ORDER BY payment_id LIMIT 1")
             switch sabotage {
-            case .doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten, .refundIdempotencyForgotten, .reconciliationMislabelled:
+            case .doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten, .refundIdempotencyForgotten, .reconciliationMislabelled,
+                 .webhookUnverified:
                 break
             case .unbalancedPosting:
                 // One debit with no credit, chained as if it were a real

@@ -133,12 +133,23 @@ final class Replica: SimActor {
                 try engine.pspReplied(attemptID: attemptID, outcome: outcome, now: now)
             }, name)
         case let .webhook(delivery):
+            var (signature, timestamp) = (delivery.signature, delivery.timestampSeconds)
+            if delivery.forged && world.configuration.sabotage == .webhookUnverified {
+                // An engine that does not verify: as if the forgery were signed by the PSP, now.
+                timestamp = (World.epochNanoseconds + kernel.now.nanoseconds) / 1_000_000_000
+                signature = WebhookSigner(secret: World.webhookSecret(delivery.pspID)).signature(body: delivery.body, timestampSeconds: timestamp)
+            }
             let result = host.run(name, kernel, crashBeforeEffects: crash) { engine throws(EngineError) in
-                try engine.receiveWebhook(pspID: delivery.pspID, body: delivery.body, signature: delivery.signature,
-                                          timestampSeconds: delivery.timestampSeconds, now: now)
+                try engine.receiveWebhook(pspID: delivery.pspID, body: delivery.body, signature: signature,
+                                          timestampSeconds: timestamp, now: now)
             }
             switch result {
-            case .success: world.metrics.webhooksApplied += 1
+            case let .success(outcome):
+                world.metrics.webhooksApplied += 1
+                if delivery.forged {
+                    world.checker.record(.webhookAuthenticated, delivery.pspID,
+                                         "a forged webhook (\(delivery.body)) was taken, not refused: \(outcome.rawValue)")
+                }
             case .failure(.webhookRejected): world.metrics.webhooksRejected += 1
             case .failure: host.report(result, name)
             }

@@ -361,6 +361,9 @@ public enum Sabotage: String, Sendable, CaseIterable {
     /// The reconciliation records every discrepancy it finds as a status
     /// mismatch, whatever it is.
     case reconciliationMislabelled
+    /// The host takes every webhook as authentic: forged ones (a
+    /// `webhook_forgery` fault) reach the engine signed as if by the PSP.
+    case webhookUnverified
 }
 
 /// A configuration field out of range.

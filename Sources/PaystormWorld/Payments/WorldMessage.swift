@@ -38,12 +38,16 @@ final class WebhookDelivery {
     let body: String
     let signature: String
     let timestampSeconds: Int64
+    /// Not authentic (a forgery fault made it): the engine must refuse it.
+    /// The world's knowledge, never the engine's.
+    let forged: Bool
 
-    init(pspID: String, body: String, signature: String, timestampSeconds: Int64) {
+    init(pspID: String, body: String, signature: String, timestampSeconds: Int64, forged: Bool = false) {
         self.pspID = pspID
         self.body = body
         self.signature = signature
         self.timestampSeconds = timestampSeconds
+        self.forged = forged
     }
 }
 
@@ -118,6 +122,9 @@ enum WorldMessage: SimMessage {
     case pspCall(PSPRequest, replyTo: ActorAddress)
     case pspProcess(call: Int64)
     case pspWebhookDue(record: Int32, duplicate: Bool)
+    /// A forged webhook about `record`, made the way `how` says (0 a wrong
+    /// secret, 1 altered after signing, 2 signed an hour ago).
+    case pspForgedWebhookDue(record: Int32, how: UInt8)
     // Outbox relay and broker
     case relayPoll
     case relayTimeout(through: Int64)
@@ -191,6 +198,7 @@ enum WorldMessage: SimMessage {
             hasher.combine(UInt64(13)); hasher.combine(request.attemptID); hasher.combine(request.operation.rawValue); hasher.combine(replyTo.index)
         case let .pspProcess(call): hasher.combine(UInt64(14)); hasher.combine(call)
         case let .pspWebhookDue(record, duplicate): hasher.combine(UInt64(15)); hasher.combine(record); hasher.combine(duplicate)
+        case let .pspForgedWebhookDue(record, how): hasher.combine(UInt64(40)); hasher.combine(record); hasher.combine(UInt64(how))
         case .relayPoll: hasher.combine(UInt64(16))
         case let .relayTimeout(through): hasher.combine(UInt64(17)); hasher.combine(through)
         case let .produce(batch): hasher.combine(UInt64(18)); hasher.combine(batch.messages.first?.sequence ?? 0); hasher.combine(batch.messages.count)
