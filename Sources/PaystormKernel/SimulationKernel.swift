@@ -60,6 +60,8 @@ public final class SimulationKernel<Message: SimMessage> {
     @usableFromInline var streams: [RandomStream] = []
     @usableFromInline var incarnations: [UInt32] = []
     @usableFromInline var isUp: [Bool] = []
+    /// Actors a fault holds down: their scheduled restarts do not happen.
+    @usableFromInline var heldDown: [Bool] = []
     @usableFromInline var pendingPerActor: [Int32] = []
     @usableFromInline var mailboxCapacities: [Int32] = []
 
@@ -116,6 +118,7 @@ public final class SimulationKernel<Message: SimMessage> {
         streams.append(RandomStream(rootSeed: configuration.rootSeed, stream: name))
         incarnations.append(0)
         isUp.append(true)
+        heldDown.append(false)
         pendingPerActor.append(0)
         mailboxCapacities.append(Int32(capacity))
         return address
@@ -204,9 +207,19 @@ public final class SimulationKernel<Message: SimMessage> {
         _ = scheduleControl(.crash, target: target, at: time)
     }
 
-    /// Restarts `target` at absolute time `time`.
+    /// Restarts `target` at absolute time `time`, unless it is held down
+    /// then (see ``holdDown(_:_:)``).
     public func scheduleRestart(of target: ActorAddress, at time: SimInstant) {
         _ = scheduleControl(.restart, target: target, at: time)
+    }
+
+    /// Holds `target` down, or lets it go: while held, its scheduled
+    /// restarts (an actor restarting itself a second after a crash) do not
+    /// happen. A fault that keeps an actor down for a while holds it, so
+    /// that a crash of its own in the meantime does not end the fault.
+    /// ``restart(_:)`` itself is not refused.
+    public func holdDown(_ target: ActorAddress, _ held: Bool) {
+        heldDown[checked(target)] = held
     }
 
     /// Crashes `target` now: its mailbox and timers are dropped and it loses
@@ -343,7 +356,7 @@ public final class SimulationKernel<Message: SimMessage> {
         case .crash:
             crash(ActorAddress(index: entry.target))
         case .restart:
-            restart(ActorAddress(index: entry.target))
+            if !heldDown[Int(entry.target)] { restart(ActorAddress(index: entry.target)) }
         }
     }
 

@@ -40,6 +40,23 @@ struct KernelFaultTests {
         #expect(kernel.mailboxDepth(of: victimAddress) == 0)
     }
 
+    /// An actor a fault holds down does not come back by a restart it had
+    /// scheduled itself; it comes back when the fault lets it go.
+    @Test func aHeldDownActorSkipsItsScheduledRestart() {
+        let kernel = SimulationKernel<Note>(configuration: KernelConfiguration(rootSeed: 1))
+        let victim = Recorder()
+        let address = kernel.spawn(victim, name: "victim")
+        kernel.crash(address)
+        kernel.holdDown(address, true)
+        kernel.scheduleRestart(of: address, at: .zero + .milliseconds(5))
+        kernel.runUntilIdle(maxEvents: 10)
+        #expect(!kernel.isRunning(address) && victim.restarts == 0)
+        kernel.holdDown(address, false)
+        kernel.scheduleRestart(of: address, at: kernel.now + .milliseconds(5))
+        kernel.runUntilIdle(maxEvents: 10)
+        #expect(kernel.isRunning(address) && victim.restarts == 1)
+    }
+
     /// A fault point: the actor crashes in the middle of handling a message
     /// (say, after the PSP call and before the commit). Nothing it does after
     /// that instant may take effect.

@@ -22,6 +22,30 @@ struct WorldFaultTests {
         #expect(report.psp[1].succeeded > 100)
     }
 
+    /// Two outages of one PSP that overlap keep it out until the later one
+    /// ends: the first to end used to bring it back under the second. The
+    /// PSP is then out exactly as under one outage over both, and the runs
+    /// differ only in their fault messages.
+    @Test("overlapping outages of one PSP last until the last of them ends")
+    func overlappingOutages() throws {
+        let one = try run([ScheduledFault(atSeconds: 1, durationSeconds: 6, kind: .pspOutage(psp: "stripe"))], payments: 2_000)
+        let two = try run([ScheduledFault(atSeconds: 1, durationSeconds: 2, kind: .pspOutage(psp: "stripe")),
+                           ScheduledFault(atSeconds: 2, durationSeconds: 5, kind: .pspOutage(psp: "stripe"))], payments: 2_000)
+        expectClean(two)
+        #expect(two.psp[0].unanswered == one.psp[0].unanswered, "\(two.psp[0].unanswered) against \(one.psp[0].unanswered)")
+        #expect(two.psp[1].charges == one.psp[1].charges)
+    }
+
+    @Test("overlapping crashes of one replica keep it down until the last of them ends")
+    func overlappingReplicaCrashes() throws {
+        let two = try run([ScheduledFault(atSeconds: 1, durationSeconds: 2, kind: .replicaCrash(replica: 0)),
+                           ScheduledFault(atSeconds: 2, durationSeconds: 5, kind: .replicaCrash(replica: 0))], payments: 2_000)
+        let one = try run([ScheduledFault(atSeconds: 1, durationSeconds: 6, kind: .replicaCrash(replica: 0))], payments: 2_000)
+        expectClean(two)
+        #expect(two.lostInCrashes == one.lostInCrashes)
+        #expect(two.timeToTerminal.map(\.value) == one.timeToTerminal.map(\.value))
+    }
+
     @Test("a PSP brownout: slower answers and more transient errors, all retried")
     func pspBrownout() throws {
         let baseline = try run([])

@@ -31,13 +31,19 @@ final class FaultInjector: SimActor {
         guard starting ? !world.healing && !active.contains(index) : active.contains(index) else { return }
         if starting { active.insert(index) } else { active.remove(index) }
         let fault = faults[index]
+        // Faults on one target may overlap: its state follows every fault
+        // still active on it, not the last one to start or end.
+        let still = active.sorted().map { faults[$0].kind }
         switch fault.kind {
         case let .pspOutage(psp):
-            pspActors[world.pspIndexByID[psp]!].outage = starting
-        case let .pspBrownout(psp, factor, errorRate):
+            pspActors[world.pspIndexByID[psp]!].outage = still.contains { if case .pspOutage(psp) = $0 { true } else { false } }
+        case let .pspBrownout(psp, _, _):
             let actor = pspActors[world.pspIndexByID[psp]!]
-            actor.brownoutFactor = starting ? factor : 1
-            actor.brownoutErrorRate = starting ? errorRate : 0
+            let brownouts = still.compactMap { kind -> (factor: Double, errorRate: Double)? in
+                if case let .pspBrownout(on, factor, errorRate) = kind, on == psp { (factor, errorRate) } else { nil }
+            }
+            actor.brownoutFactor = brownouts.map(\.factor).max() ?? 1
+            actor.brownoutErrorRate = brownouts.map(\.errorRate).max() ?? 0
         case let .partition(from, to, oneWay):
             if starting {
                 world.network.addPartition(from: from, to: to, oneWay: oneWay, faultIndex: index)
@@ -45,25 +51,33 @@ final class FaultInjector: SimActor {
                 world.network.removePartition(faultIndex: index)
             }
         case let .replicaCrash(replica):
-            toggle(world.replicas[replica], up: !starting, kernel)
+            hold(world.replicas[replica], down: still.contains { if case .replicaCrash(replica) = $0 { true } else { false } }, kernel)
         case let .brokerPartitionDown(partition):
-            brokerActor.setPartition(partition, down: starting)
+            brokerActor.setPartition(partition, down: still.contains { if case .brokerPartitionDown(partition) = $0 { true } else { false } })
         case let .consumerCrash(group, member):
             let g = World.groups.firstIndex { $0.rawValue == group }!
-            toggle(world.consumers[g][member], up: !starting, kernel)
+            hold(world.consumers[g][member], down: still.contains { if case .consumerCrash(group, member) = $0 { true } else { false } }, kernel)
         case let .webhookStorm(psp, count):
             if starting { pspActors[world.pspIndexByID[psp]!].storm(count: count, overSeconds: max(1, fault.durationSeconds), kernel: kernel) }
         case let .webhookForgery(psp, count):
             if starting { pspActors[world.pspIndexByID[psp]!].forge(count: count, overSeconds: max(1, fault.durationSeconds), kernel: kernel) }
-        case let .clockSkew(replica, offset):
-            replicaActors[replica].host.skewNanoseconds = starting ? Int64(offset * 1e9) : 0
+        case let .clockSkew(replica, _):
+            // Overlapping skews of one replica add up.
+            let offsets = still.compactMap { kind -> Double? in
+                if case let .clockSkew(on, offset) = kind, on == replica { offset } else { nil }
+            }
+            replicaActors[replica].host.skewNanoseconds = Int64(offsets.reduce(0, +) * 1e9)
         case .relayCrash:
-            toggle(world.relay, up: !starting, kernel)
+            hold(world.relay, down: still.contains { if case .relayCrash = $0 { true } else { false } }, kernel)
         }
     }
 
-    private func toggle(_ address: ActorAddress, up: Bool, _ kernel: SimulationKernel<WorldMessage>) {
-        if up {
+    /// Keeps `address` down while a fault holds it — a restart it had
+    /// scheduled after a crash of its own then waits for the fault to end
+    /// — and brings it back when none does.
+    private func hold(_ address: ActorAddress, down: Bool, _ kernel: SimulationKernel<WorldMessage>) {
+        kernel.holdDown(address, down)
+        if !down {
             if !kernel.isRunning(address) { kernel.restart(address) }
         } else if kernel.isRunning(address) {
             kernel.crash(address)
