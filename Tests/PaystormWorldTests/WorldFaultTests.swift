@@ -167,6 +167,10 @@ struct WorldFaultTests {
         expectClean(report)
         // Every forgery reaches the engine (no loss on this network) and is refused there.
         #expect(report.webhooksRejected == baseline.webhooksRejected + 600)
+        // To replicas whose clocks run an hour behind, an hour-old signature is fresh:
+        // taking those is right, not a violation.
+        let behind = (0..<3).map { ScheduledFault(atSeconds: 0, durationSeconds: 8, kind: .clockSkew(replica: $0, offsetSeconds: -3_600)) }
+        expectClean(try run(behind + [ScheduledFault(atSeconds: 3, durationSeconds: 2, kind: .webhookForgery(psp: "stripe", count: 600))]))
     }
 
     @Test("clock skew past the webhook tolerance: that replica refuses webhooks, nothing breaks")

@@ -280,7 +280,7 @@ final class PSP: SimActor {
             signature = webhookSigner.signature(body: claim, timestampSeconds: timestamp)
         }
         world.network.send(.webhook(WebhookDelivery(pspID: profile.id, body: claim, signature: signature, timestampSeconds: timestamp,
-                                                    forged: true)),
+                                                    forgery: how < 2 ? .badSignature : .stale)),
                            to: world.gateway, kernel: kernel)
     }
 

@@ -133,10 +133,18 @@ final class Replica: SimActor {
                 try engine.pspReplied(attemptID: attemptID, outcome: outcome, now: now)
             }, name)
         case let .webhook(delivery):
+            // A forgery this replica must refuse: any with a bad signature; a
+            // stale one only if this replica's clock (a skew fault may hold it
+            // back an hour) puts its timestamp outside the tolerance.
+            let mustRefuse: Bool = switch delivery.forgery {
+            case nil: false
+            case .badSignature: true
+            case .stale: abs(now / 1_000_000_000 - delivery.timestampSeconds) > world.engineConfiguration.webhookToleranceSeconds
+            }
             var (signature, timestamp) = (delivery.signature, delivery.timestampSeconds)
-            if delivery.forged && world.configuration.sabotage == .webhookUnverified {
-                // An engine that does not verify: as if the forgery were signed by the PSP, now.
-                timestamp = (World.epochNanoseconds + kernel.now.nanoseconds) / 1_000_000_000
+            if mustRefuse && world.configuration.sabotage == .webhookUnverified {
+                // An engine that does not verify: as if the forgery were signed by the PSP, now by this replica's clock.
+                timestamp = now / 1_000_000_000
                 signature = WebhookSigner(secret: World.webhookSecret(delivery.pspID)).signature(body: delivery.body, timestampSeconds: timestamp)
             }
             let result = host.run(name, kernel, crashBeforeEffects: crash) { engine throws(EngineError) in
@@ -146,7 +154,7 @@ final class Replica: SimActor {
             switch result {
             case let .success(outcome):
                 world.metrics.webhooksApplied += 1
-                if delivery.forged {
+                if mustRefuse {
                     world.checker.record(.webhookAuthenticated, delivery.pspID,
                                          "a forged webhook (\(delivery.body)) was taken, not refused: \(outcome.rawValue)")
                 }

@@ -38,16 +38,23 @@ final class WebhookDelivery {
     let body: String
     let signature: String
     let timestampSeconds: Int64
-    /// Not authentic (a forgery fault made it): the engine must refuse it.
-    /// The world's knowledge, never the engine's.
-    let forged: Bool
+    /// How it is not authentic, if a forgery fault made it: the world's
+    /// knowledge, never the engine's.
+    let forgery: Forgery?
 
-    init(pspID: String, body: String, signature: String, timestampSeconds: Int64, forged: Bool = false) {
+    enum Forgery {
+        /// Signed under another secret, or its body altered after signing: refused at any clock.
+        case badSignature
+        /// Signed by the PSP at a time long past: refused by a receiver whose clock is not as far behind.
+        case stale
+    }
+
+    init(pspID: String, body: String, signature: String, timestampSeconds: Int64, forgery: Forgery? = nil) {
         self.pspID = pspID
         self.body = body
         self.signature = signature
         self.timestampSeconds = timestampSeconds
-        self.forged = forged
+        self.forgery = forgery
     }
 }
 
