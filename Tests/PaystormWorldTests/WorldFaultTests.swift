@@ -291,3 +291,19 @@ struct CheckerTests {
         #expect(report.safetyViolations.contains { $0.invariant == "charged-but-not-completed" || $0.invariant == "one-charge" })
     }
 }
+
+@Suite("Payments world: the card sample")
+struct EvenSampleTests {
+    @Test("an even sample keeps the first item and spreads over the whole stream, its end included", arguments: [1, 63, 64, 65, 1_000, 1_000_000])
+    func spansTheStream(count: Int) {
+        var sample = EvenSample<Int>(capacity: 64)
+        for item in 0..<count { sample.add(item) }
+        #expect(sample.items.first == 0)
+        #expect(sample.items.count <= 64 && sample.items.count >= min(count, 32))
+        #expect(sample.items == sample.items.sorted() && Set(sample.items).count == sample.items.count)
+        // Evenly spaced, and the last kept item within one spacing of the end.
+        let spacing = sample.stride
+        #expect(zip(sample.items, sample.items.dropFirst()).allSatisfy { $1 - $0 == spacing })
+        #expect(count - 1 - sample.items.last! < spacing)
+    }
+}

@@ -63,22 +63,6 @@ final class ClientPopulation: SimActor {
 
     var outstanding: Int { pending.count }
 
-    /// Card numbers the clients sent, to look for in clear in the store:
-    /// those of the first payments and of every payment whose request id is
-    /// a power of two, so the sample spans the whole run, fraudsters' cards
-    /// included, and holds only cards that really went in. Chosen by request
-    /// id, not drawn: the sample takes nothing from the run's random streams.
-    var sampleCardNumbers: [String] { sampledCards.map(Self.cardNumber) }
-    private var sampledCards: [Int] = []
-    static let maximumSampledCards = 64
-    /// The card of the first payment the clients sent (a card that went in, for the card-leak sabotage).
-    var firstCardSent: String? { sampledCards.first.map(Self.cardNumber) }
-
-    private func sampleCard(_ cardIndex: Int, requestID id: Int64) {
-        guard id < 8 || id & (id - 1) == 0, sampledCards.count < Self.maximumSampledCards,
-              !sampledCards.contains(cardIndex) else { return }
-        sampledCards.append(cardIndex)
-    }
 
     func receive(_ message: WorldMessage, from sender: ActorAddress, kernel: SimulationKernel<WorldMessage>) {
         switch message {
@@ -154,7 +138,6 @@ final class ClientPopulation: SimActor {
             conflicting = true
             majorAmount += 1
         }
-        sampleCard(cardIndex, requestID: id)
         let command = CreatePaymentCommand(
             userID: "u-\(user)", merchantID: "m-\(merchant)", amount: Self.format(majorAmount, currency),
             currency: currency.code, card: CardInput(number: Self.cardNumber(cardIndex), expiry: "12/30", cvv: "123"),

@@ -126,6 +126,12 @@ final class InvariantChecker {
     /// `request`. Every send of a request carries its idempotency key, so a
     /// second creation is a duplicate — even when the client never saw the
     /// first answer and so never compared the two.
+    /// Card numbers the engine took, to look for in clear at the end.
+    private(set) var cards = EvenSample<String>(capacity: 64)
+
+    /// The engine created a payment with `cardNumber` (not a replay).
+    func paymentCreated(cardNumber: String) { cards.add(cardNumber) }
+
     /// Client request `request` was answered with payment or refund
     /// `resourceID` (request ids are shared by both): every answer to one
     /// request, created or replayed, must name what its first creation did.
@@ -304,5 +310,35 @@ final class InvariantChecker {
             }
             return lines
         }) ?? []
+    }
+}
+
+/// An even sample of a stream of unknown length, drawn by position, not at
+/// random (it takes nothing from a run's random streams): every
+/// `stride`-th item, the stride doubling and every other item kept dropped
+/// whenever `capacity` are held. It always holds the first item, and
+/// between half and all of `capacity` spread evenly over the whole stream,
+/// its end included.
+struct EvenSample<Item> {
+    let capacity: Int
+    private(set) var items: [Item] = []
+    private(set) var stride = 1
+    private var seen = 0
+
+    /// - Precondition: `capacity` is even and at least 2.
+    init(capacity: Int) {
+        precondition(capacity >= 2 && capacity % 2 == 0, "an even sample needs an even capacity of at least 2")
+        self.capacity = capacity
+        items.reserveCapacity(capacity)
+    }
+
+    mutating func add(_ item: Item) {
+        defer { seen += 1 }
+        guard seen % stride == 0 else { return }
+        items.append(item)
+        if items.count == capacity {
+            items = Swift.stride(from: 0, to: capacity, by: 2).map { items[$0] }
+            stride *= 2
+        }
     }
 }

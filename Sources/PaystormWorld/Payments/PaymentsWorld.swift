@@ -137,12 +137,12 @@ public enum PaymentsWorld {
             try advance(until: step)
             if !sabotaged && kernel.now >= .zero + sabotageAt {
                 sabotaged = true
-                try applySabotage(configuration.sabotage!, store: store, leakedCard: clients.firstCardSent)
+                try applySabotage(configuration.sabotage!, store: store, leakedCard: world.checker.cards.items.first)
             }
             progress?(Double(clients.paymentsStarted) / Double(configuration.payments))
         }
         let loadEnd = clients.arrivalsEndedAt ?? kernel.now
-        if !sabotaged { try applySabotage(configuration.sabotage!, store: store, leakedCard: clients.firstCardSent) }
+        if !sabotaged { try applySabotage(configuration.sabotage!, store: store, leakedCard: world.checker.cards.items.first) }
         phaseEnded?(.load)
         world.checker.audit(final: false, cardNumbers: [])
         phaseEnded?(.auditAfterLoad)
@@ -206,7 +206,7 @@ public enum PaymentsWorld {
                      + (SELECT COUNT(*) FROM refund WHERE status NOT IN ('succeeded', 'failed'))
                 """) ?? 0
         }
-        world.checker.audit(final: true, cardNumbers: clients.sampleCardNumbers)
+        world.checker.audit(final: true, cardNumbers: world.checker.cards.items)
         world.checker.crossCheck()
         if let failure = truth.failure {
             throw StoreError(path: failure.path, operation: "\(failure.operation) after healing (seed \(configuration.seed))", message: failure.message)
