@@ -47,7 +47,8 @@ public final class EngineRunner: @unchecked Sendable {
         case refund(id: String)
         case ledger(LedgerQuery)
         case webhook(pspID: String, body: String, signature: String, timestampSeconds: Int64)
-        case reconcile(SettlementReport)
+        /// With the mark to keep for the PSP (see ``PaymentEngine/reconcile(_:references:now:mark:)``).
+        case reconcile(SettlementReport, mark: Int64? = nil)
         case status
     }
 
@@ -455,7 +456,7 @@ public final class EngineRunner: @unchecked Sendable {
         case let .webhook(pspID, body, signature, timestamp):
             return .webhook(try engine.receiveWebhook(pspID: pspID, body: body, signature: signature,
                                                       timestampSeconds: timestamp, now: now, wallNowNanoseconds: WallClock.nanoseconds()))
-        case let .reconcile(report): return .reconciliation(try engine.reconcile(report, now: now))
+        case let .reconcile(report, mark): return .reconciliation(try engine.reconcile(report, now: now, mark: mark))
         case .status:
             var status = currentStatus
             status.timersArmed = timers.count

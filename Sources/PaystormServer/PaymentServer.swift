@@ -305,11 +305,17 @@ struct Reconciliation: Service {
     /// catch up an hour at a time instead of fetching the whole gap at once.
     static let maximumPeriodNanoseconds: Int64 = 3_600_000_000_000
 
-    /// ``resumed``, read from the engine's store before the engine starts.
-    /// The ends it holds are the last run's engine time, taken for wall
-    /// time: the rounds' overlap covers what that clock drifted.
+    /// ``resumed``, read from the engine's store before the engine starts:
+    /// the wall-clock ends of the last run's rounds.
     static func resumed(_ engine: PaymentEngine, pspIDs: [String]) throws(EngineError) -> [String: Int64] {
         try engine.reconciledThrough().filter { pspIDs.contains($0.key) }
+    }
+
+    /// Where each resumed PSP's rounds go on from: its last end, but never
+    /// after `now` — an end a wrong clock put in the future would hold
+    /// every round back until then.
+    static func resumePoints(_ resumed: [String: Int64], now: Int64) -> [String: Int64] {
+        resumed.mapValues { min($0, now) }
     }
 
     /// The period of a PSP's next round, `[from, to)` in Unix nanoseconds:
@@ -338,7 +344,8 @@ struct Reconciliation: Service {
         let lines = try await fetchLines(psp, from, to + Self.lateLinesNanoseconds)
         let drift = runner.engineTimeAheadOfWallNanoseconds()
         let report = SettlementReport(pspID: psp, periodStartNanoseconds: from + drift, periodEndNanoseconds: to + drift, lines: lines)
-        switch await runner.perform(.reconcile(report)) {
+        // The round's end by the wall clock is kept with it: where a restart goes on from.
+        switch await runner.perform(.reconcile(report, mark: to)) {
         case let .success(.reconciliation(result)): return result
         case let .failure(error): throw error
         default: preconditionFailure("the engine runner answered a reconciliation with something else")
@@ -347,9 +354,12 @@ struct Reconciliation: Service {
 
     func run() async throws {
         let start = WallClock.nanoseconds()
+        let resumed = Self.resumePoints(resumed, now: start)
         var reconciledThrough = resumed
         for (psp, through) in resumed.sorted(by: { $0.key < $1.key }) {
-            log("reconciliation with \(psp) resumes from \(through) ns, where the last run left it")
+            let future = self.resumed[psp].map { $0 > through } ?? false
+            log("reconciliation with \(psp) resumes from \(through) ns, "
+                + (future ? "not from the last run's end, which lies in the future (\(self.resumed[psp]!) ns)" : "where the last run left it"))
         }
         // A cancelled task's sleep returns at once: it must end the loop, not spin it.
         while !Task.isShuttingDownGracefully && !Task.isCancelled {

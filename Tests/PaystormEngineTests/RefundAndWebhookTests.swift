@@ -294,20 +294,29 @@ struct NotificationAndReconciliationTests {
         #expect(whole.matched == 2 && whole.items.isEmpty, "\(whole.items)")
     }
 
-    @Test func aWholeReportRecordsTheEndOfItsPeriodAndAPartDoesNot() throws {
+    @Test func aReconciliationKeepsTheHostsMarkInPlaceOfTheLast() throws {
         let h = try EngineHarness()
         try h.completedPayment(key: "k1", amount: "1.00")
         #expect(try h.engine.reconciledThrough().isEmpty)
-        func report(_ psp: String, endingAt end: Int64) -> SettlementReport {
-            SettlementReport(pspID: psp, periodStartNanoseconds: EngineHarness.t0, periodEndNanoseconds: end, lines: [])
+        let report = { (psp: String) in
+            SettlementReport(pspID: psp, periodStartNanoseconds: EngineHarness.t0, periodEndNanoseconds: h.now + 10, lines: [])
         }
-        _ = try h.engine.reconcile(report("stripe", endingAt: h.now + 10), references: ReferenceRange(after: nil, through: "pay-1:stripe"), now: h.now)
-        #expect(try h.engine.reconciledThrough().isEmpty, "a part is not the whole period")
-        _ = try h.engine.reconcile(report("stripe", endingAt: h.now + 10), now: h.now)
-        _ = try h.engine.reconcile(report("paypal", endingAt: h.now + 20), now: h.now)
-        // An older period reconciled again (an operator's re-run) does not move the end back.
-        _ = try h.engine.reconcile(report("stripe", endingAt: h.now + 5), now: h.now)
-        #expect(try h.engine.reconciledThrough() == ["stripe": h.now + 10, "paypal": h.now + 20])
+        _ = try h.engine.reconcile(report("stripe"), now: h.now)
+        #expect(try h.engine.reconciledThrough().isEmpty, "no mark given, none kept")
+        _ = try h.engine.reconcile(report("stripe"), now: h.now, mark: 500)
+        _ = try h.engine.reconcile(report("paypal"), now: h.now, mark: 700)
+        // The latest mark replaces the last, even an earlier one: a clock put right again.
+        _ = try h.engine.reconcile(report("stripe"), now: h.now, mark: 300)
+        #expect(try h.engine.reconciledThrough() == ["stripe": 300, "paypal": 700])
+        // A failed reconciliation keeps no mark.
+        let outside = SettlementReport(pspID: "stripe", periodStartNanoseconds: EngineHarness.t0, periodEndNanoseconds: h.now + 10, lines: [
+            SettlementLine(pspID: "stripe", pspReference: "zzz", kind: .charge, amount: Money(minorUnits: 1, currency: .usd),
+                           status: .captured, settledAtNanoseconds: h.now),
+        ])
+        #expect(throws: EngineError.self) {
+            _ = try h.engine.reconcile(outside, references: ReferenceRange(after: nil, through: "pay-9:stripe"), now: h.now, mark: 900)
+        }
+        #expect(try h.engine.reconciledThrough()["stripe"] == 300)
     }
 
     /// A report reconciled in parts reads, for each part, only the attempts

@@ -381,6 +381,8 @@ extension EngineRunnerTests {
         let hour = 3_600 * second
         let later = Reconciliation.period(reconciledThrough: start + hour, start: start, now: start + hour + 30 * second)
         #expect(later.map { [$0.from, $0.to] } == [start + hour - overlap, start + hour + 30 * second - settling])
+        // A last end in the future (a wrong clock then) is not waited for.
+        #expect(Reconciliation.resumePoints(["stripe": start + hour, "paypal": start - hour], now: start) == ["stripe": start, "paypal": start - hour])
         // After a day stopped, rounds catch up an hour at a time.
         let catchingUp = Reconciliation.period(reconciledThrough: start + hour, start: start, now: start + 25 * hour)
         #expect(catchingUp.map { [$0.from, $0.to] } == [start + hour - overlap, start + 2 * hour - overlap])
@@ -495,6 +497,19 @@ extension EngineRunnerTests {
 }
 
 extension EngineRunnerTests {
+    @Test("a round keeps its end by the wall clock, not by an engine clock 400 s ahead of it")
+    func aRoundKeepsItsWallClockEnd() async throws {
+        let directory = TemporaryDirectory()
+        let second: Int64 = 1_000_000_000
+        let runner = try ServerFixture.runner(in: directory, clockAnchor: (wall: WallClock.nanoseconds() + 400 * second, monotonic: WallClock.monotonic()))
+        try runner.start()
+        let to = WallClock.nanoseconds() - 10 * second
+        _ = try await Self.reconciliation(runner, psp: "stripe", lines: []).round(psp: "stripe", from: to - 60 * second, to: to)
+        await runner.stop()
+        let resumed = try Reconciliation.resumed(ServerFixture.engine(at: directory.file("engine.sqlite")), pspIDs: ["stripe"])
+        #expect(resumed == ["stripe": to], "a restart would wait 400 s for a period it thought was still to come")
+    }
+
     @Test("a restarted server reconciles from where the last run's rounds ended, not from its own start")
     func reconciliationResumesAfterARestart() async throws {
         let directory = TemporaryDirectory()
@@ -511,7 +526,7 @@ extension EngineRunnerTests {
         }
         let lastRound = SettlementReport(pspID: charge.pspID, periodStartNanoseconds: made - 300 * second,
                                          periodEndNanoseconds: made - 30 * second, lines: [])
-        guard case .success(.reconciliation) = await first.perform(.reconcile(lastRound)) else {
+        guard case .success(.reconciliation) = await first.perform(.reconcile(lastRound, mark: made - 30 * second)) else {
             Issue.record("the last run's round failed")
             return
         }

@@ -153,9 +153,9 @@ enum EngineSchema {
         migrator.registerMigration("v5-engine-reconciliation-item-key") { db in
             try db.execute(sql: "CREATE INDEX reconciliation_item_key ON reconciliation_item(psp_id, psp_reference, kind)")
         }
-        // The end of the latest period reconciled whole with each PSP
-        // (``PaymentEngine/reconciledThrough()``): a restarted server goes on
-        // from there instead of from its own start.
+        // The host's mark of the latest reconciliation with each PSP — the
+        // server's round end by its wall clock (``PaymentEngine/reconciledThrough()``):
+        // a restarted server goes on from there instead of from its own start.
         migrator.registerMigration("v6-engine-reconciled-period") { db in
             try db.execute(sql: "CREATE TABLE reconciled_period (psp_id TEXT PRIMARY KEY, through_ns INTEGER NOT NULL) WITHOUT ROWID")
         }

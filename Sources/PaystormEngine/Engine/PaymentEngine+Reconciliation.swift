@@ -20,9 +20,12 @@ extension PaymentEngine {
     /// overlapping rounds) finds it again, and returns it, but does not
     /// record it twice.
     ///
-    /// A whole report (`references` ``ReferenceRange/all``) also records the
-    /// end of its period, in the same transaction (see ``reconciledThrough()``).
-    public func reconcile(_ report: SettlementReport, references: ReferenceRange = .all, now: Int64) throws(EngineError) -> ReconciliationResult {
+    /// - Parameter mark: the host's own note of what this reconciliation
+    ///   covered — the server's round end, by its wall clock — kept for the
+    ///   PSP in the same transaction, in place of the last one (see
+    ///   ``reconciledThrough()``); `nil` keeps nothing.
+    public func reconcile(_ report: SettlementReport, references: ReferenceRange = .all, now: Int64,
+                          mark: Int64? = nil) throws(EngineError) -> ReconciliationResult {
         if let index = report.lines.firstIndex(where: { !references.contains($0.pspReference) }) {
             throw .invalidField(field: "lines[\(index)].psp_reference",
                                 message: "\"\(report.lines[index].pspReference)\" lies outside the part's references, \(references)")
@@ -50,18 +53,18 @@ extension PaymentEngine {
                     : .declined(reason: "settled by reconciliation: \(reason)")
                 try apply(outcome, to: attempt, now: now, in: db, effects: &effects)
             }
-            if references == .all {
+            if let mark {
                 try db.run("""
                     INSERT INTO reconciled_period (psp_id, through_ns) VALUES (?, ?)
-                    ON CONFLICT (psp_id) DO UPDATE SET through_ns = max(through_ns, excluded.through_ns)
-                    """, [report.pspID, report.periodEndNanoseconds])
+                    ON CONFLICT (psp_id) DO UPDATE SET through_ns = excluded.through_ns
+                    """, [report.pspID, mark])
             }
             return result
         }
     }
 
-    /// Per PSP, the end of the latest period (engine nanoseconds) of a whole
-    /// settlement report reconciled; a PSP never reconciled whole is absent.
+    /// Per PSP, the mark of its latest reconciliation that had one (see
+    /// ``reconcile(_:references:now:mark:)``); a PSP without one is absent.
     public func reconciledThrough() throws(EngineError) -> [String: Int64] {
         try read { db in
             var through: [String: Int64] = [:]
