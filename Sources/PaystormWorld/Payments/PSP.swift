@@ -233,26 +233,30 @@ final class PSP: SimActor {
 
     /// A webhook storm: `count` repeats of recent outcomes, spread over `seconds`.
     func storm(count: Int, overSeconds seconds: Double, kernel: SimulationKernel<WorldMessage>) {
-        guard recordCount > 0 else { return }
-        let random = kernel.random
-        let settled = Int(recordCount)
-        for _ in 0..<count {
-            let record = settled - 1 - random.uniformInt(below: min(settled, 10_000))
-            kernel.send(.pspWebhookDue(record: Int32(record), duplicate: false), to: world.psps[index],
-                        after: SimDuration(seconds: random.uniform() * seconds))
+        aboutRecentOutcomes(count: count, overSeconds: seconds, kernel: kernel) { record, _ in
+            .pspWebhookDue(record: record, duplicate: false)
         }
     }
 
     /// Forged webhooks: `count` claims, spread over `seconds`, that one of
     /// the PSP's recent outcomes succeeded (see ``FaultKind/webhookForgery(psp:count:)``).
     func forge(count: Int, overSeconds seconds: Double, kernel: SimulationKernel<WorldMessage>) {
+        aboutRecentOutcomes(count: count, overSeconds: seconds, kernel: kernel) { record, random in
+            .pspForgedWebhookDue(record: record, how: UInt8(random.uniformInt(below: 3)))
+        }
+    }
+
+    /// Sends this PSP `count` messages, spread over `seconds`, each about one
+    /// of its last 10,000 settled outcomes: for each, the outcome is drawn,
+    /// then `message`, then the delay.
+    private func aboutRecentOutcomes(count: Int, overSeconds seconds: Double, kernel: SimulationKernel<WorldMessage>,
+                                     _ message: (Int32, RandomStream) -> WorldMessage) {
         guard recordCount > 0 else { return }
         let random = kernel.random
         let settled = Int(recordCount)
         for _ in 0..<count {
             let record = settled - 1 - random.uniformInt(below: min(settled, 10_000))
-            kernel.send(.pspForgedWebhookDue(record: Int32(record), how: UInt8(random.uniformInt(below: 3))), to: world.psps[index],
-                        after: SimDuration(seconds: random.uniform() * seconds))
+            kernel.send(message(Int32(record), random), to: world.psps[index], after: SimDuration(seconds: random.uniform() * seconds))
         }
     }
 
