@@ -306,4 +306,15 @@ struct EvenSampleTests {
         #expect(zip(sample.items, sample.items.dropFirst()).allSatisfy { $1 - $0 == spacing })
         #expect(count - 1 - sample.items.last! < spacing)
     }
+
+    @Test("the card search looks for a few long prefixes, each number under one of them")
+    func searchPrefixesAreLong() {
+        let users = (0..<40).map { ClientPopulation.cardNumber(190_000 + $0 * 97) }
+        let fraudsters = [ClientPopulation.cardNumber(200_000 + 123_456_789), ClientPopulation.cardNumber(200_000 + 987_654_321)]
+        let prefixes = InvariantChecker.searchPrefixes(users + fraudsters)
+        #expect(prefixes.count <= 4, "\(prefixes)")
+        #expect(prefixes.allSatisfy { $0.count >= 9 })
+        #expect((users + fraudsters).allSatisfy { number in prefixes.contains { number.hasPrefix($0) } })
+        #expect(InvariantChecker.commonPrefix(users + fraudsters).count < 9, "a single shared prefix would be short")
+    }
 }

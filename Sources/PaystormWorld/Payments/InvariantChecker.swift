@@ -190,20 +190,36 @@ final class InvariantChecker {
             }
             guard !textColumns.isEmpty, !cardNumbers.isEmpty else { continue }
             // For each sample number, whether any text column holds it — looked
-            // for only in rows where some column holds the numbers' common
-            // prefix: one scan of a row's text instead of one per number.
+            // for only in rows where some column holds one of the numbers'
+            // shared prefixes (see ``searchPrefixes(_:)``): a few scans of a
+            // row's text instead of one per number.
+            let prefixes = Self.searchPrefixes(cardNumbers)
             let checks = cardNumbers.indices.map { index in
-                textColumns.map { "instr(\"\($0)\", ?\(index + 2)) > 0" }.joined(separator: " OR ")
+                textColumns.map { "instr(\"\($0)\", ?\(prefixes.count + index + 1)) > 0" }.joined(separator: " OR ")
             }
-            let prefixed = textColumns.map { "instr(\"\($0)\", ?1) > 0" }.joined(separator: " OR ")
+            let prefixed = prefixes.indices.flatMap { index in textColumns.map { "instr(\"\($0)\", ?\(index + 1)) > 0" } }
+                .joined(separator: " OR ")
             let sql = "SELECT " + checks.map { "MAX(\($0))" }.joined(separator: ", ") + " FROM \"\(table)\" WHERE \(prefixed)"
-            let arguments = StatementArguments([Self.commonPrefix(cardNumbers)] + cardNumbers)
+            let arguments = StatementArguments(prefixes + cardNumbers)
             guard let row = try Row.fetchOne(db, sql: sql, arguments: arguments) else { continue }
             for (index, number) in cardNumbers.enumerated() where (row[index] as Int?) == 1 {
                 found.append((subject: table, detail: "a card number in clear (…\(number.suffix(4)))"))
             }
         }
         return found
+    }
+
+    /// Prefixes of at least 9 characters that together cover `numbers`: the
+    /// numbers grouped by their first 9 characters, each group by its
+    /// members' common prefix. A shorter prefix shared by all — "40000" when
+    /// a sample mixes users' and fraudsters' cards — is found in most rows
+    /// (timestamps, amounts), and every row found is searched for every
+    /// number: that made the final checks of a million-payment run three
+    /// times slower.
+    static func searchPrefixes(_ numbers: [String]) -> [String] {
+        var groups: [String: [String]] = [:]
+        for number in numbers { groups[String(number.prefix(9)), default: []].append(number) }
+        return groups.keys.sorted().map { commonPrefix(groups[$0]!) }
     }
 
     /// The longest prefix every string shares ("" if none).
