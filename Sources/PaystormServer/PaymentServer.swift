@@ -354,12 +354,12 @@ struct Reconciliation: Service {
 
     func run() async throws {
         let start = WallClock.nanoseconds()
-        let resumed = Self.resumePoints(resumed, now: start)
-        var reconciledThrough = resumed
-        for (psp, through) in resumed.sorted(by: { $0.key < $1.key }) {
-            let future = self.resumed[psp].map { $0 > through } ?? false
+        let points = Self.resumePoints(resumed, now: start)
+        var reconciledThrough = points
+        for (psp, through) in points.sorted(by: { $0.key < $1.key }) {
+            let last = resumed[psp]!
             log("reconciliation with \(psp) resumes from \(through) ns, "
-                + (future ? "not from the last run's end, which lies in the future (\(self.resumed[psp]!) ns)" : "where the last run left it"))
+                + (last > through ? "not from the last run's end, which lies in the future (\(last) ns)" : "where the last run left it"))
         }
         // A cancelled task's sleep returns at once: it must end the loop, not spin it.
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
@@ -367,7 +367,7 @@ struct Reconciliation: Service {
             if Task.isShuttingDownGracefully || Task.isCancelled { return }
             for psp in pspIDs {
                 // A resumed PSP's rounds may reach back before this start, to the overlap before its last period's end.
-                let floor = resumed[psp].map { $0 - Self.overlapNanoseconds } ?? start
+                let floor = points[psp].map { $0 - Self.overlapNanoseconds } ?? start
                 guard let (from, to) = Self.period(reconciledThrough: reconciledThrough[psp], start: floor, now: WallClock.nanoseconds()) else { continue }
                 do {
                     let result = try await round(psp: psp, from: from, to: to)

@@ -111,7 +111,7 @@ final class Monitor: SimActor {
         if every > 0 && now - lastAudit >= every {
             lastAudit = now
             audits += 1
-            world.checker.audit(final: false, cardNumbers: [])
+            world.checker.audit(final: false)
         }
         kernel.setTimer(after: SimDuration(seconds: world.configuration.windowSeconds), .sample)
     }

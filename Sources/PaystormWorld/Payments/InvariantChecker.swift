@@ -129,8 +129,8 @@ final class InvariantChecker {
     /// Card numbers the engine took, to look for in clear at the end.
     private(set) var cards = EvenSample<String>(capacity: 64)
 
-    /// The engine created a payment with `cardNumber` (not a replay).
-    func paymentCreated(cardNumber: String) { cards.add(cardNumber) }
+    /// The engine created a payment (not a replay) with `cardNumber`.
+    func cardTaken(_ cardNumber: String) { cards.add(cardNumber) }
 
     /// Client request `request` was answered with payment or refund
     /// `resourceID` (request ids are shared by both): every answer to one
@@ -152,7 +152,8 @@ final class InvariantChecker {
     // MARK: - The engine's records
 
     /// ``EngineAudit/safety(_:)`` plus the checks only the world can make.
-    func audit(final: Bool, cardNumbers: [String]) {
+    /// The final audit also looks for the sampled cards (``cards``) in clear.
+    func audit(final: Bool) {
         guard let store else { return }
         do {
             let (engine, wallets, cardData) = try store.queue.read { db in
@@ -160,7 +161,7 @@ final class InvariantChecker {
                     SELECT merchant_id, currency, balance_minor, gross_minor, fees_minor, refunded_minor FROM wallet
                     WHERE balance_minor != gross_minor - fees_minor - refunded_minor ORDER BY merchant_id, currency
                     """)
-                return (try EngineAudit.safety(db), wallets, final ? try cardDataLeaks(db, cardNumbers: cardNumbers) : [])
+                return (try EngineAudit.safety(db), wallets, final ? try cardDataLeaks(db, cardNumbers: cards.items) : [])
             }
             for violation in engine { record(violation) }
             for row in wallets {

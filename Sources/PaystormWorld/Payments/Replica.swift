@@ -184,8 +184,7 @@ final class Replica: SimActor {
             }
             let view = try engine.createPayment(command, now: now)
             if !view.replayed {
-                world.paymentCreated(view.paymentID, request: request.requestID, at: kernel.now.nanoseconds)
-                world.checker.paymentCreated(cardNumber: command.card.number)
+                world.paymentCreated(view.paymentID, request: request.requestID, card: command.card.number, at: kernel.now.nanoseconds)
             } else {
                 // A replay must name what the request created, not only say it is one.
                 world.checker.created(request: request.requestID, resourceID: view.paymentID)

@@ -364,6 +364,17 @@ public enum Sabotage: String, Sendable, CaseIterable {
     /// The host takes every webhook as authentic: forged ones (a
     /// `webhook_forgery` fault) reach the engine signed as if by the PSP.
     case webhookUnverified
+
+    /// Whether it is written to the store behind the engine's back in the
+    /// middle of the load (``PaymentsWorld``); the others live in the
+    /// engine hosts or act after the load.
+    var writesStoreMidRun: Bool {
+        switch self {
+        case .unbalancedPosting, .terminalLeft, .overRefund, .cardNumberInClear, .walletDrift, .journalRewritten, .stuckPayment: true
+        case .doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten, .refundIdempotencyForgotten,
+             .reconciliationMislabelled, .webhookUnverified: false
+        }
+    }
 }
 
 /// A configuration field out of range.
