@@ -250,6 +250,7 @@ struct CheckerTests {
         (.refundIdempotencyForgotten, "idempotent-create"),
         (.reconciliationMislabelled, "reconciliation-classified"),
         (.webhookUnverified, "webhook-authenticated"),
+        (.failoverWhileAmbiguous, "no-failover-when-ambiguous"),
     ])
     func sabotage(_ sabotage: Sabotage, _ invariant: String) throws {
         // Clients refund payments at least 5 s old: a refund needs a longer load than 500 at 300/s.
@@ -264,6 +265,10 @@ struct CheckerTests {
             configuration.network.lossRate = 0.05
             configuration.clients.refundShare = 0.3
         }
+        // Charges that go ambiguous: the PSP captured, its reply lost.
+        if sabotage == .failoverWhileAmbiguous {
+            for index in configuration.psps.indices { configuration.psps[index].ambiguousRate = 0.05 }
+        }
         if sabotage == .webhookUnverified {
             configuration.faults = [ScheduledFault(atSeconds: 1, durationSeconds: 1, kind: .webhookForgery(psp: "stripe", count: 50))]
         }
@@ -277,6 +282,22 @@ struct CheckerTests {
         let violation = try #require(found.first { $0.invariant == invariant })
         #expect(violation.seed == configuration.seed)
         #expect(violation.virtualSeconds > 0)
+    }
+
+    @Test("a failover while the first charge has no outcome is caught, though nothing was charged twice")
+    func failoverWhileUnanswered() throws {
+        // The first PSP is down: its charges go unanswered and stay without
+        // an outcome there, so no capture check can see the broken failover.
+        var configuration = smallWorld(payments: 500)
+        configuration.sabotage = .failoverWhileAmbiguous
+        configuration.faults = [ScheduledFault(atSeconds: 0.5, durationSeconds: 5, kind: .pspOutage(psp: "stripe"))]
+        let report = try PaymentsWorld.run(configuration)
+        let found = report.safetyViolations.filter { $0.invariant == "no-failover-when-ambiguous" }
+        #expect(found.count == 1, "\(report.safetyViolations)")
+        let violation = try #require(found.first)
+        #expect(violation.detail.contains("no outcome there"), "\(violation.detail)")
+        #expect(!report.safetyViolations.contains { $0.invariant == "one-charge" })
+        #expect(violation.trail.contains { $0.hasPrefix("attempt ") })
     }
 
     @Test("a double charge names the payment and carries its trail")

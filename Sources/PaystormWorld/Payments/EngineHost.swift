@@ -83,6 +83,32 @@ final class EngineHost {
         if case let .failure(error) = result { world.checker.record(.engineError, subject, error.description) }
     }
 
+    /// Sends a call to PSP #`index`; a charge is shown to the checker first.
+    private func sendPSPCall(_ request: PSPRequest, to index: Int, _ kernel: SimulationKernel<WorldMessage>) {
+        if request.operation == .charge {
+            let psps = world.pspModels
+            world.checker.chargeSent(paymentID: String(request.idempotencyKey.prefix { $0 != ":" }), pspIndex: index) { other, number in
+                psps[other].chargeOutcome(paymentNumber: number)
+            }
+        }
+        world.network.send(.pspCall(request, replyTo: kernel.currentActor), to: world.psps[index], kernel: kernel)
+    }
+
+    /// A broken engine: while its charge is ambiguous (it is asking the PSP
+    /// for the status), it also charges the next PSP. Its reply belongs to
+    /// no attempt.
+    private func sabotageFailover(from query: PSPRequest, _ kernel: SimulationKernel<WorldMessage>) {
+        guard query.idempotencyKey.hasPrefix("pay-"), world.psps.count > 1, let current = world.pspIndexByID[query.pspID] else { return }
+        let next = (current + 1) % world.psps.count
+        var charge = query
+        charge.attemptID = -1
+        charge.operation = .charge
+        charge.pspID = world.configuration.psps[next].id
+        charge.idempotencyKey = query.idempotencyKey.prefix { $0 != ":" } + ":" + charge.pspID
+        world.failoversToSabotage -= 1
+        sendPSPCall(charge, to: next, kernel)
+    }
+
     /// Performs effects on behalf of the actor now running.
     func perform(_ effects: [EngineEffect], _ kernel: SimulationKernel<WorldMessage>) {
         for effect in effects {
@@ -92,7 +118,8 @@ final class EngineHost {
                 world.metrics.pspCall(index, request.operation)
                 if keepsLastCharge && request.operation == .charge { lastCharge = request }
                 if world.refundRepliesToMisread > 0 && request.operation == .refund { refundAttempts.insert(request.attemptID) }
-                world.network.send(.pspCall(request, replyTo: kernel.currentActor), to: world.psps[index], kernel: kernel)
+                sendPSPCall(request, to: index, kernel)
+                if world.failoversToSabotage > 0 && request.operation == .status { sabotageFailover(from: request, kernel) }
             case let .armTimer(timer, after):
                 kernel.setTimer(after: SimDuration(nanoseconds: max(0, after)), .engineTimer(timer))
             case .publish:

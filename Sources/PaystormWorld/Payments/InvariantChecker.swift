@@ -34,6 +34,8 @@ final class InvariantChecker {
     private(set) var violationCounts: [Invariant: Int] = [:]
     /// Per payment number: bit 0 completed seen, bit 1 failed seen (from the broker).
     private var terminalSeen = ChunkedArray<UInt8>()
+    /// Per payment number: bit i set once the engine sent a charge to PSP #i.
+    private var chargedAt = ChunkedArray<UInt16>()
     /// Each payment's capture at a PSP and each refund key's payout, as the
     /// PSPs report them: kept on disk, they grew with the run in memory.
     let truth: WorldTruth
@@ -86,6 +88,34 @@ final class InvariantChecker {
         }
         if let first = truth.capture(paymentNumber: number, psp: pspIndex, amountMinor: amountMinor) {
             record(.oneCharge, paymentID, "captured at PSP #\(first) and again at PSP #\(pspIndex) (key \(key))")
+        }
+    }
+
+    /// The engine sent a charge for payment `paymentID` to PSP `pspIndex`
+    /// (invariant 7: no second PSP is tried while the first outcome is
+    /// unknown). Every PSP it sent a charge for this payment to before must
+    /// by now have fixed that key as failed — declined, or voided at the
+    /// engine's request — which is what the engine must have heard before it
+    /// fails over. No outcome (the charge may still be on its way) or a
+    /// capture means it tried this PSP not knowing the first had failed.
+    ///
+    /// - Parameter outcome: a PSP's final outcome for the payment's key there
+    ///   (``PSP/chargeOutcome(paymentNumber:)``).
+    func chargeSent(paymentID: String, pspIndex: Int, outcome: (_ pspIndex: Int, _ paymentNumber: Int) -> PSP.Final?) {
+        guard let number = Self.paymentNumber(paymentID), pspIndex < 16 else { return }
+        chargedAt.extend(toInclude: number, with: 0)
+        let earlier = chargedAt[number] & ~(1 << UInt16(pspIndex))
+        chargedAt[number] |= 1 << UInt16(pspIndex)
+        guard earlier != 0 else { return }
+        for other in 0..<16 where earlier & (1 << UInt16(other)) != 0 {
+            switch outcome(other, number) {
+            case .declined, .voided: continue
+            case .done:
+                record(.noFailoverWhenAmbiguous, paymentID, "charge sent to PSP #\(pspIndex) after PSP #\(other) had captured the payment")
+            case nil:
+                record(.noFailoverWhenAmbiguous, paymentID,
+                       "charge sent to PSP #\(pspIndex) while the charge sent to PSP #\(other) had no outcome there (not declined, not voided)")
+            }
         }
     }
 

@@ -217,6 +217,13 @@ final class PSP: SimActor {
         }
     }
 
+    /// The final outcome of payment `number`'s charge key here
+    /// (`pay-N:<psp>`), read without recording the key; `nil` if the key has
+    /// none yet — it never came, or it is still on its way.
+    func chargeOutcome(paymentNumber number: Int) -> Final? {
+        outcomes[Key(code: 2 * Int64(number))]
+    }
+
     /// Records a final outcome and maybe schedules its webhook.
     private func settle(_ reference: String, _ kind: SettlementKind, _ amount: Money, _ status: SettlementStatus,
                         _ kernel: SimulationKernel<WorldMessage>) {

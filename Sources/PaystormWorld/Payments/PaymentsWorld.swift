@@ -66,6 +66,7 @@ public enum PaymentsWorld {
             world.pspIndexByID[profile.id] = index
             world.psps.append(world.spawn(psp, name: "psp.\(profile.id)"))
         }
+        world.pspModels = psps
         let broker = Broker(world: world)
         world.broker = world.spawn(broker, name: "broker")
         world.relay = world.spawn(OutboxRelay(world: world), name: "relay")
@@ -104,6 +105,7 @@ public enum PaymentsWorld {
             replicas[0].host.keepsLastCharge = true
         }
         if configuration.sabotage == .refundMisread { world.refundRepliesToMisread = 1 }
+        if configuration.sabotage == .failoverWhileAmbiguous { world.failoversToSabotage = 1 }
         if configuration.sabotage == .notificationDropped { world.notificationEventsToDrop = 1 }
         if configuration.sabotage == .idempotencyForgotten { world.idempotencyRecordsToForget = 1 }
         if configuration.sabotage == .refundIdempotencyForgotten { world.refundIdempotencyRecordsToForget = .max }
@@ -305,7 +307,7 @@ public enum PaymentsWorld {
             let completed = try String.fetchOne(db, sql: "SELECT payment_id FROM payment WHERE status = 'completed' ORDER BY payment_id LIMIT 1")
             switch sabotage {
             case .doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten, .refundIdempotencyForgotten, .reconciliationMislabelled,
-                 .webhookUnverified:
+                 .webhookUnverified, .failoverWhileAmbiguous:
                 break
             case .unbalancedPosting:
                 // One debit with no credit, chained as if it were a real

@@ -29,6 +29,8 @@ final class World {
     var replicas: [ActorAddress] = []
     var psps: [ActorAddress] = []
     var pspIndexByID: [String: Int] = [:]
+    /// The PSP actors themselves, by index: the checker reads their outcomes.
+    var pspModels: [PSP] = []
     var broker = ActorAddress.environment
     var relay = ActorAddress.environment
     /// Consumers by group (ledger, wallet, notification), then member.
@@ -45,6 +47,9 @@ final class World {
     /// to lose (the `idempotencyForgotten` sabotage).
     var idempotencyRecordsToForget = 0
     var refundIdempotencyRecordsToForget = 0
+    /// Ambiguous charges a host still has to fail over from at once (the
+    /// `failoverWhileAmbiguous` sabotage).
+    var failoversToSabotage = 0
     /// Virtual creation time of each payment not terminal yet, by payment
     /// number: its time to terminal is measured once, and then it is
     /// forgotten (an array of every payment grew with the run).

@@ -364,6 +364,8 @@ public enum Sabotage: String, Sendable, CaseIterable {
     /// The host takes every webhook as authentic: forged ones (a
     /// `webhook_forgery` fault) reach the engine signed as if by the PSP.
     case webhookUnverified
+    /// While a charge is ambiguous, the host also charges it at the next PSP.
+    case failoverWhileAmbiguous
 
     /// Whether it is written to the store behind the engine's back in the
     /// middle of the load (``PaymentsWorld``); the others live in the
@@ -372,7 +374,7 @@ public enum Sabotage: String, Sendable, CaseIterable {
         switch self {
         case .unbalancedPosting, .terminalLeft, .overRefund, .cardNumberInClear, .walletDrift, .journalRewritten, .stuckPayment: true
         case .doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten, .refundIdempotencyForgotten,
-             .reconciliationMislabelled, .webhookUnverified: false
+             .reconciliationMislabelled, .webhookUnverified, .failoverWhileAmbiguous: false
         }
     }
 }
