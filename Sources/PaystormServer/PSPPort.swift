@@ -67,6 +67,7 @@ public enum PSPWire {
             switch answer.outcome {
             case "succeeded": return .succeeded(pspReference: answer.reference ?? "")
             case "declined": return .declined(reason: answer.reason ?? "declined")
+            case "voided": return .voided
             case "not_found": return .notFound
             case "pending": return .pending
             default: return nil

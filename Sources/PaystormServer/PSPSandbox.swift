@@ -136,7 +136,7 @@ public final class PSPSandbox: Sendable {
                 switch state.outcomes[key] {
                 case .done: answer = .init(outcome: "succeeded", reference: reference)
                 case .declined: answer = .init(outcome: "declined", reason: "do_not_honor")
-                case .voided: answer = .init(outcome: "declined", reason: "canceled")
+                case .voided: answer = .init(outcome: "voided")
                 case nil:
                     let charge = operation == .charge
                     let amount = Money(minorUnits: call.amountMinor, currency: Currency(code: call.currency) ?? Currency(code: "USD")!)
@@ -159,16 +159,18 @@ public final class PSPSandbox: Sendable {
             case .status:
                 switch state.outcomes[key] {
                 case .done: answer = .init(outcome: "succeeded", reference: reference)
-                case .declined, .voided: answer = .init(outcome: "declined", reason: "failed")
+                case .declined: answer = .init(outcome: "declined", reason: "failed")
+                case .voided: answer = .init(outcome: "voided")
                 case nil: answer = .init(outcome: "not_found")
                 }
             case .cancel:
                 switch state.outcomes[key] {
                 case .done: answer = .init(outcome: "succeeded", reference: reference)
-                case .declined, .voided: answer = .init(outcome: "declined", reason: "canceled")
+                case .declined: answer = .init(outcome: "declined", reason: "do_not_honor")
+                case .voided: answer = .init(outcome: "voided")
                 case nil:
                     state.outcomes[key] = .voided
-                    answer = .init(outcome: "declined", reason: "canceled")
+                    answer = .init(outcome: "voided")
                 }
             }
             var webhook: (Record, Double, Bool)?

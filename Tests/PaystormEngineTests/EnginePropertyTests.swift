@@ -25,7 +25,7 @@ struct TruthfulPSP {
             switch outcome[key] {
             case .done: reply = .succeeded(pspReference: "ref-\(key)")
             case .declined: reply = .declined(reason: "do_not_honor")
-            case .voided: reply = .declined(reason: "canceled")
+            case .voided: reply = .voided
             case nil where mode == .decline:
                 outcome[key] = .declined
                 reply = .declined(reason: "do_not_honor")
@@ -37,16 +37,18 @@ struct TruthfulPSP {
         case .status:
             switch outcome[key] {
             case .done: reply = .succeeded(pspReference: "ref-\(key)")
-            case .declined, .voided: reply = .declined(reason: "failed")
+            case .declined: reply = .declined(reason: "failed")
+            case .voided: reply = .voided
             case nil: reply = .notFound
             }
         case .cancel:
             switch outcome[key] {
             case .done: reply = .succeeded(pspReference: "ref-\(key)")
-            case .declined, .voided: reply = .declined(reason: "canceled")
+            case .declined: reply = .declined(reason: "do_not_honor")
+            case .voided: reply = .voided
             case nil:
                 outcome[key] = .voided
-                reply = .declined(reason: "canceled")
+                reply = .voided
             }
         }
         return mode == .lostReply ? nil : reply

@@ -148,7 +148,7 @@ struct PaymentEngineTests {
         try h.fireDueTimers()
         let again = try #require(h.takeCall())
         #expect(again.operation == .cancel)
-        try h.reply(.declined(reason: "canceled"), to: again)
+        try h.reply(.voided, to: again)
         let failover = try #require(h.takeCall())
         #expect(failover.pspID == "paypal" && failover.idempotencyKey == "pay-1:paypal")
         try h.reply(.succeeded(pspReference: "pp_1"), to: failover)
@@ -171,6 +171,38 @@ struct PaymentEngineTests {
         #expect(h.published.map(\.event.kind) == [.paymentFailed])
         let count = try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM journal_entry") }
         #expect(count == 0)
+    }
+
+    /// While the engine voids a key (its retries ran out), the PSP's
+    /// decline of the charge may still arrive — by the charge's late reply,
+    /// a webhook, or as the answer to the void of a key it had declined.
+    /// The card was refused: the payment fails and no other PSP is tried.
+    @Test(arguments: ["late reply", "webhook", "answer to the void"])
+    func aDeclineArrivingWhileVoidingFailsThePaymentWithoutFailover(_ channel: String) throws {
+        let h = try EngineHarness()
+        try h.pay(key: "k")
+        var charges: [PSPRequest] = []
+        while let call = h.takeCall(), call.operation == .charge {
+            charges.append(call)
+            try h.reply(.transientError("503"), to: call)
+            h.advance(by: h.engine.configuration.backoffMaxNanoseconds)
+            try h.fireDueTimers()
+        }
+        let cancel = try #require(h.calls.first { $0.operation == .cancel }, "retries ran out: the key is being voided")
+        h.calls.removeAll()
+        switch channel {
+        case "late reply": try h.reply(.declined(reason: "do_not_honor"), to: try #require(charges.first))
+        case "webhook":
+            #expect(try h.webhook(PSPWebhookPayload(eventID: "evt-1", type: .chargeFailed, pspReference: "pay-1:stripe",
+                                                    reason: "do_not_honor")) == .applied)
+        default: try h.reply(.declined(reason: "do_not_honor"), to: cancel)
+        }
+        let payment = try h.engine.payment("pay-1")
+        #expect(payment.status == .failed, "\(channel)")
+        #expect(payment.failureReason?.contains("do_not_honor") == true, "\(String(describing: payment.failureReason))")
+        #expect(!h.calls.contains { $0.operation == .charge }, "a declined card is not charged at another PSP")
+        #expect(h.engine.counters.failovers == 0)
+        #expect(try h.safetyViolations().isEmpty)
     }
 
     @Test func ambiguousOutcomeStaysProcessingUntilAStatusQuerySettlesIt() throws {
@@ -266,7 +298,7 @@ struct PaymentEngineTests {
         #expect(h.engine.counters.statusQueriesExhausted == 1)
         // The PSP comes back and confirms the void: now, and only now, the payment fails over.
         h.calls.removeAll()
-        try h.reply(.declined(reason: "canceled"), to: try #require(voids.last))
+        try h.reply(.voided, to: try #require(voids.last))
         #expect(h.calls.map(\.pspID) == ["paypal"])
         #expect(try h.safetyViolations().isEmpty)
     }

@@ -5,7 +5,8 @@ public struct PSPRequest: Sendable, Equatable {
         case charge, refund, status
         /// Void the key: the PSP must refuse any later request with it. The
         /// answer is `.succeeded` if the key had already moved money (nothing
-        /// was voided) and `.declined` once it is void.
+        /// was voided), `.declined` if the PSP had declined it, and
+        /// `.voided` once it is void.
         case cancel
     }
 
@@ -27,6 +28,11 @@ public enum PSPOutcome: Sendable, Equatable {
     case succeeded(pspReference: String)
     /// A definite refusal: card declined, insufficient funds, or (status) found failed.
     case declined(reason: String)
+    /// The key is void at the PSP (the answer to a `cancel`, or to any
+    /// later call with the key): nothing moved and nothing will, and the
+    /// PSP never judged the card — so trying another PSP is safe and fair,
+    /// where after a decline it is neither.
+    case voided
     /// A definite transient failure: nothing happened at the PSP; safe to retry.
     case transientError(String)
     /// HTTP 429 or equivalent: nothing happened; retry later.

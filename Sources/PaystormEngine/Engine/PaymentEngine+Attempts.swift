@@ -160,8 +160,9 @@ extension PaymentEngine {
     /// Applies a PSP answer to an open attempt.
     ///
     /// Only three things are definite: a success (money moved), a decline
-    /// (the PSP fixed the key's outcome: nothing moved, ever) and a confirmed
-    /// void. A transient error proves only that *this* request did nothing —
+    /// (the PSP fixed the key's outcome: nothing moved, ever, and the card was
+    /// refused — the payment fails) and a confirmed void (nothing moved and
+    /// the card was never judged — the payment may fail over). A transient error proves only that *this* request did nothing —
     /// an earlier request with the same key may still be on its way — so
     /// when retries run out the engine voids the key before it fails over or
     /// gives up; that is what keeps one payment to one charge.
@@ -174,15 +175,20 @@ extension PaymentEngine {
             case .payment: try completePayment(attempt.subjectID, pspID: attempt.pspID, reference: reference, now: now, in: db)
             case .refund: try completeRefund(attempt.subjectID, now: now, in: db)
             }
-        case let .declined(reason):
+        case .voided:
+            // Nothing moved and nothing will, and the card was never judged:
+            // now failing over is safe. (Only a void the engine asked for
+            // makes a key void, so the attempt is canceling, unless this
+            // answer overtook the confirmation it follows.)
             breakers[attempt.pspID, default: CircuitBreaker()].recordSuccess()
-            if attempt.state == "canceling" {
-                // Voided: nothing moved and nothing will. Now failing over is safe.
-                let cause = try db.value("SELECT last_error FROM psp_attempt WHERE attempt_id = ?", as: String.self, [attempt.id]) ?? reason
-                try updateAttempt(attempt.id, state: "failed", error: nil, now: now, in: db)
-                try failOver(from: attempt, reason: cause, now: now, in: db, effects: &effects)
-                return
-            }
+            let cause = try db.value("SELECT last_error FROM psp_attempt WHERE attempt_id = ?", as: String.self, [attempt.id])
+                ?? "\(attempt.pspID): voided"
+            try updateAttempt(attempt.id, state: "failed", error: nil, now: now, in: db)
+            try failOver(from: attempt, reason: cause, now: now, in: db, effects: &effects)
+        case let .declined(reason):
+            // Also while canceling: the PSP declined the key before the void
+            // reached it. A declined card is not tried at another PSP.
+            breakers[attempt.pspID, default: CircuitBreaker()].recordSuccess()
             try updateAttempt(attempt.id, state: "failed", error: reason, now: now, in: db)
             switch attempt.subject {
             case .payment: try failPayment(attempt.subjectID, reason: "declined by \(attempt.pspID): \(reason)", now: now, in: db)

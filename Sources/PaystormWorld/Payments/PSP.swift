@@ -182,7 +182,7 @@ final class PSP: SimActor {
             switch outcomes[key] {
             case .done: return .succeeded(pspReference: reference)
             case .declined: return .declined(reason: "do_not_honor")
-            case .voided: return .declined(reason: "canceled")
+            case .voided: return .voided
             case nil:
                 let charge = request.operation == .charge
                 if decline {
@@ -203,16 +203,18 @@ final class PSP: SimActor {
         case .status:
             switch outcomes[key] {
             case .done: return .succeeded(pspReference: reference)
-            case .declined, .voided: return .declined(reason: "failed")
+            case .declined: return .declined(reason: "failed")
+            case .voided: return .voided
             case nil: return .notFound
             }
         case .cancel:
             switch outcomes[key] {
             case .done: return .succeeded(pspReference: reference)
-            case .declined, .voided: return .declined(reason: "canceled")
+            case .declined: return .declined(reason: "do_not_honor")
+            case .voided: return .voided
             case nil:
                 outcomes[key] = .voided
-                return .declined(reason: "canceled")
+                return .voided
             }
         }
     }

@@ -189,6 +189,7 @@ enum WorldMessage: SimMessage {
             case .rateLimited: hasher.combine(UInt64(4))
             case .notFound: hasher.combine(UInt64(5))
             case .pending: hasher.combine(UInt64(6))
+            case .voided: hasher.combine(UInt64(7))
             }
         case let .webhook(delivery): hasher.combine(UInt64(11)); hasher.combine(delivery.body)
         case let .engineTimer(timer):
