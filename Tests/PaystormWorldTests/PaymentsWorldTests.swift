@@ -114,7 +114,7 @@ struct PaymentsWorldTests {
     func exactPaymentCount(seed: UInt64) throws {
         var configuration = smallWorld(payments: 300, seed: seed)
         configuration.clients.fraudulentUserShare = 0.3
-        configuration.healingSeconds = 30
+        configuration.healingSeconds = configuration.minimumHealingSeconds
         let report = try PaymentsWorld.run(configuration)
         #expect(report.paymentsStarted == 300)
     }
@@ -150,5 +150,33 @@ struct PaymentsWorldTests {
         configuration = smallWorld()
         configuration.load = .ramp(from: 0, to: 0, overSeconds: 10)
         #expect { try configuration.validate() } throws: { ($0 as? WorldConfigurationError)?.field == "load" }
+        // Healing shorter than the engine's own waits: 20 s to the next status
+        // query, 4 tries of 5 s backoff and 2 s timeout, 2 s, 7.5 s of notification retries.
+        configuration = smallWorld()
+        #expect(configuration.minimumHealingSeconds == 58)
+        configuration.healingSeconds = 57
+        #expect { try configuration.validate() } throws: {
+            let error = $0 as? WorldConfigurationError
+            return error?.field == "healing" && error!.expected.hasPrefix("at least 58 s")
+        }
+        configuration.healingSeconds = 58
+        #expect(throws: Never.self) { try configuration.validate() }
+    }
+
+    /// The shortest healing is enough: faults up to the end of the load —
+    /// the first PSP down, the second browned out and cut off from the
+    /// replicas — leave payments a correct engine is still rightly waiting
+    /// on, and every one settles before liveness is judged. (With 30 s of
+    /// healing some were still processing.)
+    @Test("the shortest healing allowed settles every payment a correct engine was waiting on", arguments: UInt64(4)...6)
+    func shortestHealingIsEnough(seed: UInt64) throws {
+        var configuration = smallWorld(payments: 6_000, seed: seed)
+        configuration.faults = [
+            ScheduledFault(atSeconds: 5, durationSeconds: 15, kind: .pspOutage(psp: "stripe")),
+            ScheduledFault(atSeconds: 10, durationSeconds: 10, kind: .pspBrownout(psp: "paypal", latencyFactor: 4, errorRate: 0.3)),
+            ScheduledFault(atSeconds: 12, durationSeconds: 8, kind: .partition(from: "replica", to: "psp.paypal", oneWay: false)),
+        ]
+        configuration.healingSeconds = configuration.minimumHealingSeconds
+        expectClean(try PaymentsWorld.run(configuration))
     }
 }

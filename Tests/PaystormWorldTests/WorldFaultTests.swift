@@ -138,7 +138,7 @@ struct WorldFaultTests {
                              payments: 2_000) {
             Self.refundsOfPoisonedCaptures(&$0)
             $0.service.internalServiceMedianSeconds = 0.01
-            $0.healingSeconds = 10
+            $0.healingSeconds = $0.minimumHealingSeconds
         }
         expectClean(report)
         #expect(report.consumerRefusals > 0)

@@ -90,6 +90,26 @@ public struct EngineConfiguration: Sendable {
         }
     }
 
+    /// How long, once every PSP answers again, the engine may take to settle
+    /// a payment and tell its parties: its longest wait before it next asks
+    /// about an ambiguous attempt (a status query's backoff at its cap), then
+    /// a full chain of tries at the next PSP (each a backoff and a call's
+    /// timeout) after the void, then every retry of a notification. A run that
+    /// judges liveness sooner after its faults end judges this design's own
+    /// waiting, not a fault in it.
+    public var settleHorizonNanoseconds: Int64 {
+        let queryWait = min(statusQueryDelayNanoseconds.multipliedReportingOverflow(by: 1 << min(maxStatusQueries + 1, 40)).partialValue,
+                            backoffMaxNanoseconds * 4)
+        let tries = Int64(maxAttemptsPerPSP) * (backoffMaxNanoseconds + pspTimeoutNanoseconds)
+        var notifications: Int64 = 0
+        for attempt in 1..<max(1, maxNotificationAttempts) {
+            let exponent = min(attempt - 1, 30)
+            let cap = backoffMaxNanoseconds * 12
+            notifications += notificationBackoffNanoseconds <= cap >> exponent ? notificationBackoffNanoseconds << exponent : cap
+        }
+        return queryWait + pspTimeoutNanoseconds + tries + notifications
+    }
+
     /// The longest duration a configuration may set: 366 days.
     public static let maximumDurationNanoseconds: Int64 = 366 * 86_400 * 1_000_000_000
 

@@ -69,12 +69,8 @@ final class World {
         checker = InvariantChecker(seed: configuration.seed, truth: truth)
         metrics = WorldMetrics(windowSeconds: configuration.windowSeconds, pspIDs: configuration.psps.map(\.id))
         buggify = Buggify(model: configuration.buggify, rootSeed: configuration.seed)
-        var engine = EngineConfiguration(psps: configuration.psps.map { .init(id: $0.id, webhookSecret: Self.webhookSecret($0.id)) })
-        // Velocity state is soft and bounded (a real service keeps it in a cache
-        // with a TTL): fraud bursts last seconds, so the most recent keys matter.
-        engine.fraudRules.maxTrackedKeys = 100_000
-        engineConfiguration = engine
-        fraud = FraudDetector(rules: engine.fraudRules)
+        engineConfiguration = configuration.engineConfiguration
+        fraud = FraudDetector(rules: engineConfiguration.fraudRules)
         checker.store = store
         let kernel = self.kernel
         checker.now = { kernel.now }

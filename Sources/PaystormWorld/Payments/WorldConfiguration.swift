@@ -1,4 +1,5 @@
 import Foundation
+import PaystormEngine
 import PaystormKernel
 
 /// Everything that shapes one run of the payments world. Times are seconds
@@ -90,7 +91,11 @@ public struct WorldConfiguration: Sendable {
         for (index, fault) in faults.enumerated() { try fault.validate(field: "faults[\(index)]", configuration: self) }
         try buggify.validate()
         try seconds(healingSeconds, "healing")
-        try require(healingSeconds >= 10, "healing", "at least 10 s, so retries and reconciliation can finish")
+        let minimumHealing = minimumHealingSeconds
+        try require(healingSeconds >= minimumHealing, "healing",
+                    "at least \(Int(minimumHealing)) s: once faults stop, the engine may wait that long to settle a payment "
+                        + "(its longest status-query wait, a chain of tries at the next PSP, the notification retries), "
+                        + "so a shorter healing reports a correct engine's payments as stuck; got \(String(format: "%g", healingSeconds)) s")
         try seconds(auditEverySeconds, "audit_every")
         try require(windowSeconds > 0 && windowSeconds <= 3_600, "window", "seconds in (0, 3600]")
         try require((1...65_536).contains(databaseCacheMebibytes), "database_cache_mib", "1...65536")
@@ -376,6 +381,25 @@ public enum Sabotage: String, Sendable, CaseIterable {
         case .doubleCharge, .refundMisread, .notificationDropped, .idempotencyForgotten, .refundIdempotencyForgotten,
              .reconciliationMislabelled, .webhookUnverified, .failoverWhileAmbiguous: false
         }
+    }
+}
+
+extension WorldConfiguration {
+    /// The configuration every engine instance of this world runs with.
+    var engineConfiguration: EngineConfiguration {
+        var engine = EngineConfiguration(psps: psps.map { .init(id: $0.id, webhookSecret: World.webhookSecret($0.id)) })
+        // Velocity state is soft and bounded (a real service keeps it in a cache
+        // with a TTL): fraud bursts last seconds, so the most recent keys matter.
+        engine.fraudRules.maxTrackedKeys = 100_000
+        return engine
+    }
+
+    /// The shortest healing a run may have: the engine's
+    /// ``EngineConfiguration/settleHorizonNanoseconds`` in whole seconds,
+    /// rounded up. Liveness is judged when healing ends; sooner than this,
+    /// a payment the engine is still rightly waiting on reads as stuck.
+    public var minimumHealingSeconds: Double {
+        (Double(engineConfiguration.settleHorizonNanoseconds) / 1e9).rounded(.up)
     }
 }
 
