@@ -172,7 +172,7 @@ public struct ScenarioRun: Sendable {
                 .init(psp: entry.psp, matched: entry.matched,
                       discrepancies: Dictionary(uniqueKeysWithValues: entry.discrepancies.map { ($0.kind, $0.count) }))
             },
-            faults: ReportDocument.faults(r.faults),
+            faults: ReportDocument.faults(r.faults, windows: r.faultWindows, healingBeganSeconds: r.healingBeganSeconds),
             buggify: .init(enabled: r.buggifyEnabled, fired: Dictionary(uniqueKeysWithValues: r.buggifyFired.map { ($0.site, $0.count) })),
             violations: violations.map { violation, kind in
                 .init(kind: kind, invariant: violation.invariant, subject: violation.subject, virtualSeconds: violation.virtualSeconds,

@@ -97,7 +97,8 @@ extension Paystorm {
             world.seed = original.seed
             // A fuzz report lists the swarm's faults, not the scenario's: replay draws them again.
             let swarm = Swarm.configure(loaded.world, seed: original.seed)
-            if fuzz || (ReportDocument.faults(world.faults) != original.faults && ReportDocument.faults(swarm.faults) == original.faults) {
+            let scheduled = original.faults.map(\.scheduled)
+            if fuzz || (ReportDocument.faults(world.faults) != scheduled && ReportDocument.faults(swarm.faults) == scheduled) {
                 if !fuzz { print("the report's faults are those paystorm fuzz draws for seed \(original.seed): replaying them") }
                 world = swarm
             }

@@ -124,6 +124,31 @@ struct HTMLReportTests {
         #expect(amount != nil && missing != nil && amount!.lowerBound < missing!.lowerBound)
     }
 
+    /// Healing ends a fault that outlasts the load and skips one due after
+    /// it began: the report lists each as scheduled and says what the run
+    /// made of it — in the table, in report.md, and in the shaded bands.
+    @Test("a fault cut short or never started by healing says so")
+    func faultsAsRun() {
+        let scheduled = [ScheduledFault(atSeconds: 10, durationSeconds: 100, kind: .pspOutage(psp: "psp-a")),
+                         ScheduledFault(atSeconds: 12, durationSeconds: 2, kind: .brokerPartitionDown(partition: 1)),
+                         ScheduledFault(atSeconds: 30, durationSeconds: 5, kind: .relayCrash)]
+        let windows = [FaultWindow(startedSeconds: 10, endedSeconds: 25), FaultWindow(startedSeconds: 12, endedSeconds: 14), FaultWindow()]
+        let faults = ReportDocument.faults(scheduled, windows: windows, healingBeganSeconds: 25)
+        #expect(faults.map(\.cutAtSeconds) == [25, nil, 25])
+        #expect(faults.map(\.acted) == [true, true, false])
+        #expect(faults.map(\.scheduled) == ReportDocument.faults(scheduled), "the schedule is kept as it was")
+        var document = sampleDocument()
+        document.faults = faults
+        let html = HTMLReport.render(document)
+        #expect(html.contains("cut at 25 s: healing began"))
+        #expect(html.contains("never acted: healing began at 25 s, before it was due"))
+        #expect(html.contains(">\(scheduled[0].label)</text>") && !html.contains(">\(scheduled[2].label)</text>"),
+                "only what acted is shaded on the charts")
+        let markdown = ReportWriter.markdown(document)
+        #expect(markdown.contains("- \(scheduled[0].label): 10.0 s – 110.0 s (cut at 25 s: healing began)"), "\(markdown)")
+        #expect(markdown.contains("- \(scheduled[1].label): 12.0 s – 14.0 s\n"))
+    }
+
     @Test("text from the document is escaped and the page carries no script or external resource")
     func escaping() {
         let html = HTMLReport.render(sampleDocument())

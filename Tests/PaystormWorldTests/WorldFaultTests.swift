@@ -22,6 +22,19 @@ struct WorldFaultTests {
         #expect(report.psp[1].succeeded > 100)
     }
 
+    /// The report keeps when each fault really acted: one outlasting the
+    /// load is cut where healing began, one inside it runs as scheduled.
+    @Test("each fault's window as run: healing cuts the one that outlasts the load")
+    func faultWindowsAsRun() throws {
+        let report = try run([ScheduledFault(atSeconds: 1, durationSeconds: 10_000, kind: .pspOutage(psp: "stripe")),
+                              ScheduledFault(atSeconds: 2, durationSeconds: 1, kind: .consumerCrash(group: "ledger", index: 0))])
+        expectClean(report)
+        #expect(report.faultWindows.count == 2)
+        #expect(report.faultWindows[0] == FaultWindow(startedSeconds: 1, endedSeconds: report.healingBeganSeconds))
+        #expect(report.healingBeganSeconds >= report.loadEndSeconds && report.healingBeganSeconds < 100)
+        #expect(report.faultWindows[1] == FaultWindow(startedSeconds: 2, endedSeconds: 3))
+    }
+
     /// Two outages of one PSP that overlap keep it out until the later one
     /// ends: the first to end used to bring it back under the second. The
     /// PSP is then out exactly as under one outage over both, and the runs

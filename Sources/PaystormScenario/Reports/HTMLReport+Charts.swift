@@ -6,7 +6,10 @@ extension HTMLReport {
         let windows = document.windows
         let starts = windows.map(\.startSeconds)
         let windowSeconds = windowLength(document)
-        let bands = document.faults.map { TimeSeriesChart.Band(label: $0.label, fromSeconds: $0.atSeconds, toSeconds: $0.endSeconds) }
+        // Shaded where each fault really acted: healing cuts some short, and some never start.
+        let bands = document.faults.filter(\.acted).map {
+            TimeSeriesChart.Band(label: $0.label, fromSeconds: $0.atSeconds, toSeconds: $0.actedUntilSeconds)
+        }
         let fallbackEnd = max(document.simulation.virtualSeconds, document.faults.map(\.endSeconds).filter(\.isFinite).max() ?? 0)
         func chart(_ title: String, _ yTitle: String, _ series: [TimeSeriesChart.Series]) -> String {
             TimeSeriesChart(title: title, yTitle: yTitle, windowStartSeconds: starts, windowSeconds: windowSeconds, series: series,

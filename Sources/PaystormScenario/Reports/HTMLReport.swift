@@ -199,9 +199,12 @@ public enum HTMLReport {
         if document.faults.isEmpty {
             html += "<p class=\"muted\">No faults were injected.</p>\n"
         } else {
-            html += table(["fault", "from", "to", "lasting"], document.faults.map { fault in
+            // Where healing cut a fault short, it says so, and "lasting" is what it really lasted.
+            let cut = document.faults.contains { $0.cutAtSeconds != nil }
+            html += table(["fault", "from", "to", "lasting"] + (cut ? ["as run"] : []), document.faults.map { fault in
                 [.text(fault.label), .number(ReportFormat.seconds(fault.atSeconds)), .number(ReportFormat.seconds(fault.endSeconds)),
-                 .number(ReportFormat.seconds(fault.endSeconds - fault.atSeconds))]
+                 .number(ReportFormat.seconds(max(0, fault.actedUntilSeconds - fault.atSeconds)))]
+                    + (cut ? [.text(fault.cutNote ?? "as scheduled")] : [])
             })
         }
         return html

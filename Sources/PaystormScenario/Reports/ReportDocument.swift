@@ -122,11 +122,41 @@ public struct ReportDocument: Codable, Sendable, Equatable {
         public var label: String
         public var atSeconds: Double
         public var endSeconds: Double
+        /// When healing cut the fault short: before its end, or before its
+        /// start (it never acted). Absent for a fault that acted as
+        /// scheduled, and in reports of Paystorm before 0.7.0.
+        public var cutAtSeconds: Double?
+
+        /// The fault as scheduled, whatever the run made of it.
+        public var scheduled: Fault { Fault(label: label, atSeconds: atSeconds, endSeconds: endSeconds) }
+        public var acted: Bool { cutAtSeconds.map { $0 > atSeconds } ?? true }
+        /// When it stopped acting: its end, or where healing cut it.
+        public var actedUntilSeconds: Double { min(endSeconds, cutAtSeconds ?? endSeconds) }
+        /// What the run made of it, if not the schedule; `nil` if it acted as scheduled.
+        public var cutNote: String? {
+            guard let cut = cutAtSeconds else { return nil }
+            let at = ReportFormat.trimmed(cut)
+            return acted ? "cut at \(at) s: healing began" : "never acted: healing began at \(at) s, before it was due"
+        }
     }
 
-    /// A run's fault schedule as its report lists it.
+    /// A run's fault schedule as its report lists it (as scheduled).
     public static func faults(_ faults: [ScheduledFault]) -> [Fault] {
         faults.map { Fault(label: $0.label, atSeconds: $0.atSeconds, endSeconds: $0.endSeconds) }
+    }
+
+    /// A run's faults as its report lists them: each as scheduled, and where
+    /// healing cut it short (`windows` from ``WorldReport/faultWindows``).
+    public static func faults(_ faults: [ScheduledFault], windows: [FaultWindow], healingBeganSeconds: Double) -> [Fault] {
+        zip(faults, windows).map { fault, window in
+            var listed = Fault(label: fault.label, atSeconds: fault.atSeconds, endSeconds: fault.endSeconds)
+            if window.startedSeconds == nil {
+                listed.cutAtSeconds = healingBeganSeconds
+            } else if let ended = window.endedSeconds, ended < fault.endSeconds {
+                listed.cutAtSeconds = ended
+            }
+            return listed
+        }
     }
 
     public struct Buggify: Codable, Sendable, Equatable {

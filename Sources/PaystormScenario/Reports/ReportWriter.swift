@@ -99,7 +99,10 @@ public enum ReportWriter {
         lines.append("## Faults")
         lines.append("")
         if d.faults.isEmpty { lines.append("None scheduled.") }
-        for fault in d.faults { lines.append("- \(fault.label): \(String(format: "%.1f", fault.atSeconds)) s – \(String(format: "%.1f", fault.endSeconds)) s") }
+        for fault in d.faults {
+            let asRun = fault.cutNote.map { " (\($0))" } ?? ""
+            lines.append("- \(fault.label): \(String(format: "%.1f", fault.atSeconds)) s – \(String(format: "%.1f", fault.endSeconds)) s\(asRun)")
+        }
         if !d.buggify.enabled.isEmpty {
             let fired = d.buggify.fired.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
             lines.append("- BUGGIFY sites enabled: \(d.buggify.enabled.joined(separator: ", ")); fired: \(fired.isEmpty ? "none" : fired)")

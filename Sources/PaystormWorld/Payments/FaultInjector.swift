@@ -30,6 +30,7 @@ final class FaultInjector: SimActor {
     private func apply(_ index: Int, starting: Bool, _ kernel: SimulationKernel<WorldMessage>) {
         guard starting ? !world.healing && !active.contains(index) : active.contains(index) else { return }
         if starting { active.insert(index) } else { active.remove(index) }
+        if starting { world.faultWindows[index].startedSeconds = kernel.now.seconds } else { world.faultWindows[index].endedSeconds = kernel.now.seconds }
         let fault = faults[index]
         // Faults on one target may overlap: its state follows every fault
         // still active on it, not the last one to start or end.

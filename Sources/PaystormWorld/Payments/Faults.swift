@@ -149,3 +149,16 @@ public final class Buggify {
         return true
     }
 }
+
+/// When a scheduled fault really acted, in virtual seconds; `nil` for what
+/// never happened. A fault's end is cut to the start of healing, and a fault
+/// due after healing began never starts.
+public struct FaultWindow: Sendable, Equatable {
+    public var startedSeconds: Double?
+    public var endedSeconds: Double?
+
+    public init(startedSeconds: Double? = nil, endedSeconds: Double? = nil) {
+        self.startedSeconds = startedSeconds
+        self.endedSeconds = endedSeconds
+    }
+}

@@ -149,6 +149,7 @@ public enum PaymentsWorld {
 
         // Healing: faults end, BUGGIFY stops, dead letters are replayed, then reconciliation.
         world.healing = true
+        world.healingBeganSeconds = kernel.now.seconds
         world.buggify.suspended = true
         injector.endAll(kernel)
         world.network.clearFaults()

@@ -54,6 +54,12 @@ final class World {
     /// number: its time to terminal is measured once, and then it is
     /// forgotten (an array of every payment grew with the run).
     var createdAt: [Int: Int64] = [:]
+    /// When each scheduled fault really started and ended, in virtual
+    /// seconds: healing ends the ones still active, and a fault due after
+    /// healing began never starts.
+    var faultWindows: [FaultWindow]
+    /// Virtual seconds when healing began.
+    var healingBeganSeconds: Double?
     /// Reconciliation results of the healing phase, by PSP.
     var reconciliations: [(pspID: String, result: ReconciliationResult)] = []
 
@@ -61,6 +67,7 @@ final class World {
 
     init(configuration: WorldConfiguration, store: Store, truth: WorldTruth) throws {
         self.configuration = configuration
+        faultWindows = Array(repeating: FaultWindow(), count: configuration.faults.count)
         self.store = store
         self.truth = truth
         kernel = SimulationKernel(configuration: KernelConfiguration(rootSeed: configuration.seed, maxPendingEvents: 8_000_000),

@@ -69,6 +69,11 @@ public struct WorldReport: Sendable {
     public var buggifyEnabled: [String]
     public var buggifyFired: [(site: String, count: Int)]
     public var faults: [ScheduledFault]
+    /// When each of ``faults`` really acted.
+    public var faultWindows: [FaultWindow]
+    /// When the healing phase began (the load's last steps run to it): it
+    /// ended every fault still active, and no fault starts after it.
+    public var healingBeganSeconds: Double
 
     /// Broken safety invariants (kept in full up to 1,000; `safetyViolationCount` counts all).
     public var safetyViolations: [Violation]
@@ -170,6 +175,8 @@ public struct WorldReport: Sendable {
         buggifyEnabled = world.buggify.enabled.map(\.rawValue).sorted()
         buggifyFired = world.buggify.fired.map { ($0.key.rawValue, $0.value) }.sorted { $0.site < $1.site }
         faults = configuration.faults
+        faultWindows = world.faultWindows
+        healingBeganSeconds = world.healingBeganSeconds ?? virtualSeconds
         safetyViolations = world.checker.violations
         safetyViolationCount = world.checker.violationCount
         safetyViolationCounts = world.checker.violationCounts
