@@ -10,7 +10,7 @@ extension HTMLReport {
         let bands = document.faults.filter(\.acted).map {
             TimeSeriesChart.Band(label: $0.label, fromSeconds: $0.atSeconds, toSeconds: $0.actedUntilSeconds)
         }
-        let fallbackEnd = max(document.simulation.virtualSeconds, document.faults.map(\.endSeconds).filter(\.isFinite).max() ?? 0)
+        let fallbackEnd = max(document.simulation.virtualSeconds, bands.map(\.toSeconds).filter(\.isFinite).max() ?? 0)
         func chart(_ title: String, _ yTitle: String, _ series: [TimeSeriesChart.Series]) -> String {
             TimeSeriesChart(title: title, yTitle: yTitle, windowStartSeconds: starts, windowSeconds: windowSeconds, series: series,
                             bands: bands, fallbackEndSeconds: fallbackEnd).render()
