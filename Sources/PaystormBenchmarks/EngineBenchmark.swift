@@ -87,7 +87,8 @@ public enum EngineBenchmark {
                 try timed(1) { try engine.inBatch {
                     for effect in calls {
                         if case let .callPSP(request) = effect {
-                            try engine.pspReplied(attemptID: request.attemptID, outcome: .succeeded(pspReference: "ch_\(request.attemptID)"), now: now)
+                            try engine.pspReplied(attemptID: request.attemptID, outcome: .succeeded(pspReference: "ch_\(request.attemptID)"), now: now,
+                                                   sentAtNanoseconds: request.sentAtNanoseconds)
                         }
                     }
                 } }

@@ -86,7 +86,7 @@ public final class EngineRunner: @unchecked Sendable {
 
     enum Job {
         case call(Call, Reply)
-        case pspReply(attemptID: Int64, PSPOutcome)
+        case pspReply(attemptID: Int64, sentAt: Int64, PSPOutcome)
         case notification(id: Int64, success: Bool)
         case timer(EngineTimer)
 
@@ -407,8 +407,8 @@ public final class EngineRunner: @unchecked Sendable {
                         switch job {
                         case let .call(call, reply):
                             answers.append((reply, .success(try answer(call, now: now))))
-                        case let .pspReply(attemptID, outcome):
-                            try engine.pspReplied(attemptID: attemptID, outcome: outcome, now: now)
+                        case let .pspReply(attemptID, sentAt, outcome):
+                            try engine.pspReplied(attemptID: attemptID, outcome: outcome, now: now, sentAtNanoseconds: sentAt)
                         case let .notification(id, success):
                             try engine.notificationDelivered(id, success: success, now: now)
                         case let .timer(timer):
@@ -505,7 +505,7 @@ public final class EngineRunner: @unchecked Sendable {
             psp.call(request) { [self] outcome in
                 condition.lock()
                 pspInFlight -= 1
-                if let outcome { inbox.append(.pspReply(attemptID: request.attemptID, outcome)) }
+                if let outcome { inbox.append(.pspReply(attemptID: request.attemptID, sentAt: request.sentAtNanoseconds, outcome)) }
                 condition.signal()
                 condition.unlock()
             }

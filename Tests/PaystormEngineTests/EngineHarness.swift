@@ -61,9 +61,9 @@ final class EngineHarness {
         return view
     }
 
-    /// Answers the oldest unanswered PSP call (or the one for `attemptID`).
+    /// Answers `request`, as a host does: with the call's stamp.
     func reply(_ outcome: PSPOutcome, to request: PSPRequest) throws {
-        try engine.pspReplied(attemptID: request.attemptID, outcome: outcome, now: now)
+        try engine.pspReplied(attemptID: request.attemptID, outcome: outcome, now: now, sentAtNanoseconds: request.sentAtNanoseconds)
         collect()
     }
 

@@ -160,6 +160,32 @@ struct PaymentEngineTests {
         #expect(try h.safetyViolations().isEmpty)
     }
 
+    /// Duplicates of try 1's transient error, arriving while try 2 is in
+    /// flight, say nothing about try 2: it stays in flight, no try is used
+    /// up, and the breaker counts one failure, not six (five open it).
+    @Test func anAnswerToAnEarlierCallThatSaysNothingDefiniteIsStale() throws {
+        let h = try EngineHarness()
+        try h.pay(key: "k")
+        let first = try #require(h.takeCall())
+        try h.reply(.transientError("503"), to: first)
+        h.advance(by: h.engine.configuration.backoffMaxNanoseconds)
+        try h.fireDueTimers()
+        let second = try #require(h.takeCall())
+        #expect(second.operation == .charge && second.sentAtNanoseconds > first.sentAtNanoseconds)
+        for _ in 0..<5 { try h.reply(.transientError("503, duplicated"), to: first) }
+        try h.reply(.rateLimited, to: first)
+        #expect(h.engine.counters.staleReplies == 6)
+        let row = try h.read { try Row.fetchOne($0, sql: "SELECT tries, state FROM psp_attempt WHERE attempt_id = 1") }
+        #expect(row?["tries"] == 2 && row?["state"] == "in_flight")
+        #expect(h.calls.isEmpty)
+        try h.pay(key: "k2", user: "u-2")
+        #expect(h.takeCall()?.pspID == "stripe", "the breaker stayed closed")
+        // A definite answer is a fact about the key, from whichever call it comes.
+        try h.reply(.succeeded(pspReference: "ch_1"), to: first)
+        #expect(try h.engine.payment("pay-1").status == .completed)
+        #expect(try h.safetyViolations().isEmpty)
+    }
+
     @Test func declineFailsWithoutFailover() throws {
         let h = try EngineHarness()
         try h.pay(key: "k")

@@ -1,5 +1,5 @@
 /// What the engine asks a PSP to do. The host's PSP adapter performs it and
-/// feeds the answer back with ``PaymentEngine/pspReplied(attemptID:outcome:now:)``.
+/// feeds the answer back with ``PaymentEngine/pspReplied(attemptID:outcome:now:sentAtNanoseconds:)``.
 public struct PSPRequest: Sendable, Equatable {
     public enum Operation: String, Sendable, Equatable {
         case charge, refund, status
@@ -20,6 +20,12 @@ public struct PSPRequest: Sendable, Equatable {
     public var amount: Money
     /// Vault token of the card (charges only); the adapter detokenizes.
     public var cardToken: String?
+    /// The engine time the call was stamped with (its attempt's
+    /// `updated_ns`). A host hands it back with the answer
+    /// (``PaymentEngine/pspReplied(attemptID:outcome:now:sentAtNanoseconds:)``),
+    /// so an answer to an earlier call of the attempt — a duplicate, or a
+    /// reply that outran its timeout — is told from the current one.
+    public var sentAtNanoseconds: Int64
 }
 
 /// A PSP's answer (or the host's report that none came).
@@ -41,6 +47,15 @@ public enum PSPOutcome: Sendable, Equatable {
     case notFound
     /// Status query: the PSP is still processing.
     case pending
+
+    /// Whether it fixes the key's outcome (money moved, refused, or void),
+    /// whichever call of the attempt it answers.
+    public var isDefinite: Bool {
+        switch self {
+        case .succeeded, .declined, .voided: true
+        case .transientError, .rateLimited, .notFound, .pending: false
+        }
+    }
 }
 
 /// Timers the engine arms through the host. A timer that fires after its

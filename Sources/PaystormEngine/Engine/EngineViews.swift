@@ -57,6 +57,8 @@ public struct LedgerPage: Sendable, Equatable {
 public struct EngineCounters: Sendable, Equatable {
     public var idempotentReplays = 0
     public var lateReplies = 0
+    /// Answers to an earlier call of an attempt that say nothing definite (see ``PaymentEngine/pspReplied(attemptID:outcome:now:sentAtNanoseconds:)``).
+    public var staleReplies = 0
     public var staleTimers = 0
     public var ambiguousAttempts = 0
     public var statusQueriesExhausted = 0

@@ -45,7 +45,15 @@ extension PaymentEngine {
     /// over to the next PSP only once this one has voided the key. While an
     /// attempt is ambiguous only a definite answer (or "not found") changes
     /// it, so a failed status query never triggers a second charge.
-    public func pspReplied(attemptID: Int64, outcome: PSPOutcome, now: Int64) throws(EngineError) {
+    ///
+    /// - Parameter sentAtNanoseconds: the answered call's stamp
+    ///   (``PSPRequest/sentAtNanoseconds``); `nil` takes the answer as the
+    ///   current call's. An answer that says only that *a* call did nothing
+    ///   (a transient error, a rate limit, "not found", "pending") and belongs
+    ///   to an earlier call of the attempt is stale: it neither uses up a try
+    ///   nor counts against the breaker. A definite answer is a fact about the
+    ///   key, from whichever call it comes.
+    public func pspReplied(attemptID: Int64, outcome: PSPOutcome, now: Int64, sentAtNanoseconds: Int64? = nil) throws(EngineError) {
         try transaction { db, effects in
             guard let attempt = try loadAttempt(attemptID, in: db) else {
                 counters.lateReplies += 1
@@ -54,6 +62,10 @@ extension PaymentEngine {
             guard attempt.isOpen else {
                 counters.lateReplies += 1
                 try auditContradiction(attempt, outcome, by: "reply", now: now, in: db)
+                return
+            }
+            if let sentAtNanoseconds, sentAtNanoseconds != attempt.updatedNanoseconds, !outcome.isDefinite {
+                counters.staleReplies += 1
                 return
             }
             try apply(outcome, to: attempt, now: now, in: db, effects: &effects)
@@ -115,7 +127,8 @@ extension PaymentEngine {
                 try db.run("UPDATE psp_attempt SET status_queries = status_queries + 1 WHERE attempt_id = ?", [attempt.id])
                 let (amount, token) = try attemptAmount(attempt, in: db)
                 effects.append(.callPSP(PSPRequest(attemptID: attempt.id, pspID: attempt.pspID, operation: .status,
-                                                   idempotencyKey: attempt.key, amount: amount, cardToken: token)))
+                                                   idempotencyKey: attempt.key, amount: amount, cardToken: token,
+                                                   sentAtNanoseconds: attempt.updatedNanoseconds)))
                 let delay = backoff(attemptID: attempt.id, try: attempt.statusQueries + 2,
                                     base: configuration.statusQueryDelayNanoseconds, cap: configuration.backoffMaxNanoseconds * 4)
                 effects.append(.armTimer(.statusQuery(attemptID: attempt.id), afterNanoseconds: delay))
@@ -145,7 +158,7 @@ extension PaymentEngine {
         try insert.execute()
         let id = db.lastInsertedRowID
         effects.append(.callPSP(PSPRequest(attemptID: id, pspID: pspID, operation: subject == .payment ? .charge : .refund,
-                                           idempotencyKey: key, amount: amount, cardToken: cardToken)))
+                                           idempotencyKey: key, amount: amount, cardToken: cardToken, sentAtNanoseconds: now)))
         effects.append(.armTimer(.pspTimeout(attemptID: id, sentAtNanoseconds: now), afterNanoseconds: configuration.pspTimeoutNanoseconds))
     }
 
@@ -153,7 +166,7 @@ extension PaymentEngine {
     func emitCall(for attempt: Attempt, operation: PSPRequest.Operation, sentAt: Int64, in db: Database, effects: inout [EngineEffect]) throws {
         let (amount, token) = try attemptAmount(attempt, in: db)
         effects.append(.callPSP(PSPRequest(attemptID: attempt.id, pspID: attempt.pspID, operation: operation,
-                                           idempotencyKey: attempt.key, amount: amount, cardToken: token)))
+                                           idempotencyKey: attempt.key, amount: amount, cardToken: token, sentAtNanoseconds: sentAt)))
         effects.append(.armTimer(.pspTimeout(attemptID: attempt.id, sentAtNanoseconds: sentAt), afterNanoseconds: configuration.pspTimeoutNanoseconds))
     }
 

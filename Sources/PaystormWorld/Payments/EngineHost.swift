@@ -56,9 +56,11 @@ final class EngineHost {
     /// Handles the messages every engine host answers; `false` for any other.
     func handle(_ message: WorldMessage, subject: String, _ kernel: SimulationKernel<WorldMessage>) -> Bool {
         switch message {
-        case let .pspReply(attemptID, outcome):
+        case let .pspReply(attemptID, sentAt, outcome):
             let now = self.now
-            report(run(subject, kernel) { engine throws(EngineError) in try engine.pspReplied(attemptID: attemptID, outcome: outcome, now: now) }, subject)
+            report(run(subject, kernel) { engine throws(EngineError) in
+                try engine.pspReplied(attemptID: attemptID, outcome: outcome, now: now, sentAtNanoseconds: sentAt)
+            }, subject)
         case let .engineTimer(timer):
             let now = self.now
             report(run(subject, kernel) { engine throws(EngineError) in try engine.timerFired(timer, now: now) }, subject)

@@ -169,7 +169,7 @@ final class PSP: SimActor {
             counters.ambiguous += 1
             return  // charged; the reply is lost
         }
-        world.network.send(.pspReply(attemptID: request.attemptID, outcome: reply), to: replyTo, kernel: kernel)
+        world.network.send(.pspReply(attemptID: request.attemptID, sentAt: request.sentAtNanoseconds, outcome: reply), to: replyTo, kernel: kernel)
     }
 
     /// The PSP's semantics for one request that reached it.

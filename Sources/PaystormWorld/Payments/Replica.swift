@@ -13,7 +13,7 @@ final class Replica: SimActor {
 
     enum Job {
         case api(APIRequest)
-        case pspReply(attemptID: Int64, outcome: PSPOutcome)
+        case pspReply(attemptID: Int64, sentAt: Int64, outcome: PSPOutcome)
         case webhook(WebhookDelivery)
         case timer(EngineTimer)
     }
@@ -44,7 +44,7 @@ final class Replica: SimActor {
     func receive(_ message: WorldMessage, from sender: ActorAddress, kernel: SimulationKernel<WorldMessage>) {
         switch message {
         case let .apiRequest(request): enqueue(.api(request), kernel)
-        case let .pspReply(attemptID, outcome): enqueue(.pspReply(attemptID: attemptID, outcome: outcome), kernel)
+        case let .pspReply(attemptID, sentAt, outcome): enqueue(.pspReply(attemptID: attemptID, sentAt: sentAt, outcome: outcome), kernel)
         case let .webhook(delivery): enqueue(.webhook(delivery), kernel)
         case let .engineTimer(timer): enqueue(.timer(timer), kernel)
         case let .reconcile(box):
@@ -123,14 +123,14 @@ final class Replica: SimActor {
             case let .failure(error): answer = (request, Self.httpError(error))
             }
             if doubleChargesToSabotage > 0 && !crash { sabotageDoubleCharge(kernel) }
-        case let .pspReply(attemptID, reply):
+        case let .pspReply(attemptID, sentAt, reply):
             var outcome = reply
             if world.refundRepliesToMisread > 0, case .succeeded = outcome, host.refundAttempts.contains(attemptID) {
                 world.refundRepliesToMisread -= 1
                 outcome = .declined(reason: "sabotage: a refund paid out, read as declined")
             }
             host.report(host.run(name, kernel, crashBeforeEffects: crash) { engine throws(EngineError) in
-                try engine.pspReplied(attemptID: attemptID, outcome: outcome, now: now)
+                try engine.pspReplied(attemptID: attemptID, outcome: outcome, now: now, sentAtNanoseconds: sentAt)
             }, name)
         case let .webhook(delivery):
             // A forgery this replica must refuse: any with a bad signature; a

@@ -122,7 +122,8 @@ enum WorldMessage: SimMessage {
     case healthCheck(round: Int64)
     case healthReply(replica: Int32, round: Int64)
     case workDone(job: Int64)
-    case pspReply(attemptID: Int64, outcome: PSPOutcome)
+    /// A PSP's answer to a call, with the call's stamp (``PSPRequest/sentAtNanoseconds``).
+    case pspReply(attemptID: Int64, sentAt: Int64, outcome: PSPOutcome)
     case webhook(WebhookDelivery)
     case engineTimer(EngineTimer)
     // PSPs
@@ -180,7 +181,7 @@ enum WorldMessage: SimMessage {
         case let .healthCheck(round): hasher.combine(UInt64(7)); hasher.combine(round)
         case let .healthReply(replica, round): hasher.combine(UInt64(8)); hasher.combine(replica); hasher.combine(round)
         case let .workDone(job): hasher.combine(UInt64(9)); hasher.combine(job)
-        case let .pspReply(attemptID, outcome):
+        case let .pspReply(attemptID, _, outcome):
             hasher.combine(UInt64(10)); hasher.combine(attemptID)
             switch outcome {
             case .succeeded: hasher.combine(UInt64(1))
