@@ -158,7 +158,7 @@ public struct ScenarioRun: Sendable {
             psps: r.psp.map { .init(id: $0.id, charges: $0.charges, refunds: $0.refunds, statusQueries: $0.statusQueries, cancels: $0.cancels,
                                     succeeded: $0.succeeded, declined: $0.declined, transientErrors: $0.transientErrors,
                                     rateLimited: $0.rateLimited, ambiguous: $0.ambiguous, unanswered: $0.unanswered,
-                                    webhooksSent: $0.webhooksSent) },
+                                    webhooksSent: $0.webhooksSent, voided: $0.voided) },
             fraud: .init(truePositives: r.fraud.truePositives, falsePositives: r.fraud.falsePositives, falseNegatives: r.fraud.falseNegatives,
                          trueNegatives: r.fraud.trueNegatives, precision: r.fraud.precision, recall: r.fraud.recall),
             infrastructure: .init(webhooksApplied: r.webhooksApplied, webhooksRejected: r.webhooksRejected, queueOverflows: r.queueOverflows,

@@ -50,7 +50,9 @@ public enum PSPWire {
     }
 
     /// The answer of a call the PSP processed (HTTP 200): `succeeded`,
-    /// `declined`, `not_found` or `pending`.
+    /// `declined`, `voided`, `not_found` or `pending`. (Before Paystorm
+    /// 0.7.0 the sandbox answered a void `declined`/`canceled`: mixing that
+    /// sandbox with this engine fails payments it would have failed over.)
     public struct Answer: Codable, Sendable {
         public var outcome: String
         public var reference: String?

@@ -740,4 +740,24 @@ struct EngineConfigurationBoundsTests {
         }
         #expect(h.engine.backoff(attemptID: 7, try: 31, base: base, cap: cap) >= cap / 2)
     }
+
+    /// The settle horizon sums the engine's waits; under the extreme settings
+    /// validate() accepts it saturates instead of wrapping negative or trapping.
+    @Test func theSettleHorizonSumsTheWaitsAndSaturates() throws {
+        let second: Int64 = 1_000_000_000
+        var configuration = EngineConfiguration(psps: [.init(id: "a", webhookSecret: "s"), .init(id: "b", webhookSecret: "s")])
+        // 20 s query wait + 2 s timeout; (4 × 7 s + 7 s) at the second PSP; 7.5 s of notification retries.
+        #expect(configuration.settleHorizonNanoseconds == 64 * second + second / 2)
+        configuration.psps.append(.init(id: "c", webhookSecret: "s"))
+        #expect(configuration.settleHorizonNanoseconds == 99 * second + second / 2, "a chain for each PSP after the first")
+        // A first status query slower than the backoff cap is waited for in full.
+        configuration.statusQueryDelayNanoseconds = 60 * second
+        #expect(configuration.settleHorizonNanoseconds == 139 * second + second / 2)
+        configuration.maxStatusQueries = 100
+        configuration.maxNotificationAttempts = 100
+        configuration.backoffMaxNanoseconds = EngineConfiguration.maximumDurationNanoseconds
+        configuration.backoffBaseNanoseconds = second
+        try configuration.validate()
+        #expect(configuration.settleHorizonNanoseconds == .max)
+    }
 }

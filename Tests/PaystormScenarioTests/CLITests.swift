@@ -147,7 +147,7 @@ final class CLITests {
         seed: 1
         payments: 330
         load: { profile: constant, rate: 100 }
-        healing: 60s
+        healing: 70s
         thresholds:
           - "throughput > 100"
           - "p(99.9) < 10s"

@@ -132,9 +132,15 @@ struct HTMLReportTests {
         let scheduled = [ScheduledFault(atSeconds: 10, durationSeconds: 100, kind: .pspOutage(psp: "psp-a")),
                          ScheduledFault(atSeconds: 12, durationSeconds: 2, kind: .brokerPartitionDown(partition: 1)),
                          ScheduledFault(atSeconds: 30, durationSeconds: 5, kind: .relayCrash)]
-        let windows = [FaultWindow(startedSeconds: 10, endedSeconds: 25), FaultWindow(startedSeconds: 12, endedSeconds: 14), FaultWindow()]
+        let windows = [FaultWindow(startedSeconds: 10, endedSeconds: 25, endedByHealing: true), FaultWindow(startedSeconds: 12, endedSeconds: 14),
+                       FaultWindow()]
         let faults = ReportDocument.faults(scheduled, windows: windows, healingBeganSeconds: 25)
         #expect(faults.map(\.cutAtSeconds) == [25, nil, 25])
+        // A fault that ended on its own, at a time a hair off `at + for` (it
+        // went through virtual nanoseconds), ran as scheduled.
+        let onTime = ReportDocument.faults([ScheduledFault(atSeconds: 1.1, durationSeconds: 0.2, kind: .relayCrash)],
+                                           windows: [FaultWindow(startedSeconds: 1.1, endedSeconds: 1.299_999_999)], healingBeganSeconds: 9)
+        #expect(onTime[0].cutAtSeconds == nil)
         #expect(faults.map(\.acted) == [true, true, false])
         #expect(faults.map(\.scheduled) == ReportDocument.faults(scheduled), "the schedule is kept as it was")
         var document = sampleDocument()

@@ -11,7 +11,7 @@ let tinyScenario = """
     payments: 800
     load: { profile: constant, rate: 200 }
     clients: { users: 5000, merchants: 50 }
-    healing: 60s
+    healing: 70s
     thresholds:
       - "p(99) < 250ms"
       - "availability >= 99%"
@@ -100,7 +100,7 @@ struct ScenarioRunTests {
             load: { profile: constant, rate: 20000 }
             service: { replicas: 1, workers: 1, api_service_median: 2ms }
             clients: { timeout: 30s }
-            healing: 60s
+            healing: 70s
             thresholds:
               - "throughput >= 10000"
             """, file: "burst.yaml")

@@ -151,15 +151,17 @@ struct PaymentsWorldTests {
         configuration.load = .ramp(from: 0, to: 0, overSeconds: 10)
         #expect { try configuration.validate() } throws: { ($0 as? WorldConfigurationError)?.field == "load" }
         // Healing shorter than the engine's own waits: 20 s to the next status
-        // query, 4 tries of 5 s backoff and 2 s timeout, 2 s, 7.5 s of notification retries.
+        // query and its 2 s timeout; at the second PSP 4 tries of 5 s backoff
+        // and 2 s timeout, and a void (7 s); 7.5 s of notification retries;
+        // 1 s for the run's step.
         configuration = smallWorld()
-        #expect(configuration.minimumHealingSeconds == 58)
-        configuration.healingSeconds = 57
+        #expect(configuration.minimumHealingSeconds == 66)
+        configuration.healingSeconds = 65
         #expect { try configuration.validate() } throws: {
             let error = $0 as? WorldConfigurationError
-            return error?.field == "healing" && error!.expected.hasPrefix("at least 58 s")
+            return error?.field == "healing" && error!.expected.hasPrefix("at least 66 s") && error!.expected.hasSuffix("got 65 s")
         }
-        configuration.healingSeconds = 58
+        configuration.healingSeconds = 66
         #expect(throws: Never.self) { try configuration.validate() }
     }
 

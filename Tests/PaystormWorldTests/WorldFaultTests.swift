@@ -30,7 +30,7 @@ struct WorldFaultTests {
                               ScheduledFault(atSeconds: 2, durationSeconds: 1, kind: .consumerCrash(group: "ledger", index: 0))])
         expectClean(report)
         #expect(report.faultWindows.count == 2)
-        #expect(report.faultWindows[0] == FaultWindow(startedSeconds: 1, endedSeconds: report.healingBeganSeconds))
+        #expect(report.faultWindows[0] == FaultWindow(startedSeconds: 1, endedSeconds: report.healingBeganSeconds, endedByHealing: true))
         #expect(report.healingBeganSeconds >= report.loadEndSeconds && report.healingBeganSeconds < 100)
         #expect(report.faultWindows[1] == FaultWindow(startedSeconds: 2, endedSeconds: 3))
     }
@@ -66,6 +66,8 @@ struct WorldFaultTests {
         expectClean(report)
         #expect(report.psp[0].transientErrors > 3 * baseline.psp[0].transientErrors)
         #expect(report.timeToTerminal[0].value > baseline.timeToTerminal[0].value)
+        // Four transient errors in a row void the key before a failover: voids are counted apart from declines.
+        #expect(report.psp[0].voided > 0 && baseline.psp[0].voided == 0, "\(report.psp[0])")
     }
 
     @Test("a two-way partition between the replicas and a PSP drops messages; payments still settle")

@@ -92,22 +92,37 @@ public struct EngineConfiguration: Sendable {
 
     /// How long, once every PSP answers again, the engine may take to settle
     /// a payment and tell its parties: its longest wait before it next asks
-    /// about an ambiguous attempt (a status query's backoff at its cap), then
-    /// a full chain of tries at the next PSP (each a backoff and a call's
-    /// timeout) after the void, then every retry of a notification. A run that
+    /// about an ambiguous attempt (the first status query's delay, or a later
+    /// one's backoff at its cap) and that call's timeout; then, at each PSP
+    /// after the first, a full chain of tries (each a backoff and a call's
+    /// timeout) and its void; then every retry of a notification. A run that
     /// judges liveness sooner after its faults end judges this design's own
-    /// waiting, not a fault in it.
+    /// waiting, not a fault in it. Saturates at `Int64.max`.
     public var settleHorizonNanoseconds: Int64 {
-        let queryWait = min(statusQueryDelayNanoseconds.multipliedReportingOverflow(by: 1 << min(maxStatusQueries + 1, 40)).partialValue,
-                            backoffMaxNanoseconds * 4)
-        let tries = Int64(maxAttemptsPerPSP) * (backoffMaxNanoseconds + pspTimeoutNanoseconds)
+        func sum(_ terms: Int64...) -> Int64 {
+            terms.reduce(0) { total, term in
+                let (value, overflow) = total.addingReportingOverflow(term)
+                return overflow ? .max : value
+            }
+        }
+        func times(_ count: Int, _ value: Int64) -> Int64 {
+            let (product, overflow) = Int64(count).multipliedReportingOverflow(by: value)
+            return overflow ? .max : product
+        }
+        // As ``PaymentEngine/backoff(attemptID:try:base:cap:)`` at its longest: base · 2^(try − 1), at most `cap`.
+        func longestBackoff(try attempt: Int, base: Int64, cap: Int64) -> Int64 {
+            let exponent = min(max(attempt - 1, 0), 30)
+            return base <= cap >> exponent ? base << exponent : cap
+        }
+        let queryCap = times(4, backoffMaxNanoseconds)
+        let queryWait = max(statusQueryDelayNanoseconds,
+                            longestBackoff(try: maxStatusQueries + 1, base: statusQueryDelayNanoseconds, cap: queryCap))
+        let chain = sum(times(maxAttemptsPerPSP, sum(backoffMaxNanoseconds, pspTimeoutNanoseconds)), backoffMaxNanoseconds, pspTimeoutNanoseconds)
         var notifications: Int64 = 0
         for attempt in 1..<max(1, maxNotificationAttempts) {
-            let exponent = min(attempt - 1, 30)
-            let cap = backoffMaxNanoseconds * 12
-            notifications += notificationBackoffNanoseconds <= cap >> exponent ? notificationBackoffNanoseconds << exponent : cap
+            notifications = sum(notifications, longestBackoff(try: attempt, base: notificationBackoffNanoseconds, cap: times(12, backoffMaxNanoseconds)))
         }
-        return queryWait + pspTimeoutNanoseconds + tries + notifications
+        return sum(queryWait, pspTimeoutNanoseconds, times(max(1, psps.count - 1), chain), notifications)
     }
 
     /// The longest duration a configuration may set: 366 days.

@@ -175,11 +175,12 @@ public enum HTMLReport {
 
     private static func pspTable(_ document: ReportDocument) -> String {
         guard !document.psps.isEmpty else { return "" }
-        let headers = ["PSP", "charges", "refunds", "status queries", "cancels", "succeeded", "declined", "transient",
+        let headers = ["PSP", "charges", "refunds", "status queries", "cancels", "succeeded", "declined", "voided", "transient",
                        "rate-limited", "ambiguous", "unanswered", "webhooks sent"]
         return table(headers, document.psps.map { psp in
-            [.code(psp.id)] + [psp.charges, psp.refunds, psp.statusQueries, psp.cancels, psp.succeeded, psp.declined,
-                               psp.transientErrors, psp.rateLimited, psp.ambiguous, psp.unanswered, psp.webhooksSent].map(Cell.count)
+            [.code(psp.id)] + [psp.charges, psp.refunds, psp.statusQueries, psp.cancels, psp.succeeded, psp.declined].map(Cell.count)
+                + [psp.voided.map(Cell.count) ?? .number(ReportFormat.missing)]
+                + [psp.transientErrors, psp.rateLimited, psp.ambiguous, psp.unanswered, psp.webhooksSent].map(Cell.count)
         })
     }
 

@@ -94,6 +94,9 @@ public struct ReportDocument: Codable, Sendable, Equatable {
         public var charges: Int, refunds: Int, statusQueries: Int, cancels: Int
         public var succeeded: Int, declined: Int, transientErrors: Int, rateLimited: Int, ambiguous: Int, unanswered: Int
         public var webhooksSent: Int
+        /// Calls answered "void" (from Paystorm 0.7.0; before, voids were
+        /// counted as declines and this is absent).
+        public var voided: Int? = nil
     }
 
     public struct Fraud: Codable, Sendable, Equatable {
@@ -150,9 +153,11 @@ public struct ReportDocument: Codable, Sendable, Equatable {
     public static func faults(_ faults: [ScheduledFault], windows: [FaultWindow], healingBeganSeconds: Double) -> [Fault] {
         zip(faults, windows).map { fault, window in
             var listed = Fault(label: fault.label, atSeconds: fault.atSeconds, endSeconds: fault.endSeconds)
+            // Cut only where healing ended it before its own end: a time that
+            // went through virtual nanoseconds need not equal `at + for`.
             if window.startedSeconds == nil {
                 listed.cutAtSeconds = healingBeganSeconds
-            } else if let ended = window.endedSeconds, ended < fault.endSeconds {
+            } else if window.endedByHealing, let ended = window.endedSeconds, ended < fault.endSeconds - 1e-6 {
                 listed.cutAtSeconds = ended
             }
             return listed

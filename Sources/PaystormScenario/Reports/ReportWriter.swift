@@ -82,10 +82,11 @@ public enum ReportWriter {
         let p = d.payments
         lines.append("\(p.started) started, \(p.created) created, \(p.completed) completed, \(p.failed) failed, \(p.notTerminalAtEnd) not terminal after healing; \(p.refundsRequested) refunds requested, \(p.refundsAccepted) accepted.")
         lines.append("")
-        lines.append("| PSP | charges | refunds | status queries | voids | succeeded | declined | transient | rate-limited | ambiguous | unanswered | webhooks |")
-        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        lines.append("| PSP | charges | refunds | status queries | voids | succeeded | declined | voided | transient | rate-limited | ambiguous | unanswered | webhooks |")
+        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for s in d.psps {
-            lines.append("| \(s.id) | \(s.charges) | \(s.refunds) | \(s.statusQueries) | \(s.cancels) | \(s.succeeded) | \(s.declined) | \(s.transientErrors) | \(s.rateLimited) | \(s.ambiguous) | \(s.unanswered) | \(s.webhooksSent) |")
+            let voided = s.voided.map(String.init) ?? ReportFormat.missing
+            lines.append("| \(s.id) | \(s.charges) | \(s.refunds) | \(s.statusQueries) | \(s.cancels) | \(s.succeeded) | \(s.declined) | \(voided) | \(s.transientErrors) | \(s.rateLimited) | \(s.ambiguous) | \(s.unanswered) | \(s.webhooksSent) |")
         }
         lines.append("")
         let f = d.fraud

@@ -24,7 +24,10 @@ final class FaultInjector: SimActor {
 
     /// Ends every active fault (the healing phase begins).
     func endAll(_ kernel: SimulationKernel<WorldMessage>) {
-        for index in active.sorted() { apply(index, starting: false, kernel) }
+        for index in active.sorted() {
+            world.faultWindows[index].endedByHealing = true
+            apply(index, starting: false, kernel)
+        }
     }
 
     private func apply(_ index: Int, starting: Bool, _ kernel: SimulationKernel<WorldMessage>) {

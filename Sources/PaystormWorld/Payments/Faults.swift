@@ -156,9 +156,12 @@ public final class Buggify {
 public struct FaultWindow: Sendable, Equatable {
     public var startedSeconds: Double?
     public var endedSeconds: Double?
+    /// Whether healing ended it, still active, rather than its own end.
+    public var endedByHealing: Bool
 
-    public init(startedSeconds: Double? = nil, endedSeconds: Double? = nil) {
+    public init(startedSeconds: Double? = nil, endedSeconds: Double? = nil, endedByHealing: Bool = false) {
         self.startedSeconds = startedSeconds
         self.endedSeconds = endedSeconds
+        self.endedByHealing = endedByHealing
     }
 }

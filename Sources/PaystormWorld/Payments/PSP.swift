@@ -161,6 +161,7 @@ final class PSP: SimActor {
             switch reply {
             case .succeeded: counters.succeeded += 1
             case .declined: counters.declined += 1
+            case .voided: counters.voided += 1
             default: break
             }
         }

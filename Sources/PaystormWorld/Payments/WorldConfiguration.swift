@@ -396,10 +396,12 @@ extension WorldConfiguration {
 
     /// The shortest healing a run may have: the engine's
     /// ``EngineConfiguration/settleHorizonNanoseconds`` in whole seconds,
-    /// rounded up. Liveness is judged when healing ends; sooner than this,
-    /// a payment the engine is still rightly waiting on reads as stuck.
+    /// rounded up, and one more — healing is counted from the last arrival,
+    /// and the run stops its faults at its next step, up to a second later.
+    /// Liveness is judged when healing ends; sooner than this, a payment
+    /// the engine is still rightly waiting on reads as stuck.
     public var minimumHealingSeconds: Double {
-        (Double(engineConfiguration.settleHorizonNanoseconds) / 1e9).rounded(.up)
+        (Double(engineConfiguration.settleHorizonNanoseconds) / 1e9).rounded(.up) + 1
     }
 }
 

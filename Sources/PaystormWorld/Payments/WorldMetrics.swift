@@ -42,6 +42,8 @@ public final class WorldMetrics {
         public var id: String
         public var charges = 0, refunds = 0, statusQueries = 0, cancels = 0
         public var succeeded = 0, declined = 0, transientErrors = 0, rateLimited = 0
+        /// Answered "void": a cancel that voided the key, or a later call with a voided key.
+        public var voided = 0
         /// Charged, reply lost.
         public var ambiguous = 0
         /// Dropped during an outage.
