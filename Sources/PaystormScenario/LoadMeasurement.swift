@@ -74,6 +74,13 @@ public struct LoadMeasurement: ThresholdSubject, Sendable {
         try latencies?.quantile(p, confidence: confidence)
     }
 
+    public func latencyQuantile(_ p: Double, countingUnanswered: Bool) throws -> QuantileEstimate? {
+        guard countingUnanswered else { return try latencyQuantile(p) }
+        let unanswered = requests + outstandingAtEnd - answered
+        guard unanswered > 0 else { return try latencyQuantile(p) }
+        return try (latencies ?? SortedSample([])).quantile(p, confidence: confidence, unboundedAbove: unanswered)
+    }
+
     /// A load run sees acknowledgements only, not when payments became terminal.
     public func timeToTerminalQuantile(_ p: Double) throws -> QuantileEstimate? { nil }
 

@@ -9,8 +9,14 @@ import PaystormWorld
 /// more samples it needs).
 public struct Threshold: Sendable, Equatable, CustomStringConvertible {
     public enum Metric: Sendable, Equatable {
-        /// API latency percentile, from the intended send time.
+        /// API latency percentile, from the intended send time, over the
+        /// requests answered.
         case latency(percentile: Double)
+        /// The same over every request, an unanswered one (timed out, a
+        /// 5xx, throttled to the end, still open) counted as slower than any:
+        /// `p_all(99) < 2s` holds only if 99% of all requests were answered
+        /// within 2 s.
+        case latencyCountingUnanswered(percentile: Double)
         /// Payment creation to terminal state percentile.
         case timeToTerminal(percentile: Double)
         case availability
@@ -47,7 +53,7 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
     public var description: String { text }
 
     static let grammar = """
-        <metric> <op> <value>, where <metric> is p(N), terminal_p(N), availability, error_rate, throughput, \
+        <metric> <op> <value>, where <metric> is p(N), p_all(N), terminal_p(N), availability, error_rate, throughput, \
         violations, safety_violations, liveness_violations, lost, fraud_precision or fraud_recall; <op> is \
         <, <=, >, >=, == or !=; durations take ms, s, m (p(99) < 2s), rates take % (availability >= 99.99%)
         """
@@ -71,6 +77,7 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         }
         switch name {
         case _ where name.hasPrefix("p("): metric = .latency(percentile: try percentile("p("))
+        case _ where name.hasPrefix("p_all("): metric = .latencyCountingUnanswered(percentile: try percentile("p_all("))
         case _ where name.hasPrefix("terminal_p("): metric = .timeToTerminal(percentile: try percentile("terminal_p("))
         case "availability": metric = .availability
         case "error_rate": metric = .errorRate
@@ -86,7 +93,7 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         }
         let value: Double?
         switch metric {
-        case .latency, .timeToTerminal:
+        case .latency, .latencyCountingUnanswered, .timeToTerminal:
             guard valueText.last?.isLetter == true else {
                 throw ThresholdSyntaxError(message: "\"\(valueText)\" needs a unit; expected a duration such as 250ms or 2s")
             }
@@ -110,10 +117,13 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
     public func judge(_ report: some ThresholdSubject) -> ThresholdVerdict {
         let confidence = report.confidence
         switch metric {
-        case let .latency(p), let .timeToTerminal(p):
+        case let .latency(p), let .latencyCountingUnanswered(p), let .timeToTerminal(p):
             let computed = { () -> QuantileEstimate? in
-                if case .latency = metric { return try? report.latencyQuantile(p) }
-                return try? report.timeToTerminalQuantile(p)
+                switch metric {
+                case .latency: return try? report.latencyQuantile(p)
+                case .latencyCountingUnanswered: return try? report.latencyQuantile(p, countingUnanswered: true)
+                default: return try? report.timeToTerminalQuantile(p)
+                }
             }()
             guard let estimate = computed else {
                 return verdict(.inconclusive, observed: "no samples", detail: "nothing to measure: no request (or payment) finished")
@@ -135,7 +145,11 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
             case .equal, .notEqual:
                 return verdict(comparison.holds(estimate.value, value) ? .passed : .failed, observed: observed, detail: "point estimate")
             }
-            let more = estimate.upper == nil ? " needs at least \(needed) samples for an upper bound (has \(sampleCount(report)))" : " the interval straddles \(Self.duration(value)); more samples narrow it"
+            let more = estimate.upper == nil
+                ? (sampleCount(report) >= needed
+                    ? " the interval reaches the unanswered requests, so the quantile may be unbounded"
+                    : " needs at least \(needed) samples for an upper bound (has \(sampleCount(report)))")
+                : " the interval straddles \(Self.duration(value)); more samples narrow it"
             return verdict(.inconclusive, observed: observed, detail: "inconclusive:" + more)
         case .availability, .errorRate:
             let total = report.requests + report.outstandingAtEnd
@@ -187,6 +201,7 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
 
     private func sampleCount(_ report: some ThresholdSubject) -> Int {
         if case .latency = metric { return report.answered }
+        if case .latencyCountingUnanswered = metric { return report.requests + report.outstandingAtEnd }
         return report.paymentsCompleted + report.paymentsFailed
     }
 
@@ -234,7 +249,8 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
     /// Milliseconds to one decimal below a second, else seconds to three,
     /// plus `extraDecimals`.
     private static func duration(_ seconds: Double, rounding: FloatingPointRoundingRule, extraDecimals: Int) -> String {
-        seconds < 1
+        guard seconds.isFinite else { return "unanswered" }
+        return seconds < 1
             ? String(format: "%.\(1 + extraDecimals)f ms", rounded(seconds * 1_000, decimals: 1 + extraDecimals, rounding))
             : String(format: "%.\(3 + extraDecimals)f s", rounded(seconds, decimals: 3 + extraDecimals, rounding))
     }
@@ -264,6 +280,9 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
 public protocol ThresholdSubject {
     var confidence: Double { get }
     func latencyQuantile(_ p: Double) throws -> QuantileEstimate?
+    /// With `countingUnanswered`, over every request, each one not answered
+    /// counted as slower than any answer (``Threshold/Metric/latencyCountingUnanswered(percentile:)``).
+    func latencyQuantile(_ p: Double, countingUnanswered: Bool) throws -> QuantileEstimate?
     func timeToTerminalQuantile(_ p: Double) throws -> QuantileEstimate?
     /// Requests answered or given up on, and those still unanswered at the end.
     var requests: Int { get }

@@ -94,6 +94,39 @@ public struct SortedSample: Sendable {
             confidence: confidence, achievedCoverage: coverageHigh - coverageLow)
     }
 
+    /// As ``quantile(_:confidence:)`` over these values and `unbounded` more
+    /// that are larger than any (requests never answered, whose latency is
+    /// unbounded): the same order statistics over `count + unbounded`
+    /// values, where a rank among the unbounded ones is `+infinity` — a
+    /// point estimate or lower end up there says the quantile is
+    /// unanswered, an upper end up there is `nil`.
+    public func quantile(_ p: Double, confidence: Double, unboundedAbove unbounded: Int) throws -> QuantileEstimate {
+        guard unbounded > 0 else { return try quantile(p, confidence: confidence) }
+        guard confidence > 0, confidence < 1 else {
+            throw StatisticsError.invalidParameter(name: "confidence", value: "\(confidence)", expected: "a value in (0, 1)")
+        }
+        guard p > 0, p < 1 else {
+            throw StatisticsError.invalidParameter(name: "quantile", value: "\(p)", expected: "a probability in (0, 1)")
+        }
+        let known = values.count
+        let n = known + unbounded
+        func at(_ index: Int) -> Double { index < known ? values[index] : .infinity }
+        // As gsl_stats_quantile_from_sorted_data: linear between the two values around p·(n − 1).
+        let position = p * Double(n - 1)
+        let below = Int(position.rounded(.down))
+        let fraction = position - Double(below)
+        let value = fraction == 0 || below + 1 >= n ? at(below)
+            : at(below + 1).isInfinite ? .infinity : at(below) + fraction * (at(below + 1) - at(below))
+        let tail = (1 - confidence) / 2
+        let r = Self.largestIndex(upTo: n) { Binomial.cdf($0, trials: n, probability: p) <= tail }
+        let s = Self.smallestIndex(upTo: n) { Binomial.cdf($0, trials: n, probability: p) >= 1 - tail }
+        let upper: Double? = s < known ? values[s] : nil
+        let coverageHigh = s < n ? Binomial.cdf(s, trials: n, probability: p) : 1
+        let coverageLow = r.map { Binomial.cdf($0, trials: n, probability: p) } ?? 0
+        return QuantileEstimate(probability: p, value: value, lower: r.map(at), upper: upper,
+                                confidence: confidence, achievedCoverage: coverageHigh - coverageLow)
+    }
+
     /// Largest `i` in `0..<n` with `predicate(i)`, for a predicate true on a
     /// prefix; `nil` when false at 0.
     static func largestIndex(upTo n: Int, _ predicate: (Int) -> Bool) -> Int? {

@@ -60,6 +60,28 @@ struct ReportBoundsTests {
         #expect(verdict.detail == "upper bound 199.2 ms at 99% confidence")
     }
 
+    /// p(99) is over the answers only; p_all(99) counts each unanswered
+    /// request as slower than any answer: 2% unanswered fails p_all(99)
+    /// whatever the answers' speed, 0.5% can still pass.
+    @Test("p_all(N) counts unanswered requests as slower than any answer")
+    func latencyCountingUnanswered() throws {
+        let fast = try SortedSample((1...20_000).map { Double($0) / 1_000_000 })  // all under 20 ms
+        let answersOnly = try Threshold.parse("p(99) < 1s").judge(BoundsSubject(sample: fast, unanswered: 400))
+        #expect(answersOnly.outcome == .passed)
+        let failing = try Threshold.parse("p_all(99) < 1s").judge(BoundsSubject(sample: fast, unanswered: 400))
+        #expect(failing.outcome == .failed, "\(failing)")
+        #expect(failing.observed == "unanswered [unanswered, ?]" && failing.detail == "even the lower bound unanswered misses 1.000 s")
+        let passing = try Threshold.parse("p_all(99) < 1s").judge(BoundsSubject(sample: fast, unanswered: 100))
+        #expect(passing.outcome == .passed, "\(passing)")
+        let none = try Threshold.parse("p_all(99) < 1s").judge(BoundsSubject(sample: fast, unanswered: 0))
+        #expect(none == (try Threshold.parse("p_all(99) < 1s").judge(BoundsSubject(sample: fast))))
+        #expect(none.outcome == .passed)
+        // Near the share that decides, the interval reaches the unanswered ones.
+        let close = try Threshold.parse("p_all(99) < 1s").judge(BoundsSubject(sample: fast, unanswered: 202))
+        #expect(close.outcome == .inconclusive && close.detail.contains("may be unbounded"), "\(close)")
+        #expect(throws: ThresholdSyntaxError.self) { try Threshold.parse("p_all(100) < 1s") }
+    }
+
     @Test("a bound beside its limit shows enough decimals to fall on its own side of it")
     func boundBesideItsLimit() throws {
         let under = try Threshold.parse("p(99) < 200ms").judge(BoundsSubject(sample: try SortedSample(Array(repeating: 0.19996, count: 2_000))))
@@ -103,13 +125,18 @@ struct ReportBoundsTests {
     }
 }
 
-/// A threshold subject with one latency sample and nothing else.
+/// A threshold subject with one latency sample (the answered requests),
+/// `unanswered` more requests, and nothing else.
 struct BoundsSubject: ThresholdSubject {
     var sample: SortedSample
+    var unanswered = 0
     var confidence: Double { 0.99 }
     func latencyQuantile(_ p: Double) throws -> QuantileEstimate? { try sample.quantile(p, confidence: confidence) }
+    func latencyQuantile(_ p: Double, countingUnanswered: Bool) throws -> QuantileEstimate? {
+        countingUnanswered ? try sample.quantile(p, confidence: confidence, unboundedAbove: unanswered) : try latencyQuantile(p)
+    }
     func timeToTerminalQuantile(_ p: Double) throws -> QuantileEstimate? { nil }
-    var requests: Int { sample.count }
+    var requests: Int { sample.count + unanswered }
     var outstandingAtEnd: Int { 0 }
     var answered: Int { sample.count }
     var answeredDuringLoad: Int { sample.count }

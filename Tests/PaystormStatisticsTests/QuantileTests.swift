@@ -33,6 +33,29 @@ struct QuantileTests {
         }
     }
 
+    /// Values never observed (requests never answered) sit above every
+    /// value: the same order statistics over them all, with the unbounded
+    /// ranks at +infinity; none at all is the plain estimate.
+    @Test func unboundedValuesAboveTakeTheTopRanks() throws {
+        let sample = try SortedSample((0..<9_900).map(Double.init))
+        let plain = try sample.quantile(0.5, confidence: 0.95)
+        #expect(try sample.quantile(0.5, confidence: 0.95, unboundedAbove: 0) == plain)
+        // As a sample of 10,000 whose top 100 are infinite: the median and its ranks are the full sample's.
+        let full = try SortedSample((0..<10_000).map(Double.init))
+        let withTop = try sample.quantile(0.5, confidence: 0.95, unboundedAbove: 100)
+        let reference = try full.quantile(0.5, confidence: 0.95)
+        #expect(withTop.value == reference.value && withTop.lower == reference.lower && withTop.upper == reference.upper)
+        #expect(withTop.achievedCoverage == reference.achievedCoverage)
+        // p99 of 10,000 with 100 unanswered: the point estimate interpolates toward an unanswered one.
+        let p99 = try sample.quantile(0.99, confidence: 0.95, unboundedAbove: 100)
+        #expect(p99.value == .infinity && p99.upper == nil && p99.lower.map { $0 < 9_900 } == true)
+        // With 2% unanswered even the lower end of p99 is unanswered.
+        let worse = try sample.quantile(0.99, confidence: 0.95, unboundedAbove: 300)
+        #expect(worse.lower == .infinity && worse.upper == nil)
+        // Nothing answered at all.
+        #expect(try SortedSample([]).quantile(0.5, confidence: 0.95, unboundedAbove: 10).value == .infinity)
+    }
+
     @Test func medianIntervalMatchesTheTextbookRanks() throws {
         // n = 100, 95%: the classic distribution-free median interval is
         // X(40) … X(61) (1-based), coverage 0.9648.

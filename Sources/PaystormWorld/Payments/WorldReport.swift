@@ -106,6 +106,15 @@ public struct WorldReport: Sendable {
         latencySample.count == 0 ? nil : try latencySample.quantile(p, confidence: confidence)
     }
 
+    /// The same over every request, the `unanswered` ones counted as slower
+    /// than any answer; `nil` when there was no request.
+    public func latencyQuantile(_ p: Double, countingUnanswered: Bool) throws -> QuantileEstimate? {
+        guard countingUnanswered else { return try latencyQuantile(p) }
+        let unanswered = requests + outstandingAtEnd - answered
+        return latencySample.count + unanswered == 0 ? nil
+            : try latencySample.quantile(p, confidence: confidence, unboundedAbove: unanswered)
+    }
+
     /// The `p`-quantile of creation-to-terminal time with its interval (`nil` without samples).
     public func timeToTerminalQuantile(_ p: Double) throws -> QuantileEstimate? {
         timeToTerminalSample.count == 0 ? nil : try timeToTerminalSample.quantile(p, confidence: confidence)
