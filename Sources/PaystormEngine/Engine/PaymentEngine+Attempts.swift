@@ -175,10 +175,11 @@ extension PaymentEngine {
     /// Only three things are definite: a success (money moved), a decline
     /// (the PSP fixed the key's outcome: nothing moved, ever, and the card was
     /// refused — the payment fails) and a confirmed void (nothing moved and
-    /// the card was never judged — the payment may fail over). A transient error proves only that *this* request did nothing —
-    /// an earlier request with the same key may still be on its way — so
-    /// when retries run out the engine voids the key before it fails over or
-    /// gives up; that is what keeps one payment to one charge.
+    /// the card was never judged — the payment may fail over). A transient
+    /// error proves only that *this* request did nothing — an earlier request
+    /// with the same key may still be on its way — so when retries run out
+    /// the engine voids the key before it fails over or gives up; that is
+    /// what keeps one payment to one charge.
     func apply(_ outcome: PSPOutcome, to attempt: Attempt, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
         switch outcome {
         case let .succeeded(reference):
