@@ -165,6 +165,21 @@ struct PaymentsWorldTests {
         #expect(throws: Never.self) { try configuration.validate() }
     }
 
+    /// A sink that fails every other delivery dead-letters a replayed
+    /// notification anew, and those of payments settled late in healing
+    /// after the first replay: healing replays until it ends, so none is
+    /// left. (One replay left some in every seed, at any healing.)
+    @Test("healing replays the dead letters until it ends", arguments: UInt64(1)...2)
+    func deadLettersReplayedToTheEnd(seed: UInt64) throws {
+        var configuration = smallWorld(payments: 3_000, seed: seed)
+        configuration.notificationFailureRate = 0.5
+        configuration.faults = [ScheduledFault(atSeconds: 2, durationSeconds: 8, kind: .pspOutage(psp: "stripe"))]
+        configuration.healingSeconds = configuration.minimumHealingSeconds
+        let report = try PaymentsWorld.run(configuration)
+        expectClean(report)
+        #expect(report.notificationsFailed > 1_000, "\(report.summary)")
+    }
+
     /// The shortest healing is enough: faults up to the end of the load —
     /// the first PSP down, the second browned out and cut off from the
     /// replicas — leave payments a correct engine is still rightly waiting

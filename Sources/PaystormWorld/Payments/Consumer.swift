@@ -27,6 +27,8 @@ final class Consumer: SimActor {
     /// commit carries them, so the one the broker accepts moves them.
     private var letters: [Int: [DeadLetter]] = [:]
     static let heartbeatInterval = SimDuration.milliseconds(500)
+    /// How often healing replays the notification dead letters after the first replay.
+    static let deadLetterReplayInterval = SimDuration.seconds(10)
 
     init(world: World, group: Int, member: Int) {
         self.world = world
@@ -53,9 +55,14 @@ final class Consumer: SimActor {
             world.network.send(.heartbeat(group: Int32(group), member: Int32(member)), to: world.broker, kernel: kernel)
             kernel.setTimer(after: Self.heartbeatInterval, .heartbeatTick)
         case .heal:
+            // The operator's replay of the dead letters, again every few
+            // seconds to the end of healing: a sink that still fails
+            // sometimes dead-letters a replayed notification anew, or one
+            // of a payment that settled late in healing.
             if consumer == .notification {
                 let now = host.now
                 host.report(host.run(name, kernel) { engine throws(EngineError) in try engine.replayDeadLetters(limit: .max, now: now) }, name)
+                kernel.setTimer(after: Self.deadLetterReplayInterval, .heal)
             }
         default:
             // PSP replies and timers too: a recovery re-arms every open attempt on whoever recovers.
