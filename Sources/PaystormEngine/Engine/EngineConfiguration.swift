@@ -109,18 +109,13 @@ public struct EngineConfiguration: Sendable {
             let (product, overflow) = Int64(count).multipliedReportingOverflow(by: value)
             return overflow ? .max : product
         }
-        // As ``PaymentEngine/backoff(attemptID:try:base:cap:)`` at its longest: base · 2^(try − 1), at most `cap`.
-        func longestBackoff(try attempt: Int, base: Int64, cap: Int64) -> Int64 {
-            let exponent = min(max(attempt - 1, 0), 30)
-            return base <= cap >> exponent ? base << exponent : cap
-        }
         let queryCap = times(4, backoffMaxNanoseconds)
         let queryWait = max(statusQueryDelayNanoseconds,
-                            longestBackoff(try: maxStatusQueries + 1, base: statusQueryDelayNanoseconds, cap: queryCap))
+                            PaymentEngine.backoffCeiling(try: maxStatusQueries + 1, base: statusQueryDelayNanoseconds, cap: queryCap))
         let chain = sum(times(maxAttemptsPerPSP, sum(backoffMaxNanoseconds, pspTimeoutNanoseconds)), backoffMaxNanoseconds, pspTimeoutNanoseconds)
         var notifications: Int64 = 0
         for attempt in 1..<max(1, maxNotificationAttempts) {
-            notifications = sum(notifications, longestBackoff(try: attempt, base: notificationBackoffNanoseconds, cap: times(12, backoffMaxNanoseconds)))
+            notifications = sum(notifications, PaymentEngine.backoffCeiling(try: attempt, base: notificationBackoffNanoseconds, cap: times(12, backoffMaxNanoseconds)))
         }
         return sum(queryWait, pspTimeoutNanoseconds, times(max(1, psps.count - 1), chain), notifications)
     }

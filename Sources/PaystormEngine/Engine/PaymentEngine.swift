@@ -301,13 +301,18 @@ public final class PaymentEngine {
         return Hex.encode(hasher.finalize())
     }
 
+    /// The longest ``backoff(attemptID:try:base:cap:)`` can be: base·2^(try−1), at most `cap`.
+    static func backoffCeiling(try attempt: Int, base: Int64, cap: Int64) -> Int64 {
+        let exponent = min(max(attempt - 1, 0), 30)
+        // base · 2^exponent ≤ cap exactly when base ≤ ⌊cap / 2^exponent⌋: no shift that could wrap.
+        return base <= cap >> exponent ? base << exponent : cap
+    }
+
     /// Exponential backoff with deterministic jitter: base·2^(try−1), capped,
     /// then scaled into [50%, 100%] by a hash of the attempt and try — the
     /// spread of random jitter without a random number generator.
     func backoff(attemptID: Int64, try attempt: Int, base: Int64, cap: Int64) -> Int64 {
-        let exponent = min(max(attempt - 1, 0), 30)
-        // base · 2^exponent ≤ cap exactly when base ≤ ⌊cap / 2^exponent⌋: no shift that could wrap.
-        let raw = base <= cap >> exponent ? base << exponent : cap
+        let raw = Self.backoffCeiling(try: attempt, base: base, cap: cap)
         var mix = UInt64(bitPattern: attemptID) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(attempt) &* 0xBF58_476D_1CE4_E5B9
         mix ^= mix >> 31
         let fraction = Double(mix % 1_000) / 1_000  // 0.000 ... 0.999

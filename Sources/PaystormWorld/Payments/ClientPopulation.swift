@@ -63,7 +63,6 @@ final class ClientPopulation: SimActor {
 
     var outstanding: Int { pending.count }
 
-
     func receive(_ message: WorldMessage, from sender: ActorAddress, kernel: SimulationKernel<WorldMessage>) {
         switch message {
         case .arrival: arrival(kernel)

@@ -36,11 +36,13 @@ final class FaultInjector: SimActor {
         if starting { world.faultWindows[index].startedSeconds = kernel.now.seconds } else { world.faultWindows[index].endedSeconds = kernel.now.seconds }
         let fault = faults[index]
         // Faults on one target may overlap: its state follows every fault
-        // still active on it, not the last one to start or end.
+        // still active on it, not the last one to start or end. (An outage,
+        // crash or partition down names its target whole: another fault on
+        // the same target is the same kind.)
         let still = active.sorted().map { faults[$0].kind }
         switch fault.kind {
         case let .pspOutage(psp):
-            pspActors[world.pspIndexByID[psp]!].outage = still.contains { if case .pspOutage(psp) = $0 { true } else { false } }
+            pspActors[world.pspIndexByID[psp]!].outage = still.contains(fault.kind)
         case let .pspBrownout(psp, _, _):
             let actor = pspActors[world.pspIndexByID[psp]!]
             let brownouts = still.compactMap { kind -> (factor: Double, errorRate: Double)? in
@@ -55,12 +57,12 @@ final class FaultInjector: SimActor {
                 world.network.removePartition(faultIndex: index)
             }
         case let .replicaCrash(replica):
-            hold(world.replicas[replica], down: still.contains { if case .replicaCrash(replica) = $0 { true } else { false } }, kernel)
+            hold(world.replicas[replica], down: still.contains(fault.kind), kernel)
         case let .brokerPartitionDown(partition):
-            brokerActor.setPartition(partition, down: still.contains { if case .brokerPartitionDown(partition) = $0 { true } else { false } })
+            brokerActor.setPartition(partition, down: still.contains(fault.kind))
         case let .consumerCrash(group, member):
             let g = World.groups.firstIndex { $0.rawValue == group }!
-            hold(world.consumers[g][member], down: still.contains { if case .consumerCrash(group, member) = $0 { true } else { false } }, kernel)
+            hold(world.consumers[g][member], down: still.contains(fault.kind), kernel)
         case let .webhookStorm(psp, count):
             if starting { pspActors[world.pspIndexByID[psp]!].storm(count: count, overSeconds: max(1, fault.durationSeconds), kernel: kernel) }
         case let .webhookForgery(psp, count):
@@ -72,7 +74,7 @@ final class FaultInjector: SimActor {
             }
             replicaActors[replica].host.skewNanoseconds = Int64(offsets.reduce(0, +) * 1e9)
         case .relayCrash:
-            hold(world.relay, down: still.contains { if case .relayCrash = $0 { true } else { false } }, kernel)
+            hold(world.relay, down: still.contains(fault.kind), kernel)
         }
     }
 

@@ -152,10 +152,6 @@ final class InvariantChecker {
 
     // MARK: - What clients were told (invariant 1: replays)
 
-    /// The engine created `paymentID` (not a replay) for client request
-    /// `request`. Every send of a request carries its idempotency key, so a
-    /// second creation is a duplicate — even when the client never saw the
-    /// first answer and so never compared the two.
     /// Card numbers the engine took, to look for in clear at the end.
     private(set) var cards = EvenSample<String>(capacity: 64)
 
@@ -165,6 +161,9 @@ final class InvariantChecker {
     /// Client request `request` was answered with payment or refund
     /// `resourceID` (request ids are shared by both): every answer to one
     /// request, created or replayed, must name what its first creation did.
+    /// Every send of a request carries its idempotency key, so a second
+    /// creation is a duplicate — even when the client never saw the first
+    /// answer and so never compared the two.
     func created(request: Int64, resourceID: String) {
         if let first = truth.created(request: request, paymentID: resourceID), first != resourceID {
             record(.idempotentCreate, resourceID, "request \(request) created \(first) and then \(resourceID) under the same idempotency key")
