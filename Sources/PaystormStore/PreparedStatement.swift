@@ -177,6 +177,39 @@ public final class PreparedStatement {
         return Data(bytes: bytes, count: count)
     }
 
+    /// Result columns of the statement.
+    public var columnCount: Int32 { sqlite3_column_count(handle) }
+
+    /// A cell as SQLite stores it, for scans that look at every value
+    /// whatever its column's declared type. Text and blob bytes are SQLite's
+    /// own, valid only inside ``withCell(at:_:)``.
+    public enum Cell {
+        case null
+        case integer(Int64)
+        case real(Double)
+        case text(UnsafeRawBufferPointer)
+        case blob(UnsafeRawBufferPointer)
+    }
+
+    /// Hands `body` column `index` (0-based) of the current row without
+    /// converting or copying it: an integer stays an integer, text and blob
+    /// bytes are read in place.
+    public func withCell<Result>(at index: Int32, _ body: (Cell) throws -> Result) rethrows -> Result {
+        switch sqlite3_column_type(handle, index) {
+        case SQLITE_INTEGER: return try body(.integer(sqlite3_column_int64(handle, index)))
+        case SQLITE_FLOAT: return try body(.real(sqlite3_column_double(handle, index)))
+        case SQLITE_TEXT:
+            let start = sqlite3_column_text(handle, index)
+            let count = Int(sqlite3_column_bytes(handle, index))
+            return try body(.text(UnsafeRawBufferPointer(start: start, count: start == nil ? 0 : count)))
+        case SQLITE_BLOB:
+            let start = sqlite3_column_blob(handle, index)
+            let count = Int(sqlite3_column_bytes(handle, index))
+            return try body(.blob(UnsafeRawBufferPointer(start: start, count: start == nil ? 0 : count)))
+        default: return try body(.null)
+        }
+    }
+
     @usableFromInline var statementHandle: OpaquePointer? { handle }
 
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)

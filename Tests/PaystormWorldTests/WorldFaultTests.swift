@@ -1,4 +1,6 @@
 import Testing
+import Foundation
+import GRDB
 @testable import PaystormWorld
 
 /// Each fault kind does what it says, and the design survives it: no
@@ -343,14 +345,59 @@ struct EvenSampleTests {
         #expect(count - 1 - sample.items.last! < spacing)
     }
 
-    @Test("the card search looks for a few long prefixes, each number under one of them")
-    func searchPrefixesAreLong() {
-        let users = (0..<40).map { ClientPopulation.cardNumber(190_000 + $0 * 97) }
-        let fraudsters = [ClientPopulation.cardNumber(200_000 + 123_456_789), ClientPopulation.cardNumber(200_000 + 987_654_321)]
-        let prefixes = InvariantChecker.searchPrefixes(users + fraudsters)
-        #expect(prefixes.count <= 4, "\(prefixes)")
-        #expect(prefixes.allSatisfy { $0.count >= 9 })
-        #expect((users + fraudsters).allSatisfy { number in prefixes.contains { number.hasPrefix($0) } })
-        #expect(InvariantChecker.commonPrefix(users + fraudsters).count < 9, "a single shared prefix would be short")
+    @Test("the card search finds a number anywhere in a value's digits, and nothing else")
+    func cardNumberSearch() {
+        let visa = "4111111111111111"
+        let amex = "378282246310005"
+        let search = CardNumberSearch([visa, amex, visa])
+        func found(_ text: String) -> [String] {
+            var hits: Set<Int> = []
+            var text = text
+            text.withUTF8 { search.search(UnsafeRawBufferPointer($0), into: &hits) }
+            return Set(hits.map { search.numbers[$0] }).sorted()
+        }
+        #expect(found(visa) == [visa])
+        #expect(found("card \(visa) and \(amex)!") == [amex, visa])
+        #expect(found("99\(visa)7") == [visa], "inside a longer run of digits")
+        #expect(found("x\(amex.dropLast())") == [])
+        #expect(found("4111 1111 1111 1111") == [])
+        #expect(found("") == [])
+        var hits: Set<Int> = []
+        search.search(Int64(visa)!, into: &hits)
+        search.search(-Int64(amex)!, into: &hits)
+        #expect(Set(hits.map { search.numbers[$0] }) == [visa, amex])
+        hits = []
+        search.search(Double(visa)!, into: &hits)
+        search.search(Double(visa)! + 0.5, into: &hits)
+        search.search(Int64(visa)! * 1_000 + 7, into: &hits)
+        #expect(hits.map { search.numbers[$0] }.allSatisfy { $0 == visa } && !hits.isEmpty)
+        var none: Set<Int> = []
+        search.search(Int64.min, into: &none)
+        search.search(Double.nan, into: &none)
+        search.search(1e300, into: &none)
+        #expect(none.isEmpty)
+    }
+
+    @Test("the final audit finds a card number stored in clear as text, blob, integer or real, in any column")
+    func cardDataInEveryStorageClass() throws {
+        let visa = "4111111111111111"
+        let queue = try DatabaseQueue()
+        try queue.write { db in
+            try db.execute(sql: """
+                CREATE TABLE note (id INTEGER PRIMARY KEY, words TEXT, raw BLOB, amount INTEGER, ratio REAL, anything);
+                INSERT INTO note (words, raw, amount, ratio, anything) VALUES ('clean', x'00ff', 17, 0.5, NULL);
+                CREATE TABLE card_cache (secret_cvv TEXT);
+                """)
+            try db.execute(sql: "INSERT INTO note (words) VALUES (?)", arguments: ["pan " + visa])
+            try db.execute(sql: "INSERT INTO note (raw) VALUES (?)", arguments: [Data(("\u{1}" + visa + "\u{2}").utf8)])
+            try db.execute(sql: "INSERT INTO note (amount) VALUES (?)", arguments: [Int64(visa)!])
+            try db.execute(sql: "INSERT INTO note (ratio) VALUES (?)", arguments: [Double(visa)!])
+            try db.execute(sql: "INSERT INTO note (anything) VALUES (?)", arguments: [Data(visa.utf8)])
+        }
+        let leaks = try queue.read { try InvariantChecker.cardDataLeaks($0, cardNumbers: [visa, "5555555555554444"]) }
+        #expect(leaks.map(\.subject) == ["card_cache.secret_cvv", "note.words", "note.raw", "note.amount", "note.ratio", "note.anything"])
+        #expect(leaks.dropFirst().allSatisfy { $0.detail == "a card number in clear (…1111)" })
+        let clean = try queue.read { try InvariantChecker.cardDataLeaks($0, cardNumbers: ["5555555555554444"]) }
+        #expect(clean.map(\.subject) == ["card_cache.secret_cvv"])
     }
 }

@@ -190,7 +190,7 @@ final class InvariantChecker {
                     SELECT merchant_id, currency, balance_minor, gross_minor, fees_minor, refunded_minor FROM wallet
                     WHERE balance_minor != gross_minor - fees_minor - refunded_minor ORDER BY merchant_id, currency
                     """)
-                return (try EngineAudit.safety(db), wallets, final ? try cardDataLeaks(db, cardNumbers: cards.items) : [])
+                return (try EngineAudit.safety(db), wallets, final ? try Self.cardDataLeaks(db, cardNumbers: cards.items) : [])
             }
             for violation in engine { record(violation) }
             for row in wallets {
@@ -204,61 +204,43 @@ final class InvariantChecker {
     }
 
     /// Invariant 9: no card number in clear and no CVV column, anywhere.
-    /// One pass over each table, looking for every sample number in every text column.
-    private func cardDataLeaks(_ db: Database, cardNumbers: [String]) throws -> [(subject: String, detail: String)] {
+    /// Every value of every row of every table is searched for every sample
+    /// number, whatever its column's declared type (``CardNumberSearch``):
+    /// text, blobs, and the digits of integers and of whole reals. One read
+    /// of each table, the values looked at where SQLite holds them.
+    static func cardDataLeaks(_ db: Database, cardNumbers: [String]) throws -> [(subject: String, detail: String)] {
         var found: [(subject: String, detail: String)] = []
+        let search = CardNumberSearch(cardNumbers)
         let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         for table in tables {
-            let columns = try Row.fetchAll(db, sql: "SELECT name, type FROM pragma_table_info(?)", arguments: [table])
-            var textColumns: [String] = []
-            for column in columns {
-                let name: String = column["name"]
-                if name.lowercased().contains("cvv") || name.lowercased().contains("cvc") {
-                    found.append((subject: "\(table).\(name)", detail: "a CVV column exists"))
+            let columns = try String.fetchAll(db, sql: "SELECT name FROM pragma_table_info(?) ORDER BY cid", arguments: [table])
+            for name in columns where name.lowercased().contains("cvv") || name.lowercased().contains("cvc") {
+                found.append((subject: "\(table).\(name)", detail: "a CVV column exists"))
+            }
+            guard !columns.isEmpty, !cardNumbers.isEmpty else { continue }
+            let rows = try PreparedStatement(db, sql: "SELECT " + columns.map { "\"\($0)\"" }.joined(separator: ", ") + " FROM \"\(table)\"")
+            defer { rows.reset() }
+            // Per column, the sample numbers found in it.
+            var hits = [Set<Int>](repeating: [], count: columns.count)
+            while try rows.step() {
+                for column in columns.indices {
+                    rows.withCell(at: Int32(column)) { cell in
+                        switch cell {
+                        case .null: break
+                        case let .integer(value): search.search(value, into: &hits[column])
+                        case let .real(value): search.search(value, into: &hits[column])
+                        case let .text(bytes), let .blob(bytes): search.search(bytes, into: &hits[column])
+                        }
+                    }
                 }
-                if (column["type"] as String).uppercased() == "TEXT" { textColumns.append(name) }
             }
-            guard !textColumns.isEmpty, !cardNumbers.isEmpty else { continue }
-            // For each sample number, whether any text column holds it — looked
-            // for only in rows where some column holds one of the numbers'
-            // shared prefixes (see ``searchPrefixes(_:)``): a few scans of a
-            // row's text instead of one per number.
-            let prefixes = Self.searchPrefixes(cardNumbers)
-            let checks = cardNumbers.indices.map { index in
-                textColumns.map { "instr(\"\($0)\", ?\(prefixes.count + index + 1)) > 0" }.joined(separator: " OR ")
-            }
-            let prefixed = prefixes.indices.flatMap { index in textColumns.map { "instr(\"\($0)\", ?\(index + 1)) > 0" } }
-                .joined(separator: " OR ")
-            let sql = "SELECT " + checks.map { "MAX(\($0))" }.joined(separator: ", ") + " FROM \"\(table)\" WHERE \(prefixed)"
-            let arguments = StatementArguments(prefixes + cardNumbers)
-            guard let row = try Row.fetchOne(db, sql: sql, arguments: arguments) else { continue }
-            for (index, number) in cardNumbers.enumerated() where (row[index] as Int?) == 1 {
-                found.append((subject: table, detail: "a card number in clear (…\(number.suffix(4)))"))
+            for (column, numbers) in zip(columns, hits) {
+                for number in Set(numbers.map { cardNumbers[$0] }).sorted() {
+                    found.append((subject: "\(table).\(column)", detail: "a card number in clear (…\(number.suffix(4)))"))
+                }
             }
         }
         return found
-    }
-
-    /// Prefixes of at least 9 characters that together cover `numbers`: the
-    /// numbers grouped by their first 9 characters, each group by its
-    /// members' common prefix. A shorter prefix shared by all — "40000" when
-    /// a sample mixes users' and fraudsters' cards — is found in most rows
-    /// (timestamps, amounts), and every row found is searched for every
-    /// number: that made the final checks of a million-payment run three
-    /// times slower.
-    static func searchPrefixes(_ numbers: [String]) -> [String] {
-        var groups: [String: [String]] = [:]
-        for number in numbers { groups[String(number.prefix(9)), default: []].append(number) }
-        return groups.keys.sorted().map { commonPrefix(groups[$0]!) }
-    }
-
-    /// The longest prefix every string shares ("" if none).
-    static func commonPrefix(_ strings: [String]) -> String {
-        guard var prefix = strings.first else { return "" }
-        for string in strings.dropFirst() {
-            prefix = String(zip(prefix, string).prefix { $0 == $1 }.map(\.0))
-        }
-        return prefix
     }
 
     /// After healing: the PSPs' truth against the engine's records.
