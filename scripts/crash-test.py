@@ -14,7 +14,9 @@ checks:
   * no two idempotency keys were given the same payment or refund id;
   * a fully refunded payment refuses a further refund;
   * `paystorm audit --settled` (safety invariants, ledger hash chain, wallets
-    equal the journal, acknowledged ids durable, no double charge);
+    equal the journal, acknowledged ids durable, no double charge), with the
+    journal head each kill left as a `--witness`: what was committed before
+    a kill is still the start of the journal, unchanged;
   * the sandbox's GET /stats reports no payment charged twice;
   * the PSPs' settlement reports and the database agree: every captured charge
     is a completed payment at that PSP for that amount and vice versa, and
@@ -519,6 +521,22 @@ def open_database(path):
         return None
 
 
+def journal_head(path):
+    """The journal's head as a killed server left it, SEQUENCE:HASH as `paystorm
+    audit --witness` takes it; None for an empty journal or an unreadable file."""
+    database = open_database(path)
+    if database is None:
+        return None
+    try:
+        row = database.execute("SELECT sequence, lower(hex(hash)) FROM journal_head WHERE id = 1").fetchone()
+    except Exception as error:  # sqlite3.Error; the module may be missing
+        log(f"cannot read the journal head of {path} ({error})")
+        return None
+    finally:
+        database.close()
+    return f"{row[0]}:{row[1]}" if row and row[0] > 0 else None
+
+
 def open_work(database):
     """Non-terminal payments and refunds in the database (the server may be running: WAL)."""
     if database is None:
@@ -753,9 +771,14 @@ def main():
         thread.start()
     killer = random.Random(args.seed)
     restarts = []
+    witnesses = []
     for kill in range(1, args.kills + 1):
         time.sleep(killer.uniform(args.min_interval, args.max_interval))
         cluster.kill_server()
+        # What the killed server had committed: the final audit checks the journal still begins with it.
+        head = journal_head(cluster.database)
+        if head and head not in witnesses:
+            witnesses.append(head)
         try:
             restarts.append(cluster.start_server())
         except SystemExit as error:
@@ -783,6 +806,9 @@ def main():
     audit_command = [args.binary, "audit", "--database", cluster.database,
                      "--acknowledged", os.path.join(work, "acknowledged.txt"),
                      "--sandbox", f"http://127.0.0.1:{args.psp_port}", "--settled"]
+    for head in witnesses:
+        audit_command += ["--witness", head]
+    run.counts["journal heads witnessed at kills"] = len(witnesses)
     try:
         audit = subprocess.run(audit_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
         audit_output = audit.stdout

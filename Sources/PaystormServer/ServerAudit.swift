@@ -12,6 +12,9 @@ public enum ServerAudit {
         public var payments = 0
         public var acknowledged = 0
         public var journalEntries = 0
+        /// The verified chain head, to keep outside the database as a
+        /// ``Ledger/Witness`` for later audits; `nil` when the journal is not sound.
+        public var journalHead: Ledger.Witness?
         public var violations: [EngineAudit.Violation] = []
     }
 
@@ -19,14 +22,17 @@ public enum ServerAudit {
     ///   - acknowledged: payment ids the server acknowledged (answered 200/201).
     ///   - settled: also check what holds once every event was consumed.
     ///   - doubleCharged: payment ids the PSPs charged more than once.
+    ///   - witnesses: chain hashes of earlier audits the journal must still reproduce.
     public static func run(databasePath: String, acknowledged: [String], settled: Bool,
-                           doubleCharged: [String]) throws -> Findings {
+                           doubleCharged: [String], witnesses: [Ledger.Witness] = []) throws -> Findings {
         let store = try PaymentEngine.openStore(.file(path: databasePath))
         var findings = Findings()
         try store.queue.inDatabase { db in
             findings.payments = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM payment") ?? 0
             findings.journalEntries = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM journal_entry") ?? 0
-            findings.violations += try EngineAudit.safety(db)
+            let (safety, journal) = try EngineAudit.safetyAndJournal(db, witnesses: witnesses)
+            findings.violations += safety
+            findings.journalHead = journal?.head
             if settled { findings.violations += try EngineAudit.settled(db) }
             let exists = try db.makeStatement(sql: "SELECT 1 FROM payment WHERE payment_id = ?")
             for id in Set(acknowledged).sorted() {

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import PaystormScenario
+import PaystormEngine
 import PaystormServer
 import PaystormWorld
 
@@ -199,16 +200,29 @@ struct Audit: AsyncParsableCommand {
             Run it on a stopped server's database (after `kill -9`, too). Exit 0 when everything holds, 3 when an \
             invariant is violated, 64 on bad input. With --settled it also checks what holds once every event was \
             consumed (wallets equal the journal): stop the server gracefully first, so it drains.
+
+            The audit prints the journal's head as SEQUENCE:HASH. Keep it outside the database (a ticket, another \
+            system's log): whoever can write the database can edit the journal and recompute every hash, or cut its \
+            newest entries, and the chain alone still verifies. A later `--witness SEQUENCE:HASH` fails the audit \
+            when the journal no longer reproduces that hash after that entry.
             """)
 
     @Option(help: "The server's SQLite database.") var database: String
     @Option(help: "A file of payment ids the server acknowledged, one per line (from `paystorm load --acknowledged`).") var acknowledged: String?
     @Option(help: "The PSP sandbox to ask for payments charged twice (GET /stats).") var sandbox: String?
     @Flag(help: "Also check the invariants of a drained server.") var settled = false
+    @Option(name: .customLong("witness"), help: ArgumentHelp("A journal head an earlier audit printed, SEQUENCE:HASH, that the journal must still reproduce (repeatable).", valueName: "sequence:hash"))
+    var witnesses: [String] = []
 
     func run() async throws {
         guard FileManager.default.fileExists(atPath: database) else {
             throw ValidationError("--database: no file at \(database)")
+        }
+        let heads = try witnesses.map { text in
+            guard let witness = Ledger.Witness(text) else {
+                throw ValidationError("--witness: expected SEQUENCE:HASH, an entry number from 1 and a chain hash of 64 hex digits, as an audit prints it; got '\(text)'")
+            }
+            return witness
         }
         var ids: [String] = []
         if let acknowledged {
@@ -230,11 +244,14 @@ struct Audit: AsyncParsableCommand {
         }
         let findings: ServerAudit.Findings
         do {
-            findings = try ServerAudit.run(databasePath: database, acknowledged: ids, settled: settled, doubleCharged: doubleCharged)
+            findings = try ServerAudit.run(databasePath: database, acknowledged: ids, settled: settled, doubleCharged: doubleCharged,
+                                           witnesses: heads)
         } catch {
             throw ValidationError("--database: \(error)")
         }
         print("audit of \(database): \(findings.payments) payments, \(findings.journalEntries) journal entries, \(findings.acknowledged) acknowledged ids checked\(sandbox.map { ", double charges asked of \($0)" } ?? "")")
+        if !heads.isEmpty { print("witnesses: \(heads.count) journal heads checked") }
+        if let head = findings.journalHead { print("journal head: \(head) (keep it outside the database: a later audit with --witness and this value fails if the journal up to #\(head.sequence) was changed)") }
         for violation in findings.violations { print("VIOLATION \(violation)") }
         if findings.violations.isEmpty {
             print("all invariants hold\(settled ? " (safety and settled)" : " (safety)")")

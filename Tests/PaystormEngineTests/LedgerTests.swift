@@ -37,6 +37,57 @@ struct LedgerTests {
         }
     }
 
+    /// A journal rewritten whole — an entry changed and every hash after it
+    /// recomputed, the head moved — or cut back to fewer entries verifies on
+    /// its own; only a hash kept outside the database shows it.
+    @Test func witnessesCatchARecomputedOrTruncatedJournal() throws {
+        let real = try makeDatabase()
+        try real.write { db in
+            for (index, gross) in [1000, 2500, 400].enumerated() { try Ledger.post(capture("pay-\(index)", gross: Int64(gross), fee: 30), in: db) }
+        }
+        let audit = try real.read { try Ledger.verify($0) }
+        let head = try #require(audit.head)
+        #expect(head.sequence == 3 && Ledger.Witness(head.description) == head)
+        let second = try real.read { db in
+            Ledger.Witness(sequence: 2, hash: try Data.fetchOne(db, sql: "SELECT hash FROM journal_entry WHERE sequence = 2")!)
+        }
+        #expect(try real.read { try Ledger.verify($0, witnesses: [head, second]) } == audit)
+
+        // Rewritten: the second capture for 2,600, every hash recomputed by posting again.
+        let rewritten = try makeDatabase()
+        try rewritten.write { db in
+            for (index, gross) in [1000, 2600, 400].enumerated() { try Ledger.post(capture("pay-\(index)", gross: Int64(gross), fee: 30), in: db) }
+        }
+        #expect(try rewritten.read { try Ledger.verify($0) }.entries == 3, "the chain alone cannot tell")
+        #expect(throws: LedgerError.self) { try rewritten.read { try Ledger.verify($0, witnesses: [head]) } }
+        do {
+            _ = try rewritten.read { try Ledger.verify($0, witnesses: [second]) }
+            Issue.record("a rewritten second entry passed its witness")
+        } catch let error as LedgerError {
+            guard case .witnessMismatch(sequence: 2, _, _) = error else { Issue.record("\(error)"); return }
+            #expect(error.description.contains("#2 was witnessed"))
+        }
+
+        // Cut back: the newest entry gone, the head moved to the one before.
+        let truncated = try makeDatabase()
+        try truncated.write { db in
+            for (index, gross) in [1000, 2500].enumerated() { try Ledger.post(capture("pay-\(index)", gross: Int64(gross), fee: 30), in: db) }
+        }
+        #expect(try truncated.read { try Ledger.verify($0, witnesses: [second]) }.entries == 2)
+        #expect(throws: LedgerError.witnessBeyondJournal(sequence: 3, entries: 2)) {
+            try truncated.read { try Ledger.verify($0, witnesses: [second, head]) }
+        }
+    }
+
+    @Test func witnessesAreReadOnlyInTheirPrintedForm() {
+        let hash = String(repeating: "ab", count: 32)
+        #expect(Ledger.Witness("7:\(hash)")?.sequence == 7)
+        #expect(Ledger.Witness("7:\(hash.uppercased())")?.description == "7:\(hash)")
+        for bad in ["", "7", "7:", ":\(hash)", "0:\(hash)", "-1:\(hash)", "7:\(hash.dropLast())", "7:\(hash)00", "7:\(hash.dropLast())g", "x:\(hash)", "7:\(hash):1"] {
+            #expect(Ledger.Witness(bad) == nil, "\(bad)")
+        }
+    }
+
     /// The chain's byte format is fixed: journals written before must still
     /// verify. The expected digest was computed outside Swift (Python's
     /// hashlib over the documented encoding).

@@ -209,7 +209,16 @@ struct AuditAndLoadTests {
         })
         await runner.stop()
         let path = directory.file("engine.sqlite")
-        #expect(try ServerAudit.run(databasePath: path, acknowledged: [view.paymentID], settled: false, doubleCharged: []).violations.isEmpty)
+        let sound = try ServerAudit.run(databasePath: path, acknowledged: [view.paymentID], settled: false, doubleCharged: [])
+        #expect(sound.violations.isEmpty)
+        // The head it reports is a witness the same journal reproduces, and a different hash is not.
+        let head = try #require(sound.journalHead)
+        #expect(head.sequence == Int64(sound.journalEntries))
+        #expect(try ServerAudit.run(databasePath: path, acknowledged: [], settled: false, doubleCharged: [], witnesses: [head]).violations.isEmpty)
+        var forged = head
+        forged.hash[0] ^= 1
+        let unwitnessed = try ServerAudit.run(databasePath: path, acknowledged: [], settled: false, doubleCharged: [], witnesses: [forged])
+        #expect(unwitnessed.violations.map(\.invariant) == ["ledger"] && unwitnessed.journalHead == nil)
         let lost = try ServerAudit.run(databasePath: path, acknowledged: [view.paymentID, "pay-404"], settled: false, doubleCharged: [])
         #expect(lost.violations.map(\.invariant) == ["acknowledged-payment-durable"])
         let twice = try ServerAudit.run(databasePath: path, acknowledged: [], settled: false, doubleCharged: ["pay-1"])

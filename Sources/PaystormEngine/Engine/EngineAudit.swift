@@ -31,14 +31,22 @@ public enum EngineAudit {
         case ledgerEqualsCaptures = "ledger-equals-captures"
     }
 
-    /// Invariants that hold at every instant.
-    public static func safety(_ db: Database) throws -> [Violation] {
+    /// Invariants that hold at every instant; the journal must also
+    /// reproduce every chain hash in `witnesses` (``Ledger/Witness``).
+    public static func safety(_ db: Database, witnesses: [Ledger.Witness] = []) throws -> [Violation] {
+        try safetyAndJournal(db, witnesses: witnesses).violations
+    }
+
+    /// ``safety(_:witnesses:)``, and the journal as verified: its entries and
+    /// chain head, `nil` when it is not sound.
+    public static func safetyAndJournal(_ db: Database, witnesses: [Ledger.Witness] = []) throws -> (violations: [Violation], journal: Ledger.Audit?) {
         var violations: [Violation] = []
         func add(_ invariant: Invariant, _ subject: String, _ detail: String) {
             violations.append(Violation(invariant: invariant.rawValue, subject: subject, detail: detail))
         }
+        var journal: Ledger.Audit?
         do {
-            _ = try Ledger.verify(db)
+            journal = try Ledger.verify(db, witnesses: witnesses)
         } catch {
             add(.ledger, "journal", error.description)
         }
@@ -81,7 +89,7 @@ public enum EngineAudit {
         for row in try Row.fetchAll(db, sql: "SELECT merchant_id, currency, balance_minor FROM wallet WHERE balance_minor < 0") {
             add(.wallet, row["merchant_id"], "negative balance \(row["balance_minor"] as Int64) \(row["currency"] as String)")
         }
-        return violations
+        return (violations, journal)
     }
 
     /// Invariants that hold once every outbox event was consumed: wallets

@@ -146,14 +146,57 @@ public enum Ledger {
     public struct Audit: Equatable, Sendable {
         public var entries: Int
         public var headHash: String
+        /// The head as a witness to keep for later audits; `nil` for an empty journal.
+        public var head: Witness? {
+            entries > 0 ? Hex.decode(headHash).map { Witness(sequence: Int64(entries), hash: $0) } : nil
+        }
+    }
+
+    /// A chain hash kept outside the database — printed by an earlier audit,
+    /// written down elsewhere — that the journal must still reproduce.
+    ///
+    /// The chain alone shows that the journal agrees with its stored head,
+    /// and so catches an edit of a few rows. Whoever can write the database
+    /// can also recompute every hash after an edit, or cut the newest entries
+    /// and move the head back: only a hash held elsewhere tells that journal
+    /// from the real one.
+    public struct Witness: Sendable, Equatable, CustomStringConvertible {
+        /// The entry the hash was taken after (1 is the first entry).
+        public var sequence: Int64
+        /// The chain hash after that entry, 32 bytes.
+        public var hash: Data
+
+        public init(sequence: Int64, hash: Data) {
+            self.sequence = sequence
+            self.hash = hash
+        }
+
+        /// Reads `SEQUENCE:HASH`, the form ``description`` writes (the hash in
+        /// 64 hex digits); `nil` for anything else.
+        public init?(_ text: String) {
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let sequence = Int64(parts[0]), sequence >= 1,
+                  let hash = Hex.decode(String(parts[1])), hash.count == 32 else { return nil }
+            self.init(sequence: sequence, hash: hash)
+        }
+
+        public var description: String { "\(sequence):\(Hex.encode(hash))" }
     }
 
     /// Replays the whole journal: recomputes every hash from the entry rows
     /// and postings, checks each entry is balanced, that no account but an
     /// external one went below zero, that the last hash is the stored head,
-    /// and that stored balances equal the replayed ones.
-    /// - Complexity: O(entries + postings).
-    public static func verify(_ db: Database) throws(LedgerError) -> Audit {
+    /// that stored balances equal the replayed ones, and that the chain
+    /// still reproduces every witness.
+    /// - Complexity: O(entries + postings + witnesses).
+    public static func verify(_ db: Database, witnesses: [Witness] = []) throws(LedgerError) -> Audit {
+        var witnessed: [Int64: Data] = [:]
+        for witness in witnesses {
+            if let other = witnessed[witness.sequence], other != witness.hash {
+                throw .witnessMismatch(sequence: witness.sequence, witnessed: hex(witness.hash), recomputed: "another witness's \(hex(other))")
+            }
+            witnessed[witness.sequence] = witness.hash
+        }
         do {
             var previous = Data(count: 32)
             var count = 0
@@ -192,6 +235,9 @@ public enum Ledger {
                 try entry.validate()
                 let hash = chainHash(previous: previous, sequence: sequence, entry: entry)
                 guard hash == entries.blob(at: 5) else { throw LedgerError.chainBroken(sequence: sequence, entry: id) }
+                if let expected = witnessed[sequence], expected != hash {
+                    throw LedgerError.witnessMismatch(sequence: sequence, witnessed: hex(expected), recomputed: hex(hash))
+                }
                 for posting in lines {
                     replayed[Key(account: posting.account, currency: posting.amount.currency.code), default: 0]
                         += posting.side == .credit ? posting.amount.minorUnits : -posting.amount.minorUnits
@@ -207,6 +253,9 @@ public enum Ledger {
             }
             // Postings after the last entry belong to none.
             if postingReady { throw LedgerError.chainBroken(sequence: Int64(count + 1), entry: "(none)") }
+            if let beyond = witnessed.keys.filter({ $0 > Int64(count) }).min() {
+                throw LedgerError.witnessBeyondJournal(sequence: beyond, entries: count)
+            }
             let stored = try Data.fetchOne(db, sql: "SELECT hash FROM journal_head WHERE id = 1") ?? Data()
             guard stored == previous else { throw LedgerError.headMismatch(stored: hex(stored), recomputed: hex(previous)) }
             for row in try Row.fetchAll(db, sql: "SELECT account, currency, balance_minor FROM account_balance ORDER BY account, currency") {

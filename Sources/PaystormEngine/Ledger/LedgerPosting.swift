@@ -102,6 +102,10 @@ public enum LedgerError: Error, Equatable, CustomStringConvertible {
     case wouldGoNegative(entry: String, account: String, currency: String, balance: Int64)
     case chainBroken(sequence: Int64, entry: String)
     case headMismatch(stored: String, recomputed: String)
+    /// The chain after entry `sequence` is not the hash kept outside the database.
+    case witnessMismatch(sequence: Int64, witnessed: String, recomputed: String)
+    /// A witness names an entry the journal no longer has.
+    case witnessBeyondJournal(sequence: Int64, entries: Int)
     case storage(String)
 
     public var description: String {
@@ -122,6 +126,10 @@ public enum LedgerError: Error, Equatable, CustomStringConvertible {
             return "journal hash chain broken at entry #\(sequence) (\(entry)): stored hash does not match its contents"
         case let .headMismatch(stored, recomputed):
             return "journal head \(stored) does not match the recomputed chain \(recomputed)"
+        case let .witnessMismatch(sequence, witnessed, recomputed):
+            return "journal entry #\(sequence) was witnessed with chain hash \(witnessed), the journal now gives \(recomputed): the journal up to #\(sequence) is not the one witnessed (changed and rehashed, or the witness is another database's)"
+        case let .witnessBeyondJournal(sequence, entries):
+            return "journal entry #\(sequence) was witnessed, the journal now has \(entries) entries: entries were removed and the head moved back"
         case let .storage(message):
             return "ledger storage: \(message)"
         }
