@@ -179,6 +179,11 @@ public final class EngineRunner: @unchecked Sendable {
     private let retryPause: Int64 = 1_000_000_000
     private var timers = Heap<ArmedTimer>()
     private var timerSequence: Int64 = 0
+    /// The sequence of each PSP attempt's timer in `timers`, and those of
+    /// the ones the engine since said were spent (``EngineEffect/cancelTimer(_:)``):
+    /// they stay in the heap until due, then are dropped instead of run.
+    private var attemptTimers: [EngineTimer: Int64] = [:]
+    private var cancelledTimers: Set<Int64> = []
     private var relayCursor: Int64 = 0
     private var moreEvents = false
     private var outboundCalls = Deque<(request: PSPRequest, queuedAt: Int64)>()
@@ -330,7 +335,10 @@ public final class EngineRunner: @unchecked Sendable {
 
             let now = WallClock.monotonic()
             while let due = timers.min, due.deadline <= now, !stopping {
-                jobs.append(.timer(timers.removeMin().timer))
+                let armed = timers.removeMin()
+                if cancelledTimers.remove(armed.sequence) != nil { continue }
+                if attemptTimers[armed.timer] == armed.sequence { attemptTimers[armed.timer] = nil }
+                jobs.append(.timer(armed.timer))
             }
             while let retry = retries.first, retry.due <= now, !stopping {
                 jobs.append(retries.removeFirst().job)
@@ -459,7 +467,7 @@ public final class EngineRunner: @unchecked Sendable {
         case let .reconcile(report, mark): return .reconciliation(try engine.reconcile(report, now: now, mark: mark))
         case .status:
             var status = currentStatus
-            status.timersArmed = timers.count
+            status.timersArmed = timers.count - cancelledTimers.count
             status.outboundQueued = outboundCalls.count + outboundNotifications.count
             status.pspCallsDropped = droppedCalls
             status.consumerLag = (try? EngineConsumer.allCases.reduce(0) { $0 + (try broker.lag(group: $1.rawValue)) }) ?? -1
@@ -478,6 +486,9 @@ public final class EngineRunner: @unchecked Sendable {
             case let .armTimer(timer, after):
                 timerSequence += 1
                 timers.insert(ArmedTimer(deadline: now + max(0, after), sequence: timerSequence, timer: timer))
+                if timer.isAttemptTimer { attemptTimers[timer] = timerSequence }
+            case let .cancelTimer(timer):
+                if let sequence = attemptTimers.removeValue(forKey: timer) { cancelledTimers.insert(sequence) }
             case .publish:
                 break  // the relay publishes what it polled itself
             }

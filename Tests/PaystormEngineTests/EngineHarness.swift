@@ -11,6 +11,11 @@ final class EngineHarness {
     var now: Int64 = EngineHarness.t0
     var calls: [PSPRequest] = []
     var timers: [(timer: EngineTimer, at: Int64)] = []
+    /// Timers the engine said were spent (``EngineEffect/cancelTimer(_:)``).
+    var cancelledTimers: [EngineTimer] = []
+    /// Whether a spent timer is dropped, as the simulator and the server do,
+    /// or kept and fired when due, as by a host that ignores the effect.
+    var dropsCancelledTimers = false
     var published: [OutboxMessage] = []
     var notifications: [NotificationMessage] = []
     var outboxPosition: Int64 = 0
@@ -43,6 +48,10 @@ final class EngineHarness {
             switch effect {
             case let .callPSP(request): calls.append(request)
             case let .armTimer(timer, after): timers.append((timer, now + after))
+            case let .cancelTimer(timer):
+                cancelledTimers.append(timer)
+                // It comes before any timer its call armed, which may be equal to it: the earlier one goes.
+                if dropsCancelledTimers, let index = timers.firstIndex(where: { $0.timer == timer }) { timers.remove(at: index) }
             case let .publish(message): published.append(message)
             case let .sendNotification(message): notifications.append(message)
             }

@@ -64,13 +64,16 @@ struct TruthfulPSP {
 
 @Suite("Payment engine: invariants over random command sequences")
 struct EnginePropertyTests {
-    @Test("safety holds at every step and liveness after healing", arguments: 0..<24)
-    func randomSequences(seed: Int) throws {
+    /// With spent timers fired (every stale timer harmless) and dropped (no
+    /// timer the engine called spent was still needed).
+    @Test("safety holds at every step and liveness after healing", arguments: 0..<24, [false, true])
+    func randomSequences(seed: Int, dropsCancelledTimers: Bool) throws {
         var random = SplitMix(seed: UInt64(seed) &* 7919 &+ 1)
         func chance(_ percent: UInt64) -> Bool { random.next() % 100 < percent }
         func pick<T>(_ items: [T]) -> T { items[Int(random.next() % UInt64(items.count))] }
 
         let h = try EngineHarness()
+        h.dropsCancelledTimers = dropsCancelledTimers
         var psp = TruthfulPSP()
         var webhookEvents: [(psp: String, payload: PSPWebhookPayload)] = []
         var deliveredEvents: [TransactionEvent] = []

@@ -121,6 +121,61 @@ struct PaymentEngineTests {
         #expect(try h.pay(key: "old-0", user: "u-0").paymentID == "pay-5", "a purged key is a new request")
     }
 
+    /// An answer that ends a call spends its timeout, and the engine says so
+    /// before it arms the next call's; an answer that leaves the call open
+    /// (a failed void, which only schedules a resend; a status query's
+    /// `pending`) does not.
+    @Test func answeredCallsSpendTheirTimeout() throws {
+        let h = try EngineHarness()
+        h.dropsCancelledTimers = true
+        func timeout(of call: PSPRequest) -> EngineTimer { .pspTimeout(attemptID: call.attemptID, sentAtNanoseconds: call.sentAtNanoseconds) }
+        try h.pay(key: "k")
+        let first = try #require(h.takeCall())
+        #expect(h.timers.map(\.timer) == [timeout(of: first)])
+        h.advance(by: 1_000)
+        try h.reply(.transientError("503"), to: first)
+        #expect(h.cancelledTimers == [timeout(of: first)])
+        #expect(h.timers.map(\.timer) == [.retry(attemptID: first.attemptID)], "the spent timeout is gone, the retry armed")
+        // A duplicate of the same answer, now stale, spends nothing more.
+        try h.reply(.transientError("503"), to: first)
+        #expect(h.cancelledTimers.count == 1)
+
+        // Tries run out: the key is voided; a failed void leaves its call's timeout live.
+        for _ in 1..<h.engine.configuration.maxAttemptsPerPSP {
+            h.now = try #require(h.timers.first { if case .retry = $0.timer { true } else { false } }).at
+            try h.fireDueTimers()
+            try h.reply(.transientError("503"), to: try #require(h.takeCall()))
+        }
+        let cancel = try #require(h.takeCall())
+        #expect(cancel.operation == .cancel)
+        let spentBefore = h.cancelledTimers.count
+        try h.reply(.transientError("busy"), to: cancel)
+        #expect(h.cancelledTimers.count == spentBefore, "a void not yet confirmed keeps its timeout")
+        #expect(h.timers.contains { $0.timer == timeout(of: cancel) })
+        try h.reply(.voided, to: cancel)
+        #expect(h.cancelledTimers.last == timeout(of: cancel))
+        // The failover's own timeout is armed after, and stays.
+        let failover = try #require(h.takeCall())
+        #expect(failover.pspID == "paypal" && h.timers.contains { $0.timer == timeout(of: failover) })
+
+        // A webhook answers the call first: the reply that follows is late, and the timeout already spent.
+        _ = try h.webhook(PSPWebhookPayload(eventID: "evt-1", type: .chargeSucceeded, pspReference: failover.idempotencyKey),
+                      psp: "paypal", secret: "whsec-paypal")
+        #expect(h.cancelledTimers.last == timeout(of: failover))
+        #expect(!h.timers.contains { $0.timer == timeout(of: failover) })
+        #expect(try h.engine.payment("pay-1").status == .completed)
+
+        // An ambiguous charge waits on its next status query; the webhook that settles it spends that.
+        try h.pay(key: "k2")
+        let lost = try #require(h.takeCall())
+        h.advance(by: h.engine.configuration.pspTimeoutNanoseconds)
+        try h.fireDueTimers()
+        #expect(h.timers.map(\.timer) == [.statusQuery(attemptID: lost.attemptID)])
+        _ = try h.webhook(PSPWebhookPayload(eventID: "evt-2", type: .chargeSucceeded, pspReference: lost.idempotencyKey))
+        #expect(h.cancelledTimers.last == .statusQuery(attemptID: lost.attemptID) && h.timers.isEmpty)
+        #expect(try h.engine.payment("pay-2").status == .completed)
+    }
+
     @Test func transientErrorsRetryWithBackoffThenVoidThenFailOver() throws {
         let h = try EngineHarness()
         try h.pay(key: "k")

@@ -59,7 +59,8 @@ public enum PSPOutcome: Sendable, Equatable {
 }
 
 /// Timers the engine arms through the host. A timer that fires after its
-/// purpose is gone is ignored, so the engine never needs to cancel one.
+/// purpose is gone is ignored, so a host need not cancel one; where the
+/// engine knows a timer is spent it says so (``EngineEffect/cancelTimer(_:)``).
 public enum EngineTimer: Hashable, Sendable {
     /// No PSP reply to the attempt within the call timeout: its outcome is
     /// unknown. `sentAtNanoseconds` is the engine time the call was stamped
@@ -76,6 +77,16 @@ public enum EngineTimer: Hashable, Sendable {
     case notificationRetry(notificationID: Int64)
     /// Delete idempotency records past their retention (armed by ``PaymentEngine/armMaintenance()``).
     case idempotencyPurge
+
+    /// Whether the timer belongs to a PSP attempt, the only kind the engine
+    /// may call spent (``EngineEffect/cancelTimer(_:)``): a host need track
+    /// only these to drop them.
+    public var isAttemptTimer: Bool {
+        switch self {
+        case .pspTimeout, .retry, .statusQuery: true
+        case .notificationRetry, .idempotencyPurge: false
+        }
+    }
 }
 
 /// A transaction event from the outbox, published at least once.
@@ -104,6 +115,12 @@ public struct NotificationMessage: Sendable, Equatable {
 public enum EngineEffect: Sendable, Equatable {
     case callPSP(PSPRequest)
     case armTimer(EngineTimer, afterNanoseconds: Int64)
+    /// A timer armed earlier can no longer do anything: the host may drop it
+    /// rather than wake the engine to ignore it. (Today: what a PSP attempt
+    /// was waiting on — its call's timeout, its next status query or next
+    /// try — once an answer moved it on.) Dropping it is never required, and
+    /// it comes before any timer armed by the same call, which may be equal to it.
+    case cancelTimer(EngineTimer)
     case publish(OutboxMessage)
     case sendNotification(NotificationMessage)
 }

@@ -180,7 +180,35 @@ extension PaymentEngine {
     /// with the same key may still be on its way — so when retries run out
     /// the engine voids the key before it fails over or gives up; that is
     /// what keeps one payment to one charge.
+    ///
+    /// An answer that moves the attempt on spends the timer it was waiting
+    /// on (``awaitedTimer(of:)``): the host is told it may drop it
+    /// (``EngineEffect/cancelTimer(_:)``), ahead of any timer the answer
+    /// arms. A `pending`, or a failure while voiding, which only schedules
+    /// the next try, leaves the attempt waiting.
     func apply(_ outcome: PSPOutcome, to attempt: Attempt, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
+        let mark = effects.count
+        guard try applyOutcome(outcome, to: attempt, now: now, in: db, effects: &effects),
+              let spent = Self.awaitedTimer(of: attempt) else { return }
+        effects.insert(.cancelTimer(spent), at: mark)
+    }
+
+    /// The timer an open attempt waits on in its state: its call's timeout
+    /// while a charge, refund or void is out, the next status query while
+    /// ambiguous, the next try in backoff.
+    static func awaitedTimer(of attempt: Attempt) -> EngineTimer? {
+        switch attempt.state {
+        case "in_flight", "canceling": .pspTimeout(attemptID: attempt.id, sentAtNanoseconds: attempt.updatedNanoseconds)
+        case "ambiguous": .statusQuery(attemptID: attempt.id)
+        case "backoff": .retry(attemptID: attempt.id)
+        default: nil
+        }
+    }
+
+    /// ``apply(_:to:now:in:effects:)`` but for the timeout.
+    /// - Returns: whether the attempt was moved on (its call is over).
+    private func applyOutcome(_ outcome: PSPOutcome, to attempt: Attempt, now: Int64, in db: Database,
+                              effects: inout [EngineEffect]) throws -> Bool {
         switch outcome {
         case let .succeeded(reference):
             breakers[attempt.pspID, default: CircuitBreaker()].recordSuccess()
@@ -218,9 +246,9 @@ extension PaymentEngine {
                 let delay = backoff(attemptID: attempt.id, try: attempt.tries, base: configuration.backoffBaseNanoseconds,
                                     cap: configuration.backoffMaxNanoseconds)
                 effects.append(.armTimer(.retry(attemptID: attempt.id), afterNanoseconds: delay))
-                return
+                return false
             default:
-                return  // a failed status query, or a duplicate reply during backoff
+                return false  // a failed status query, or a duplicate reply during backoff
             }
             if outcome != .notFound {
                 breakers[attempt.pspID, default: CircuitBreaker()].recordFailure(
@@ -240,8 +268,9 @@ extension PaymentEngine {
                 try startCancel(attempt, reason: "\(attempt.pspID): \(message) after \(attempt.tries) tries", now: now, in: db, effects: &effects)
             }
         case .pending:
-            return  // the next status query will ask again
+            return false  // the next status query will ask again
         }
+        return true
     }
 
     /// A success reported for an attempt the engine already closed as

@@ -10,8 +10,9 @@ import PaystormKernel
 final class EngineHost {
     unowned let world: World
     private(set) var engine: PaymentEngine
-    /// Notifications sent and not yet answered: id → attempt.
-    private var awaiting: [Int64: Int] = [:]
+    /// Notifications sent and not yet answered: id → attempt, and the timer
+    /// of its delivery timeout (cancelled when the answer comes: most do).
+    private var awaiting: [Int64: (attempt: Int, timeout: TimerHandle)] = [:]
     /// The last charge this host sent, kept only while `keepsLastCharge` (the double-charge sabotage).
     var keepsLastCharge = false
     private(set) var lastCharge: PSPRequest?
@@ -62,15 +63,17 @@ final class EngineHost {
                 try engine.pspReplied(attemptID: attemptID, outcome: outcome, now: now, sentAtNanoseconds: sentAt)
             }, subject)
         case let .engineTimer(timer):
+            world.timerFired(timer, at: kernel.currentActor)
             let now = self.now
             report(run(subject, kernel) { engine throws(EngineError) in try engine.timerFired(timer, now: now) }, subject)
         case let .notifyResult(id, success):
-            guard awaiting.removeValue(forKey: id) != nil else { return true }  // timed out already
+            guard let sent = awaiting.removeValue(forKey: id) else { return true }  // timed out already
+            kernel.cancel(sent.timeout)
             if success { world.metrics.notificationsSent += 1 } else { world.metrics.notificationsFailed += 1 }
             let now = self.now
             report(run(subject, kernel) { engine throws(EngineError) in try engine.notificationDelivered(id, success: success, now: now) }, subject)
         case let .notifyTimeout(id, attempt):
-            guard awaiting[id] == Int(attempt) else { return true }
+            guard awaiting[id]?.attempt == Int(attempt) else { return true }
             awaiting[id] = nil
             world.metrics.notificationsFailed += 1
             let now = self.now
@@ -123,13 +126,18 @@ final class EngineHost {
                 sendPSPCall(request, to: index, kernel)
                 if world.failoversToSabotage > 0 && request.operation == .status { sabotageFailover(from: request, kernel) }
             case let .armTimer(timer, after):
-                kernel.setTimer(after: SimDuration(nanoseconds: max(0, after)), .engineTimer(timer))
+                let handle = kernel.setTimer(after: SimDuration(nanoseconds: max(0, after)), .engineTimer(timer))
+                if timer.isAttemptTimer { world.attemptTimers[timer] = (handle, kernel.currentActor) }
+            case let .cancelTimer(timer):
+                if let armed = world.attemptTimers.removeValue(forKey: timer) { kernel.cancel(armed.handle) }
             case .publish:
                 break  // the relay produces what it polled itself
             case let .sendNotification(message):
-                awaiting[message.notificationID] = message.attempt
                 world.network.send(.notify(message, replyTo: kernel.currentActor), to: world.sink, kernel: kernel)
-                kernel.setTimer(after: Self.notificationTimeout, .notifyTimeout(notificationID: message.notificationID, attempt: Int32(message.attempt)))
+                let timeout = kernel.setTimer(after: Self.notificationTimeout,
+                                              .notifyTimeout(notificationID: message.notificationID, attempt: Int32(message.attempt)))
+                // A resend replaces the attempt it follows, whose timeout can no longer matter.
+                if let earlier = awaiting.updateValue((message.attempt, timeout), forKey: message.notificationID) { kernel.cancel(earlier.timeout) }
             }
         }
     }

@@ -46,7 +46,9 @@ final class Replica: SimActor {
         case let .apiRequest(request): enqueue(.api(request), kernel)
         case let .pspReply(attemptID, sentAt, outcome): enqueue(.pspReply(attemptID: attemptID, sentAt: sentAt, outcome: outcome), kernel)
         case let .webhook(delivery): enqueue(.webhook(delivery), kernel)
-        case let .engineTimer(timer): enqueue(.timer(timer), kernel)
+        case let .engineTimer(timer):
+            world.timerFired(timer, at: kernel.currentActor)
+            enqueue(.timer(timer), kernel)
         case let .reconcile(box):
             let result = host.run(name, kernel) { engine throws(EngineError) in
                 try engine.reconcile(box.report, references: box.references, now: host.now)
@@ -65,6 +67,7 @@ final class Replica: SimActor {
     }
 
     func crashed() {
+        world.forgetTimers(of: world.kernel.currentActor)
         world.metrics.lostInCrashes += depth
         queue.removeAll()
         inService.removeAll()

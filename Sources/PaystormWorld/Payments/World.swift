@@ -50,6 +50,12 @@ final class World {
     /// Ambiguous charges a host still has to fail over from at once (the
     /// `failoverWhileAmbiguous` sabotage).
     var failoversToSabotage = 0
+    /// Timers of PSP attempts armed and not yet fired, with the actor they
+    /// will wake: the engine says when one is spent (the attempt was moved
+    /// on by an answer, on any replica, or by a webhook), and it is cancelled
+    /// instead of waking a replica to be ignored. A crashed actor's entries
+    /// go with its timers.
+    var attemptTimers: [EngineTimer: (handle: TimerHandle, owner: ActorAddress)] = [:]
     /// Virtual creation time of each payment not terminal yet, by payment
     /// number: its time to terminal is measured once, and then it is
     /// forgotten (an array of every payment grew with the run).
@@ -94,6 +100,17 @@ final class World {
     }
 
     /// Engine time now, with an actor's clock offset.
+    /// A timer came back to `actor`: no longer one to cancel.
+    func timerFired(_ timer: EngineTimer, at actor: ActorAddress) {
+        guard timer.isAttemptTimer, attemptTimers[timer]?.owner == actor else { return }
+        attemptTimers[timer] = nil
+    }
+
+    /// `actor` crashed, and its timers with it.
+    func forgetTimers(of actor: ActorAddress) {
+        attemptTimers = attemptTimers.filter { $0.value.owner != actor }
+    }
+
     func engineNow(skew: Int64 = 0) -> Int64 { Self.epochNanoseconds + kernel.now.nanoseconds + skew }
 
     func spawn(_ actor: any SimActor<WorldMessage>, name: String) -> ActorAddress {
