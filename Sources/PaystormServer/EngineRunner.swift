@@ -368,7 +368,7 @@ public final class EngineRunner: @unchecked Sendable {
                     let waiters = stopWaiters
                     stopWaiters.removeAll()
                     condition.unlock()
-                    log("engine stopped; \(timers.count) timers left to recovery")
+                    log("engine stopped; \(timers.count - cancelledTimers.count) timers left to recovery")
                     waiters.forEach { $0() }
                     return
                 }

@@ -83,7 +83,7 @@ struct LedgerTests {
         let hash = String(repeating: "ab", count: 32)
         #expect(Ledger.Witness("7:\(hash)")?.sequence == 7)
         #expect(Ledger.Witness("7:\(hash.uppercased())")?.description == "7:\(hash)")
-        for bad in ["", "7", "7:", ":\(hash)", "0:\(hash)", "-1:\(hash)", "7:\(hash.dropLast())", "7:\(hash)00", "7:\(hash.dropLast())g", "x:\(hash)", "7:\(hash):1"] {
+        for bad in ["", "7", "7:", ":\(hash)", "0:\(hash)", "-1:\(hash)", "7:\(hash.dropLast())", "7:\(hash)00", "7:\(hash.dropLast())g", "x:\(hash)", "7:\(hash):1", "+7:\(hash)", " 7:\(hash)"] {
             #expect(Ledger.Witness(bad) == nil, "\(bad)")
         }
     }

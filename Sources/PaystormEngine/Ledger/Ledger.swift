@@ -175,7 +175,7 @@ public enum Ledger {
         /// 64 hex digits); `nil` for anything else.
         public init?(_ text: String) {
             let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count == 2, let sequence = Int64(parts[0]), sequence >= 1,
+            guard parts.count == 2, parts[0].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let sequence = Int64(parts[0]), sequence >= 1,
                   let hash = Hex.decode(String(parts[1])), hash.count == 32 else { return nil }
             self.init(sequence: sequence, hash: hash)
         }

@@ -71,6 +71,7 @@ final class Consumer: SimActor {
     }
 
     func crashed() {
+        world.forgetTimers(of: world.kernel.currentActor)
         batches.removeAll()
         busy = false
         positions.removeAll()

@@ -126,8 +126,9 @@ final class EngineHost {
                 sendPSPCall(request, to: index, kernel)
                 if world.failoversToSabotage > 0 && request.operation == .status { sabotageFailover(from: request, kernel) }
             case let .armTimer(timer, after):
-                let handle = kernel.setTimer(after: SimDuration(nanoseconds: max(0, after)), .engineTimer(timer))
-                if timer.isAttemptTimer { world.attemptTimers[timer] = (handle, kernel.currentActor) }
+                let delay = SimDuration(nanoseconds: max(0, after))
+                let handle = kernel.setTimer(after: delay, .engineTimer(timer))
+                if timer.isAttemptTimer { world.attemptTimers[timer] = (handle, kernel.currentActor, kernel.now.nanoseconds &+ delay.nanoseconds) }
             case let .cancelTimer(timer):
                 if let armed = world.attemptTimers.removeValue(forKey: timer) { kernel.cancel(armed.handle) }
             case .publish:

@@ -155,8 +155,14 @@ final class InvariantChecker {
     /// Card numbers the engine took, to look for in clear at the end.
     private(set) var cards = EvenSample<String>(capacity: 64)
 
-    /// The engine created a payment (not a replay) with `cardNumber`.
-    func cardTaken(_ cardNumber: String) { cards.add(cardNumber) }
+    /// The engine created a payment (not a replay) with `cardNumber`, as
+    /// the client wrote it: its digits are what to look for (the engine takes
+    /// a number written with spaces or dashes).
+    func cardTaken(_ cardNumber: String) {
+        let digits = String(cardNumber.unicodeScalars.filter { $0 != " " && $0 != "-" })
+        guard (12...19).contains(digits.utf8.count), digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return }
+        cards.add(digits)
+    }
 
     /// Client request `request` was answered with payment or refund
     /// `resourceID` (request ids are shared by both): every answer to one
@@ -218,7 +224,7 @@ final class InvariantChecker {
                 found.append((subject: "\(table).\(name)", detail: "a CVV column exists"))
             }
             guard !columns.isEmpty, !cardNumbers.isEmpty else { continue }
-            let rows = try PreparedStatement(db, sql: "SELECT " + columns.map { "\"\($0)\"" }.joined(separator: ", ") + " FROM \"\(table)\"")
+            let rows = try PreparedStatement(db, sql: "SELECT " + columns.map(Self.quoted).joined(separator: ", ") + " FROM " + Self.quoted(table))
             defer { rows.reset() }
             // Per column, the sample numbers found in it.
             var hits = [Set<Int>](repeating: [], count: columns.count)
@@ -242,6 +248,9 @@ final class InvariantChecker {
         }
         return found
     }
+
+    /// An SQL identifier in double quotes, any inside doubled.
+    static func quoted(_ name: String) -> String { "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
 
     /// After healing: the PSPs' truth against the engine's records.
     /// Money captured at a PSP ⇔ the payment is completed; money refunded at

@@ -55,7 +55,7 @@ final class World {
     /// on by an answer, on any replica, or by a webhook), and it is cancelled
     /// instead of waking a replica to be ignored. A crashed actor's entries
     /// go with its timers.
-    var attemptTimers: [EngineTimer: (handle: TimerHandle, owner: ActorAddress)] = [:]
+    var attemptTimers: [EngineTimer: (handle: TimerHandle, owner: ActorAddress, due: Int64)] = [:]
     /// Virtual creation time of each payment not terminal yet, by payment
     /// number: its time to terminal is measured once, and then it is
     /// forgotten (an array of every payment grew with the run).
@@ -100,9 +100,10 @@ final class World {
     }
 
     /// Engine time now, with an actor's clock offset.
-    /// A timer came back to `actor`: no longer one to cancel.
+    /// A timer came back to `actor`: no longer one to cancel — unless the
+    /// entry is a later timer of the same identity, due another time.
     func timerFired(_ timer: EngineTimer, at actor: ActorAddress) {
-        guard timer.isAttemptTimer, attemptTimers[timer]?.owner == actor else { return }
+        guard timer.isAttemptTimer, let armed = attemptTimers[timer], armed.owner == actor, armed.due == kernel.now.nanoseconds else { return }
         attemptTimers[timer] = nil
     }
 
