@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import PaystormEngine
+import Synchronization
 
 /// Where the server host sends the engine's PSP calls. `reply` is called
 /// once, with the PSP's answer — or `nil` when the outcome is unknown
@@ -23,6 +24,22 @@ public protocol NotificationPort: Sendable {
 /// The wire format between the PSP adapter and `paystorm psp-sandbox`
 /// (documented in `openapi/psp-sandbox.yaml`).
 public enum PSPWire {
+    /// The version of this wire format, raised whenever an answer's meaning
+    /// changes. 2: a void is answered `voided` (Paystorm 0.7.0); 1 answered
+    /// it `declined`, which a 0.7.0 engine reads as a declined card.
+    public static let version = "2"
+    /// Carries ``version`` on every call and every answer (and the sandbox's
+    /// `GET /health`): each side refuses the other's answers or calls when it
+    /// names another version, or, for answers, none.
+    public static let versionHeader = "Paystorm-PSP-Wire"
+
+    /// Why an answer cannot be read as this version's, or `nil` when it can.
+    public static func versionMismatch(_ stated: String?, from source: String) -> String? {
+        guard stated != version else { return nil }
+        let speaks = stated.map { "wire version \($0)" } ?? "no wire version (a Paystorm before 0.7.0?)"
+        return "the PSP at \(source) speaks \(speaks), this server wire version \(version): run the server and the sandbox from the same paystorm build"
+    }
+
     /// `POST {base}/psp/{psp}/{operation}` body.
     public struct Call: Codable, Sendable {
         public var idempotencyKey: String
@@ -91,11 +108,15 @@ public struct HTTPPSPAdapter: PSPPort {
     public let client: HTTPClient
     /// Longer than the engine's PSP timeout is pointless: the engine gives up first.
     public let timeout: TimeAmount
+    /// Told, once, when the PSP answers in another wire version (``PSPWire/version``).
+    private let mismatch: WireMismatchReport
 
-    public init(baseURL: String, client: HTTPClient, timeout: TimeAmount = .seconds(5)) {
+    public init(baseURL: String, client: HTTPClient, timeout: TimeAmount = .seconds(5),
+                onWireMismatch: @escaping @Sendable (String) -> Void = { _ in }) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.client = client
         self.timeout = timeout
+        self.mismatch = WireMismatchReport(report: onWireMismatch)
     }
 
     public func call(_ request: PSPRequest, reply: @escaping @Sendable (PSPOutcome?) -> Void) {
@@ -105,6 +126,7 @@ public struct HTTPPSPAdapter: PSPPort {
         http.method = .POST
         http.headers.add(name: "Content-Type", value: "application/json")
         http.headers.add(name: "Idempotency-Key", value: request.idempotencyKey)
+        http.headers.add(name: PSPWire.versionHeader, value: PSPWire.version)
         http.body = .bytes(ByteBuffer(string: call.json()))
         let adapter = self
         Task { reply(await adapter.send(http)) }
@@ -115,6 +137,13 @@ public struct HTTPPSPAdapter: PSPPort {
         do {
             let response = try await client.execute(http, timeout: timeout)
             let body = try await response.body.collect(upTo: 1 << 16)
+            // An answer in another version may mean something else (a void
+            // answered "declined" reads as a declined card): unknown, and said.
+            if response.status.code == 200,
+               let problem = PSPWire.versionMismatch(response.headers.first(name: PSPWire.versionHeader), from: baseURL) {
+                mismatch.once(problem)
+                return nil
+            }
             return PSPWire.outcome(status: Int(response.status.code), body: Data(buffer: body))
         } catch {
             return Self.outcome(of: error)
@@ -189,4 +218,21 @@ public struct HTTPNotifier: NotificationPort {
 public struct AcceptingNotifier: NotificationPort {
     public init() {}
     public func deliver(_ message: NotificationMessage, done: @escaping @Sendable (Bool) -> Void) { done(true) }
+}
+
+/// Reports a wire-version mismatch the first time only: every answer after
+/// it has the same one.
+final class WireMismatchReport: Sendable {
+    private let reported = Mutex(false)
+    private let report: @Sendable (String) -> Void
+
+    init(report: @escaping @Sendable (String) -> Void) { self.report = report }
+
+    func once(_ problem: String) {
+        let first = reported.withLock { reported in
+            defer { reported = true }
+            return !reported
+        }
+        if first { report(problem + "; every answer of this PSP is treated as unknown until then") }
+    }
 }

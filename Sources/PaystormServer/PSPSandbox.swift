@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import PaystormEngine
@@ -227,37 +228,51 @@ public final class PSPSandbox: Sendable {
         }
     }
 
+    static let versionField = HTTPField.Name(PSPWire.versionHeader)!
+
+    /// One call to a PSP (`POST /psp/{psp}/{operation}`). A caller that names
+    /// another wire version is refused: its calls and this sandbox's answers
+    /// would not mean the same.
+    func answer(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        if let stated = request.headers[Self.versionField], stated != PSPWire.version {
+            throw APIFailure(400, APIWire.ErrorBody(code: "wire_version", message: "this sandbox speaks PSP wire version \(PSPWire.version), the call version \(stated): run the server and the sandbox from the same paystorm build", field: PSPWire.versionHeader))
+        }
+        guard let psp = context.parameters.get("psp").flatMap({ self.profiles[$0] }) else {
+            throw APIFailure(404, APIWire.ErrorBody(code: "not_found", message: "no PSP \(context.parameters.get("psp") ?? "") here; this sandbox runs \(self.profiles.keys.sorted().joined(separator: ", "))"))
+        }
+        guard let operation = context.parameters.get("operation").flatMap(PSPRequest.Operation.init(rawValue:)) else {
+            throw APIFailure(404, APIWire.ErrorBody(code: "not_found", message: "operations are charge, refund, status and cancel"))
+        }
+        let body = try await PaystormAPI.body(request, limit: 1 << 16)
+        let call: PSPWire.Call
+        do {
+            call = try JSONDecoder().decode(PSPWire.Call.self, from: body)
+        } catch {
+            throw APIFailure(400, APIWire.ErrorBody(code: "bad_request", message: "not a PSP call: \(error)"))
+        }
+        let (reply, delay, webhook) = self.process(psp: psp, operation: operation, call: call, now: WallClock.nanoseconds())
+        if let (record, webhookDelay, twice) = webhook {
+            Task {
+                try? await Task.sleep(for: .seconds(webhookDelay))
+                await self.sendWebhook(record, psp: psp.id)
+                if twice { await self.sendWebhook(record, psp: psp.id) }
+            }
+        }
+        try? await Task.sleep(for: .seconds(delay))
+        switch reply {
+        case let .answer(answer): return PaystormAPI.json(200, answer)
+        case let .status(code, message): return PaystormAPI.json(code, APIWire.ErrorBody(code: "psp_\(code)", message: message))
+        }
+    }
+
     public func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         let sandbox = self
         router.post("/psp/{psp}/{operation}") { request, context in
-            guard let psp = context.parameters.get("psp").flatMap({ sandbox.profiles[$0] }) else {
-                throw APIFailure(404, APIWire.ErrorBody(code: "not_found", message: "no PSP \(context.parameters.get("psp") ?? "") here; this sandbox runs \(sandbox.profiles.keys.sorted().joined(separator: ", "))"))
-            }
-            guard let operation = context.parameters.get("operation").flatMap(PSPRequest.Operation.init(rawValue:)) else {
-                throw APIFailure(404, APIWire.ErrorBody(code: "not_found", message: "operations are charge, refund, status and cancel"))
-            }
-            let body = try await PaystormAPI.body(request, limit: 1 << 16)
-            let call: PSPWire.Call
-            do {
-                call = try JSONDecoder().decode(PSPWire.Call.self, from: body)
-            } catch {
-                throw APIFailure(400, APIWire.ErrorBody(code: "bad_request", message: "not a PSP call: \(error)"))
-            }
-            let (reply, delay, webhook) = sandbox.process(psp: psp, operation: operation, call: call, now: WallClock.nanoseconds())
-            if let (record, webhookDelay, twice) = webhook {
-                Task {
-                    try? await Task.sleep(for: .seconds(webhookDelay))
-                    await sandbox.sendWebhook(record, psp: psp.id)
-                    if twice { await sandbox.sendWebhook(record, psp: psp.id) }
-                }
-            }
-            try? await Task.sleep(for: .seconds(delay))
-            switch reply {
-            case let .answer(answer): return PaystormAPI.json(200, answer)
-            case let .status(code, message): return PaystormAPI.json(code, APIWire.ErrorBody(code: "psp_\(code)", message: message))
-            }
+            var response = try await sandbox.answer(request, context)
+            response.headers[PSPSandbox.versionField] = PSPWire.version
+            return response
         }
         router.get("/psp/{psp}/settlement") { request, context in
             let psp = context.parameters.get("psp") ?? ""
@@ -287,7 +302,11 @@ public final class PSPSandbox: Sendable {
             return fail ? PaystormAPI.json(500, APIWire.ErrorBody(code: "merchant_down", message: "the merchant endpoint failed"))
                         : PaystormAPI.json(200, APIWire.WebhookResult(outcome: "received"))
         }
-        router.get("/health") { _, _ in PaystormAPI.json(200, APIWire.WebhookResult(outcome: "ok")) }
+        router.get("/health") { _, _ in
+            var response = PaystormAPI.json(200, APIWire.WebhookResult(outcome: "ok"))
+            response.headers[PSPSandbox.versionField] = PSPWire.version
+            return response
+        }
         return router
     }
 }

@@ -109,6 +109,29 @@ public struct ServerOptions: Sendable {
 
 /// `paystorm serve`: the engine behind the design's HTTP API.
 public enum PaymentServer {
+    /// Asks the PSP at `baseURL` which wire version it speaks (its
+    /// `GET /health`, header ``PSPWire/versionHeader``) and refuses to start
+    /// against one that speaks another: its answers would be misread. A PSP
+    /// not up yet is only noted; each answer is checked as it comes.
+    public static func checkPSPWire(client: HTTPClient, baseURL: String, log: @Sendable (String) -> Void) async throws {
+        let base = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(HTTPClientRequest(url: base + "/health"), timeout: .seconds(2))
+            _ = try await response.body.collect(upTo: 1 << 16)
+        } catch {
+            log("the PSP at \(base) does not answer yet (\(error)); its wire version is checked on each answer")
+            return
+        }
+        guard response.status == .ok else {
+            log("the PSP at \(base) answers GET /health with \(response.status.code); its wire version is checked on each answer")
+            return
+        }
+        if let problem = PSPWire.versionMismatch(response.headers.first(name: PSPWire.versionHeader), from: base) {
+            throw ServerError("--psp-url: \(problem)")
+        }
+    }
+
     /// Opens the store and broker, recovers, and serves until SIGTERM or
     /// SIGINT; then drains in-flight work and returns.
     public static func run(_ options: ServerOptions) async throws {
@@ -133,8 +156,9 @@ public enum PaymentServer {
         }
         let clients = OutboundClients(pspConnections: options.pspConnections, notificationConnections: EngineRunner.defaultNotificationsOut)
         let notifier: any NotificationPort = options.notifyURL.map { HTTPNotifier(url: $0, client: clients.notifications) } ?? AcceptingNotifier()
-        let runner = EngineRunner(engine: engine, broker: broker, psp: HTTPPSPAdapter(baseURL: options.pspURL, client: clients.psp),
-                                  notifier: notifier, log: log)
+        try await checkPSPWire(client: clients.psp, baseURL: options.pspURL, log: log)
+        let psp = HTTPPSPAdapter(baseURL: options.pspURL, client: clients.psp, onWireMismatch: { log("PSP calls: \($0)") })
+        let runner = EngineRunner(engine: engine, broker: broker, psp: psp, notifier: notifier, log: log)
         runner.maximumOutbound = options.pspConnections
         let resumed = try Reconciliation.resumed(engine, pspIDs: options.pspIDs)
         try runner.start()

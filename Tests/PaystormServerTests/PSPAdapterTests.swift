@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import PaystormEngine
 import Synchronization
 import Testing
 @testable import PaystormServer
@@ -60,6 +61,71 @@ struct PSPAdapterTests {
         }
     }
 
+    @Test("an answer in another wire version, or in none, is an unknown outcome, reported once; the server will not start against such a PSP")
+    func wireVersion() async throws {
+        let router = Router()
+        for (psp, version) in [("stripe", nil), ("paypal", "1"), ("adyen", PSPWire.version)] as [(String, String?)] {
+            // A void answered as wire version 1 did: read as version 2, a declined card.
+            router.post("/psp/\(psp)/charge") { _, _ in
+                var response = PaystormAPI.json(200, PSPWire.Answer(outcome: "declined", reason: "canceled"))
+                if let version { response.headers[PSPSandbox.versionField] = version }
+                return response
+            }
+        }
+        router.get("/health") { _, _ in HTTPResponse.Status.ok }
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let base = "http://127.0.0.1:\(try #require(client.port))"
+            let clients = OutboundClients(pspConnections: 2, notificationConnections: 1)
+            let reports = Mutex<[String]>([])
+            let adapter = HTTPPSPAdapter(baseURL: base, client: clients.psp, onWireMismatch: { line in reports.withLock { $0.append(line) } })
+            func charge(_ psp: String) async -> PSPOutcome? {
+                var http = Self.charge(base)
+                http.url = "\(base)/psp/\(psp)/charge"
+                return await adapter.send(http)
+            }
+            #expect(await charge("stripe") == nil)
+            #expect(await charge("paypal") == nil)
+            #expect(await charge("adyen") == .declined(reason: "canceled"))
+            #expect(reports.withLock { $0.count } == 1, "reported once")
+            #expect(reports.withLock { $0.first?.contains("no wire version") } == true)
+            do {
+                try await PaymentServer.checkPSPWire(client: clients.psp, baseURL: base, log: { _ in })
+                Issue.record("the server started against a PSP that states no wire version")
+            } catch let error as ServerError {
+                #expect(error.description.contains("--psp-url") && error.description.contains("same paystorm build"))
+            }
+            // A PSP not up yet is noted, not refused.
+            let noted = Mutex(0)
+            try await PaymentServer.checkPSPWire(client: clients.psp, baseURL: "http://127.0.0.1:\(try Self.closedPort())",
+                                                 log: { _ in noted.withLock { $0 += 1 } })
+            #expect(noted.withLock { $0 } == 1)
+            await clients.shutdown()
+        }
+    }
+
+    @Test("the sandbox states its wire version and refuses a call in another")
+    func sandboxWireVersion() async throws {
+        let sandbox = SandboxTests.sandbox()
+        let app = Application(router: sandbox.router())
+        try await app.test(.router) { client in
+            let body = ByteBuffer(string: PSPWire.Call(idempotencyKey: "pay-1:stripe", amountMinor: 1_050, currency: "USD").json())
+            try await client.execute(uri: "/psp/stripe/charge", method: .post, body: body) { response in
+                #expect(response.status == .ok && response.headers[PSPSandbox.versionField] == PSPWire.version)
+            }
+            try await client.execute(uri: "/psp/stripe/charge", method: .post, headers: [PSPSandbox.versionField: "1"], body: body) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("wire_version"))
+            }
+            try await client.execute(uri: "/health", method: .get) { response in
+                #expect(response.headers[PSPSandbox.versionField] == PSPWire.version)
+            }
+            try await client.execute(uri: "/psp/stripe/charge", method: .post, headers: [PSPSandbox.versionField: PSPWire.version], body: body) { response in
+                #expect(response.status == .ok)
+            }
+        }
+    }
+
     @Test("a merchant endpoint on the PSP's host and port holding every notification connection leaves the PSP calls theirs")
     func notificationsHaveTheirOwnPool() async throws {
         let held = Mutex(0)
@@ -70,7 +136,9 @@ struct PSPAdapterTests {
             return .ok
         }
         router.post("/psp/stripe/charge") { _, _ in
-            PaystormAPI.json(200, PSPWire.Answer(outcome: "succeeded", reference: "ch_1"))
+            var response = PaystormAPI.json(200, PSPWire.Answer(outcome: "succeeded", reference: "ch_1"))
+            response.headers[PSPSandbox.versionField] = PSPWire.version
+            return response
         }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         try await app.test(.live) { client in
