@@ -142,6 +142,8 @@ public enum PaymentServer {
         let server = try httpServer(certificate: options.tlsCertificatePath, key: options.tlsKeyPath, idleTimeout: options.idleTimeout)
         let configuration = try options.engineConfiguration()
         try options.checkKeysFitHost()
+        // Before anything is written: a refused start leaves no database or keys behind.
+        try await checkPSPWire(client: .shared, baseURL: options.pspURL, log: log)
         if options.webhookSecrets == nil {
             log("webhook secrets: the public development defaults, on loopback only (--webhook-secrets FILE sets real ones)")
         }
@@ -156,7 +158,6 @@ public enum PaymentServer {
         }
         let clients = OutboundClients(pspConnections: options.pspConnections, notificationConnections: EngineRunner.defaultNotificationsOut)
         let notifier: any NotificationPort = options.notifyURL.map { HTTPNotifier(url: $0, client: clients.notifications) } ?? AcceptingNotifier()
-        try await checkPSPWire(client: clients.psp, baseURL: options.pspURL, log: log)
         let psp = HTTPPSPAdapter(baseURL: options.pspURL, client: clients.psp, onWireMismatch: { log("PSP calls: \($0)") })
         let runner = EngineRunner(engine: engine, broker: broker, psp: psp, notifier: notifier, log: log)
         runner.maximumOutbound = options.pspConnections
