@@ -74,7 +74,7 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
 
 /// The version written into every report (with the scenario hash and the
 /// seed it names a run exactly).
-public let paystormVersion = "0.7.0"
+public let paystormVersion = "0.8.0"
 
 /// One scenario run: the world's report judged by the scenario's thresholds.
 public struct ScenarioRun: Sendable {

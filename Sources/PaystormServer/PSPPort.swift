@@ -25,8 +25,9 @@ public protocol NotificationPort: Sendable {
 /// (documented in `openapi/psp-sandbox.yaml`).
 public enum PSPWire {
     /// The version of this wire format, raised whenever an answer's meaning
-    /// changes. 2: a void is answered `voided` (Paystorm 0.7.0); 1 answered
-    /// it `declined`, which a 0.7.0 engine reads as a declined card.
+    /// changes. 2: a void is answered `voided` (Paystorm 0.7.0; the header
+    /// from 0.8.0); 1 answered it `declined`, which this engine reads as a
+    /// declined card.
     public static let version = "2"
     /// Carries ``version`` on every call and every answer (and the sandbox's
     /// `GET /health`): each side refuses the other's answers or calls when it
@@ -36,7 +37,7 @@ public enum PSPWire {
     /// Why an answer cannot be read as this version's, or `nil` when it can.
     public static func versionMismatch(_ stated: String?, from source: String) -> String? {
         guard stated != version else { return nil }
-        let speaks = stated.map { "wire version \($0)" } ?? "no wire version (a Paystorm before 0.7.0?)"
+        let speaks = stated.map { "wire version \($0)" } ?? "no wire version (a paystorm psp-sandbox before 0.8.0?)"
         return "the PSP at \(source) speaks \(speaks), this server wire version \(version): run the server and the sandbox from the same paystorm build"
     }
 
