@@ -321,7 +321,8 @@ public final class EngineRunner: @unchecked Sendable {
                 // Wake for the next timer or retry, the drain deadline, and at
                 // least once a second for the relay (a failed round is retried
                 // then). A drain runs no timers (recovery re-arms them), so
-                // they do not wake it.
+                // they do not wake it; nor does a timer the engine called spent.
+                while let top = timers.min, cancelledTimers.remove(top.sequence) != nil { _ = timers.removeMin() }
                 let work = stopRequested ? Int64.max : min(timers.min?.deadline ?? .max, retries.first?.due ?? .max)
                 let wake = min(work, stopRequested ? drainDeadline : .max, WallClock.monotonic() + 1_000_000_000)
                 let seconds = Double(wake - WallClock.monotonic()) / 1e9

@@ -42,6 +42,27 @@ struct EngineRunnerTests {
         await runner.stop()
     }
 
+    @Test("an answered call's timeout is dropped, not kept until it fires")
+    func spentTimersDropped() async throws {
+        let directory = TemporaryDirectory()
+        // Timeouts an hour long: kept, each would stay armed through the test.
+        let runner = try ServerFixture.runner(in: directory, configuration: ServerFixture.patientConfiguration())
+        try runner.start()
+        for index in 0..<10 {
+            guard case .success(.payment) = await runner.perform(.createPayment(ServerFixture.command(key: "spent-\(index)", user: "u\(index)",
+                                                                                                         card: LoadGenerator.card(user: index)))) else {
+                Issue.record("payment \(index) refused")
+                return
+            }
+        }
+        let dropped = await ServerFixture.eventually(30) {
+            guard case let .success(.status(status)) = await runner.perform(.status) else { return false }
+            return status.pspCallsInFlight == 0 && status.timersArmed == 1
+        }
+        #expect(dropped, "every call was answered at once, so only the idempotency purge is left armed")
+        await runner.stop()
+    }
+
     @Test("a payment goes all the way: PSP, outbox, broker, ledger, wallet; the audit finds nothing wrong")
     func lifecycle() async throws {
         let directory = TemporaryDirectory()
