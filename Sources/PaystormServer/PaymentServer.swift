@@ -190,6 +190,10 @@ public enum PaymentServer {
         var group = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         group.maximumGracefulShutdownDuration = options.shutdownTimeout
         try await ServiceGroup(configuration: group).run()
+        // What the journal was when the server stopped, to keep elsewhere: `paystorm audit --witness` checks it later.
+        if let head = try? await engine.store.queue.read({ try Ledger.head(in: $0) }) {
+            log("journal head at stop: \(head) (keep it outside the database; `paystorm audit --witness \(head)` checks the journal still gives it)")
+        }
         log("stopped")
     }
 

@@ -48,6 +48,8 @@ struct LedgerTests {
         let audit = try real.read { try Ledger.verify($0) }
         let head = try #require(audit.head)
         #expect(head.sequence == 3 && Ledger.Witness(head.description) == head)
+        #expect(try real.read { try Ledger.head(in: $0) } == head, "the stored head, as the server logs it at stop")
+        #expect(try makeDatabase().read { try Ledger.head(in: $0) } == nil)
         let second = try real.read { db in
             Ledger.Witness(sequence: 2, hash: try Data.fetchOne(db, sql: "SELECT hash FROM journal_entry WHERE sequence = 2")!)
         }

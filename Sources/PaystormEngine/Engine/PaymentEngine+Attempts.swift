@@ -205,8 +205,8 @@ extension PaymentEngine {
         }
     }
 
-    /// ``apply(_:to:now:in:effects:)`` but for the timeout.
-    /// - Returns: whether the attempt was moved on (its call is over).
+    /// ``apply(_:to:now:in:effects:)`` but for the timer it spends.
+    /// - Returns: whether the attempt was moved on (what it waited on is over).
     private func applyOutcome(_ outcome: PSPOutcome, to attempt: Attempt, now: Int64, in db: Database,
                               effects: inout [EngineEffect]) throws -> Bool {
         switch outcome {

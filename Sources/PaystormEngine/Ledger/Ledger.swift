@@ -142,6 +142,16 @@ public enum Ledger {
         return Hex.encode(data)
     }
 
+    /// The stored chain head as a witness to keep (``Witness``); `nil` for
+    /// an empty journal. Read, not verified: a later ``verify(_:witnesses:)``
+    /// given it checks the journal reproduces it.
+    public static func head(in db: Database) throws -> Witness? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT sequence, hash FROM journal_head WHERE id = 1") else { return nil }
+        let sequence: Int64 = row["sequence"]
+        let hash: Data = row["hash"]
+        return sequence > 0 && hash.count == 32 ? Witness(sequence: sequence, hash: hash) : nil
+    }
+
     /// What ``verify(_:)`` found when the ledger is sound.
     public struct Audit: Equatable, Sendable {
         public var entries: Int

@@ -99,7 +99,6 @@ final class World {
                            fraud: fraud)
     }
 
-    /// Engine time now, with an actor's clock offset.
     /// A timer came back to `actor`: no longer one to cancel — unless the
     /// entry is a later timer of the same identity, due another time.
     func timerFired(_ timer: EngineTimer, at actor: ActorAddress) {
@@ -112,6 +111,7 @@ final class World {
         attemptTimers = attemptTimers.filter { $0.value.owner != actor }
     }
 
+    /// Engine time now, with an actor's clock offset.
     func engineNow(skew: Int64 = 0) -> Int64 { Self.epochNanoseconds + kernel.now.nanoseconds + skew }
 
     func spawn(_ actor: any SimActor<WorldMessage>, name: String) -> ActorAddress {
