@@ -166,15 +166,25 @@ struct Sandbox: AsyncParsableCommand {
         // pool's queue than on its PSPs.
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: webhookConnections)
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         let sandbox = PSPSandbox(profiles: profiles, webhookURL: webhookURL, webhookSecrets: secrets, notificationFailureRate: notificationFailureRate,
-                                 seed: seed, client: HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration))
+                                 seed: seed, client: client)
         let host = self.host, port = self.port, names = profiles.map(\.id).joined(separator: ", ")
         let app = Application(router: sandbox.router(),
                               configuration: .init(address: .hostname(host, port: port), serverName: "paystorm-psp-sandbox"),
                               onServerRunning: { channel in
                                   FileHandle.standardError.write(Data("paystorm psp-sandbox: \(names) on http://\(host):\(channel.localAddress?.port ?? port)\n".utf8))
                               })
-        try await app.runService()
+        // The webhook client is shut down however the server ends: left to
+        // its deinit, it stopped the process with a fatal error after every
+        // SIGTERM (webhooks still on their way fail, and are counted).
+        do {
+            try await app.runService()
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
     }
 }
 

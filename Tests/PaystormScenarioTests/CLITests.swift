@@ -47,6 +47,34 @@ final class CLITests {
         return path
     }
 
+    /// Its webhook client used to be left to its deinit, which stops a
+    /// process with a fatal error (and left a backtracer behind in CI).
+    @Test("psp-sandbox stops cleanly on SIGTERM")
+    func sandboxStopsCleanly() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.executable), "build the executable first (swift build --build-tests)")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.executable)
+        process.arguments = ["psp-sandbox", "--port", "0", "--webhook-url", "http://127.0.0.1:9/webhook"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        // Read stderr until the sandbox says it listens (or it ends).
+        let reader = err.fileHandleForReading
+        var text = ""
+        while !text.contains(" on http://") {
+            let chunk = reader.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        #expect(text.contains(" on http://"), "\(text)")
+        kill(process.processIdentifier, SIGTERM)
+        let log = text + String(decoding: reader.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(log)")
+        #expect(!log.contains("Fatal error"), "\(log)")
+    }
+
     @Test("validate: 0 for the shipped scenarios, 64 with file:line:column for a bad one")
     func validate() throws {
         let shipped = try paystorm(["validate"] + ScenarioFileTests.shipped)
