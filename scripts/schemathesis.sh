@@ -71,16 +71,29 @@ mkdir -p "$report_dir"
 report_dir="$(cd "$report_dir" && pwd)"
 sandbox_pid=""
 server_pid=""
+# SIGTERM, then up to 5 s to exit 0: a process that crashes or hangs while
+# it stops fails the run (its log is kept with the reports).
+stop() {  # pid name
+    [ -n "$1" ] || return 0
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$1" 2>/dev/null; then
+        echo "error: $2 did not stop within 5 s of SIGTERM; its log: $report_dir/$2.log" >&2
+        kill -KILL "$1" 2>/dev/null || true
+        wait "$1" 2>/dev/null || true
+        return 1
+    fi
+    local code=0
+    wait "$1" 2>/dev/null || code=$?
+    if [ "$code" -ne 0 ]; then
+        echo "error: $2 exited with status $code after SIGTERM; its log: $report_dir/$2.log" >&2
+        return 1
+    fi
+}
 cleanup() {
     local status=$?
-    for pid in $server_pid $sandbox_pid; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in $server_pid $sandbox_pid; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop "$server_pid" serve || status=1
+    stop "$sandbox_pid" psp-sandbox || status=1
     cp "$work"/*.log "$report_dir"/ 2>/dev/null || true
     rm -rf "$work"
     exit "$status"
