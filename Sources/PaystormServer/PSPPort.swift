@@ -114,7 +114,7 @@ public struct HTTPPSPAdapter: PSPPort {
 
     public init(baseURL: String, client: HTTPClient, timeout: TimeAmount = .seconds(5),
                 onWireMismatch: @escaping @Sendable (String) -> Void = { _ in }) {
-        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.baseURL = Self.trimmed(baseURL)
         self.client = client
         self.timeout = timeout
         self.mismatch = WireMismatchReport(report: onWireMismatch)
@@ -131,6 +131,11 @@ public struct HTTPPSPAdapter: PSPPort {
         http.body = .bytes(ByteBuffer(string: call.json()))
         let adapter = self
         Task { reply(await adapter.send(http)) }
+    }
+
+    /// `baseURL` without a trailing slash, for paths to be appended.
+    static func trimmed(_ baseURL: String) -> String {
+        baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
     }
 
     /// Sends one call and reads the PSP's answer: `nil` when its outcome is unknown.

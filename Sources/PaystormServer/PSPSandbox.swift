@@ -230,6 +230,13 @@ public final class PSPSandbox: Sendable {
 
     static let versionField = HTTPField.Name(PSPWire.versionHeader)!
 
+    /// `response` stating this sandbox's wire version (``PSPWire/version``).
+    static func stated(_ response: Response) -> Response {
+        var response = response
+        response.headers[versionField] = PSPWire.version
+        return response
+    }
+
     /// One call to a PSP (`POST /psp/{psp}/{operation}`). A caller that names
     /// another wire version is refused: its calls and this sandbox's answers
     /// would not mean the same.
@@ -270,9 +277,7 @@ public final class PSPSandbox: Sendable {
         router.add(middleware: ErrorMiddleware())
         let sandbox = self
         router.post("/psp/{psp}/{operation}") { request, context in
-            var response = try await sandbox.answer(request, context)
-            response.headers[PSPSandbox.versionField] = PSPWire.version
-            return response
+            PSPSandbox.stated(try await sandbox.answer(request, context))
         }
         router.get("/psp/{psp}/settlement") { request, context in
             let psp = context.parameters.get("psp") ?? ""
@@ -302,11 +307,7 @@ public final class PSPSandbox: Sendable {
             return fail ? PaystormAPI.json(500, APIWire.ErrorBody(code: "merchant_down", message: "the merchant endpoint failed"))
                         : PaystormAPI.json(200, APIWire.WebhookResult(outcome: "received"))
         }
-        router.get("/health") { _, _ in
-            var response = PaystormAPI.json(200, APIWire.WebhookResult(outcome: "ok"))
-            response.headers[PSPSandbox.versionField] = PSPWire.version
-            return response
-        }
+        router.get("/health") { _, _ in PSPSandbox.stated(PaystormAPI.json(200, APIWire.WebhookResult(outcome: "ok"))) }
         return router
     }
 }

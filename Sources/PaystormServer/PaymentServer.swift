@@ -114,7 +114,7 @@ public enum PaymentServer {
     /// against one that speaks another: its answers would be misread. A PSP
     /// not up yet is only noted; each answer is checked as it comes.
     public static func checkPSPWire(client: HTTPClient, baseURL: String, log: @Sendable (String) -> Void) async throws {
-        let base = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        let base = HTTPPSPAdapter.trimmed(baseURL)
         let response: HTTPClientResponse
         do {
             response = try await client.execute(HTTPClientRequest(url: base + "/health"), timeout: .seconds(2))

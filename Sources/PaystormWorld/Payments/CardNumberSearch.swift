@@ -12,19 +12,23 @@
 /// - Complexity: O(bytes × lengths) per value, for the distinct lengths of
 ///   the numbers (one, for a world's 16-digit cards).
 struct CardNumberSearch {
-    /// The numbers, in the order given; ``search(_:into:)`` reports their indices.
+    /// The digits of the numbers searched for, in the order given;
+    /// ``search(_:into:)`` reports indices into this list.
     let numbers: [String]
     /// Per length of number, each number of that length by its value.
     private var byLength: [(length: Int, indices: [UInt64: [Int]])] = []
     private let shortest: Int
 
-    /// - Precondition: every number is 1 to 19 ASCII digits (a card number is 12 to 19).
+    /// `numbers` as clients wrote them: the digits of each are searched for
+    /// (the engine takes a number written with spaces or dashes); one that is
+    /// not 12 to 19 digits then is no card number and is left out.
     init(_ numbers: [String]) {
-        self.numbers = numbers
+        self.numbers = numbers.compactMap { written in
+            let digits = String(written.unicodeScalars.filter { $0 != " " && $0 != "-" })
+            return (12...19).contains(digits.utf8.count) && digits.utf8.allSatisfy(Self.isDigit) ? digits : nil
+        }
         var tables: [Int: [UInt64: [Int]]] = [:]
-        for (index, number) in numbers.enumerated() {
-            precondition((1...19).contains(number.utf8.count) && number.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 },
-                         "a card number is 1 to 19 digits, got \(number.utf8.count) characters")
+        for (index, number) in self.numbers.enumerated() {
             tables[number.utf8.count, default: [:]][UInt64(number)!, default: []].append(index)
         }
         byLength = tables.keys.sorted().map { ($0, tables[$0]!) }

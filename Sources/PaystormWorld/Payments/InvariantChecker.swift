@@ -156,13 +156,9 @@ final class InvariantChecker {
     private(set) var cards = EvenSample<String>(capacity: 64)
 
     /// The engine created a payment (not a replay) with `cardNumber`, as
-    /// the client wrote it: its digits are what to look for (the engine takes
-    /// a number written with spaces or dashes).
-    func cardTaken(_ cardNumber: String) {
-        let digits = String(cardNumber.unicodeScalars.filter { $0 != " " && $0 != "-" })
-        guard (12...19).contains(digits.utf8.count), digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return }
-        cards.add(digits)
-    }
+    /// the client wrote it (``CardNumberSearch`` takes its digits: only the
+    /// few sampled are ever looked at).
+    func cardTaken(_ cardNumber: String) { cards.add(cardNumber) }
 
     /// Client request `request` was answered with payment or refund
     /// `resourceID` (request ids are shared by both): every answer to one
@@ -223,7 +219,7 @@ final class InvariantChecker {
             for name in columns where name.lowercased().contains("cvv") || name.lowercased().contains("cvc") {
                 found.append((subject: "\(table).\(name)", detail: "a CVV column exists"))
             }
-            guard !columns.isEmpty, !cardNumbers.isEmpty else { continue }
+            guard !columns.isEmpty, !search.numbers.isEmpty else { continue }
             let rows = try PreparedStatement(db, sql: "SELECT " + columns.map(Self.quoted).joined(separator: ", ") + " FROM " + Self.quoted(table))
             defer { rows.reset() }
             // Per column, the sample numbers found in it.
@@ -241,7 +237,7 @@ final class InvariantChecker {
                 }
             }
             for (column, numbers) in zip(columns, hits) {
-                for number in Set(numbers.map { cardNumbers[$0] }).sorted() {
+                for number in Set(numbers.map { search.numbers[$0] }).sorted() {
                     found.append((subject: "\(table).\(column)", detail: "a card number in clear (…\(number.suffix(4)))"))
                 }
             }
