@@ -150,6 +150,22 @@ struct LedgerTests {
         }
     }
 
+    /// A redelivered refund whose merchant has nothing left to give back is
+    /// a duplicate, not an overdraft: the first delivery took the money.
+    @Test func aRedeliveredEntryThatWouldOverdrawIsADuplicate() throws {
+        let db = try makeDatabase()
+        _ = try db.write { try Ledger.post(capture("pay-1", gross: 1000, fee: 30), in: $0) }
+        let refund = JournalEntry(id: "refund:r-1", transactionID: "r-1", timeNanoseconds: 2, postings: [
+            .debit(.merchant("m-1"), Money(minorUnits: 970, currency: usd)),
+            .credit(.psp("stripe"), Money(minorUnits: 970, currency: usd)),
+        ])
+        _ = try db.write { try Ledger.post(refund, in: $0) }
+        #expect(throws: LedgerError.duplicateEntry("refund:r-1")) {
+            _ = try db.write { try Ledger.post(refund, in: $0) }
+        }
+        #expect(try db.read { try Ledger.verify($0).entries } == 2)
+    }
+
     @Test func journalIsAppendOnlyInTheSchema() throws {
         let db = try makeDatabase()
         _ = try db.write { try Ledger.post(capture("pay-1", gross: 1000, fee: 30), in: $0) }

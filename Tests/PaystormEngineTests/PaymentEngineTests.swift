@@ -619,29 +619,42 @@ struct PaymentEngineTests {
         #expect(try h.read { try Ledger.headHash(in: $0) } == audit.headHash)
     }
 
-    /// A ledger entry's balance changes wait in memory for the batch's commit.
-    /// Should the entry's own insert then fail, no row has changed, yet the
-    /// changes would be stored at the commit without their entry: the batch
-    /// must be rolled back as for any command that failed after writing.
-    @Test func aLedgerEntryWhoseInsertFailsTakesItsBatchDown() throws {
+    /// A ledger entry's balance changes wait in memory for the batch's
+    /// commit. An entry whose own insert fails has written nothing, its
+    /// balance changes included, and its batch goes on without it. One whose
+    /// postings fail after that must take its batch down: the entry's row and
+    /// its balance changes would otherwise be stored without their postings.
+    @Test func aLedgerEntryFailingAfterItsInsertTakesItsBatchDown() throws {
         let h = try EngineHarness()
         try h.failStorage("BEFORE INSERT ON journal_entry", when: "NEW.transaction_id = 'pay-2'")
         var secondFailed = false
+        try h.engine.inBatch {
+            try h.engine.consume(h.captured(1), by: .ledger, now: h.now)
+            do { try h.engine.consume(h.captured(2), by: .ledger, now: h.now) } catch { secondFailed = true }
+        }
+        #expect(secondFailed)
+        try h.restoreStorage()
+        try h.read { (db: Database) throws in
+            #expect(try Ledger.verify(db).entries == 1)
+            #expect(try Ledger.balance(of: .merchant("m-1"), currency: .usd, in: db) == 970)
+        }
+        try h.failStorage("BEFORE INSERT ON journal_posting", when: "NEW.entry_sequence = 3 AND NEW.line = 2")
+        secondFailed = false
         #expect(throws: EngineError.self) {
             try h.engine.inBatch {
-                try h.engine.consume(h.captured(1), by: .ledger, now: h.now)
-                do { try h.engine.consume(h.captured(2), by: .ledger, now: h.now) } catch { secondFailed = true }
+                try h.engine.consume(h.captured(2), by: .ledger, now: h.now)
+                do { try h.engine.consume(h.captured(3), by: .ledger, now: h.now) } catch { secondFailed = true }
             }
         }
         #expect(secondFailed)
         try h.restoreStorage()
         try h.read { (db: Database) throws in
-            #expect(try Ledger.verify(db).entries == 0)
-            #expect(try Ledger.balance(of: .merchant("m-1"), currency: .usd, in: db) == 0)
+            #expect(try Ledger.verify(db).entries == 1)
+            #expect(try Ledger.balance(of: .merchant("m-1"), currency: .usd, in: db) == 970)
         }
         // Both go through once storage works again.
-        try h.engine.inBatch { for n in 1...2 { try h.engine.consume(h.captured(n), by: .ledger, now: h.now) } }
-        #expect(try h.read { try Ledger.verify($0).entries } == 2)
+        try h.engine.inBatch { for n in 2...3 { try h.engine.consume(h.captured(n), by: .ledger, now: h.now) } }
+        #expect(try h.read { try Ledger.verify($0).entries } == 3)
     }
 
     /// A half-open breaker admits one probe. A batch that rolls back sent

@@ -62,10 +62,9 @@ enum EngineStatement: Int, CaseIterable {
     case updateWallet
     /// (merchant_id, currency, balance_minor, gross_minor, fees_minor, refunded_minor)
     case insertWallet
-    /// (event_id, recipient, body, signature, created_ns, updated_ns)
+    /// (event_id, recipient, body, signature, created_ns, updated_ns); inserts
+    /// nothing for an event and recipient notified already
     case insertNotification
-    /// (event_id) → 1 if the event has notifications
-    case notificationsOfEvent
     /// (notification_id) → attempts, state
     case notificationState
     /// (updated_ns, notification_id); changes nothing unless the notification is pending
@@ -84,10 +83,14 @@ enum EngineStatement: Int, CaseIterable {
     case insertBalance
     /// () → sequence, hash
     case journalHead
-    /// (sequence, entry_id, transaction_id, time_ns, previous_hash, hash)
+    /// (sequence, entry_id, transaction_id, time_ns, previous_hash, hash);
+    /// inserts nothing for an entry id the journal holds already
     case insertJournalEntry
     /// (entry_sequence, line, account, side, amount_minor, currency)
     case insertJournalPosting
+    /// ``insertJournalPosting``'s parameters for three postings in one run:
+    /// a capture's or a refund's entry
+    case insertThreeJournalPostings
     /// (sequence, hash)
     case updateJournalHead
 
@@ -167,8 +170,8 @@ enum EngineStatement: Int, CaseIterable {
             """
             INSERT INTO notification (event_id, recipient, body, signature, attempts, state, created_ns, updated_ns)
             VALUES (?, ?, ?, ?, 1, 'pending', ?, ?)
+            ON CONFLICT (event_id, recipient) DO NOTHING
             """
-        case .notificationsOfEvent: "SELECT 1 FROM notification WHERE event_id = ? LIMIT 1"
         case .notificationState: "SELECT attempts, state FROM notification WHERE notification_id = ?"
         case .notificationDelivered:
             "UPDATE notification SET state = 'delivered', updated_ns = ? WHERE notification_id = ? AND state = 'pending'"
@@ -181,9 +184,17 @@ enum EngineStatement: Int, CaseIterable {
         case .insertBalance: "INSERT INTO account_balance (account, currency, balance_minor) VALUES (?, ?, ?)"
         case .journalHead: "SELECT sequence, hash FROM journal_head WHERE id = 1"
         case .insertJournalEntry:
-            "INSERT INTO journal_entry (sequence, entry_id, transaction_id, time_ns, previous_hash, hash) VALUES (?, ?, ?, ?, ?, ?)"
+            """
+            INSERT INTO journal_entry (sequence, entry_id, transaction_id, time_ns, previous_hash, hash) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (entry_id) DO NOTHING
+            """
         case .insertJournalPosting:
             "INSERT INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency) VALUES (?, ?, ?, ?, ?, ?)"
+        case .insertThreeJournalPostings:
+            """
+            INSERT INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency)
+            VALUES (?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?)
+            """
         case .updateJournalHead: "UPDATE journal_head SET sequence = ?, hash = ? WHERE id = 1"
         }
     }

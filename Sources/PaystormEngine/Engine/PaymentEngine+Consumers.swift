@@ -172,18 +172,14 @@ extension PaymentEngine {
     /// copy is signed with HMAC-SHA256 under its webhook secret.
     /// - Returns: `false` if the event's notifications exist already (a redelivery).
     func notify(_ event: TransactionEvent, now: Int64, in db: Database, effects: inout [EngineEffect]) throws -> Bool {
-        let existing = try statements(.notificationsOfEvent, db)
-        existing.bind(event.eventID, at: 1)
-        let redelivery = try existing.step()
-        existing.reset()
-        if redelivery { return false }
         let body = """
             {"event_id":"\(event.eventID)","type":"\(event.kind.rawValue)","payment_id":"\(event.paymentID)",\
             "refund_id":\(event.refundID.map { "\"\($0)\"" } ?? "null"),"amount_minor":\(event.amountMinor),"currency":"\(event.currency)"}
             """
-        for (recipient, signature) in [("user:\(event.userID)", nil as String?),
-                                       ("merchant:\(event.merchantID)", merchantSignature(body, merchantID: event.merchantID))] {
-            let insert = try statements(.insertNotification, db)
+        let insert = try statements(.insertNotification, db)
+        for toMerchant in [false, true] {
+            let recipient = toMerchant ? "merchant:\(event.merchantID)" : "user:\(event.userID)"
+            let signature = toMerchant ? merchantSignature(body, merchantID: event.merchantID) : nil
             insert.bind(event.eventID, at: 1)
             insert.bind(recipient, at: 2)
             insert.bind(body, at: 3)
@@ -191,6 +187,14 @@ extension PaymentEngine {
             insert.bind(now, at: 5)
             insert.bind(now, at: 6)
             try insert.execute()
+            // The user's row is also the redelivery check: an event notified
+            // before inserts nothing, and nothing else is written.
+            if insert.changes == 0 {
+                guard !toMerchant else {
+                    throw EngineError.storage("event \(event.eventID) has a notification for its merchant but none for its user")
+                }
+                return false
+            }
             effects.append(.sendNotification(NotificationMessage(notificationID: db.lastInsertedRowID, recipient: recipient,
                                                                  body: body, signature: signature, attempt: 1)))
         }

@@ -69,11 +69,6 @@ public enum Ledger {
     static func post(_ entry: JournalEntry, in db: Database, statements: EngineStatements) throws(LedgerError) -> Int64 {
         try entry.validate()
         do {
-            let exists = try statements(.journalContains, db)
-            exists.bind(entry.id, at: 1)
-            let duplicate = try exists.step()
-            exists.reset()
-            if duplicate { throw LedgerError.duplicateEntry(entry.id) }
             // Net change per (account, currency), applied in a fixed order.
             // An entry has a handful of postings: a sorted array beats hashing.
             var changes: [(key: Key, delta: Int64)] = []
@@ -94,15 +89,17 @@ public enum Ledger {
             for (key, delta) in changes where delta < 0 && !key.account.isExternal {
                 let current = try statements.balance(key, in: db)
                 if current + delta < 0 {
+                    // A redelivered entry may overdraw only because it was posted once already.
+                    if try contains(entry.id, in: db, statements: statements) { throw LedgerError.duplicateEntry(entry.id) }
                     throw LedgerError.wouldGoNegative(entry: entry.id, account: key.account.name, currency: key.currency, balance: current + delta)
                 }
             }
-            // Stored now, or summed per account and stored once before the engine's transaction commits.
-            for (key, delta) in changes { try statements.addToBalance(key, delta, in: db) }
             let head = try statements.journalHead(in: db)
             let sequence = head.sequence + 1
             let previous = head.hash
             let hash = chainHash(previous: previous, sequence: sequence, entry: entry)
+            // The entry's first write is also its duplicate check: an entry id
+            // already in the journal inserts nothing, and nothing else is written.
             let insertEntry = try statements(.insertJournalEntry, db)
             insertEntry.bind(sequence, at: 1)
             insertEntry.bind(entry.id, at: 2)
@@ -111,15 +108,21 @@ public enum Ledger {
             insertEntry.bind(previous, at: 5)
             insertEntry.bind(hash, at: 6)
             try insertEntry.execute()
-            let insertPosting = try statements(.insertJournalPosting, db)
+            if insertEntry.changes == 0 { throw LedgerError.duplicateEntry(entry.id) }
+            // Stored now, or summed per account and stored once before the engine's transaction commits.
+            for (key, delta) in changes { try statements.addToBalance(key, delta, in: db) }
+            // A capture's or a refund's three postings in one run of one statement.
+            let perRun = entry.postings.count == 3 ? 3 : 1
+            let insertPostings = try statements(perRun == 3 ? .insertThreeJournalPostings : .insertJournalPosting, db)
             for (line, posting) in entry.postings.enumerated() {
-                insertPosting.bind(sequence, at: 1)
-                insertPosting.bind(Int64(line), at: 2)
-                insertPosting.bind(posting.account.name, at: 3)
-                insertPosting.bind(posting.side.rawValue, at: 4)
-                insertPosting.bind(posting.amount.minorUnits, at: 5)
-                insertPosting.bind(posting.amount.currency.code, at: 6)
-                try insertPosting.execute()
+                let first = Int32(line % perRun) * 6
+                insertPostings.bind(sequence, at: first + 1)
+                insertPostings.bind(Int64(line), at: first + 2)
+                insertPostings.bind(posting.account.name, at: first + 3)
+                insertPostings.bind(posting.side.rawValue, at: first + 4)
+                insertPostings.bind(posting.amount.minorUnits, at: first + 5)
+                insertPostings.bind(posting.amount.currency.code, at: first + 6)
+                if (line + 1) % perRun == 0 { try insertPostings.execute() }
             }
             // Stored now, or once before the engine's transaction commits.
             try statements.moveJournalHead(to: EngineStatements.JournalHead(sequence: sequence, hash: hash), in: db)
@@ -129,6 +132,14 @@ public enum Ledger {
         } catch {
             throw .storage("\(error)")
         }
+    }
+
+    /// Whether the journal holds an entry with this id.
+    static func contains(_ entryID: String, in db: Database, statements: EngineStatements) throws -> Bool {
+        let exists = try statements(.journalContains, db)
+        defer { exists.reset() }
+        exists.bind(entryID, at: 1)
+        return try exists.step()
     }
 
     /// The balance of an account in a currency (credits − debits), 0 if never posted.
