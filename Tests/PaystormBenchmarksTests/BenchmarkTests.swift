@@ -1,3 +1,4 @@
+import PaystormEngine
 import Testing
 @testable import PaystormBenchmarks
 
@@ -26,6 +27,18 @@ struct BenchmarkTests {
         #expect(a.sqlWork.first { $0.sql.hasPrefix("INSERT INTO payment ") }?.runs == 600)
         let bigger = try EngineBenchmark.run(payments: 1_200, batch: 250, location: .memory)
         #expect(bigger.statements > a.statements)
+    }
+
+    @Test func engineBenchmarkCardsAreDistinctValidCardNumbers() throws {
+        let indexes = [0, 1, 9, 10, 4_321, 99_999_999_999_999, 100_000_000_000_000 + 7]
+        let numbers = indexes.map(EngineBenchmark.cardNumber)
+        #expect(numbers[0] == "4000000000000002")
+        #expect(Set(numbers).count == numbers.count)
+        for number in numbers {
+            #expect(number.utf8.count == 16)
+            // Luhn, expiry and CVV as the engine checks them.
+            _ = try CardDetails(number: number, expiry: "12/30", cvv: "123", currentYear: .min, currentMonth: .min)
+        }
     }
 
     @Test func holdModelKeepsItsPendingEventsAndIsDeterministic() {
