@@ -32,6 +32,9 @@ public struct ServerOptions: Sendable {
     public var rateLimit: Double? = 1_000
     /// Seconds between reconciliations against each PSP's settlement report; 0 turns it off.
     public var reconcileEverySeconds = 0.0
+    /// Seconds between checks of the journal head, logged when it moved
+    /// (``JournalWitnessLog``); 0 turns it off. The head is logged at stop either way.
+    public var witnessEverySeconds = 60.0
     /// PEM files: with both, the API is served over HTTPS only.
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
@@ -178,6 +181,11 @@ public enum PaymentServer {
                 try await SandboxClient.settlementLines(client: client, baseURL: url, pspID: psp, from: from, to: to)
             })
         }
+        if options.witnessEverySeconds > 0 {
+            services.append(JournalWitnessLog(every: options.witnessEverySeconds, log: log) { [queue = engine.store.queue] in
+                try await queue.read { try Ledger.head(in: $0) }
+            })
+        }
         let scheme = options.tlsCertificatePath == nil ? "http" : "https"
         let app = Application(router: api.router(),
                               server: server,
@@ -299,6 +307,43 @@ struct EngineService: Service {
         log("draining in-flight work")
         await runner.stop()
         await clients.shutdown()
+    }
+}
+
+/// Logs the journal's stored head every `every` seconds when it moved: a
+/// trail of witnesses (``Ledger/Witness``) for `paystorm audit --witness`,
+/// also from a server that never stops cleanly — the head logged at stop is
+/// the last of them. Kept outside the database (in the log), each shows
+/// later whether the entries up to it were rewritten or cut.
+struct JournalWitnessLog: Service {
+    let every: Double
+    let log: @Sendable (String) -> Void
+    /// The stored head now; `nil` while the journal is empty.
+    let head: @Sendable () async throws -> Ledger.Witness?
+
+    /// The heads logged: a line for a head not logged last time.
+    struct Trail {
+        private(set) var last: Ledger.Witness?
+
+        mutating func line(for head: Ledger.Witness?) -> String? {
+            guard let head, head != last else { return nil }
+            last = head
+            return "journal head: \(head) (a witness: `paystorm audit --witness \(head)` checks the journal still gives it)"
+        }
+    }
+
+    func run() async throws {
+        var trail = Trail()
+        // A cancelled task's sleep returns at once: it must end the loop, not spin it.
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(every))
+            if Task.isShuttingDownGracefully || Task.isCancelled { return }
+            do {
+                if let line = trail.line(for: try await head()) { log(line) }
+            } catch {
+                log("journal head: cannot read it: \(error)")
+            }
+        }
     }
 }
 

@@ -39,6 +39,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "A file of `name secret` lines: each PSP's webhook secret and `notifications <secret>`; required unless --host is loopback.") var webhookSecrets: String?
     @Option(help: "Requests per second per API key (0: no limit).") var rateLimit = 1_000.0
     @Option(help: "Seconds between reconciliations against the PSPs' settlement reports (0: off).") var reconcileEvery = 0.0
+    @Option(help: "Seconds between checks of the journal head, logged as a witness for `paystorm audit --witness` when it moved (0: only at stop).") var witnessEvery = 60.0
     @Option(help: "HTTP connections to the PSPs, at most.") var pspConnections = 1_024
     @Option(help: "PEM certificate chain: serve HTTPS (with --tls-key).") var tlsCertificate: String?
     @Option(help: "PEM private key of --tls-certificate.") var tlsKey: String?
@@ -56,6 +57,9 @@ struct Serve: AsyncParsableCommand {
         guard reconcileEvery == 0 || (1...86_400).contains(reconcileEvery) else {
             throw ValidationError("--reconcile-every: expected 0 (off) or seconds in 1...86400, found \(reconcileEvery)")
         }
+        guard witnessEvery == 0 || (1...86_400).contains(witnessEvery) else {
+            throw ValidationError("--witness-every: expected 0 (only at stop) or seconds in 1...86400, found \(witnessEvery)")
+        }
     }
 
     func run() async throws {
@@ -69,6 +73,7 @@ struct Serve: AsyncParsableCommand {
         options.adminKey = adminKey
         options.rateLimit = rateLimit > 0 ? rateLimit : nil
         options.reconcileEverySeconds = reconcileEvery
+        options.witnessEverySeconds = witnessEvery
         options.pspConnections = pspConnections
         options.tlsCertificatePath = tlsCertificate
         options.tlsKeyPath = tlsKey

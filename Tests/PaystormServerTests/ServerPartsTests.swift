@@ -4,6 +4,7 @@ import PaystormEngine
 import PaystormScenario
 import PaystormStore
 import PaystormWorld
+import Synchronization
 import Testing
 @testable import PaystormServer
 
@@ -261,5 +262,56 @@ struct AuditAndLoadTests {
         #expect(rows.first { $0.metric == "latency p99" }?.a == String(format: "%.1f ms", try #require(document.latency.first { $0.percentile == 99 }).seconds * 1_000))
         let terminal = try #require(rows.first { $0.metric == "time to terminal p99" })
         #expect(terminal.a == "n/a" && terminal.change == "—", "a measured run has no time to terminal; it must not read as 0 ms")
+    }
+}
+
+@Suite("Journal witnesses in the server's log")
+struct JournalWitnessLogTests {
+    func capture(_ n: Int) -> JournalEntry {
+        JournalEntry(id: "capture:pay-\(n)", transactionID: "pay-\(n)", timeNanoseconds: Int64(n), postings: [
+            .debit(.psp("stripe"), Money(minorUnits: 1_000, currency: .usd)),
+            .credit(.merchant("m-1"), Money(minorUnits: 1_000, currency: .usd)),
+        ])
+    }
+
+    @Test("a head is logged once when it moved, nothing for an empty journal")
+    func trail() throws {
+        var trail = JournalWitnessLog.Trail()
+        #expect(trail.line(for: nil) == nil)
+        let first = try #require(Ledger.Witness("1:" + String(repeating: "ab", count: 32)))
+        let second = try #require(Ledger.Witness("2:" + String(repeating: "cd", count: 32)))
+        #expect(trail.line(for: first)?.hasPrefix("journal head: \(first) ") == true)
+        #expect(trail.line(for: first) == nil)
+        #expect(trail.line(for: nil) == nil)
+        #expect(trail.line(for: second)?.contains("paystorm audit --witness \(second)") == true)
+    }
+
+    @Test("the service logs the journal's heads as it grows, and each logged head verifies the journal")
+    func serviceLogsVerifiableHeads() async throws {
+        let queue = try DatabaseQueue()
+        try await queue.write { try Ledger.createTables($0) }
+        let lines = Mutex<[String]>([])
+        let service = JournalWitnessLog(every: 0.02, log: { line in lines.withLock { $0.append(line) } }) {
+            try await queue.read { try Ledger.head(in: $0) }
+        }
+        let running = Task { try await service.run() }
+        func waitForLines(_ count: Int) async throws {
+            for _ in 0..<500 where lines.withLock({ $0.count }) < count { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        try await queue.write { db in for n in 1...3 { try Ledger.post(capture(n), in: db) } }
+        try await waitForLines(1)
+        try await queue.write { db in try Ledger.post(capture(4), in: db) }
+        try await waitForLines(2)
+        // Idle: the head stays, nothing more is logged.
+        try await Task.sleep(for: .milliseconds(100))
+        running.cancel()
+        _ = try? await running.value
+        let logged = lines.withLock { $0 }
+        #expect(logged.count == 2, "\(logged)")
+        let witnesses = logged.compactMap { line in
+            line.split(separator: " ").dropFirst(2).first.flatMap { Ledger.Witness(String($0)) }
+        }
+        #expect(witnesses.map(\.sequence) == [3, 4])
+        try await queue.read { db in _ = try Ledger.verify(db, witnesses: witnesses) }
     }
 }
