@@ -100,11 +100,15 @@ extension Paystorm.Bench {
         @Flag(help: "Also list each prepared statement's runs and SQLite VM instructions per payment.")
         var sqlProfile = false
 
+        @Option(help: "Runs, one after another, each on a new database: prints each run's payments/s, then the median, best and worst (a machine whose speed drifts gives a spread, not one figure).")
+        var runs: Int = 1
+
         @OptionGroup var database: BenchmarkDatabase
 
         func validate() throws {
             guard payments >= 1 && payments <= 50_000_000 else { throw ValidationError("--payments must be in 1...50000000, got \(payments)") }
             guard batch >= 1 && batch <= 100_000 else { throw ValidationError("--batch must be in 1...100000, got \(batch)") }
+            guard runs >= 1 && runs <= 1_000 else { throw ValidationError("--runs must be in 1...1000, got \(runs)") }
         }
 
         func run() throws {
@@ -112,10 +116,25 @@ extension Paystorm.Bench {
             print("warning: debug build; build with `swift build -c release` for real figures")
             #endif
             let location = database.location
-            let result = try EngineBenchmark.run(payments: payments, batch: batch, location: location)
-            print("engine lifecycles (\(location)): \(result.payments) payments in \(format(result.seconds, 2)) s = \(Int(result.paymentsPerSecond)) payments/s")
+            var results: [EngineBenchmark.Result] = []
+            for number in 1...runs {
+                // Each run on a new file: the one before is removed (the last run's stays).
+                if number > 1 { database.removeStore() }
+                let result = try EngineBenchmark.run(payments: payments, batch: batch, location: location)
+                let prefix = runs > 1 ? "run \(number) of \(runs): " : ""
+                print("\(prefix)engine lifecycles (\(location)): \(result.payments) payments in \(format(result.seconds, 2)) s = \(Int(result.paymentsPerSecond)) payments/s")
+                results.append(result)
+                if !result.violations.isEmpty || result.sqlWork != results[0].sqlWork { break }
+            }
+            let ordered = results.sorted { $0.paymentsPerSecond < $1.paymentsPerSecond }
+            // The phases of the middle run (the slower of the two middle ones for an even count).
+            let result = ordered[(ordered.count - 1) / 2]
+            if results.count > 1 {
+                let median = (result.paymentsPerSecond + ordered[ordered.count / 2].paymentsPerSecond) / 2
+                print("payments/s over \(results.count) runs: median \(Int(median)), best \(Int(ordered.last!.paymentsPerSecond)), worst \(Int(ordered[0].paymentsPerSecond))")
+            }
             let perPayment = result.phaseSeconds.map { "\($0.phase) \(format($0.seconds / Double(result.payments) * 1e6, 1)) us" }
-            print("per payment: " + perPayment.joined(separator: ", "))
+            print((results.count > 1 ? "per payment (middle run): " : "per payment: ") + perPayment.joined(separator: ", "))
             let count = Double(result.payments)
             print("SQL per payment (prepared statements; the same on every run of a build): \(format(Double(result.statements) / count, 1)) statements, \(format(Double(result.instructions) / count, 0)) SQLite VM instructions")
             if sqlProfile {
@@ -126,9 +145,15 @@ extension Paystorm.Bench {
                     print(String(repeating: " ", count: max(0, 6 - runs.count)) + runs + String(repeating: " ", count: max(0, 14 - instructions.count)) + instructions + "  " + sql.prefix(100))
                 }
             }
-            print("checked: \(result.journalEntries) journal entries, wallets hold \(result.walletTotalMinor) minor units, \(result.violations.isEmpty ? "no invariant violations" : "VIOLATIONS:")")
-            for violation in result.violations.prefix(20) { print("  \(violation)") }
-            if !result.violations.isEmpty { throw ExitCode(1) }
+            // The SQL is the build's, not the machine's: runs that differ in it are a bug of the benchmark or the engine.
+            if let differing = results.first(where: { $0.sqlWork != results[0].sqlWork }) {
+                print("SQL DIFFERS between runs: \(results[0].statements) statements in the first run, \(differing.statements) in a later one")
+                throw ExitCode(1)
+            }
+            let last = results.last!
+            print("checked: \(last.journalEntries) journal entries, wallets hold \(last.walletTotalMinor) minor units, \(last.violations.isEmpty ? "no invariant violations" : "VIOLATIONS:")")
+            for violation in last.violations.prefix(20) { print("  \(violation)") }
+            if !last.violations.isEmpty { throw ExitCode(1) }
         }
     }
 }
@@ -145,6 +170,13 @@ struct BenchmarkDatabase: ParsableArguments {
     }
 
     var location: Store.Location { store.map { .file(path: $0) } ?? .memory }
+
+    /// Removes the file an earlier run wrote at ``store``, with its WAL and
+    /// shared-memory files, so that the next run starts on a new one.
+    func removeStore() {
+        guard let store else { return }
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: store + suffix) }
+    }
 }
 
 /// `value` with exactly `decimals` digits after the point (none for 0).

@@ -212,6 +212,16 @@ final class CLITests {
         #expect(try paystorm(["compare", "/nonexistent", "/nonexistent"]).status == 64)
     }
 
+    @Test("bench engine --runs: each run, then the median, best and worst; the SQL is the same in every run")
+    func benchEngineRuns() throws {
+        let result = try paystorm(["bench", "engine", "--payments", "300", "--batch", "100", "--runs", "3"])
+        #expect(result.status == 0, "\(result.output) \(result.error)")
+        for number in 1...3 { #expect(result.output.contains("run \(number) of 3: engine lifecycles (:memory:): 300 payments")) }
+        #expect(result.output.contains("payments/s over 3 runs: median "))
+        #expect(result.output.contains("checked: 300 journal entries") && result.output.contains("no invariant violations"))
+        #expect(try paystorm(["bench", "engine", "--runs", "0"]).error.contains("--runs must be in 1...1000"))
+    }
+
     @Test("server mode: bad options and an unreachable server are bad input (64), with a message that names them")
     func serverBadInput() throws {
         let port = try paystorm(["serve", "--port", "99999"])
@@ -224,7 +234,8 @@ final class CLITests {
         #expect(try paystorm(["serve", "--database", "/nonexistent/dir/p.sqlite", "--port", "0"]).status == 64)
         // Negative was silently "off", and a tiny rate trapped on the first 429. (The database
         // cannot open, so that a server that took the option would not keep running.)
-        for (option, value) in [("--rate-limit", "-1"), ("--rate-limit", "nan"), ("--reconcile-every", "-5"), ("--reconcile-every", "1e300")] {
+        for (option, value) in [("--rate-limit", "-1"), ("--rate-limit", "nan"), ("--reconcile-every", "-5"), ("--reconcile-every", "1e300"),
+                                ("--witness-every", "-1"), ("--witness-every", "0.5")] {
             let refused = try paystorm(["serve", "\(option)=\(value)", "--database", "/nonexistent/dir/p.sqlite", "--port", "0"])
             #expect(refused.status == 64 && refused.error.contains("\(option): expected"), "\(option) \(value): \(refused.error)")
         }
