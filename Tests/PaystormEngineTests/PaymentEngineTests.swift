@@ -626,35 +626,34 @@ struct PaymentEngineTests {
     /// its balance changes would otherwise be stored without their postings.
     @Test func aLedgerEntryFailingAfterItsInsertTakesItsBatchDown() throws {
         let h = try EngineHarness()
-        try h.failStorage("BEFORE INSERT ON journal_entry", when: "NEW.transaction_id = 'pay-2'")
-        var secondFailed = false
-        try h.engine.inBatch {
-            try h.engine.consume(h.captured(1), by: .ledger, now: h.now)
-            do { try h.engine.consume(h.captured(2), by: .ledger, now: h.now) } catch { secondFailed = true }
-        }
-        #expect(secondFailed)
-        try h.restoreStorage()
-        try h.read { (db: Database) throws in
-            #expect(try Ledger.verify(db).entries == 1)
-            #expect(try Ledger.balance(of: .merchant("m-1"), currency: .usd, in: db) == 970)
-        }
-        try h.failStorage("BEFORE INSERT ON journal_posting", when: "NEW.entry_sequence = 3 AND NEW.line = 2")
-        secondFailed = false
-        #expect(throws: EngineError.self) {
-            try h.engine.inBatch {
-                try h.engine.consume(h.captured(2), by: .ledger, now: h.now)
-                do { try h.engine.consume(h.captured(3), by: .ledger, now: h.now) } catch { secondFailed = true }
+        /// Posts two captures in one batch while storage fails at `point`;
+        /// whether the second's consume threw, and whether the batch did.
+        func batch(_ first: Int, _ second: Int, failingAt point: String, when condition: String) throws -> [Bool] {
+            try h.failStorage(point, when: condition)
+            defer { try? h.restoreStorage() }
+            var secondFailed = false
+            do {
+                try h.engine.inBatch {
+                    try h.engine.consume(h.captured(first), by: .ledger, now: h.now)
+                    do { try h.engine.consume(h.captured(second), by: .ledger, now: h.now) } catch { secondFailed = true }
+                }
+                return [secondFailed, false]
+            } catch {
+                return [secondFailed, true]
             }
         }
-        #expect(secondFailed)
-        try h.restoreStorage()
-        try h.read { (db: Database) throws in
-            #expect(try Ledger.verify(db).entries == 1)
-            #expect(try Ledger.balance(of: .merchant("m-1"), currency: .usd, in: db) == 970)
+        func journal() throws -> [Int64] {
+            try h.read { db in [Int64(try Ledger.verify(db).entries), try Ledger.balance(of: .merchant("m-1"), currency: .usd, in: db)] }
         }
+        // The second entry's insert fails: the first commits without it.
+        #expect(try batch(1, 2, failingAt: "BEFORE INSERT ON journal_entry", when: "NEW.transaction_id = 'pay-2'") == [true, false])
+        #expect(try journal() == [1, 970])
+        // The second entry's last posting fails: neither commits, nor any balance change.
+        #expect(try batch(2, 3, failingAt: "BEFORE INSERT ON journal_posting", when: "NEW.entry_sequence = 3 AND NEW.line = 2") == [true, true])
+        #expect(try journal() == [1, 970])
         // Both go through once storage works again.
         try h.engine.inBatch { for n in 2...3 { try h.engine.consume(h.captured(n), by: .ledger, now: h.now) } }
-        #expect(try h.read { try Ledger.verify($0).entries } == 3)
+        #expect(try journal() == [3, 2_910])
     }
 
     /// A half-open breaker admits one probe. A batch that rolls back sent
