@@ -181,7 +181,8 @@ public enum PaymentServer {
                 try await SandboxClient.settlementLines(client: client, baseURL: url, pspID: psp, from: from, to: to)
             })
         }
-        if options.witnessEverySeconds > 0 {
+        // Under --quiet nothing would be logged: no reads for it either.
+        if options.witnessEverySeconds > 0 && !options.quiet {
             services.append(JournalWitnessLog(every: options.witnessEverySeconds, log: log) { [queue = engine.store.queue] in
                 try await queue.read { try Ledger.head(in: $0) }
             })
@@ -310,43 +311,6 @@ struct EngineService: Service {
     }
 }
 
-/// Logs the journal's stored head every `every` seconds when it moved: a
-/// trail of witnesses (``Ledger/Witness``) for `paystorm audit --witness`,
-/// also from a server that never stops cleanly — the head logged at stop is
-/// the last of them. Kept outside the database (in the log), each shows
-/// later whether the entries up to it were rewritten or cut.
-struct JournalWitnessLog: Service {
-    let every: Double
-    let log: @Sendable (String) -> Void
-    /// The stored head now; `nil` while the journal is empty.
-    let head: @Sendable () async throws -> Ledger.Witness?
-
-    /// The heads logged: a line for a head not logged last time.
-    struct Trail {
-        private(set) var last: Ledger.Witness?
-
-        mutating func line(for head: Ledger.Witness?) -> String? {
-            guard let head, head != last else { return nil }
-            last = head
-            return "journal head: \(head) (a witness: `paystorm audit --witness \(head)` checks the journal still gives it)"
-        }
-    }
-
-    func run() async throws {
-        var trail = Trail()
-        // A cancelled task's sleep returns at once: it must end the loop, not spin it.
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(every))
-            if Task.isShuttingDownGracefully || Task.isCancelled { return }
-            do {
-                if let line = trail.line(for: try await head()) { log(line) }
-            } catch {
-                log("journal head: cannot read it: \(error)")
-            }
-        }
-    }
-}
-
 /// Fetches each PSP's settlement report every `every` seconds and reconciles it.
 struct Reconciliation: Service {
     let runner: EngineRunner
@@ -435,9 +399,10 @@ struct Reconciliation: Service {
             log("reconciliation with \(psp) resumes from \(through) ns, "
                 + (last > through ? "not from the last run's end, which lies in the future (\(last) ns)" : "where the last run left it"))
         }
-        // A cancelled task's sleep returns at once: it must end the loop, not spin it.
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(every))
+            // A graceful shutdown ends the wait at once: the engine drains only after this service returns.
+            // (A cancelled task's sleep returns at once: it must end the loop, not spin it.)
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(every)) }
             if Task.isShuttingDownGracefully || Task.isCancelled { return }
             for psp in pspIDs {
                 // A resumed PSP's rounds may reach back before this start, to the overlap before its last period's end.

@@ -140,14 +140,15 @@ extension Paystorm.Bench {
             if sqlProfile {
                 print("  runs  instructions  statement (per payment, most instructions first)")
                 for statement in result.sqlWork {
-                    let runs = format(Double(statement.runs) / count, 2), instructions = format(Double(statement.instructions) / count, 1)
+                    let runsText = format(Double(statement.runs) / count, 2), instructions = format(Double(statement.instructions) / count, 1)
                     let sql = statement.sql.split(whereSeparator: \.isWhitespace).joined(separator: " ")
-                    print(String(repeating: " ", count: max(0, 6 - runs.count)) + runs + String(repeating: " ", count: max(0, 14 - instructions.count)) + instructions + "  " + sql.prefix(100))
+                    print(String(repeating: " ", count: max(0, 6 - runsText.count)) + runsText + String(repeating: " ", count: max(0, 14 - instructions.count)) + instructions + "  " + sql.prefix(100))
                 }
             }
             // The SQL is the build's, not the machine's: runs that differ in it are a bug of the benchmark or the engine.
             if let differing = results.first(where: { $0.sqlWork != results[0].sqlWork }) {
-                print("SQL DIFFERS between runs: \(results[0].statements) statements in the first run, \(differing.statements) in a later one")
+                print("SQL DIFFERS between runs: \(results[0].statements) statements and \(results[0].instructions) VM instructions in the first run, "
+                      + "\(differing.statements) and \(differing.instructions) in a later one")
                 throw ExitCode(1)
             }
             let last = results.last!

@@ -4,6 +4,8 @@ import PaystormEngine
 import PaystormScenario
 import PaystormStore
 import PaystormWorld
+import Logging
+import ServiceLifecycle
 import Synchronization
 import Testing
 @testable import PaystormServer
@@ -286,6 +288,23 @@ struct JournalWitnessLogTests {
         #expect(trail.line(for: second)?.contains("paystorm audit --witness \(second)") == true)
     }
 
+    /// The server drains its engine only after the services beside it have
+    /// returned: one still waiting out its interval held every stop of
+    /// `serve` until the shutdown timeout (and a 5 s stop limit killed it).
+    @Test("a graceful shutdown ends the service's wait at once, not after its interval")
+    func gracefulShutdownEndsTheWait() async throws {
+        let service = JournalWitnessLog(every: 30, log: { _ in }) { nil }
+        let group = ServiceGroup(configuration: .init(services: [service], logger: Logger(label: "witness-test")))
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await Task.sleep(for: .milliseconds(200))
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        #expect(ContinuousClock.now - start < .seconds(10))
+    }
+
     @Test("the service logs the journal's heads as it grows, and each logged head verifies the journal")
     func serviceLogsVerifiableHeads() async throws {
         let queue = try DatabaseQueue()
@@ -296,7 +315,9 @@ struct JournalWitnessLogTests {
         }
         let running = Task { try await service.run() }
         func waitForLines(_ count: Int) async throws {
-            for _ in 0..<500 where lines.withLock({ $0.count }) < count { try await Task.sleep(for: .milliseconds(10)) }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while lines.withLock({ $0.count }) < count && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            try #require(lines.withLock { $0.count } >= count, "no journal head logged within 10 s")
         }
         try await queue.write { db in for n in 1...3 { try Ledger.post(capture(n), in: db) } }
         try await waitForLines(1)

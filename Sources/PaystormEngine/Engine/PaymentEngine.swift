@@ -158,7 +158,7 @@ public final class PaymentEngine {
 
     /// Whether a command that threw had written first — a row changed, or a
     /// write deferred to the commit (a ledger entry's balance changes before
-    /// its insert failed) — or SQLite ended the transaction under it: either
+    /// its postings failed) — or SQLite ended the transaction under it: either
     /// way the transaction it ran in must not commit.
     private func failedAfterWriting(_ db: Database, changesBefore: Int) -> Bool {
         writesSoFar(db) != changesBefore || !db.isInsideTransaction
