@@ -25,11 +25,7 @@ struct JournalWitnessLog: Service {
 
     func run() async throws {
         var trail = Trail()
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            // A graceful shutdown ends the wait at once: the engine drains only after this service returns.
-            // (A cancelled task's sleep returns at once: it must end the loop, not spin it.)
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(every)) }
-            if Task.isShuttingDownGracefully || Task.isCancelled { return }
+        while await nextRound(after: every) {
             do {
                 if let line = trail.line(for: try await head()) { log(line) }
             } catch is CancellationError {

@@ -181,11 +181,12 @@ public enum PaymentServer {
                 try await SandboxClient.settlementLines(client: client, baseURL: url, pspID: psp, from: from, to: to)
             })
         }
+        let journalHead: @Sendable () async throws -> Ledger.Witness? = { [queue = engine.store.queue] in
+            try await queue.read { try Ledger.head(in: $0) }
+        }
         // Under --quiet nothing would be logged: no reads for it either.
         if options.witnessEverySeconds > 0 && !options.quiet {
-            services.append(JournalWitnessLog(every: options.witnessEverySeconds, log: log) { [queue = engine.store.queue] in
-                try await queue.read { try Ledger.head(in: $0) }
-            })
+            services.append(JournalWitnessLog(every: options.witnessEverySeconds, log: log, head: journalHead))
         }
         let scheme = options.tlsCertificatePath == nil ? "http" : "https"
         let app = Application(router: api.router(),
@@ -200,7 +201,7 @@ public enum PaymentServer {
         group.maximumGracefulShutdownDuration = options.shutdownTimeout
         try await ServiceGroup(configuration: group).run()
         // What the journal was when the server stopped, to keep elsewhere: `paystorm audit --witness` checks it later.
-        if let head = try? await engine.store.queue.read({ try Ledger.head(in: $0) }) {
+        if let head = try? await journalHead() {
             log("journal head at stop: \(head) (keep it outside the database; `paystorm audit --witness \(head)` checks the journal still gives it)")
         }
         log("stopped")
@@ -311,6 +312,16 @@ struct EngineService: Service {
     }
 }
 
+/// Waits `seconds` before a service's next round, or less: `false` when the
+/// service should return instead. A graceful shutdown ends the wait at once
+/// (the server drains its engine only after the services beside it have
+/// returned), and so does cancellation (a cancelled task's sleep returns at
+/// once: its loop must end, not spin).
+func nextRound(after seconds: Double) async -> Bool {
+    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(seconds)) }
+    return !Task.isShuttingDownGracefully && !Task.isCancelled
+}
+
 /// Fetches each PSP's settlement report every `every` seconds and reconciles it.
 struct Reconciliation: Service {
     let runner: EngineRunner
@@ -399,11 +410,7 @@ struct Reconciliation: Service {
             log("reconciliation with \(psp) resumes from \(through) ns, "
                 + (last > through ? "not from the last run's end, which lies in the future (\(last) ns)" : "where the last run left it"))
         }
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            // A graceful shutdown ends the wait at once: the engine drains only after this service returns.
-            // (A cancelled task's sleep returns at once: it must end the loop, not spin it.)
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(every)) }
-            if Task.isShuttingDownGracefully || Task.isCancelled { return }
+        while await nextRound(after: every) {
             for psp in pspIDs {
                 // A resumed PSP's rounds may reach back before this start, to the overlap before its last period's end.
                 let floor = points[psp].map { $0 - Self.overlapNanoseconds } ?? start
