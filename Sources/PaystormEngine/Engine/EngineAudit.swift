@@ -6,6 +6,14 @@ import GRDB
 /// them away.
 ///
 /// - Complexity: O(rows); for tests, the simulator's checker and reports.
+///
+/// **Reading order.** Payment ids sort as text ("pay-10" before "pay-2"),
+/// not in the order the rows were written, so a scan in id order reads the
+/// table's pages in no order at all. Once a database outgrows the memory
+/// that caches it, every such read is one from disk. The whole-table checks
+/// therefore read tables in storage order (`ORDER BY +payment_id`: the `+`
+/// keeps SQLite from taking the id index for the sort), group what they
+/// join through SQLite's sorter, and sort only the violations.
 public enum EngineAudit {
     public struct Violation: Sendable, Equatable, CustomStringConvertible {
         public var invariant: String
@@ -62,27 +70,31 @@ public enum EngineAudit {
             FROM payment p LEFT JOIN r ON r.payment_id = p.payment_id
             WHERE COALESCE(r.open_refunds, 0) > p.captured_minor OR COALESCE(r.open_refunds, 0) != p.refund_reserved_minor
                OR COALESCE(r.done_refunds, 0) != p.refunded_minor
-            ORDER BY p.payment_id
+            ORDER BY +p.payment_id
             """) {
             add(.refunds, row["payment_id"], "captured \(row["captured_minor"] as Int64), reserved \(row["refund_reserved_minor"] as Int64), non-failed refunds \(row["open_refunds"] as Int64), refunded \(row["refunded_minor"] as Int64) vs succeeded \(row["done_refunds"] as Int64)")
         }
         // At most one successful charge per payment; completed ⇔ one success.
         for row in try Row.fetchAll(db, sql: """
             WITH s AS (
-                SELECT subject_id, COUNT(*) AS successes FROM psp_attempt
+                SELECT subject_id, COUNT(*) AS successes FROM psp_attempt NOT INDEXED
                 WHERE subject = 'payment' AND state = 'succeeded' GROUP BY subject_id)
             SELECT p.payment_id, p.status, COALESCE(s.successes, 0) AS successes
             FROM payment p LEFT JOIN s ON s.subject_id = p.payment_id
             WHERE COALESCE(s.successes, 0) > 1 OR (p.status = 'completed') != (COALESCE(s.successes, 0) = 1)
-            ORDER BY p.payment_id
+            ORDER BY +p.payment_id
             """) {
             add(.oneCharge, row["payment_id"], "status \(row["status"] as String) with \(row["successes"] as Int) successful PSP attempt(s)")
         }
-        // An ambiguous attempt never has a later attempt at another PSP.
+        // An ambiguous attempt never has a later attempt at another PSP. The
+        // ambiguous ones come from the index of open attempts (whose
+        // condition the query repeats so that SQLite may use it), not from
+        // every payment attempt in id order.
         for row in try Row.fetchAll(db, sql: """
             SELECT a.subject_id, a.psp_id, b.psp_id AS other FROM psp_attempt a JOIN psp_attempt b
             ON b.subject = 'payment' AND b.subject_id = a.subject_id AND b.attempt_id > a.attempt_id
-            WHERE a.subject = 'payment' AND a.state = 'ambiguous' ORDER BY a.subject_id
+            WHERE +a.subject = 'payment' AND a.state = 'ambiguous' AND a.state NOT IN ('succeeded', 'failed')
+            ORDER BY a.subject_id, a.attempt_id, b.attempt_id
             """) {
             add(.noFailoverWhenAmbiguous, row["subject_id"], "tried \(row["other"] as String) while \(row["psp_id"] as String) was ambiguous")
         }
