@@ -378,6 +378,21 @@ struct EvenSampleTests {
         #expect(none.isEmpty)
     }
 
+    @Test("the card search's prefilter lets every sought number through, and a number sharing its low bits is still not found")
+    func cardNumberSearchPrefilter() {
+        // As many numbers as a world's sample holds.
+        let numbers = (0..<64).map { String(4_000_000_000_000_000 + UInt64($0) * 7_919_113) }
+        let search = CardNumberSearch(numbers)
+        var hits: Set<Int> = []
+        var text = numbers.joined(separator: " x ")
+        text.withUTF8 { search.search(UnsafeRawBufferPointer($0), into: &hits) }
+        #expect(hits == Set(0..<64))
+        // Each of these passes the prefilter (the same low 12 bits) and is no number sought.
+        var others: Set<Int> = []
+        for number in numbers { search.search(Int64(number)! + 4_096, into: &others) }
+        #expect(others.isEmpty)
+    }
+
     @Test("the final audit finds a card number stored in clear as text, blob, integer or real, in any column")
     func cardDataInEveryStorageClass() throws {
         let visa = "4111111111111111"

@@ -256,20 +256,29 @@ final class InvariantChecker {
         guard let store else { return }
         do {
             try store.queue.read { db in
+                // Payments in parts, each part's captures read at once.
+                var part: [(paymentID: String, number: Int, status: String, amountMinor: Int64)] = []
+                func judgePart() {
+                    for (payment, capture) in zip(part, truth.captured(paymentNumbers: part.map(\.number))) {
+                        let captured = capture?.amountMinor
+                        if let captured, payment.status != "completed" {
+                            record(.chargedButNotCompleted, payment.paymentID, "the PSP captured \(captured) but the payment is \(payment.status)")
+                        } else if captured == nil && payment.status == "completed" {
+                            record(.completedWithoutCharge, payment.paymentID, "the payment is completed but no PSP captured it")
+                        } else if let captured, captured != payment.amountMinor {
+                            record(.chargeAmount, payment.paymentID, "captured \(captured) for a payment of \(payment.amountMinor)")
+                        }
+                    }
+                    part.removeAll(keepingCapacity: true)
+                }
                 let cursor = try Row.fetchCursor(db, sql: "SELECT payment_id, status, amount_minor FROM payment")
                 while let row = try cursor.next() {
                     let paymentID: String = row["payment_id"]
                     guard let number = Self.paymentNumber(paymentID) else { continue }
-                    let captured = truth.captured(paymentNumber: number)?.amountMinor
-                    let status: String = row["status"]
-                    if let captured, status != "completed" {
-                        record(.chargedButNotCompleted, paymentID, "the PSP captured \(captured) but the payment is \(status)")
-                    } else if captured == nil && status == "completed" {
-                        record(.completedWithoutCharge, paymentID, "the payment is completed but no PSP captured it")
-                    } else if let captured, captured != row["amount_minor"] {
-                        record(.chargeAmount, paymentID, "captured \(captured) for a payment of \(row["amount_minor"] as Int64)")
-                    }
+                    part.append((paymentID, number, row["status"], row["amount_minor"]))
+                    if part.count == 10_000 { judgePart() }
                 }
+                judgePart()
                 var after: String?
                 while case let payouts = truth.payouts(after: after, limit: 10_000), let last = payouts.last {
                     for (key, amount) in payouts {
