@@ -71,4 +71,50 @@ struct EngineSchemaTests {
             }
         }
     }
+
+    /// A store at the schema before one notification row per event, with
+    /// two events' notifications in the old pairs of rows.
+    func versionSixDatabase(pairs: String) throws -> (DatabaseQueue, DatabaseMigrator) {
+        var migrator = Store.migrator
+        EngineSchema.register(in: &migrator)
+        let queue = try DatabaseQueue()
+        try migrator.migrate(queue, upTo: "v6-engine-reconciled-period")
+        try queue.write { db in
+            try db.execute(sql: "INSERT INTO notification (notification_id, event_id, recipient, body, signature, attempts, state, created_ns, updated_ns) VALUES \(pairs)")
+        }
+        return (queue, migrator)
+    }
+
+    @Test func notificationsBecomeOneRowPerEventAndKeepTheirNumbers() throws {
+        let (queue, migrator) = try versionSixDatabase(pairs: """
+            (1, 'payment.completed:pay-1', 'user:u-1', '{}', NULL, 1, 'delivered', 10, 11),
+            (2, 'payment.completed:pay-1', 'merchant:m-1', '{}', 'ab', 3, 'dead', 10, 40),
+            (3, 'payment.failed:pay-2', 'user:u-2', '{}', NULL, 2, 'pending', 20, 30),
+            (4, 'payment.failed:pay-2', 'merchant:m-2', '{}', 'cd', 1, 'delivered', 20, 21)
+            """)
+        try migrator.migrate(queue)
+        let rows = try queue.read { try Row.fetchAll($0, sql: "SELECT * FROM notification ORDER BY notification_id") }
+        #expect(rows.map(\.description) == [
+            #"[notification_id:1 event_id:"payment.completed:pay-1" user_attempts:1 user_state:"delivered" merchant_attempts:3 merchant_state:"dead" created_ns:10 updated_ns:40]"#,
+            #"[notification_id:2 event_id:"payment.failed:pay-2" user_attempts:2 user_state:"pending" merchant_attempts:1 merchant_state:"delivered" created_ns:20 updated_ns:30]"#,
+        ])
+        // The old numbers name the same notifications: 2 was event 1's merchant's, 3 event 2's user's.
+        #expect(NotificationRecipient.of(2) == (1, .merchant) && NotificationRecipient.of(3) == (2, .user))
+    }
+
+    @Test func aStoreWhoseNotificationsDoNotPairUpIsRefusedUnchanged() throws {
+        // The user's notification at an even number: no pairing can keep its number.
+        let (queue, migrator) = try versionSixDatabase(pairs: """
+            (2, 'payment.completed:pay-1', 'user:u-1', '{}', NULL, 1, 'delivered', 10, 11),
+            (3, 'payment.completed:pay-1', 'merchant:m-1', '{}', 'ab', 1, 'delivered', 10, 11)
+            """)
+        #expect {
+            try migrator.migrate(queue)
+        } throws: { error in
+            "\(error)".contains("2 notification row(s) are not one of an event's pair")
+        }
+        let columns = try queue.read { try $0.columns(in: "notification").map(\.name) }
+        #expect(columns.contains("recipient") && columns.contains("body"))
+        #expect(try queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM notification") } == 2)
+    }
 }

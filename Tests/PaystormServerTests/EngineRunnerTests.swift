@@ -270,7 +270,7 @@ extension EngineRunnerTests {
         #expect(counts.taken > 0 && counts.answered == counts.taken, "the drain stopped with notifications in flight: \(counts)")
         #expect(runner.currentStatus.notificationsInFlight == 0)
         let store = try PaymentEngine.openStore(.file(path: directory.file("engine.sqlite")))
-        let pending = try store.queue.inDatabase { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM notification WHERE state = 'pending'") }
+        let pending = try store.queue.inDatabase { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM notification WHERE user_state = 'pending' OR merchant_state = 'pending'") }
         #expect(pending == 0, "every notification's result was recorded before the runner stopped")
     }
 

@@ -159,6 +159,52 @@ enum EngineSchema {
         migrator.registerMigration("v6-engine-reconciled-period") { db in
             try db.execute(sql: "CREATE TABLE reconciled_period (psp_id TEXT PRIMARY KEY, through_ns INTEGER NOT NULL) WITHOUT ROWID")
         }
+        migrator.registerMigration("v7-engine-notification-per-event", migrate: notificationPerEvent)
+    }
+
+    /// One `notification` row per event instead of one per recipient, and
+    /// without the body and signature, which the event in the outbox renders
+    /// again (``PaymentEngine/notify(_:now:in:effects:)``): the two rows, each
+    /// with its own copy of the body, were a quarter of the store, and one
+    /// insert fewer runs per event.
+    ///
+    /// The host still knows each notification by its number (timers, dead
+    /// letters): the user's was always the odd row `2k − 1` inserted just
+    /// before the merchant's `2k`, and the event's row becomes `k`. A store
+    /// whose rows do not pair up that way is refused, and nothing changes.
+    static func notificationPerEvent(_ db: Database) throws {
+        let unpaired = try Int.fetchOne(db, sql: """
+            SELECT COUNT(*) FROM notification n
+            WHERE NOT EXISTS (
+                SELECT 1 FROM notification u JOIN notification m ON m.notification_id = u.notification_id + 1
+                WHERE u.notification_id % 2 = 1 AND u.event_id = n.event_id AND m.event_id = n.event_id
+                  AND u.recipient LIKE 'user:%' AND m.recipient LIKE 'merchant:%'
+                  AND n.notification_id IN (u.notification_id, m.notification_id))
+            """) ?? 0
+        guard unpaired == 0 else {
+            throw DatabaseError(resultCode: .SQLITE_CONSTRAINT, message: """
+                \(unpaired) notification row(s) are not one of an event's pair (the user's at an odd id, \
+                the merchant's just after it): this store cannot move to one notification row per event
+                """)
+        }
+        try db.execute(sql: """
+            CREATE TABLE notification_per_event (
+                notification_id INTEGER PRIMARY KEY,
+                event_id TEXT NOT NULL UNIQUE,
+                user_attempts INTEGER NOT NULL,
+                user_state TEXT NOT NULL CHECK (user_state = 'pending' OR user_state = 'delivered' OR user_state = 'dead'),
+                merchant_attempts INTEGER NOT NULL,
+                merchant_state TEXT NOT NULL CHECK (merchant_state = 'pending' OR merchant_state = 'delivered' OR merchant_state = 'dead'),
+                created_ns INTEGER NOT NULL,
+                updated_ns INTEGER NOT NULL);
+            INSERT INTO notification_per_event
+            SELECT (u.notification_id + 1) / 2, u.event_id, u.attempts, u.state, m.attempts, m.state, u.created_ns, MAX(u.updated_ns, m.updated_ns)
+            FROM notification u JOIN notification m ON m.notification_id = u.notification_id + 1
+            WHERE u.notification_id % 2 = 1
+            ORDER BY u.notification_id;
+            DROP TABLE notification;
+            ALTER TABLE notification_per_event RENAME TO notification;
+            """)
     }
 
     /// Tables looked up only by their primary key become `WITHOUT ROWID`

@@ -62,13 +62,13 @@ enum EngineStatement: Int, CaseIterable {
     case updateWallet
     /// (merchant_id, currency, balance_minor, gross_minor, fees_minor, refunded_minor)
     case insertWallet
-    /// (event_id, recipient, body, signature, created_ns, updated_ns); inserts
-    /// nothing for an event and recipient notified already
+    /// (event_id, created_ns, updated_ns): both recipients pending at their
+    /// first attempt; inserts nothing for an event notified already
     case insertNotification
-    /// (notification_id) → attempts, state
+    /// (notification row) → user_attempts, user_state, merchant_attempts, merchant_state
     case notificationState
-    /// (updated_ns, notification_id); changes nothing unless the notification is pending
-    case notificationDelivered
+    /// (updated_ns, notification row); change nothing unless that recipient's notification is pending
+    case userNotificationDelivered, merchantNotificationDelivered
     /// (psp_id, event_id) → 1 if the webhook was received before
     case webhookSeen
     /// (psp_id, event_id, received_ns, outcome)
@@ -168,13 +168,16 @@ enum EngineStatement: Int, CaseIterable {
             """
         case .insertNotification:
             """
-            INSERT INTO notification (event_id, recipient, body, signature, attempts, state, created_ns, updated_ns)
-            VALUES (?, ?, ?, ?, 1, 'pending', ?, ?)
-            ON CONFLICT (event_id, recipient) DO NOTHING
+            INSERT INTO notification (event_id, user_attempts, user_state, merchant_attempts, merchant_state, created_ns, updated_ns)
+            VALUES (?, 1, 'pending', 1, 'pending', ?, ?)
+            ON CONFLICT (event_id) DO NOTHING
             """
-        case .notificationState: "SELECT attempts, state FROM notification WHERE notification_id = ?"
-        case .notificationDelivered:
-            "UPDATE notification SET state = 'delivered', updated_ns = ? WHERE notification_id = ? AND state = 'pending'"
+        case .notificationState:
+            "SELECT user_attempts, user_state, merchant_attempts, merchant_state FROM notification WHERE notification_id = ?"
+        case .userNotificationDelivered:
+            "UPDATE notification SET user_state = 'delivered', updated_ns = ? WHERE notification_id = ? AND user_state = 'pending'"
+        case .merchantNotificationDelivered:
+            "UPDATE notification SET merchant_state = 'delivered', updated_ns = ? WHERE notification_id = ? AND merchant_state = 'pending'"
         case .webhookSeen: "SELECT 1 FROM webhook_event WHERE psp_id = ? AND event_id = ?"
         case .insertWebhookEvent: "INSERT INTO webhook_event (psp_id, event_id, received_ns, outcome) VALUES (?, ?, ?, ?)"
         case .journalContains: "SELECT 1 FROM journal_entry WHERE entry_id = ?"

@@ -170,35 +170,46 @@ extension PaymentEngine {
 
     /// The user and the merchant hear of every terminal state; the merchant's
     /// copy is signed with HMAC-SHA256 under its webhook secret.
+    ///
+    /// Both notifications of an event share one `notification` row, which
+    /// holds their delivery states and nothing the event says: a resend
+    /// renders the message again from the event in the outbox. (Two rows,
+    /// each with its own copy of the body, were a quarter of the store.)
     /// - Returns: `false` if the event's notifications exist already (a redelivery).
     func notify(_ event: TransactionEvent, now: Int64, in db: Database, effects: inout [EngineEffect]) throws -> Bool {
-        let body = """
-            {"event_id":"\(event.eventID)","type":"\(event.kind.rawValue)","payment_id":"\(event.paymentID)",\
-            "refund_id":\(event.refundID.map { "\"\($0)\"" } ?? "null"),"amount_minor":\(event.amountMinor),"currency":"\(event.currency)"}
-            """
         let insert = try statements(.insertNotification, db)
-        for toMerchant in [false, true] {
-            let recipient = toMerchant ? "merchant:\(event.merchantID)" : "user:\(event.userID)"
-            let signature = toMerchant ? merchantSignature(body, merchantID: event.merchantID) : nil
-            insert.bind(event.eventID, at: 1)
-            insert.bind(recipient, at: 2)
-            insert.bind(body, at: 3)
-            insert.bind(signature, at: 4)
-            insert.bind(now, at: 5)
-            insert.bind(now, at: 6)
-            try insert.execute()
-            // The user's row is also the redelivery check: an event notified
-            // before inserts nothing, and nothing else is written.
-            if insert.changes == 0 {
-                guard !toMerchant else {
-                    throw EngineError.storage("event \(event.eventID) has a notification for its merchant but none for its user")
-                }
-                return false
-            }
-            effects.append(.sendNotification(NotificationMessage(notificationID: db.lastInsertedRowID, recipient: recipient,
-                                                                 body: body, signature: signature, attempt: 1)))
+        insert.bind(event.eventID, at: 1)
+        insert.bind(now, at: 2)
+        insert.bind(now, at: 3)
+        try insert.execute()
+        guard insert.changes == 1 else { return false }
+        let row = db.lastInsertedRowID
+        let body = Self.notificationBody(event)
+        for recipient in NotificationRecipient.allCases {
+            effects.append(.sendNotification(notificationMessage(event, body: body, to: recipient,
+                                                                 notificationID: recipient.notificationID(row: row), attempt: 1)))
         }
         return true
+    }
+
+    /// What a notification of `event` says, the same to both recipients.
+    static func notificationBody(_ event: TransactionEvent) -> String {
+        """
+        {"event_id":"\(event.eventID)","type":"\(event.kind.rawValue)","payment_id":"\(event.paymentID)",\
+        "refund_id":\(event.refundID.map { "\"\($0)\"" } ?? "null"),"amount_minor":\(event.amountMinor),"currency":"\(event.currency)"}
+        """
+    }
+
+    func notificationMessage(_ event: TransactionEvent, body: String, to recipient: NotificationRecipient,
+                             notificationID: Int64, attempt: Int) -> NotificationMessage {
+        switch recipient {
+        case .user:
+            NotificationMessage(notificationID: notificationID, recipient: "user:\(event.userID)", body: body,
+                                signature: nil, attempt: attempt)
+        case .merchant:
+            NotificationMessage(notificationID: notificationID, recipient: "merchant:\(event.merchantID)", body: body,
+                                signature: merchantSignature(body, merchantID: event.merchantID), attempt: attempt)
+        }
     }
 
     /// The signature a merchant verifies: hex HMAC-SHA256 of the body under
@@ -217,27 +228,29 @@ extension PaymentEngine {
     /// dead-letter table, from which ``replayDeadLetters(limit:now:)`` resends.
     public func notificationDelivered(_ notificationID: Int64, success: Bool, now: Int64) throws(EngineError) {
         try transaction { db, effects in
+            let (row, recipient) = NotificationRecipient.of(notificationID)
             if success {
                 // One statement both checks the notification is pending and marks it delivered.
-                let update = try statements(.notificationDelivered, db)
+                let update = try statements(recipient == .user ? .userNotificationDelivered : .merchantNotificationDelivered, db)
                 update.bind(now, at: 1)
-                update.bind(notificationID, at: 2)
+                update.bind(row, at: 2)
                 try update.execute()
                 if update.changes == 0 { counters.lateReplies += 1 }
                 return
             }
-            let row = try statements(.notificationState, db)
-            row.bind(notificationID, at: 1)
-            guard try row.step(), row.text(at: 1) == "pending" else {
-                row.reset()
+            let states = try statements(.notificationState, db)
+            states.bind(row, at: 1)
+            let column = recipient == .user ? 0 : 2
+            guard try states.step(), states.text(at: Int32(column + 1)) == "pending" else {
+                states.reset()
                 counters.lateReplies += 1
                 return
             }
-            let attempts = Int(row.int64(at: 0))
-            row.reset()
+            let attempts = Int(states.int64(at: Int32(column)))
+            states.reset()
             if attempts >= configuration.maxNotificationAttempts {
                 counters.deadLetters += 1
-                try db.run("UPDATE notification SET state = 'dead', updated_ns = ? WHERE notification_id = ?", [now, notificationID])
+                try db.run("UPDATE notification SET \(recipient.rawValue)_state = 'dead', updated_ns = ? WHERE notification_id = ?", [now, row])
                 try db.run("INSERT INTO dead_letter (source, reference, reason, created_ns) VALUES ('notification', ?, ?, ?)", [String(notificationID), "undeliverable after \(attempts) attempts", now])
             } else {
                 let delay = backoff(attemptID: notificationID, try: attempts, base: configuration.notificationBackoffNanoseconds,
@@ -248,14 +261,22 @@ extension PaymentEngine {
     }
 
     func resendNotification(_ notificationID: Int64, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
-        guard let row = try db.row("SELECT recipient, body, signature, attempts, state FROM notification WHERE notification_id = ?", [notificationID]), row["state"] == "pending" else {
+        let (row, recipient) = NotificationRecipient.of(notificationID)
+        guard let stored = try db.row("""
+            SELECT n.\(recipient.rawValue)_attempts AS attempts, n.\(recipient.rawValue)_state AS state, n.event_id, o.payload
+            FROM notification n LEFT JOIN outbox o ON o.event_id = n.event_id WHERE n.notification_id = ?
+            """, [row]), stored["state"] == "pending" else {
             counters.staleTimers += 1
             return
         }
-        let attempt: Int = row["attempts"] + 1
-        try db.run("UPDATE notification SET attempts = ?, updated_ns = ? WHERE notification_id = ?", [attempt, now, notificationID])
-        effects.append(.sendNotification(NotificationMessage(notificationID: notificationID, recipient: row["recipient"],
-                                                             body: row["body"], signature: row["signature"], attempt: attempt)))
+        guard let payload: String = stored["payload"] else {
+            throw EngineError.storage("notification \(notificationID): its event \(stored["event_id"] as String) is not in the outbox")
+        }
+        let event = try TransactionEvent.decode(payload)
+        let attempt: Int = stored["attempts"] + 1
+        try db.run("UPDATE notification SET \(recipient.rawValue)_attempts = ?, updated_ns = ? WHERE notification_id = ?", [attempt, now, row])
+        effects.append(.sendNotification(notificationMessage(event, body: Self.notificationBody(event), to: recipient,
+                                                             notificationID: notificationID, attempt: attempt)))
     }
 
     /// Sends up to `limit` dead-lettered notifications again (oldest first).
@@ -269,8 +290,12 @@ extension PaymentEngine {
                 """, [max(0, limit)])
             for letter in letters {
                 let notificationID = Int64(letter["reference"] as String)!
+                let (row, recipient) = NotificationRecipient.of(notificationID)
                 try db.run("UPDATE dead_letter SET replayed_ns = ? WHERE dead_letter_id = ?", [now, letter["dead_letter_id"] as Int64])
-                try db.run("UPDATE notification SET state = 'pending', attempts = 0, updated_ns = ? WHERE notification_id = ?", [now, notificationID])
+                try db.run("""
+                    UPDATE notification SET \(recipient.rawValue)_state = 'pending', \(recipient.rawValue)_attempts = 0, updated_ns = ?
+                    WHERE notification_id = ?
+                    """, [now, row])
                 try resendNotification(notificationID, now: now, in: db, effects: &effects)
             }
             return letters.count
@@ -303,5 +328,21 @@ struct MerchantSigners {
         let signer = HMAC<SHA256>(key: key)
         signers[merchantID] = signer
         return signer
+    }
+}
+
+/// Who hears of an event. An event's two notifications share its
+/// `notification` row; the host knows each by its own number, the user's
+/// `2 × row − 1` and the merchant's `2 × row` (the numbers the two rows per
+/// event of the earlier schema had).
+public enum NotificationRecipient: String, CaseIterable, Sendable {
+    /// Also the prefix of the row's columns for this recipient: `user_state`, `merchant_attempts`.
+    case user, merchant
+
+    public func notificationID(row: Int64) -> Int64 { self == .user ? 2 * row - 1 : 2 * row }
+
+    /// The row and the recipient a notification number names.
+    public static func of(_ notificationID: Int64) -> (row: Int64, recipient: NotificationRecipient) {
+        ((notificationID + 1) / 2, notificationID % 2 == 0 ? .merchant : .user)
     }
 }

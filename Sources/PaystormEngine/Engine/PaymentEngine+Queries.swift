@@ -84,8 +84,14 @@ extension PaymentEngine {
                     effects.append(.armTimer(.statusQuery(attemptID: id), afterNanoseconds: configuration.statusQueryDelayNanoseconds))
                 }
             }
-            for id in try Int64.fetchAll(db, sql: "SELECT notification_id FROM notification WHERE state = 'pending' ORDER BY notification_id") {
-                effects.append(.armTimer(.notificationRetry(notificationID: id), afterNanoseconds: configuration.notificationBackoffNanoseconds))
+            for row in try db.rows("""
+                SELECT notification_id, user_state = 'pending' AS user, merchant_state = 'pending' AS merchant FROM notification
+                WHERE user_state = 'pending' OR merchant_state = 'pending' ORDER BY notification_id
+                """) {
+                for recipient in NotificationRecipient.allCases where row[recipient.rawValue] as Bool {
+                    effects.append(.armTimer(.notificationRetry(notificationID: recipient.notificationID(row: row["notification_id"])),
+                                             afterNanoseconds: configuration.notificationBackoffNanoseconds))
+                }
             }
         }
     }

@@ -258,17 +258,24 @@ public enum PaymentsWorld {
             }
             let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0
             if dead > 0 { add(.deadLettersDrained, "notifications", "\(dead) dead letter(s) left after the replay") }
-            let pending = try Row.fetchCursor(db, sql: "SELECT notification_id, recipient, attempts FROM notification WHERE state = 'pending' ORDER BY notification_id")
+            // An event's two notifications share a row (``NotificationRecipient``).
+            let pending = try Row.fetchCursor(db, sql: """
+                SELECT n.notification_id, n.event_id, n.user_state, n.user_attempts, n.merchant_state, n.merchant_attempts
+                FROM notification n WHERE n.user_state = 'pending' OR n.merchant_state = 'pending' ORDER BY n.notification_id
+                """)
             while let row = try pending.next() {
-                add(.notificationDelivered, "notification \(row["notification_id"] as Int64)",
-                    "to \(row["recipient"] as String) still pending after \(row["attempts"] as Int) attempt(s)", keepAtMost: 100)
+                for recipient in NotificationRecipient.allCases where row["\(recipient.rawValue)_state"] == "pending" {
+                    add(.notificationDelivered, "notification \(recipient.notificationID(row: row["notification_id"]))",
+                        "to the \(recipient.rawValue) of event \(row["event_id"] as String) still pending after \(row["\(recipient.rawValue)_attempts"] as Int) attempt(s)",
+                        keepAtMost: 100)
+                }
             }
             // Every state change told to its user and its merchant: a
             // notification never made leaves no pending row to find.
             let unsent = try Row.fetchCursor(db, sql: """
-                SELECT o.event_id, COUNT(n.notification_id) AS delivered FROM outbox o
-                LEFT JOIN notification n ON n.event_id = o.event_id AND n.state = 'delivered'
-                GROUP BY o.sequence HAVING COUNT(n.notification_id) < 2 ORDER BY o.sequence
+                SELECT o.event_id, COALESCE((n.user_state = 'delivered') + (n.merchant_state = 'delivered'), 0) AS delivered
+                FROM outbox o LEFT JOIN notification n ON n.event_id = o.event_id
+                WHERE delivered < 2 ORDER BY o.sequence
                 """)
             while let row = try unsent.next() {
                 let event: String = row["event_id"]
