@@ -74,15 +74,32 @@ struct EngineSchemaTests {
 
     /// A store at the schema before one notification row per event, with
     /// two events' notifications in the old pairs of rows.
-    func versionSixDatabase(pairs: String) throws -> (DatabaseQueue, DatabaseMigrator) {
+    /// The events are in the outbox, except those in `lostEvents`.
+    func versionSixDatabase(pairs: String, lostEvents: Set<String> = []) throws -> (DatabaseQueue, DatabaseMigrator) {
         var migrator = Store.migrator
         EngineSchema.register(in: &migrator)
         let queue = try DatabaseQueue()
         try migrator.migrate(queue, upTo: "v6-engine-reconciled-period")
         try queue.write { db in
             try db.execute(sql: "INSERT INTO notification (notification_id, event_id, recipient, body, signature, attempts, state, created_ns, updated_ns) VALUES \(pairs)")
+            for event in try String.fetchAll(db, sql: "SELECT DISTINCT event_id FROM notification ORDER BY event_id") where !lostEvents.contains(event) {
+                try db.execute(sql: "INSERT INTO outbox (event_id, topic, partition_key, payload, created_ns) VALUES (?, 'transactions', 'm-1', '{}', 0)",
+                               arguments: [event])
+            }
         }
         return (queue, migrator)
+    }
+
+    func expectRefused(_ queue: DatabaseQueue, _ migrator: DatabaseMigrator, saying message: String) throws {
+        let before = try queue.read { try Row.fetchAll($0, sql: "SELECT * FROM notification ORDER BY notification_id") }
+        #expect {
+            try migrator.migrate(queue)
+        } throws: { error in
+            "\(error)".contains(message) && "\(error)".contains("cannot move to one notification row per event")
+        }
+        let columns = try queue.read { try $0.columns(in: "notification").map(\.name) }
+        #expect(columns.contains("recipient") && columns.contains("body"))
+        #expect(try queue.read { try Row.fetchAll($0, sql: "SELECT * FROM notification ORDER BY notification_id") } == before)
     }
 
     @Test func notificationsBecomeOneRowPerEventAndKeepTheirNumbers() throws {
@@ -108,13 +125,30 @@ struct EngineSchemaTests {
             (2, 'payment.completed:pay-1', 'user:u-1', '{}', NULL, 1, 'delivered', 10, 11),
             (3, 'payment.completed:pay-1', 'merchant:m-1', '{}', 'ab', 1, 'delivered', 10, 11)
             """)
-        #expect {
-            try migrator.migrate(queue)
-        } throws: { error in
-            "\(error)".contains("2 notification row(s) are not one of an event's pair")
-        }
-        let columns = try queue.read { try $0.columns(in: "notification").map(\.name) }
-        #expect(columns.contains("recipient") && columns.contains("body"))
-        #expect(try queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM notification") } == 2)
+        try expectRefused(queue, migrator, saying: "2 notification row(s) are not one of an event's pair")
+    }
+
+    @Test func aStoreWithTwoPairsForOneEventIsRefusedUnchanged() throws {
+        let (queue, migrator) = try versionSixDatabase(pairs: """
+            (1, 'payment.completed:pay-1', 'user:u-1', '{}', NULL, 1, 'delivered', 10, 11),
+            (2, 'payment.completed:pay-1', 'merchant:m-1', '{}', 'ab', 1, 'delivered', 10, 11),
+            (3, 'payment.completed:pay-1', 'user:u-2', '{}', NULL, 1, 'delivered', 10, 11),
+            (4, 'payment.completed:pay-1', 'merchant:m-2', '{}', 'ab', 1, 'delivered', 10, 11)
+            """)
+        try expectRefused(queue, migrator, saying: "2 notification row(s) belong to a second pair for the same event")
+    }
+
+    @Test func aStoreWhoseUndeliveredNotificationLostItsEventIsRefusedUnchanged() throws {
+        let pairs = """
+            (1, 'payment.completed:pay-1', 'user:u-1', '{}', NULL, 1, 'delivered', 10, 11),
+            (2, 'payment.completed:pay-1', 'merchant:m-1', '{}', 'ab', 3, 'dead', 10, 40)
+            """
+        let (queue, migrator) = try versionSixDatabase(pairs: pairs, lostEvents: ["payment.completed:pay-1"])
+        try expectRefused(queue, migrator, saying: "1 undelivered notification(s) have no event in the outbox")
+        // Delivered notifications need their event no more.
+        let (delivered, deliveredMigrator) = try versionSixDatabase(pairs: pairs.replacingOccurrences(of: "'dead'", with: "'delivered'"),
+                                                                    lostEvents: ["payment.completed:pay-1"])
+        try deliveredMigrator.migrate(delivered)
+        #expect(try delivered.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM notification") } == 1)
     }
 }

@@ -238,6 +238,37 @@ struct NotificationAndReconciliationTests {
         #expect(states?["user_state"] == "pending" && states?["merchant_state"] == "delivered")
     }
 
+    @Test func aReplayWhoseEventLeftTheOutboxFailsWithNothingWritten() throws {
+        let h = try EngineHarness()
+        try h.completedPayment(key: "k")
+        let merchant = try #require(h.notifications.first { $0.recipient == "merchant:m-1" })
+        for _ in 0..<3 {
+            try h.engine.notificationDelivered(merchant.notificationID, success: false, now: h.now)
+            h.collect()
+            h.advance(by: 60_000_000_000)
+            try h.fireDueTimers()
+        }
+        #expect(try h.engine.deadLetterCount() == 1)
+        // A store damaged behind the engine's back: the message cannot be rendered again.
+        try h.engine.store.queue.write { try $0.execute(sql: "DELETE FROM outbox") }
+        let sent = h.notifications.count
+        let user = try #require(h.notifications.first { $0.recipient == "user:u-1" })
+        // In a batch: a command that fails before writing leaves the batch's other commands to commit.
+        _ = try h.engine.inBatch {
+            #expect {
+                try h.engine.replayDeadLetters(limit: 10, now: h.now)
+            } throws: { error in
+                "\(error)".contains("notification \(merchant.notificationID): its event payment.completed:pay-1 is not in the outbox")
+            }
+            try h.engine.notificationDelivered(user.notificationID, success: true, now: h.now)
+        }
+        h.collect()
+        #expect(h.notifications.count == sent)
+        #expect(try h.engine.deadLetterCount() == 1)
+        let states = try h.read { try Row.fetchOne($0, sql: "SELECT user_state, merchant_state FROM notification") }
+        #expect(states?["user_state"] == "delivered" && states?["merchant_state"] == "dead")
+    }
+
     @Test func consumersAreIdempotentByEventID() throws {
         let h = try EngineHarness()
         try h.completedPayment(key: "k")

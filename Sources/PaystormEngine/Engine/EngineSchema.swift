@@ -171,8 +171,14 @@ enum EngineSchema {
     /// The host still knows each notification by its number (timers, dead
     /// letters): the user's was always the odd row `2k − 1` inserted just
     /// before the merchant's `2k`, and the event's row becomes `k`. A store
-    /// whose rows do not pair up that way is refused, and nothing changes.
+    /// whose rows do not pair up that way, one pair per event, is refused,
+    /// and so is one where a notification still to be delivered has lost its
+    /// event from the outbox (it could never be sent again); nothing changes.
     static func notificationPerEvent(_ db: Database) throws {
+        func refuse(_ problem: String) -> DatabaseError {
+            DatabaseError(resultCode: .SQLITE_CONSTRAINT,
+                          message: "\(problem): this store cannot move to one notification row per event")
+        }
         let unpaired = try Int.fetchOne(db, sql: """
             SELECT COUNT(*) FROM notification n
             WHERE NOT EXISTS (
@@ -182,10 +188,18 @@ enum EngineSchema {
                   AND n.notification_id IN (u.notification_id, m.notification_id))
             """) ?? 0
         guard unpaired == 0 else {
-            throw DatabaseError(resultCode: .SQLITE_CONSTRAINT, message: """
-                \(unpaired) notification row(s) are not one of an event's pair (the user's at an odd id, \
-                the merchant's just after it): this store cannot move to one notification row per event
-                """)
+            throw refuse("\(unpaired) notification row(s) are not one of an event's pair (the user's at an odd id, the merchant's just after it)")
+        }
+        let repeated = try Int.fetchOne(db, sql: "SELECT COUNT(*) - 2 * COUNT(DISTINCT event_id) FROM notification") ?? 0
+        guard repeated == 0 else {
+            throw refuse("\(repeated) notification row(s) belong to a second pair for the same event")
+        }
+        let lost = try Int.fetchOne(db, sql: """
+            SELECT COUNT(*) FROM notification n
+            WHERE n.state != 'delivered' AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = n.event_id)
+            """) ?? 0
+        guard lost == 0 else {
+            throw refuse("\(lost) undelivered notification(s) have no event in the outbox to be rendered from")
         }
         try db.execute(sql: """
             CREATE TABLE notification_per_event (

@@ -261,25 +261,50 @@ extension PaymentEngine {
     }
 
     func resendNotification(_ notificationID: Int64, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
+        guard let stored = try storedNotification(notificationID, in: db), stored.state == "pending" else {
+            counters.staleTimers += 1
+            return
+        }
+        try send(stored, attempt: stored.attempts + 1, state: nil, now: now, in: db, effects: &effects)
+    }
+
+    /// A notification's delivery state, and its event from the outbox, from
+    /// which the message is rendered again: the same body, and the merchant's
+    /// signature under the merchant's webhook secret as it is now. `nil` if
+    /// there is no such notification.
+    /// - Throws: if the event is not in the outbox, or does not decode.
+    func storedNotification(_ notificationID: Int64, in db: Database) throws
+        -> (notificationID: Int64, attempts: Int, state: String, event: TransactionEvent)? {
         let (row, recipient) = NotificationRecipient.of(notificationID)
         guard let stored = try db.row("""
             SELECT n.\(recipient.rawValue)_attempts AS attempts, n.\(recipient.rawValue)_state AS state, n.event_id, o.payload
             FROM notification n LEFT JOIN outbox o ON o.event_id = n.event_id WHERE n.notification_id = ?
-            """, [row]), stored["state"] == "pending" else {
-            counters.staleTimers += 1
-            return
-        }
+            """, [row]) else { return nil }
         guard let payload: String = stored["payload"] else {
             throw EngineError.storage("notification \(notificationID): its event \(stored["event_id"] as String) is not in the outbox")
         }
-        let event = try TransactionEvent.decode(payload)
-        let attempt: Int = stored["attempts"] + 1
-        try db.run("UPDATE notification SET \(recipient.rawValue)_attempts = ?, updated_ns = ? WHERE notification_id = ?", [attempt, now, row])
-        effects.append(.sendNotification(notificationMessage(event, body: Self.notificationBody(event), to: recipient,
-                                                             notificationID: notificationID, attempt: attempt)))
+        return (notificationID, stored["attempts"], stored["state"], try TransactionEvent.decode(payload))
     }
 
-    /// Sends up to `limit` dead-lettered notifications again (oldest first).
+    /// Records attempt `attempt` (and `state`, if given) and sends the message.
+    private func send(_ stored: (notificationID: Int64, attempts: Int, state: String, event: TransactionEvent), attempt: Int,
+                      state: String?, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
+        let (row, recipient) = NotificationRecipient.of(stored.notificationID)
+        let column = recipient.rawValue
+        try db.run("""
+            UPDATE notification SET \(column)_attempts = ?, \(column)_state = COALESCE(?, \(column)_state), updated_ns = ?
+            WHERE notification_id = ?
+            """, [attempt, state, now, row])
+        effects.append(.sendNotification(notificationMessage(stored.event, body: Self.notificationBody(stored.event), to: recipient,
+                                                             notificationID: stored.notificationID, attempt: attempt)))
+    }
+
+    /// Sends up to `limit` dead-lettered notifications again (oldest first),
+    /// each from its first attempt.
+    ///
+    /// Every letter's notification and event are read before anything is
+    /// written: a letter whose event is missing from the outbox fails the
+    /// replay with nothing changed.
     /// - Returns: how many were replayed.
     @discardableResult
     public func replayDeadLetters(limit: Int, now: Int64) throws(EngineError) -> Int {
@@ -288,15 +313,19 @@ extension PaymentEngine {
                 SELECT dead_letter_id, reference FROM dead_letter WHERE source = 'notification' AND replayed_ns IS NULL
                 ORDER BY dead_letter_id LIMIT ?
                 """, [max(0, limit)])
-            for letter in letters {
-                let notificationID = Int64(letter["reference"] as String)!
-                let (row, recipient) = NotificationRecipient.of(notificationID)
+            let notifications = try letters.map { letter in
+                guard let notificationID = Int64(letter["reference"] as String) else {
+                    throw EngineError.storage("dead letter \(letter["dead_letter_id"] as Int64) names no notification: \"\(letter["reference"] as String)\"")
+                }
+                return try storedNotification(notificationID, in: db)
+            }
+            for (letter, stored) in zip(letters, notifications) {
                 try db.run("UPDATE dead_letter SET replayed_ns = ? WHERE dead_letter_id = ?", [now, letter["dead_letter_id"] as Int64])
-                try db.run("""
-                    UPDATE notification SET \(recipient.rawValue)_state = 'pending', \(recipient.rawValue)_attempts = 0, updated_ns = ?
-                    WHERE notification_id = ?
-                    """, [now, row])
-                try resendNotification(notificationID, now: now, in: db, effects: &effects)
+                if let stored {
+                    try send(stored, attempt: 1, state: "pending", now: now, in: db, effects: &effects)
+                } else {
+                    counters.staleTimers += 1
+                }
             }
             return letters.count
         }
