@@ -211,8 +211,8 @@ struct WebhookTests {
 
 @Suite("Payment engine: notifications and reconciliation")
 struct NotificationAndReconciliationTests {
-    @Test func failedNotificationsRetryThenDeadLetterThenReplay() throws {
-        let h = try EngineHarness()
+    /// A completed payment whose merchant notification failed its three attempts.
+    func deadLetteredMerchantNotification(_ h: EngineHarness) throws -> NotificationMessage {
         try h.completedPayment(key: "k")
         let merchant = try #require(h.notifications.first { $0.recipient == "merchant:m-1" })
         for _ in 0..<3 {
@@ -222,6 +222,12 @@ struct NotificationAndReconciliationTests {
             try h.fireDueTimers()
         }
         #expect(try h.engine.deadLetterCount() == 1)
+        return merchant
+    }
+
+    @Test func failedNotificationsRetryThenDeadLetterThenReplay() throws {
+        let h = try EngineHarness()
+        let merchant = try deadLetteredMerchantNotification(h)
         #expect(h.notifications.filter { $0.notificationID == merchant.notificationID }.map(\.attempt) == [1, 2, 3])
         #expect(try h.engine.replayDeadLetters(limit: 10, now: h.now) == 1)
         h.collect()
@@ -240,15 +246,7 @@ struct NotificationAndReconciliationTests {
 
     @Test func aReplayWhoseEventLeftTheOutboxFailsWithNothingWritten() throws {
         let h = try EngineHarness()
-        try h.completedPayment(key: "k")
-        let merchant = try #require(h.notifications.first { $0.recipient == "merchant:m-1" })
-        for _ in 0..<3 {
-            try h.engine.notificationDelivered(merchant.notificationID, success: false, now: h.now)
-            h.collect()
-            h.advance(by: 60_000_000_000)
-            try h.fireDueTimers()
-        }
-        #expect(try h.engine.deadLetterCount() == 1)
+        let merchant = try deadLetteredMerchantNotification(h)
         // A store damaged behind the engine's back: the message cannot be rendered again.
         try h.engine.store.queue.write { try $0.execute(sql: "DELETE FROM outbox") }
         let sent = h.notifications.count
