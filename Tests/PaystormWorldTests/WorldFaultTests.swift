@@ -325,6 +325,7 @@ struct CheckerTests {
         let violation = try #require(report.safetyViolations.first { $0.invariant == "one-charge" })
         #expect(violation.subject.hasPrefix("pay-"))
         #expect(violation.trail.contains { $0.hasPrefix("attempt ") })
+        #expect(violation.trail.contains { $0.hasPrefix("event payment.completed:\(violation.subject) ") }, "\(violation.trail)")
         // The PSPs' truth disagrees with the engine afterwards, too.
         #expect(report.safetyViolations.contains { $0.invariant == "charged-but-not-completed" || $0.invariant == "one-charge" })
     }

@@ -3,7 +3,7 @@ import Foundation
 /// A state change published through the outbox. Consumers are idempotent
 /// by ``eventID``. Carries no card data.
 public struct TransactionEvent: Sendable, Equatable, Codable {
-    public enum Kind: String, Sendable, Codable {
+    public enum Kind: String, Sendable, Codable, CaseIterable {
         case paymentCompleted = "payment.completed"
         case paymentFailed = "payment.failed"
         case refundSucceeded = "refund.succeeded"

@@ -342,10 +342,18 @@ final class InvariantChecker {
             if let row = try Row.fetchOne(db, sql: "SELECT status, amount_minor, currency, psp_id, failure_reason, created_ns, updated_ns FROM payment WHERE payment_id = ?", arguments: [subject]) {
                 lines.append("payment \(subject): \(row["status"] as String) \(row["amount_minor"] as Int64) \(row["currency"] as String) via \(row["psp_id"] as String? ?? "-") (\(row["failure_reason"] as String? ?? "no failure"))")
             }
-            for row in try Row.fetchAll(db, sql: "SELECT attempt_id, psp_id, state, tries, status_queries, last_error, updated_ns FROM psp_attempt WHERE subject_id = ? ORDER BY attempt_id", arguments: [subject]) {
+            // Both lookups name the whole key of an index: a trail is a few
+            // index probes, not a scan of every attempt and every event.
+            for row in try Row.fetchAll(db, sql: """
+                SELECT attempt_id, psp_id, state, tries, status_queries, last_error, updated_ns FROM psp_attempt
+                WHERE subject IN ('payment', 'refund') AND subject_id = ? ORDER BY attempt_id
+                """, arguments: [subject]) {
                 lines.append("attempt \(row["attempt_id"] as Int64) at \(row["psp_id"] as String): \(row["state"] as String), \(row["tries"] as Int) tries, \(row["status_queries"] as Int) status queries, last error \(row["last_error"] as String? ?? "none")")
             }
-            for row in try Row.fetchAll(db, sql: "SELECT event_id, created_ns FROM outbox WHERE event_id LIKE ? ORDER BY sequence", arguments: ["%:\(subject)"]) {
+            let events = TransactionEvent.Kind.allCases.map { "\($0.rawValue):\(subject)" }
+            for row in try Row.fetchAll(db, sql: """
+                SELECT event_id, created_ns FROM outbox WHERE event_id IN (\(databaseQuestionMarks(count: events.count))) ORDER BY sequence
+                """, arguments: StatementArguments(events)) {
                 lines.append("event \(row["event_id"] as String) at engine time \(row["created_ns"] as Int64)")
             }
             for row in try Row.fetchAll(db, sql: "SELECT action, reason FROM audit_log WHERE subject_id = ? ORDER BY audit_id", arguments: [subject]) {
