@@ -273,8 +273,7 @@ extension PaymentEngine {
     /// signature under the merchant's webhook secret as it is now. `nil` if
     /// there is no such notification.
     /// - Throws: if the event is not in the outbox, or does not decode.
-    func storedNotification(_ notificationID: Int64, in db: Database) throws
-        -> (notificationID: Int64, attempts: Int, state: String, event: TransactionEvent)? {
+    func storedNotification(_ notificationID: Int64, in db: Database) throws -> StoredNotification? {
         let (row, recipient) = NotificationRecipient.of(notificationID)
         guard let stored = try db.row("""
             SELECT n.\(recipient.rawValue)_attempts AS attempts, n.\(recipient.rawValue)_state AS state, n.event_id, o.payload
@@ -283,12 +282,12 @@ extension PaymentEngine {
         guard let payload: String = stored["payload"] else {
             throw EngineError.storage("notification \(notificationID): its event \(stored["event_id"] as String) is not in the outbox")
         }
-        return (notificationID, stored["attempts"], stored["state"], try TransactionEvent.decode(payload))
+        return StoredNotification(notificationID: notificationID, attempts: stored["attempts"], state: stored["state"],
+                                  event: try TransactionEvent.decode(payload))
     }
 
     /// Records attempt `attempt` (and `state`, if given) and sends the message.
-    private func send(_ stored: (notificationID: Int64, attempts: Int, state: String, event: TransactionEvent), attempt: Int,
-                      state: String?, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
+    private func send(_ stored: StoredNotification, attempt: Int, state: String?, now: Int64, in db: Database, effects: inout [EngineEffect]) throws {
         let (row, recipient) = NotificationRecipient.of(stored.notificationID)
         let column = recipient.rawValue
         try db.run("""
@@ -358,6 +357,14 @@ struct MerchantSigners {
         signers[merchantID] = signer
         return signer
     }
+}
+
+/// One recipient's notification of an event, as stored, with the event it is rendered from.
+struct StoredNotification {
+    var notificationID: Int64
+    var attempts: Int
+    var state: String
+    var event: TransactionEvent
 }
 
 /// Who hears of an event. An event's two notifications share its
