@@ -2,9 +2,9 @@ import AsyncHTTPClient
 import DequeModule
 import Foundation
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import PaystormStatistics
-import Synchronization
 
 /// `paystorm load`: open-loop load against a running server. Arrivals follow
 /// a schedule fixed in advance (constant rate or Poisson, from the seed), and
@@ -84,11 +84,7 @@ public enum LoadGenerator {
         return digits.map(String.init).joined()
     }
 
-    final class Box: Sendable {
-        let state = Mutex(Shared())
-        func withLock<T>(_ body: (inout Shared) -> T) -> T { state.withLock { body(&$0) } }
-    }
-
+    /// What a run has gathered so far.
     struct Shared {
         var samples: [Sample] = []
         var acknowledged: [String] = []
@@ -100,62 +96,94 @@ public enum LoadGenerator {
         var lastAccepted: Int64 = 0
     }
 
-    /// At most `limit` requests out at once, the rest waiting here in the
-    /// order they were due. The HTTP client would queue them itself, but its
-    /// pool went past its connection limit (the test shows six connections
-    /// at once against a limit of two) and removes each timed-out waiter
-    /// from its queue by a linear search: under overload the generator spent
-    /// its CPU on that and measured its own collapse. A waiter whose
-    /// deadline passes hears so at the next release, not at the deadline.
-    final class ConnectionGate: Sendable {
-        struct Waiter {
-            var deadline: Int64
-            var continuation: CheckedContinuation<Bool, Never>
-        }
-
-        struct State {
-            var free: Int
-            var waiting = Deque<Waiter>()
-        }
-
-        let state: Mutex<State>
+    /// At most `limit` requests out at once, the rest waiting in the order
+    /// they were due. The general HTTP client would queue them itself, but
+    /// its pool went past its connection limit (the test shows six
+    /// connections at once against a limit of two) and removes each
+    /// timed-out waiter from its queue by a linear search: under overload the
+    /// generator spent its CPU on that and measured its own collapse. A
+    /// waiter whose deadline passes hears so at the next release, not at the
+    /// deadline.
+    struct ConnectionGate {
+        private(set) var free: Int
+        private(set) var waiting = Deque<(request: Int, deadline: Int64)>()
 
         init(limit: Int) {
             precondition(limit >= 1, "a gate with no connection would never open")
-            state = Mutex(State(free: limit))
+            free = limit
         }
 
-        /// `true`: a connection is the caller's until ``release()``; `false`:
-        /// none came free before `deadline` (monotonic nanoseconds).
-        func acquire(deadline: Int64) async -> Bool {
-            await withCheckedContinuation { continuation in
-                let granted = state.withLock { state in
-                    if state.free > 0 {
-                        state.free -= 1
-                        return true
+        /// `true`: a connection is the request's until ``release(now:)``;
+        /// `false`: it waits, at most until `deadline` (monotonic nanoseconds).
+        mutating func acquire(_ request: Int, deadline: Int64) -> Bool {
+            if free > 0 {
+                free -= 1
+                return true
+            }
+            waiting.append((request, deadline))
+            return false
+        }
+
+        /// A connection came back: it goes to the oldest waiter still within
+        /// its deadline (`next`); the waiters before it, past theirs, are
+        /// `expired` and never sent.
+        mutating func release(now: Int64) -> (next: Int?, expired: [Int]) {
+            var expired: [Int] = []
+            while let waiter = waiting.popFirst() {
+                if waiter.deadline > now { return (waiter.request, expired) }
+                expired.append(waiter.request)
+            }
+            free += 1
+            return (nil, expired)
+        }
+    }
+
+    /// Where the generator's requests go, answered on the run's event loop.
+    /// A plain `http://` URL gets the generator's own kept-alive connections
+    /// (``KeepAliveHTTPClient``); anything else (`https://`) goes through
+    /// the general client.
+    enum Transport: Sendable {
+        case plain(KeepAliveHTTPClient, pathPrefix: String)
+        case general(HTTPClient, base: String)
+
+        init(url: String, connections: Int, configuration: HTTPClient.Configuration, loop: EventLoop) {
+            if let parsed = URL(string: url), parsed.scheme == "http", let host = parsed.host, !host.isEmpty,
+               parsed.query == nil, parsed.user == nil {
+                let prefix = parsed.path.hasSuffix("/") ? String(parsed.path.dropLast()) : parsed.path
+                self = .plain(KeepAliveHTTPClient(loop: loop, host: host, port: parsed.port ?? 80, connections: connections),
+                              pathPrefix: prefix)
+            } else {
+                self = .general(HTTPClient(eventLoopGroupProvider: .shared(loop), configuration: configuration), base: url)
+            }
+        }
+
+        /// One request; its answer's status and body (at most 1 MiB), on `loop`.
+        func send(_ method: HTTPMethod, _ path: String, headers: HTTPHeaders, body: String?, deadline: NIODeadline,
+                  on loop: EventLoop) -> EventLoopFuture<KeepAliveHTTPClient.Response> {
+            switch self {
+            case let .plain(client, prefix):
+                return client.execute(method: method, path: prefix + path, headers: headers, body: body.map { ByteBuffer(string: $0) },
+                                      deadline: deadline)
+            case let .general(client, base):
+                let request: HTTPClient.Request
+                do {
+                    request = try HTTPClient.Request(url: base + path, method: method, headers: headers, body: body.map { .string($0) })
+                } catch {
+                    return loop.makeFailedFuture(error)
+                }
+                let accumulator = ResponseAccumulator(request: request, maxBodySize: KeepAliveHTTPClient.maximumBody)
+                return client.execute(request: request, delegate: accumulator, eventLoop: .delegateAndChannel(on: loop), deadline: deadline)
+                    .futureResult.map { response in
+                        KeepAliveHTTPClient.Response(status: Int(response.status.code), body: response.body ?? ByteBuffer(), keepAlive: true)
                     }
-                    state.waiting.append(Waiter(deadline: deadline, continuation: continuation))
-                    return false
-                }
-                if granted { continuation.resume(returning: true) }
             }
         }
 
-        /// Hands the connection to the oldest waiter still within its
-        /// deadline; waiters past theirs are told so on the way.
-        func release() {
-            let now = WallClock.monotonic()
-            var expired: [CheckedContinuation<Bool, Never>] = []
-            let next: CheckedContinuation<Bool, Never>? = state.withLock { state in
-                while let waiter = state.waiting.popFirst() {
-                    if waiter.deadline > now { return waiter.continuation }
-                    expired.append(waiter.continuation)
-                }
-                state.free += 1
-                return nil
+        func shutdown() async throws {
+            switch self {
+            case let .plain(client, _): try await client.shutdown().get()
+            case let .general(client, _): try await client.shutdown()
             }
-            for continuation in expired { continuation.resume(returning: false) }
-            next?.resume(returning: true)
         }
     }
 
@@ -176,7 +204,6 @@ public enum LoadGenerator {
         }
         return String(buffer: body)
     }
-
     public static func run(_ options: Options, progress: (@Sendable (Int, Int) -> Void)? = nil) async throws -> Result {
         let random = RandomStream(seed: options.seed)
         // The whole schedule, fixed before the first request.
@@ -196,117 +223,181 @@ public enum LoadGenerator {
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: options.connections)
         configuration.timeout = .init(connect: .seconds(2), read: .seconds(Int64(options.timeoutSeconds.rounded(.up))))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let client = HTTPClient(eventLoopGroupProvider: .shared(group), configuration: configuration)
-        let gate = ConnectionGate(limit: options.connections)
-        let shared = Box()
-        let total = offsets.count
-        let start = WallClock.monotonic()
-
-        await withDiscardingTaskGroup { tasks in
-            var next = 0
-            var reported = 0
-            while next < total {
-                let now = WallClock.monotonic() - start
-                if offsets[next] > now {
-                    try? await Task.sleep(for: .nanoseconds(min(offsets[next] - now, 5_000_000)))
-                    continue
-                }
-                let lag = now - offsets[next]
-                shared.withLock { $0.maximumLag = max($0.maximumLag, lag) }
-                while next < total && offsets[next] <= now {
-                    let index = next, kind = kinds[index], amount = amounts[index], offset = offsets[index]
-                    tasks.addTask {
-                        await send(index, kind: kind, amountMinor: amount, start: start, offset: offset,
-                                   options: options, client: client, gate: gate, shared: shared)
-                    }
-                    next += 1
-                }
-                if let progress, next - reported >= max(1, total / 100) {
-                    reported = next
-                    progress(next, total)
-                }
-            }
-        }
-        let elapsed = Double(WallClock.monotonic() - start) / 1e9
-        try await client.shutdown()
+        let loop = group.next()
+        let transport = Transport(url: options.url, connections: options.connections, configuration: configuration, loop: loop)
+        let schedule = Schedule(loop: loop, transport: transport, options: options, offsets: offsets, kinds: kinds,
+                                amounts: amounts, progress: progress)
+        let result = await schedule.run()
+        try await transport.shutdown()
         try await group.shutdownGracefully()
-        let final = shared.withLock { $0 }
-        return Result(options: options, samples: final.samples.sorted { $0.intendedNanoseconds < $1.intendedNanoseconds },
-                      acknowledged: final.acknowledged, elapsedSeconds: elapsed,
-                      maximumSendLagSeconds: Double(final.maximumLag) / 1e9, unsent: final.unsent,
-                      acceptedSeconds: Double(max(0, final.lastAccepted - start)) / 1e9)
+        return result
     }
 
-    static func send(_ index: Int, kind: Kind, amountMinor: Int, start: Int64, offset: Int64, options: Options,
-                     client: HTTPClient, gate: ConnectionGate, shared: Box) async {
-        var kind = kind
-        let merchant = "m\(index % options.merchants)"
-        var target = (id: "", merchant: merchant)
-        if kind != .payment {
-            if let pick = shared.withLock({ $0.recent.isEmpty ? nil : $0.recent[index % $0.recent.count] }) {
-                target = pick
+    /// One run of the schedule, every request sent and answered on one event
+    /// loop: the connections call back on it, so the schedule, the gate and
+    /// the samples need no lock, and a request costs no task and no switch
+    /// between threads. (With a task per request, the switches between the
+    /// task pool's threads and the event loop's were about half of the
+    /// generator's CPU.)
+    final class Schedule: @unchecked Sendable {
+        let loop: EventLoop
+        let transport: Transport
+        let options: Options
+        let offsets: [Int64]
+        let kinds: [Kind]
+        let amounts: [Int]
+        let progress: (@Sendable (Int, Int) -> Void)?
+        let timeout: Int64
+        private var start: Int64 = 0
+        /// The next request of the schedule to fall due.
+        private var next = 0
+        private var finished = 0
+        private var reported = 0
+        private var gate: ConnectionGate
+        private var shared = Shared()
+        private let done: EventLoopPromise<Void>
+        private var ended = false
+
+        init(loop: EventLoop, transport: Transport, options: Options, offsets: [Int64], kinds: [Kind], amounts: [Int],
+             progress: (@Sendable (Int, Int) -> Void)?) {
+            self.loop = loop
+            self.transport = transport
+            self.options = options
+            self.offsets = offsets
+            self.kinds = kinds
+            self.amounts = amounts
+            self.progress = progress
+            timeout = Int64(options.timeoutSeconds * 1e9)
+            gate = ConnectionGate(limit: options.connections)
+            done = loop.makePromise()
+        }
+
+        func run() async -> Result {
+            loop.execute {
+                self.start = WallClock.monotonic()
+                self.due()
+            }
+            try? await done.futureResult.get()
+            let (final, start) = try! await loop.submit { (self.shared, self.start) }.get()
+            let elapsed = Double(WallClock.monotonic() - start) / 1e9
+            return Result(options: options, samples: final.samples.sorted { $0.intendedNanoseconds < $1.intendedNanoseconds },
+                          acknowledged: final.acknowledged, elapsedSeconds: elapsed,
+                          maximumSendLagSeconds: Double(final.maximumLag) / 1e9, unsent: final.unsent,
+                          acceptedSeconds: Double(max(0, final.lastAccepted - start)) / 1e9)
+        }
+
+        /// Sends (or queues for a connection) every request now due, then
+        /// sleeps until the next one is.
+        private func due() {
+            let now = WallClock.monotonic() - start
+            if next < offsets.count && offsets[next] <= now {
+                shared.maximumLag = max(shared.maximumLag, now - offsets[next])
+            }
+            while next < offsets.count && offsets[next] <= now {
+                let index = next
+                next += 1
+                // The timeout runs from the time the request was due, waiting
+                // for a connection included. A request waits at most half of it
+                // for a connection, so one that is sent has the other half to be
+                // answered (sent with moments to spare, it would only cost the
+                // server work whose answer nobody waits for).
+                if gate.acquire(index, deadline: deadline(index) - timeout / 2) { send(index) }
+            }
+            if let progress, next - reported >= max(1, offsets.count / 100) {
+                reported = next
+                progress(next, offsets.count)
+            }
+            if next < offsets.count {
+                loop.scheduleTask(in: .nanoseconds(offsets[next] - now)) { self.due() }
             } else {
-                kind = .payment  // nothing to refund or read yet
+                finishIfDone()
             }
         }
-        var request: HTTPClientRequest
-        switch kind {
-        case .payment:
-            request = HTTPClientRequest(url: options.url + "/payments")
-            request.method = .POST
-            let amount = "\(amountMinor / 100).\(String(format: "%02d", amountMinor % 100))"
-            let body = """
-                {"user_id":"u\(index % users)","merchant_id":"\(merchant)","amount":"\(amount)","currency":"USD",\
-                "payment_method":{"type":"card","details":{"card_number":"\(card(user: index % users))","expiry_date":"12/39","cvv":"123"}},\
-                "idempotency_key":"load-\(options.seed)-\(index)"}
-                """
-            request.body = .bytes(ByteBuffer(string: body))
-        case .refund:
-            request = HTTPClientRequest(url: options.url + "/refunds")
-            request.method = .POST
-            request.body = .bytes(ByteBuffer(string: "{\"payment_id\":\"\(target.id)\",\"amount\":\"0.01\",\"idempotency_key\":\"load-refund-\(options.seed)-\(index)\"}"))
-        case .read:
-            request = HTTPClientRequest(url: options.url + "/payments/" + target.id)
+
+        /// Ends the run once every request of the schedule was due and finished.
+        private func finishIfDone() {
+            guard !ended, next == offsets.count, finished == offsets.count else { return }
+            ended = true
+            done.succeed(())
         }
-        request.headers.add(name: "Authorization", value: "Bearer \(options.keyPrefix)\(target.merchant)")
-        request.headers.add(name: "Content-Type", value: "application/json")
-        var status: Int16 = 0
-        var paymentID: String?
-        // The timeout runs from the time the request was due, waiting for a
-        // connection included. A request waits at most half of it for a
-        // connection, so one that is sent has the other half to be answered
-        // (sent with moments to spare, it would only cost the server work
-        // whose answer nobody waits for).
-        let timeout = Int64(options.timeoutSeconds * 1e9)
-        let deadline = start + offset + timeout
-        var sent = false
-        if await gate.acquire(deadline: deadline - timeout / 2) {
-            let remaining = deadline - WallClock.monotonic()
-            if remaining > 0 {
-                sent = true
-                do {
-                    let response = try await client.execute(request, timeout: .nanoseconds(remaining))
-                    let body = try await response.body.collect(upTo: 1 << 20)
-                    status = Int16(clamping: Int(response.status.code))
-                    if kind == .payment, status == 200 || status == 201 {
-                        paymentID = paymentIDField(String(buffer: body))
-                    }
-                } catch {
-                    status = 0
+
+        private func deadline(_ index: Int) -> Int64 { start + offsets[index] + timeout }
+
+        private func send(_ index: Int) {
+            let remaining = deadline(index) - WallClock.monotonic()
+            guard remaining > 0 else {
+                return record(index, kind: kinds[index], status: 0, paymentID: nil, merchant: "", sent: false)
+            }
+            var kind = kinds[index]
+            let merchant = "m\(index % options.merchants)"
+            var target = (id: "", merchant: merchant)
+            if kind != .payment {
+                if shared.recent.isEmpty {
+                    kind = .payment  // nothing to refund or read yet
+                } else {
+                    target = shared.recent[index % shared.recent.count]
                 }
             }
-            gate.release()
+            let path: String
+            var method = HTTPMethod.POST
+            var body: String?
+            switch kind {
+            case .payment:
+                path = "/payments"
+                let amountMinor = amounts[index], cents = amountMinor % 100
+                let amount = "\(amountMinor / 100).\(cents < 10 ? "0" : "")\(cents)"
+                body = """
+                    {"user_id":"u\(index % users)","merchant_id":"\(merchant)","amount":"\(amount)","currency":"USD",\
+                    "payment_method":{"type":"card","details":{"card_number":"\(card(user: index % users))","expiry_date":"12/39","cvv":"123"}},\
+                    "idempotency_key":"load-\(options.seed)-\(index)"}
+                    """
+            case .refund:
+                path = "/refunds"
+                body = "{\"payment_id\":\"\(target.id)\",\"amount\":\"0.01\",\"idempotency_key\":\"load-refund-\(options.seed)-\(index)\"}"
+            case .read:
+                path = "/payments/" + target.id
+                method = .GET
+            }
+            var headers = HTTPHeaders()
+            headers.add(name: "Authorization", value: "Bearer \(options.keyPrefix)\(target.merchant)")
+            headers.add(name: "Content-Type", value: "application/json")
+            transport.send(method, path, headers: headers, body: body, deadline: .now() + .nanoseconds(remaining), on: loop)
+                .hop(to: loop)
+                .whenComplete { result in
+                    var status: Int16 = 0
+                    var paymentID: String?
+                    if case let .success(response) = result {
+                        status = Int16(clamping: response.status)
+                        if kind == .payment, status == 200 || status == 201 {
+                            paymentID = LoadGenerator.paymentIDField(String(buffer: response.body))
+                        }
+                    }
+                    self.record(index, kind: kind, status: status, paymentID: paymentID, merchant: target.merchant, sent: true)
+                }
         }
-        let finished = WallClock.monotonic()
-        let sample = Sample(intendedNanoseconds: offset, latencyNanoseconds: finished - start - offset, status: status, kind: kind)
-        shared.withLock { shared in
-            shared.samples.append(sample)
+
+        /// Records a finished request — answered, failed, or never sent — and
+        /// hands its connection on.
+        private func record(_ index: Int, kind: Kind, status: Int16, paymentID: String?, merchant: String, sent: Bool) {
+            let now = WallClock.monotonic()
+            shared.samples.append(Sample(intendedNanoseconds: offsets[index], latencyNanoseconds: now - start - offsets[index],
+                                         status: status, kind: kind))
             if !sent { shared.unsent += 1 }
-            if status == 200 || status == 201 { shared.lastAccepted = max(shared.lastAccepted, finished) }
+            if status == 200 || status == 201 { shared.lastAccepted = max(shared.lastAccepted, now) }
             if let paymentID {
                 shared.acknowledged.append(paymentID)
                 if shared.recent.count < 10_000 { shared.recent.append((paymentID, merchant)) } else { shared.recent[index % 10_000] = (paymentID, merchant) }
             }
+            finished += 1
+            let (waiter, expired) = gate.release(now: now)
+            for request in expired {
+                finished += 1
+                shared.unsent += 1
+                shared.samples.append(Sample(intendedNanoseconds: offsets[request], latencyNanoseconds: now - start - offsets[request],
+                                             status: 0, kind: kinds[request]))
+            }
+            if let waiter { send(waiter) }
+            finishIfDone()
         }
     }
 

@@ -54,24 +54,24 @@ struct LoadGeneratorTests {
     }
 
     @Test("the gate hands a freed connection to the oldest waiter within its deadline and tells expired ones so")
-    func gateOrder() async throws {
-        let gate = LoadGenerator.ConnectionGate(limit: 1)
-        #expect(await gate.acquire(deadline: .max))
-        func waiting() -> Int { gate.state.withLock { $0.waiting.count } }
-        let expired = Task { await gate.acquire(deadline: 0) }  // its deadline has passed by the time a connection frees
-        #expect(await ServerFixture.eventually(10) { waiting() == 1 })
-        let patient = Task { await gate.acquire(deadline: .max) }
-        #expect(await ServerFixture.eventually(10) { waiting() == 2 })
-        let third = Task { await gate.acquire(deadline: .max) }
-        #expect(await ServerFixture.eventually(10) { waiting() == 3 })
-        gate.release()
-        #expect(await expired.value == false)
-        #expect(await patient.value == true)
-        #expect(waiting() == 1, "the third still waits: the patient one holds the connection")
-        gate.release()
-        #expect(await third.value == true)
-        gate.release()
-        #expect(gate.state.withLock { $0.free } == 1)
-        #expect(await gate.acquire(deadline: 0), "a free connection is taken at once, whatever the deadline")
+    func gateOrder() {
+        var gate = LoadGenerator.ConnectionGate(limit: 1)
+        let taken = gate.acquire(0, deadline: 0)
+        #expect(taken, "a free connection is taken at once, whatever the deadline")
+        let waits = [gate.acquire(1, deadline: 50),  // its deadline has passed by the time a connection frees
+                     gate.acquire(2, deadline: .max), gate.acquire(3, deadline: .max)]
+        #expect(waits == [false, false, false])
+        #expect(gate.waiting.count == 3)
+        let first = gate.release(now: 100)
+        #expect(first.next == 2 && first.expired == [1])
+        #expect(gate.waiting.count == 1, "the third still waits: the patient one holds the connection")
+        let second = gate.release(now: 200)
+        #expect(second.next == 3 && second.expired.isEmpty)
+        let third = gate.release(now: 300)
+        #expect(third.next == nil && third.expired.isEmpty)
+        #expect(gate.free == 1)
+        let again = gate.acquire(4, deadline: 0), full = gate.acquire(5, deadline: .max)
+        #expect(again)
+        #expect(!full, "one connection, and it is taken")
     }
 }

@@ -1,0 +1,153 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+import Testing
+@testable import PaystormServer
+
+@Suite("Keep-alive HTTP client: connections reused, bounded, and every failure named")
+struct KeepAliveHTTPClientTests {
+    /// A server whose answer depends on the path: `/ok` answers at once,
+    /// `/close` answers with `Connection: close`, `/big` sends 2 MiB, `/never`
+    /// never answers. It counts the connections it accepted.
+    final class TestServer: Sendable {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        final class Counter: Sendable {
+            let value = Atomic<Int>(0)
+        }
+
+        private let acceptedCounter = Counter()
+        var accepted: Int { acceptedCounter.value.load(ordering: .relaxed) }
+        let channel: Channel
+        var port: Int { channel.localAddress!.port! }
+
+        init() throws {
+            let accepted = acceptedCounter
+            channel = try ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    accepted.value.add(1, ordering: .relaxed)
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                        try channel.pipeline.syncOperations.addHandler(Answerer())
+                    }
+                }
+                .bind(host: "127.0.0.1", port: 0).wait()
+        }
+
+        func stop() throws {
+            try channel.close().wait()
+            try group.syncShutdownGracefully()
+        }
+    }
+
+    final class Answerer: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        private var uri = ""
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case let .head(head): uri = head.uri
+            case .body: break
+            case .end:
+                var headers = HTTPHeaders()
+                let body: ByteBuffer
+                switch uri {
+                case "/never": return
+                case "/big": body = ByteBuffer(repeating: UInt8(ascii: "x"), count: 2 << 20)
+                case "/close":
+                    body = ByteBuffer(string: "bye")
+                    headers.add(name: "Connection", value: "close")
+                default: body = ByteBuffer(string: #"{"path":"\#(uri)"}"#)
+                }
+                headers.add(name: "Content-Length", value: String(body.readableBytes))
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+                let close = uri == "/close"
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+                    if close { context.close(promise: nil) }
+                }
+            }
+        }
+    }
+
+    static func get(_ client: KeepAliveHTTPClient, _ path: String, timeout: TimeAmount = .seconds(10)) async -> Result<KeepAliveHTTPClient.Response, Error> {
+        do {
+            return .success(try await client.execute(method: .GET, path: path, headers: HTTPHeaders(), body: nil,
+                                                     deadline: .now() + timeout).get())
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    @Test("sequential requests share one connection; an answer with Connection: close costs the next request a new one")
+    func reuse() async throws {
+        let server = try TestServer()
+        defer { try? server.stop() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = KeepAliveHTTPClient(loop: group.next(), host: "127.0.0.1", port: server.port, connections: 4)
+        for index in 0..<20 {
+            let response = try await Self.get(client, "/ok/\(index)").get()
+            #expect(response.status == 200)
+            #expect(String(buffer: response.body) == #"{"path":"/ok/\#(index)"}"#)
+        }
+        #expect(server.accepted == 1, "twenty requests one after another on one kept-alive connection")
+        #expect(try await Self.get(client, "/close").get().keepAlive == false)
+        #expect(try await Self.get(client, "/ok").get().status == 200)
+        #expect(server.accepted == 2, "the closed connection was replaced once")
+        try await client.shutdown().get()
+        try await group.shutdownGracefully()
+    }
+
+    @Test("at most `connections` are open; the requests beyond wait in order and are all answered")
+    func bounded() async throws {
+        let server = try TestServer()
+        defer { try? server.stop() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = KeepAliveHTTPClient(loop: group.next(), host: "127.0.0.1", port: server.port, connections: 3)
+        let answers = try await withThrowingTaskGroup(of: Int.self) { tasks in
+            for index in 0..<60 { tasks.addTask { try await Self.get(client, "/ok/\(index)").get().status } }
+            return try await tasks.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(answers.count == 60 && answers.allSatisfy { $0 == 200 })
+        #expect(server.accepted <= 3, "\(server.accepted) connections for a limit of 3")
+        try await client.shutdown().get()
+        try await group.shutdownGracefully()
+    }
+
+    @Test("no answer by the deadline is timedOut, and that connection is not used again")
+    func timeout() async throws {
+        let server = try TestServer()
+        defer { try? server.stop() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = KeepAliveHTTPClient(loop: group.next(), host: "127.0.0.1", port: server.port, connections: 1)
+        let silent = await Self.get(client, "/never", timeout: .milliseconds(200))
+        #expect(throws: KeepAliveHTTPClient.Failure.timedOut) { try silent.get() }
+        // Its late answer must never be taken for the next request's.
+        #expect(try await Self.get(client, "/ok").get().status == 200)
+        #expect(server.accepted == 2)
+        try await client.shutdown().get()
+        try await group.shutdownGracefully()
+    }
+
+    @Test("a refused connection is cannotConnect, an oversized answer answerTooLarge")
+    func failures() async throws {
+        let server = try TestServer()
+        let port = server.port
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = KeepAliveHTTPClient(loop: group.next(), host: "127.0.0.1", port: port, connections: 2)
+        await #expect(throws: KeepAliveHTTPClient.Failure.answerTooLarge) { try await Self.get(client, "/big").get() }
+        #expect(try await Self.get(client, "/ok").get().status == 200, "the client goes on after an oversized answer")
+        try server.stop()
+        try await client.shutdown().get()
+        let refused = KeepAliveHTTPClient(loop: group.next(), host: "127.0.0.1", port: port, connections: 2)
+        let result = await Self.get(refused, "/ok")
+        guard case let .failure(error as KeepAliveHTTPClient.Failure) = result, case .cannotConnect = error else {
+            Issue.record("expected cannotConnect, got \(result)")
+            return
+        }
+        try await refused.shutdown().get()
+        try await group.shutdownGracefully()
+    }
+}
