@@ -1,9 +1,11 @@
 import DequeModule
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// A plain-HTTP/1.1 client for one host, for the load generator's hot path:
+/// A plain-HTTP/1.1 client for one host, for the hot paths of the load
+/// generator, the server's PSP calls and the sandbox's webhooks:
 /// up to `connections` kept-alive connections, one request on each at a
 /// time, requests beyond that waiting in order for one to come free.
 ///
@@ -17,8 +19,24 @@ import NIOPosix
 /// the generator needs: no TLS, no redirects, no proxies, no chunked request
 /// bodies; everything runs on one event loop, so its state needs no lock.
 final class KeepAliveHTTPClient: @unchecked Sendable {
+    /// A client for a plain `http://` base URL, with the path the URL carries.
+    struct Target: Sendable {
+        let client: KeepAliveHTTPClient
+        /// The base URL's path without a trailing slash ("" for none), to put before each request's path.
+        let pathPrefix: String
+
+        /// `nil` unless `url` is a plain `http://` URL with a host and no query or user.
+        init?(plainURL url: String, loop: EventLoop, connections: Int, connectTimeout: TimeAmount = .seconds(2)) {
+            guard let parsed = URL(string: url), parsed.scheme == "http", let host = parsed.host, !host.isEmpty,
+                  parsed.query == nil, parsed.user == nil else { return nil }
+            client = KeepAliveHTTPClient(loop: loop, host: host, port: parsed.port ?? 80, connections: connections, connectTimeout: connectTimeout)
+            pathPrefix = parsed.path.hasSuffix("/") ? String(parsed.path.dropLast()) : parsed.path
+        }
+    }
+
     struct Response: Sendable {
         var status: Int
+        var headers: HTTPHeaders
         var body: ByteBuffer
         /// Whether the connection may carry the next request.
         var keepAlive: Bool
@@ -44,6 +62,7 @@ final class KeepAliveHTTPClient: @unchecked Sendable {
     let host: String
     let port: Int
     let connections: Int
+    let connectTimeout: TimeAmount
     private var idle: [Channel] = []
     private var open = 0
     private var waiting = Deque<Pending>()
@@ -56,12 +75,13 @@ final class KeepAliveHTTPClient: @unchecked Sendable {
         var deadline: NIODeadline
     }
 
-    init(loop: EventLoop, host: String, port: Int, connections: Int) {
+    init(loop: EventLoop, host: String, port: Int, connections: Int, connectTimeout: TimeAmount = .seconds(2)) {
         precondition(connections >= 1, "a client with no connection would never send")
         self.loop = loop
         self.host = host
         self.port = port
         self.connections = connections
+        self.connectTimeout = connectTimeout
     }
 
     /// Sends one request; the future fails with a ``Failure`` or any error
@@ -103,7 +123,7 @@ final class KeepAliveHTTPClient: @unchecked Sendable {
     private func connect(_ pending: Pending) {
         ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.seconds(2))
+            .connectTimeout(connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
@@ -202,7 +222,8 @@ private final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
         case .end:
             guard let head else { return }
             self.head = nil
-            let answer = KeepAliveHTTPClient.Response(status: Int(head.status.code), body: body ?? ByteBuffer(), keepAlive: head.isKeepAlive)
+            let answer = KeepAliveHTTPClient.Response(status: Int(head.status.code), headers: head.headers, body: body ?? ByteBuffer(),
+                                                      keepAlive: head.isKeepAlive)
             body = nil
             let awaiting = self.awaiting
             self.awaiting = nil

@@ -143,15 +143,12 @@ public enum LoadGenerator {
     /// (``KeepAliveHTTPClient``); anything else (`https://`) goes through
     /// the general client.
     enum Transport: Sendable {
-        case plain(KeepAliveHTTPClient, pathPrefix: String)
+        case plain(KeepAliveHTTPClient.Target)
         case general(HTTPClient, base: String)
 
         init(url: String, connections: Int, configuration: HTTPClient.Configuration, loop: EventLoop) {
-            if let parsed = URL(string: url), parsed.scheme == "http", let host = parsed.host, !host.isEmpty,
-               parsed.query == nil, parsed.user == nil {
-                let prefix = parsed.path.hasSuffix("/") ? String(parsed.path.dropLast()) : parsed.path
-                self = .plain(KeepAliveHTTPClient(loop: loop, host: host, port: parsed.port ?? 80, connections: connections),
-                              pathPrefix: prefix)
+            if let target = KeepAliveHTTPClient.Target(plainURL: url, loop: loop, connections: connections) {
+                self = .plain(target)
             } else {
                 self = .general(HTTPClient(eventLoopGroupProvider: .shared(loop), configuration: configuration), base: url)
             }
@@ -161,9 +158,9 @@ public enum LoadGenerator {
         func send(_ method: HTTPMethod, _ path: String, headers: HTTPHeaders, body: String?, deadline: NIODeadline,
                   on loop: EventLoop) -> EventLoopFuture<KeepAliveHTTPClient.Response> {
             switch self {
-            case let .plain(client, prefix):
-                return client.execute(method: method, path: prefix + path, headers: headers, body: body.map { ByteBuffer(string: $0) },
-                                      deadline: deadline)
+            case let .plain(target):
+                return target.client.execute(method: method, path: target.pathPrefix + path, headers: headers,
+                                             body: body.map { ByteBuffer(string: $0) }, deadline: deadline)
             case let .general(client, base):
                 let request: HTTPClient.Request
                 do {
@@ -174,14 +171,15 @@ public enum LoadGenerator {
                 let accumulator = ResponseAccumulator(request: request, maxBodySize: KeepAliveHTTPClient.maximumBody)
                 return client.execute(request: request, delegate: accumulator, eventLoop: .delegateAndChannel(on: loop), deadline: deadline)
                     .futureResult.map { response in
-                        KeepAliveHTTPClient.Response(status: Int(response.status.code), body: response.body ?? ByteBuffer(), keepAlive: true)
+                        KeepAliveHTTPClient.Response(status: Int(response.status.code), headers: response.headers,
+                                                     body: response.body ?? ByteBuffer(), keepAlive: true)
                     }
             }
         }
 
         func shutdown() async throws {
             switch self {
-            case let .plain(client, _): try await client.shutdown().get()
+            case let .plain(target): try await target.client.shutdown().get()
             case let .general(client, _): try await client.shutdown()
             }
         }

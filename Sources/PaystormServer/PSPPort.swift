@@ -111,11 +111,21 @@ public struct HTTPPSPAdapter: PSPPort {
     public let timeout: TimeAmount
     /// Told, once, when the PSP answers in another wire version (``PSPWire/version``).
     private let mismatch: WireMismatchReport
+    /// Kept-alive connections for the calls to a plain `http://` PSP
+    /// (``KeepAliveHTTPClient``: a third of the CPU a call costs through
+    /// `client`); `nil`: the calls go through `client`.
+    let plain: KeepAliveHTTPClient.Target?
 
     public init(baseURL: String, client: HTTPClient, timeout: TimeAmount = .seconds(5),
                 onWireMismatch: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.init(baseURL: baseURL, client: client, plain: nil, timeout: timeout, onWireMismatch: onWireMismatch)
+    }
+
+    init(baseURL: String, client: HTTPClient, plain: KeepAliveHTTPClient.Target?, timeout: TimeAmount = .seconds(5),
+         onWireMismatch: @escaping @Sendable (String) -> Void = { _ in }) {
         self.baseURL = Self.trimmed(baseURL)
         self.client = client
+        self.plain = plain
         self.timeout = timeout
         self.mismatch = WireMismatchReport(report: onWireMismatch)
     }
@@ -123,13 +133,21 @@ public struct HTTPPSPAdapter: PSPPort {
     public func call(_ request: PSPRequest, reply: @escaping @Sendable (PSPOutcome?) -> Void) {
         let call = PSPWire.Call(idempotencyKey: request.idempotencyKey, amountMinor: request.amount.minorUnits,
                                 currency: request.amount.currency.code, cardToken: request.cardToken)
-        var http = HTTPClientRequest(url: "\(baseURL)/psp/\(request.pspID)/\(request.operation.rawValue)")
-        http.method = .POST
-        http.headers.add(name: "Content-Type", value: "application/json")
-        http.headers.add(name: "Idempotency-Key", value: request.idempotencyKey)
-        http.headers.add(name: PSPWire.versionHeader, value: PSPWire.version)
-        http.body = .bytes(ByteBuffer(string: call.json()))
+        let path = "/psp/\(request.pspID)/\(request.operation.rawValue)"
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Idempotency-Key", value: request.idempotencyKey)
+        headers.add(name: PSPWire.versionHeader, value: PSPWire.version)
         let adapter = self
+        if let plain {
+            // Answered on the client's event loop: no task, no thread switch.
+            send(path, headers: headers, body: call.json(), over: plain).whenSuccess(reply)
+            return
+        }
+        var http = HTTPClientRequest(url: baseURL + path)
+        http.method = .POST
+        http.headers = headers
+        http.body = .bytes(ByteBuffer(string: call.json()))
         Task { reply(await adapter.send(http)) }
     }
 
@@ -138,22 +156,36 @@ public struct HTTPPSPAdapter: PSPPort {
         baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
     }
 
+    /// Sends one call over the kept-alive connections and reads the PSP's
+    /// answer, on their event loop: `nil` when its outcome is unknown. The
+    /// future never fails.
+    func send(_ path: String, headers: HTTPHeaders, body: String, over plain: KeepAliveHTTPClient.Target) -> EventLoopFuture<PSPOutcome?> {
+        plain.client.execute(method: .POST, path: plain.pathPrefix + path, headers: headers, body: ByteBuffer(string: body),
+                             deadline: .now() + timeout)
+            .map { response in outcome(status: response.status, headers: response.headers, body: response.body) }
+            .recover { error in Self.outcome(of: error) }
+    }
+
     /// Sends one call and reads the PSP's answer: `nil` when its outcome is unknown.
     func send(_ http: HTTPClientRequest) async -> PSPOutcome? {
         do {
             let response = try await client.execute(http, timeout: timeout)
             let body = try await response.body.collect(upTo: 1 << 16)
-            // An answer in another version may mean something else (a void
-            // answered "declined" reads as a declined card): unknown, and said.
-            if response.status.code == 200,
-               let problem = PSPWire.versionMismatch(response.headers.first(name: PSPWire.versionHeader), from: baseURL) {
-                mismatch.once(problem)
-                return nil
-            }
-            return PSPWire.outcome(status: Int(response.status.code), body: Data(buffer: body))
+            return outcome(status: Int(response.status.code), headers: response.headers, body: body)
         } catch {
             return Self.outcome(of: error)
         }
+    }
+
+    /// What the PSP's answer says.
+    func outcome(status: Int, headers: HTTPHeaders, body: ByteBuffer) -> PSPOutcome? {
+        // An answer in another version may mean something else (a void
+        // answered "declined" reads as a declined card): unknown, and said.
+        if status == 200, let problem = PSPWire.versionMismatch(headers.first(name: PSPWire.versionHeader), from: baseURL) {
+            mismatch.once(problem)
+            return nil
+        }
+        return PSPWire.outcome(status: status, body: Data(buffer: body))
     }
 
     /// What a call that failed with `error` tells the engine: a transient
@@ -166,6 +198,8 @@ public struct HTTPPSPAdapter: PSPPort {
     static func outcome(of error: any Error) -> PSPOutcome? {
         let neverSent: Bool
         switch error {
+        case let error as KeepAliveHTTPClient.Failure:
+            if case .cannotConnect = error { neverSent = true } else { neverSent = false }
         case let error as HTTPClientError:
             neverSent = unsentClientErrors.contains(error)
         case is NIOConnectionError:

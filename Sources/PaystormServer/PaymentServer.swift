@@ -6,6 +6,7 @@ import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 import PaystormEngine
 import PaystormStore
@@ -159,9 +160,10 @@ public enum PaymentServer {
         for store in [engine.store, broker.store] {
             try await store.queue.writeWithoutTransaction { try $0.execute(sql: "PRAGMA busy_timeout = \(options.busyTimeoutMilliseconds)") }
         }
-        let clients = OutboundClients(pspConnections: options.pspConnections, notificationConnections: EngineRunner.defaultNotificationsOut)
+        let clients = OutboundClients(pspURL: options.pspURL, pspConnections: options.pspConnections,
+                                      notificationConnections: EngineRunner.defaultNotificationsOut)
         let notifier: any NotificationPort = options.notifyURL.map { HTTPNotifier(url: $0, client: clients.notifications) } ?? AcceptingNotifier()
-        let psp = HTTPPSPAdapter(baseURL: options.pspURL, client: clients.psp, onWireMismatch: { log("PSP calls: \($0)") })
+        let psp = HTTPPSPAdapter(baseURL: options.pspURL, client: clients.psp, plain: clients.pspPlain, onWireMismatch: { log("PSP calls: \($0)") })
         let runner = EngineRunner(engine: engine, broker: broker, psp: psp, notifier: notifier, log: log)
         runner.maximumOutbound = options.pspConnections
         let resumed = try Reconciliation.resumed(engine, pspIDs: options.pspIDs)
@@ -271,15 +273,20 @@ public struct ServerError: Error, CustomStringConvertible {
 /// connection and time out in the queue.
 struct OutboundClients: Sendable {
     let psp: HTTPClient
+    /// The PSP calls' own kept-alive connections when the PSP is at a plain
+    /// `http://` URL (the settlement reports still go through `psp`).
+    let pspPlain: KeepAliveHTTPClient.Target?
     let notifications: HTTPClient
 
     /// - Parameters:
+    ///   - pspURL: the PSPs' base URL; `nil` or not plain `http://`: the
+    ///     calls go through `psp` too.
     ///   - pspConnections: the PSP calls out at once, at most (the runner's
     ///     ``EngineRunner/maximumOutbound``); the pool has one connection
     ///     more, for the reconciliation's settlement reports.
     ///   - notificationConnections: the notifications out at once, at most
     ///     (``EngineRunner/maximumNotificationsOut``).
-    init(pspConnections: Int, notificationConnections: Int) {
+    init(pspURL: String?, pspConnections: Int, notificationConnections: Int) {
         func client(connections: Int) -> HTTPClient {
             var configuration = HTTPClient.Configuration()
             configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
@@ -287,10 +294,15 @@ struct OutboundClients: Sendable {
             return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         }
         psp = client(connections: pspConnections + 1)
+        pspPlain = pspURL.flatMap {
+            KeepAliveHTTPClient.Target(plainURL: $0, loop: MultiThreadedEventLoopGroup.singleton.next(), connections: pspConnections,
+                                       connectTimeout: .seconds(1))
+        }
         notifications = client(connections: notificationConnections)
     }
 
     func shutdown() async {
+        try? await pspPlain?.client.shutdown().get()
         try? await psp.shutdown()
         try? await notifications.shutdown()
     }

@@ -173,7 +173,7 @@ struct Sandbox: AsyncParsableCommand {
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: webhookConnections)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         let sandbox = PSPSandbox(profiles: profiles, webhookURL: webhookURL, webhookSecrets: secrets, notificationFailureRate: notificationFailureRate,
-                                 seed: seed, client: client)
+                                 seed: seed, client: client, webhookConnections: webhookConnections)
         let host = self.host, port = self.port, names = profiles.map(\.id).joined(separator: ", ")
         let app = Application(router: sandbox.router(),
                               configuration: .init(address: .hostname(host, port: port), serverName: "paystorm-psp-sandbox"),
@@ -187,8 +187,10 @@ struct Sandbox: AsyncParsableCommand {
             try await app.runService()
         } catch {
             try? await client.shutdown()
+            await sandbox.shutdown()
             throw error
         }
+        await sandbox.shutdown()
         try await client.shutdown()
     }
 }

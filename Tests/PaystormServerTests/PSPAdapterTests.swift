@@ -1,9 +1,11 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import PaystormEngine
+import PaystormWorld
 import Synchronization
 import Testing
 @testable import PaystormServer
@@ -36,9 +38,23 @@ struct PSPAdapterTests {
 
     @Test("a PSP on a closed port is a transient error, not an unknown outcome: the request was never written")
     func closedPortIsTransient() async throws {
-        let clients = OutboundClients(pspConnections: 4, notificationConnections: 4)
+        let clients = OutboundClients(pspURL: nil, pspConnections: 4, notificationConnections: 4)
         let adapter = HTTPPSPAdapter(baseURL: "http://127.0.0.1:\(try Self.closedPort())", client: clients.psp)
         let outcome = await adapter.send(Self.charge(adapter.baseURL))
+        await clients.shutdown()
+        guard case .transientError = outcome else {
+            Issue.record("expected a transient error (nothing sent, safe to retry), got \(String(describing: outcome))")
+            return
+        }
+    }
+
+    @Test("over the kept-alive connections too, a PSP on a closed port is a transient error")
+    func closedPortIsTransientOverKeptAliveConnections() async throws {
+        let base = "http://127.0.0.1:\(try Self.closedPort())"
+        let clients = OutboundClients(pspURL: base, pspConnections: 4, notificationConnections: 4)
+        let plain = try #require(clients.pspPlain)
+        let adapter = HTTPPSPAdapter(baseURL: base, client: clients.psp, plain: plain)
+        let outcome = try await adapter.send("/psp/stripe/charge", headers: [:], body: "{}", over: plain).get()
         await clients.shutdown()
         guard case .transientError = outcome else {
             Issue.record("expected a transient error (nothing sent, safe to retry), got \(String(describing: outcome))")
@@ -49,14 +65,16 @@ struct PSPAdapterTests {
     @Test("errors that show the request unsent are transient; errors after it may have been sent stay unknown")
     func errorMeanings() {
         for unsent: any Error in [HTTPClientError.getConnectionFromPoolTimeout, HTTPClientError.connectTimeout,
-                                  IOError(errnoCode: ECONNREFUSED, reason: "connect")] {
+                                  IOError(errnoCode: ECONNREFUSED, reason: "connect"), KeepAliveHTTPClient.Failure.cannotConnect("refused")] {
             guard case .transientError = HTTPPSPAdapter.outcome(of: unsent) else {
                 Issue.record("\(unsent) fails a request before it is written: expected a transient error")
                 continue
             }
         }
         for unknown: any Error in [HTTPClientError.readTimeout, HTTPClientError.remoteConnectionClosed, HTTPClientError.deadlineExceeded,
-                                   HTTPClientError.cancelled, IOError(errnoCode: ECONNRESET, reason: "read"), CancellationError()] {
+                                   HTTPClientError.cancelled, IOError(errnoCode: ECONNRESET, reason: "read"), CancellationError(),
+                                   KeepAliveHTTPClient.Failure.timedOut, KeepAliveHTTPClient.Failure.connectionLost,
+                                   KeepAliveHTTPClient.Failure.answerTooLarge] {
             #expect(HTTPPSPAdapter.outcome(of: unknown) == nil, "\(unknown) may come after the PSP took the request")
         }
     }
@@ -76,7 +94,7 @@ struct PSPAdapterTests {
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         try await app.test(.live) { client in
             let base = "http://127.0.0.1:\(try #require(client.port))"
-            let clients = OutboundClients(pspConnections: 2, notificationConnections: 1)
+            let clients = OutboundClients(pspURL: nil, pspConnections: 2, notificationConnections: 1)
             let reports = Mutex<[String]>([])
             let adapter = HTTPPSPAdapter(baseURL: base, client: clients.psp, onWireMismatch: { line in reports.withLock { $0.append(line) } })
             func charge(_ psp: String) async -> PSPOutcome? {
@@ -89,6 +107,19 @@ struct PSPAdapterTests {
             #expect(await charge("adyen") == .declined(reason: "canceled"))
             #expect(reports.withLock { $0.count } == 1, "reported once")
             #expect(reports.withLock { $0.first?.contains("no wire version") } == true)
+            // The same answers over the server's kept-alive connections.
+            let kept = OutboundClients(pspURL: base, pspConnections: 2, notificationConnections: 1)
+            let plain = try #require(kept.pspPlain)
+            let keptReports = Mutex<[String]>([])
+            let keptAdapter = HTTPPSPAdapter(baseURL: base, client: kept.psp, plain: plain,
+                                             onWireMismatch: { line in keptReports.withLock { $0.append(line) } })
+            let call = PSPWire.Call(idempotencyKey: "pay-1:stripe", amountMinor: 1_050, currency: "USD").json()
+            for (psp, expected) in [("stripe", nil), ("paypal", nil), ("adyen", PSPOutcome.declined(reason: "canceled"))] as [(String, PSPOutcome?)] {
+                let outcome = try await keptAdapter.send("/psp/\(psp)/charge", headers: [:], body: call, over: plain).get()
+                #expect(outcome == expected, "\(psp)")
+            }
+            #expect(keptReports.withLock { $0.count } == 1, "reported once")
+            await kept.shutdown()
             do {
                 try await PaymentServer.checkPSPWire(client: clients.psp, baseURL: base, log: { _ in })
                 Issue.record("the server started against a PSP that states no wire version")
@@ -126,6 +157,47 @@ struct PSPAdapterTests {
         }
     }
 
+    @Test("webhooks over the sandbox's own kept-alive connections arrive signed, twice when duplicated, and are counted")
+    func sandboxWebhooksOverKeptAliveConnections() async throws {
+        let received = Mutex<[(psp: String, timestamp: Int64, signature: String, body: String)]>([])
+        let router = Router()
+        router.post("/hooks/psp") { request, _ -> HTTPResponse.Status in
+            let body = try await request.body.collect(upTo: 1 << 16)
+            received.withLock {
+                $0.append((request.headers[HTTPField.Name("X-Paystorm-PSP")!] ?? "",
+                           Int64(request.headers[HTTPField.Name("X-Paystorm-Timestamp")!] ?? "") ?? 0,
+                           request.headers[HTTPField.Name("X-Paystorm-Signature")!] ?? "", String(buffer: body)))
+            }
+            return .ok
+        }
+        let receiver = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await receiver.test(.live) { client in
+            var profile = PSPProfile.stripeLike.ideal
+            profile.webhookRate = 1
+            profile.webhookLossRate = 0
+            profile.webhookDuplicateRate = 1
+            profile.webhookDelayMedianSeconds = 0.01
+            let sandbox = PSPSandbox(profiles: [profile], webhookURL: "http://127.0.0.1:\(try #require(client.port))/hooks/psp",
+                                     notificationFailureRate: 0, seed: 7, client: .shared, webhookConnections: 2)
+            #expect(sandbox.webhookPlain != nil, "a plain http:// webhook URL gets the sandbox's own connections")
+            let body = ByteBuffer(string: PSPWire.Call(idempotencyKey: "pay-1:stripe", amountMinor: 1_050, currency: "USD").json())
+            try await Application(router: sandbox.router()).test(.router) { sandboxClient in
+                try await sandboxClient.execute(uri: "/psp/stripe/charge", method: .post, body: body) { response in
+                    #expect(response.status == .ok)
+                }
+            }
+            #expect(await ServerFixture.eventually(10) { sandbox.stats.webhooksSent == 2 }, "\(sandbox.stats)")
+            let hooks = received.withLock { $0 }
+            #expect(hooks.count == 2 && sandbox.stats.webhooksFailed == 0)
+            let secret = try #require(sandbox.webhookSecrets.psps["stripe"])
+            for hook in hooks {
+                #expect(hook.psp == "stripe" && hook.body.contains("pay-1:stripe"))
+                #expect(hook.signature == PaymentEngine.webhookSignature(body: hook.body, timestampSeconds: hook.timestamp, secret: secret))
+            }
+            await sandbox.shutdown()
+        }
+    }
+
     @Test("a merchant endpoint on the PSP's host and port holding every notification connection leaves the PSP calls theirs")
     func notificationsHaveTheirOwnPool() async throws {
         let held = Mutex(0)
@@ -143,7 +215,7 @@ struct PSPAdapterTests {
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         try await app.test(.live) { client in
             let base = "http://127.0.0.1:\(try #require(client.port))"
-            let clients = OutboundClients(pspConnections: 1, notificationConnections: 1)
+            let clients = OutboundClients(pspURL: nil, pspConnections: 1, notificationConnections: 1)
             var notification = HTTPClientRequest(url: base + "/notifications")
             notification.method = .POST
             let delivery = Task { try await clients.notifications.execute(notification, timeout: .seconds(10)).status }
