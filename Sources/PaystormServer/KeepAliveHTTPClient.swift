@@ -145,11 +145,10 @@ final class KeepAliveHTTPClient: @unchecked Sendable {
     }
 
     private func send(_ pending: Pending, on channel: Channel) {
-        guard channel.isActive else {
-            // Closed while idle: count it gone, and try again on another.
+        guard channel.isActive, let handler = try? channel.pipeline.syncOperations.handler(type: AnswerHandler.self) else {
+            // Closed while idle (its close frees its slot): try again on another.
             return start(pending)
         }
-        let handler = try! channel.pipeline.syncOperations.handler(type: AnswerHandler.self)
         let timeout = loop.scheduleTask(deadline: pending.deadline) {
             // Its answer may still come: the connection cannot carry another request.
             handler.fail(Failure.timedOut)

@@ -227,19 +227,33 @@ public struct HTTPPSPAdapter: PSPPort {
 public struct HTTPNotifier: NotificationPort {
     public let url: String
     public let client: HTTPClient
+    /// Kept-alive connections for a plain `http://` URL (``KeepAliveHTTPClient``);
+    /// `nil`: the notifications go through `client`.
+    let plain: KeepAliveHTTPClient.Target?
 
     public init(url: String, client: HTTPClient) {
+        self.init(url: url, client: client, plain: nil)
+    }
+
+    init(url: String, client: HTTPClient, plain: KeepAliveHTTPClient.Target?) {
         self.url = url
         self.client = client
+        self.plain = plain
     }
 
     public func deliver(_ message: NotificationMessage, done: @escaping @Sendable (Bool) -> Void) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "X-Paystorm-Recipient", value: message.recipient)
+        headers.add(name: "X-Paystorm-Notification", value: String(message.notificationID))
+        if let signature = message.signature { headers.add(name: "X-Paystorm-Signature", value: signature) }
+        if let plain {
+            post(message.body, headers: headers, over: plain).whenSuccess(done)
+            return
+        }
         var http = HTTPClientRequest(url: url)
         http.method = .POST
-        http.headers.add(name: "Content-Type", value: "application/json")
-        http.headers.add(name: "X-Paystorm-Recipient", value: message.recipient)
-        http.headers.add(name: "X-Paystorm-Notification", value: String(message.notificationID))
-        if let signature = message.signature { http.headers.add(name: "X-Paystorm-Signature", value: signature) }
+        http.headers = headers
         http.body = .bytes(ByteBuffer(string: message.body))
         let client = self.client
         Task {
@@ -251,6 +265,15 @@ public struct HTTPNotifier: NotificationPort {
                 done(false)
             }
         }
+    }
+
+    /// One notification over the kept-alive connections, on their event
+    /// loop: whether the recipient took it (a 2xx). The future never fails.
+    func post(_ body: String, headers: HTTPHeaders, over plain: KeepAliveHTTPClient.Target) -> EventLoopFuture<Bool> {
+        plain.client.execute(method: .POST, path: plain.pathPrefix.isEmpty ? "/" : plain.pathPrefix, headers: headers,
+                             body: ByteBuffer(string: body), deadline: .now() + .seconds(5))
+            .map { (200..<300).contains($0.status) }
+            .recover { _ in false }
     }
 }
 

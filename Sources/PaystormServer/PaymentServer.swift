@@ -161,8 +161,10 @@ public enum PaymentServer {
             try await store.queue.writeWithoutTransaction { try $0.execute(sql: "PRAGMA busy_timeout = \(options.busyTimeoutMilliseconds)") }
         }
         let clients = OutboundClients(pspURL: options.pspURL, pspConnections: options.pspConnections,
-                                      notificationConnections: EngineRunner.defaultNotificationsOut)
-        let notifier: any NotificationPort = options.notifyURL.map { HTTPNotifier(url: $0, client: clients.notifications) } ?? AcceptingNotifier()
+                                      notifyURL: options.notifyURL, notificationConnections: EngineRunner.defaultNotificationsOut)
+        let notifier: any NotificationPort = options.notifyURL.map {
+            HTTPNotifier(url: $0, client: clients.notifications, plain: clients.notificationsPlain)
+        } ?? AcceptingNotifier()
         let psp = HTTPPSPAdapter(baseURL: options.pspURL, client: clients.psp, plain: clients.pspPlain, onWireMismatch: { log("PSP calls: \($0)") })
         let runner = EngineRunner(engine: engine, broker: broker, psp: psp, notifier: notifier, log: log)
         runner.maximumOutbound = options.pspConnections
@@ -277,16 +279,20 @@ struct OutboundClients: Sendable {
     /// `http://` URL (the settlement reports still go through `psp`).
     let pspPlain: KeepAliveHTTPClient.Target?
     let notifications: HTTPClient
+    /// The notifications' own kept-alive connections when they go to a plain `http://` URL.
+    let notificationsPlain: KeepAliveHTTPClient.Target?
 
     /// - Parameters:
     ///   - pspURL: the PSPs' base URL; `nil` or not plain `http://`: the
     ///     calls go through `psp` too.
+    ///   - notifyURL: where notifications go; `nil` or not plain `http://`:
+    ///     through `notifications`.
     ///   - pspConnections: the PSP calls out at once, at most (the runner's
     ///     ``EngineRunner/maximumOutbound``); the pool has one connection
     ///     more, for the reconciliation's settlement reports.
     ///   - notificationConnections: the notifications out at once, at most
     ///     (``EngineRunner/maximumNotificationsOut``).
-    init(pspURL: String?, pspConnections: Int, notificationConnections: Int) {
+    init(pspURL: String?, pspConnections: Int, notifyURL: String? = nil, notificationConnections: Int) {
         func client(connections: Int) -> HTTPClient {
             var configuration = HTTPClient.Configuration()
             configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
@@ -299,10 +305,15 @@ struct OutboundClients: Sendable {
                                        connectTimeout: .seconds(1))
         }
         notifications = client(connections: notificationConnections)
+        notificationsPlain = notifyURL.flatMap {
+            KeepAliveHTTPClient.Target(plainURL: $0, loop: MultiThreadedEventLoopGroup.singleton.next(), connections: notificationConnections,
+                                       connectTimeout: .seconds(1))
+        }
     }
 
     func shutdown() async {
         try? await pspPlain?.client.shutdown().get()
+        try? await notificationsPlain?.client.shutdown().get()
         try? await psp.shutdown()
         try? await notifications.shutdown()
     }

@@ -198,6 +198,29 @@ struct PSPAdapterTests {
         }
     }
 
+    @Test("notifications over kept-alive connections: a 2xx is taken; a 500, a closed port or no answer is not")
+    func notificationsOverKeptAliveConnections() async throws {
+        let router = Router()
+        router.post("/hooks/ok") { _, _ in HTTPResponse.Status.noContent }
+        router.post("/hooks/broken") { _, _ in HTTPResponse.Status.internalServerError }
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let base = "http://127.0.0.1:\(try #require(client.port))"
+            for (path, taken) in [("/hooks/ok", true), ("/hooks/broken", false)] {
+                let clients = OutboundClients(pspURL: nil, pspConnections: 1, notifyURL: base + path, notificationConnections: 2)
+                let plain = try #require(clients.notificationsPlain)
+                let notifier = HTTPNotifier(url: base + path, client: clients.notifications, plain: plain)
+                #expect(try await notifier.post("{}", headers: [:], over: plain).get() == taken, "\(path)")
+                await clients.shutdown()
+            }
+        }
+        let closed = "http://127.0.0.1:\(try Self.closedPort())/hooks"
+        let clients = OutboundClients(pspURL: nil, pspConnections: 1, notifyURL: closed, notificationConnections: 2)
+        let plain = try #require(clients.notificationsPlain)
+        #expect(try await HTTPNotifier(url: closed, client: clients.notifications, plain: plain).post("{}", headers: [:], over: plain).get() == false)
+        await clients.shutdown()
+    }
+
     @Test("a merchant endpoint on the PSP's host and port holding every notification connection leaves the PSP calls theirs")
     func notificationsHaveTheirOwnPool() async throws {
         let held = Mutex(0)
