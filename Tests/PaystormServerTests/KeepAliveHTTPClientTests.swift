@@ -65,8 +65,9 @@ struct KeepAliveHTTPClientTests {
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
                 context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
                 let close = uri == "/close"
+                let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
                 context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-                    if close { context.close(promise: nil) }
+                    if close { bound.value.close(promise: nil) }
                 }
             }
         }
@@ -81,54 +82,59 @@ struct KeepAliveHTTPClientTests {
         }
     }
 
-    @Test("sequential requests share one connection; an answer with Connection: close costs the next request a new one")
-    func reuse() async throws {
+    /// Runs `body` with a new test server and a client of `connections` to it, then closes both.
+    static func withClient(connections: Int, _ body: (TestServer, KeepAliveHTTPClient) async throws -> Void) async throws {
         let server = try TestServer()
         defer { try? server.stop() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let client = KeepAliveHTTPClient(loop: group.next(), host: "127.0.0.1", port: server.port, connections: 4)
-        for index in 0..<20 {
-            let response = try await Self.get(client, "/ok/\(index)").get()
-            #expect(response.status == 200)
-            #expect(String(buffer: response.body) == #"{"path":"/ok/\#(index)"}"#)
+        let client = KeepAliveHTTPClient(loop: group.next(), host: "127.0.0.1", port: server.port, connections: connections)
+        do {
+            try await body(server, client)
+        } catch {
+            try? await client.shutdown().get()
+            try? await group.shutdownGracefully()
+            throw error
         }
-        #expect(server.accepted == 1, "twenty requests one after another on one kept-alive connection")
-        #expect(try await Self.get(client, "/close").get().keepAlive == false)
-        #expect(try await Self.get(client, "/ok").get().status == 200)
-        #expect(server.accepted == 2, "the closed connection was replaced once")
         try await client.shutdown().get()
         try await group.shutdownGracefully()
+    }
+
+    @Test("sequential requests share one connection; an answer with Connection: close costs the next request a new one")
+    func reuse() async throws {
+        try await Self.withClient(connections: 4) { server, client in
+            for index in 0..<20 {
+                let response = try await Self.get(client, "/ok/\(index)").get()
+                #expect(response.status == 200)
+                #expect(String(buffer: response.body) == #"{"path":"/ok/\#(index)"}"#)
+            }
+            #expect(server.accepted == 1, "twenty requests one after another on one kept-alive connection")
+            #expect(try await Self.get(client, "/close").get().keepAlive == false)
+            #expect(try await Self.get(client, "/ok").get().status == 200)
+            #expect(server.accepted == 2, "the closed connection was replaced once")
+        }
     }
 
     @Test("at most `connections` are open; the requests beyond wait in order and are all answered")
     func bounded() async throws {
-        let server = try TestServer()
-        defer { try? server.stop() }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let client = KeepAliveHTTPClient(loop: group.next(), host: "127.0.0.1", port: server.port, connections: 3)
-        let answers = try await withThrowingTaskGroup(of: Int.self) { tasks in
-            for index in 0..<60 { tasks.addTask { try await Self.get(client, "/ok/\(index)").get().status } }
-            return try await tasks.reduce(into: [Int]()) { $0.append($1) }
+        try await Self.withClient(connections: 3) { server, client in
+            let answers = try await withThrowingTaskGroup(of: Int.self) { tasks in
+                for index in 0..<60 { tasks.addTask { try await Self.get(client, "/ok/\(index)").get().status } }
+                return try await tasks.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(answers.count == 60 && answers.allSatisfy { $0 == 200 })
+            #expect(server.accepted <= 3, "\(server.accepted) connections for a limit of 3")
         }
-        #expect(answers.count == 60 && answers.allSatisfy { $0 == 200 })
-        #expect(server.accepted <= 3, "\(server.accepted) connections for a limit of 3")
-        try await client.shutdown().get()
-        try await group.shutdownGracefully()
     }
 
     @Test("no answer by the deadline is timedOut, and that connection is not used again")
     func timeout() async throws {
-        let server = try TestServer()
-        defer { try? server.stop() }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let client = KeepAliveHTTPClient(loop: group.next(), host: "127.0.0.1", port: server.port, connections: 1)
-        let silent = await Self.get(client, "/never", timeout: .milliseconds(200))
-        #expect(throws: KeepAliveHTTPClient.Failure.timedOut) { try silent.get() }
-        // Its late answer must never be taken for the next request's.
-        #expect(try await Self.get(client, "/ok").get().status == 200)
-        #expect(server.accepted == 2)
-        try await client.shutdown().get()
-        try await group.shutdownGracefully()
+        try await Self.withClient(connections: 1) { server, client async throws in
+            let silent = await Self.get(client, "/never", timeout: .milliseconds(200))
+            #expect(throws: KeepAliveHTTPClient.Failure.timedOut) { try silent.get() }
+            // Its late answer must never be taken for the next request's.
+            #expect(try await Self.get(client, "/ok").get().status == 200)
+            #expect(server.accepted == 2)
+        }
     }
 
     @Test("a refused connection is cannotConnect, an oversized answer answerTooLarge")
