@@ -55,6 +55,9 @@ final class KeepAliveHTTPClient: @unchecked Sendable {
         case answerTooLarge
         /// No connection could be made.
         case cannotConnect(String)
+        /// The deadline passed while the request waited for a connection:
+        /// it was never written.
+        case expiredWaiting
         case shutDown
     }
 
@@ -176,11 +179,22 @@ final class KeepAliveHTTPClient: @unchecked Sendable {
             channel.close(promise: nil)
             return
         }
-        if let pending = waiting.popFirst() {
+        if let pending = nextWaiting() {
             send(pending, on: channel)
         } else {
             idle.append(channel)
         }
+    }
+
+    /// The oldest waiting request still within its deadline; those past
+    /// theirs fail on the way, never written.
+    private func nextWaiting() -> Pending? {
+        let now = NIODeadline.now()
+        while let pending = waiting.popFirst() {
+            if pending.deadline > now { return pending }
+            pending.promise.fail(Failure.expiredWaiting)
+        }
+        return nil
     }
 
     /// A connection closed, answered or not: its slot frees for a waiting request.
@@ -191,7 +205,7 @@ final class KeepAliveHTTPClient: @unchecked Sendable {
     }
 
     private func next() {
-        guard open < connections, let pending = waiting.popFirst() else { return }
+        guard open < connections, let pending = nextWaiting() else { return }
         if closed { return pending.promise.fail(Failure.shutDown) }
         open += 1
         connect(pending)

@@ -199,7 +199,10 @@ public struct HTTPPSPAdapter: PSPPort {
         let neverSent: Bool
         switch error {
         case let error as KeepAliveHTTPClient.Failure:
-            if case .cannotConnect = error { neverSent = true } else { neverSent = false }
+            switch error {
+            case .cannotConnect, .expiredWaiting: neverSent = true
+            case .timedOut, .connectionLost, .answerTooLarge, .shutDown: neverSent = false
+            }
         case let error as HTTPClientError:
             neverSent = unsentClientErrors.contains(error)
         case is NIOConnectionError:

@@ -137,6 +137,19 @@ struct KeepAliveHTTPClientTests {
         }
     }
 
+    @Test("a request whose deadline passes while it waits for a connection is expiredWaiting, never written")
+    func expiredWhileWaiting() async throws {
+        try await Self.withClient(connections: 1) { server, client async throws in
+            let silent = Task { await Self.get(client, "/never", timeout: .milliseconds(300)) }
+            try await Task.sleep(for: .milliseconds(50))  // the silent one holds the only connection
+            let waiter = await Self.get(client, "/ok", timeout: .milliseconds(100))
+            #expect(throws: KeepAliveHTTPClient.Failure.expiredWaiting) { try waiter.get() }
+            let silentResult = await silent.value
+            #expect(throws: KeepAliveHTTPClient.Failure.timedOut) { try silentResult.get() }
+            #expect(server.accepted == 1, "no connection was made for the request that expired waiting")
+        }
+    }
+
     @Test("a refused connection is cannotConnect, an oversized answer answerTooLarge")
     func failures() async throws {
         let server = try TestServer()

@@ -65,7 +65,8 @@ struct PSPAdapterTests {
     @Test("errors that show the request unsent are transient; errors after it may have been sent stay unknown")
     func errorMeanings() {
         for unsent: any Error in [HTTPClientError.getConnectionFromPoolTimeout, HTTPClientError.connectTimeout,
-                                  IOError(errnoCode: ECONNREFUSED, reason: "connect"), KeepAliveHTTPClient.Failure.cannotConnect("refused")] {
+                                  IOError(errnoCode: ECONNREFUSED, reason: "connect"), KeepAliveHTTPClient.Failure.cannotConnect("refused"),
+                                  KeepAliveHTTPClient.Failure.expiredWaiting] {
             guard case .transientError = HTTPPSPAdapter.outcome(of: unsent) else {
                 Issue.record("\(unsent) fails a request before it is written: expected a transient error")
                 continue
