@@ -112,8 +112,8 @@ public struct HTTPPSPAdapter: PSPPort {
     /// Told, once, when the PSP answers in another wire version (``PSPWire/version``).
     private let mismatch: WireMismatchReport
     /// Kept-alive connections for the calls to a plain `http://` PSP
-    /// (``KeepAliveHTTPClient``: a third of the CPU a call costs through
-    /// `client`); `nil`: the calls go through `client`.
+    /// (``KeepAliveHTTPClient``, with less than half the CPU a request costs
+    /// through `client`); `nil`: the calls go through `client`.
     let plain: KeepAliveHTTPClient.Target?
 
     public init(baseURL: String, client: HTTPClient, timeout: TimeAmount = .seconds(5),

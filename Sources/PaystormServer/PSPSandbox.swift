@@ -73,8 +73,8 @@ public final class PSPSandbox: Sendable {
     /// - Parameter webhookSecrets: a secret for every profile; `nil` for the development defaults.
     /// - Parameter webhookConnections: with a plain `http://` `webhookURL`,
     ///   the webhooks go over at most this many kept-alive connections of
-    ///   the sandbox's own instead of through `client` (a third of the CPU a
-    ///   webhook costs); `nil`: through `client`. Close them with ``shutdown()``.
+    ///   the sandbox's own instead of through `client` (less than half the
+    ///   CPU a request costs); `nil`: through `client`. Close them with ``shutdown()``.
     public init(profiles: [PSPProfile], webhookURL: String?, webhookSecrets: WebhookSecrets? = nil, notificationFailureRate: Double,
                 seed: UInt64, client: HTTPClient, webhookConnections: Int? = nil) {
         self.profiles = Dictionary(uniqueKeysWithValues: profiles.map { ($0.id, $0) })
