@@ -202,6 +202,7 @@ public enum LoadGenerator {
         }
         return String(buffer: body)
     }
+
     public static func run(_ options: Options, progress: (@Sendable (Int, Int) -> Void)? = nil) async throws -> Result {
         let random = RandomStream(seed: options.seed)
         // The whole schedule, fixed before the first request.
@@ -234,9 +235,9 @@ public enum LoadGenerator {
     /// One run of the schedule, every request sent and answered on one event
     /// loop: the connections call back on it, so the schedule, the gate and
     /// the samples need no lock, and a request costs no task and no switch
-    /// between threads. (With a task per request, the switches between the
-    /// task pool's threads and the event loop's were about half of the
-    /// generator's CPU.)
+    /// between threads. (With a task per request, the kernel's switches
+    /// between the task pool's threads and the event loop's were about a
+    /// third of the generator's profile.)
     final class Schedule: @unchecked Sendable {
         let loop: EventLoop
         let transport: Transport
