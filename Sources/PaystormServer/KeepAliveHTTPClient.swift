@@ -32,6 +32,9 @@ final class KeepAliveHTTPClient: @unchecked Sendable {
             client = KeepAliveHTTPClient(loop: loop, host: host, port: parsed.port ?? 80, connections: connections, connectTimeout: connectTimeout)
             pathPrefix = parsed.path.hasSuffix("/") ? String(parsed.path.dropLast()) : parsed.path
         }
+
+        /// The URL's own path, for a request to the URL itself ("/" for none).
+        var path: String { pathPrefix.isEmpty ? "/" : pathPrefix }
     }
 
     struct Response: Sendable {

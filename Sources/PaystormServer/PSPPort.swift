@@ -273,7 +273,7 @@ public struct HTTPNotifier: NotificationPort {
     /// One notification over the kept-alive connections, on their event
     /// loop: whether the recipient took it (a 2xx). The future never fails.
     func post(_ body: String, headers: HTTPHeaders, over plain: KeepAliveHTTPClient.Target) -> EventLoopFuture<Bool> {
-        plain.client.execute(method: .POST, path: plain.pathPrefix.isEmpty ? "/" : plain.pathPrefix, headers: headers,
+        plain.client.execute(method: .POST, path: plain.path, headers: headers,
                              body: ByteBuffer(string: body), deadline: .now() + .seconds(5))
             .map { (200..<300).contains($0.status) }
             .recover { _ in false }

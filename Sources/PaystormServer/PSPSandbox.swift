@@ -261,7 +261,7 @@ public final class PSPSandbox: Sendable {
 
     private func postWebhook(_ record: Record, psp: String, over plain: KeepAliveHTTPClient.Target) -> EventLoopFuture<Void> {
         let (body, headers) = webhook(record, psp: psp)
-        return plain.client.execute(method: .POST, path: plain.pathPrefix.isEmpty ? "/" : plain.pathPrefix, headers: headers,
+        return plain.client.execute(method: .POST, path: plain.path, headers: headers,
                                     body: ByteBuffer(string: body), deadline: .now() + .seconds(5))
             .map { self.counted($0.status == 200) }
             .recover { _ in self.counted(false) }
