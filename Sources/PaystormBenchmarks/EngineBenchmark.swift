@@ -130,7 +130,7 @@ public enum EngineBenchmark {
                 }
             }
         }
-        let (entries, wallets, violations) = try engine.store.queue.read { db in
+        let (entries, wallets, violations) = try engine.store.read { db in
             let safety = try EngineAudit.safety(db)
             let settled = try EngineAudit.settled(db)
             return (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM journal_entry") ?? 0,

@@ -49,7 +49,7 @@ public enum StoreInsertBenchmark {
                 written += count
             }
         }
-        let grdbRowsStored = try store.queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM bench_payment") ?? 0 }
+        let grdbRowsStored = try store.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM bench_payment") ?? 0 }
         try store.queue.writeWithoutTransaction { db in
             try db.execute(sql: "DROP TABLE bench_payment")
             try db.execute(sql: createSQL)
@@ -73,7 +73,7 @@ public enum StoreInsertBenchmark {
                 written += count
             }
         }
-        let rawRowsStored = try store.queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM bench_payment") ?? 0 }
+        let rawRowsStored = try store.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM bench_payment") ?? 0 }
         return Result(rows: rows, grdbRowsStored: grdbRowsStored, rawRowsStored: rawRowsStored,
                       grdbSeconds: grdb.seconds, rawSeconds: raw.seconds)
     }

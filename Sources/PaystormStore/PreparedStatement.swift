@@ -101,6 +101,12 @@ public final class PreparedStatement {
         (Int(sqlite3_stmt_status(handle, SQLITE_STMTSTATUS_RUN, 1)), Int(sqlite3_stmt_status(handle, SQLITE_STMTSTATUS_VM_STEP, 1)))
     }
 
+    /// How often SQLite compiled the statement again since it was prepared
+    /// (`SQLITE_STMTSTATUS_REPREPARE`): after a schema change, or after any
+    /// flag pragma (`PRAGMA query_only`, …) ran on the connection, which
+    /// expires every prepared statement of it.
+    public var reprepares: Int { Int(sqlite3_stmt_status(handle, SQLITE_STMTSTATUS_REPREPARE, 0)) }
+
     // MARK: - Running
 
     /// Runs a statement that returns no rows, then resets it for reuse.

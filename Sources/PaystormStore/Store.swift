@@ -215,9 +215,30 @@ public final class Store {
         if heldTransactionFailure == nil { heldTransactionFailure = "\(error)" }
     }
 
+    /// A read on the store's connection: inside the transaction already
+    /// open (a held one, say), else in a deferred transaction of its own, so
+    /// its statements see one state of the database.
+    ///
+    /// Not GRDB's `read`: that brackets the read with `PRAGMA query_only = 1`
+    /// and `= 0`, and SQLite expires every prepared statement of the
+    /// connection when a flag pragma changes. The engine's statements
+    /// (``PreparedStatement``) were then compiled again, each on its next
+    /// use, after every audit or gauge read of a world run.
+    public func read<T>(_ body: (Database) throws -> T) throws -> T {
+        try queue.inDatabase { db in
+            if db.isInsideTransaction { return try body(db) }
+            var result: T?
+            try db.inTransaction(.deferred) {
+                result = try body(db)
+                return .commit
+            }
+            return result!
+        }
+    }
+
     /// Names of the migrations applied so far, in order.
     public func appliedMigrations() throws -> [String] {
-        try queue.read { db in
+        try read { db in
             try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid")
         }
     }

@@ -84,6 +84,32 @@ struct StoreTests {
         }
     }
 
+    @Test func aReadLeavesTheConnectionsPreparedStatementsCompiled() throws {
+        let store = try Store(.memory)
+        let select = try store.queue.write { db in
+            try db.execute(sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, amount INTEGER NOT NULL); INSERT INTO t VALUES (1, 100)")
+            return try PreparedStatement(db, sql: "SELECT amount FROM t WHERE id = ?")
+        }
+        func amount() throws -> Int64 {
+            try store.queue.inDatabase { _ throws -> Int64 in
+                select.bind(Int64(1), at: 1)
+                defer { select.reset() }
+                let found = try select.step()
+                #expect(found)
+                return select.int64(at: 0)
+            }
+        }
+        #expect(try amount() == 100)
+        let count = try store.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM t") }
+        #expect(count == 1)
+        #expect(try amount() == 100)
+        #expect(select.reprepares == 0, "a read through the store must not expire the connection's statements")
+        // GRDB's own read does (PRAGMA query_only): the counter sees it.
+        _ = try store.queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM t") }
+        #expect(try amount() == 100)
+        #expect(select.reprepares == 1)
+    }
+
     @Test func preparedStatementKeepsBoundTextUntilItIsBoundAgain() throws {
         let store = try Store(.memory)
         try store.queue.write { db in

@@ -187,7 +187,7 @@ final class InvariantChecker {
     func audit(final: Bool) {
         guard let store else { return }
         do {
-            let (engine, wallets, cardData) = try store.queue.read { db in
+            let (engine, wallets, cardData) = try store.read { db in
                 let wallets = try Row.fetchAll(db, sql: """
                     SELECT merchant_id, currency, balance_minor, gross_minor, fees_minor, refunded_minor FROM wallet
                     WHERE balance_minor != gross_minor - fees_minor - refunded_minor ORDER BY merchant_id, currency
@@ -255,7 +255,7 @@ final class InvariantChecker {
     func crossCheck() {
         guard let store else { return }
         do {
-            try store.queue.read { db in
+            try store.read { db in
                 // Payments in parts, each part's captures read at once.
                 var part: [(paymentID: String, number: Int, status: String, amountMinor: Int64)] = []
                 func judgePart() {
@@ -337,7 +337,7 @@ final class InvariantChecker {
     /// The subject's history from the store, for a violation's trail.
     func trail(of subject: String) -> [String] {
         guard let store else { return [] }
-        return (try? store.queue.read { db -> [String] in
+        return (try? store.read { db -> [String] in
             var lines: [String] = []
             if let row = try Row.fetchOne(db, sql: "SELECT status, amount_minor, currency, psp_id, failure_reason, created_ns, updated_ns FROM payment WHERE payment_id = ?", arguments: [subject]) {
                 lines.append("payment \(subject): \(row["status"] as String) \(row["amount_minor"] as Int64) \(row["currency"] as String) via \(row["psp_id"] as String? ?? "-") (\(row["failure_reason"] as String? ?? "no failure"))")

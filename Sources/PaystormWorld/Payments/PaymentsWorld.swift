@@ -216,7 +216,7 @@ public enum PaymentsWorld {
         }
         // Liveness, then the final safety audit and the cross-check with the PSPs' truth.
         let liveness = try livenessViolations(world: world, broker: broker, injected: injected)
-        let nonTerminal = try store.queue.read { db in
+        let nonTerminal = try store.read { db in
             try Int.fetchOne(db, sql: """
                 SELECT (SELECT COUNT(*) FROM payment WHERE status NOT IN ('completed', 'failed'))
                      + (SELECT COUNT(*) FROM refund WHERE status NOT IN ('succeeded', 'failed'))
@@ -254,7 +254,7 @@ public enum PaymentsWorld {
             found.append(Violation(invariant: invariant.rawValue, subject: subject, virtualSeconds: seconds, seed: world.configuration.seed,
                                    detail: detail, trail: []))
         }
-        try world.store.queue.read { db in
+        try world.store.read { db in
             // Cursors: every row is counted, and only the kept ones are held.
             let payments = try Row.fetchCursor(db, sql: "SELECT payment_id, status FROM payment WHERE status NOT IN ('completed', 'failed') ORDER BY payment_id")
             while let row = try payments.next() {
@@ -418,7 +418,7 @@ extension World {
 
     /// The outbox backlog and the dead letters not yet replayed.
     func storeGauges() -> (outboxBacklog: Int, deadLetters: Int) {
-        (try? store.queue.read { db in
+        (try? store.read { db in
             let backlog = try Int.fetchOne(db, sql: "SELECT (SELECT COALESCE(MAX(sequence), 0) FROM outbox) - published_through FROM outbox_cursor") ?? 0
             let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0
             return (backlog, dead)
