@@ -39,7 +39,9 @@ public enum APIWire {
             self.object = object
             self.path = path
             self.known = known
-            for key in object.keys.sorted() where !known.contains(key) {
+            // Sorted only when one is unknown, to name the first of them.
+            guard object.keys.allSatisfy(known.contains) else {
+                let key = object.keys.sorted().first { !known.contains($0) }!
                 throw BadRequest(field: path + key, message: "unknown field; expected one of \(known.sorted().joined(separator: ", "))")
             }
         }

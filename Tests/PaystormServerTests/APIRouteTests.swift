@@ -31,6 +31,23 @@ struct APIRouteTests {
         try #require(try json(response)["error"] as? [String: Any], "no error object")
     }
 
+    @Test("responses that skip the key conversion encode as they would with it")
+    func wireNamedResponsesEncodeAsWithKeyConversion() throws {
+        func same<T: Codable & WireNamed>(_ type: T.Type, _ json: String) throws {
+            let value = try JSONDecoder().decode(T.self, from: Data(json.utf8))
+            let fast = try PaystormAPI.wireEncoder.encode(value)
+            #expect(String(decoding: fast, as: UTF8.self) == String(decoding: try PaystormAPI.encoder.encode(value), as: UTF8.self))
+            // Every wire name read back and written again: a key spelt otherwise drops out.
+            let written = try JSONSerialization.jsonObject(with: fast) as? NSDictionary
+            #expect(written == (try JSONSerialization.jsonObject(with: Data(json.utf8)) as? NSDictionary), "\(String(decoding: fast, as: UTF8.self))")
+        }
+        try same(APIWire.Payment.self, #"{"payment_id":"pay-1","status":"failed","merchant_id":"m1","user_id":"u1","amount":"1.00","currency":"USD","card":"411111******1111","psp":"stripe","failure_reason":"declined","refunded":"0.00","replayed":false}"#)
+        try same(APIWire.Refund.self, #"{"refund_id":"ref-1","payment_id":"pay-1","status":"failed","amount":"1.00","currency":"USD","failure_reason":"declined","replayed":true}"#)
+        try same(APIWire.WebhookResult.self, #"{"outcome":"applied"}"#)
+        try same(APIWire.ErrorBody.self, #"{"error":{"code":"bad","message":"no","field":"amount"}}"#)
+        try same(PSPWire.Answer.self, #"{"outcome":"declined","reference":"r","reason":"do_not_honor"}"#)
+    }
+
     @Test("POST /payments: 201, then 200 with the same payment for the same key; a different body with that key is 422")
     func createAndReplay() async throws {
         try await withAPI { client, _ in
