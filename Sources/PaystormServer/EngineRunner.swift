@@ -77,6 +77,8 @@ public final class EngineRunner: @unchecked Sendable {
         /// waited longer than ``EngineRunner/sheddingWait`` for a connection.
         public var requestsShed: Int
         public var outboxRelayed: Int64
+        /// Events in the outbox not relayed yet; -1 when the store could not say.
+        public var outboxBacklog: Int
         public var consumerLag: Int
         public var deadLetters: Int
         public var engineErrors: Int
@@ -154,7 +156,7 @@ public final class EngineRunner: @unchecked Sendable {
     private var notificationsInFlight = 0
     private var status = Status(batches: 0, calls: 0, largestBatch: 0, timersArmed: 0, pspCallsInFlight: 0,
                                 notificationsInFlight: 0, outboundQueued: 0, pspCallsDropped: 0, requestsShed: 0, outboxRelayed: 0,
-                                consumerLag: 0, deadLetters: 0, engineErrors: 0)
+                                outboxBacklog: 0, consumerLag: 0, deadLetters: 0, engineErrors: 0)
     /// Set by the engine thread while the oldest PSP call waiting for a
     /// connection has waited past ``sheddingWait``.
     private var shedding = false
@@ -471,6 +473,7 @@ public final class EngineRunner: @unchecked Sendable {
             status.timersArmed = timers.count - cancelledTimers.count
             status.outboundQueued = outboundCalls.count + outboundNotifications.count
             status.pspCallsDropped = droppedCalls
+            status.outboxBacklog = (try? engine.outboxBacklog()) ?? -1
             status.consumerLag = (try? EngineConsumer.allCases.reduce(0) { $0 + (try broker.lag(group: $1.rawValue)) }) ?? -1
             return .status(status)
         }

@@ -203,6 +203,20 @@ public enum LoadGenerator {
         return String(buffer: body)
     }
 
+    /// The engine's status from `GET /health` (``EngineRunner/Status``).
+    public static func engineStatus(_ base: String, timeout: TimeAmount = .seconds(5)) async throws -> EngineRunner.Status {
+        struct Health: Decodable { var engine: EngineRunner.Status }
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        do {
+            return try decoder.decode(Health.self, from: Data(try await health(base, timeout: timeout).utf8)).engine
+        } catch let error as ServerError {
+            throw error
+        } catch {
+            throw ServerError("\(base)/health: not an engine status this build reads (\(error)); are the server and this generator the same build?")
+        }
+    }
+
     public static func run(_ options: Options, progress: (@Sendable (Int, Int) -> Void)? = nil) async throws -> Result {
         let random = RandomStream(seed: options.seed)
         // The whole schedule, fixed before the first request.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import PaystormEngine
 import PaystormScenario
 import PaystormServer
 
@@ -120,6 +121,14 @@ extension Paystorm.Bench {
                     print(String(format: "  CPU per accepted payment: server %.0f µs, PSP sandbox %.0f µs, load generator %.0f µs; the machine's %d cores %.0f%% busy with them",
                                  perPayment[0], perPayment[1], perPayment[2], ProcessInfo.processInfo.activeProcessorCount,
                                  cpu.reduce(0, +) / wall / Double(ProcessInfo.processInfo.activeProcessorCount) * 100))
+                }
+                // Every request answered is not yet a rate the server keeps up
+                // with: past it, the outbox relay and the consumers fall behind
+                // while the answers still come.
+                if !accepted.isEmpty, let status = try? await LoadGenerator.engineStatus(url), status.outboxBacklog >= 0, status.consumerLag >= 0 {
+                    let behind = Double(status.outboxBacklog) + Double(status.consumerLag) / Double(EngineConsumer.allCases.count)
+                    print(String(format: "  at the end: outbox backlog %d events, consumer lag %d deliveries (≈ %.1f s of this rate's payments not yet through the consumers)",
+                                 status.outboxBacklog, status.consumerLag, behind / (Double(accepted.count) / max(duration, result.acceptedSeconds))))
                 }
             }
             if let status = try? await LoadGenerator.health(url) { print("server engine: \(status)") }

@@ -15,7 +15,9 @@ struct PaymentEngineTests {
         #expect(h.timers.map(\.timer) == [.pspTimeout(attemptID: call.attemptID, sentAtNanoseconds: h.now)])
         try h.reply(.succeeded(pspReference: "ch_1"), to: call)
         #expect(try h.engine.payment("pay-1").status == .completed)
+        #expect(try h.engine.outboxBacklog() == 1)
         try h.drainOutbox()
+        #expect(try h.engine.outboxBacklog() == 0)
         #expect(h.published.map(\.event.kind) == [.paymentCompleted])
         #expect(h.published.first?.partitionKey == "m-1")
         let fee = h.engine.configuration.fee(onGross: 1050)  // 2.9% + 30 = 60

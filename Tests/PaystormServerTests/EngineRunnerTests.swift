@@ -81,7 +81,7 @@ struct EngineRunnerTests {
         let settled = await ServerFixture.eventually {
             let status = runner.currentStatus
             guard case let .success(.status(full)) = await runner.perform(.status) else { return false }
-            return status.outboxRelayed >= 20 && full.consumerLag == 0 && status.pspCallsInFlight == 0
+            return status.outboxRelayed >= 20 && full.outboxBacklog == 0 && full.consumerLag == 0 && status.pspCallsInFlight == 0
         }
         #expect(settled)
         guard case let .success(.payment(declined)) = await runner.perform(.payment(id: ids[7], merchantID: "m1")) else {

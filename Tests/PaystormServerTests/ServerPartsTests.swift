@@ -185,7 +185,7 @@ struct OpenAPIDocumentTests {
     @Test("every field of GET /health's engine status is documented (the schema allows no others)")
     func healthFields() throws {
         let status = EngineRunner.Status(batches: 0, calls: 0, largestBatch: 0, timersArmed: 0, pspCallsInFlight: 0, notificationsInFlight: 0,
-                                         outboundQueued: 0, pspCallsDropped: 0, requestsShed: 0, outboxRelayed: 0, consumerLag: 0, deadLetters: 0, engineErrors: 0)
+                                         outboundQueued: 0, pspCallsDropped: 0, requestsShed: 0, outboxRelayed: 0, outboxBacklog: 0, consumerLag: 0, deadLetters: 0, engineErrors: 0)
         let encoded = try PaystormAPI.encoder.encode(status)
         let keys = try #require(try JSONSerialization.jsonObject(with: encoded) as? [String: Any]).keys
         for key in keys.sorted() {
