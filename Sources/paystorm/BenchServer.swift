@@ -16,8 +16,11 @@ extension Paystorm.Bench {
                 from this process, open loop, and prints accepted payments/s and latency percentiles (from each \
                 request's scheduled send time), then the CPU each process spent per accepted payment: on a machine \
                 this small the three share the cores, and the figures show where a payment's cost goes. Payments/s \
-                are counted to the last acceptance: past capacity the answers run on after the offered seconds. Build \
-                with `-c release`.
+                are counted to the last acceptance: past capacity the answers run on after the offered seconds. Last, \
+                how far the outbox relay and the consumers (ledger, wallet, notifications) were behind at the rate's \
+                end: the server answers requests first, so a rate it answers in full but cannot keep up with shows \
+                here, as seconds of that rate's payments not yet through the consumers (the backlog carries over to \
+                the next rate). Build with `-c release`.
 
                 Example: paystorm bench server --rates 2500,5000 --duration 20
                 """)
