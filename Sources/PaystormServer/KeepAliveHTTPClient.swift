@@ -162,7 +162,6 @@ final class KeepAliveHTTPClient: @unchecked Sendable {
         }
         handler.awaiting = { result in
             timeout.cancel()
-            handler.awaiting = nil
             switch result {
             case let .success(response):
                 pending.promise.succeed(response)

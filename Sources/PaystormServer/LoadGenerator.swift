@@ -374,6 +374,7 @@ public enum LoadGenerator {
             var headers = HTTPHeaders()
             headers.add(name: "Authorization", value: "Bearer \(options.keyPrefix)\(target.merchant)")
             headers.add(name: "Content-Type", value: "application/json")
+            let sentKind = kind, sentMerchant = target.merchant
             transport.send(method, path, headers: headers, body: body, deadline: .now() + .nanoseconds(remaining), on: loop)
                 .hop(to: loop)
                 .whenComplete { result in
@@ -381,11 +382,11 @@ public enum LoadGenerator {
                     var paymentID: String?
                     if case let .success(response) = result {
                         status = Int16(clamping: response.status)
-                        if kind == .payment, status == 200 || status == 201 {
+                        if sentKind == .payment, status == 200 || status == 201 {
                             paymentID = LoadGenerator.paymentIDField(String(buffer: response.body))
                         }
                     }
-                    self.record(index, kind: kind, status: status, paymentID: paymentID, merchant: target.merchant, sent: true)
+                    self.record(index, kind: sentKind, status: status, paymentID: paymentID, merchant: sentMerchant, sent: true)
                 }
         }
 

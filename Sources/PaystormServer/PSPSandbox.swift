@@ -321,8 +321,7 @@ public final class PSPSandbox: Sendable {
         // The PSP's latency, on an event loop's timer: a `Task.sleep` of
         // every call went through Dispatch's timer thread, about a tenth of
         // the sandbox's CPU at 1,500 calls a second.
-        let loop = webhookPlain?.client.loop ?? MultiThreadedEventLoopGroup.singleton.next()
-        try? await loop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {}.futureResult.get()
+        try? await MultiThreadedEventLoopGroup.singleton.next().scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {}.futureResult.get()
         switch reply {
         case let .answer(answer): return PaystormAPI.json(200, answer)
         case let .status(code, message): return PaystormAPI.json(code, APIWire.ErrorBody(code: "psp_\(code)", message: message))

@@ -42,7 +42,12 @@ extension PaymentEngine {
     /// Events in the outbox that the relay has not acknowledged yet: what
     /// the consumers have not been handed at all.
     public func outboxBacklog() throws(EngineError) -> Int {
-        try read { try Int.fetchOne($0, sql: "SELECT (SELECT COALESCE(MAX(sequence), 0) FROM outbox) - published_through FROM outbox_cursor WHERE id = 1") ?? 0 }
+        try read { try Self.outboxBacklog(in: $0) }
+    }
+
+    /// ``outboxBacklog()`` read on a connection the caller holds.
+    public static func outboxBacklog(in db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT (SELECT COALESCE(MAX(sequence), 0) FROM outbox) - published_through FROM outbox_cursor WHERE id = 1") ?? 0
     }
 
     /// The last acknowledged outbox sequence (where a restarted relay resumes).

@@ -419,7 +419,7 @@ extension World {
     /// The outbox backlog and the dead letters not yet replayed.
     func storeGauges() -> (outboxBacklog: Int, deadLetters: Int) {
         (try? store.read { db in
-            let backlog = try Int.fetchOne(db, sql: "SELECT (SELECT COALESCE(MAX(sequence), 0) FROM outbox) - published_through FROM outbox_cursor") ?? 0
+            let backlog = try PaymentEngine.outboxBacklog(in: db)
             let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0
             return (backlog, dead)
         }) ?? (0, 0)
