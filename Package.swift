@@ -10,7 +10,7 @@ import PackageDescription
 //          ├─ PaystormWorld ── PaystormEngine (the real engine, hosted in virtual time)
 //          │    └─ PaystormKernel ── DequeModule
 //          │         └─ PaystormStatistics ── CGSL (system GSL)
-//          └─ PaystormStore (GRDB → system SQLite)
+//          └─ PaystormStore (GRDB → CSQLite: SQLite 3.54.1 built in)
 //          └─ PaystormEngine ── PaystormStore, swift-crypto   (sans-I/O: no kernel, no clock)
 //
 // Only PaystormStatistics imports CGSL.
@@ -57,10 +57,40 @@ let package = Package(
             ],
             swiftSettings: releaseSpeed
         ),
+        // SQLite itself, built for Paystorm (see Sources/CSQLite/include/CSQLite.h): lookaside
+        // memory on, secure delete off, no memory statistics. Optimised in debug builds too, so
+        // the test suite does not run an unoptimised database. Any `sqlite3_*` function this
+        // build lacked would be taken from the system's libsqlite3 instead, so scripts/test.sh
+        // checks that the binaries import none.
+        .target(
+            name: "CSQLite",
+            cSettings: [
+                .define("SQLITE_THREADSAFE", to: "1"),
+                .define("SQLITE_DEFAULT_MEMSTATUS", to: "0"),
+                .define("SQLITE_LIKE_DOESNT_MATCH_BLOBS"),
+                .define("SQLITE_MAX_VARIABLE_NUMBER", to: "250000"),
+                .define("SQLITE_ENABLE_MATH_FUNCTIONS"),
+                .define("SQLITE_OMIT_LOAD_EXTENSION"),
+                .define("SQLITE_TEMP_STORE", to: "1"),
+                .define("SQLITE_USE_URI", to: "1"),
+                // What Debian's configure finds on this platform; without HAVE_FDATASYNC
+                // a durable commit would fsync (file metadata too) instead.
+                .define("HAVE_FDATASYNC", to: "1"),
+                .define("HAVE_GMTIME_R", to: "1"),
+                .define("HAVE_LOCALTIME_R", to: "1"),
+                .define("HAVE_MALLOC_H", to: "1"),
+                .define("HAVE_MALLOC_USABLE_SIZE", to: "1"),
+                .define("HAVE_POSIX_FALLOCATE", to: "1"),
+                .define("HAVE_STRCHRNUL", to: "1"),
+                .define("HAVE_ISNAN", to: "1"),
+                .unsafeFlags(["-O2", "-w"]),
+            ],
+            linkerSettings: [.linkedLibrary("m"), .linkedLibrary("pthread")]
+        ),
         // sqlite3_config is variadic: one C function makes the store's process-wide SQLite settings.
         .target(
             name: "CSQLiteTuning",
-            linkerSettings: [.linkedLibrary("sqlite3")]
+            dependencies: ["CSQLite"]
         ),
         .target(
             name: "PaystormStore",

@@ -8,6 +8,14 @@ cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
 
 swift build --build-tests
+# Every sqlite3_* function must come from the SQLite built in (Sources/CSQLite): one
+# this build lacked would bind to the system's libsqlite3, a second SQLite library.
+for paystorm_binary in .build/debug/paystorm .build/debug/PaystormPackageTests.xctest; do
+    if nm -D --undefined-only "$paystorm_binary" | grep -w 'sqlite3_[a-z0-9_]*'; then
+        echo "error: $paystorm_binary takes the sqlite3_* functions above from the system's libsqlite3, not from Sources/CSQLite" >&2
+        exit 1
+    fi
+done
 swift test --skip-build --disable-xctest
 
 export PAYSTORM_BIN=.build/debug/paystorm

@@ -27,6 +27,22 @@ struct StoreTests {
         #expect(try reopened.appliedMigrations() == ["v1-store-metadata"])
     }
 
+    /// The store runs the SQLite built into the executable (CSQLite), not the system's: the
+    /// version and options are that build's, with lookaside memory and without secure delete.
+    @Test func storeRunsTheBuiltInSQLite() throws {
+        let store = try Store(.memory)
+        let (version, options, lookaside) = try store.read { db in
+            (try String.fetchOne(db, sql: "SELECT sqlite_version()"),
+             try String.fetchAll(db, sql: "PRAGMA compile_options"),
+             try Int.fetchOne(db, sql: "SELECT count(*) FROM pragma_compile_options WHERE compile_options LIKE 'OMIT_LOOKASIDE%'"))
+        }
+        #expect(version == "3.54.1")
+        #expect(lookaside == 0)
+        #expect(!options.contains { $0.hasPrefix("SECURE_DELETE") })
+        #expect(options.contains("DEFAULT_MEMSTATUS=0"))
+        #expect(options.contains("THREADSAFE=1"))
+    }
+
     @Test func unopenablePathGivesANamedError() {
         do {
             _ = try Store(.file(path: "/nonexistent-dir/paystorm.sqlite"))
