@@ -53,6 +53,20 @@ struct EngineAuditTests {
         #expect(found.map(\.subject) == ["pay-11", "pay-3"])
     }
 
+    /// The check starts from the few ambiguous attempts and looks each
+    /// one's payment up, whatever the planner would prefer: walking every
+    /// attempt instead made the audit grow with the square of the run.
+    @Test("the ambiguous-failover check reads the ambiguous attempts first, by index")
+    func failoverCheckPlan() throws {
+        let h = try completedPayments()
+        let plan = try h.read { db in
+            try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + EngineAudit.noFailoverWhenAmbiguousSQL).map { $0["detail"] as String }
+        }
+        #expect(plan.count >= 2, "\(plan)")
+        #expect(plan.first == "SEARCH a USING INDEX psp_attempt_open (state=?)", "\(plan)")
+        #expect(plan.dropFirst().first?.hasPrefix("SEARCH b USING INDEX psp_attempt_subject (subject=? AND subject_id=?") == true, "\(plan)")
+    }
+
     @Test("a charge at another PSP after an ambiguous one")
     func failoverWhileAmbiguous() throws {
         let h = try completedPayments()

@@ -86,16 +86,7 @@ public enum EngineAudit {
             """) {
             add(.oneCharge, row["payment_id"], "status \(row["status"] as String) with \(row["successes"] as Int) successful PSP attempt(s)")
         }
-        // An ambiguous attempt never has a later attempt at another PSP. The
-        // ambiguous ones come from the index of open attempts (whose
-        // condition the query repeats so that SQLite may use it), not from
-        // every payment attempt in id order.
-        for row in try Row.fetchAll(db, sql: """
-            SELECT a.subject_id, a.psp_id, b.psp_id AS other FROM psp_attempt a JOIN psp_attempt b
-            ON b.subject = 'payment' AND b.subject_id = a.subject_id AND b.attempt_id > a.attempt_id
-            WHERE +a.subject = 'payment' AND a.state = 'ambiguous' AND a.state NOT IN ('succeeded', 'failed')
-            ORDER BY a.subject_id, a.attempt_id, b.attempt_id
-            """) {
+        for row in try Row.fetchAll(db, sql: noFailoverWhenAmbiguousSQL) {
             add(.noFailoverWhenAmbiguous, row["subject_id"], "tried \(row["other"] as String) while \(row["psp_id"] as String) was ambiguous")
         }
         for row in try Row.fetchAll(db, sql: "SELECT merchant_id, currency, balance_minor FROM wallet WHERE balance_minor < 0") {
@@ -103,6 +94,21 @@ public enum EngineAudit {
         }
         return (violations, journal)
     }
+
+    /// An ambiguous attempt never has a later attempt at another PSP. The
+    /// ambiguous ones come from the index of open attempts (whose condition
+    /// the query repeats so that SQLite may use it), and each one's later
+    /// attempts from the index by payment. `CROSS JOIN` fixes that order:
+    /// SQLite 3.54's planner otherwise walked every payment attempt and, for
+    /// each, all the ambiguous ones — the audit after a world's load, with
+    /// thousands of attempts still ambiguous, took 3.9 s at 30,000 payments
+    /// and grew with the square of the run.
+    static let noFailoverWhenAmbiguousSQL = """
+        SELECT a.subject_id, a.psp_id, b.psp_id AS other FROM psp_attempt a CROSS JOIN psp_attempt b
+        ON b.subject = 'payment' AND b.subject_id = a.subject_id AND b.attempt_id > a.attempt_id
+        WHERE +a.subject = 'payment' AND a.state = 'ambiguous' AND a.state NOT IN ('succeeded', 'failed')
+        ORDER BY a.subject_id, a.attempt_id, b.attempt_id
+        """
 
     /// Invariants that hold once every outbox event was consumed: wallets
     /// equal the journal's merchant balances, and the ledger holds exactly the
