@@ -76,7 +76,7 @@ enum CanonicalJSONReader {
     static func transactionEvent(_ json: String) -> TransactionEvent? {
         var json = json
         return json.withUTF8 { bytes -> TransactionEvent? in
-            var reader = Cursor(bytes: bytes)
+            var reader = PlainJSONCursor(bytes: bytes)
             guard reader.take(UInt8(ascii: "{")) else { return nil }
             var amountMinor: Int64?, feeMinor: Int64?, timeNanoseconds: Int64?
             var currency: String?, eventID: String?, kind: TransactionEvent.Kind?, merchantID: String?, paymentID: String?
@@ -109,60 +109,77 @@ enum CanonicalJSONReader {
                                     feeMinor: feeMinor, pspID: pspID, timeNanoseconds: timeNanoseconds, reason: reason)
         }
     }
+}
 
-    private struct Cursor {
-        let bytes: UnsafeBufferPointer<UInt8>
-        var index = 0
+/// A reader over UTF-8 bytes of the plainest JSON: printable-ASCII strings
+/// without escapes and canonical integers. Each read returns `nil` for
+/// anything else, so a caller can send such input to a full JSON reader.
+package struct PlainJSONCursor {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var index = 0
 
-        var atEnd: Bool { index == bytes.count }
+    package init(bytes: UnsafeBufferPointer<UInt8>) {
+        self.bytes = bytes
+    }
 
-        mutating func take(_ byte: UInt8) -> Bool {
-            guard index < bytes.count, bytes[index] == byte else { return false }
-            index += 1
-            return true
-        }
+    package var atEnd: Bool { index == bytes.count }
 
-        /// A string of bytes 0x20...0x7E other than `"` and `\`, in quotes.
-        mutating func plainString() -> String? {
-            guard take(UInt8(ascii: "\"")) else { return nil }
-            let start = index
-            while index < bytes.count {
-                let byte = bytes[index]
-                if byte == UInt8(ascii: "\"") {
-                    let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-                    index += 1
-                    return text
-                }
-                guard byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\\") else { return nil }
+    package mutating func take(_ byte: UInt8) -> Bool {
+        guard index < bytes.count, bytes[index] == byte else { return false }
+        index += 1
+        return true
+    }
+
+    /// A string of bytes 0x20...0x7E other than `"` and `\`, in quotes.
+    package mutating func plainString() -> String? {
+        guard take(UInt8(ascii: "\"")) else { return nil }
+        let start = index
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
                 index += 1
+                return text
             }
+            guard byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\\") else { return nil }
+            index += 1
+        }
+        return nil
+    }
+
+    /// An optional `-`, then `0` or digits without a leading zero, fitting Int64;
+    /// not followed by a fraction or exponent.
+    package mutating func integer() -> Int64? {
+        let negative = take(UInt8(ascii: "-"))
+        let start = index
+        var magnitude: UInt64 = 0
+        while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
+            let (times10, overflow1) = magnitude.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(UInt64(bytes[index] - UInt8(ascii: "0")))
+            guard !overflow1 && !overflow2 else { return nil }
+            magnitude = sum
+            index += 1
+        }
+        let digits = index - start
+        guard digits > 0, digits == 1 || bytes[start] != UInt8(ascii: "0") else { return nil }
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") || bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
             return nil
         }
+        if negative {
+            guard magnitude <= UInt64(Int64.max) + 1 else { return nil }
+            return magnitude == UInt64(Int64.max) + 1 ? .min : -Int64(magnitude)
+        }
+        guard magnitude <= UInt64(Int64.max) else { return nil }
+        return Int64(magnitude)
+    }
 
-        /// An optional `-`, then `0` or digits without a leading zero, fitting Int64;
-        /// not followed by a fraction or exponent.
-        mutating func integer() -> Int64? {
-            let negative = take(UInt8(ascii: "-"))
-            let start = index
-            var magnitude: UInt64 = 0
-            while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
-                let (times10, overflow1) = magnitude.multipliedReportingOverflow(by: 10)
-                let (sum, overflow2) = times10.addingReportingOverflow(UInt64(bytes[index] - UInt8(ascii: "0")))
-                guard !overflow1 && !overflow2 else { return nil }
-                magnitude = sum
-                index += 1
+    /// Skips JSON's whitespace: space, tab, line feed, carriage return.
+    package mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
             }
-            let digits = index - start
-            guard digits > 0, digits == 1 || bytes[start] != UInt8(ascii: "0") else { return nil }
-            if index < bytes.count, bytes[index] == UInt8(ascii: ".") || bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-                return nil
-            }
-            if negative {
-                guard magnitude <= UInt64(Int64.max) + 1 else { return nil }
-                return magnitude == UInt64(Int64.max) + 1 ? .min : -Int64(magnitude)
-            }
-            guard magnitude <= UInt64(Int64.max) else { return nil }
-            return Int64(magnitude)
         }
     }
 }
