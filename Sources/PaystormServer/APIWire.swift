@@ -101,70 +101,53 @@ public enum APIWire {
     /// ``createPayment(_:)`` then reads field by field, accepting it or
     /// naming what is wrong. What this accepts, that reads the same way.
     static func plainCreatePayment(_ body: Data) -> CreatePaymentCommand? {
-        body.withUnsafeBytes { raw -> CreatePaymentCommand? in
-            var reader = PlainJSONCursor(bytes: raw.bindMemory(to: UInt8.self))
-            var userID: String?, merchantID: String?, amount: String?, currency: String?, idempotencyKey: String?
-            var type: String?, number: String?, expiry: String?, cvv: String?
-            var method = false, details = false
-            /// A string value for a key not seen yet, within `limit` bytes.
-            func value(_ slot: inout String?, limit: Int) -> Bool {
-                guard slot == nil, let text = reader.plainString(), text.utf8.count <= limit else { return false }
-                slot = text
-                return true
+        var userID: String?, merchantID: String?, amount: String?, currency: String?, idempotencyKey: String?
+        var type: String?, number: String?, expiry: String?, cvv: String?
+        var method = false, details = false
+        /// A string value for a key not seen yet, within `limit` bytes.
+        func value(_ slot: inout String?, limit: Int, _ reader: inout PlainJSONCursor) -> Bool {
+            guard slot == nil, let text = reader.plainString(), text.utf8.count <= limit else { return false }
+            slot = text
+            return true
+        }
+        func card(_ key: String, _ reader: inout PlainJSONCursor) -> Bool {
+            switch key {
+            case "card_number": value(&number, limit: 40, &reader)
+            case "expiry_date": value(&expiry, limit: 10, &reader)
+            case "cvv": value(&cvv, limit: 10, &reader)
+            default: false
             }
-            /// `{ "key": value, ... }`, each value read by `member`; `false` at the first misfit.
-            func object(_ member: (String) -> Bool) -> Bool {
-                reader.skipWhitespace()
-                guard reader.take(UInt8(ascii: "{")) else { return false }
-                repeat {
-                    reader.skipWhitespace()
-                    guard let key = reader.plainString() else { return false }
-                    reader.skipWhitespace()
-                    guard reader.take(UInt8(ascii: ":")) else { return false }
-                    reader.skipWhitespace()
-                    guard member(key) else { return false }
-                    reader.skipWhitespace()
-                } while reader.take(UInt8(ascii: ","))
-                return reader.take(UInt8(ascii: "}"))
+        }
+        func paymentMethod(_ key: String, _ reader: inout PlainJSONCursor) -> Bool {
+            switch key {
+            case "type": return value(&type, limit: 255, &reader)
+            case "details":
+                guard !details else { return false }
+                details = true
+                return reader.object(card)
+            default: return false
             }
-            func card(_ key: String) -> Bool {
+        }
+        let read = body.withUnsafeBytes { raw in
+            PlainJSONCursor.object(in: raw) { key, reader in
                 switch key {
-                case "card_number": value(&number, limit: 40)
-                case "expiry_date": value(&expiry, limit: 10)
-                case "cvv": value(&cvv, limit: 10)
-                default: false
-                }
-            }
-            func paymentMethod(_ key: String) -> Bool {
-                switch key {
-                case "type": return value(&type, limit: 255)
-                case "details":
-                    guard !details else { return false }
-                    details = true
-                    return object(card)
-                default: return false
-                }
-            }
-            let read = object { key in
-                switch key {
-                case "user_id": return value(&userID, limit: 255)
-                case "merchant_id": return value(&merchantID, limit: 255)
-                case "amount": return value(&amount, limit: 40)
-                case "currency": return value(&currency, limit: 3)
-                case "idempotency_key": return value(&idempotencyKey, limit: 255)
+                case "user_id": return value(&userID, limit: 255, &reader)
+                case "merchant_id": return value(&merchantID, limit: 255, &reader)
+                case "amount": return value(&amount, limit: 40, &reader)
+                case "currency": return value(&currency, limit: 3, &reader)
+                case "idempotency_key": return value(&idempotencyKey, limit: 255, &reader)
                 case "payment_method":
                     guard !method else { return false }
                     method = true
-                    return object(paymentMethod)
+                    return reader.object(paymentMethod)
                 default: return false
                 }
             }
-            reader.skipWhitespace()
-            guard read, reader.atEnd, type == "card", let userID, let merchantID, let amount, let currency, let idempotencyKey,
-                  let number, let expiry, let cvv else { return nil }
-            return CreatePaymentCommand(userID: userID, merchantID: merchantID, amount: amount, currency: currency,
-                                        card: CardInput(number: number, expiry: expiry, cvv: cvv), idempotencyKey: idempotencyKey)
         }
+        guard read, type == "card", let userID, let merchantID, let amount, let currency, let idempotencyKey,
+              let number, let expiry, let cvv else { return nil }
+        return CreatePaymentCommand(userID: userID, merchantID: merchantID, amount: amount, currency: currency,
+                                    card: CardInput(number: number, expiry: expiry, cvv: cvv), idempotencyKey: idempotencyKey)
     }
 
     /// `POST /refunds`; the merchant comes from the API key.

@@ -51,6 +51,26 @@ public enum PSPWire {
             case idempotencyKey = "idempotency_key", amountMinor = "amount_minor", currency, cardToken = "card_token"
         }
 
+        /// The call as `JSONDecoder` reads it, for the common body (see
+        /// ``PlainJSONCursor``: plain strings, canonical integers, each key
+        /// known and given once); `nil` for any other, which the decoder reads.
+        static func plain(_ body: Data) -> Call? {
+            var key: String?, amount: Int64?, currency: String?, token: String?
+            let read = body.withUnsafeBytes { raw in
+                PlainJSONCursor.object(in: raw) { name, reader in
+                    switch name {
+                    case "idempotency_key": guard key == nil else { return false }; key = reader.plainString(); return key != nil
+                    case "amount_minor": guard amount == nil else { return false }; amount = reader.integer(); return amount != nil
+                    case "currency": guard currency == nil else { return false }; currency = reader.plainString(); return currency != nil
+                    case "card_token": guard token == nil else { return false }; token = reader.plainString(); return token != nil
+                    default: return false
+                    }
+                }
+            }
+            guard read, let key, let amount, let currency else { return nil }
+            return Call(idempotencyKey: key, amountMinor: amount, currency: currency, cardToken: token)
+        }
+
         /// The same JSON `JSONEncoder` writes (keys in declaration order), without its cost.
         public func json() -> String {
             var text = "{\"idempotency_key\":\(PSPWire.quoted(idempotencyKey)),\"amount_minor\":\(amountMinor),\"currency\":\(PSPWire.quoted(currency))"
@@ -75,6 +95,29 @@ public enum PSPWire {
         public var outcome: String
         public var reference: String?
         public var reason: String?
+
+        /// The answer as `JSONDecoder` reads it, for the common body (as
+        /// ``Call/plain(_:)``); `nil` for any other, which the decoder reads.
+        static func plain(_ body: Data) -> Answer? {
+            var outcome: String?, reference: String?, reason: String?
+            let read = body.withUnsafeBytes { raw in
+                PlainJSONCursor.object(in: raw) { name, reader in
+                    switch name {
+                    case "outcome": guard outcome == nil else { return false }; outcome = reader.plainString(); return outcome != nil
+                    case "reference": guard reference == nil else { return false }; reference = reader.plainString(); return reference != nil
+                    case "reason": guard reason == nil else { return false }; reason = reader.plainString(); return reason != nil
+                    default: return false
+                    }
+                }
+            }
+            guard read, let outcome else { return nil }
+            return Answer(outcome: outcome, reference: reference, reason: reason)
+        }
+
+        /// The answer in `body`: ``plain(_:)``, else `JSONDecoder`.
+        static func read(_ body: Data) -> Answer? {
+            plain(body) ?? (try? JSONDecoder().decode(Answer.self, from: body))
+        }
     }
 
     /// The PSP's answer, from its HTTP status and body. `nil` means the outcome
@@ -83,7 +126,7 @@ public enum PSPWire {
     public static func outcome(status: Int, body: Data) -> PSPOutcome? {
         switch status {
         case 200:
-            guard let answer = try? JSONDecoder().decode(Answer.self, from: body) else { return nil }
+            guard let answer = Answer.read(body) else { return nil }
             switch answer.outcome {
             case "succeeded": return .succeeded(pspReference: answer.reference ?? "")
             case "declined": return .declined(reason: answer.reason ?? "declined")

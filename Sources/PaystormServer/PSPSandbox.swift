@@ -310,7 +310,7 @@ public final class PSPSandbox: Sendable {
         let body = try await PaystormAPI.body(request, limit: 1 << 16)
         let call: PSPWire.Call
         do {
-            call = try JSONDecoder().decode(PSPWire.Call.self, from: body)
+            call = try PSPWire.Call.plain(body) ?? JSONDecoder().decode(PSPWire.Call.self, from: body)
         } catch {
             throw APIFailure(400, APIWire.ErrorBody(code: "bad_request", message: "not a PSP call: \(error)"))
         }

@@ -4,11 +4,12 @@ import PaystormStatistics
 import Testing
 @testable import PaystormServer
 
-/// `POST /payments` bodies have two readers: the plain one for the common
-/// body, and `JSONSerialization` field by field for everything else. Both
-/// must read a body the same way, so these tests hold the plain reader to
-/// the field reader on generated bodies.
-@Suite("API wire: the plain reader of payment bodies")
+/// The JSON on every payment's path is read and written by hand for the
+/// common case, and by Foundation for the rest: `POST /payments` bodies
+/// (else `JSONSerialization` field by field), the PSP wire's calls and
+/// answers (else `JSONDecoder`), and the answers written (instead of
+/// `JSONEncoder`). These tests hold each to Foundation on generated input.
+@Suite("API wire: the plain readers and writers")
 struct APIWireTests {
     /// What a command holds, comparable.
     static func fields(_ command: CreatePaymentCommand) -> [String] {
@@ -108,5 +109,90 @@ struct APIWireTests {
         #expect(throws: APIWire.BadRequest(field: "payment_method.type", message: "\"sepa\" is not supported; expected \"card\"")) {
             try APIWire.createPayment(Data(other.utf8))
         }
+    }
+
+    /// Strings that exercise every escape `JSONEncoder` writes, and UTF-8.
+    static let awkward = ["", "pay-1", "a/b", "quote\"d", "back\\slash", "tab\there", "nl\nr\r", "\u{0}\u{1}\u{1F}\u{7F}", "café", "日本 😀"]
+
+    static func text(_ random: RandomStream) -> String {
+        if random.uniformInt(below: 3) == 0 { return awkward[random.uniformInt(below: awkward.count)] }
+        return String((0..<random.uniformInt(below: 12)).map { _ in Character(Unicode.Scalar(UInt8(0x20 + random.uniformInt(below: 0x5F)))) })
+    }
+
+    static func encoded(_ value: some Encodable) throws -> String {
+        String(decoding: try PaystormAPI.wireEncoder.encode(value), as: UTF8.self)
+    }
+
+    @Test(arguments: 1...4 as ClosedRange<UInt64>)
+    func writtenAnswersAreTheEncodersBytes(seed: UInt64) throws {
+        let random = RandomStream(seed: seed)
+        func maybe() -> String? { random.uniformInt(below: 2) == 0 ? nil : Self.text(random) }
+        for _ in 0..<300 {
+            let payment = try JSONDecoder().decode(APIWire.Payment.self, from: JSONSerialization.data(withJSONObject: [
+                "payment_id": Self.text(random), "status": Self.text(random), "merchant_id": Self.text(random), "user_id": Self.text(random),
+                "amount": Self.text(random), "currency": Self.text(random), "card": Self.text(random), "refunded": Self.text(random),
+                "replayed": random.uniformInt(below: 2) == 0,
+            ].merging([("psp", maybe()), ("failure_reason", maybe())].compactMap { key, value in value.map { (key, $0 as Any) } }) { a, _ in a }))
+            #expect(payment.wireJSON == (try Self.encoded(payment)))
+            let result = APIWire.WebhookResult(outcome: Self.text(random))
+            #expect(result.wireJSON == (try Self.encoded(result)))
+            let answer = PSPWire.Answer(outcome: Self.text(random), reference: maybe(), reason: maybe())
+            #expect(answer.wireJSON == (try Self.encoded(answer)))
+        }
+    }
+
+    /// A PSP call or answer body as a client may write it (keys in any order,
+    /// JSON whitespace), then one edit away from that half the time.
+    static func pspBody(_ random: RandomStream, members: [(String, String)]) -> [UInt8] {
+        func space() -> String { String((0..<random.uniformInt(below: 2)).map { _ in [" ", "\n", "\t"][random.uniformInt(below: 3)] }) }
+        var shuffled = members
+        for i in stride(from: shuffled.count - 1, to: 0, by: -1) { shuffled.swapAt(i, random.uniformInt(below: i + 1)) }
+        var bytes = Array((space() + "{" + shuffled.map { space() + "\"\($0.0)\":" + space() + $0.1 }.joined(separator: ",") + "}" + space()).utf8)
+        guard random.uniformInt(below: 2) == 0 else { return bytes }
+        let insertions = ["\\u0041", "null", "1.5", "01", "-0", "99999999999999999999", "\"x\":\"y\",", "é", "true", "\"", "}", ",", " "]
+        let position = random.uniformInt(below: bytes.count + 1)
+        switch random.uniformInt(below: 3) {
+        case 0: bytes.insert(contentsOf: Array(insertions[random.uniformInt(below: insertions.count)].utf8), at: position)
+        case 1: if position < bytes.count { bytes[position] = UInt8(random.uniformInt(below: 256)) }
+        default: if position < bytes.count { bytes.remove(at: position) }
+        }
+        return bytes
+    }
+
+    static func plainText(_ random: RandomStream) -> String {
+        String((0..<random.uniformInt(below: 12)).map { _ in
+            var scalar = 0x20 + random.uniformInt(below: 0x5F)
+            if scalar == 0x22 || scalar == 0x5C { scalar = 0x42 }
+            return Character(Unicode.Scalar(UInt8(scalar)))
+        })
+    }
+
+    @Test(arguments: 1...4 as ClosedRange<UInt64>)
+    func pspWireIsReadAsJSONDecoderReadsIt(seed: UInt64) throws {
+        let random = RandomStream(seed: seed)
+        var plainCalls = 0, plainAnswers = 0
+        for _ in 0..<400 {
+            var members = [("idempotency_key", "\"\(Self.plainText(random))\""), ("amount_minor", String(random.uniformInt(below: 2_000_000) - 1_000)),
+                           ("currency", "\"\(Self.plainText(random))\"")]
+            if random.uniformInt(below: 2) == 0 { members.append(("card_token", "\"\(Self.plainText(random))\"")) }
+            let call = Data(Self.pspBody(random, members: members))
+            if let plain = PSPWire.Call.plain(call) {
+                plainCalls += 1
+                let decoded = try #require(try? JSONDecoder().decode(PSPWire.Call.self, from: call), "\(String(decoding: call, as: UTF8.self))")
+                #expect([plain.idempotencyKey, String(plain.amountMinor), plain.currency, plain.cardToken ?? "-"]
+                        == [decoded.idempotencyKey, String(decoded.amountMinor), decoded.currency, decoded.cardToken ?? "-"])
+            }
+            var fields = [("outcome", "\"\(Self.plainText(random))\"")]
+            if random.uniformInt(below: 2) == 0 { fields.append(("reference", "\"\(Self.plainText(random))\"")) }
+            if random.uniformInt(below: 2) == 0 { fields.append(("reason", "\"\(Self.plainText(random))\"")) }
+            let answer = Data(Self.pspBody(random, members: fields))
+            if let plain = PSPWire.Answer.plain(answer) {
+                plainAnswers += 1
+                let decoded = try #require(try? JSONDecoder().decode(PSPWire.Answer.self, from: answer), "\(String(decoding: answer, as: UTF8.self))")
+                #expect([plain.outcome, plain.reference ?? "-", plain.reason ?? "-"] == [decoded.outcome, decoded.reference ?? "-", decoded.reason ?? "-"])
+            }
+        }
+        // The unedited half, and some edits the plain readers take (whitespace, a digit), go the plain way.
+        #expect(plainCalls > 200 && plainCalls < 400 && plainAnswers > 200 && plainAnswers < 400, "calls \(plainCalls), answers \(plainAnswers)")
     }
 }

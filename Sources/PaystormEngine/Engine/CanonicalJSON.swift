@@ -1,25 +1,35 @@
 /// Writes one flat JSON object byte for byte as `JSONEncoder` with
 /// `.sortedKeys` does; the caller adds fields in sorted key order.
-struct CanonicalJSONWriter {
+package struct CanonicalJSONWriter {
     private var bytes: [UInt8] = []
 
-    init() {
+    package init() {
         bytes.reserveCapacity(320)
         bytes.append(UInt8(ascii: "{"))
     }
 
-    mutating func field(_ key: StaticString, _ value: String) {
+    package mutating func field(_ key: StaticString, _ value: String) {
         writeKey(key)
         string(value)
     }
 
-    mutating func field(_ key: StaticString, _ value: Int64) {
+    /// Nothing for `nil`, as `JSONEncoder` leaves out an absent optional.
+    package mutating func field(_ key: StaticString, _ value: String?) {
+        if let value { field(key, value) }
+    }
+
+    package mutating func field(_ key: StaticString, _ value: Int64) {
         writeKey(key)
         bytes.append(contentsOf: String(value).utf8)
     }
 
+    package mutating func field(_ key: StaticString, _ value: Bool) {
+        writeKey(key)
+        bytes.append(contentsOf: (value ? "true" : "false").utf8)
+    }
+
     /// The object's text; the writer is spent.
-    mutating func finish() -> String {
+    package mutating func finish() -> String {
         bytes.append(UInt8(ascii: "}"))
         return String(decoding: bytes, as: UTF8.self)
     }
@@ -171,6 +181,32 @@ package struct PlainJSONCursor {
         }
         guard magnitude <= UInt64(Int64.max) else { return nil }
         return Int64(magnitude)
+    }
+
+    /// `{ "key": value, ... }` with JSON whitespace around every token, each
+    /// value read by `member` (given the key and this cursor); `false` at the
+    /// first misfit, an empty object included.
+    package mutating func object(_ member: (String, inout PlainJSONCursor) -> Bool) -> Bool {
+        skipWhitespace()
+        guard take(UInt8(ascii: "{")) else { return false }
+        repeat {
+            skipWhitespace()
+            guard let key = plainString() else { return false }
+            skipWhitespace()
+            guard take(UInt8(ascii: ":")) else { return false }
+            skipWhitespace()
+            guard member(key, &self) else { return false }
+            skipWhitespace()
+        } while take(UInt8(ascii: ","))
+        return take(UInt8(ascii: "}"))
+    }
+
+    /// A whole body: one ``object(_:)`` and nothing after it but whitespace.
+    package static func object(in body: UnsafeRawBufferPointer, _ member: (String, inout PlainJSONCursor) -> Bool) -> Bool {
+        var reader = PlainJSONCursor(bytes: body.bindMemory(to: UInt8.self))
+        guard reader.object(member) else { return false }
+        reader.skipWhitespace()
+        return reader.atEnd
     }
 
     /// Skips JSON's whitespace: space, tab, line feed, carriage return.
