@@ -5,10 +5,11 @@ import GRDB
 /// Paystorm's SQLite database: an in-memory database for simulations and
 /// benchmarks, or a WAL-mode file for the server host.
 ///
-/// SQLite is reached through GRDB (system `libsqlite3` via its
-/// `.systemLibrary` target): migrations, typed rows and cached prepared
-/// statements come with it, and `paystorm bench store` shows its cached
-/// statement path costs a few percent over the raw C API.
+/// SQLite is reached through GRDB: migrations, typed rows and cached
+/// prepared statements come with it, and `paystorm bench store` shows its
+/// cached statement path costs a few percent over the raw C API. The SQLite
+/// underneath is the one built into the executable (`Sources/CSQLite`);
+/// GRDB compiles against the system's `sqlite3.h`, whose API it only needs.
 public final class Store {
     /// Where the database lives.
     public enum Location: Sendable, Equatable {
