@@ -104,23 +104,17 @@ public enum APIWire {
         var userID: String?, merchantID: String?, amount: String?, currency: String?, idempotencyKey: String?
         var type: String?, number: String?, expiry: String?, cvv: String?
         var method = false, details = false
-        /// A string value for a key not seen yet, within `limit` bytes.
-        func value(_ slot: inout String?, limit: Int, _ reader: inout PlainJSONCursor) -> Bool {
-            guard slot == nil, let text = reader.plainString(), text.utf8.count <= limit else { return false }
-            slot = text
-            return true
-        }
         func card(_ key: String, _ reader: inout PlainJSONCursor) -> Bool {
             switch key {
-            case "card_number": value(&number, limit: 40, &reader)
-            case "expiry_date": value(&expiry, limit: 10, &reader)
-            case "cvv": value(&cvv, limit: 10, &reader)
+            case "card_number": reader.plainString(into: &number, limit: 40)
+            case "expiry_date": reader.plainString(into: &expiry, limit: 10)
+            case "cvv": reader.plainString(into: &cvv, limit: 10)
             default: false
             }
         }
         func paymentMethod(_ key: String, _ reader: inout PlainJSONCursor) -> Bool {
             switch key {
-            case "type": return value(&type, limit: 255, &reader)
+            case "type": return reader.plainString(into: &type, limit: 255)
             case "details":
                 guard !details else { return false }
                 details = true
@@ -131,11 +125,11 @@ public enum APIWire {
         let read = body.withUnsafeBytes { raw in
             PlainJSONCursor.object(in: raw) { key, reader in
                 switch key {
-                case "user_id": return value(&userID, limit: 255, &reader)
-                case "merchant_id": return value(&merchantID, limit: 255, &reader)
-                case "amount": return value(&amount, limit: 40, &reader)
-                case "currency": return value(&currency, limit: 3, &reader)
-                case "idempotency_key": return value(&idempotencyKey, limit: 255, &reader)
+                case "user_id": return reader.plainString(into: &userID, limit: 255)
+                case "merchant_id": return reader.plainString(into: &merchantID, limit: 255)
+                case "amount": return reader.plainString(into: &amount, limit: 40)
+                case "currency": return reader.plainString(into: &currency, limit: 3)
+                case "idempotency_key": return reader.plainString(into: &idempotencyKey, limit: 255)
                 case "payment_method":
                     guard !method else { return false }
                     method = true

@@ -59,11 +59,11 @@ public enum PSPWire {
             let read = body.withUnsafeBytes { raw in
                 PlainJSONCursor.object(in: raw) { name, reader in
                     switch name {
-                    case "idempotency_key": guard key == nil else { return false }; key = reader.plainString(); return key != nil
-                    case "amount_minor": guard amount == nil else { return false }; amount = reader.integer(); return amount != nil
-                    case "currency": guard currency == nil else { return false }; currency = reader.plainString(); return currency != nil
-                    case "card_token": guard token == nil else { return false }; token = reader.plainString(); return token != nil
-                    default: return false
+                    case "idempotency_key": reader.plainString(into: &key)
+                    case "amount_minor": reader.integer(into: &amount)
+                    case "currency": reader.plainString(into: &currency)
+                    case "card_token": reader.plainString(into: &token)
+                    default: false
                     }
                 }
             }
@@ -103,10 +103,10 @@ public enum PSPWire {
             let read = body.withUnsafeBytes { raw in
                 PlainJSONCursor.object(in: raw) { name, reader in
                     switch name {
-                    case "outcome": guard outcome == nil else { return false }; outcome = reader.plainString(); return outcome != nil
-                    case "reference": guard reference == nil else { return false }; reference = reader.plainString(); return reference != nil
-                    case "reason": guard reason == nil else { return false }; reason = reader.plainString(); return reason != nil
-                    default: return false
+                    case "outcome": reader.plainString(into: &outcome)
+                    case "reference": reader.plainString(into: &reference)
+                    case "reason": reader.plainString(into: &reason)
+                    default: false
                     }
                 }
             }

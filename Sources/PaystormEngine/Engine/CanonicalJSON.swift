@@ -183,6 +183,21 @@ package struct PlainJSONCursor {
         return Int64(magnitude)
     }
 
+    /// A plain string (``plainString()``) of at most `limit` bytes into an
+    /// empty `slot`; `false` if the slot is taken (a key given twice) or no such string is next.
+    package mutating func plainString(into slot: inout String?, limit: Int = .max) -> Bool {
+        guard slot == nil, let text = plainString(), text.utf8.count <= limit else { return false }
+        slot = text
+        return true
+    }
+
+    /// An ``integer()`` into an empty `slot`; `false` if the slot is taken or no such integer is next.
+    package mutating func integer(into slot: inout Int64?) -> Bool {
+        guard slot == nil, let value = integer() else { return false }
+        slot = value
+        return true
+    }
+
     /// `{ "key": value, ... }` with JSON whitespace around every token, each
     /// value read by `member` (given the key and this cursor); `false` at the
     /// first misfit, an empty object included.
