@@ -387,8 +387,8 @@ extension APIWire.Refund: WireNamed {}
 extension APIWire.ErrorBody: WireNamed {}
 
 /// A response on every payment's path, written directly: the bytes
-/// ``PaystormAPI/wireEncoder`` writes (tested), without its cost, about a
-/// thirtieth of the server's and the sandbox's CPU a payment.
+/// ``PaystormAPI/wireEncoder`` writes (tested), without its cost: in a
+/// profile, about a thirtieth of the server's and the sandbox's CPU a payment.
 protocol WrittenWire: WireNamed {
     var wireJSON: String { get }
 }
