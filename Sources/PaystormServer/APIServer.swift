@@ -362,19 +362,19 @@ public struct PaystormAPI: Sendable {
     }()
 
     static func json(_ status: Int, _ value: some Encodable) -> Response {
-        response(status, (try? encoder.encode(value)) ?? Data("{}".utf8))
+        response(status, ByteBuffer(data: (try? encoder.encode(value)) ?? Data("{}".utf8)))
     }
 
     static func json(_ status: Int, _ value: some WireNamed) -> Response {
-        response(status, (try? wireEncoder.encode(value)) ?? Data("{}".utf8))
+        response(status, ByteBuffer(data: (try? wireEncoder.encode(value)) ?? Data("{}".utf8)))
     }
 
     static func json(_ status: Int, _ value: some WrittenWire) -> Response {
-        Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: value.wireJSON)))
+        response(status, ByteBuffer(string: value.wireJSON))
     }
 
-    private static func response(_ status: Int, _ data: Data) -> Response {
-        Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: data)))
+    private static func response(_ status: Int, _ body: ByteBuffer) -> Response {
+        Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
     }
 }
 

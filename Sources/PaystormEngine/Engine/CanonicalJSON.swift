@@ -80,44 +80,40 @@ package struct CanonicalJSONWriter {
 /// inputs `JSONDecoder` would read the same way; `nil` sends the caller to
 /// `JSONDecoder`.
 enum CanonicalJSONReader {
-    /// A ``TransactionEvent`` from `{"key":value,...}` with no whitespace,
-    /// values plain printable-ASCII strings without escapes or canonical
-    /// integers, each key known and present at most once; `nil` otherwise.
+    /// A ``TransactionEvent`` from `{"key":value,...}` (JSON whitespace
+    /// allowed between tokens), values plain printable-ASCII strings without
+    /// escapes or canonical integers, each key known and present at most
+    /// once; `nil` otherwise.
     static func transactionEvent(_ json: String) -> TransactionEvent? {
+        var amountMinor: Int64?, feeMinor: Int64?, timeNanoseconds: Int64?
+        var currency: String?, eventID: String?, kind: String?, merchantID: String?, paymentID: String?
+        var pspID: String?, reason: String?, refundID: String?, userID: String?
         var json = json
-        return json.withUTF8 { bytes -> TransactionEvent? in
-            var reader = PlainJSONCursor(bytes: bytes)
-            guard reader.take(UInt8(ascii: "{")) else { return nil }
-            var amountMinor: Int64?, feeMinor: Int64?, timeNanoseconds: Int64?
-            var currency: String?, eventID: String?, kind: TransactionEvent.Kind?, merchantID: String?, paymentID: String?
-            var pspID: String?, reason: String?, refundID: String?, userID: String?
-            repeat {
-                guard let key = reader.plainString(), reader.take(UInt8(ascii: ":")) else { return nil }
+        let read = json.withUTF8 { bytes in
+            PlainJSONCursor.object(in: UnsafeRawBufferPointer(bytes)) { key, reader in
                 switch key {
-                case "amountMinor": guard amountMinor == nil, let value = reader.integer() else { return nil }; amountMinor = value
-                case "feeMinor": guard feeMinor == nil, let value = reader.integer() else { return nil }; feeMinor = value
-                case "timeNanoseconds": guard timeNanoseconds == nil, let value = reader.integer() else { return nil }; timeNanoseconds = value
-                case "currency": guard currency == nil, let value = reader.plainString() else { return nil }; currency = value
-                case "eventID": guard eventID == nil, let value = reader.plainString() else { return nil }; eventID = value
-                case "kind":
-                    guard kind == nil, let value = reader.plainString(), let parsed = TransactionEvent.Kind(rawValue: value) else { return nil }
-                    kind = parsed
-                case "merchantID": guard merchantID == nil, let value = reader.plainString() else { return nil }; merchantID = value
-                case "paymentID": guard paymentID == nil, let value = reader.plainString() else { return nil }; paymentID = value
-                case "pspID": guard pspID == nil, let value = reader.plainString() else { return nil }; pspID = value
-                case "reason": guard reason == nil, let value = reader.plainString() else { return nil }; reason = value
-                case "refundID": guard refundID == nil, let value = reader.plainString() else { return nil }; refundID = value
-                case "userID": guard userID == nil, let value = reader.plainString() else { return nil }; userID = value
-                default: return nil
+                case "amountMinor": reader.integer(into: &amountMinor)
+                case "feeMinor": reader.integer(into: &feeMinor)
+                case "timeNanoseconds": reader.integer(into: &timeNanoseconds)
+                case "currency": reader.plainString(into: &currency)
+                case "eventID": reader.plainString(into: &eventID)
+                case "kind": reader.plainString(into: &kind)
+                case "merchantID": reader.plainString(into: &merchantID)
+                case "paymentID": reader.plainString(into: &paymentID)
+                case "pspID": reader.plainString(into: &pspID)
+                case "reason": reader.plainString(into: &reason)
+                case "refundID": reader.plainString(into: &refundID)
+                case "userID": reader.plainString(into: &userID)
+                default: false
                 }
-            } while reader.take(UInt8(ascii: ","))
-            guard reader.take(UInt8(ascii: "}")), reader.atEnd,
-                  let amountMinor, let feeMinor, let timeNanoseconds, let currency, let eventID, let kind,
-                  let merchantID, let paymentID, let pspID, let userID else { return nil }
-            return TransactionEvent(eventID: eventID, kind: kind, paymentID: paymentID, refundID: refundID,
-                                    merchantID: merchantID, userID: userID, amountMinor: amountMinor, currency: currency,
-                                    feeMinor: feeMinor, pspID: pspID, timeNanoseconds: timeNanoseconds, reason: reason)
+            }
         }
+        guard read, let amountMinor, let feeMinor, let timeNanoseconds, let currency, let eventID,
+              let kind = kind.flatMap(TransactionEvent.Kind.init(rawValue:)),
+              let merchantID, let paymentID, let pspID, let userID else { return nil }
+        return TransactionEvent(eventID: eventID, kind: kind, paymentID: paymentID, refundID: refundID,
+                                merchantID: merchantID, userID: userID, amountMinor: amountMinor, currency: currency,
+                                feeMinor: feeMinor, pspID: pspID, timeNanoseconds: timeNanoseconds, reason: reason)
     }
 }
 
