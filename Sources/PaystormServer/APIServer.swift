@@ -361,16 +361,21 @@ public struct PaystormAPI: Sendable {
         return encoder
     }()
 
-    static func json(_ status: Int, _ value: some Encodable) -> Response {
-        response(status, ByteBuffer(data: (try? encoder.encode(value)) ?? Data("{}".utf8)))
+    static func json(_ status: Int, _ value: some Encodable) -> Response { response(status, jsonBody(value)) }
+    static func json(_ status: Int, _ value: some WireNamed) -> Response { response(status, jsonBody(value)) }
+    static func json(_ status: Int, _ value: some WrittenWire) -> Response { response(status, jsonBody(value)) }
+
+    /// The JSON of `value`, as ``json(_:_:)-(_,Encodable)`` answers it.
+    static func jsonBody(_ value: some Encodable) -> ByteBuffer {
+        ByteBuffer(data: (try? encoder.encode(value)) ?? Data("{}".utf8))
     }
 
-    static func json(_ status: Int, _ value: some WireNamed) -> Response {
-        response(status, ByteBuffer(data: (try? wireEncoder.encode(value)) ?? Data("{}".utf8)))
+    static func jsonBody(_ value: some WireNamed) -> ByteBuffer {
+        ByteBuffer(data: (try? wireEncoder.encode(value)) ?? Data("{}".utf8))
     }
 
-    static func json(_ status: Int, _ value: some WrittenWire) -> Response {
-        response(status, ByteBuffer(string: value.wireJSON))
+    static func jsonBody(_ value: some WrittenWire) -> ByteBuffer {
+        ByteBuffer(string: value.wireJSON)
     }
 
     private static func response(_ status: Int, _ body: ByteBuffer) -> Response {

@@ -1,7 +1,5 @@
 import AsyncHTTPClient
 import Foundation
-import HTTPTypes
-import Hummingbird
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -285,86 +283,86 @@ public final class PSPSandbox: Sendable {
         counted(ok)
     }
 
-    static let versionField = HTTPField.Name(PSPWire.versionHeader)!
-
-    /// `response` stating this sandbox's wire version (``PSPWire/version``).
-    static func stated(_ response: Response) -> Response {
-        var response = response
-        response.headers[versionField] = PSPWire.version
-        return response
-    }
-
-    /// One call to a PSP (`POST /psp/{psp}/{operation}`). A caller that names
-    /// another wire version is refused: its calls and this sandbox's answers
-    /// would not mean the same.
-    func answer(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        if let stated = request.headers[Self.versionField], stated != PSPWire.version {
-            throw APIFailure(400, APIWire.ErrorBody(code: "wire_version", message: "this sandbox speaks PSP wire version \(PSPWire.version), the call version \(stated): run the server and the sandbox from the same paystorm build", field: PSPWire.versionHeader))
-        }
-        guard let psp = context.parameters.get("psp").flatMap({ self.profiles[$0] }) else {
-            throw APIFailure(404, APIWire.ErrorBody(code: "not_found", message: "no PSP \(context.parameters.get("psp") ?? "") here; this sandbox runs \(self.profiles.keys.sorted().joined(separator: ", "))"))
-        }
-        guard let operation = context.parameters.get("operation").flatMap(PSPRequest.Operation.init(rawValue:)) else {
-            throw APIFailure(404, APIWire.ErrorBody(code: "not_found", message: "operations are charge, refund, status and cancel"))
-        }
-        let body = try await PaystormAPI.body(request, limit: 1 << 16)
-        let call: PSPWire.Call
-        do {
-            call = try PSPWire.Call.plain(body) ?? JSONDecoder().decode(PSPWire.Call.self, from: body)
-        } catch {
-            throw APIFailure(400, APIWire.ErrorBody(code: "bad_request", message: "not a PSP call: \(error)"))
-        }
-        let (reply, delay, webhook) = self.process(psp: psp, operation: operation, call: call, now: WallClock.nanoseconds())
-        if let (record, webhookDelay, twice) = webhook {
-            scheduleWebhook(record, psp: psp.id, delay: webhookDelay, twice: twice)
-        }
-        // The PSP's latency, on an event loop's timer: a `Task.sleep` of
-        // every call went through Dispatch's timer thread, about a tenth of
-        // the sandbox's CPU at 1,500 calls a second.
-        try? await MultiThreadedEventLoopGroup.singleton.next().scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {}.futureResult.get()
-        switch reply {
-        case let .answer(answer): return PaystormAPI.json(200, answer)
-        case let .status(code, message): return PaystormAPI.json(code, APIWire.ErrorBody(code: "psp_\(code)", message: message))
-        }
-    }
-
-    public func router() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
-        router.add(middleware: ErrorMiddleware())
-        let sandbox = self
-        router.post("/psp/{psp}/{operation}") { request, context in
-            PSPSandbox.stated(try await sandbox.answer(request, context))
-        }
-        router.get("/psp/{psp}/settlement") { request, context in
-            let psp = context.parameters.get("psp") ?? ""
-            guard sandbox.profiles[psp] != nil else {
-                throw APIFailure(404, APIWire.ErrorBody(code: "not_found", message: "no PSP \(psp) here"))
-            }
-            func bound(_ name: String, _ absent: Int64) throws -> Int64 {
-                guard let text = request.uri.queryParameters.get(name) else { return absent }
-                guard let value = Int64(text), value >= 0 else {
-                    throw APIFailure(400, APIWire.ErrorBody(code: "bad_request", message: "expected Unix nanoseconds >= 0, found \"\(text)\"", field: name))
-                }
-                return value
-            }
-            let from = try bound("from_ns", 0), to = try bound("to_ns", Int64.max)
-            return Response(status: .ok, headers: [.contentType: "text/csv"],
-                            body: .init(byteBuffer: ByteBuffer(string: sandbox.settlementCSV(psp: psp, from: from, to: to))))
-        }
-        router.get("/stats") { _, _ in PaystormAPI.json(200, sandbox.stats) }
-        router.post("/notifications") { request, _ in
-            _ = try await PaystormAPI.body(request, limit: 1 << 16)
-            let fail = sandbox.state.withLock { state in
+    /// One request, as ``PSPSandboxServer`` hands it over: routed, and
+    /// answered with what to write and after how long.
+    func respond(to request: SandboxRequest, now: Int64) -> SandboxAnswer {
+        let (path, query) = request.uri.firstIndex(of: "?").map { (request.uri[..<$0], request.uri[request.uri.index(after: $0)...]) }
+            ?? (request.uri[...], "")
+        let parts = path.split(separator: "/")
+        switch (request.method, parts.count, parts.first) {
+        case (.POST, 3, "psp"):
+            return answerCall(psp: String(parts[1]), operation: String(parts[2]), request: request, now: now).statingVersion
+        case (.GET, 3, "psp") where parts[2] == "settlement":
+            return settlement(psp: String(parts[1]), query: query)
+        case (.GET, 1, "stats"):
+            return .json(200, stats)
+        case (.POST, 1, "notifications"):
+            let fail = state.withLock { state in
                 state.notifications += 1
-                let fail = state.random.uniform() < sandbox.notificationFailureRate
+                let fail = state.random.uniform() < notificationFailureRate
                 if fail { state.notificationsFailed += 1 }
                 return fail
             }
-            return fail ? PaystormAPI.json(500, APIWire.ErrorBody(code: "merchant_down", message: "the merchant endpoint failed"))
-                        : PaystormAPI.json(200, APIWire.WebhookResult(outcome: "received"))
+            return fail ? .json(500, APIWire.ErrorBody(code: "merchant_down", message: "the merchant endpoint failed"))
+                        : .json(200, APIWire.WebhookResult(outcome: "received"))
+        case (.GET, 1, "health"):
+            return SandboxAnswer.json(200, APIWire.WebhookResult(outcome: "ok")).statingVersion
+        case (_, 3, "psp"), (_, 1, "stats"), (_, 1, "notifications"), (_, 1, "health"):
+            return .json(405, APIWire.ErrorBody(code: "method_not_allowed", message: "\(request.method) is not served at \(path)"))
+        default:
+            return .json(404, APIWire.ErrorBody(code: "not_found", message: "no such endpoint: \(request.method) \(path)"))
         }
-        router.get("/health") { _, _ in PSPSandbox.stated(PaystormAPI.json(200, APIWire.WebhookResult(outcome: "ok"))) }
-        return router
+    }
+
+    /// One call to a PSP (`POST /psp/{psp}/{operation}`), answered after the
+    /// PSP's latency. A caller that names another wire version is refused:
+    /// its calls and this sandbox's answers would not mean the same.
+    private func answerCall(psp id: String, operation name: String, request: SandboxRequest, now: Int64) -> SandboxAnswer {
+        if let stated = request.headers.first(name: PSPWire.versionHeader), stated != PSPWire.version {
+            return .json(400, APIWire.ErrorBody(code: "wire_version", message: "this sandbox speaks PSP wire version \(PSPWire.version), the call version \(stated): run the server and the sandbox from the same paystorm build", field: PSPWire.versionHeader))
+        }
+        guard let psp = profiles[id] else {
+            return .json(404, APIWire.ErrorBody(code: "not_found", message: "no PSP \(id) here; this sandbox runs \(profiles.keys.sorted().joined(separator: ", "))"))
+        }
+        guard let operation = PSPRequest.Operation(rawValue: name) else {
+            return .json(404, APIWire.ErrorBody(code: "not_found", message: "operations are charge, refund, status and cancel"))
+        }
+        let call: PSPWire.Call
+        do {
+            let body = Data(buffer: request.body, byteTransferStrategy: .noCopy)
+            call = try PSPWire.Call.plain(body) ?? JSONDecoder().decode(PSPWire.Call.self, from: body)
+        } catch {
+            return .json(400, APIWire.ErrorBody(code: "bad_request", message: "not a PSP call: \(error)"))
+        }
+        let (reply, delay, webhook) = process(psp: psp, operation: operation, call: call, now: now)
+        if let (record, webhookDelay, twice) = webhook {
+            scheduleWebhook(record, psp: psp.id, delay: webhookDelay, twice: twice)
+        }
+        var answer: SandboxAnswer = switch reply {
+        case let .answer(answer): .json(200, answer)
+        case let .status(code, message): .json(code, APIWire.ErrorBody(code: "psp_\(code)", message: message))
+        }
+        answer.delayNanoseconds = Int64(delay * 1e9)
+        return answer
+    }
+
+    /// `GET /psp/{psp}/settlement?from_ns=&to_ns=`: the report as CSV.
+    private func settlement(psp: String, query: Substring) -> SandboxAnswer {
+        guard profiles[psp] != nil else {
+            return .json(404, APIWire.ErrorBody(code: "not_found", message: "no PSP \(psp) here"))
+        }
+        var bounds: [String: Int64] = [:]
+        for pair in query.split(separator: "&") {
+            let name = String(pair.prefix { $0 != "=" })
+            guard name == "from_ns" || name == "to_ns", bounds[name] == nil else { continue }
+            let text = String(pair.dropFirst(name.count + 1))
+            guard let value = Int64(text.removingPercentEncoding ?? text), value >= 0 else {
+                return .json(400, APIWire.ErrorBody(code: "bad_request", message: "expected Unix nanoseconds >= 0, found \"\(text)\"", field: name))
+            }
+            bounds[name] = value
+        }
+        let csv = settlementCSV(psp: psp, from: bounds["from_ns"] ?? 0, to: bounds["to_ns"] ?? Int64.max)
+        return SandboxAnswer(status: 200, body: ByteBuffer(string: csv), contentType: "text/csv")
     }
 }
 

@@ -175,16 +175,14 @@ struct Sandbox: AsyncParsableCommand {
         let sandbox = PSPSandbox(profiles: profiles, webhookURL: webhookURL, webhookSecrets: secrets, notificationFailureRate: notificationFailureRate,
                                  seed: seed, client: client, webhookConnections: webhookConnections)
         let host = self.host, port = self.port, names = profiles.map(\.id).joined(separator: ", ")
-        let app = Application(router: sandbox.router(),
-                              configuration: .init(address: .hostname(host, port: port), serverName: "paystorm-psp-sandbox"),
-                              onServerRunning: { channel in
-                                  FileHandle.standardError.write(Data("paystorm psp-sandbox: \(names) on http://\(host):\(channel.localAddress?.port ?? port)\n".utf8))
-                              })
+        let server = PSPSandboxServer(sandbox: sandbox, host: host, port: port) { bound in
+            FileHandle.standardError.write(Data("paystorm psp-sandbox: \(names) on http://\(host):\(bound)\n".utf8))
+        }
         // The webhook client is shut down however the server ends: left to
         // its deinit, it stopped the process with a fatal error after every
         // SIGTERM (webhooks still on their way fail, and are counted).
         do {
-            try await app.runService()
+            try await server.runUntilSignalled()
         } catch {
             try? await client.shutdown()
             await sandbox.shutdown()

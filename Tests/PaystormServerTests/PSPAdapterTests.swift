@@ -87,7 +87,7 @@ struct PSPAdapterTests {
             // A void answered as wire version 1 did: read as version 2, a declined card.
             router.post("/psp/\(psp)/charge") { _, _ in
                 var response = PaystormAPI.json(200, PSPWire.Answer(outcome: "declined", reason: "canceled"))
-                if let version { response.headers[PSPSandbox.versionField] = version }
+                if let version { response.headers[HTTPField.Name(PSPWire.versionHeader)!] = version }
                 return response
             }
         }
@@ -138,23 +138,16 @@ struct PSPAdapterTests {
 
     @Test("the sandbox states its wire version and refuses a call in another")
     func sandboxWireVersion() async throws {
-        let sandbox = SandboxTests.sandbox()
-        let app = Application(router: sandbox.router())
-        try await app.test(.router) { client in
-            let body = ByteBuffer(string: PSPWire.Call(idempotencyKey: "pay-1:stripe", amountMinor: 1_050, currency: "USD").json())
-            try await client.execute(uri: "/psp/stripe/charge", method: .post, body: body) { response in
-                #expect(response.status == .ok && response.headers[PSPSandbox.versionField] == PSPWire.version)
-            }
-            try await client.execute(uri: "/psp/stripe/charge", method: .post, headers: [PSPSandbox.versionField: "1"], body: body) { response in
-                #expect(response.status == .badRequest)
-                #expect(String(buffer: response.body).contains("wire_version"))
-            }
-            try await client.execute(uri: "/health", method: .get) { response in
-                #expect(response.headers[PSPSandbox.versionField] == PSPWire.version)
-            }
-            try await client.execute(uri: "/psp/stripe/charge", method: .post, headers: [PSPSandbox.versionField: PSPWire.version], body: body) { response in
-                #expect(response.status == .ok)
-            }
+        try await SandboxTests.served(SandboxTests.sandbox()) { base in
+            let body = PSPWire.Call(idempotencyKey: "pay-1:stripe", amountMinor: 1_050, currency: "USD").json()
+            var answer = try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: body)
+            #expect(answer.status == 200 && answer.headers.first(name: PSPWire.versionHeader) == PSPWire.version)
+            answer = try await SandboxTests.send(.POST, base + "/psp/stripe/charge", headers: [PSPWire.versionHeader: "1"], body: body)
+            #expect(answer.status == 400 && answer.body.contains("wire_version"), "\(answer)")
+            answer = try await SandboxTests.send(.GET, base + "/health")
+            #expect(answer.headers.first(name: PSPWire.versionHeader) == PSPWire.version)
+            answer = try await SandboxTests.send(.POST, base + "/psp/stripe/charge", headers: [PSPWire.versionHeader: PSPWire.version], body: body)
+            #expect(answer.status == 200)
         }
     }
 
@@ -181,11 +174,10 @@ struct PSPAdapterTests {
             let sandbox = PSPSandbox(profiles: [profile], webhookURL: "http://127.0.0.1:\(try #require(client.port))/hooks/psp",
                                      notificationFailureRate: 0, seed: 7, client: .shared, webhookConnections: 2)
             #expect(sandbox.webhookPlain != nil, "a plain http:// webhook URL gets the sandbox's own connections")
-            let body = ByteBuffer(string: PSPWire.Call(idempotencyKey: "pay-1:stripe", amountMinor: 1_050, currency: "USD").json())
-            try await Application(router: sandbox.router()).test(.router) { sandboxClient in
-                try await sandboxClient.execute(uri: "/psp/stripe/charge", method: .post, body: body) { response in
-                    #expect(response.status == .ok)
-                }
+            let body = PSPWire.Call(idempotencyKey: "pay-1:stripe", amountMinor: 1_050, currency: "USD").json()
+            try await SandboxTests.served(sandbox) { base in
+                let answer = try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: body)
+                #expect(answer.status == 200)
             }
             #expect(await ServerFixture.eventually(10) { sandbox.stats.webhooksSent == 2 }, "\(sandbox.stats)")
             let hooks = received.withLock { $0 }
@@ -233,7 +225,7 @@ struct PSPAdapterTests {
         }
         router.post("/psp/stripe/charge") { _, _ in
             var response = PaystormAPI.json(200, PSPWire.Answer(outcome: "succeeded", reference: "ch_1"))
-            response.headers[PSPSandbox.versionField] = PSPWire.version
+            response.headers[HTTPField.Name(PSPWire.versionHeader)!] = PSPWire.version
             return response
         }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))

@@ -1,0 +1,141 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import PaystormEngine
+import PaystormWorld
+import Testing
+@testable import PaystormServer
+
+extension SandboxTests {
+    /// `sandbox` served on a free loopback port while `body` runs with its base URL.
+    static func served<T>(_ sandbox: PSPSandbox, _ body: (String) async throws -> T) async throws -> T {
+        let channel = try await PSPSandboxServer(sandbox: sandbox, host: "127.0.0.1", port: 0).bind()
+        let base = "http://127.0.0.1:\(try #require(channel.localAddress?.port))"
+        do {
+            let result = try await body(base)
+            try await channel.close()
+            return result
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+
+    struct Answer: CustomStringConvertible {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: String
+        var description: String { "HTTP \(status) \(body)" }
+    }
+
+    static func send(_ method: HTTPMethod, _ url: String, headers: [String: String] = [:], body: String? = nil,
+                     timeout: TimeAmount = .seconds(10)) async throws -> Answer {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
+        let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+        return Answer(status: Int(response.status.code), headers: response.headers, body: text)
+    }
+}
+
+@Suite("PSP sandbox over HTTP: routes, errors, latency on a timer, settlement reports")
+struct SandboxServerTests {
+    static func call(_ key: String, _ minor: Int64 = 1_050) -> String {
+        PSPWire.Call(idempotencyKey: key, amountMinor: minor, currency: "USD").json()
+    }
+
+    @Test("each wrong request gets a JSON error naming the problem, and the connection serves the next")
+    func errors() async throws {
+        try await SandboxTests.served(SandboxTests.sandbox()) { base in
+            // (method, path, body, status, code, words of the message, field)
+            let cases: [(HTTPMethod, String, String?, Int, String, String, String?)] = [
+                (.GET, "/nowhere", nil, 404, "not_found", "no such endpoint: GET /nowhere", nil),
+                (.POST, "/psp/stripe/charge/again", nil, 404, "not_found", "no such endpoint: POST /psp/stripe/charge/again", nil),
+                (.POST, "/psp/adyen/charge", Self.call("pay-1:adyen"), 404, "not_found", "this sandbox runs paypal, stripe", nil),
+                (.POST, "/psp/stripe/capture", Self.call("pay-1:stripe"), 404, "not_found", "operations are charge, refund, status and cancel", nil),
+                (.GET, "/psp/stripe/charge", nil, 405, "method_not_allowed", "GET is not served at /psp/stripe/charge", nil),
+                (.DELETE, "/stats", nil, 405, "method_not_allowed", "DELETE is not served at /stats", nil),
+                (.POST, "/psp/stripe/charge", "{\"amount_minor\": 5}", 400, "bad_request", "not a PSP call", nil),
+                (.POST, "/psp/stripe/charge", "not json", 400, "bad_request", "not a PSP call", nil),
+                (.POST, "/psp/stripe/charge", String(repeating: " ", count: PSPSandboxServer.bodyLimit + 1), 413, "body_too_large",
+                 "the body is over 65536 bytes", nil),
+                (.POST, "/notifications", String(repeating: "x", count: 200_000), 413, "body_too_large", "the body is over 65536 bytes", nil),
+                (.GET, "/psp/stripe/settlement?from_ns=-1", nil, 400, "bad_request", "expected Unix nanoseconds >= 0, found \"-1\"", "from_ns"),
+                (.GET, "/psp/stripe/settlement?to_ns=soon", nil, 400, "bad_request", "found \"soon\"", "to_ns"),
+                (.GET, "/psp/adyen/settlement", nil, 404, "not_found", "no PSP adyen here", nil),
+            ]
+            for (method, path, body, status, code, words, field) in cases {
+                let answer = try await SandboxTests.send(method, base + path, body: body)
+                let error = try JSONDecoder().decode(APIWire.ErrorBody.self, from: Data(answer.body.utf8)).error
+                #expect(answer.status == status && error.code == code && error.message.contains(words) && error.field == field,
+                        "\(method) \(path): \(answer)")
+                #expect(answer.headers.first(name: "Content-Type") == "application/json", "\(method) \(path)")
+            }
+            #expect(try await SandboxTests.send(.GET, base + "/health").status == 200, "still serving after every refusal")
+        }
+    }
+
+    @Test("calls are charged once per key; settlement reports filter by time; stats and notifications answer")
+    func routes() async throws {
+        let sandbox = SandboxTests.sandbox()
+        try await SandboxTests.served(sandbox) { base in
+            for key in ["pay-1:stripe", "pay-1:stripe", "pay-2:stripe"] {
+                let answer = try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: Self.call(key))
+                #expect(answer.status == 200 && answer.body.contains("\"outcome\":\"succeeded\""), "\(answer)")
+            }
+            let status = try await SandboxTests.send(.POST, base + "/psp/stripe/status", body: Self.call("pay-3:stripe"))
+            #expect(status.body.contains("not_found"), "\(status)")
+            let report = try await SandboxTests.send(.GET, base + "/psp/stripe/settlement")
+            #expect(report.status == 200 && report.headers.first(name: "Content-Type") == "text/csv")
+            let lines = report.body.split(separator: "\n")
+            #expect(lines.count == 3 && lines.first == Substring(SettlementReportColumn.header), "\(report.body)")
+            #expect(lines.dropFirst().map { $0.prefix { $0 != "," } } == ["pay-1:stripe", "pay-2:stripe"])
+            let future = try await SandboxTests.send(.GET, base + "/psp/stripe/settlement?from_ns=\(Int64.max - 1)&from_ns=0")
+            #expect(future.body.split(separator: "\n").count == 1, "the first from_ns counts: \(future.body)")
+            let stats = try await SandboxTests.send(.GET, base + "/stats")
+            let decoded = try JSONDecoder().decode(PSPSandbox.Stats.self, from: Data(stats.body.utf8))
+            #expect(decoded.calls == 4 && decoded.captured == 2 && decoded.doubleCharged.isEmpty, "\(decoded)")
+            let notified = try await SandboxTests.send(.POST, base + "/notifications", body: "{}")
+            #expect(notified.status == 200 && sandbox.stats.notifications == 1)
+        }
+        let failing = PSPSandbox(profiles: [PSPProfile.stripeLike.ideal], webhookURL: nil, notificationFailureRate: 1, seed: 7, client: .shared)
+        try await SandboxTests.served(failing) { base in
+            let answer = try await SandboxTests.send(.POST, base + "/notifications", body: "{}")
+            #expect(answer.status == 500 && answer.body.contains("merchant_down"), "\(answer)")
+        }
+    }
+
+    /// The latency is a timer on the connection's event loop: a sleep in its
+    /// place would hold every connection of that loop, and 16 calls of 300 ms
+    /// on 2 loops would take at least 2.4 s.
+    @Test("an answer waits for the PSP's latency without holding other calls, and a caller that hangs up is let go")
+    func latency() async throws {
+        let sandbox = SandboxTests.sandbox {
+            $0.latencyMedianSeconds = 0.3
+            $0.latencySigma = 0
+        }
+        try await SandboxTests.served(sandbox) { base in
+            let clock = ContinuousClock()
+            let one = clock.now
+            #expect(try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: Self.call("pay-1:stripe")).status == 200)
+            #expect(clock.now - one >= .milliseconds(300), "answered before the latency passed")
+            let many = clock.now
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<16 {
+                    group.addTask { try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: Self.call("pay-\(index + 10):stripe")).status }
+                }
+                for try await status in group { #expect(status == 200) }
+            }
+            #expect(clock.now - many < .milliseconds(2_000), "the calls' latencies ran one after another: \(clock.now - many)")
+            await #expect(throws: (any Error).self) {
+                try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: Self.call("pay-99:stripe"), timeout: .milliseconds(50))
+            }
+            try await Task.sleep(for: .milliseconds(400))
+            #expect(try await SandboxTests.send(.GET, base + "/health").status == 200)
+            #expect(sandbox.stats.calls == 18, "the call whose caller hung up was still processed")
+        }
+    }
+}
