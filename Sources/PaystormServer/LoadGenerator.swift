@@ -72,16 +72,26 @@ public enum LoadGenerator {
     /// Users, each with a card of their own (so fraud screening sees ordinary customers).
     static let users = 200_000
 
-    /// A Luhn-valid 16-digit test card number for a user.
+    /// A Luhn-valid 16-digit test card number for a user: `4000`, the user
+    /// number in 11 digits, and the check digit. Built from digits, not
+    /// through `String(format:)`: that took about a tenth of the
+    /// generator's CPU, which `bench server` takes from the server.
+    /// - Precondition: `0 <= user < 10^11`.
     static func card(user: Int) -> String {
-        var digits = Array("4000" + String(format: "%011d", user)).map { Int(String($0))! }
+        precondition((0..<100_000_000_000).contains(user), "a card number has 11 digits for the user")
+        var digits: [UInt8] = [4, 0, 0, 0] + Array(repeating: 0, count: 12)
+        var rest = user
+        for position in (4...14).reversed() {
+            digits[position] = UInt8(rest % 10)
+            rest /= 10
+        }
         var sum = 0
-        for (position, digit) in digits.reversed().enumerated() {
-            let doubled = position % 2 == 0 ? digit * 2 : digit
+        for (distance, digit) in digits[..<15].reversed().enumerated() {
+            let doubled = distance % 2 == 0 ? Int(digit) * 2 : Int(digit)
             sum += doubled > 9 ? doubled - 9 : doubled
         }
-        digits.append((10 - sum % 10) % 10)
-        return digits.map(String.init).joined()
+        digits[15] = UInt8((10 - sum % 10) % 10)
+        return String(decoding: digits.map { $0 + UInt8(ascii: "0") }, as: UTF8.self)
     }
 
     /// What a run has gathered so far.

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Synchronization
+import PaystormEngine
 import Testing
 @testable import PaystormServer
 
@@ -14,6 +15,33 @@ struct LoadGeneratorTests {
         func leave() { state.withLock { $0.now -= 1 } }
         var peak: Int { state.withLock { $0.peak } }
         var served: Int { state.withLock { $0.served } }
+    }
+
+    @Test("each user's card is 4000, the user in 11 digits and a Luhn check digit, as the engine's card check reads it")
+    func cards() throws {
+        /// The first form of the function: through `String(format:)`.
+        func reference(_ user: Int) -> String {
+            var digits = Array("4000" + String(format: "%011d", user)).map { Int(String($0))! }
+            var sum = 0
+            for (position, digit) in digits.reversed().enumerated() {
+                let doubled = position % 2 == 0 ? digit * 2 : digit
+                sum += doubled > 9 ? doubled - 9 : doubled
+            }
+            digits.append((10 - sum % 10) % 10)
+            return digits.map(String.init).joined()
+        }
+        #expect(LoadGenerator.card(user: 0) == "4000000000000002")
+        var random = SystemRandomNumberGenerator()
+        // The reference's `%011d` reads a 32-bit number: compared below 2^31 only.
+        let users = Array(0..<2_000) + (0..<2_000).map { _ in Int.random(in: 0..<100_000_000_000, using: &random) } + [99_999_999_999]
+        for user in users {
+            let card = LoadGenerator.card(user: user)
+            if user < Int(Int32.max) { #expect(card == reference(user), "user \(user)") }
+            #expect(card.hasPrefix("4000") && card.count == 16 && Int(card.dropFirst(4).prefix(11)) == user, "user \(user): \(card)")
+            #expect(throws: Never.self, "user \(user): \(card)") {
+                try CardDetails(number: card, expiry: "12/39", cvv: "123", currentYear: 2026, currentMonth: 11)
+            }
+        }
     }
 
     @Test("at most --connections requests are out at once; the rest wait in order, and one that waits half its timeout is never sent")
