@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import HummingbirdTesting
 import PaystormEngine
 import Testing
@@ -420,6 +421,34 @@ extension APIRouteTests {
             // One call per quarter second at most, and one more for the edges.
             let bound = 2 + Int(elapsed / .milliseconds(250))
             #expect(asked >= 1 && asked <= bound, "\(asked) engine calls for \(probes) probes in \(elapsed)")
+        }
+    }
+}
+
+@Suite("The server's log handler")
+struct LogHandlerTests {
+    /// Hummingbird reads each request's id back from its logger's metadata
+    /// (`context.id` unwraps it): a handler that dropped what was set would stop every request.
+    @Test("it keeps each request's metadata for Hummingbird to read back, and the level it was given")
+    func keepsMetadata() async throws {
+        var logger = Logger(label: "paystorm-test") { RenderWhenLogged(label: $0) }
+        logger.logLevel = .error
+        #expect(logger.logLevel == .error)
+        logger[metadataKey: "k"] = "v"
+        #expect(logger[metadataKey: "k"] == "v")
+        logger[metadataKey: "k"] = nil
+        #expect(logger[metadataKey: "k"] == nil)
+        let router = Router()
+        router.get("/id") { _, context in context.id }
+        try await Application(router: router, logger: logger).test(.router) { client in
+            var ids: Set<String> = []
+            for _ in 0..<3 {
+                try await client.execute(uri: "/id", method: .get) { response in
+                    #expect(response.status == .ok)
+                    ids.insert(String(buffer: response.body))
+                }
+            }
+            #expect(ids.count == 3 && !ids.contains(""), "\(ids)")
         }
     }
 }
