@@ -72,6 +72,27 @@ struct EngineSchemaTests {
         }
     }
 
+    /// Keys that grow over time are appended at one place, not at one per
+    /// merchant: the key comes first. A lookup still finds its record by
+    /// the whole key, and the purge still goes by expiry.
+    @Test func idempotencyRecordsAreKeyedByTheKeyFirst() throws {
+        let (queue, migrator) = try versionOneDatabase()
+        try migrator.migrate(queue)
+        try queue.read { db in
+            let key = try String.fetchAll(db, sql: """
+                SELECT name FROM pragma_index_info((SELECT name FROM pragma_index_list('idempotency_record') WHERE origin = 'pk'))
+                ORDER BY seqno
+                """)
+            #expect(key == ["idempotency_key", "merchant_id", "kind"])
+            #expect(try String.fetchAll(db, sql: "SELECT name FROM pragma_index_list('idempotency_record') WHERE origin = 'c'") == ["idempotency_expiry"])
+            let lookup = try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + EngineStatement.idempotencyRecord.sql, arguments: ["m-1", "k-1", "payment"])
+                .map { $0["detail"] as String }
+            #expect(lookup == ["SEARCH idempotency_record USING PRIMARY KEY (idempotency_key=? AND merchant_id=? AND kind=?)"], "\(lookup)")
+            let record = try Row.fetchOne(db, sql: EngineStatement.idempotencyRecord.sql, arguments: ["m-1", "k-1", "payment"])
+            #expect(record?["resource_id"] == "pay-1")
+        }
+    }
+
     /// A store at the schema before one notification row per event, with
     /// two events' notifications in the old pairs of rows.
     /// The events are in the outbox, except those in `lostEvents`.

@@ -160,6 +160,30 @@ enum EngineSchema {
             try db.execute(sql: "CREATE TABLE reconciled_period (psp_id TEXT PRIMARY KEY, through_ns INTEGER NOT NULL) WITHOUT ROWID")
         }
         migrator.registerMigration("v7-engine-notification-per-event", migrate: notificationPerEvent)
+        // The key before the merchant in the idempotency records' key. Keys
+        // that grow over time (a client's counter, a ULID or UUIDv7) are
+        // now written at one place in the table, not at one per merchant:
+        // a commit of n payments for n merchants dirtied n leaf pages of it,
+        // one page's write each for a row of about 150 bytes. Random keys
+        // (UUIDv4) land anywhere under either key. Every lookup names all three.
+        migrator.registerMigration("v8-engine-idempotency-key-first") { db in
+            try db.execute(sql: """
+                CREATE TABLE idempotency_record_rekeyed (
+                    merchant_id TEXT NOT NULL,
+                    idempotency_key TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    request_hash TEXT NOT NULL,
+                    resource_id TEXT NOT NULL,
+                    created_ns INTEGER NOT NULL,
+                    expires_ns INTEGER NOT NULL,
+                    PRIMARY KEY (idempotency_key, merchant_id, kind)) WITHOUT ROWID;
+                INSERT INTO idempotency_record_rekeyed SELECT merchant_id, idempotency_key, kind, request_hash, resource_id, created_ns, expires_ns
+                    FROM idempotency_record ORDER BY idempotency_key, merchant_id, kind;
+                DROP TABLE idempotency_record;
+                ALTER TABLE idempotency_record_rekeyed RENAME TO idempotency_record;
+                CREATE INDEX idempotency_expiry ON idempotency_record(expires_ns);
+                """)
+        }
     }
 
     /// One `notification` row per event instead of one per recipient, and
