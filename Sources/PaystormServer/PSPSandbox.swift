@@ -290,7 +290,7 @@ public final class PSPSandbox: Sendable {
             ?? (request.uri[...], "")
         let parts = path.split(separator: "/")
         switch (request.method, parts.count, parts.first) {
-        case (.POST, 3, "psp"):
+        case (.POST, 3, "psp") where parts[2] != "settlement":
             return answerCall(psp: String(parts[1]), operation: String(parts[2]), request: request, now: now).statingVersion
         case (.GET, 3, "psp") where parts[2] == "settlement":
             return settlement(psp: String(parts[1]), query: query)
@@ -307,8 +307,12 @@ public final class PSPSandbox: Sendable {
                         : .json(200, APIWire.WebhookResult(outcome: "received"))
         case (.GET, 1, "health"):
             return SandboxAnswer.json(200, APIWire.WebhookResult(outcome: "ok")).statingVersion
-        case (_, 3, "psp"), (_, 1, "stats"), (_, 1, "notifications"), (_, 1, "health"):
-            return .json(405, APIWire.ErrorBody(code: "method_not_allowed", message: "\(request.method) is not served at \(path)"))
+        case (_, 3, "psp"):
+            return .notAllowed(request.method, path, allow: parts[2] == "settlement" ? .GET : .POST)
+        case (_, 1, "stats"), (_, 1, "health"):
+            return .notAllowed(request.method, path, allow: .GET)
+        case (_, 1, "notifications"):
+            return .notAllowed(request.method, path, allow: .POST)
         default:
             return .json(404, APIWire.ErrorBody(code: "not_found", message: "no such endpoint: \(request.method) \(path)"))
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOExtras
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
@@ -21,6 +22,8 @@ struct SandboxAnswer {
     var contentType = "application/json"
     /// Whether the answer carries ``PSPWire/versionHeader``.
     var statesVersion = false
+    /// The method a 405 names in its `Allow` header.
+    var allow: HTTPMethod?
     /// The PSP's latency: the answer is written this long after the request was read.
     var delayNanoseconds: Int64 = 0
 
@@ -34,6 +37,13 @@ struct SandboxAnswer {
 
     static func json(_ status: Int, _ value: some WrittenWire) -> SandboxAnswer {
         SandboxAnswer(status: status, body: PaystormAPI.jsonBody(value))
+    }
+
+    /// 405: `path` is served, but not to `method`.
+    static func notAllowed(_ method: HTTPMethod, _ path: Substring, allow: HTTPMethod) -> SandboxAnswer {
+        var answer = json(405, APIWire.ErrorBody(code: "method_not_allowed", message: "\(method) is not served at \(path); \(allow) is"))
+        answer.allow = allow
+        return answer
     }
 
     /// This answer stating this build's PSP wire version.
@@ -70,26 +80,32 @@ public struct PSPSandboxServer: Service {
         self.onListening = onListening
     }
 
-    /// Binds and serves until the graceful shutdown of its service group.
+    /// Binds and serves until the graceful shutdown of its service group:
+    /// then it stops taking connections, lets each open one finish the call
+    /// it carries (a PSP call cut off would leave its caller not knowing
+    /// whether it charged), closes them, and returns.
     public func run() async throws {
-        let channel = try await bind()
-        onListening(channel.localAddress?.port ?? port)
+        let listening = try await bind()
+        onListening(listening.channel.localAddress?.port ?? port)
+        let drained = listening.channel.eventLoop.makePromise(of: Void.self)
+        // However the listening channel ends, the open connections are quiesced.
+        listening.channel.closeFuture.whenComplete { _ in listening.quiescing.initiateShutdown(promise: drained) }
         try await withGracefulShutdownHandler {
-            try await channel.closeFuture.get()
+            try await drained.futureResult.get()
         } onGracefulShutdown: {
-            channel.close(promise: nil)
+            listening.quiescing.initiateShutdown(promise: nil)
         }
     }
 
-    /// Serves until a SIGTERM or SIGINT, then stops taking connections and returns.
+    /// Serves until a SIGTERM or SIGINT, then drains as ``run()`` does and returns.
     public func runUntilSignalled() async throws {
         let group = ServiceGroupConfiguration(services: [self], gracefulShutdownSignals: [.sigterm, .sigint],
                                               logger: Logger(label: "paystorm.psp-sandbox"))
         try await ServiceGroup(configuration: group).run()
     }
 
-    /// The listening channel; closing it stops taking connections.
-    func bind() async throws -> Channel {
+    /// The listening channel, and what quiesces its connections.
+    func bind() async throws -> (channel: Channel, quiescing: ServerQuiescingHelper) {
         do {
             return try await listen()
         } catch {
@@ -97,21 +113,30 @@ public struct PSPSandboxServer: Service {
         }
     }
 
-    private func listen() async throws -> Channel {
+    private func listen() async throws -> (channel: Channel, quiescing: ServerQuiescingHelper) {
         let sandbox = self.sandbox
-        return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let group = MultiThreadedEventLoopGroup.singleton
+        let quiescing = ServerQuiescingHelper(group: group)
+        let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Pipelining assistance hands over one request at a
-                    // time: the next is read once this one's answer is written.
+                    // time (the next is read once this one's answer is
+                    // written), and closes a quiesced connection after it.
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(SandboxHTTPHandler(sandbox: sandbox))
                 }
             }
             .bind(host: host, port: port).get()
+        return (channel, quiescing)
     }
 }
 
@@ -173,6 +198,7 @@ final class SandboxHTTPHandler: ChannelInboundHandler {
         headers.add(name: "Content-Type", value: answer.contentType)
         headers.add(name: "Content-Length", value: String(answer.body.readableBytes))
         if answer.statesVersion { headers.add(name: PSPWire.versionHeader, value: PSPWire.version) }
+        if let allow = answer.allow { headers.add(name: "Allow", value: allow.rawValue) }
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         let head = HTTPResponseHead(version: request.version, status: HTTPResponseStatus(statusCode: answer.status), headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
@@ -187,5 +213,12 @@ final class SandboxHTTPHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         active = false
         context.fireChannelInactive()
+    }
+
+    /// A request the decoder could not read has had its 400 (NIO's error
+    /// handler, which leaves the closing to the pipeline): the connection
+    /// cannot be trusted to carry another.
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
     }
 }

@@ -475,9 +475,19 @@ struct RenderWhenLogged: LogHandler {
         set { metadata[key] = newValue }
     }
 
+    var metadataProvider: Logger.MetadataProvider? {
+        get { stream.metadataProvider }
+        set { stream.metadataProvider = newValue }
+    }
+
+    /// Hands the stream its metadata as `StreamLogHandler` orders it: this
+    /// handler's, then the provider's, then the message's, each over the one before.
     func log(event: LogEvent) {
+        var merged = metadata
+        if let provided = stream.metadataProvider?.get() { merged.merge(provided) { _, provided in provided } }
+        if let explicit = event.metadata { merged.merge(explicit) { _, explicit in explicit } }
         var event = event
-        event.metadata = metadata.merging(event.metadata ?? [:]) { _, explicit in explicit }
+        event.metadata = merged
         stream.log(event: event)
     }
 }

@@ -438,6 +438,9 @@ struct LogHandlerTests {
         #expect(logger[metadataKey: "k"] == "v")
         logger[metadataKey: "k"] = nil
         #expect(logger[metadataKey: "k"] == nil)
+        var handler = RenderWhenLogged(label: "paystorm-test")
+        handler.metadataProvider = Logger.MetadataProvider { ["from": "provider"] }
+        #expect(handler.metadataProvider?.get() == ["from": "provider"], "the provider reaches the stream that writes")
         let router = Router()
         router.get("/id") { _, context in context.id }
         try await Application(router: router, logger: logger).test(.router) { client in
