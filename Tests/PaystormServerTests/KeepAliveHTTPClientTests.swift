@@ -141,7 +141,8 @@ struct KeepAliveHTTPClientTests {
     func expiredWhileWaiting() async throws {
         try await Self.withClient(connections: 1) { server, client async throws in
             let silent = Task { await Self.get(client, "/never", timeout: .milliseconds(300)) }
-            try await Task.sleep(for: .milliseconds(50))  // the silent one holds the only connection
+            // The silent one holds the only connection (a fixed sleep here lost the race on a busy machine).
+            #expect(await ServerFixture.eventually(10) { server.accepted == 1 })
             let waiter = await Self.get(client, "/ok", timeout: .milliseconds(100))
             #expect(throws: KeepAliveHTTPClient.Failure.expiredWaiting) { try waiter.get() }
             let silentResult = await silent.value
