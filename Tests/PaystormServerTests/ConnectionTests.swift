@@ -19,7 +19,7 @@ struct ConnectionTests {
             // Headers and 10 of the 100 bytes promised, then nothing.
             let request = "POST /payments HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer sk_test_m1\r\n"
                 + "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user_id\""
-            let (closed, seconds) = try await Self.sendThenWaitForClose(request, port: port, giveUpAfterSeconds: 10)
+            let (closed, seconds, _) = try await Self.sendThenWaitForClose(request, port: port, giveUpAfterSeconds: 10)
             #expect(closed, "the server still held the stalled connection after 10 s")
             #expect(seconds < 8, "closed after \(seconds) s")
         }
@@ -28,9 +28,11 @@ struct ConnectionTests {
 
     /// Connects to 127.0.0.1:`port`, sends `text`, and reads until the
     /// server closes the connection or `giveUpAfterSeconds` pass without a
-    /// byte: whether it closed, and after how long. On a thread of its own:
-    /// the reads block.
-    static func sendThenWaitForClose(_ text: String, port: Int, giveUpAfterSeconds: Int) async throws -> (closed: Bool, seconds: Double) {
+    /// byte: whether it closed, after how long, and what it answered. On a
+    /// thread of its own: the reads block.
+    static func sendThenWaitForClose(_ text: String, port: Int, giveUpAfterSeconds: Int) async throws
+        -> (closed: Bool, seconds: Double, answer: String)
+    {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         try #require(fd >= 0)
         var address = sockaddr_in()
@@ -50,12 +52,17 @@ struct ConnectionTests {
                 defer { close(fd) }
                 let start = ContinuousClock.now
                 var buffer = [UInt8](repeating: 0, count: 4_096)
+                var answer: [UInt8] = []
                 while true {
                     let read = recv(fd, &buffer, buffer.count, 0)
-                    if read > 0 { continue }  // whatever the server says before it closes
+                    if read > 0 {  // whatever the server says before it closes
+                        answer += buffer[..<read]
+                        continue
+                    }
                     let closed = read == 0 || errno == ECONNRESET
                     let elapsed = ContinuousClock.now - start
-                    continuation.resume(returning: (closed, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+                    continuation.resume(returning: (closed, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                                                    String(decoding: answer, as: UTF8.self)))
                     return
                 }
             }
