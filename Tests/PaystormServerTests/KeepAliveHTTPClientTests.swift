@@ -140,13 +140,13 @@ struct KeepAliveHTTPClientTests {
     @Test("a request whose deadline passes while it waits for a connection is expiredWaiting, never written")
     func expiredWhileWaiting() async throws {
         try await Self.withClient(connections: 1) { server, client async throws in
-            let silent = Task { await Self.get(client, "/never", timeout: .milliseconds(300)) }
-            // The silent one holds the only connection (a fixed sleep here lost the race on a busy machine).
-            #expect(await ServerFixture.eventually(10) { server.accepted == 1 })
-            let waiter = await Self.get(client, "/ok", timeout: .milliseconds(100))
-            #expect(throws: KeepAliveHTTPClient.Failure.expiredWaiting) { try waiter.get() }
-            let silentResult = await silent.value
-            #expect(throws: KeepAliveHTTPClient.Failure.timedOut) { try silentResult.get() }
+            // Both handed to the client's event loop back to back, in this
+            // order, with no wait between that a busy task pool could stretch:
+            // the silent one takes the only connection, the other waits for it.
+            let silent = client.execute(method: .GET, path: "/never", headers: HTTPHeaders(), body: nil, deadline: .now() + .milliseconds(300))
+            let waiter = client.execute(method: .GET, path: "/ok", headers: HTTPHeaders(), body: nil, deadline: .now() + .milliseconds(100))
+            await #expect(throws: KeepAliveHTTPClient.Failure.expiredWaiting) { try await waiter.get() }
+            await #expect(throws: KeepAliveHTTPClient.Failure.timedOut) { try await silent.get() }
             #expect(server.accepted == 1, "no connection was made for the request that expired waiting")
         }
     }
