@@ -458,11 +458,15 @@ struct Reconciliation: Service {
 /// 2,500 payments a second, for lines that a server at `.notice` (or
 /// `--quiet`) never writes.
 struct RenderWhenLogged: LogHandler {
+    /// Writes each line; given all its metadata with the line, through no provider of its own.
     private var stream: StreamLogHandler
     var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
 
     init(label: String) {
         stream = StreamLogHandler.standardError(label: label)
+        metadataProvider = stream.metadataProvider
+        stream.metadataProvider = nil
     }
 
     var logLevel: Logger.Level {
@@ -475,16 +479,11 @@ struct RenderWhenLogged: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    var metadataProvider: Logger.MetadataProvider? {
-        get { stream.metadataProvider }
-        set { stream.metadataProvider = newValue }
-    }
-
     /// Hands the stream its metadata as `StreamLogHandler` orders it: this
     /// handler's, then the provider's, then the message's, each over the one before.
     func log(event: LogEvent) {
         var merged = metadata
-        if let provided = stream.metadataProvider?.get() { merged.merge(provided) { _, provided in provided } }
+        if let provided = metadataProvider?.get() { merged.merge(provided) { _, provided in provided } }
         if let explicit = event.metadata { merged.merge(explicit) { _, explicit in explicit } }
         var event = event
         event.metadata = merged

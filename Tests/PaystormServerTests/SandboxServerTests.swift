@@ -46,10 +46,6 @@ extension SandboxTests {
 
 @Suite("PSP sandbox over HTTP: routes, errors, latency on a timer, settlement reports")
 struct SandboxServerTests {
-    static func call(_ key: String, _ minor: Int64 = 1_050) -> String {
-        PSPWire.Call(idempotencyKey: key, amountMinor: minor, currency: "USD").json()
-    }
-
     @Test("each wrong request gets a JSON error naming the problem, and the connection serves the next")
     func errors() async throws {
         try await SandboxTests.served(SandboxTests.sandbox()) { base in
@@ -57,8 +53,8 @@ struct SandboxServerTests {
             let cases: [(HTTPMethod, String, String?, Int, String, String, String?)] = [
                 (.GET, "/nowhere", nil, 404, "not_found", "no such endpoint: GET /nowhere", nil),
                 (.POST, "/psp/stripe/charge/again", nil, 404, "not_found", "no such endpoint: POST /psp/stripe/charge/again", nil),
-                (.POST, "/psp/adyen/charge", Self.call("pay-1:adyen"), 404, "not_found", "this sandbox runs paypal, stripe", nil),
-                (.POST, "/psp/stripe/capture", Self.call("pay-1:stripe"), 404, "not_found", "operations are charge, refund, status and cancel", nil),
+                (.POST, "/psp/adyen/charge", SandboxTests.call("pay-1:adyen").json(), 404, "not_found", "this sandbox runs paypal, stripe", nil),
+                (.POST, "/psp/stripe/capture", SandboxTests.call("pay-1:stripe").json(), 404, "not_found", "operations are charge, refund, status and cancel", nil),
                 (.POST, "/psp/stripe/settlement", nil, 405, "method_not_allowed", "POST is not served at /psp/stripe/settlement; GET is", nil),
                 (.GET, "/psp/stripe/charge", nil, 405, "method_not_allowed", "GET is not served at /psp/stripe/charge", nil),
                 (.DELETE, "/stats", nil, 405, "method_not_allowed", "DELETE is not served at /stats", nil),
@@ -92,10 +88,10 @@ struct SandboxServerTests {
         let sandbox = SandboxTests.sandbox()
         try await SandboxTests.served(sandbox) { base in
             for key in ["pay-1:stripe", "pay-1:stripe", "pay-2:stripe"] {
-                let answer = try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: Self.call(key))
+                let answer = try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: SandboxTests.call(key).json())
                 #expect(answer.status == 200 && answer.body.contains("\"outcome\":\"succeeded\""), "\(answer)")
             }
-            let status = try await SandboxTests.send(.POST, base + "/psp/stripe/status", body: Self.call("pay-3:stripe"))
+            let status = try await SandboxTests.send(.POST, base + "/psp/stripe/status", body: SandboxTests.call("pay-3:stripe").json())
             #expect(status.body.contains("not_found"), "\(status)")
             let report = try await SandboxTests.send(.GET, base + "/psp/stripe/settlement")
             #expect(report.status == 200 && report.headers.first(name: "Content-Type") == "text/csv")
@@ -132,11 +128,11 @@ struct SandboxServerTests {
             let port = try #require(Int(base.split(separator: ":").last ?? ""))
             let clock = ContinuousClock()
             let one = clock.now
-            #expect(try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: Self.call("pay-1:stripe")).status == 200)
+            #expect(try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: SandboxTests.call("pay-1:stripe").json()).status == 200)
             #expect(clock.now - one >= .milliseconds(500), "answered before the latency passed")
             let answers = try await withThrowingTaskGroup(of: (closed: Bool, seconds: Double, answer: String).self) { group in
                 for index in 0..<16 {
-                    let body = Self.call("pay-\(index + 10):stripe")
+                    let body = SandboxTests.call("pay-\(index + 10):stripe").json()
                     let request = "POST /psp/stripe/charge HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                         + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
                     group.addTask { try await ConnectionTests.sendThenWaitForClose(request, port: port, giveUpAfterSeconds: 20) }
@@ -147,7 +143,7 @@ struct SandboxServerTests {
             let slowest = answers.map(\.seconds).max() ?? 0
             #expect(slowest >= 0.5 && slowest < 3, "the calls' latencies ran one after another: the slowest took \(slowest) s")
             await #expect(throws: (any Error).self) {
-                try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: Self.call("pay-99:stripe"), timeout: .milliseconds(250))
+                try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: SandboxTests.call("pay-99:stripe").json(), timeout: .milliseconds(250))
             }
             try await Task.sleep(for: .milliseconds(600))
             #expect(try await SandboxTests.send(.GET, base + "/health").status == 200)
@@ -183,7 +179,7 @@ struct SandboxServerTests {
         #expect(try await SandboxTests.send(.GET, base + "/health").status == 200, "an idle kept-alive connection, closed by the drain")
         let clock = ContinuousClock()
         let sent = clock.now
-        let call = Task { try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: Self.call("pay-1:stripe")) }
+        let call = Task { try await SandboxTests.send(.POST, base + "/psp/stripe/charge", body: SandboxTests.call("pay-1:stripe").json()) }
         #expect(await ServerFixture.eventually(600) { sandbox.stats.calls == 1 }, "the call is in, waiting out its latency")
         await group.triggerGracefulShutdown()
         try await running.value
