@@ -47,11 +47,23 @@ public protocol EventBroker: AnyObject {
 /// offset, and one committed offset per group, topic and partition. The
 /// partition of a key is a stable hash of it (FNV-1a), the same in every
 /// process and run.
+///
+/// Retention: a message every one of the `retainedFor` groups has committed
+/// is deleted in the same transaction as the commit that let it go, so a
+/// server that runs for days keeps only what its consumers still owe. A
+/// group not named there reads from the oldest message left, as Kafka's
+/// `auto.offset.reset = earliest` does. Offsets are never reused: a
+/// partition's next offset survives its log being emptied (the committed
+/// offsets carry it).
 public final class SQLiteBroker: EventBroker {
     public let store: Store
     public let partitions: Int
+    /// The groups a message is kept for until each has committed it; empty keeps every message.
+    public let retainedFor: [String]
     /// Next offset of each (topic, partition), cached from the log.
     private var ends: [PartitionID: Int64] = [:]
+    /// Oldest offset each (topic, partition) still holds: retention deleted those below.
+    private var starts: [PartitionID: Int64] = [:]
     /// Committed offset of each (group, topic, partition), cached from the table.
     private var committed: [String: [PartitionID: Int64]] = [:]
     /// Polls made by each group: where its next poll starts (``poll(group:limit:)``).
@@ -64,10 +76,13 @@ public final class SQLiteBroker: EventBroker {
     }
 
     /// Opens (or creates) the broker's database.
-    /// - Parameter partitions: of every topic; fixed for the life of the database.
-    public init(_ location: Store.Location, partitions: Int = 8) throws(StoreError) {
+    /// - Parameters:
+    ///   - partitions: of every topic; fixed for the life of the database.
+    ///   - retainedFor: the consumer groups a message is kept for (see the type's retention).
+    public init(_ location: Store.Location, partitions: Int = 8, retainedFor: [String] = []) throws(StoreError) {
         precondition(partitions >= 1, "a topic needs at least one partition")
         self.partitions = partitions
+        self.retainedFor = retainedFor
         store = try Store(location) { migrator in
             migrator.registerMigration("v1-broker") { db in
                 try db.execute(sql: """
@@ -87,12 +102,19 @@ public final class SQLiteBroker: EventBroker {
         }
         do {
             try store.queue.inDatabase { db in
-                for row in try Row.fetchAll(db, sql: "SELECT topic, partition, MAX(offset) + 1 AS next FROM broker_message GROUP BY topic, partition") {
-                    ends[PartitionID(topic: row["topic"], partition: row["partition"])] = row["next"]
+                for row in try Row.fetchAll(db, sql: "SELECT topic, partition, MIN(offset) AS first, MAX(offset) + 1 AS next FROM broker_message GROUP BY topic, partition") {
+                    let id = PartitionID(topic: row["topic"], partition: row["partition"])
+                    starts[id] = row["first"]
+                    ends[id] = row["next"]
                 }
                 for row in try Row.fetchAll(db, sql: "SELECT grp, topic, partition, next_offset FROM broker_offset") {
-                    committed[row["grp"], default: [:]][PartitionID(topic: row["topic"], partition: row["partition"])] = row["next_offset"]
+                    let id = PartitionID(topic: row["topic"], partition: row["partition"])
+                    let next: Int64 = row["next_offset"]
+                    committed[row["grp"], default: [:]][id] = next
+                    // Retention may have emptied the log up to here.
+                    ends[id] = max(ends[id, default: 0], next)
                 }
+                for (id, end) in ends where starts[id] == nil { starts[id] = end }
             }
         } catch {
             throw StoreError(path: location.description, operation: "read the broker's offsets", message: "\(error)")
@@ -134,14 +156,14 @@ public final class SQLiteBroker: EventBroker {
     ///   partition behind (two for those past their share).
     public func poll(group: String, limit: Int) throws -> [BrokerDelivery] {
         let offsets = committed[group] ?? [:]
-        let behind = ends.filter { $0.value > offsets[$0.key, default: 0] }.map(\.key).sorted()
+        let behind = ends.filter { $0.value > position(offsets, $0.key) }.map(\.key).sorted()
         guard !behind.isEmpty, limit > 0 else { return [] }
         let turn = pollTurns[group, default: 0]
         pollTurns[group] = turn &+ 1
         let first = turn % behind.count
         let order = Array(behind[first...] + behind[..<first])
         let share = max(1, limit / behind.count)
-        var next = order.map { offsets[$0, default: 0] }
+        var next = order.map { position(offsets, $0) }
         var deliveries: [BrokerDelivery] = []
         try store.queue.inDatabase { db in
             let select = try db.cachedStatement(sql: """
@@ -179,6 +201,7 @@ public final class SQLiteBroker: EventBroker {
             updated[group] = offsets
         }
         guard !changed.isEmpty else { return }
+        let released = releasedPartitions(from: committed, to: updated)
         try store.queue.write { db in
             let upsert = try db.cachedStatement(sql: """
                 INSERT INTO broker_offset (grp, topic, partition, next_offset) VALUES (?, ?, ?, ?)
@@ -187,8 +210,40 @@ public final class SQLiteBroker: EventBroker {
             for (group, id, next) in changed {
                 try upsert.execute(arguments: [group, id.topic, id.partition, next])
             }
+            let delete = try db.cachedStatement(sql: "DELETE FROM broker_message WHERE topic = ? AND partition = ? AND offset < ?")
+            for (id, below) in released {
+                try delete.execute(arguments: [id.topic, id.partition, below])
+            }
         }
-        committed = updated  // only once the transaction committed
+        // Only once the transaction committed.
+        committed = updated
+        for (id, below) in released { starts[id] = max(starts[id, default: 0], below) }
+    }
+
+    /// Where a group with these committed offsets reads a partition from:
+    /// its committed offset, or the oldest message retention left.
+    private func position(_ offsets: [PartitionID: Int64], _ id: PartitionID) -> Int64 {
+        max(offsets[id, default: 0], starts[id, default: 0])
+    }
+
+    /// The partitions whose oldest offset still owed to a ``retainedFor``
+    /// group moves when the committed offsets go from `before` to `after`,
+    /// with that offset: what lies below it no group is owed.
+    private func releasedPartitions(from before: [String: [PartitionID: Int64]],
+                                    to after: [String: [PartitionID: Int64]]) -> [(PartitionID, Int64)] {
+        guard let first = retainedFor.first else { return [] }
+        func owed(_ offsets: [String: [PartitionID: Int64]], _ id: PartitionID) -> Int64 {
+            retainedFor.reduce(offsets[first]?[id] ?? 0) { min($0, offsets[$1]?[id] ?? 0) }
+        }
+        return (after[first] ?? [:]).keys.sorted().compactMap { id in
+            let below = owed(after, id)
+            return below > owed(before, id) ? (id, below) : nil
+        }
+    }
+
+    /// Messages the log still holds, over every topic and partition.
+    public func retainedMessages() throws -> Int {
+        try store.queue.inDatabase { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM broker_message") ?? 0 }
     }
 
     /// Commits one group's offsets.
@@ -206,7 +261,7 @@ public final class SQLiteBroker: EventBroker {
 
     public func lag(group: String) throws -> Int {
         let offsets = committed[group] ?? [:]
-        return ends.reduce(0) { $0 + Int($1.value - offsets[$1.key, default: 0]) }
+        return ends.reduce(0) { $0 + Int($1.value - position(offsets, $1.key)) }
     }
 
     /// Messages parked in the group's dead-letter topic.

@@ -154,7 +154,8 @@ public enum PaymentServer {
         let keys = try vaultKeys(at: options.keyPath, log: log)
         let engine = try PaymentEngine(store: .file(path: options.databasePath), configuration: configuration,
                                        vaultEncryptionKey: keys.encryption, vaultTokenKey: keys.token)
-        let broker = try SQLiteBroker(.file(path: options.brokerPath), partitions: options.brokerPartitions)
+        let broker = try SQLiteBroker(.file(path: options.brokerPath), partitions: options.brokerPartitions,
+                                      retainedFor: EngineConsumer.allCases.map(\.rawValue))
         // Another connection holding a lock for a moment (an audit, sqlite3) makes a batch
         // wait for it rather than fail at once; a batch that fails is answered with a 503.
         for store in [engine.store, broker.store] {

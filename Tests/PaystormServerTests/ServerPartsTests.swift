@@ -41,6 +41,46 @@ struct BrokerTests {
         #expect(try reopened.poll(group: "ledger", limit: 10).map(\.payload) == ["late"])
     }
 
+    @Test("retention: a message is deleted once every retained group committed it; offsets go on after the log empties")
+    func retention() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("broker.sqlite")
+        let groups = ["ledger", "wallet"]
+        var lastOffsets: [Int: Int64] = [:]
+        do {
+            let broker = try SQLiteBroker(.file(path: path), partitions: 2, retainedFor: groups)
+            try broker.produce((0..<20).map { BrokerRecord(topic: "transactions", key: "m\($0 % 4)", payload: "e\($0)") })
+            let all = try broker.poll(group: "ledger", limit: 100)
+            #expect(all.count == 20)
+            try broker.commit(group: "ledger", all)
+            #expect(try broker.retainedMessages() == 20, "the wallet group has committed nothing yet")
+
+            // The wallet commits the first three of partition 0 only.
+            let walletPoll = try broker.poll(group: "wallet", limit: 100)
+            let firstThree = walletPoll.filter { $0.partition == 0 && $0.offset < 3 }
+            #expect(firstThree.count == 3)
+            try broker.commit(group: "wallet", firstThree)
+            #expect(try broker.retainedMessages() == 17)
+            #expect(try broker.lag(group: "wallet") == 17)
+            #expect(try broker.poll(group: "wallet", limit: 100).count == 17, "what the wallet still owes is all there")
+
+            try broker.commit(group: "wallet", walletPoll)
+            #expect(try broker.retainedMessages() == 0)
+            // A group retention does not wait for reads from the oldest message left.
+            #expect(try broker.lag(group: "audit") == 0)
+            #expect(try broker.poll(group: "audit", limit: 100).isEmpty)
+            for delivery in all { lastOffsets[delivery.partition] = max(lastOffsets[delivery.partition] ?? -1, delivery.offset) }
+        }
+        let reopened = try SQLiteBroker(.file(path: path), partitions: 2, retainedFor: groups)
+        #expect(try reopened.lag(group: "ledger") == 0)
+        try reopened.produce((0..<4).map { BrokerRecord(topic: "transactions", key: "m\($0)", payload: "late\($0)") })
+        let late = try reopened.poll(group: "ledger", limit: 100)
+        #expect(late.map(\.payload).sorted() == ["late0", "late1", "late2", "late3"], "offsets of an emptied log are not reused")
+        for delivery in late { #expect(delivery.offset > lastOffsets[delivery.partition] ?? -1) }
+        #expect(try reopened.poll(group: "audit", limit: 100).map(\.payload).sorted() == ["late0", "late1", "late2", "late3"])
+        #expect(try reopened.retainedMessages() == 4)
+    }
+
     @Test("the partition of a key is the same in every process (FNV-1a, not Swift's seeded Hasher)")
     func stablePartitions() throws {
         let broker = try SQLiteBroker(.memory, partitions: 8)

@@ -64,7 +64,8 @@ enum ServerFixture {
                        configuration: EngineConfiguration = configuration(),
                        clockAnchor: (wall: Int64, monotonic: Int64)? = nil,
                        log: @escaping @Sendable (String) -> Void = { _ in }) throws -> EngineRunner {
-        let broker = try SQLiteBroker(.file(path: directory.file("broker.sqlite")), partitions: 4)
+        let broker = try SQLiteBroker(.file(path: directory.file("broker.sqlite")), partitions: 4,
+                                      retainedFor: EngineConsumer.allCases.map(\.rawValue))
         return EngineRunner(engine: try engine(at: directory.file("engine.sqlite"), configuration: configuration), broker: broker,
                             psp: psp, notifier: notifier, clockAnchor: clockAnchor, log: log)
     }
