@@ -31,36 +31,43 @@ public protocol EventBroker: AnyObject {
     /// Appends the records durably, in order per partition; returns once they are stored.
     func produce(_ records: [BrokerRecord]) throws
     /// Up to `limit` messages the group has not committed, oldest first per partition.
-    /// Until committed, the same messages are delivered again.
+    /// Until committed, the same messages are delivered again (to a group
+    /// the broker retains messages for: see ``SQLiteBroker``).
     func poll(group: String, limit: Int) throws -> [BrokerDelivery]
     /// Commits each group's offsets past every delivery given, all groups at once.
     func commit(_ groups: [(group: String, deliveries: [BrokerDelivery])]) throws
     /// Parks a message the group cannot process in its dead-letter topic.
     func deadLetter(group: String, _ delivery: BrokerDelivery, reason: String) throws
-    /// Messages the group has not committed yet, over every partition; cheap
-    /// enough to ask before every poll.
+    /// Messages the group has not committed yet that the log still holds,
+    /// over every partition; cheap enough to ask before every poll.
     func lag(group: String) throws -> Int
 }
 
 /// A durable, local broker on its own SQLite database (WAL, synchronous FULL):
-/// topics of `partitions` partitions, each an append-only log keyed by
-/// offset, and one committed offset per group, topic and partition. The
-/// partition of a key is a stable hash of it (FNV-1a), the same in every
-/// process and run.
+/// topics of `partitions` partitions, each a log keyed by offset, appended
+/// at its end and trimmed at its start, and one committed offset per group,
+/// topic and partition. The partition of a key is a stable hash of it
+/// (FNV-1a), the same in every process and run.
 ///
 /// Retention: a message every one of the `retainedFor` groups has committed
-/// is deleted in the same transaction as the commit that let it go, so a
-/// server that runs for days keeps only what its consumers still owe. A
-/// group not named there reads from the oldest message left, as Kafka's
-/// `auto.offset.reset = earliest` does. Offsets are never reused: a
-/// partition's next offset survives its log being emptied (the committed
-/// offsets carry it).
+/// is deleted by an offset commit — the one that let it go, or, for at
+/// most ``maximumReleasedPerCommit`` at a time, the next ones — so a server
+/// that runs for days keeps only what its consumers still owe. Delivery is
+/// at least once for those groups. Any other group reads from the oldest
+/// message left, as Kafka's `auto.offset.reset = earliest` does, and misses
+/// what was trimmed before it read it: a group added to `retainedFor`
+/// later, too. Offsets are never reused: a partition's next offset
+/// survives its log being emptied (the committed offsets carry it).
 public final class SQLiteBroker: EventBroker {
     public let store: Store
     public let partitions: Int
     /// The groups a message is kept for until each has committed it; empty keeps every message.
     public let retainedFor: [String]
-    /// Next offset of each (topic, partition), cached from the log.
+    /// Messages one commit deletes at most: a log that grew before
+    /// retention (or while a group stopped committing) is trimmed over many
+    /// commits, each holding the engine thread only briefly.
+    public var maximumReleasedPerCommit = 8_192
+    /// Next offset of each (topic, partition), from the log and the committed offsets.
     private var ends: [PartitionID: Int64] = [:]
     /// Oldest offset each (topic, partition) still holds: retention deleted those below.
     private var starts: [PartitionID: Int64] = [:]
@@ -201,7 +208,7 @@ public final class SQLiteBroker: EventBroker {
             updated[group] = offsets
         }
         guard !changed.isEmpty else { return }
-        let released = releasedPartitions(from: committed, to: updated)
+        let trimmed = released(by: updated)
         try store.queue.write { db in
             let upsert = try db.cachedStatement(sql: """
                 INSERT INTO broker_offset (grp, topic, partition, next_offset) VALUES (?, ?, ?, ?)
@@ -210,14 +217,16 @@ public final class SQLiteBroker: EventBroker {
             for (group, id, next) in changed {
                 try upsert.execute(arguments: [group, id.topic, id.partition, next])
             }
-            let delete = try db.cachedStatement(sql: "DELETE FROM broker_message WHERE topic = ? AND partition = ? AND offset < ?")
-            for (id, below) in released {
-                try delete.execute(arguments: [id.topic, id.partition, below])
+            if !trimmed.isEmpty {
+                let delete = try db.cachedStatement(sql: "DELETE FROM broker_message WHERE topic = ? AND partition = ? AND offset >= ? AND offset < ?")
+                for (id, from, below) in trimmed {
+                    try delete.execute(arguments: [id.topic, id.partition, from, below])
+                }
             }
         }
         // Only once the transaction committed.
         committed = updated
-        for (id, below) in released { starts[id] = max(starts[id, default: 0], below) }
+        for (id, _, below) in trimmed { starts[id] = below }
     }
 
     /// Where a group with these committed offsets reads a partition from:
@@ -226,19 +235,22 @@ public final class SQLiteBroker: EventBroker {
         max(offsets[id, default: 0], starts[id, default: 0])
     }
 
-    /// The partitions whose oldest offset still owed to a ``retainedFor``
-    /// group moves when the committed offsets go from `before` to `after`,
-    /// with that offset: what lies below it no group is owed.
-    private func releasedPartitions(from before: [String: [PartitionID: Int64]],
-                                    to after: [String: [PartitionID: Int64]]) -> [(PartitionID, Int64)] {
-        guard let first = retainedFor.first else { return [] }
-        func owed(_ offsets: [String: [PartitionID: Int64]], _ id: PartitionID) -> Int64 {
-            retainedFor.reduce(offsets[first]?[id] ?? 0) { min($0, offsets[$1]?[id] ?? 0) }
+    /// What retention deletes once `offsets` are committed: per partition,
+    /// from its oldest message up to the oldest offset a ``retainedFor``
+    /// group is still owed, at most ``maximumReleasedPerCommit`` in all.
+    private func released(by offsets: [String: [PartitionID: Int64]]) -> [(PartitionID, from: Int64, below: Int64)] {
+        guard !retainedFor.isEmpty else { return [] }
+        var budget = Int64(maximumReleasedPerCommit)
+        var released: [(PartitionID, from: Int64, below: Int64)] = []
+        for id in ends.keys.sorted() where budget > 0 {
+            let owed = retainedFor.lazy.map { offsets[$0]?[id] ?? 0 }.min()!
+            let start = starts[id, default: 0]
+            guard owed > start else { continue }
+            let below = min(owed, start + budget)
+            released.append((id, start, below))
+            budget -= below - start
         }
-        return (after[first] ?? [:]).keys.sorted().compactMap { id in
-            let below = owed(after, id)
-            return below > owed(before, id) ? (id, below) : nil
-        }
+        return released
     }
 
     /// Messages the log still holds, over every topic and partition.

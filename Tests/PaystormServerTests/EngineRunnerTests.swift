@@ -84,6 +84,8 @@ struct EngineRunnerTests {
             return status.outboxRelayed >= 20 && full.outboxBacklog == 0 && full.consumerLag == 0 && status.pspCallsInFlight == 0
         }
         #expect(settled)
+        // Every consumer committed every topic: the broker's log is trimmed to nothing.
+        #expect(try (runner.broker as? SQLiteBroker)?.retainedMessages() == 0)
         guard case let .success(.payment(declined)) = await runner.perform(.payment(id: ids[7], merchantID: "m1")) else {
             Issue.record("payment \(ids[7]) missing")
             return

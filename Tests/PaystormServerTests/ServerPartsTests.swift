@@ -47,6 +47,7 @@ struct BrokerTests {
         let path = directory.file("broker.sqlite")
         let groups = ["ledger", "wallet"]
         var lastOffsets: [Int: Int64] = [:]
+        var walletPoll: [BrokerDelivery] = []
         do {
             let broker = try SQLiteBroker(.file(path: path), partitions: 2, retainedFor: groups)
             try broker.produce((0..<20).map { BrokerRecord(topic: "transactions", key: "m\($0 % 4)", payload: "e\($0)") })
@@ -56,20 +57,27 @@ struct BrokerTests {
             #expect(try broker.retainedMessages() == 20, "the wallet group has committed nothing yet")
 
             // The wallet commits the first three of partition 0 only.
-            let walletPoll = try broker.poll(group: "wallet", limit: 100)
+            walletPoll = try broker.poll(group: "wallet", limit: 100)
             let firstThree = walletPoll.filter { $0.partition == 0 && $0.offset < 3 }
             #expect(firstThree.count == 3)
             try broker.commit(group: "wallet", firstThree)
             #expect(try broker.retainedMessages() == 17)
             #expect(try broker.lag(group: "wallet") == 17)
             #expect(try broker.poll(group: "wallet", limit: 100).count == 17, "what the wallet still owes is all there")
-
-            try broker.commit(group: "wallet", walletPoll)
+            #expect(try broker.lag(group: "audit") == 17, "a group retention does not wait for reads from the oldest message left")
+            for delivery in all { lastOffsets[delivery.partition] = max(lastOffsets[delivery.partition] ?? -1, delivery.offset) }
+        }
+        do {
+            // Reopened with the log trimmed part way.
+            let broker = try SQLiteBroker(.file(path: path), partitions: 2, retainedFor: groups)
+            #expect(try broker.lag(group: "wallet") == 17)
+            #expect(try broker.lag(group: "audit") == 17)
+            #expect(try broker.poll(group: "audit", limit: 100).count == 17)
+            // Both groups in one commit, as the server's consumers commit.
+            try broker.commit([("wallet", walletPoll), ("ledger", [])])
             #expect(try broker.retainedMessages() == 0)
-            // A group retention does not wait for reads from the oldest message left.
             #expect(try broker.lag(group: "audit") == 0)
             #expect(try broker.poll(group: "audit", limit: 100).isEmpty)
-            for delivery in all { lastOffsets[delivery.partition] = max(lastOffsets[delivery.partition] ?? -1, delivery.offset) }
         }
         let reopened = try SQLiteBroker(.file(path: path), partitions: 2, retainedFor: groups)
         #expect(try reopened.lag(group: "ledger") == 0)
@@ -79,6 +87,50 @@ struct BrokerTests {
         for delivery in late { #expect(delivery.offset > lastOffsets[delivery.partition] ?? -1) }
         #expect(try reopened.poll(group: "audit", limit: 100).map(\.payload).sorted() == ["late0", "late1", "late2", "late3"])
         #expect(try reopened.retainedMessages() == 4)
+    }
+
+    @Test("retention trims a backlog a bounded number of messages per commit; with no retained groups nothing is trimmed")
+    func retentionBounds() throws {
+        let broker = try SQLiteBroker(.memory, partitions: 2, retainedFor: ["ledger"])
+        broker.maximumReleasedPerCommit = 7
+        try broker.produce((0..<20).map { BrokerRecord(topic: "transactions", key: "m\($0 % 4)", payload: "e\($0)") })
+        try broker.commit(group: "ledger", try broker.poll(group: "ledger", limit: 100))
+        #expect(try broker.retainedMessages() == 13)
+        var commits = 1
+        while try broker.retainedMessages() > 0 && commits < 10 {
+            try broker.produce([BrokerRecord(topic: "transactions", key: "m0", payload: "more")])
+            try broker.commit(group: "ledger", try broker.poll(group: "ledger", limit: 100))
+            commits += 1
+        }
+        #expect(commits == 4, "21 messages at 7 a commit, the ones produced meanwhile included")
+        #expect(try broker.lag(group: "ledger") == 0)
+
+        let keeping = try SQLiteBroker(.memory, partitions: 2)
+        try keeping.produce((0..<20).map { BrokerRecord(topic: "transactions", key: "m\($0 % 4)", payload: "e\($0)") })
+        try keeping.commit([("ledger", try keeping.poll(group: "ledger", limit: 100)), ("wallet", try keeping.poll(group: "wallet", limit: 100))])
+        #expect(try keeping.retainedMessages() == 20)
+        #expect(try keeping.poll(group: "audit", limit: 100).count == 20)
+    }
+
+    @Test("a commit whose transaction fails changes nothing: the offsets, the log and what is delivered stay as they were")
+    func failedCommit() throws {
+        let broker = try SQLiteBroker(.memory, partitions: 2, retainedFor: ["ledger"])
+        try broker.produce((0..<10).map { BrokerRecord(topic: "transactions", key: "m\($0 % 4)", payload: "e\($0)") })
+        let polled = try broker.poll(group: "ledger", limit: 100)
+        try broker.store.queue.write {
+            try $0.execute(sql: "CREATE TRIGGER no_trim BEFORE DELETE ON broker_message BEGIN SELECT RAISE(ABORT, 'the disk is full'); END")
+        }
+        #expect(throws: (any Error).self) { try broker.commit(group: "ledger", polled) }
+        #expect(try broker.lag(group: "ledger") == 10)
+        #expect(try broker.retainedMessages() == 10)
+        // The same messages, whichever partition the poll now starts from.
+        let again = try broker.poll(group: "ledger", limit: 100)
+        #expect(again.sorted { ($0.partition, $0.offset) < ($1.partition, $1.offset) }
+                    == polled.sorted { ($0.partition, $0.offset) < ($1.partition, $1.offset) })
+        try broker.store.queue.write { try $0.execute(sql: "DROP TRIGGER no_trim") }
+        try broker.commit(group: "ledger", polled)
+        #expect(try broker.lag(group: "ledger") == 0)
+        #expect(try broker.retainedMessages() == 0)
     }
 
     @Test("the partition of a key is the same in every process (FNV-1a, not Swift's seeded Hasher)")
