@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Testing
 @testable import PaystormEngine
+@testable import PaystormStore
 
 @Suite("Card details and vault")
 struct CardVaultTests {
@@ -14,6 +15,15 @@ struct CardVaultTests {
 
     func vault() throws -> CardVault {
         try CardVault(encryptionKey: Data(repeating: 7, count: 32), tokenKey: Data(repeating: 9, count: 32))
+    }
+
+    /// `db` at the engine's current schema: the vault as its migrations leave it.
+    @discardableResult
+    func migrated(_ db: DatabaseQueue = try! DatabaseQueue()) throws -> DatabaseQueue {
+        var migrator = Store.migrator
+        EngineSchema.register(in: &migrator)
+        try migrator.migrate(db)
+        return db
     }
 
     @Test func validatesNumberExpiryAndCVV() throws {
@@ -42,8 +52,7 @@ struct CardVaultTests {
 
     @Test func storesOnlyCiphertextAndDecryptsBack() throws {
         let vault = try vault()
-        let db = try DatabaseQueue()
-        try db.write { try CardVault.createTables($0) }
+        let db = try migrated()
         let details = try card()
         let token = try db.write { try vault.store(details, in: $0) }
         #expect(token.hasPrefix("tok_") && !token.contains("1111"))
@@ -54,8 +63,7 @@ struct CardVaultTests {
 
     @Test func tamperedCiphertextIsRejected() throws {
         let vault = try vault()
-        let db = try DatabaseQueue()
-        try db.write { try CardVault.createTables($0) }
+        let db = try migrated()
         let token = try db.write { try vault.store(try card(), in: $0) }
         try db.write { try $0.execute(sql: "UPDATE card_vault SET ciphertext = zeroblob(length(ciphertext))") }
         #expect(throws: CardVaultError.self) { try db.read { try vault.cardNumber(for: token, in: $0) } }
@@ -67,8 +75,7 @@ struct CardVaultTests {
     @Test func noncesAreDistinctPerCardAndStable() throws {
         let vault = try vault()
         func nonces(_ numbers: [String]) throws -> [Data] {
-            let db = try DatabaseQueue()
-            try db.write { try CardVault.createTables($0) }
+            let db = try migrated()
             return try numbers.map { number in
                 let token = try db.write { try vault.store(try card(number), in: $0) }
                 let box = try #require(try db.read { try Data.fetchOne($0, sql: "SELECT ciphertext FROM card_vault WHERE token = ?", arguments: [token]) })
@@ -93,6 +100,46 @@ struct CardVaultTests {
         #expect(try nonces(numbers.reversed()) == first.reversed(), "a card's nonce does not depend on what was stored before")
     }
 
+    /// Cards are rows in the order they were first stored, and a lookup
+    /// goes through the index of token keys, not a scan.
+    @Test func cardsAreAppendedInOrderAndFoundThroughTheTokenKeyIndex() throws {
+        let vault = try vault()
+        let db = try migrated()
+        let numbers = [visa, "5555555555554444", "378282246310005", "6011111111111117"]
+        let tokens = try numbers.map { number in try db.write { try vault.store(try card(number), in: $0) } }
+        _ = try db.write { try vault.store(try card(numbers[1]), in: $0) }
+        try db.read { (db: Database) throws -> Void in
+            #expect(try String.fetchAll(db, sql: "SELECT token FROM card_vault ORDER BY card_id") == tokens)
+            #expect(try Int64.fetchAll(db, sql: "SELECT token_key FROM card_vault ORDER BY card_id") == tokens.map(CardVault.tokenKey))
+            for (token, number) in zip(tokens, numbers) { #expect(try vault.cardNumber(for: token, in: db) == number) }
+            let plan = try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + EngineStatement.vaultContains.sql, arguments: [1, "tok_x"])
+                .map { $0["detail"] as String }.joined(separator: "; ")
+            #expect(plan.contains("INDEX card_vault_token_key (token_key=?)"), "\(plan)")
+        }
+    }
+
+    /// The index key is 64 bits of the token: two tokens can share one, and
+    /// are still two cards, each found by its own token.
+    @Test func tokensSharingAKeyAreTwoCards() throws {
+        let vault = try vault()
+        let db = try migrated()
+        let details = try card()
+        let token = vault.token(for: details)
+        let other = "tok_sharing_the_key"
+        try db.write { db in
+            try db.execute(sql: """
+                INSERT INTO card_vault (token_key, token, ciphertext, first6, last4, expiry_month, expiry_year)
+                VALUES (?, ?, x'00', '555555', '4444', 1, 2030)
+                """, arguments: [CardVault.tokenKey(token), other])
+        }
+        #expect(try db.write { try vault.store(details, in: $0) } == token)
+        #expect(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM card_vault") } == 2, "the card is stored beside the other")
+        #expect(try db.read { try vault.cardNumber(for: token, in: $0) } == visa)
+        #expect(throws: CardVaultError.self) { try db.read { try vault.cardNumber(for: other, in: $0) } }
+        _ = try db.write { try vault.store(details, in: $0) }
+        #expect(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM card_vault") } == 2, "and stored once")
+    }
+
     /// Scans every cell of every table, as text and as bytes, for the PAN and the CVV.
     @Test func databaseScanFindsNoPlaintextCardNumberOrCVV() throws {
         let vault = try vault()
@@ -101,8 +148,7 @@ struct CardVaultTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("vault.sqlite").path
         do {
-            let db = try DatabaseQueue(path: path)
-            try db.write { try CardVault.createTables($0) }
+            let db = try migrated(try DatabaseQueue(path: path))
             for number in [visa, "5555555555554444", "378282246310005"] {
                 _ = try db.write { try vault.store(try card(number, cvv: "987"), in: $0) }
             }

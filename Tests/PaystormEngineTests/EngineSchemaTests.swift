@@ -45,7 +45,9 @@ struct EngineSchemaTests {
         func contents(_ db: Database) throws -> [String: [String]] {
             var contents: [String: [String]] = [:]
             for table in tables {
-                contents[table] = try Row.fetchAll(db, sql: "SELECT * FROM \(table)").map(\.description).sorted()
+                // The vault's own columns: v9 adds its row number and token key.
+                let columns = table == "card_vault" ? "token, ciphertext, first6, last4, expiry_month, expiry_year" : "*"
+                contents[table] = try Row.fetchAll(db, sql: "SELECT \(columns) FROM \(table)").map(\.description).sorted()
             }
             return contents
         }
@@ -56,7 +58,8 @@ struct EngineSchemaTests {
             #expect(try Ledger.verify(db).entries == 1)
             let withoutRowID = try String.fetchAll(db, sql: "SELECT name FROM sqlite_schema WHERE type = 'table' AND sql LIKE '%WITHOUT ROWID'").sorted()
             // The rebuilt tables, and a later one made without a rowid from the start.
-            #expect(withoutRowID == ["account_balance", "card_vault", "consumed_event", "counter", "idempotency_record",
+            // The vault, rebuilt by v2, went back to a rowid table in v9.
+            #expect(withoutRowID == ["account_balance", "consumed_event", "counter", "idempotency_record",
                                      "journal_posting", "reconciled_period", "wallet", "webhook_event"])
             // The open-work indexes hold only open rows, and the queries that need them use them.
             #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM payment INDEXED BY payment_open WHERE status NOT IN ('completed', 'failed')") == 1)
@@ -90,6 +93,48 @@ struct EngineSchemaTests {
             #expect(lookup == ["SEARCH idempotency_record USING PRIMARY KEY (idempotency_key=? AND merchant_id=? AND kind=?)"], "\(lookup)")
             let record = try Row.fetchOne(db, sql: EngineStatement.idempotencyRecord.sql, arguments: ["m-1", "k-1", "payment"])
             #expect(record?["resource_id"] == "pay-1")
+        }
+    }
+
+    /// Cards stored under v8's vault, keyed by their token, are all there
+    /// and decrypt after v9, each under its own token key; a card stored
+    /// again is not added, and a new one goes after them.
+    @Test func theVaultMigrationKeepsEveryCardAndAppendsNewOnes() throws {
+        let vault = try CardVault(encryptionKey: Data(repeating: 7, count: 32), tokenKey: Data(repeating: 9, count: 32))
+        func card(_ number: String) throws -> CardDetails {
+            try CardDetails(number: number, expiry: "12/30", cvv: "123", currentYear: 2026, currentMonth: 11)
+        }
+        let numbers = ["4111111111111111", "5555555555554444", "378282246310005"]
+        // Their vault rows as the engine writes them, carried to a v8 store.
+        let current = try DatabaseQueue()
+        var migrator = Store.migrator
+        EngineSchema.register(in: &migrator)
+        try migrator.migrate(current)
+        for number in numbers { _ = try current.write { try vault.store(try card(number), in: $0) } }
+        let columns = "token, ciphertext, first6, last4, expiry_month, expiry_year"
+        let rows = try current.read { try Row.fetchAll($0, sql: "SELECT \(columns) FROM card_vault ORDER BY token") }
+        let queue = try DatabaseQueue()
+        try migrator.migrate(queue, upTo: "v8-engine-idempotency-key-first")
+        try queue.write { db in
+            for row in rows {
+                try db.execute(sql: "INSERT INTO card_vault (\(columns)) VALUES (?, ?, ?, ?, ?, ?)",
+                               arguments: StatementArguments(row.databaseValues))
+            }
+        }
+        try migrator.migrate(queue)
+        try queue.read { (db: Database) throws -> Void in
+            #expect(try Row.fetchAll(db, sql: "SELECT \(columns) FROM card_vault ORDER BY card_id") == rows, "copied in token order")
+            for row in rows {
+                let token: String = row["token"]
+                #expect(try Int64.fetchOne(db, sql: "SELECT token_key FROM card_vault WHERE token = ?", arguments: [token]) == CardVault.tokenKey(token))
+            }
+            for number in numbers { #expect(try vault.cardNumber(for: vault.token(for: try card(number)), in: db) == number) }
+            #expect(try !db.tableExists("card_vault_nonce"))
+        }
+        _ = try queue.write { try vault.store(try card(numbers[0]), in: $0) }
+        let added = try queue.write { try vault.store(try card("6011111111111117"), in: $0) }
+        try queue.read { (db: Database) throws -> Void in
+            #expect(try String.fetchAll(db, sql: "SELECT token FROM card_vault ORDER BY card_id") == rows.map { $0["token"] } + [added])
         }
     }
 

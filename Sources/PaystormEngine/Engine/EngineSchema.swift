@@ -184,6 +184,7 @@ enum EngineSchema {
                 CREATE INDEX idempotency_expiry ON idempotency_record(expires_ns);
                 """)
         }
+        migrator.registerMigration("v9-engine-vault-appended", migrate: CardVault.appendInOrder)
     }
 
     /// One `notification` row per event instead of one per recipient, and

@@ -38,9 +38,9 @@ enum EngineStatement: Int, CaseIterable {
     case completePayment
     /// (failure_reason, updated_ns, payment_id)
     case failPayment
-    /// (token) → 1
+    /// (token_key, token) → 1
     case vaultContains
-    /// (token, ciphertext, first6, last4, expiry_month, expiry_year)
+    /// (token_key, token, ciphertext, first6, last4, expiry_month, expiry_year)
     case vaultInsert
     /// (subject, subject_id, psp_id, psp_idempotency_key, created_ns, updated_ns)
     case insertAttempt
@@ -133,9 +133,12 @@ enum EngineStatement: Int, CaseIterable {
             """
         case .failPayment:
             "UPDATE payment SET status = 'failed', failure_reason = ?, updated_ns = ? WHERE payment_id = ?"
-        case .vaultContains: "SELECT 1 FROM card_vault WHERE token = ?"
+        case .vaultContains: "SELECT 1 FROM card_vault WHERE token_key = ? AND token = ?"
         case .vaultInsert:
-            "INSERT INTO card_vault (token, ciphertext, first6, last4, expiry_month, expiry_year) VALUES (?, ?, ?, ?, ?, ?)"
+            """
+            INSERT INTO card_vault (token_key, token, ciphertext, first6, last4, expiry_month, expiry_year)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """
         case .insertAttempt:
             """
             INSERT INTO psp_attempt (subject, subject_id, psp_id, psp_idempotency_key, tries, state, created_ns, updated_ns)
