@@ -12,8 +12,9 @@ import PaystormStore
 /// system randomness, so deterministic under simulation. Two different
 /// numbers share a nonce with probability 2⁻⁹⁶; one number always gets the
 /// same nonce and the same ciphertext, which reveals only what its token
-/// already does (and a card is stored once). Only ciphertext, the token,
-/// first 6, last 4 and expiry are written; the CVV never reaches this type.
+/// already does (and a card is stored once). Only ciphertext, the token and
+/// its key (a hash of the token), first 6, last 4 and expiry are written;
+/// the CVV never reaches this type.
 ///
 /// Cards are rows appended in the order they are first stored, found
 /// through a small index on a 64-bit key of the token (``tokenKey(_:)``),
