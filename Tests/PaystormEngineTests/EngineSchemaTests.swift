@@ -65,14 +65,57 @@ struct EngineSchemaTests {
             #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM payment INDEXED BY payment_open WHERE status NOT IN ('completed', 'failed')") == 1)
             #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM psp_attempt INDEXED BY psp_attempt_open WHERE state NOT IN ('succeeded', 'failed')") == 1)
         }
-        // The journal is still append-only, and its postings still need their entry.
+        // The journal is still append-only, and its postings still need their entry (by the commit).
         try queue.write { db in
             #expect(throws: DatabaseError.self) { try db.execute(sql: "UPDATE journal_posting SET amount_minor = 1") }
             #expect(throws: DatabaseError.self) { try db.execute(sql: "DELETE FROM journal_posting") }
-            #expect(throws: DatabaseError.self) {
-                try db.execute(sql: "INSERT INTO journal_posting VALUES (99, 0, 'platform:fees', 'debit', 1, 'USD')")
+        }
+        #expect(throws: DatabaseError.self) {
+            try queue.write { try $0.execute(sql: "INSERT INTO journal_posting VALUES (99, 0, 'platform:fees', 'debit', 1, 'USD')") }
+        }
+    }
+
+    /// The ledger's statement for three postings cannot stop half-way with
+    /// an abort, which is what makes SQLite keep a statement journal (a
+    /// copy of every page the statement touches) for a statement that
+    /// writes several rows: its constraints fail it (`OR FAIL`) and its
+    /// entry is checked at commit. Read from SQLite's program for it: an
+    /// abort is a constraint halt with `OE_Abort` (2), an entry checked at
+    /// once a foreign-key counter of the statement (p1 = 0). Before v10 the
+    /// same reading finds both.
+    @Test func theThreePostingsStatementNeedsNoStatementJournal() throws {
+        func aborts(_ queue: DatabaseQueue, _ sql: String) throws -> [String] {
+            try queue.read { db in
+                let parameters = sql.filter { $0 == "?" }.count
+                let arguments = StatementArguments(Array(repeating: DatabaseValue.null, count: parameters))
+                return try Row.fetchAll(db, sql: "EXPLAIN " + sql, arguments: arguments).compactMap { row -> String? in
+                    let opcode: String = row["opcode"], p1: Int = row["p1"], p2: Int = row["p2"]
+                    let abort = (opcode == "Halt" || opcode == "HaltIfNull") && p1 != 0 && p2 == 2
+                    return abort || (opcode == "FkCounter" && p1 == 0) ? "\(opcode) \(p1) \(p2)" : nil
+                }
             }
         }
+        let statement = EngineStatement.insertThreeJournalPostings.sql
+        let (queue, migrator) = try versionOneDatabase()
+        try migrator.migrate(queue, upTo: "v9-engine-vault-appended")
+        #expect(try !aborts(queue, statement.replacingOccurrences(of: "INSERT OR FAIL", with: "INSERT")).isEmpty)
+        #expect(try !aborts(queue, statement).isEmpty, "the entry is still checked at once before v10")
+        try migrator.migrate(queue)
+        #expect(try aborts(queue, statement) == [])
+        #expect(try aborts(queue, EngineStatement.insertJournalPosting.sql) == [])
+        // A posting still needs its entry, by the commit.
+        try queue.write { db in
+            let sql = try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE name = 'journal_posting'") ?? ""
+            #expect(sql.contains("REFERENCES journal_entry(sequence) DEFERRABLE INITIALLY DEFERRED"), "\(sql)")
+            #expect(sql.hasSuffix("WITHOUT ROWID"), "\(sql)")
+        }
+        #expect(throws: DatabaseError.self) {
+            try queue.inTransaction { db in
+                try db.execute(sql: "INSERT INTO journal_posting VALUES (99, 0, 'platform:fees', 'debit', 1, 'USD')")
+                return .commit
+            }
+        }
+        #expect(try queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM journal_posting WHERE entry_sequence = 99") } == 0)
     }
 
     /// Keys that grow over time are appended at one place, not at one per

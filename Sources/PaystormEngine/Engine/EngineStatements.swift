@@ -89,7 +89,11 @@ enum EngineStatement: Int, CaseIterable {
     /// (entry_sequence, line, account, side, amount_minor, currency)
     case insertJournalPosting
     /// ``insertJournalPosting``'s parameters for three postings in one run:
-    /// a capture's or a refund's entry
+    /// a capture's or a refund's entry. `OR FAIL`, with the entry checked
+    /// at commit, so that SQLite keeps no statement journal for it (see
+    /// ``EngineSchema/checkPostingEntryAtCommit(_:)``): a row that breaks a
+    /// constraint fails the command after it wrote, which rolls back its
+    /// transaction or batch.
     case insertThreeJournalPostings
     /// (sequence, hash)
     case updateJournalHead
@@ -195,10 +199,10 @@ enum EngineStatement: Int, CaseIterable {
             ON CONFLICT (entry_id) DO NOTHING
             """
         case .insertJournalPosting:
-            "INSERT INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency) VALUES (?, ?, ?, ?, ?, ?)"
+            "INSERT OR FAIL INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency) VALUES (?, ?, ?, ?, ?, ?)"
         case .insertThreeJournalPostings:
             """
-            INSERT INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency)
+            INSERT OR FAIL INTO journal_posting (entry_sequence, line, account, side, amount_minor, currency)
             VALUES (?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?)
             """
         case .updateJournalHead: "UPDATE journal_head SET sequence = ?, hash = ? WHERE id = 1"
