@@ -222,3 +222,15 @@ public final class PreparedStatement {
     /// `SQLITE_STATIC` (a null destructor): SQLite uses the bytes where they are.
     private static let `static`: sqlite3_destructor_type? = nil
 }
+
+extension Database {
+    /// GRDB's `totalChangesCount` and `isInsideTransaction` first check that
+    /// they are called on the connection's queue, through
+    /// `dispatch_get_specific`: the engine asks both around every command
+    /// of a batch. Same answers, read straight from SQLite; only inside an
+    /// access of this connection, as ``PreparedStatement`` runs.
+    public var changesSinceOpened: Int { Int(sqlite3_total_changes64(sqliteConnection)) }
+
+    /// See ``changesSinceOpened``.
+    public var inTransaction: Bool { sqliteConnection.map { sqlite3_get_autocommit($0) == 0 } ?? false }
+}

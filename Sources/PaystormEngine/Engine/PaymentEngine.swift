@@ -138,7 +138,7 @@ public final class PaymentEngine {
     /// was first copied to the statement journal, about a fifth of an engine
     /// call in `paystorm bench engine`.
     private func inBatchTransaction<T>(_ db: Database, _ body: () throws -> T) throws -> T {
-        guard batchFailure == nil, db.isInsideTransaction else {
+        guard batchFailure == nil, db.inTransaction else {
             throw EngineError.storage("the batch's transaction was ended by an earlier failure: \(batchFailure.map { "\($0)" } ?? "SQLite rolled it back")")
         }
         let changes = writesSoFar(db)
@@ -153,7 +153,7 @@ public final class PaymentEngine {
     /// SQLite's count of changed rows and the writes the transaction has
     /// deferred to its commit (``EngineStatements/deferredWrites``).
     private func writesSoFar(_ db: Database) -> Int {
-        db.totalChangesCount + statements.deferredWrites
+        db.changesSinceOpened + statements.deferredWrites
     }
 
     /// Whether a command that threw had written first — a row changed, or a
@@ -161,7 +161,7 @@ public final class PaymentEngine {
     /// its postings failed) — or SQLite ended the transaction under it: either
     /// way the transaction it ran in must not commit.
     private func failedAfterWriting(_ db: Database, changesBefore: Int) -> Bool {
-        writesSoFar(db) != changesBefore || !db.isInsideTransaction
+        writesSoFar(db) != changesBefore || !db.inTransaction
     }
 
     /// Runs `body` in one transaction on the store's connection with
