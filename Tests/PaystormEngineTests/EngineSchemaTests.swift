@@ -104,7 +104,7 @@ struct EngineSchemaTests {
         #expect(try aborts(queue, statement) == [])
         #expect(try aborts(queue, EngineStatement.insertJournalPosting.sql) == [])
         // A posting still needs its entry, by the commit.
-        try queue.write { db in
+        try queue.read { db in
             let sql = try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE name = 'journal_posting'") ?? ""
             #expect(sql.contains("REFERENCES journal_entry(sequence) DEFERRABLE INITIALLY DEFERRED"), "\(sql)")
             #expect(sql.hasSuffix("WITHOUT ROWID"), "\(sql)")

@@ -178,7 +178,7 @@ public final class PaymentEngine {
         let joins = store.holdsTransaction
         return try store.queue.writeWithoutTransaction { db in
             if joins {
-                guard db.isInsideTransaction else {
+                guard db.inTransaction else {
                     let error = EngineError.storage("the store's held transaction was ended under its writers")
                     store.joinedWriterFailed(error)
                     throw error
@@ -214,7 +214,7 @@ public final class PaymentEngine {
                     // Not undone here: the store refuses to commit the stretch.
                     if failedAfterWriting(db, changesBefore: changes) { store.joinedWriterFailed(error) }
                 } else {
-                    if db.isInsideTransaction {
+                    if db.inTransaction {
                         // Report the command's own error; SQLite may already have rolled back.
                         try? statements(.rollback, db).execute()
                     }
