@@ -197,6 +197,63 @@ public final class EngineRunner: @unchecked Sendable {
     }
     private var droppedCalls = 0
     private var sheddingNow = false
+    private var started = false
+
+    /// What ``replayDeadLetters()`` did.
+    public struct DeadLetterReplay: Sendable, Equatable {
+        /// Dead-lettered notifications sent again, each from its first attempt.
+        public var notifications = 0
+        /// Parked events their consumer group took this time (applied, or
+        /// found applied already), and so removed from its dead letters.
+        public var events = 0
+        /// Parked events their group refused again: still dead letters, each
+        /// with this refusal as its reason.
+        public var stillFailing: [BrokerDeadLetter] = []
+    }
+
+    /// Hands every dead letter back once, before ``start()``: the engine's
+    /// dead-lettered notifications are sent again (see
+    /// ``PaymentEngine/replayDeadLetters(limit:now:)``), and each event a
+    /// consumer group parked in the broker goes to that group's consumer
+    /// again — the operator's replay once the cause is fixed (`paystorm
+    /// serve --replay-dead-letters`). Every group's events are applied in
+    /// one engine transaction; a letter leaves the broker only after it
+    /// committed, so a crash in between replays it again, which the
+    /// consumers' idempotency absorbs. An event refused again stays, with
+    /// the new reason.
+    public func replayDeadLetters() throws(EngineError) -> DeadLetterReplay {
+        precondition(!started, "dead letters are replayed before the runner starts")
+        var replay = DeadLetterReplay()
+        let now = engineNow()
+        replay.notifications = try engine.replayDeadLetters(limit: .max, now: now)
+        do {
+            for consumer in EngineConsumer.allCases {
+                let letters = try broker.deadLetters(group: consumer.rawValue, limit: .max)
+                guard !letters.isEmpty else { continue }
+                var taken: [BrokerDelivery] = []
+                var refused: [BrokerDeadLetter] = []
+                try engine.inBatch {
+                    for letter in letters {
+                        do {
+                            try engine.consume(try TransactionEvent.decode(letter.delivery.payload), by: consumer, now: now)
+                            taken.append(letter.delivery)
+                        } catch {
+                            refused.append(BrokerDeadLetter(group: letter.group, delivery: letter.delivery, reason: "\(error)"))
+                        }
+                    }
+                }
+                for delivery in taken { try broker.resolveDeadLetter(group: consumer.rawValue, delivery) }
+                for letter in refused { try broker.deadLetter(group: letter.group, letter.delivery, reason: letter.reason) }
+                replay.events += taken.count
+                replay.stillFailing += refused
+            }
+        } catch let error as EngineError {
+            throw error
+        } catch {
+            throw .storage("replaying the broker's dead letters: \(error)")
+        }
+        return replay
+    }
 
     /// - Parameter clockAnchor: the wall and monotonic clocks read at one
     ///   instant, from which engine time runs (see ``clockAnchor``); `nil`
@@ -230,6 +287,8 @@ public final class EngineRunner: @unchecked Sendable {
     /// attempt and pending notification from SQLite) and arms the engine's
     /// periodic upkeep, then serves the inbox.
     public func start() throws(EngineError) {
+        precondition(!started, "a runner starts once")
+        started = true
         relayCursor = try engine.outboxCursor()
         try engine.recover(now: engineNow())
         engine.armMaintenance()

@@ -23,10 +23,24 @@ public struct BrokerDelivery: Sendable, Equatable {
     public var payload: String
 }
 
+/// A message a consumer group parked, and why (the last failure's reason).
+public struct BrokerDeadLetter: Sendable, Equatable {
+    public var group: String
+    public var delivery: BrokerDelivery
+    public var reason: String
+
+    public init(group: String, delivery: BrokerDelivery, reason: String) {
+        self.group = group
+        self.delivery = delivery
+        self.reason = reason
+    }
+}
+
 /// The port the server's outbox relay and consumers talk to: a Kafka-like
 /// log with partitions, consumer groups and committed offsets, delivering
 /// at least once. ``SQLiteBroker`` is the durable local implementation; a
-/// Kafka adapter would implement the same five calls.
+/// Kafka adapter would implement the same calls (a dead-letter topic per
+/// group stands for the dead letters).
 public protocol EventBroker: AnyObject {
     /// Appends the records durably, in order per partition; returns once they are stored.
     func produce(_ records: [BrokerRecord]) throws
@@ -36,8 +50,13 @@ public protocol EventBroker: AnyObject {
     func poll(group: String, limit: Int) throws -> [BrokerDelivery]
     /// Commits each group's offsets past every delivery given, all groups at once.
     func commit(_ groups: [(group: String, deliveries: [BrokerDelivery])]) throws
-    /// Parks a message the group cannot process in its dead-letter topic.
+    /// Parks a message the group cannot process in its dead-letter topic;
+    /// parking it again keeps one letter, with the new reason.
     func deadLetter(group: String, _ delivery: BrokerDelivery, reason: String) throws
+    /// Up to `limit` of the group's dead letters, in log order (topic, partition, offset).
+    func deadLetters(group: String, limit: Int) throws -> [BrokerDeadLetter]
+    /// Removes a dead letter the group has since processed (a replay).
+    func resolveDeadLetter(group: String, _ delivery: BrokerDelivery) throws
     /// Messages the group has not committed yet that the log still holds,
     /// over every partition; cheap enough to ask before every poll.
     func lag(group: String) throws -> Int
@@ -105,6 +124,10 @@ public final class SQLiteBroker: EventBroker {
                         payload TEXT NOT NULL, reason TEXT NOT NULL,
                         PRIMARY KEY (grp, topic, partition, offset)) WITHOUT ROWID;
                     """)
+            }
+            // A letter keeps its message's key, so that what is replayed is the message as delivered.
+            migrator.registerMigration("v2-broker-dead-letter-key") { db in
+                try db.execute(sql: "ALTER TABLE broker_dead_letter ADD COLUMN key TEXT NOT NULL DEFAULT ''")
             }
         }
         do {
@@ -266,8 +289,37 @@ public final class SQLiteBroker: EventBroker {
     public func deadLetter(group: String, _ delivery: BrokerDelivery, reason: String) throws {
         try store.queue.write { db in
             try db.execute(sql: """
-                INSERT OR IGNORE INTO broker_dead_letter (grp, topic, partition, offset, payload, reason) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [group, delivery.topic, delivery.partition, delivery.offset, delivery.payload, reason])
+                INSERT INTO broker_dead_letter (grp, topic, partition, offset, key, payload, reason) VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (grp, topic, partition, offset) DO UPDATE SET reason = excluded.reason
+                """, arguments: [group, delivery.topic, delivery.partition, delivery.offset, delivery.key, delivery.payload, reason])
+        }
+    }
+
+    public func deadLetters(group: String, limit: Int) throws -> [BrokerDeadLetter] {
+        try store.queue.inDatabase { try Self.deadLetters(in: $0, group: group, limit: limit) }
+    }
+
+    /// ``deadLetters(group:limit:)`` of every group (`nil`), or of one, on a
+    /// connection to a broker's database the caller opened (an audit reads a
+    /// stopped server's broker read-only, maybe one from before the letters
+    /// kept their keys: those read with an empty key).
+    public static func deadLetters(in db: Database, group: String? = nil, limit: Int = .max) throws -> [BrokerDeadLetter] {
+        let key = try db.columns(in: "broker_dead_letter").contains { $0.name == "key" } ? "key" : "'' AS key"
+        return try Row.fetchAll(db, sql: """
+            SELECT grp, topic, partition, offset, \(key), payload, reason FROM broker_dead_letter
+            WHERE ?1 IS NULL OR grp = ?1 ORDER BY grp, topic, partition, offset LIMIT ?2
+            """, arguments: [group, Int64(clamping: max(0, limit))]).map { row in
+            BrokerDeadLetter(group: row["grp"],
+                             delivery: BrokerDelivery(topic: row["topic"], partition: row["partition"], offset: row["offset"],
+                                                      key: row["key"], payload: row["payload"]),
+                             reason: row["reason"])
+        }
+    }
+
+    public func resolveDeadLetter(group: String, _ delivery: BrokerDelivery) throws {
+        try store.queue.write { db in
+            try db.execute(sql: "DELETE FROM broker_dead_letter WHERE grp = ? AND topic = ? AND partition = ? AND offset = ?",
+                           arguments: [group, delivery.topic, delivery.partition, delivery.offset])
         }
     }
 

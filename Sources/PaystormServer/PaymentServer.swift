@@ -56,12 +56,16 @@ public struct ServerOptions: Sendable {
     /// connections before closing them: then the engine drains.
     public var shutdownTimeout: Duration = .seconds(30)
     public var quiet = false
+    /// Before serving, hand every dead letter back once (``EngineRunner/replayDeadLetters()``).
+    public var replayDeadLetters = false
 
     public init() {}
 
-    public var brokerPath: String {
-        let url = URL(fileURLWithPath: databasePath)
-        return url.deletingPathExtension().path + "-broker.sqlite"
+    public var brokerPath: String { Self.brokerPath(beside: databasePath) }
+
+    /// The broker's database of the server whose engine database is `databasePath`.
+    public static func brokerPath(beside databasePath: String) -> String {
+        URL(fileURLWithPath: databasePath).deletingPathExtension().path + "-broker.sqlite"
     }
 
     public var keyPath: String { databasePath + ".vault-keys" }
@@ -136,6 +140,18 @@ public enum PaymentServer {
         }
     }
 
+    /// What `serve --replay-dead-letters` says it did, a line each.
+    static func replayReport(_ replay: EngineRunner.DeadLetterReplay) -> [String] {
+        var lines = ["dead letters replayed: \(replay.notifications) notification(s) sent again, \(replay.events) event(s) taken by their consumers, "
+                     + "\(replay.stillFailing.count) refused again"]
+        for letter in replay.stillFailing.prefix(20) {
+            let delivery = letter.delivery
+            lines.append("  still a dead letter of \(letter.group): \(delivery.topic)/\(delivery.partition)@\(delivery.offset): \(letter.reason)")
+        }
+        if replay.stillFailing.count > 20 { lines.append("  … and \(replay.stillFailing.count - 20) more (paystorm audit lists them)") }
+        return lines
+    }
+
     /// Opens the store and broker, recovers, and serves until SIGTERM or
     /// SIGINT; then drains in-flight work and returns.
     public static func run(_ options: ServerOptions) async throws {
@@ -170,6 +186,11 @@ public enum PaymentServer {
         let runner = EngineRunner(engine: engine, broker: broker, psp: psp, notifier: notifier, log: log)
         runner.maximumOutbound = options.pspConnections
         let resumed = try Reconciliation.resumed(engine, pspIDs: options.pspIDs)
+        if options.replayDeadLetters {
+            // Asked for: said even under --quiet.
+            let replay = try runner.replayDeadLetters()
+            for line in replayReport(replay) { FileHandle.standardError.write(Data("paystorm serve: \(line)\n".utf8)) }
+        }
         try runner.start()
 
         let api = PaystormAPI(runner: runner,

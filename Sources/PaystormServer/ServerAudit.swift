@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import PaystormEngine
 import PaystormStore
@@ -6,7 +7,9 @@ import PaystormStore
 /// database after the fact — the ledger balanced and its hash chain intact,
 /// every safety invariant, and (once every event was consumed) wallets equal
 /// to the journal; every acknowledged payment present; and, given the
-/// sandbox's figures, no payment charged twice.
+/// sandbox's figures, no payment charged twice. It also accounts for the
+/// dead letters: notifications that failed every attempt, and events a
+/// consumer group refused, in the broker's database beside the engine's.
 public enum ServerAudit {
     public struct Findings: Sendable {
         public var payments = 0
@@ -16,6 +19,26 @@ public enum ServerAudit {
         /// ``Ledger/Witness`` for later audits; `nil` when the journal is not sound.
         public var journalHead: Ledger.Witness?
         public var violations: [EngineAudit.Violation] = []
+        /// Dead-lettered notifications not replayed yet.
+        public var notificationDeadLetters = 0
+        /// Events parked in the broker's dead letters, every group's; `nil`
+        /// when there is no broker database beside the engine's.
+        public var brokerDeadLetters: [BrokerDeadLetter]?
+    }
+
+    /// What an audit says of the dead letters, a line each: every parked
+    /// event is named (an operator replays or explains each one).
+    public static func deadLetterReport(_ findings: Findings) -> [String] {
+        var lines = ["dead letters: \(findings.notificationDeadLetters) notification(s) not replayed; "
+                     + (findings.brokerDeadLetters.map { "\($0.count) event(s) parked in the broker" } ?? "no broker database beside this one")]
+        for letter in findings.brokerDeadLetters ?? [] {
+            let delivery = letter.delivery
+            lines.append("  dead letter of \(letter.group): \(delivery.topic)/\(delivery.partition)@\(delivery.offset): \(letter.reason)")
+        }
+        if findings.notificationDeadLetters + (findings.brokerDeadLetters?.count ?? 0) > 0 {
+            lines.append("  (once their cause is fixed: paystorm serve --replay-dead-letters)")
+        }
+        return lines
     }
 
     /// - Parameters:
@@ -34,6 +57,7 @@ public enum ServerAudit {
             findings.violations += safety
             findings.journalHead = journal?.head
             if settled { findings.violations += try EngineAudit.settled(db) }
+            findings.notificationDeadLetters = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0
             let exists = try db.makeStatement(sql: "SELECT 1 FROM payment WHERE payment_id = ?")
             for id in Set(acknowledged).sorted() {
                 findings.acknowledged += 1
@@ -42,6 +66,14 @@ public enum ServerAudit {
                                                      detail: "the server acknowledged this payment, and the database does not have it"))
                 }
             }
+        }
+        let brokerPath = ServerOptions.brokerPath(beside: databasePath)
+        if FileManager.default.fileExists(atPath: brokerPath) {
+            // Read only: an audit changes nothing, and the broker may be older than this build's migrations.
+            var configuration = Configuration()
+            configuration.readonly = true
+            let broker = try DatabaseQueue(path: brokerPath, configuration: configuration)
+            findings.brokerDeadLetters = try broker.read { try SQLiteBroker.deadLetters(in: $0) }
         }
         for id in doubleCharged {
             findings.violations.append(.init(invariant: "no-double-charge", subject: id, detail: "the PSPs charged this payment more than once"))

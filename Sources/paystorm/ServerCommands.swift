@@ -25,6 +25,11 @@ struct Serve: AsyncParsableCommand {
             refuses to listen on anything but a loopback --host. The same holds for the development keys: on \
             any other --host, give --api-keys and an --admin-key of your own.
 
+            Dead letters: a merchant notification that failed every attempt, and an event a consumer (ledger, \
+            wallet, notifications) refused, are parked, not dropped; `paystorm audit` lists them. Once their cause \
+            is fixed, --replay-dead-letters hands each back once before serving: what is refused again stays parked, \
+            with its new reason.
+
             Start a PSP first: `paystorm psp-sandbox --webhook-url http://127.0.0.1:8080/webhook`.
             """)
 
@@ -44,6 +49,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM certificate chain: serve HTTPS (with --tls-key).") var tlsCertificate: String?
     @Option(help: "PEM private key of --tls-certificate.") var tlsKey: String?
     @Flag(help: "Log only errors.") var quiet = false
+    @Flag(help: "Before serving, send dead-lettered notifications again and hand parked events back to their consumers, once.") var replayDeadLetters = false
 
     func validate() throws {
         guard pspConnections >= 1 else { throw ValidationError("--psp-connections: expected at least 1") }
@@ -78,6 +84,7 @@ struct Serve: AsyncParsableCommand {
         options.tlsCertificatePath = tlsCertificate
         options.tlsKeyPath = tlsKey
         options.quiet = quiet
+        options.replayDeadLetters = replayDeadLetters
         if let apiKeys {
             guard let text = try? String(contentsOfFile: apiKeys, encoding: .utf8) else {
                 throw ValidationError("--api-keys: cannot read \(apiKeys)")
@@ -216,6 +223,11 @@ struct Audit: AsyncParsableCommand {
             invariant is violated, 64 on bad input. With --settled it also checks what holds once every event was \
             consumed (wallets equal the journal): stop the server gracefully first, so it drains.
 
+            It lists the dead letters too — notifications that failed every attempt, events a consumer refused — \
+            which `paystorm serve --replay-dead-letters` hands back once their cause is fixed. They are accounted \
+            for, not violations; a refused ledger or wallet event shows as one under --settled, as wallets that \
+            no longer equal the journal.
+
             The audit prints the journal's head as SEQUENCE:HASH. Keep it outside the database (a ticket, another \
             system's log): whoever can write the database can edit the journal and recompute every hash, or cut its \
             newest entries, and the chain alone still verifies. A later `--witness SEQUENCE:HASH` fails the audit \
@@ -274,6 +286,7 @@ struct Audit: AsyncParsableCommand {
             print("witnesses: the journal reproduces \(heads.count) head\(heads.count == 1 ? "" : "s") kept outside it")
         }
         if let head = findings.journalHead { print("journal head: \(head) (keep it outside the database: a later audit with --witness and this value fails if the journal up to #\(head.sequence) was changed)") }
+        for line in ServerAudit.deadLetterReport(findings) { print(line) }
         for violation in findings.violations { print("VIOLATION \(violation)") }
         if findings.violations.isEmpty {
             print("all invariants hold\(settled ? " (safety and settled)" : " (safety)")")

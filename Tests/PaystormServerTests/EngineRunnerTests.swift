@@ -576,3 +576,100 @@ extension EngineRunnerTests {
         #expect(log.all.contains { $0.hasPrefix("reconciled \(charge.pspID) for") && $0.hasSuffix(": 1 matched, 0 discrepancies") }, "\(log.all)")
     }
 }
+
+/// Fails every delivery, as a merchant endpoint that is down.
+struct FailingNotifier: NotificationPort {
+    func deliver(_ message: NotificationMessage, done: @escaping @Sendable (Bool) -> Void) { done(false) }
+}
+
+/// Records what it delivered.
+final class RecordingNotifier: NotificationPort, @unchecked Sendable {
+    private let lock = NSLock()
+    private var _delivered: [NotificationMessage] = []
+    var delivered: [NotificationMessage] { lock.withLock { _delivered } }
+    func deliver(_ message: NotificationMessage, done: @escaping @Sendable (Bool) -> Void) {
+        lock.withLock { _delivered.append(message) }
+        done(true)
+    }
+}
+
+@Suite("Engine runner: dead letters replayed on request")
+struct DeadLetterReplayTests {
+    @Test("a replay resends dead-lettered notifications, applies a parked event, keeps a poisoned one with its new reason; the books end whole")
+    func replayBeforeStart() async throws {
+        let directory = TemporaryDirectory()
+        var configuration = ServerFixture.configuration()
+        configuration.notificationBackoffNanoseconds = 5_000_000
+        configuration.maxNotificationAttempts = 2
+        // A poisoned message (not an event), there before the server starts: every group parks it.
+        try SQLiteBroker(.file(path: ServerFixture.brokerPath(in: directory)), partitions: 4)
+            .produce([BrokerRecord(topic: "transactions", key: "m1", payload: "not an event")])
+        // A payment whose notifications fail every attempt: both are dead-lettered.
+        let first = try ServerFixture.runner(in: directory, notifier: FailingNotifier(), configuration: configuration)
+        try first.start()
+        guard case let .success(.payment(paid)) = await first.perform(.createPayment(ServerFixture.command(key: "dead-1"))) else {
+            Issue.record("payment not created")
+            return
+        }
+        let parked = try await ServerFixture.eventually(30) {
+            let letters = try first.broker.deadLetters(group: "ledger", limit: 10).count
+            return try first.engine.deadLetterCount() == 2 && letters == 1 && first.currentStatus.notificationsInFlight == 0
+        }
+        #expect(parked)
+        await first.stop()
+
+        // A completed payment's event the wallet consumer refused (parked, its offset committed):
+        // made through the engine of a runner not started, as the relay would have handed it over.
+        let second = try ServerFixture.runner(in: directory, notifier: RecordingNotifier(), configuration: configuration)
+        let now = second.engineNow()
+        let created = try second.engine.createPayment(ServerFixture.command(key: "dead-2", amount: "20.00", user: "u2"), now: now)
+        let call = try #require(second.engine.takeEffects().compactMap { effect -> PSPRequest? in
+            if case let .callPSP(request) = effect { return request } else { return nil }
+        }.first)
+        try second.engine.pspReplied(attemptID: call.attemptID, outcome: .succeeded(pspReference: "ref-dead-2"), now: now)
+        _ = second.engine.takeEffects()
+        let completed = try #require(second.engine.pollOutbox(after: try second.engine.outboxCursor(), limit: 10).last)
+        _ = second.engine.takeEffects()
+        let broker = try #require(second.broker as? SQLiteBroker)
+        let records = [BrokerRecord(topic: completed.topic, key: completed.partitionKey, payload: completed.event.json())]
+        try broker.produce(records)
+        let refused = try #require(try broker.poll(group: "wallet", limit: 10).first { $0.payload == records[0].payload })
+        try broker.deadLetter(group: "wallet", refused, reason: "refused for the test")
+        try broker.commit(group: "wallet", [refused])
+        // The outbox's copy would be relayed again at start: it was, above.
+        try second.engine.acknowledgeOutbox(through: completed.sequence)
+        let walletLetters = try broker.deadLetters(group: "wallet", limit: 10).map(\.delivery)
+        #expect(walletLetters.map(\.payload).sorted() == [records[0].payload, "not an event"].sorted())
+        #expect(walletLetters.first { $0.payload == records[0].payload } == refused, "the letter is the message as delivered, its key too")
+
+        let replay = try second.replayDeadLetters()
+        #expect(replay.notifications == 2)
+        #expect(replay.events == 1, "the wallet's parked event was applied")
+        #expect(replay.stillFailing.map(\.group).sorted() == ["ledger", "notification", "wallet"], "\(replay.stillFailing)")
+        #expect(replay.stillFailing.allSatisfy { $0.delivery.payload == "not an event" && !$0.reason.contains("cannot decode") && !$0.reason.isEmpty })
+        #expect(try broker.deadLetters(group: "wallet", limit: 10).map(\.delivery.payload) == ["not an event"])
+        #expect(try broker.deadLetters(group: "ledger", limit: 10).map(\.reason) == replay.stillFailing.filter { $0.group == "ledger" }.map(\.reason),
+                "the letter left carries the new refusal")
+        #expect(try second.engine.deadLetterCount() == 0)
+
+        let recorder = try #require(second.notifier as? RecordingNotifier)
+        try second.start()
+        let drained = await ServerFixture.eventually(30) {
+            guard case let .success(.status(status)) = await second.perform(.status) else { return false }
+            return status.outboxBacklog == 0 && status.consumerLag == 0 && status.notificationsInFlight == 0
+                && recorder.delivered.contains { $0.body.contains(created.paymentID) }
+        }
+        #expect(drained)
+        #expect(recorder.delivered.filter { $0.body.contains(paid.paymentID) }.count == 2, "both dead-lettered notifications were sent again")
+        await second.stop()
+        // The wallet took the replayed event exactly once: wallets equal the journal.
+        let findings = try ServerAudit.run(databasePath: directory.file("engine.sqlite"), acknowledged: [paid.paymentID, created.paymentID],
+                                           settled: true, doubleCharged: [])
+        #expect(findings.violations.isEmpty, "\(findings.violations)")
+        #expect(findings.notificationDeadLetters == 0)
+        #expect(findings.brokerDeadLetters?.map(\.group) == ["ledger", "notification", "wallet"], "the poisoned message, once per group")
+        let report = ServerAudit.deadLetterReport(findings)
+        #expect(report.first == "dead letters: 0 notification(s) not replayed; 3 event(s) parked in the broker")
+        #expect(report.filter { $0.hasPrefix("  dead letter of ") }.count == 3)
+    }
+}

@@ -166,6 +166,46 @@ struct BrokerTests {
         try broker.deadLetter(group: "g", delivery, reason: "cannot decode")
         #expect(try broker.deadLetterCount(group: "g") == 1)
         #expect(try broker.deadLetterCount(group: "h") == 0)
+        // Parked again (a replay refused it again): still one letter, with the new reason.
+        try broker.deadLetter(group: "g", delivery, reason: "refused again")
+        #expect(try broker.deadLetters(group: "g", limit: 10) == [BrokerDeadLetter(group: "g", delivery: delivery, reason: "refused again")],
+                "the letter is the message as delivered, key included")
+        #expect(try broker.deadLetters(group: "h", limit: 10).isEmpty)
+        try broker.resolveDeadLetter(group: "h", delivery)
+        #expect(try broker.deadLetterCount(group: "g") == 1, "another group's resolution leaves this one's letter")
+        try broker.resolveDeadLetter(group: "g", delivery)
+        #expect(try broker.deadLetterCount(group: "g") == 0)
+    }
+
+    @Test("dead letters list in log order per group, and a broker from before the letters kept keys still reads, then migrates")
+    func deadLettersOfAnOlderBroker() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("old-broker.sqlite")
+        do {
+            let broker = try SQLiteBroker(.file(path: path), partitions: 2)
+            try broker.produce((0..<6).map { BrokerRecord(topic: "t", key: "k\($0)", payload: "p\($0)") })
+            let deliveries = try broker.poll(group: "g", limit: 10)
+            for delivery in deliveries.reversed() { try broker.deadLetter(group: "g", delivery, reason: "r") }
+            let listed = try broker.deadLetters(group: "g", limit: 10).map(\.delivery)
+            #expect(listed == deliveries.sorted { ($0.partition, $0.offset) < ($1.partition, $1.offset) })
+            #expect(try broker.deadLetters(group: "g", limit: 2).count == 2)
+            // Back to the first schema: no key column, and its migration not yet run.
+            try broker.store.queue.writeWithoutTransaction { db in
+                try db.execute(sql: """
+                    ALTER TABLE broker_dead_letter DROP COLUMN key;
+                    DELETE FROM grdb_migrations WHERE identifier = 'v2-broker-dead-letter-key';
+                    """)
+            }
+        }
+        var readOnly = Configuration()
+        readOnly.readonly = true
+        let old = try DatabaseQueue(path: path, configuration: readOnly).read { try SQLiteBroker.deadLetters(in: $0) }
+        #expect(old.count == 6 && old.allSatisfy { $0.delivery.key.isEmpty && $0.group == "g" })
+        let reopened = try SQLiteBroker(.file(path: path), partitions: 2)
+        #expect(try reopened.deadLetters(group: "g", limit: 10).map(\.delivery.payload) == old.map(\.delivery.payload))
+        let delivery = try #require(try reopened.poll(group: "h", limit: 1).first)
+        try reopened.deadLetter(group: "h", delivery, reason: "r")
+        #expect(try reopened.deadLetters(group: "h", limit: 1).first?.delivery.key == delivery.key)
     }
 }
 

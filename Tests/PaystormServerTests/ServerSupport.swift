@@ -58,13 +58,16 @@ enum ServerFixture {
                           vaultEncryptionKey: Data(repeating: 1, count: 32), vaultTokenKey: Data(repeating: 2, count: 32))
     }
 
+    static func brokerPath(in directory: TemporaryDirectory) -> String { ServerOptions.brokerPath(beside: directory.file("engine.sqlite")) }
+
     /// A runner over a file database in `directory`, not started.
     static func runner(in directory: TemporaryDirectory, psp: any PSPPort = InstantPSP(),
                        notifier: any NotificationPort = AcceptingNotifier(),
                        configuration: EngineConfiguration = configuration(),
                        clockAnchor: (wall: Int64, monotonic: Int64)? = nil,
                        log: @escaping @Sendable (String) -> Void = { _ in }) throws -> EngineRunner {
-        let broker = try SQLiteBroker(.file(path: directory.file("broker.sqlite")), partitions: 4,
+        // Where `paystorm serve` keeps it: an audit of the engine's database finds it.
+        let broker = try SQLiteBroker(.file(path: brokerPath(in: directory)), partitions: 4,
                                       retainedFor: EngineConsumer.allCases.map(\.rawValue))
         return EngineRunner(engine: try engine(at: directory.file("engine.sqlite"), configuration: configuration), broker: broker,
                             psp: psp, notifier: notifier, clockAnchor: clockAnchor, log: log)
