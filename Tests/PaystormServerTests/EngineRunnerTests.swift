@@ -636,7 +636,7 @@ struct DeadLetterReplayTests {
         let refused = try #require(try broker.poll(group: "wallet", limit: 10).first { $0.payload == records[0].payload })
         try broker.deadLetter(group: "wallet", refused, reason: "refused for the test")
         try broker.commit(group: "wallet", [refused])
-        // The outbox's copy would be relayed again at start: it was, above.
+        // Published above, as the relay would have: acknowledged, so that the start does not publish it again.
         try second.engine.acknowledgeOutbox(through: completed.sequence)
         let walletLetters = try broker.deadLetters(group: "wallet", limit: 10).map(\.delivery)
         #expect(walletLetters.map(\.payload).sorted() == [records[0].payload, "not an event"].sorted())
