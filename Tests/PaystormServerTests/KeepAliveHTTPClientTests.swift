@@ -137,6 +137,25 @@ struct KeepAliveHTTPClientTests {
         }
     }
 
+    @Test("deadlines are kept by one sweep: a silent request fails after its deadline, never before, while answered ones around it are untouched; the sweep stops when nothing is in flight")
+    func deadlineSweep() async throws {
+        try await Self.withClient(connections: 8) { _, client async throws in
+            let sent = NIODeadline.now()
+            let silent = client.execute(method: .GET, path: "/never", headers: HTTPHeaders(), body: nil, deadline: sent + .milliseconds(150))
+            let failedAt = silent.map { _ in NIODeadline.now() }.recover { _ in NIODeadline.now() }
+            for round in 0..<20 {
+                #expect(try await Self.get(client, "/ok-\(round)", timeout: .seconds(10)).get().status == 200)
+            }
+            await #expect(throws: KeepAliveHTTPClient.Failure.timedOut) { try await silent.get() }
+            let waited = try await failedAt.get() - sent
+            #expect(waited >= .milliseconds(150), "failed \(waited.nanoseconds / 1_000_000) ms after sending, before its deadline")
+            let stopped = try await ServerFixture.eventually(5) {
+                try await client.loop.submit { !client.sweeping }.get()
+            }
+            #expect(stopped, "no request is in flight: the sweep stopped")
+        }
+    }
+
     @Test("a request whose deadline passes while it waits for a connection is expiredWaiting, never written")
     func expiredWhileWaiting() async throws {
         try await Self.withClient(connections: 1) { server, client async throws in
