@@ -53,6 +53,8 @@ public final class PSPSandbox: Sendable {
     /// `webhookURL` is plain `http://` (``KeepAliveHTTPClient``); `nil`:
     /// they go through `client`.
     let webhookPlain: KeepAliveHTTPClient.Target?
+    /// The webhooks held back for their delays, on `webhookPlain`'s event loop.
+    let webhookDelays: DelayedWork?
 
     /// The profiles a sandbox given `secrets` serves: all of them with the
     /// development defaults (`nil`), else those the file names — a server run
@@ -85,6 +87,7 @@ public final class PSPSandbox: Sendable {
         webhookPlain = webhookConnections.flatMap { connections in
             webhookURL.flatMap { KeepAliveHTTPClient.Target(plainURL: $0, loop: MultiThreadedEventLoopGroup.singleton.next(), connections: connections) }
         }
+        webhookDelays = webhookPlain.map { DelayedWork(loop: $0.client.loop) }
         state = Mutex(State(random: RandomStream(seed: seed)))
     }
 
@@ -222,9 +225,9 @@ public final class PSPSandbox: Sendable {
     /// Sends the webhook of `record` after `delay` seconds, and again right
     /// after when `twice`.
     private func scheduleWebhook(_ record: Record, psp: String, delay: Double, twice: Bool) {
-        if let plain = webhookPlain {
+        if let plain = webhookPlain, let delays = webhookDelays {
             // On the connections' event loop: no task, no thread switch.
-            plain.client.loop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
+            delays.schedule(in: .nanoseconds(Int64(delay * 1e9))) {
                 self.postWebhook(record, psp: psp, over: plain).whenComplete { _ in
                     if twice { _ = self.postWebhook(record, psp: psp, over: plain) }
                 }

@@ -190,3 +190,32 @@ struct KeepAliveHTTPClientTests {
         try await group.shutdownGracefully()
     }
 }
+
+@Suite("Delayed work: one heap and one sweep for many timers")
+struct DelayedWorkTests {
+    @Test("work runs in the order of its times, never before its time, ties in the order scheduled; the sweep stops when nothing waits")
+    func orderAndTiming() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let delays = DelayedWork(loop: group.next(), granularity: .milliseconds(5))
+        let runs = Mutex<[(label: String, late: Int64)]>([])
+        let start = NIODeadline.now()
+        // Scheduled out of order; two share a delay.
+        for (label, milliseconds) in [("c", 90), ("a", 30), ("b1", 60), ("b2", 60), ("d", 0)] {
+            let due = start + .milliseconds(Int64(milliseconds))
+            delays.schedule(in: .milliseconds(Int64(milliseconds))) {
+                let late = (NIODeadline.now() - due).nanoseconds
+                runs.withLock { $0.append((label, late)) }
+            }
+        }
+        let done = try await ServerFixture.eventually(10) { runs.withLock { $0.count } == 5 }
+        #expect(done)
+        let seen = runs.withLock { $0 }
+        #expect(seen.map(\.label) == ["d", "a", "b1", "b2", "c"])
+        for run in seen { #expect(run.late >= 0, "\(run.label) ran \(-run.late) ns before its time") }
+        let stopped = try await ServerFixture.eventually(5) {
+            try await delays.loop.submit { !delays.sweeping && delays.count == 0 }.get()
+        }
+        #expect(stopped, "nothing waits: the sweep stopped")
+        try await group.shutdownGracefully()
+    }
+}
