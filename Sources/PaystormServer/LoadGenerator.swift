@@ -393,7 +393,7 @@ public enum LoadGenerator {
                     if case let .success(response) = result {
                         status = Int16(clamping: response.status)
                         if sentKind == .payment, status == 200 || status == 201 {
-                            paymentID = LoadGenerator.paymentIDField(String(buffer: response.body))
+                            paymentID = LoadGenerator.paymentIDField(response.body)
                         }
                     }
                     self.record(index, kind: sentKind, status: status, paymentID: paymentID, merchant: sentMerchant, sent: true)
@@ -426,10 +426,26 @@ public enum LoadGenerator {
     }
 
     /// The `payment_id` of a payment answer, without a JSON decoder on the hot path.
-    static func paymentIDField(_ body: String) -> String? {
-        guard let range = body.range(of: "\"payment_id\":\"") else { return nil }
-        let rest = body[range.upperBound...]
-        guard let end = rest.firstIndex(of: "\"") else { return nil }
-        return String(rest[..<end])
+    ///
+    /// Read from the bytes: Foundation's `range(of:)` on a `String` made of
+    /// them was about 7% of the generator's CPU under `paystorm bench server`.
+    static func paymentIDField(_ body: ByteBuffer) -> String? {
+        body.withUnsafeReadableBytes { bytes -> String? in
+            let key = paymentIDKey
+            guard bytes.count >= key.count else { return nil }
+            // A plain scan: the generic searches (Foundation's `DataProtocol.firstRange(of:)`
+            // among them) cost more than the rest of recording an answer.
+            search: for start in 0...(bytes.count - key.count) {
+                for offset in 0..<key.count where bytes[start + offset] != key[offset] { continue search }
+                let value = start + key.count
+                var end = value
+                while end < bytes.count && bytes[end] != UInt8(ascii: "\"") { end += 1 }
+                guard end < bytes.count else { return nil }
+                return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[value..<end]), as: UTF8.self)
+            }
+            return nil
+        }
     }
+
+    private static let paymentIDKey = Array(#""payment_id":""#.utf8)
 }

@@ -103,3 +103,14 @@ struct LoadGeneratorTests {
         #expect(!full, "one connection, and it is taken")
     }
 }
+
+extension LoadGeneratorTests {
+    @Test("the payment id is read from an answer's bytes; none without the field or its closing quote")
+    func paymentIDFromTheAnswer() {
+        #expect(LoadGenerator.paymentIDField(ByteBuffer(string: #"{"amount":"10.50","payment_id":"pay-42","status":"processing"}"#)) == "pay-42")
+        #expect(LoadGenerator.paymentIDField(ByteBuffer(string: #"{"payment_id":""}"#)) == "")
+        #expect(LoadGenerator.paymentIDField(ByteBuffer(string: #"{"refund_id":"re-1"}"#)) == nil)
+        #expect(LoadGenerator.paymentIDField(ByteBuffer(string: #"{"payment_id":"pay-4"#)) == nil)
+        #expect(LoadGenerator.paymentIDField(ByteBuffer()) == nil)
+    }
+}
