@@ -24,7 +24,8 @@ public struct BrokerDelivery: Sendable, Equatable {
 }
 
 /// A message a consumer group parked, and why (the last failure's reason).
-public struct BrokerDeadLetter: Sendable, Equatable {
+/// Described as `group: topic/partition@offset: reason`.
+public struct BrokerDeadLetter: Sendable, Equatable, CustomStringConvertible {
     public var group: String
     public var delivery: BrokerDelivery
     public var reason: String
@@ -34,6 +35,8 @@ public struct BrokerDeadLetter: Sendable, Equatable {
         self.delivery = delivery
         self.reason = reason
     }
+
+    public var description: String { "\(group): \(delivery.topic)/\(delivery.partition)@\(delivery.offset): \(reason)" }
 }
 
 /// The port the server's outbox relay and consumers talk to: a Kafka-like

@@ -144,10 +144,7 @@ public enum PaymentServer {
     static func replayReport(_ replay: EngineRunner.DeadLetterReplay) -> [String] {
         var lines = ["dead letters replayed: \(replay.notifications) notification(s) sent again, \(replay.events) event(s) taken by their consumers, "
                      + "\(replay.stillFailing.count) refused again"]
-        for letter in replay.stillFailing.prefix(20) {
-            let delivery = letter.delivery
-            lines.append("  still a dead letter of \(letter.group): \(delivery.topic)/\(delivery.partition)@\(delivery.offset): \(letter.reason)")
-        }
+        for letter in replay.stillFailing.prefix(20) { lines.append("  still a dead letter of \(letter)") }
         if replay.stillFailing.count > 20 { lines.append("  … and \(replay.stillFailing.count - 20) more (paystorm audit lists them)") }
         return lines
     }

@@ -31,10 +31,7 @@ public enum ServerAudit {
     public static func deadLetterReport(_ findings: Findings) -> [String] {
         var lines = ["dead letters: \(findings.notificationDeadLetters) notification(s) not replayed; "
                      + (findings.brokerDeadLetters.map { "\($0.count) event(s) parked in the broker" } ?? "no broker database beside this one")]
-        for letter in findings.brokerDeadLetters ?? [] {
-            let delivery = letter.delivery
-            lines.append("  dead letter of \(letter.group): \(delivery.topic)/\(delivery.partition)@\(delivery.offset): \(letter.reason)")
-        }
+        for letter in findings.brokerDeadLetters ?? [] { lines.append("  dead letter of \(letter)") }
         if findings.notificationDeadLetters + (findings.brokerDeadLetters?.count ?? 0) > 0 {
             lines.append("  (once their cause is fixed: paystorm serve --replay-dead-letters)")
         }
@@ -57,7 +54,7 @@ public enum ServerAudit {
             findings.violations += safety
             findings.journalHead = journal?.head
             if settled { findings.violations += try EngineAudit.settled(db) }
-            findings.notificationDeadLetters = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0
+            findings.notificationDeadLetters = try PaymentEngine.deadLetterCount(in: db)
             let exists = try db.makeStatement(sql: "SELECT 1 FROM payment WHERE payment_id = ?")
             for id in Set(acknowledged).sorted() {
                 findings.acknowledged += 1

@@ -343,7 +343,12 @@ extension PaymentEngine {
 
     /// Dead letters not yet replayed.
     public func deadLetterCount() throws(EngineError) -> Int {
-        try read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0 }
+        try read { try Self.deadLetterCount(in: $0) }
+    }
+
+    /// ``deadLetterCount()`` read on a connection the caller holds.
+    public static func deadLetterCount(in db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0
     }
 }
 

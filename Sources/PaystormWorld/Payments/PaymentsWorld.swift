@@ -271,7 +271,7 @@ public enum PaymentsWorld {
                 let (invariant, detail) = Invariant.of(violation)
                 add(invariant, violation.subject, detail)
             }
-            let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0
+            let dead = try PaymentEngine.deadLetterCount(in: db)
             if dead > 0 { add(.deadLettersDrained, "notifications", "\(dead) dead letter(s) left after the replay") }
             // An event's two notifications share a row (``NotificationRecipient``).
             let pending = try Row.fetchCursor(db, sql: """
@@ -420,7 +420,7 @@ extension World {
     func storeGauges() -> (outboxBacklog: Int, deadLetters: Int) {
         (try? store.read { db in
             let backlog = try PaymentEngine.outboxBacklog(in: db)
-            let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dead_letter WHERE replayed_ns IS NULL") ?? 0
+            let dead = try PaymentEngine.deadLetterCount(in: db)
             return (backlog, dead)
         }) ?? (0, 0)
     }
