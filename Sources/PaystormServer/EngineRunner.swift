@@ -80,7 +80,14 @@ public final class EngineRunner: @unchecked Sendable {
         /// Events in the outbox not relayed yet; -1 when the store could not say.
         public var outboxBacklog: Int
         public var consumerLag: Int
+        /// Events parked in the broker's dead letters now, every consumer
+        /// group's, as stored: also those parked before a restart, until
+        /// replayed (`serve --replay-dead-letters`); -1 when the broker
+        /// could not say.
         public var deadLetters: Int
+        /// Notifications that failed every attempt and were not replayed
+        /// since, as stored; -1 when the store could not say.
+        public var notificationDeadLetters: Int
         public var engineErrors: Int
     }
 
@@ -156,7 +163,7 @@ public final class EngineRunner: @unchecked Sendable {
     private var notificationsInFlight = 0
     private var status = Status(batches: 0, calls: 0, largestBatch: 0, timersArmed: 0, pspCallsInFlight: 0,
                                 notificationsInFlight: 0, outboundQueued: 0, pspCallsDropped: 0, requestsShed: 0, outboxRelayed: 0,
-                                outboxBacklog: 0, consumerLag: 0, deadLetters: 0, engineErrors: 0)
+                                outboxBacklog: 0, consumerLag: 0, deadLetters: 0, notificationDeadLetters: 0, engineErrors: 0)
     /// Set by the engine thread while the oldest PSP call waiting for a
     /// connection has waited past ``sheddingWait``.
     private var shedding = false
@@ -534,6 +541,8 @@ public final class EngineRunner: @unchecked Sendable {
             status.pspCallsDropped = droppedCalls
             status.outboxBacklog = (try? engine.outboxBacklog()) ?? -1
             status.consumerLag = (try? EngineConsumer.allCases.reduce(0) { $0 + (try broker.lag(group: $1.rawValue)) }) ?? -1
+            status.deadLetters = (try? broker.deadLetterCount(group: nil)) ?? -1
+            status.notificationDeadLetters = (try? engine.deadLetterCount()) ?? -1
             return .status(status)
         }
     }
@@ -663,7 +672,6 @@ public final class EngineRunner: @unchecked Sendable {
             try broker.commit(deliveries.map { ($0.0.rawValue, $0.1) })
             condition.lock()
             status.outboxRelayed += Int64(messages.count)
-            status.deadLetters += poisoned.count
             condition.unlock()
         } catch {
             log("relay or consumer round failed, to be retried: \(error)")

@@ -60,6 +60,8 @@ public protocol EventBroker: AnyObject {
     func deadLetters(group: String, limit: Int) throws -> [BrokerDeadLetter]
     /// Removes a dead letter the group has since processed (a replay).
     func resolveDeadLetter(group: String, _ delivery: BrokerDelivery) throws
+    /// Dead letters parked now: the group's, or (`nil`) every group's.
+    func deadLetterCount(group: String?) throws -> Int
     /// Messages the group has not committed yet that the log still holds,
     /// over every partition; cheap enough to ask before every poll.
     func lag(group: String) throws -> Int
@@ -331,8 +333,9 @@ public final class SQLiteBroker: EventBroker {
         return ends.reduce(0) { $0 + Int($1.value - position(offsets, $1.key)) }
     }
 
-    /// Messages parked in the group's dead-letter topic.
-    public func deadLetterCount(group: String) throws -> Int {
-        try store.queue.inDatabase { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM broker_dead_letter WHERE grp = ?", arguments: [group]) ?? 0 }
+    public func deadLetterCount(group: String?) throws -> Int {
+        try store.queue.inDatabase {
+            try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM broker_dead_letter WHERE ?1 IS NULL OR grp = ?1", arguments: [group]) ?? 0
+        }
     }
 }

@@ -616,6 +616,13 @@ struct DeadLetterReplayTests {
             return try first.engine.deadLetterCount() == 2 && letters == 1 && first.currentStatus.notificationsInFlight == 0
         }
         #expect(parked)
+        // GET /health counts what is parked now: the poisoned message once per group, and both notifications.
+        guard case let .success(.status(before)) = await first.perform(.status) else {
+            Issue.record("no status")
+            return
+        }
+        #expect(before.deadLetters == 3)
+        #expect(before.notificationDeadLetters == 2)
         await first.stop()
 
         // A completed payment's event the wallet consumer refused (parked, its offset committed):
@@ -661,6 +668,13 @@ struct DeadLetterReplayTests {
         }
         #expect(drained)
         #expect(recorder.delivered.filter { $0.body.contains(paid.paymentID) }.count == 2, "both dead-lettered notifications were sent again")
+        // A restarted server still shows the letters parked before it started, and none of the replayed ones.
+        guard case let .success(.status(after)) = await second.perform(.status) else {
+            Issue.record("no status")
+            return
+        }
+        #expect(after.deadLetters == 3, "the poisoned message is still parked, once per group")
+        #expect(after.notificationDeadLetters == 0)
         await second.stop()
         // The wallet took the replayed event exactly once: wallets equal the journal.
         let findings = try ServerAudit.run(databasePath: directory.file("engine.sqlite"), acknowledged: [paid.paymentID, created.paymentID],

@@ -166,6 +166,7 @@ struct BrokerTests {
         try broker.deadLetter(group: "g", delivery, reason: "cannot decode")
         #expect(try broker.deadLetterCount(group: "g") == 1)
         #expect(try broker.deadLetterCount(group: "h") == 0)
+        #expect(try broker.deadLetterCount(group: nil) == 1)
         // Parked again (a replay refused it again): still one letter, with the new reason.
         try broker.deadLetter(group: "g", delivery, reason: "refused again")
         #expect(try broker.deadLetters(group: "g", limit: 10) == [BrokerDeadLetter(group: "g", delivery: delivery, reason: "refused again")],
@@ -175,6 +176,10 @@ struct BrokerTests {
         #expect(try broker.deadLetterCount(group: "g") == 1, "another group's resolution leaves this one's letter")
         try broker.resolveDeadLetter(group: "g", delivery)
         #expect(try broker.deadLetterCount(group: "g") == 0)
+        // Without a group: every group's letters.
+        try broker.deadLetter(group: "g", delivery, reason: "cannot decode")
+        try broker.deadLetter(group: "h", delivery, reason: "cannot decode")
+        #expect(try broker.deadLetterCount(group: nil) == 2)
     }
 
     @Test("dead letters list in log order per group, and a broker from before the letters kept keys still reads, then migrates")
@@ -317,7 +322,8 @@ struct OpenAPIDocumentTests {
     @Test("every field of GET /health's engine status is documented (the schema allows no others)")
     func healthFields() throws {
         let status = EngineRunner.Status(batches: 0, calls: 0, largestBatch: 0, timersArmed: 0, pspCallsInFlight: 0, notificationsInFlight: 0,
-                                         outboundQueued: 0, pspCallsDropped: 0, requestsShed: 0, outboxRelayed: 0, outboxBacklog: 0, consumerLag: 0, deadLetters: 0, engineErrors: 0)
+                                         outboundQueued: 0, pspCallsDropped: 0, requestsShed: 0, outboxRelayed: 0, outboxBacklog: 0, consumerLag: 0, deadLetters: 0,
+                                         notificationDeadLetters: 0, engineErrors: 0)
         let encoded = try PaystormAPI.encoder.encode(status)
         let keys = try #require(try JSONSerialization.jsonObject(with: encoded) as? [String: Any]).keys
         for key in keys.sorted() {
