@@ -22,7 +22,12 @@ extension Paystorm.Bench {
                 here, as seconds of that rate's payments not yet through the consumers (the backlog carries over to \
                 the next rate). Build with `-c release`.
 
+                With --runs N the whole measurement is made N times, one after another, each with a new server, \
+                sandbox and database, and each rate ends with the median, best and worst of its runs: on a machine \
+                whose speed drifts, p99 is a spread, not one figure.
+
                 Example: paystorm bench server --rates 2500,5000 --duration 20
+                Example: paystorm bench server --rates 2500 --duration 15 --runs 5
                 """)
 
         @Option(help: "Offered rates, payments per second, comma-separated.") var rates = "2500,5000"
@@ -33,6 +38,7 @@ extension Paystorm.Bench {
         @Option(help: "HTTP connections from the server to the sandbox PSP, at most (serve --psp-connections).") var pspConnections = 1_024
         @Option(help: "Keep the database and logs here instead of a temporary directory.") var keep: String?
         @Flag(help: "Also deliver merchant notifications over HTTP to the sandbox (two more requests per payment); by default they are accepted in process.") var notify = false
+        @Option(help: "Runs, one after another, each with a new server, sandbox and database; each rate then ends with the median, best and worst of its runs.") var runs = 1
 
         func offeredRates() throws -> [Double] {
             try rates.split(separator: ",", omittingEmptySubsequences: false).map { text -> Double in
@@ -50,11 +56,49 @@ extension Paystorm.Bench {
             guard pspConnections >= 1 else { throw ValidationError("--psp-connections: expected at least 1") }
             guard connections >= 1 else { throw ValidationError("--connections: expected at least 1") }
             guard ["default", "ideal"].contains(pspProfile) else { throw ValidationError("--psp-profile: expected default or ideal, found \"\(pspProfile)\"") }
+            guard (1...100).contains(runs) else { throw ValidationError("--runs: expected 1 to 100, found \(runs)") }
+        }
+
+        /// What one run measured at one rate.
+        struct RateFigures {
+            var accepted: Double
+            /// Latency percentiles in milliseconds; nil when nothing was answered.
+            var p50: Double?
+            var p99: Double?
+            /// CPU µs per accepted payment: server, sandbox, generator; nil where /proc could not be read.
+            var cpu: [Double]?
+            var busyPercent: Double?
         }
 
         func run() async throws {
             let offered = try offeredRates()
-            let directory = keep ?? NSTemporaryDirectory() + "paystorm-bench-server-\(getpid())"
+            var figures: [[RateFigures]] = []
+            for number in 1...runs {
+                if runs > 1 { print("run \(number) of \(runs)") }
+                let directory = keep.map { runs > 1 ? "\($0)/run-\(number)" : $0 } ?? NSTemporaryDirectory() + "paystorm-bench-server-\(getpid())-\(number)"
+                figures.append(try await measure(offered, in: directory))
+            }
+            guard runs > 1 else { return }
+            print("over \(runs) runs, the median (best, worst):")
+            for (index, rate) in offered.enumerated() {
+                let runsOfRate = figures.map { $0[index] }
+                func spread(_ values: [Double], _ unit: String, _ digits: Int, lowIsBest: Bool = true) -> String {
+                    guard !values.isEmpty else { return "n/a" }
+                    let sorted = values.sorted()
+                    let median = (sorted[(sorted.count - 1) / 2] + sorted[sorted.count / 2]) / 2
+                    let (best, worst) = lowIsBest ? (sorted.first!, sorted.last!) : (sorted.last!, sorted.first!)
+                    func f(_ value: Double) -> String { String(format: "%.\(digits)f", value) }
+                    return "\(f(median))\(unit) (best \(f(best)), worst \(f(worst)))" + (values.count < runs ? " from \(values.count) runs" : "")
+                }
+                print(String(format: "  offered %.0f/s: ", rate) + "accepted " + spread(runsOfRate.map(\.accepted), " payments/s", 0, lowIsBest: false)
+                      + "; p50 " + spread(runsOfRate.compactMap(\.p50), " ms", 2) + "; p99 " + spread(runsOfRate.compactMap(\.p99), " ms", 2)
+                      + "; server CPU " + spread(runsOfRate.compactMap { $0.cpu?[0] }, " µs a payment", 0)
+                      + "; machine busy " + spread(runsOfRate.compactMap(\.busyPercent), "%", 0))
+            }
+        }
+
+        /// One measurement of every rate, with its own server, sandbox and database in `directory`.
+        func measure(_ offered: [Double], in directory: String) async throws -> [RateFigures] {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let serverPort = try freePort(), sandboxPort = try freePort()
             let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
@@ -87,6 +131,7 @@ extension Paystorm.Bench {
                 throw ValidationError("the server or the sandbox did not start; see \(directory)/serve.log and sandbox.log")
             }
             print("bench server: durable POST /payments (WAL, synchronous FULL, group commit) through the \(pspProfile) PSP sandbox, loopback, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+            var figures: [RateFigures] = []
             for (index, rate) in offered.enumerated() {
                 if warmup > 0 {
                     var options = LoadGenerator.Options(url: url, rate: rate, durationSeconds: warmup)
@@ -105,9 +150,10 @@ extension Paystorm.Bench {
                 let cpu = zip(cpuBefore, cpuAfter).compactMap { before, after in before.flatMap { b in after.map { $0 - b } } }
                 let accepted = result.samples.filter { $0.status == 200 || $0.status == 201 }
                 let latencies = result.samples.filter { $0.status > 0 && $0.status < 500 }.map { Double($0.latencyNanoseconds) / 1e6 }.sorted()
-                func p(_ q: Double) -> String {
-                    latencies.isEmpty ? "n/a" : String(format: "%.2f ms", latencies[min(latencies.count - 1, max(0, Int((q * Double(latencies.count)).rounded(.up)) - 1))])
+                func quantile(_ q: Double) -> Double? {
+                    latencies.isEmpty ? nil : latencies[min(latencies.count - 1, max(0, Int((q * Double(latencies.count)).rounded(.up)) - 1))]
                 }
+                func p(_ q: Double) -> String { quantile(q).map { String(format: "%.2f ms", $0) } ?? "n/a" }
                 let failures = result.samples.count - accepted.count
                 let refused = Dictionary(grouping: result.samples.filter { $0.status != 200 && $0.status != 201 }, by: \.status)
                     .sorted { $0.key < $1.key }
@@ -115,26 +161,32 @@ extension Paystorm.Bench {
                                        : "HTTP \($0.key) ×\($0.value.count)" }
                 // Per second from the first request due to the last acceptance:
                 // past capacity the answers run on after the offered seconds end.
+                let acceptedPerSecond = Double(accepted.count) / max(duration, result.acceptedSeconds)
                 print(String(format: "offered %.0f/s for %.0f s: %.0f payments/s accepted (%d of %d; %d not accepted); latency p50 %@, p99 %@, p99.9 %@, max %@; generator lag at worst %.1f ms",
-                             rate, duration, Double(accepted.count) / max(duration, result.acceptedSeconds), accepted.count, result.samples.count, failures,
+                             rate, duration, acceptedPerSecond, accepted.count, result.samples.count, failures,
                              p(0.5), p(0.99), p(0.999), p(1), result.maximumSendLagSeconds * 1_000)
                       + (refused.isEmpty ? "" : "; not accepted: " + refused.joined(separator: ", ")))
+                var measured = RateFigures(accepted: acceptedPerSecond, p50: quantile(0.5), p99: quantile(0.99))
                 if !accepted.isEmpty, cpu.count == processes.count {
                     let perPayment = cpu.map { $0 / Double(accepted.count) * 1e6 }
+                    let busy = cpu.reduce(0, +) / wall / Double(ProcessInfo.processInfo.activeProcessorCount) * 100
                     print(String(format: "  CPU per accepted payment: server %.0f µs, PSP sandbox %.0f µs, load generator %.0f µs; the machine's %d cores %.0f%% busy with them",
-                                 perPayment[0], perPayment[1], perPayment[2], ProcessInfo.processInfo.activeProcessorCount,
-                                 cpu.reduce(0, +) / wall / Double(ProcessInfo.processInfo.activeProcessorCount) * 100))
+                                 perPayment[0], perPayment[1], perPayment[2], ProcessInfo.processInfo.activeProcessorCount, busy))
+                    measured.cpu = perPayment
+                    measured.busyPercent = busy
                 }
+                figures.append(measured)
                 // Every request answered is not yet a rate the server keeps up
                 // with: past it, the outbox relay and the consumers fall behind
                 // while the answers still come.
                 if !accepted.isEmpty, let status = try? await LoadGenerator.engineStatus(url), status.outboxBacklog >= 0, status.consumerLag >= 0 {
                     let behind = Double(status.outboxBacklog) + Double(status.consumerLag) / Double(EngineConsumer.allCases.count)
                     print(String(format: "  at the end: outbox backlog %d events, consumer lag %d deliveries (≈ %.1f s of this rate's payments not yet through the consumers)",
-                                 status.outboxBacklog, status.consumerLag, behind / (Double(accepted.count) / max(duration, result.acceptedSeconds))))
+                                 status.outboxBacklog, status.consumerLag, behind / acceptedPerSecond))
                 }
             }
             if let status = try? await LoadGenerator.health(url) { print("server engine: \(status)") }
+            return figures
         }
 
         func healthy(_ url: String) async -> Bool {

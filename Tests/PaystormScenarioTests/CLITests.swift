@@ -222,6 +222,21 @@ final class CLITests {
         #expect(try paystorm(["bench", "engine", "--runs", "0"]).error.contains("--runs must be in 1...1000"))
     }
 
+    @Test("bench server --runs: each run on its own server and database, then each rate's median, best and worst")
+    func benchServerRuns() throws {
+        let kept = scratch + "/bench-server-runs"
+        let result = try paystorm(["bench", "server", "--rates", "50", "--duration", "1", "--warmup", "0", "--runs", "2", "--keep", kept])
+        #expect(result.status == 0, "\(result.output) \(result.error)")
+        for number in 1...2 {
+            #expect(result.output.contains("run \(number) of 2\nbench server: durable POST /payments"), "\(result.output)")
+            #expect(FileManager.default.fileExists(atPath: "\(kept)/run-\(number)/bench.sqlite"), "run \(number) had a database of its own")
+        }
+        let summary = try #require(result.output.components(separatedBy: "over 2 runs, the median (best, worst):\n").last)
+        #expect(summary.hasPrefix("  offered 50/s: accepted "), "\(result.output)")
+        #expect(summary.contains("; p99 ") && summary.contains(" ms (best "), "\(summary)")
+        #expect(try paystorm(["bench", "server", "--runs", "0"]).error.contains("--runs: expected 1 to 100, found 0"))
+    }
+
     @Test("server mode: bad options and an unreachable server are bad input (64), with a message that names them")
     func serverBadInput() throws {
         let port = try paystorm(["serve", "--port", "99999"])
