@@ -463,7 +463,7 @@ struct JournalWitnessLogTests {
         }
         try await queue.write { db in for n in 1...3 { try Ledger.post(capture(n), in: db) } }
         try await waitForLines(1)
-        try await queue.write { db in try Ledger.post(capture(4), in: db) }
+        _ = try await queue.write { db in try Ledger.post(capture(4), in: db) }
         try await waitForLines(2)
         // Idle: the head stays, nothing more is logged.
         try await Task.sleep(for: .milliseconds(100))
