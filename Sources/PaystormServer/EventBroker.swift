@@ -52,6 +52,9 @@ public protocol EventBroker: AnyObject {
     /// the broker retains messages for: see ``SQLiteBroker``).
     func poll(group: String, limit: Int) throws -> [BrokerDelivery]
     /// Commits each group's offsets past every delivery given, all groups at once.
+    /// A delivery at an offset its partition never held is refused, and
+    /// nothing is committed: an offset past the log's end would skip the
+    /// messages still to come.
     func commit(_ groups: [(group: String, deliveries: [BrokerDelivery])]) throws
     /// Parks a message the group cannot process in its dead-letter topic;
     /// parking it again keeps one letter, with the new reason.
@@ -228,6 +231,11 @@ public final class SQLiteBroker: EventBroker {
             var offsets = updated[group] ?? [:]
             for delivery in deliveries {
                 let id = PartitionID(topic: delivery.topic, partition: delivery.partition)
+                guard delivery.offset >= 0, delivery.offset < ends[id, default: 0] else {
+                    throw StoreError(path: store.location.description, operation: "commit group \(group)'s offsets",
+                                     message: "\(delivery.topic)/\(delivery.partition)@\(delivery.offset) was never in the log "
+                                         + "(the partition's next offset is \(ends[id, default: 0])); nothing committed")
+                }
                 if delivery.offset + 1 > offsets[id, default: 0] { offsets[id] = delivery.offset + 1 }
             }
             for (id, next) in offsets.sorted(by: { $0.key < $1.key }) where next != committed[group]?[id] {

@@ -133,6 +133,29 @@ struct BrokerTests {
         #expect(try broker.retainedMessages() == 0)
     }
 
+    @Test("a commit naming an offset the log never held is refused whole: no group skips the messages still to come")
+    func commitPastTheLogIsRefused() throws {
+        let broker = try SQLiteBroker(.memory, partitions: 2)
+        try broker.produce((0..<6).map { BrokerRecord(topic: "transactions", key: "m\($0 % 4)", payload: "e\($0)") })
+        let polled = try broker.poll(group: "ledger", limit: 100)
+        let last = try #require(polled.max { $0.offset < $1.offset })
+        var beyond = last
+        beyond.offset += 100
+        var unknown = last
+        unknown.topic = "refunds"
+        for bad in [beyond, unknown] {
+            #expect(throws: StoreError.self) { try broker.commit([("wallet", polled), ("ledger", [bad])]) }
+            #expect(try broker.lag(group: "ledger") == 6, "nothing of the refused commit was taken")
+            #expect(try broker.lag(group: "wallet") == 6, "not even another group's valid part")
+        }
+        let refusal = try #require(throws: StoreError.self) { try broker.commit(group: "ledger", [beyond]) }
+        #expect("\(refusal)".contains("transactions/\(beyond.partition)@\(beyond.offset) was never in the log"), "\(refusal)")
+        try broker.produce([BrokerRecord(topic: "transactions", key: "m0", payload: "e6")])
+        #expect(try broker.poll(group: "ledger", limit: 100).count == 7, "every message is still delivered")
+        try broker.commit(group: "ledger", polled)
+        #expect(try broker.lag(group: "ledger") == 1)
+    }
+
     @Test("the partition of a key is the same in every process (FNV-1a, not Swift's seeded Hasher)")
     func stablePartitions() throws {
         let broker = try SQLiteBroker(.memory, partitions: 8)
