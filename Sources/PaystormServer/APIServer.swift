@@ -142,7 +142,8 @@ public final class RateLimiter: Sendable {
 /// The engine thread's status for `GET /health`, which takes no key and no
 /// rate limit: asked of the engine at most once per ``maximumAge``, however
 /// many probes come, so that a flood of them cannot take the engine thread
-/// from the payments (each asks the broker for every consumer's lag).
+/// from the payments (each asks the broker for every consumer's lag and
+/// counts the dead letters of the broker and of the engine).
 /// Probes that come while it is being asked wait for that answer.
 actor HealthProbe {
     let runner: EngineRunner

@@ -61,7 +61,9 @@ public final class EngineRunner: @unchecked Sendable {
         case status(Status)
     }
 
-    /// What `GET /health` shows of the engine thread.
+    /// What `GET /health` shows of the engine thread. The backlog, lag and
+    /// dead-letter counts are read from storage by the `.status` call on the
+    /// engine thread; ``EngineRunner/currentStatus`` leaves them 0.
     public struct Status: Sendable, Codable, Equatable {
         public var batches: Int
         public var calls: Int
@@ -80,10 +82,10 @@ public final class EngineRunner: @unchecked Sendable {
         /// Events in the outbox not relayed yet; -1 when the store could not say.
         public var outboxBacklog: Int
         public var consumerLag: Int
-        /// Events parked in the broker's dead letters now, every consumer
-        /// group's, as stored: also those parked before a restart, until
-        /// replayed (`serve --replay-dead-letters`); -1 when the broker
-        /// could not say.
+        /// Dead letters parked in the broker now, as stored: one per consumer
+        /// group that parked a message (a message all three refused counts
+        /// 3), also those parked before a restart, until replayed (`serve
+        /// --replay-dead-letters`); -1 when the broker could not say.
         public var deadLetters: Int
         /// Notifications that failed every attempt and were not replayed
         /// since, as stored; -1 when the store could not say.

@@ -36,7 +36,7 @@ extension Paystorm.Bench {
         @Option(help: "Sandbox profile: default (the simulator's PSPs: 150 ms, errors, webhooks) or ideal.") var pspProfile = "default"
         @Option(help: "Client connections of the load generator.") var connections = 256
         @Option(help: "HTTP connections from the server to the sandbox PSP, at most (serve --psp-connections).") var pspConnections = 1_024
-        @Option(help: "Keep the database and logs here instead of a temporary directory.") var keep: String?
+        @Option(help: "Keep the database and logs here instead of a temporary directory (in run-1, run-2, … with --runs above 1); it must not hold a database from an earlier run.") var keep: String?
         @Flag(help: "Also deliver merchant notifications over HTTP to the sandbox (two more requests per payment); by default they are accepted in process.") var notify = false
         @Option(help: "Runs, one after another, each with a new server, sandbox and database; each rate then ends with the median, best and worst of its runs.") var runs = 1
 
@@ -56,7 +56,18 @@ extension Paystorm.Bench {
             guard pspConnections >= 1 else { throw ValidationError("--psp-connections: expected at least 1") }
             guard connections >= 1 else { throw ValidationError("--connections: expected at least 1") }
             guard ["default", "ideal"].contains(pspProfile) else { throw ValidationError("--psp-profile: expected default or ideal, found \"\(pspProfile)\"") }
-            guard (1...100).contains(runs) else { throw ValidationError("--runs: expected 1 to 100, found \(runs)") }
+            guard (1...100).contains(runs) else { throw ValidationError("--runs must be in 1...100, got \(runs)") }
+            if let keep {
+                for number in 1...runs where FileManager.default.fileExists(atPath: directory(run: number, keep: keep) + "/bench.sqlite") {
+                    // Its payments' idempotency keys are the generator's again: every request would be a replay.
+                    throw ValidationError("--keep: \(directory(run: number, keep: keep))/bench.sqlite exists from an earlier run; give an empty directory")
+                }
+            }
+        }
+
+        /// Where run `number` keeps its database and logs under `--keep`.
+        func directory(run number: Int, keep: String) -> String {
+            runs > 1 ? "\(keep)/run-\(number)" : keep
         }
 
         /// What one run measured at one rate.
@@ -68,32 +79,58 @@ extension Paystorm.Bench {
             /// CPU µs per accepted payment: server, sandbox, generator; nil where /proc could not be read.
             var cpu: [Double]?
             var busyPercent: Double?
+            /// Seconds of the rate's payments not yet through the consumers at its end; nil when the server could not say.
+            var behindSeconds: Double?
         }
 
         func run() async throws {
             let offered = try offeredRates()
             var figures: [[RateFigures]] = []
+            var failures: [String] = []
             for number in 1...runs {
                 if runs > 1 { print("run \(number) of \(runs)") }
-                let directory = keep.map { runs > 1 ? "\($0)/run-\(number)" : $0 } ?? NSTemporaryDirectory() + "paystorm-bench-server-\(getpid())-\(number)"
-                figures.append(try await measure(offered, in: directory))
+                let directory = keep.map { self.directory(run: number, keep: $0) } ?? NSTemporaryDirectory() + "paystorm-bench-server-\(getpid())-\(number)"
+                do {
+                    figures.append(try await measure(offered, in: directory))
+                } catch {
+                    // The runs done so far still count; this one's logs stay.
+                    guard runs > 1 else { throw error }
+                    print("run \(number) of \(runs) failed: \(error)")
+                    failures.append("run \(number): \(error)")
+                }
             }
             guard runs > 1 else { return }
-            print("over \(runs) runs, the median (best, worst):")
+            if !figures.isEmpty { summarize(figures, offered) }
+            if !failures.isEmpty {
+                throw ValidationError("\(failures.count) of \(runs) runs failed (" + failures.joined(separator: "; ") + ")")
+            }
+        }
+
+        /// Each rate's median over the runs, with the range each figure took:
+        /// best and worst are each figure's own, not one run's.
+        func summarize(_ figures: [[RateFigures]], _ offered: [Double]) {
+            print("over \(figures.count) runs, the median (best and worst, each figure's own):")
             for (index, rate) in offered.enumerated() {
                 let runsOfRate = figures.map { $0[index] }
+                func median(_ sorted: [Double]) -> Double { (sorted[(sorted.count - 1) / 2] + sorted[sorted.count / 2]) / 2 }
+                func f(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
+                func partial(_ values: [Double]) -> String { values.count < figures.count ? " from \(values.count) of \(figures.count) runs" : "" }
                 func spread(_ values: [Double], _ unit: String, _ digits: Int, lowIsBest: Bool = true) -> String {
                     guard !values.isEmpty else { return "n/a" }
                     let sorted = values.sorted()
-                    let median = (sorted[(sorted.count - 1) / 2] + sorted[sorted.count / 2]) / 2
                     let (best, worst) = lowIsBest ? (sorted.first!, sorted.last!) : (sorted.last!, sorted.first!)
-                    func f(_ value: Double) -> String { String(format: "%.\(digits)f", value) }
-                    return "\(f(median))\(unit) (best \(f(best)), worst \(f(worst)))" + (values.count < runs ? " from \(values.count) runs" : "")
+                    return "\(f(median(sorted), digits))\(unit) (best \(f(best, digits)), worst \(f(worst, digits)))" + partial(values)
+                }
+                func range(_ values: [Double], _ unit: String, _ digits: Int) -> String {
+                    guard !values.isEmpty else { return "n/a" }
+                    let sorted = values.sorted()
+                    return "\(f(median(sorted), digits))\(unit) (\(f(sorted.first!, digits))–\(f(sorted.last!, digits))\(unit))" + partial(values)
                 }
                 print(String(format: "  offered %.0f/s: ", rate) + "accepted " + spread(runsOfRate.map(\.accepted), " payments/s", 0, lowIsBest: false)
                       + "; p50 " + spread(runsOfRate.compactMap(\.p50), " ms", 2) + "; p99 " + spread(runsOfRate.compactMap(\.p99), " ms", 2)
+                      + "; consumers behind at the end " + spread(runsOfRate.compactMap(\.behindSeconds), " s", 1)
                       + "; server CPU " + spread(runsOfRate.compactMap { $0.cpu?[0] }, " µs a payment", 0)
-                      + "; machine busy " + spread(runsOfRate.compactMap(\.busyPercent), "%", 0))
+                      + "; machine busy " + range(runsOfRate.compactMap(\.busyPercent), "%", 0))
             }
         }
 
@@ -112,8 +149,15 @@ extension Paystorm.Bench {
                 try process.run()
                 return process
             }
+            // A run that fails keeps its directory, so that its logs can be read.
+            var finished = false
+            defer { if keep == nil && finished { try? FileManager.default.removeItem(atPath: directory) } }
             let sandbox = try start(["psp-sandbox", "--port", String(sandboxPort), "--profile", pspProfile,
                                      "--webhook-url", "http://127.0.0.1:\(serverPort)/webhook"], log: directory + "/sandbox.log")
+            defer {
+                sandbox.terminate()
+                sandbox.waitUntilExit()
+            }
             let server = try start(["serve", "--port", String(serverPort), "--database", directory + "/bench.sqlite", "--quiet",
                                     "--rate-limit", "0", "--psp-url", "http://127.0.0.1:\(sandboxPort)",
                                     "--psp-connections", String(pspConnections)]
@@ -121,14 +165,11 @@ extension Paystorm.Bench {
                                    log: directory + "/serve.log")
             defer {
                 server.terminate()
-                sandbox.terminate()
                 server.waitUntilExit()
-                sandbox.waitUntilExit()
-                if keep == nil { try? FileManager.default.removeItem(atPath: directory) }
             }
             let url = "http://127.0.0.1:\(serverPort)"
             guard await healthy(url), await healthy("http://127.0.0.1:\(sandboxPort)") else {
-                throw ValidationError("the server or the sandbox did not start; see \(directory)/serve.log and sandbox.log")
+                throw ValidationError("the server or the sandbox did not start; see \(directory)/serve.log and \(directory)/sandbox.log")
             }
             print("bench server: durable POST /payments (WAL, synchronous FULL, group commit) through the \(pspProfile) PSP sandbox, loopback, \(ProcessInfo.processInfo.activeProcessorCount) cores")
             var figures: [RateFigures] = []
@@ -183,9 +224,11 @@ extension Paystorm.Bench {
                     let behind = Double(status.outboxBacklog) + Double(status.consumerLag) / Double(EngineConsumer.allCases.count)
                     print(String(format: "  at the end: outbox backlog %d events, consumer lag %d deliveries (≈ %.1f s of this rate's payments not yet through the consumers)",
                                  status.outboxBacklog, status.consumerLag, behind / acceptedPerSecond))
+                    figures[figures.count - 1].behindSeconds = behind / acceptedPerSecond
                 }
             }
             if let status = try? await LoadGenerator.health(url) { print("server engine: \(status)") }
+            finished = true
             return figures
         }
 

@@ -231,10 +231,22 @@ final class CLITests {
             #expect(result.output.contains("run \(number) of 2\nbench server: durable POST /payments"), "\(result.output)")
             #expect(FileManager.default.fileExists(atPath: "\(kept)/run-\(number)/bench.sqlite"), "run \(number) had a database of its own")
         }
-        let summary = try #require(result.output.components(separatedBy: "over 2 runs, the median (best, worst):\n").last)
-        #expect(summary.hasPrefix("  offered 50/s: accepted "), "\(result.output)")
-        #expect(summary.contains("; p99 ") && summary.contains(" ms (best "), "\(summary)")
-        #expect(try paystorm(["bench", "server", "--runs", "0"]).error.contains("--runs: expected 1 to 100, found 0"))
+        // Each run's p50, as printed, and the summary's: the median of two is their mean, best the lower, worst the higher.
+        let parts = result.output.components(separatedBy: "over 2 runs, the median (best and worst, each figure's own):\n")
+        try #require(parts.count == 2, "\(result.output)")
+        let perRun = parts[0].matches(of: /latency p50 ([0-9.]+) ms/).compactMap { Double($0.output.1) }
+        try #require(perRun.count == 2, "\(parts[0])")
+        let summary = parts[1]
+        #expect(summary.hasPrefix("  offered 50/s: accepted "), "\(summary)")
+        let p50 = try #require(summary.firstMatch(of: /; p50 ([0-9.]+) ms \(best ([0-9.]+), worst ([0-9.]+)\)/), "\(summary)")
+        let (median, best, worst) = (Double(p50.output.1)!, Double(p50.output.2)!, Double(p50.output.3)!)
+        #expect(abs(median - (perRun[0] + perRun[1]) / 2) <= 0.011, "the median of two runs is their mean: \(p50.output.0) from \(perRun)")
+        #expect(best == perRun.min() && worst == perRun.max(), "\(p50.output.0) from \(perRun)")
+        #expect(summary.firstMatch(of: /; p99 [0-9.]+ ms \(best [0-9.]+, worst [0-9.]+\)/) != nil, "\(summary)")
+        // The kept databases are the generator's payments: a second run into them would only replay.
+        let again = try paystorm(["bench", "server", "--rates", "50", "--duration", "1", "--runs", "2", "--keep", kept])
+        #expect(again.status == 64 && again.error.contains("run-1/bench.sqlite exists from an earlier run"), "\(again.error)")
+        #expect(try paystorm(["bench", "server", "--runs", "0"]).error.contains("--runs must be in 1...100, got 0"))
     }
 
     @Test("server mode: bad options and an unreachable server are bad input (64), with a message that names them")
