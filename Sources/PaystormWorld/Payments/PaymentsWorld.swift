@@ -256,11 +256,18 @@ public enum PaymentsWorld {
         }
         try world.store.read { db in
             // Cursors: every row is counted, and only the kept ones are held.
-            let payments = try Row.fetchCursor(db, sql: "SELECT payment_id, status FROM payment WHERE status NOT IN ('completed', 'failed') ORDER BY payment_id")
+            // A scan in storage order, the few open rows sorted after: ordered
+            // by the id's index instead, SQLite would look every row up from
+            // it, one random read a payment in a store larger than memory.
+            let payments = try Row.fetchCursor(db, sql: """
+                SELECT payment_id, status FROM payment NOT INDEXED WHERE status NOT IN ('completed', 'failed') ORDER BY payment_id
+                """)
             while let row = try payments.next() {
                 add(.paymentTerminal, row["payment_id"], "still \(row["status"] as String) after healing")
             }
-            let refunds = try Row.fetchCursor(db, sql: "SELECT refund_id, status FROM refund WHERE status NOT IN ('succeeded', 'failed') ORDER BY refund_id")
+            let refunds = try Row.fetchCursor(db, sql: """
+                SELECT refund_id, status FROM refund NOT INDEXED WHERE status NOT IN ('succeeded', 'failed') ORDER BY refund_id
+                """)
             while let row = try refunds.next() {
                 add(.refundTerminal, row["refund_id"], "still \(row["status"] as String) after healing")
             }
