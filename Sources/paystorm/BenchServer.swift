@@ -216,7 +216,6 @@ extension Paystorm.Bench {
                     measured.cpu = perPayment
                     measured.busyPercent = busy
                 }
-                figures.append(measured)
                 // Every request answered is not yet a rate the server keeps up
                 // with: past it, the outbox relay and the consumers fall behind
                 // while the answers still come.
@@ -224,8 +223,9 @@ extension Paystorm.Bench {
                     let behind = Double(status.outboxBacklog) + Double(status.consumerLag) / Double(EngineConsumer.allCases.count)
                     print(String(format: "  at the end: outbox backlog %d events, consumer lag %d deliveries (≈ %.1f s of this rate's payments not yet through the consumers)",
                                  status.outboxBacklog, status.consumerLag, behind / acceptedPerSecond))
-                    figures[figures.count - 1].behindSeconds = behind / acceptedPerSecond
+                    measured.behindSeconds = behind / acceptedPerSecond
                 }
+                figures.append(measured)
             }
             if let status = try? await LoadGenerator.health(url) { print("server engine: \(status)") }
             finished = true
