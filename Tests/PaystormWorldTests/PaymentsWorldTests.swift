@@ -44,6 +44,19 @@ struct PaymentsWorldTests {
         #expect(report.windows.reduce(0) { $0 + $1.offered } == report.requests)
     }
 
+    @Test("the window the run ends in is closed too: a window longer than the run reports its latency")
+    func lastWindowClosed() throws {
+        var configuration = smallWorld(payments: 300)
+        configuration.windowSeconds = 3_600
+        let report = try PaymentsWorld.run(configuration)
+        expectClean(report)
+        let window = try #require(report.windows.first)
+        #expect(report.windows.count == 1)
+        #expect(window.answered == report.answered && window.answered > 0)
+        #expect(window.latencyP50Seconds > 0 && window.latencyP99Seconds >= window.latencyP50Seconds
+                && window.latencyMaxSeconds >= window.latencyP99Seconds, "\(window)")
+    }
+
     @Test("the same seed gives the same trace and report; another seed does not")
     func determinism() throws {
         var configuration = smallWorld(payments: 600)

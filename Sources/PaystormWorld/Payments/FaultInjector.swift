@@ -109,10 +109,7 @@ final class Monitor: SimActor {
     func receive(_ message: WorldMessage, from sender: ActorAddress, kernel: SimulationKernel<WorldMessage>) {
         guard case .sample = message else { return }
         let now = kernel.now.nanoseconds
-        let depth = replicaActors.indices.reduce(0) { $0 + (kernel.isRunning(world.replicas[$1]) ? replicaActors[$1].depth : 0) }
-        let (backlog, deadLetters) = world.storeGauges()
-        world.metrics.closeWindow(at: now, queueDepth: depth, lag: brokerActor.lag, outboxBacklog: backlog,
-                                  deadLetters: brokerActor.deadLetterDepth + deadLetters)
+        closeWindow(at: now, kernel: kernel)
         let every = Int64(world.configuration.auditEverySeconds * 1e9)
         if every > 0 && now - lastAudit >= every {
             lastAudit = now
@@ -120,5 +117,22 @@ final class Monitor: SimActor {
             world.checker.audit(final: false)
         }
         kernel.setTimer(after: SimDuration(seconds: world.configuration.windowSeconds), .sample)
+    }
+
+    /// Closes the window that ends at `nanoseconds`, with the gauges as they are now.
+    func closeWindow(at nanoseconds: Int64, kernel: SimulationKernel<WorldMessage>) {
+        let depth = replicaActors.indices.reduce(0) { $0 + (kernel.isRunning(world.replicas[$1]) ? replicaActors[$1].depth : 0) }
+        let (backlog, deadLetters) = world.storeGauges()
+        world.metrics.closeWindow(at: nanoseconds, queueDepth: depth, lag: brokerActor.lag, outboxBacklog: backlog,
+                                  deadLetters: brokerActor.deadLetterDepth + deadLetters)
+    }
+
+    /// Closes the window the run ends in, which no sample closed: without
+    /// this, a run shorter than one window, or the last part of any run,
+    /// would report its answers with no latency and no gauges.
+    func closeLastWindow(kernel: SimulationKernel<WorldMessage>) {
+        let now = kernel.now.nanoseconds
+        guard now % world.metrics.windowNanoseconds != 0 || world.metrics.hasOpenLatencies else { return }
+        closeWindow(at: now, kernel: kernel)
     }
 }

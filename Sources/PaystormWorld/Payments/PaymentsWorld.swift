@@ -228,6 +228,7 @@ public enum PaymentsWorld {
             throw StoreError(path: failure.path, operation: "\(failure.operation) after healing (seed \(configuration.seed))", message: failure.message)
         }
         world.checker.collectTrails()
+        monitor.closeLastWindow(kernel: kernel)
         let report = try WorldReport(world: world, clients: clients, gateway: gateway, broker: broker, sink: sink, monitor: monitor,
                                      liveness: liveness, nonTerminal: nonTerminal, loadEndSeconds: loadEnd.seconds)
         phaseEnded?(.finalChecks)

@@ -151,6 +151,9 @@ public final class WorldMetrics {
 
     func pspCallCounted(at nanoseconds: Int64) { windows[window(at: nanoseconds)].pspCalls += 1 }
 
+    /// Whether answers wait for a window to be closed.
+    var hasOpenLatencies: Bool { !windowLatencies.isEmpty }
+
     /// Closes the window that ends at `nanoseconds` with the sampled gauges.
     func closeWindow(at nanoseconds: Int64, queueDepth: Int, lag: Int, outboxBacklog: Int, deadLetters: Int) {
         let index = window(at: max(0, nanoseconds - 1))
