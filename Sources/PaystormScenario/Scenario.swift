@@ -31,6 +31,10 @@ public struct Scenario: Sendable {
 
     /// Reads and checks a scenario file.
     public static func load(path: String) throws(ScenarioError) -> Scenario {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue {
+            throw ScenarioError(file: path, line: nil, column: nil, message: "is a directory, not a scenario file")
+        }
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -102,7 +106,7 @@ public struct Scenario: Sendable {
             if let v = fields["enable_probability"] { world.buggify.enableProbability = try v.probability() }
             if let v = fields["fire_probability"] { world.buggify.fireProbability = try v.double(0...0.5, what: "a probability") }
         }
-        if let value = top["healing"] { world.healingSeconds = try value.seconds(10...86_400) }
+        if let value = top["healing"] { world.healingSeconds = try value.seconds(0...86_400) }  // the world names its minimum
         if let value = top["audit_every"] { world.auditEverySeconds = try value.seconds() }
         if let value = top["window"] { world.windowSeconds = try value.seconds(0.001...3_600) }
         if let value = top["confidence"] { world.confidence = try value.probability() }
@@ -240,6 +244,18 @@ public struct Scenario: Sendable {
     static let faultKinds = ["psp_outage", "psp_brownout", "partition", "replica_crash", "broker_partition_down",
                              "consumer_crash", "webhook_storm", "webhook_forgery", "clock_skew", "relay_crash"]
 
+    /// The keys of each fault kind besides `at`, `for` and `kind`.
+    static let faultKeys: [String: [String]] = [
+        "psp_outage": ["psp"], "psp_brownout": ["psp", "latency_factor", "error_rate"], "partition": ["from", "to", "one_way"],
+        "replica_crash": ["replica"], "broker_partition_down": ["partition"], "consumer_crash": ["group", "index"],
+        "webhook_storm": ["psp", "count"], "webhook_forgery": ["psp", "count"], "clock_skew": ["replica", "offset"], "relay_crash": [],
+    ]
+
+    /// Kinds that hold a state while they last, and so need a `for`. A crash
+    /// may have none (down and straight back up, its work in flight lost), and
+    /// a storm without one is spread over a second.
+    static let lastingFaults: Set<String> = ["psp_outage", "psp_brownout", "partition", "broker_partition_down", "clock_skew"]
+
     static func fault(_ value: YAMLValue) throws(ScenarioError) -> ScheduledFault {
         let f = try value.mapping(allowed: ["at", "for", "kind", "psp", "latency_factor", "error_rate", "from", "to", "one_way",
                                             "replica", "partition", "group", "index", "count", "offset"])
@@ -249,8 +265,21 @@ public struct Scenario: Sendable {
             guard let field = f[key] else { throw value.error("\(value.path): a \(kindValue.scalar ?? "") fault needs \"\(key)\"") }
             return field
         }
+        let kindName = try kindValue.string()
+        // Each kind takes its own keys: another kind's key would be ignored, and the fault not be the one meant.
+        if let keys = faultKeys[kindName] {
+            for key in f.keys.sorted() where !["at", "for", "kind"].contains(key) && !keys.contains(key) {
+                throw f[key]!.error("\(value.path): \"\(key)\" does not apply to a \(kindName) fault, which takes: "
+                    + (["at", "for", "kind"] + keys).joined(separator: ", "))
+            }
+        }
+        // A fault that holds a state needs to last: with no "for" it would end as it began.
+        if lastingFaults.contains(kindName) {
+            let duration = try need("for")
+            guard try duration.seconds() > 0 else { throw duration.expected("a duration above 0 (how long the \(kindName) lasts, e.g. 30s)") }
+        }
         let kind: ScheduledFault.Kind
-        switch try kindValue.string() {
+        switch kindName {
         case "psp_outage": kind = .pspOutage(psp: try need("psp").string())
         case "psp_brownout":
             kind = .pspBrownout(psp: try need("psp").string(), latencyFactor: try need("latency_factor").double(1...1_000),

@@ -95,6 +95,32 @@ struct ScenarioFileTests {
         let range = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nfaults:\n  - {at: 1s, kind: replica_crash, replica: 7}\n"))
         #expect(range.line == 5 && range.column == 44 && range.message.contains("faults[0].replica") && range.message.contains("0...2"))
 
+        // Each fault kind takes its own keys: another kind's would be ignored, and the fault not be the one meant.
+        let foreign = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nfaults:\n  - {at: 1s, for: 2s, kind: consumer_crash, group: ledger, replica: 1}\n"))
+        #expect(foreign.line == 5 && foreign.message.contains("\"replica\" does not apply to a consumer_crash fault, which takes: at, for, kind, group, index"), "\(foreign)")
+        let outageRate = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nfaults:\n  - {at: 1s, for: 2s, kind: psp_outage, psp: stripe, error_rate: 50%}\n"))
+        #expect(outageRate.message.contains("\"error_rate\" does not apply to a psp_outage fault"), "\(outageRate)")
+        // A fault that holds a state needs to last.
+        let endless = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nfaults:\n  - {at: 1s, kind: psp_outage, psp: stripe}\n"))
+        #expect(endless.message.contains("a psp_outage fault needs \"for\""), "\(endless)")
+        let instant = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nfaults:\n  - {at: 1s, for: 0s, kind: partition, from: replica, to: psp}\n"))
+        #expect(instant.message.contains("a duration above 0"), "\(instant)")
+        // A crash may be straight back up.
+        #expect(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nfaults:\n  - {at: 1s, kind: replica_crash, replica: 1}\n") == nil)
+        // Clocks a retention apart (added up where skews overlap) would read idempotency records as expired.
+        let skew = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nfaults:\n  - {at: 1s, for: 9s, kind: clock_skew, replica: 0, offset: 43200}\n"
+            + "  - {at: 2s, for: 5s, kind: clock_skew, replica: 1, offset: -43200}\n"))
+        #expect(skew.line == 6 && skew.message.contains("faults[1].offset") && skew.message.contains("86400 s apart"), "\(skew)")
+        #expect(scenarioError("name: x\npayments: 200\nload: {rate: 5}\nfaults:\n  - {at: 1s, for: 9s, kind: clock_skew, replica: 0, offset: 43200}\n"
+            + "  - {at: 20s, for: 5s, kind: clock_skew, replica: 1, offset: -43200}\n") == nil, "skews that never overlap")
+        // A rate off by a few decimal places, or windows too small, are refused before any of the run.
+        let slow = try #require(scenarioError("name: x\npayments: 1000\nload: {rate: 0.0001}\n"))
+        #expect(slow.line == 3 && slow.message.contains("within 2592000 s (30 days)"), "\(slow)")
+        let windows = try #require(scenarioError("name: x\npayments: 2000\nload: {rate: 100}\nwindow: 1ms\n"))
+        #expect(windows.message.contains("at most 100000 metrics windows"), "\(windows)")
+        let healing = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nhealing: 5s\n"))
+        #expect(healing.message.contains("at least 66 s"), "\(healing)")
+
         let threshold = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nthresholds: [\"p(99) < 2\"]\n"))
         #expect(threshold.line == 4 && threshold.message.contains("needs a unit"))
 

@@ -89,6 +89,7 @@ public struct WorldConfiguration: Sendable {
         try require(broker.redeliveryTimeoutSeconds > 0, "broker.redelivery_timeout", "more than 0 s")
         try probability(notificationFailureRate, "notification_failure_rate")
         for (index, fault) in faults.enumerated() { try fault.validate(field: "faults[\(index)]", configuration: self) }
+        try validateClockSkews()
         try buggify.validate()
         try seconds(healingSeconds, "healing")
         let minimumHealing = minimumHealingSeconds
@@ -98,10 +99,57 @@ public struct WorldConfiguration: Sendable {
                         + "so a shorter healing reports a correct engine's payments as stuck; got \(String(format: "%g", healingSeconds)) s")
         try seconds(auditEverySeconds, "audit_every")
         try require(windowSeconds > 0 && windowSeconds <= 3_600, "window", "seconds in (0, 3600]")
+        // A run's virtual time costs wall time and a metrics window each: bounded, so a slip of the
+        // rate's decimal point is refused at once rather than run for hours into a huge report.
+        let loadSeconds = load.secondsFor(payments: payments, upTo: Self.maximumLoadSeconds + 1)
+        try require(loadSeconds <= Self.maximumLoadSeconds, "load",
+                    "arrivals that end within \(Int(Self.maximumLoadSeconds)) s (30 days) of virtual time; "
+                        + "\(payments) payments at this rate would take longer")
+        let windows = ((loadSeconds + healingSeconds) / windowSeconds).rounded(.up)
+        try require(windows <= Double(Self.maximumWindows), "window",
+                    "at most \(Self.maximumWindows) metrics windows in a run; \(String(format: "%g", windowSeconds)) s windows "
+                        + "over about \(Int(loadSeconds + healingSeconds)) s of load and healing make \(String(format: "%.0f", windows)): use longer windows")
         try require((1...65_536).contains(databaseCacheMebibytes), "database_cache_mib", "1...65536")
         try require((1...100_000_000).contains(settlementPartRecords), "settlement_part_records", "1...100000000")
         try require(confidence > 0.5 && confidence < 1, "confidence", "a value in (0.5, 1)")
     }
+
+    /// Clocks must stay closer than the idempotency retention. A replica
+    /// whose clock is that far ahead of another's reads every record the
+    /// other wrote as expired, and a retried request creates a second
+    /// payment: not a bug of the engine, whose retention assumes clocks a
+    /// day apart do not happen, but a world that cannot be.
+    /// Overlapping skews of one replica add up, as the injector applies them.
+    func validateClockSkews() throws(WorldConfigurationError) {
+        let skews = faults.enumerated().compactMap { index, fault -> (index: Int, replica: Int, offset: Double, start: Double, end: Double)? in
+            guard case let .clockSkew(replica, offset) = fault.kind else { return nil }
+            return (index, replica, offset, fault.atSeconds, fault.atSeconds + fault.durationSeconds)
+        }
+        guard !skews.isEmpty else { return }
+        let retention = Double(engineConfiguration.idempotencyRetentionNanoseconds) / 1e9
+        // The clocks' spread changes only when a skew starts.
+        for moment in skews {
+            var offsets = [Int: Double]()
+            for skew in skews where skew.start <= moment.start && moment.start < skew.end {
+                offsets[skew.replica, default: 0] += skew.offset
+            }
+            // A replica without a skew keeps the true time.
+            let values = Array(offsets.values) + (offsets.count < service.replicas ? [0] : [])
+            let spread = values.max()! - values.min()!
+            if spread >= retention {
+                throw WorldConfigurationError(
+                    field: "faults[\(moment.index)].offset",
+                    expected: "replicas' clocks less than the idempotency retention (\(String(format: "%g", retention)) s) apart; "
+                        + "from \(String(format: "%g", moment.start)) s they are \(String(format: "%g", spread)) s apart, "
+                        + "and a replica that far ahead reads the others' idempotency records as expired")
+            }
+        }
+    }
+
+    /// The longest load a run may have, in virtual seconds: 30 days.
+    public static let maximumLoadSeconds: Double = 30 * 86_400
+    /// The most metrics windows a run may have.
+    public static let maximumWindows = 100_000
 
     /// Virtual seconds the arrivals are expected to take.
     public var expectedLoadSeconds: Double { load.secondsFor(payments: payments) }
@@ -149,10 +197,10 @@ public enum LoadProfile: Sendable, Equatable {
     }
 
     /// Roughly how long `payments` arrivals take (numerically, 0.1 s steps).
-    public func secondsFor(payments: Int) -> Double {
+    public func secondsFor(payments: Int, upTo limit: Double = 86_400 * 365) -> Double {
         var expected = 0.0
         var t = 0.0
-        while expected < Double(payments) && t < 86_400 * 365 {
+        while expected < Double(payments) && t < limit {
             expected += rate(at: t) * 0.1
             t += 0.1
         }
