@@ -23,7 +23,7 @@ public struct FarmSummary {
         }
         lines.append("")
         if count >= 2 {
-            lines.append("Across seeds (each seed one unit; mean ± t·s/√m at 95%):")
+            lines.append("Across seeds (latency: each seed one unit, mean ± t·s/√m at 95%):")
             lines.append("")
             // The interval's ends round away from the mean, so it never claims
             // more than the data; and they stay within what the figure can be
@@ -35,7 +35,21 @@ public struct FarmSummary {
                 func clamp(_ value: Double) -> Double { min(max(value, possible.lowerBound), possible.upperBound) }
                 lines.append("- \(name): \(format(summary.mean, .toNearestOrAwayFromZero)) [\(format(clamp(low), .down)), \(format(clamp(high), .up))]")
             }
-            try interval("availability", documents.map(\.requests.availability), within: 0...1) { Threshold.percent($0, rounding: $1) }
+            // Availability is a count of failures among requests: a t-interval
+            // of per-seed rates has no width when no seed failed, and would
+            // claim 100%. The claim is read from all the seeds' requests
+            // together, as `claim` reads a run's, with the seeds' spread beside it.
+            let requests = documents.reduce(0) { $0 + $1.requests.total }
+            let answered = documents.reduce(0) { $0 + $1.requests.answered }
+            if requests > 0 {
+                let confidence = documents[0].requests.confidence
+                let lower = try Availability.lowerBound(failures: requests - answered, requests: requests, confidence: confidence)
+                let rates = documents.map(\.requests.availability)
+                lines.append("- availability: \(Threshold.percent(Double(answered) / Double(requests))) of \(requests) requests"
+                    + " (seeds \(Threshold.percent(rates.min()!, rounding: .down)) to \(Threshold.percent(rates.max()!, rounding: .up)));"
+                    + " at least \(Threshold.percent(lower, rounding: .down)) at \(Threshold.percent(confidence)) confidence"
+                    + " (one-sided Clopper–Pearson over every seed's requests together)")
+            }
             let p99s = documents.compactMap { $0.latency.first { abs($0.percentile - 99) < 1e-9 }?.seconds }
             if p99s.count == count {
                 try interval("p99 latency", p99s, within: 0...(.infinity)) { String(format: "%.1f ms", Threshold.rounded($0 * 1_000, decimals: 1, $1)) }
