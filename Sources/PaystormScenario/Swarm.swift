@@ -88,24 +88,57 @@ public enum Shrinker {
         return (current, runs)
     }
 
-    /// The faults as scenario YAML, to paste into a file.
+    /// The scenario file `original` with `world`'s seed and faults in place
+    /// of its own, and for a swarm run (`swarm`) the knobs the swarm drew:
+    /// BUGGIFY's settings and the network's. Run as it is, it makes the run
+    /// `world` makes. The blocks it replaces are cut out at the top level;
+    /// everything else, comments too, is kept.
+    public static func scenarioText(_ original: String, world: WorldConfiguration, swarm: Bool) -> String {
+        var replaced: Set<String> = ["seed", "faults"]
+        if swarm { replaced.formUnion(["buggify", "network"]) }
+        var kept: [Substring] = []
+        var cutting = false
+        for line in original.split(separator: "\n", omittingEmptySubsequences: false) {
+            let indented = line.first == " " || line.first == "\t"
+            if !indented && !line.isEmpty && !line.hasPrefix("#") {
+                let key = line.prefix { $0 != ":" }.trimmingCharacters(in: .whitespaces)
+                cutting = replaced.contains(key)
+            }
+            if !cutting { kept.append(line) }
+        }
+        while kept.last?.isEmpty == true { kept.removeLast() }
+        var text = kept.joined(separator: "\n") + "\n\n"
+        text += "seed: \(world.seed)\n"
+        if swarm {
+            text += "buggify: { enabled: \(world.buggify.enabled), enable_probability: \(YAMLValue.format(world.buggify.enableProbability)), "
+                + "fire_probability: \(YAMLValue.format(world.buggify.fireProbability)) }\n"
+            text += "network: { latency_median: \(YAMLValue.format(world.network.latencyMedianSeconds)), "
+                + "latency_sigma: \(YAMLValue.format(world.network.latencySigma)), loss_rate: \(YAMLValue.format(world.network.lossRate)), "
+                + "duplication_rate: \(YAMLValue.format(world.network.duplicationRate)) }\n"
+        }
+        return text + yaml(world.faults)
+    }
+
+    /// The faults as scenario YAML, to paste into a file: every value as the
+    /// run had it, so the file's run is that run.
     public static func yaml(_ faults: [ScheduledFault]) -> String {
         guard !faults.isEmpty else { return "faults: []\n" }
-        func s(_ value: Double) -> String { YAMLValue.format((value * 1_000).rounded() / 1_000) + "s" }
+        // Seconds as a plain number: exact, where a unit would need a fixed number of decimals.
+        func s(_ value: Double) -> String { YAMLValue.format(value) }
         var lines = ["faults:"]
         for fault in faults {
             let head = "  - { at: \(s(fault.atSeconds)), for: \(s(fault.durationSeconds)), kind: "
             switch fault.kind {
             case let .pspOutage(psp): lines.append(head + "psp_outage, psp: \(psp) }")
             case let .pspBrownout(psp, factor, rate):
-                lines.append(head + "psp_brownout, psp: \(psp), latency_factor: \(YAMLValue.format((factor * 100).rounded() / 100)), error_rate: \(YAMLValue.format((rate * 1_000).rounded() / 1_000)) }")
+                lines.append(head + "psp_brownout, psp: \(psp), latency_factor: \(YAMLValue.format(factor)), error_rate: \(YAMLValue.format(rate)) }")
             case let .partition(from, to, oneWay): lines.append(head + "partition, from: \(from), to: \(to), one_way: \(oneWay) }")
             case let .replicaCrash(replica): lines.append(head + "replica_crash, replica: \(replica) }")
             case let .brokerPartitionDown(partition): lines.append(head + "broker_partition_down, partition: \(partition) }")
             case let .consumerCrash(group, index): lines.append(head + "consumer_crash, group: \(group), index: \(index) }")
             case let .webhookStorm(psp, count): lines.append(head + "webhook_storm, psp: \(psp), count: \(count) }")
             case let .webhookForgery(psp, count): lines.append(head + "webhook_forgery, psp: \(psp), count: \(count) }")
-            case let .clockSkew(replica, offset): lines.append(head + "clock_skew, replica: \(replica), offset: \(YAMLValue.format((offset * 1_000).rounded() / 1_000)) }")
+            case let .clockSkew(replica, offset): lines.append(head + "clock_skew, replica: \(replica), offset: \(YAMLValue.format(offset)) }")
             case .relayCrash: lines.append(head + "relay_crash }")
             }
         }

@@ -13,6 +13,50 @@ func loadScenario(_ path: String) throws -> Scenario {
     }
 }
 
+/// Refuses, before anything runs, an `--out` that is a file or cannot be
+/// made, and a `--scratch` that is not a writable directory (exit 64): found
+/// after a run, either would cost the run.
+func checkDirectories(out: String?, scratch: String?) throws {
+    func refuse(_ message: String) throws -> Never {
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        throw ExitCode(ExitStatus.badInput.rawValue)
+    }
+    var isDirectory: ObjCBool = false
+    if let out {
+        if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory) {
+            if !isDirectory.boolValue { try refuse("--out \(out): is a file, not a directory for the reports") }
+        } else {
+            do {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            } catch {
+                try refuse("--out \(out): cannot create the directory for the reports: \(reason(of: error))")
+            }
+        }
+    }
+    if let scratch {
+        guard FileManager.default.fileExists(atPath: scratch, isDirectory: &isDirectory) else {
+            try refuse("--scratch \(scratch): no such directory (the scratch database goes there; create it first)")
+        }
+        guard isDirectory.boolValue else { try refuse("--scratch \(scratch): is a file, not a directory") }
+        guard FileManager.default.isWritableFile(atPath: scratch) else { try refuse("--scratch \(scratch): the directory is not writable") }
+    }
+}
+
+/// What went wrong with a file operation, in words (not Foundation's error domain and number).
+func reason(of error: Error) -> String {
+    let error = error as NSError
+    if let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code))).lowercased()
+    }
+    if error.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(error.code))).lowercased() }
+    switch error.code {
+    case NSFileWriteNoPermissionError, NSFileReadNoPermissionError: return "permission denied"
+    case NSFileWriteFileExistsError: return "a file is in the way"
+    case NSFileNoSuchFileError, NSFileReadNoSuchFileError: return "no such file or directory"
+    default: return error.localizedDescription
+    }
+}
+
 /// A seed range `A-B` (or a single seed).
 struct SeedRange: ExpressibleByArgument {
     var seeds: ClosedRange<UInt64>
@@ -100,6 +144,7 @@ extension Paystorm {
 
         func run() throws {
             let scenario = try loadScenario(file)
+            try checkDirectories(out: out, scratch: scratch)
             if let seeds {
                 try SeedFarm(scenario: scenario, file: file, seeds: seeds.seeds, jobs: jobs ?? ProcessInfo.processInfo.activeProcessorCount,
                              out: out, scratch: scratch, quiet: quiet).run(checkExpectation: checkExpectation)

@@ -48,6 +48,7 @@ extension Paystorm {
 
         func run() throws {
             let scenario = try loadScenario(file)
+            try checkDirectories(out: out, scratch: scratch)
             var worst = ExitStatus.passed
             var failing: [UInt64] = []
             for seed in seeds.seeds {
@@ -85,6 +86,12 @@ extension Paystorm {
         func run() throws {
             let original = try readReport(report)
             let path = scenario ?? "Scenarios/\(original.scenario.file)"
+            if scenario == nil && !FileManager.default.fileExists(atPath: path) {
+                FileHandle.standardError.write(Data(("error: the report was made from \(original.scenario.file) (hash \(original.scenario.hash)), "
+                    + "which is not at \(path); pass it with --scenario PATH\n").utf8))
+                throw ExitCode(ExitStatus.badInput.rawValue)
+            }
+            try checkDirectories(out: out, scratch: nil)
             let loaded = try loadScenario(path)
             guard loaded.hash == original.scenario.hash else {
                 FileHandle.standardError.write(Data("error: \(path) has hash \(loaded.hash) but the report was made from \(original.scenario.hash); pass the original file with --scenario\n".utf8))
@@ -116,7 +123,10 @@ extension Paystorm {
             discussion: """
                 Runs the scenario with SEED, then re-runs it with subsets of its faults (ddmin), keeping \
                 any subset under which the run still ends with the same exit code. Prints the minimal \
-                fault list as YAML and writes <out>/<scenario>-<seed>-shrunk.yaml.
+                fault list as YAML and writes <out>/<scenario>-<seed>-shrunk.yaml: the scenario with that \
+                seed and those faults in place of its own (with --fuzz, also the BUGGIFY and network \
+                settings the swarm drew for the seed), which `paystorm run` repeats as it is. If \
+                --max-runs runs out first, the schedule printed is the smallest found, and says so.
                 """)
 
         @Argument(help: "The scenario file (YAML).") var file: String
@@ -131,6 +141,7 @@ extension Paystorm {
 
         func run() throws {
             let scenario = try loadScenario(file)
+            try checkDirectories(out: out, scratch: nil)
             var world = fuzz ? Swarm.configure(scenario.world, seed: seed) : scenario.world
             world.seed = seed
             let first = ScenarioRun.judge(scenario, try PaymentsWorld.run(world))
@@ -145,16 +156,34 @@ extension Paystorm {
                 trial.faults = faults
                 return ScenarioRun.judge(scenario, try PaymentsWorld.run(trial)).status == target
             }
-            print("minimal schedule after \(runs) run(s): \(minimal.count) of \(world.faults.count) fault(s) still give \(target.label):")
-            let yaml = Shrinker.yaml(minimal)
-            print(yaml, terminator: "")
-            var text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
-            text += "\n# paystorm shrink --seed \(seed)\(fuzz ? " --fuzz" : ""): the minimal fault schedule (replaces any faults above)\n# " +
-                yaml.split(separator: "\n").joined(separator: "\n# ") + "\n"
+            // ddmin stops at a schedule no single cut shortens; a spent budget stops it anywhere.
+            let spent = runs >= maxRuns && minimal.count > 1
+            print((spent ? "smallest schedule found before --max-runs \(maxRuns) ran out (not proven minimal; raise --max-runs to go on)"
+                         : "minimal schedule after \(runs) run(s)")
+                  + ": \(minimal.count) of \(world.faults.count) fault(s) still give \(target.label)"
+                  + (fuzz ? ", with the BUGGIFY and network settings seed \(seed) drew:" : ":"))
+            print(Shrinker.yaml(minimal), terminator: "")
+            var shrunk = world
+            shrunk.faults = minimal
+            // The scenario with the shrunk run's seed, faults and drawn knobs in place of its own: run as it is, it fails the same way.
+            let original = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+            let text = "# paystorm shrink --seed \(seed)\(fuzz ? " --fuzz" : ""): \(file) with the shrunk run's seed and faults"
+                + (fuzz ? " and the knobs the swarm drew" : "") + "; `paystorm run` it to see the \(target.label) run.\n"
+                + Shrinker.scenarioText(original, world: shrunk, swarm: fuzz)
+            let written = try Scenario.parse(text, file: file)
+            guard written.world.seed == shrunk.seed, written.world.faults == shrunk.faults,
+                  written.world.buggify.enabled == shrunk.buggify.enabled,
+                  written.world.buggify.enableProbability == shrunk.buggify.enableProbability,
+                  written.world.buggify.fireProbability == shrunk.buggify.fireProbability,
+                  written.world.network.lossRate == shrunk.network.lossRate,
+                  written.world.network.duplicationRate == shrunk.network.duplicationRate else {
+                FileHandle.standardError.write(Data("error: the shrunk scenario would not read back as the shrunk run; nothing written\n".utf8))
+                throw ExitCode(1)
+            }
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             let path = (out as NSString).appendingPathComponent("\(scenario.name)-\(seed)-shrunk.yaml")
-            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
-            print("written: \(path)")
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+            print("written: \(path) (`paystorm run \(path)` repeats the \(target.label) run)")
         }
     }
 

@@ -104,6 +104,23 @@ final class CLITests {
         #expect(try paystorm(["run", documented, "--out", out, "--quiet", "--check-expectation"]).status == 0)
     }
 
+    @Test("an output or scratch place that cannot be used is refused before the run, naming it (exit 64)")
+    func unusableDirectories() throws {
+        let scenario = try temporaryFile("tiny.yaml", tinyScenario)
+        let file = try temporaryFile("a-file", "")
+        let outIsFile = try paystorm(["run", scenario, "--out", file, "--quiet"])
+        #expect(outIsFile.status == 64 && outIsFile.error.contains("--out \(file): is a file, not a directory"), "\(outIsFile.error)")
+        let noScratch = try paystorm(["run", scenario, "--scratch", scratch + "/none", "--quiet"])
+        #expect(noScratch.status == 64 && noScratch.error.contains("--scratch \(scratch)/none: no such directory"), "\(noScratch.error)")
+        let directory = try paystorm(["run", scratch, "--quiet"])
+        #expect(directory.status == 64 && directory.error.contains("is a directory, not a scenario file"), "\(directory.error)")
+        // A report's replay without --scenario looks in Scenarios/ and says what to pass when the file is not there.
+        let out = scratch + "/elsewhere"
+        #expect(try paystorm(["run", scenario, "--out", out, "--quiet"]).status == 0)
+        let lost = try paystorm(["replay", out + "/tiny-3"])
+        #expect(lost.status == 64 && lost.error.contains("which is not at Scenarios/tiny.yaml; pass it with --scenario PATH"), "\(lost.error)")
+    }
+
     @Test("a seed farm runs every seed and merges them; replay re-runs a report and matches its trace")
     func farmAndReplay() throws {
         let out = scratch + "/farm"
@@ -159,8 +176,12 @@ final class CLITests {
         let first = try paystorm(["run", scenario, "--seeds", "5-6", "--jobs", "2", "--out", out, "--quiet"])
         #expect(first.status == 0, "\(first.output) \(first.error)")
         // Every seed's run now fails before it writes a report; the first farm's reports are still there.
-        let broken = try paystorm(["run", scenario, "--seeds", "5-6", "--jobs", "2", "--out", out, "--quiet",
-                                   "--scratch", scratch + "/no/such/directory"])
+        // The scratch directory exists (a missing one is refused before anything runs), but its path is
+        // so long that no database file fits in it.
+        var deep = scratch + "/deep"
+        while deep.utf8.count < Int(PATH_MAX) - 40 { deep += "/" + String(repeating: "d", count: min(200, Int(PATH_MAX) - 41 - deep.utf8.count)) }
+        try FileManager.default.createDirectory(atPath: deep, withIntermediateDirectories: true)
+        let broken = try paystorm(["run", scenario, "--seeds", "5-6", "--jobs", "2", "--out", out, "--quiet", "--scratch", deep])
         #expect(broken.status == 1, "\(broken.output) \(broken.error)")
         #expect(!broken.output.contains("passed"), "\(broken.output)")
         for seed in [5, 6] { #expect(broken.error.contains("seed \(seed): the run exited 1"), "\(broken.error)") }

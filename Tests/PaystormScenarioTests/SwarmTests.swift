@@ -29,6 +29,26 @@ struct SwarmTests {
         #expect(scenario.world.faults == cause)
     }
 
+    @Test("a shrunk swarm run written as a scenario is that run: seed, faults and drawn knobs in place of the file's own")
+    func shrunkScenarioRepeatsTheRun() throws {
+        let original = "# a comment kept\n" + tinyScenario.replacingOccurrences(of: "seed: 3\n", with: "") + "\nseed: 99\nfaults:\n  - { at: 1s, for: 2s, kind: replica_crash, replica: 0 }\n"
+            + "buggify: { enabled: false }\nnetwork:\n  loss_rate: 0\n"
+        let base = try Scenario.parse(original, file: "tiny.yaml").world
+        var world = Swarm.configure(base, seed: 7)
+        world.faults = Array(world.faults.dropFirst())
+        let text = Shrinker.scenarioText(original, world: world, swarm: true)
+        #expect(text.hasPrefix("# a comment kept\n"))
+        let written = try Scenario.parse(text, file: "tiny-7-shrunk.yaml").world
+        #expect(written.seed == 7 && written.faults == world.faults)
+        #expect(written.buggify.enabled && written.buggify.fireProbability == world.buggify.fireProbability)
+        #expect(written.network.lossRate == world.network.lossRate && written.network.duplicationRate == world.network.duplicationRate)
+        // Run as it is, the file makes the shrunk run: the same trace.
+        #expect(try PaymentsWorld.run(written).traceHash == PaymentsWorld.run(world).traceHash)
+        // Without the swarm's knobs, only the seed and faults are replaced; the file's own settings stay.
+        let plain = try Scenario.parse(Shrinker.scenarioText(original, world: world, swarm: false), file: "t.yaml").world
+        #expect(plain.seed == 7 && plain.faults == world.faults && !plain.buggify.enabled)
+    }
+
     @Test("shrinking a real failing run keeps only the fault that breaks the SLO")
     func shrinkRealRun() throws {
         var scenario = try Scenario.parse(tinyScenario.replacingOccurrences(of: "p(99) < 250ms", with: "p(99.9) < 1s"), file: "tiny.yaml")

@@ -52,7 +52,7 @@ public enum ReportWriter {
         if !d.scenario.description.isEmpty { lines.append(d.scenario.description); lines.append("") }
         lines.append("\(d.verdict.summary).")
         lines.append("")
-        lines.append("Scenario `\(d.scenario.file)` (hash `\(d.scenario.hash)`), Paystorm \(d.paystormVersion), trace `\(d.simulation.traceHash)`. Replay: `paystorm replay <this report.json>`.")
+        lines.append("Scenario `\(d.scenario.file)` (hash `\(d.scenario.hash)`), Paystorm \(d.paystormVersion), trace `\(d.simulation.traceHash)`. Replay: `paystorm replay <this report.json>` (it reads `Scenarios/\(d.scenario.file)`; for the file elsewhere, add `--scenario PATH`).")
         lines.append("")
         if !d.thresholds.isEmpty {
             lines.append("## Thresholds")
