@@ -64,6 +64,15 @@ public enum Sweep {
             }
             guard from.isFinite, to.isFinite else { throw SweepError("\(name): \(bounds[0])..\(bounds[1]) is not a range of finite numbers") }
             guard from > 0, from <= to else { throw SweepError("\(name): empty range \(bounds[0])..\(bounds[1]) (need 0 < FROM <= TO)") }
+            if key.isInteger {
+                // A factor's values are rounded to whole numbers; given ones must be whole already.
+                for (given, value) in [(bounds[0], from), (bounds[1], to)] where value != value.rounded() {
+                    throw SweepError("\(name) takes whole numbers; \(given) is not one")
+                }
+                if let step, step != step.rounded() {
+                    throw SweepError("\(name) takes whole numbers; the step \(YAMLValue.format(step)) is not one")
+                }
+            }
             var values: [Double] = []
             if step == nil && factor == nil {
                 // No step: the two ends.
@@ -148,7 +157,12 @@ public enum Sweep {
 
     /// A grid point's settings as `key=value, …`, keys in order.
     public static func describe(_ settings: [Key: Double]) -> String {
-        settings.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\(YAMLValue.format($0.value))" }.joined(separator: ", ")
+        describe(Dictionary(uniqueKeysWithValues: settings.map { ($0.key.rawValue, $0.value) }))
+    }
+
+    /// A point's settings as a run's file keeps them (``Point/settings``).
+    public static func describe(_ settings: [String: Double]) -> String {
+        settings.sorted { $0.key < $1.key }.map { "\($0.key)=\(YAMLValue.format($0.value))" }.joined(separator: ", ")
     }
 }
 

@@ -53,7 +53,7 @@ extension Paystorm.SweepCommand {
         }
         let name = (directory as NSString).lastPathComponent
         let shards = (0..<processes).map { (shardsRoot as NSString).appendingPathComponent("\($0)/\(name)") }
-        try Paystorm.Merge.merge(shards, into: directory)
+        let result = try Paystorm.Merge.merge(shards, into: directory)
         // As a run in one process leaves them: the spec and one file per run, for a later merge.
         let points = (directory as NSString).appendingPathComponent("points")
         try? FileManager.default.removeItem(atPath: points)
@@ -68,6 +68,7 @@ extension Paystorm.SweepCommand {
         let spec = (directory as NSString).appendingPathComponent("spec.json")
         try? FileManager.default.removeItem(atPath: spec)
         try FileManager.default.copyItem(atPath: (shards[0] as NSString).appendingPathComponent("spec.json"), toPath: spec)
+        try exitForBrokenInvariants(result)
     }
 }
 
@@ -82,6 +83,12 @@ extension Paystorm {
                 sweep.html and one file per run in points/. With --shard i/n only every n-th run (from i) is made and \
                 no report is written: `paystorm merge` combines the shards' directories into the report a single run \
                 gives. A grid larger than --budget runs is refused before anything runs.
+
+                Exit codes: 0 when no run broke an invariant (failed thresholds and inconclusive runs past the \
+                knee are what a sweep finds, not failures); 3 when any run violated a safety invariant; 4 when \
+                any failed a liveness check and none violated safety; 64 for bad input. The failing runs are \
+                named on standard error, after the reports are written. A --shard run exits 0 once its runs \
+                are written: `merge` gives the verdict.
                 """)
 
         @Argument(help: "The scenario file (YAML).") var file: String
@@ -101,6 +108,7 @@ extension Paystorm {
 
         func run() throws {
             let scenario = try loadScenario(file)
+            try checkDirectories(out: out, scratch: scratch)
             let axes: [Sweep.Axis]
             do {
                 axes = try vary.map { text throws(SweepError) in try Sweep.Axis.parse(text) }
@@ -159,15 +167,17 @@ extension Paystorm {
             let result = SweepResult.merge(scenarioName: scenario.name, scenarioHash: scenario.hash, axes: axes, seeds: Array(seedRange), points: points)
             try SweepReport.write(result, slo: spec.slo, to: directory)
             printSummary(result, directory: directory)
+            try exitForBrokenInvariants(result)
         }
     }
 
     struct Merge: ParsableCommand {
-        static func merge(_ directories: [String], into out: String?) throws {
+        /// Writes the merged report and returns it; the caller gives the verdict.
+        static func merge(_ directories: [String], into out: String?) throws -> SweepResult {
             var command = Merge()
             command.directories = directories
             command.out = out
-            try command.run()
+            return try command.mergeAndReport()
         }
 
         static let configuration = CommandConfiguration(
@@ -176,7 +186,8 @@ extension Paystorm {
                 Each DIR is a <scenario>-sweep directory written with --shard. Every run of the grid must be \
                 present: only point files of the spec's scenario hash and of its grid count (others, left by \
                 an earlier scenario version or grid, are ignored and listed), and a merge with runs missing is \
-                refused, naming them.
+                refused, naming them. Exit codes as for `sweep`: 0, or 3 (a safety invariant violated) or 4 \
+                (a liveness check failed) in any run, or 64 for bad input.
                 """)
 
         @Argument(help: "Shard directories.") var directories: [String]
@@ -187,6 +198,10 @@ extension Paystorm {
         }
 
         func run() throws {
+            try exitForBrokenInvariants(try mergeAndReport())
+        }
+
+        func mergeAndReport() throws -> SweepResult {
             var spec: SweepSpec?
             for directory in directories {
                 guard let data = FileManager.default.contents(atPath: (directory as NSString).appendingPathComponent("spec.json")),
@@ -247,6 +262,7 @@ extension Paystorm {
             let directory = out ?? directories[0]
             try SweepReport.write(result, slo: spec.slo, to: directory)
             printSummary(result, directory: directory)
+            return result
         }
     }
 }
@@ -267,4 +283,26 @@ func printSummary(_ result: SweepResult, directory: String) {
               + (s.peakConcurrency.map { String(format: " peak N*=%.3g", $0) } ?? ""))
     }
     print("reports: \(directory)/sweep.html (and sweep.json, sweep.csv, sweep.md)")
+}
+
+/// A sweep's verdict for CI, after its reports are written. Failed thresholds
+/// and too few samples past the knee are what a sweep is run to find, so
+/// they pass; a broken invariant at any point is a bug in the design under
+/// test, so the sweep exits with the worst such run's code (3 for safety,
+/// else 4 for liveness) and names the runs.
+func exitForBrokenInvariants(_ result: SweepResult) throws {
+    let broken = result.points.filter {
+        $0.exitCode == ExitStatus.invariantViolated.rawValue || $0.exitCode == ExitStatus.livenessFailed.rawValue
+    }
+    guard !broken.isEmpty else { return }
+    let worst: ExitStatus = broken.contains { $0.exitCode == ExitStatus.invariantViolated.rawValue } ? .invariantViolated : .livenessFailed
+    var lines = ["error: \(broken.count) of \(result.points.count) run(s) broke an invariant:"]
+    for point in broken.prefix(10) {
+        let status = ExitStatus(rawValue: point.exitCode)?.label ?? point.status
+        lines.append("  point \(point.index) (\(Sweep.describe(point.settings))) seed \(point.seed): \(status), \(point.violations) violation(s)")
+    }
+    if broken.count > 10 { lines.append("  …") }
+    lines.append("To see a run's violations and their trails, `paystorm run` the scenario with that point's settings and --seed.")
+    FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+    throw ExitCode(worst.rawValue)
 }

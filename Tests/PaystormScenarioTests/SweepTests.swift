@@ -15,7 +15,11 @@ struct SweepTests {
         #expect(try Sweep.Axis.parse("load.rate=0.5..0.9").values == [0.5, 0.9])
         #expect(try Sweep.Axis.parse("psp.latency_median=100ms..150ms").values.map { ($0 * 1000).rounded() } == [100, 150])
         #expect(try Sweep.Axis.parse("service.replicas=1..8").values == [1, 8])
-        for bad in ["load.rates=1..2", "load.rate=5..1", "load.rate=0..10:5", "load.rate=1..10:0", "load.rate", "service.replicas=1..4x1"] {
+        // A factor's values are rounded to whole numbers for a whole-number key.
+        #expect(try Sweep.Axis.parse("service.replicas=1..8x1.5").values == [1, 2, 3, 5, 8])
+        #expect(throws: SweepError("service.replicas takes whole numbers; 1.5 is not one")) { try Sweep.Axis.parse("service.replicas=1.5..3") }
+        for bad in ["load.rates=1..2", "load.rate=5..1", "load.rate=0..10:5", "load.rate=1..10:0", "load.rate", "service.replicas=1..4x1",
+                    "service.replicas=1.5..3", "service.workers=1..4:0.5", "payments=100..200.5"] {
             #expect(throws: SweepError.self, "\(bad)") { try Sweep.Axis.parse(bad) }
         }
         do {
@@ -132,4 +136,39 @@ struct SweepTests {
         let result = try SweepReport.decode(try Data(contentsOf: URL(fileURLWithPath: base + "/merged/sweep.json")))
         #expect(result.points.map { $0.settings["load.rate"] } == [200, 300])
     }
+
+    @Test("a sweep passes past its knee but fails, naming the runs, when one broke an invariant")
+    func brokenInvariantFailsTheSweep() throws {
+        let cli = CLITests()
+        let base = cli.scratch + "/verdict"
+        let scenario = try cli.temporaryFile("tiny.yaml", tinyScenario)
+        #expect(try cli.paystorm(["sweep", scenario, "--vary", "load.rate=100..200", "--out", base, "--quiet"]).status == 0)
+        // The run at 200/s as a run that broke invariants leaves it: the merge's verdict reads the point files.
+        let path = base + "/tiny-sweep/points/1-3.json"
+        var file = try JSONDecoder().decode(SweepPointFileForTests.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        file.point.exitCode = ExitStatus.livenessFailed.rawValue
+        file.point.status = ExitStatus.livenessFailed.label
+        file.point.violations = 2
+        try JSONEncoder().encode(file).write(to: URL(fileURLWithPath: path))
+        let liveness = try cli.paystorm(["merge", base + "/tiny-sweep", "--out", base + "/liveness"])
+        #expect(liveness.status == 4, "\(liveness.output) \(liveness.error)")
+        #expect(liveness.error.contains("1 of 2 run(s) broke an invariant"), "\(liveness.error)")
+        #expect(liveness.error.contains("point 1 (load.rate=200) seed 3: liveness-failed, 2 violation(s)"), "\(liveness.error)")
+        // The reports are written all the same.
+        #expect(FileManager.default.fileExists(atPath: base + "/liveness/sweep.json"))
+        // A safety violation outranks it.
+        let other = base + "/tiny-sweep/points/0-3.json"
+        var safety = try JSONDecoder().decode(SweepPointFileForTests.self, from: Data(contentsOf: URL(fileURLWithPath: other)))
+        safety.point.exitCode = ExitStatus.invariantViolated.rawValue
+        safety.point.status = ExitStatus.invariantViolated.label
+        try JSONEncoder().encode(safety).write(to: URL(fileURLWithPath: other))
+        let both = try cli.paystorm(["merge", base + "/tiny-sweep", "--out", base + "/both"])
+        #expect(both.status == 3 && both.error.contains("2 of 2 run(s) broke an invariant"), "\(both.error)")
+    }
+}
+
+/// A sweep's point file as `paystorm sweep` writes it (the executable's `SweepPointFile`).
+struct SweepPointFileForTests: Codable {
+    var scenarioHash: String
+    var point: Sweep.Point
 }
