@@ -110,18 +110,22 @@ struct ReportBoundsTests {
         #expect(row[12] == "0.999899", "\(row)")
     }
 
-    @Test("a seed farm's interval across seeds rounds its ends outwards")
+    @Test("a seed farm's availability bound across seeds rounds down")
     func farm() throws {
-        let availabilities = [0.99991, 0.99996, 0.99993]
-        let documents = availabilities.enumerated().map { index, availability in
+        let failures = [9, 10, 7]
+        let documents = failures.enumerated().map { index, failed in
             var document = sampleDocument(windows: 0)
             document.seed = UInt64(index + 1)
-            document.requests.availability = availability
+            document.requests.total = 100_000
+            document.requests.answered = 100_000 - failed
+            document.requests.availability = Double(100_000 - failed) / 100_000
+            document.requests.confidence = 0.95
             return document
         }
-        // mean 99.99333%, t-interval [99.987082%, 99.999585%]: to the nearest, its lower end would read 99.9871%.
+        // 26 failures in 300,000: Clopper–Pearson at 95% gives 99.9879747%, which to the nearest would read 99.988%.
         let summary = try FarmSummary(scenario: try Scenario.parse(tinyScenario, file: "tiny.yaml"), documents: documents)
-        #expect(summary.markdown.contains("- availability: 99.9933% [99.987%, 99.9996%]"), "\(summary.markdown)")
+        #expect(summary.markdown.contains("- availability: 99.9913% of 300000 requests (seeds 99.99% to 99.993%); at least 99.9879% at 95%"),
+                "\(summary.markdown)")
     }
 }
 
