@@ -140,6 +140,26 @@ public enum PaymentServer {
         }
     }
 
+    /// Binds `host:port` and lets it go again, so that a port another
+    /// process holds refuses the start before the database, the vault keys
+    /// and the engine are made (port 0 is always free).
+    public static func checkCanListen(host: String, port: Int) async throws(ServerError) {
+        guard port != 0 else { return }
+        do {
+            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .bind(host: host, port: port).get()
+            try await channel.close()
+        } catch {
+            throw listenError(host: host, port: port, error)
+        }
+    }
+
+    static func listenError(host: String, port: Int, _ error: any Error) -> ServerError {
+        let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)"
+        return ServerError("cannot listen on \(host):\(port): \(reason); choose another --port or --host")
+    }
+
     /// What `serve --replay-dead-letters` says it did, a line each.
     static func replayReport(_ replay: EngineRunner.DeadLetterReplay) -> [String] {
         var lines = ["dead letters replayed: \(replay.notifications) notification(s) sent again, \(replay.events) event(s) taken by their consumers, "
@@ -161,6 +181,10 @@ public enum PaymentServer {
         try options.checkKeysFitHost()
         // Before anything is written: a refused start leaves no database or keys behind.
         try await checkPSPWire(client: .shared, baseURL: options.pspURL, log: log)
+        try await checkCanListen(host: options.host, port: options.port)
+        // Held until this function returns: the process's life as a server.
+        let locks = try [DatabaseLock.acquire(databasePath: options.databasePath), DatabaseLock.acquire(databasePath: options.brokerPath)]
+        defer { withExtendedLifetime(locks) {} }
         if options.webhookSecrets == nil {
             log("webhook secrets: the public development defaults, on loopback only (--webhook-secrets FILE sets real ones)")
         }
@@ -222,7 +246,12 @@ public enum PaymentServer {
                               logger: logger)
         var group = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         group.maximumGracefulShutdownDuration = options.shutdownTimeout
-        try await ServiceGroup(configuration: group).run()
+        do {
+            try await ServiceGroup(configuration: group).run()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            // Taken since ``checkCanListen(host:port:)`` found it free.
+            throw listenError(host: options.host, port: options.port, error)
+        }
         // What the journal was when the server stopped, to keep elsewhere: `paystorm audit --witness` checks it later.
         if let head = try? await journalHead() {
             log("journal head at stop: \(head) (keep it outside the database; `paystorm audit --witness \(head)` checks the journal still gives it)")

@@ -16,7 +16,9 @@ struct Serve: AsyncParsableCommand {
             without --api-keys, `sk_test_<merchant_id>` is each merchant's key (development). \
             The database is SQLite in WAL mode, synchronous FULL: a payment is acknowledged only once committed. \
             Requests that arrive together share one commit (group commit). SIGTERM or SIGINT stops taking requests, \
-            answers those in flight and drains the engine before exiting.
+            answers those in flight and drains the engine before exiting. One server a database: serve holds a lock on \
+            it (<database>.lock) while it runs, and a second one on the same database, like one on a port already \
+            taken, is refused (exit 64) before anything is written.
 
             Webhook secrets: --webhook-secrets FILE holds `name secret` lines (at least 16 characters each), one per \
             PSP in --psps (the secret it signs its webhooks with) and `notifications <secret>` (what merchant \

@@ -17,12 +17,52 @@ final class CLITests {
 
     static let executable = packageRoot + "/.build/debug/paystorm"
 
-    func paystorm(_ arguments: [String]) throws -> Outcome {
+    func paystorm(_ arguments: [String], timeoutSeconds: Double? = nil) throws -> Outcome {
         try #require(FileManager.default.isExecutableFile(atPath: Self.executable), "build the executable first (swift build --build-tests)")
-        return try launch(Self.executable, arguments)
+        return try launch(Self.executable, arguments, timeoutSeconds: timeoutSeconds)
     }
 
-    func launch(_ executable: String, _ arguments: [String]) throws -> Outcome {
+    /// A `paystorm serve` (or other long-running command) started in the
+    /// background, once its standard error has said `ready` (or it ended).
+    final class Running {
+        let process = Process()
+        let log: String
+
+        init(_ arguments: [String], ready: String) throws {
+            process.executableURL = URL(fileURLWithPath: CLITests.executable)
+            process.arguments = arguments
+            let err = Pipe()
+            process.standardError = err
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let reader = err.fileHandleForReading
+            var text = ""
+            while !text.contains(ready) {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+            log = text
+        }
+
+        /// SIGTERM, then waits for it to end.
+        func stop() {
+            if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+            process.waitUntilExit()
+        }
+
+        deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    }
+
+    /// Files in the scratch directory whose names start with `prefix`.
+    func scratchFiles(_ prefix: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []).filter { $0.hasPrefix(prefix) }.sorted()
+    }
+
+    /// - Parameter timeoutSeconds: a process still running then is killed
+    ///   (its status is then SIGKILL's), so that a command that should have
+    ///   refused to start and serves instead fails the test, not hangs it.
+    func launch(_ executable: String, _ arguments: [String], timeoutSeconds: Double? = nil) throws -> Outcome {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -33,6 +73,11 @@ final class CLITests {
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        if let timeoutSeconds {
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeoutSeconds) { [process] in
+                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            }
+        }
         let output = out.fileHandleForReading.readDataToEndOfFile()
         let error = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -317,6 +362,34 @@ final class CLITests {
         #expect(dead.error.contains("cannot reach"))
         #expect(!dead.error.contains("Usage:"), "a problem met while running is one line, not a usage screen")
         #expect(try paystorm(["audit", "--database", "/nonexistent.sqlite"]).status == 64)
+    }
+
+    /// Two servers on one database both ran the outbox relay, the consumers
+    /// and recovery on it; the second logged UNIQUE constraint failures.
+    @Test("serve refuses a database another serve holds, and a port in use, with 64 and a message naming it; writing nothing")
+    func serveRefusesWhatIsTaken() throws {
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        let database = scratch + "/held.sqlite"
+        let first = try Running(["serve", "--port", "0", "--database", database, "--psp-url", "http://127.0.0.1:9"], ready: "listening on")
+        defer { first.stop() }
+        let address = try #require(first.log.firstMatch(of: /listening on http:\/\/127\.0\.0\.1:(\d+)/), "\(first.log)")
+        let port = String(address.1)
+        let second = try paystorm(["serve", "--port", "0", "--database", database, "--psp-url", "http://127.0.0.1:9"], timeoutSeconds: 20)
+        #expect(second.status == 64, "\(second.error)")
+        #expect(second.error.contains(database) && second.error.contains("another paystorm serve"), "\(second.error)")
+        // Through another path to the same file, too.
+        let relative = try paystorm(["serve", "--port", "0", "--database", scratch + "/./held.sqlite", "--psp-url", "http://127.0.0.1:9"],
+                                    timeoutSeconds: 20)
+        #expect(relative.status == 64, "\(relative.error)")
+        let taken = try paystorm(["serve", "--port", port, "--database", scratch + "/fresh.sqlite", "--psp-url", "http://127.0.0.1:9"],
+                                 timeoutSeconds: 20)
+        #expect(taken.status == 64, "\(taken.error)")
+        #expect(taken.error.contains("cannot listen on 127.0.0.1:\(port)") && taken.error.contains("choose another --port or --host"),
+                "\(taken.error)")
+        #expect(!taken.error.contains("bind(descriptor"), "\(taken.error)")
+        #expect(scratchFiles("fresh").isEmpty, "a refused start wrote \(scratchFiles("fresh"))")
+        first.stop()
+        #expect(first.process.terminationStatus == 0)
     }
 
     @Test("claim: the requests a 99.99% claim needs, and what a run proves")
