@@ -79,6 +79,17 @@ public enum PSPWire {
         }
     }
 
+    /// The message of an error body (`{"error": {"message": …}}`), else the
+    /// body's text, at most 200 characters: what a refusal said, for a log line.
+    static func errorMessage(_ body: Data) -> String {
+        if let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
+           let message = (object["error"] as? [String: Any])?["message"] as? String {
+            return message
+        }
+        let text = String(decoding: body.prefix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? "no body" : text
+    }
+
     /// `Call` as JSON, written directly: `JSONEncoder` was a visible share of
     /// the server's time per PSP call.
     static func quoted(_ text: String) -> String {
@@ -123,6 +134,16 @@ public enum PSPWire {
     /// The PSP's answer, from its HTTP status and body. `nil` means the outcome
     /// is unknown: a 5xx other than 503 (a gateway timeout, say) may come after
     /// the PSP moved money.
+    ///
+    /// A 404 is a call not processed: the sandbox answers it, before reading
+    /// the call, for a PSP or an operation it does not serve (any server
+    /// does for a path it has no route for), and a PSP that processed a call
+    /// answers 200, a lookup that finds nothing included (`not_found`). Read
+    /// as unknown, every payment routed there stayed `processing` on status
+    /// queries answered 404 too. As a transient error it is retried, counts
+    /// against the PSP's circuit breaker (new payments go to the next PSP),
+    /// and ends in a void — which the engine needs confirmed before it fails
+    /// over, so even a 404 that lied could not make a second charge.
     public static func outcome(status: Int, body: Data) -> PSPOutcome? {
         switch status {
         case 200:
@@ -136,6 +157,7 @@ public enum PSPWire {
             default: return nil
             }
         case 429: return .rateLimited
+        case 404: return .transientError("404 from PSP: not served there")
         // The sandbox's contract, as Stripe's: 503 means the request was not processed.
         case 503: return .transientError("503 from PSP")
         default: return nil
@@ -154,23 +176,26 @@ public struct HTTPPSPAdapter: PSPPort {
     public let timeout: TimeAmount
     /// Told, once, when the PSP answers in another wire version (``PSPWire/version``).
     private let mismatch: WireMismatchReport
+    /// Told, once per PSP, when a call to it is answered 404.
+    private let notServed: NotServedReport
     /// Kept-alive connections for the calls to a plain `http://` PSP
     /// (``KeepAliveHTTPClient``, with less than half the CPU a request costs
     /// through `client`); `nil`: the calls go through `client`.
     let plain: KeepAliveHTTPClient.Target?
 
     public init(baseURL: String, client: HTTPClient, timeout: TimeAmount = .seconds(5),
-                onWireMismatch: @escaping @Sendable (String) -> Void = { _ in }) {
-        self.init(baseURL: baseURL, client: client, plain: nil, timeout: timeout, onWireMismatch: onWireMismatch)
+                onWireMismatch: @escaping @Sendable (String) -> Void = { _ in }, onNotServed: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.init(baseURL: baseURL, client: client, plain: nil, timeout: timeout, onWireMismatch: onWireMismatch, onNotServed: onNotServed)
     }
 
     init(baseURL: String, client: HTTPClient, plain: KeepAliveHTTPClient.Target?, timeout: TimeAmount = .seconds(5),
-         onWireMismatch: @escaping @Sendable (String) -> Void = { _ in }) {
+         onWireMismatch: @escaping @Sendable (String) -> Void = { _ in }, onNotServed: @escaping @Sendable (String) -> Void = { _ in }) {
         self.baseURL = Self.trimmed(baseURL)
         self.client = client
         self.plain = plain
         self.timeout = timeout
         self.mismatch = WireMismatchReport(report: onWireMismatch)
+        self.notServed = NotServedReport(report: onNotServed)
     }
 
     public func call(_ request: PSPRequest, reply: @escaping @Sendable (PSPOutcome?) -> Void) {
@@ -205,7 +230,7 @@ public struct HTTPPSPAdapter: PSPPort {
     func send(_ path: String, headers: HTTPHeaders, body: String, over plain: KeepAliveHTTPClient.Target) -> EventLoopFuture<PSPOutcome?> {
         plain.client.execute(method: .POST, path: plain.pathPrefix + path, headers: headers, body: ByteBuffer(string: body),
                              deadline: .now() + timeout)
-            .map { response in outcome(status: response.status, headers: response.headers, body: response.body) }
+            .map { response in outcome(status: response.status, headers: response.headers, body: response.body, path: path) }
             .recover { error in Self.outcome(of: error) }
     }
 
@@ -214,19 +239,27 @@ public struct HTTPPSPAdapter: PSPPort {
         do {
             let response = try await client.execute(http, timeout: timeout)
             let body = try await response.body.collect(upTo: 1 << 16)
-            return outcome(status: Int(response.status.code), headers: response.headers, body: body)
+            return outcome(status: Int(response.status.code), headers: response.headers, body: body,
+                           path: URL(string: http.url)?.path ?? http.url)
         } catch {
             return Self.outcome(of: error)
         }
     }
 
-    /// What the PSP's answer says.
-    func outcome(status: Int, headers: HTTPHeaders, body: ByteBuffer) -> PSPOutcome? {
+    /// What the PSP's answer to the call at `path` (`/psp/{id}/{operation}`) says.
+    func outcome(status: Int, headers: HTTPHeaders, body: ByteBuffer, path: String) -> PSPOutcome? {
         // An answer in another version may mean something else (a void
         // answered "declined" reads as a declined card): unknown, and said.
         if status == 200, let problem = PSPWire.versionMismatch(headers.first(name: PSPWire.versionHeader), from: baseURL) {
             mismatch.once(problem)
             return nil
+        }
+        if status == 404 {
+            let parts = path.split(separator: "/")
+            let psp = parts.count >= 3 && parts[parts.count - 3] == "psp" ? String(parts[parts.count - 2]) : path
+            notServed.once(psp: psp, "PSP \(psp) is not served at \(baseURL): POST \(path) was answered 404 (\(PSPWire.errorMessage(Data(buffer: body))))."
+                           + " Its calls count as not processed: retried, then voided, and its payments wait on a void it cannot confirm;"
+                           + " give serve --psps only the PSPs there")
         }
         return PSPWire.outcome(status: status, body: Data(buffer: body))
     }
@@ -327,6 +360,20 @@ public struct HTTPNotifier: NotificationPort {
 public struct AcceptingNotifier: NotificationPort {
     public init() {}
     public func deliver(_ message: NotificationMessage, done: @escaping @Sendable (Bool) -> Void) { done(true) }
+}
+
+/// Reports that a PSP is not served where its calls go, the first time for
+/// each PSP: every call to it after that is answered the same.
+final class NotServedReport: Sendable {
+    private let reported = Mutex<Set<String>>([])
+    private let report: @Sendable (String) -> Void
+
+    init(report: @escaping @Sendable (String) -> Void) { self.report = report }
+
+    func once(psp: String, _ problem: @autoclosure () -> String) {
+        guard reported.withLock({ $0.insert(psp).inserted }) else { return }
+        report(problem())
+    }
 }
 
 /// Reports a wire-version mismatch the first time only: every answer after

@@ -119,9 +119,13 @@ public struct ServerOptions: Sendable {
 public enum PaymentServer {
     /// Asks the PSP at `baseURL` which wire version it speaks (its
     /// `GET /health`, header ``PSPWire/versionHeader``) and refuses to start
-    /// against one that speaks another: its answers would be misread. A PSP
-    /// not up yet is only noted; each answer is checked as it comes.
-    public static func checkPSPWire(client: HTTPClient, baseURL: String, log: @Sendable (String) -> Void) async throws {
+    /// against one that speaks another: its answers would be misread. Then
+    /// refuses any of `pspIDs` it does not serve: asked for that PSP's
+    /// settlement report over an empty period (a read, without the latency
+    /// or the random draws of a call), the sandbox answers 404 `no PSP foo
+    /// here` — as it would every call, and every payment routed there would
+    /// wait. A PSP not up yet is only noted; each answer is checked as it comes.
+    public static func checkPSPWire(client: HTTPClient, baseURL: String, pspIDs: [String] = [], log: @Sendable (String) -> Void) async throws {
         let base = HTTPPSPAdapter.trimmed(baseURL)
         let response: HTTPClientResponse
         do {
@@ -137,6 +141,22 @@ public enum PaymentServer {
         }
         if let problem = PSPWire.versionMismatch(response.headers.first(name: PSPWire.versionHeader), from: base) {
             throw ServerError("--psp-url: \(problem)")
+        }
+        for psp in pspIDs {
+            let path = "/psp/\(psp)/settlement?from_ns=0&to_ns=0"
+            let answer: HTTPClientResponse
+            let body: ByteBuffer
+            do {
+                answer = try await client.execute(HTTPClientRequest(url: base + path), timeout: .seconds(2))
+                body = try await answer.body.collect(upTo: 1 << 16)
+            } catch {
+                log("the PSP at \(base) does not answer GET \(path) (\(error)); PSP \(psp) is checked on each answer")
+                continue
+            }
+            if answer.status == .notFound {
+                throw ServerError("--psps: the PSP at \(base) does not serve PSP \(psp): GET \(path) answered 404 "
+                                  + "(\(PSPWire.errorMessage(Data(buffer: body)))); give --psps only the PSPs it serves")
+            }
         }
     }
 
@@ -180,7 +200,7 @@ public enum PaymentServer {
         let configuration = try options.engineConfiguration()
         try options.checkKeysFitHost()
         // Before anything is written: a refused start leaves no database or keys behind.
-        try await checkPSPWire(client: .shared, baseURL: options.pspURL, log: log)
+        try await checkPSPWire(client: .shared, baseURL: options.pspURL, pspIDs: options.pspIDs, log: log)
         try await checkCanListen(host: options.host, port: options.port)
         // Held until this function returns: the process's life as a server.
         let locks = try [DatabaseLock.acquire(databasePath: options.databasePath), DatabaseLock.acquire(databasePath: options.brokerPath)]
@@ -203,7 +223,8 @@ public enum PaymentServer {
         let notifier: any NotificationPort = options.notifyURL.map {
             HTTPNotifier(url: $0, client: clients.notifications, plain: clients.notificationsPlain)
         } ?? AcceptingNotifier()
-        let psp = HTTPPSPAdapter(baseURL: options.pspURL, client: clients.psp, plain: clients.pspPlain, onWireMismatch: { log("PSP calls: \($0)") })
+        let psp = HTTPPSPAdapter(baseURL: options.pspURL, client: clients.psp, plain: clients.pspPlain, onWireMismatch: { log("PSP calls: \($0)") },
+                                 onNotServed: { line in FileHandle.standardError.write(Data("paystorm serve: error: \(line)\n".utf8)) })
         let runner = EngineRunner(engine: engine, broker: broker, psp: psp, notifier: notifier, log: log)
         runner.maximumOutbound = options.pspConnections
         let resumed = try Reconciliation.resumed(engine, pspIDs: options.pspIDs)

@@ -136,6 +136,39 @@ struct PSPAdapterTests {
         }
     }
 
+    /// The sandbox answers 404 `no PSP foo here` to every call for a PSP it
+    /// does not serve: read as an unknown outcome, every payment routed there
+    /// stayed `processing`, and nothing said why.
+    @Test("a PSP the sandbox does not serve: the server will not start; a 404 at run time is not processed, and said once per PSP")
+    func aPSPNotServedIsRefusedAndSaid() async throws {
+        try await SandboxTests.served(SandboxTests.sandbox()) { base in
+            let clients = OutboundClients(pspURL: nil, pspConnections: 2, notificationConnections: 1)
+            try await PaymentServer.checkPSPWire(client: clients.psp, baseURL: base, pspIDs: ["stripe", "paypal"], log: { _ in })
+            do {
+                try await PaymentServer.checkPSPWire(client: clients.psp, baseURL: base, pspIDs: ["stripe", "foo"], log: { _ in })
+                Issue.record("the server started against a sandbox that does not serve PSP foo")
+            } catch let error as ServerError {
+                #expect(error.description.contains("--psps") && error.description.contains("foo")
+                        && error.description.contains("no PSP foo here"), "\(error)")
+            }
+            let reports = Mutex<[String]>([])
+            let adapter = HTTPPSPAdapter(baseURL: base, client: clients.psp, onNotServed: { line in reports.withLock { $0.append(line) } })
+            for _ in 0..<3 {
+                var http = Self.charge(base)
+                http.url = "\(base)/psp/foo/charge"
+                http.headers.add(name: PSPWire.versionHeader, value: PSPWire.version)
+                guard case let .transientError(text) = await adapter.send(http) else {
+                    Issue.record("a 404 for the PSP's own path is a call not processed: expected a transient error")
+                    continue
+                }
+                #expect(text.contains("404"), "\(text)")
+            }
+            #expect(reports.withLock { $0.count } == 1, "said once: \(reports.withLock { $0 })")
+            #expect(reports.withLock { $0.first?.contains("foo") } == true)
+            await clients.shutdown()
+        }
+    }
+
     @Test("the sandbox states its wire version and refuses a call in another")
     func sandboxWireVersion() async throws {
         try await SandboxTests.served(SandboxTests.sandbox()) { base in
