@@ -14,7 +14,8 @@ public enum APIWire {
 
     // MARK: Requests
 
-    /// A JSON object from a request body, or a ``BadRequest`` saying why not.
+    /// A JSON object from a request body, or a ``BadRequest`` saying why not:
+    /// also when a key is repeated within one of its objects, at any depth.
     public static func object(_ body: Data) throws(BadRequest) -> [String: Any] {
         guard !body.isEmpty else { throw BadRequest(field: nil, message: "the request body is empty; a JSON object was expected") }
         let value: Any
@@ -25,6 +26,10 @@ public enum APIWire {
         }
         guard let object = value as? [String: Any] else {
             throw BadRequest(field: nil, message: "the request body must be a JSON object, found \(typeName(value))")
+        }
+        // JSONSerialization kept the last value of a repeated key; which one the client meant is not for the server to guess.
+        if let repeated = JSONRepeatedKey.first(in: body) {
+            throw BadRequest(field: repeated, message: "given more than once; each field may appear once")
         }
         return object
     }

@@ -85,6 +85,7 @@ struct APIRouteTests {
                 (ServerFixture.paymentJSON(key: "b6").replacingOccurrences(of: "\"card\"", with: "\"crypto\""), .badRequest, "payment_method.type"),
                 (ServerFixture.paymentJSON(key: "b7").replacingOccurrences(of: "\"cvv\":\"123\"", with: "\"cvv\":123"), .badRequest, "payment_method.details.cvv"),
                 (ServerFixture.paymentJSON(key: "b8").replacingOccurrences(of: "12/39", with: "+1/39"), .unprocessableContent, nil),
+                (ServerFixture.paymentJSON(key: "b11").replacingOccurrences(of: "\"amount\"", with: "\"amount\":\"0.01\",\"amount\""), .badRequest, "amount"),
             ]
             for (body, status, field) in cases {
                 let response = try await client.execute(uri: "/payments", method: .post, headers: Self.merchant, body: ByteBuffer(string: body))

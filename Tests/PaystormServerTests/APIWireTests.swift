@@ -111,6 +111,42 @@ struct APIWireTests {
         }
     }
 
+    /// `JSONSerialization` keeps the last of two values for one key: a body
+    /// that says `"amount":"0.01","amount":"0.90"` must not be read as either.
+    @Test func aKeyGivenTwiceIsRefusedAtAnyLevelAndNamed() throws {
+        let (json, _) = Self.plainBody(RandomStream(seed: 7))
+        let cases: [(String, String)] = [
+            (json.replacingOccurrences(of: "\"amount\"", with: "\"amount\":\"0.01\",\"amount\""), "amount"),
+            // Spelt with an escape, it is still the same key.
+            (json.replacingOccurrences(of: "\"amount\"", with: "\"amount\":\"0.01\",\"amo\\u0075nt\""), "amount"),
+            (json.replacingOccurrences(of: "\"cvv\"", with: "\"cvv\":\"999\",\"cvv\""), "payment_method.details.cvv"),
+            (json.replacingOccurrences(of: "\"type\"", with: "\"type\":\"card\",\"type\""), "payment_method.type"),
+            // Not a plain body (a number), so only the field reader sees it.
+            (json.replacingOccurrences(of: "\"user_id\"", with: "\"user_id\":1,\"user_id\""), "user_id"),
+        ]
+        for (body, field) in cases {
+            #expect(APIWire.plainCreatePayment(Data(body.utf8)) == nil, "\(body)")
+            do {
+                let command = try APIWire.createPayment(Data(body.utf8))
+                Issue.record("a body with \(field) twice was read, amount \(command.amount): \(body)")
+            } catch {
+                #expect(error.field == field, "\(body) → \(error)")
+                #expect(error.message.contains("more than once"), "\(error)")
+            }
+        }
+        let refund = #"{"payment_id":"pay-1","amount":"0.01","idempotency_key":"r1","amount":"0.90"}"#
+        #expect(throws: APIWire.BadRequest(field: "amount", message: "given more than once; each field may appear once")) {
+            try APIWire.createRefund(Data(refund.utf8), merchantID: "m1")
+        }
+        // The same key in two different objects is no repeat.
+        let nested = #"{"payment_id":"pay-1","amount":"0.01","idempotency_key":"r1"}"#
+        #expect(try APIWire.createRefund(Data(nested.utf8), merchantID: "m1").amount == "0.01")
+        #expect(throws: Never.self) { try APIWire.object(Data(#"{"a":{"a":1},"b":[{"a":1},{"a":2}]}"#.utf8)) }
+        #expect(throws: APIWire.BadRequest(field: "b.a", message: "given more than once; each field may appear once")) {
+            try APIWire.object(Data(#"{"a":1,"b":{"a":1,"c":[1,{"x":"}"}],"a":2}}"#.utf8))
+        }
+    }
+
     /// Strings that exercise every escape `JSONEncoder` writes, and UTF-8.
     static let awkward = ["", "pay-1", "a/b", "quote\"d", "back\\slash", "tab\there", "nl\nr\r", "\u{0}\u{1}\u{1F}\u{7F}", "café", "日本 😀"]
 
