@@ -342,6 +342,28 @@ struct OpenAPIDocumentTests {
         }
     }
 
+    /// The codes are read from the server's source, so a code added there
+    /// and not here fails this test.
+    @Test("every error code the API sends is in Error.code's enum")
+    func errorCodes() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let enumStart = try #require(Self.document.range(of: "    Error:\n"), "no Error schema").upperBound
+        let codeEnum = try #require(Self.document[enumStart...].range(of: "enum:\n"), "no enum in the Error schema").upperBound
+        let documented = Set(Self.document[codeEnum...].split(separator: "\n").prefix { $0.hasPrefix("                - ") }
+            .map { $0.dropFirst("                - ".count).trimmingCharacters(in: .whitespaces) })
+        var sent: Set<String> = []
+        for file in ["APIServer.swift", "APIWire.swift"] {
+            let source = try String(contentsOf: root.appendingPathComponent("Sources/PaystormServer/\(file)"), encoding: .utf8)
+            for match in source.matches(of: /code: "([a-z_]+)"/) { sent.insert(String(match.1)) }
+            // ErrorMiddleware's codes for Hummingbird's own errors.
+            for match in source.matches(of: /case \d+: "([a-z_]+)"/) { sent.insert(String(match.1)) }
+        }
+        #expect(sent.count > 15, "read \(sent.sorted())")
+        for code in sent.sorted() {
+            #expect(documented.contains(code), "the server sends error code \(code), which openapi/paystorm.yaml's Error.code does not list")
+        }
+    }
+
     @Test("every field of GET /health's engine status is documented (the schema allows no others)")
     func healthFields() throws {
         let status = EngineRunner.Status(batches: 0, calls: 0, largestBatch: 0, timersArmed: 0, pspCallsInFlight: 0, notificationsInFlight: 0,
