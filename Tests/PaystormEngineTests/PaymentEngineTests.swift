@@ -45,7 +45,16 @@ struct PaymentEngineTests {
         #expect(field { try h.pay(key: "b", amount: "0") } == "amount")
         #expect(field { try h.pay(key: "c", amount: "-1") } == "amount")
         #expect(field { try h.pay(key: "d", currency: "XYZ") } == "currency")
-        #expect(field { try h.pay(key: "e", card: "4111111111111112") } == "payment_method.details")
+        #expect(field { try h.pay(key: "e", card: "4111111111111112") } == "payment_method.details.card_number")
+        func card(_ key: String, expiry: String = "12/27", cvv: String = "123") throws {
+            _ = try h.engine.createPayment(CreatePaymentCommand(userID: "u-1", merchantID: "m-1", amount: "1.00", currency: "USD",
+                                                                card: CardInput(number: "4111111111111111", expiry: expiry, cvv: cvv),
+                                                                idempotencyKey: key), now: h.now)
+        }
+        // Each card error names the field at fault, not the card as a whole.
+        #expect(field { try card("e2", cvv: "12") } == "payment_method.details.cvv")
+        #expect(field { try card("e3", expiry: "13/27") } == "payment_method.details.expiry_date")
+        #expect(field { try card("e4", expiry: "01/20") } == "payment_method.details.expiry_date")
         #expect(field { try h.pay(key: "f", user: "") } == "user_id")
         #expect(field { try h.pay(key: "", amount: "1") } == "idempotency_key")
         #expect(field { try h.pay(key: "g", merchant: String(repeating: "m", count: 65)) } == "merchant_id")
@@ -83,7 +92,7 @@ struct PaymentEngineTests {
         h.advance(by: 90 * 1_000_000_000)  // 2026-10-01 00:00:30
         let retry = try pay("last-minute")
         #expect(retry.paymentID == first.paymentID && retry.replayed)
-        #expect(throws: EngineError.invalidField(field: "payment_method.details",
+        #expect(throws: EngineError.invalidField(field: "payment_method.details.expiry_date",
                                                  message: "payment_method.details.expiry_date 09/26 is in the past")) { try pay("next-month") }
         #expect(try h.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM payment") } == 1)
     }

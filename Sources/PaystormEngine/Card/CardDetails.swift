@@ -122,4 +122,13 @@ public enum CardError: Error, Equatable, CustomStringConvertible {
         case .cvvFormat: return "payment_method.details.cvv must be 3 or 4 digits"
         }
     }
+
+    /// The request field at fault, as the API names it.
+    public var field: String {
+        switch self {
+        case .numberNotDigits, .numberLength, .numberFailsLuhn: "payment_method.details.card_number"
+        case .expiryFormat, .expired: "payment_method.details.expiry_date"
+        case .cvvFormat: "payment_method.details.cvv"
+        }
+    }
 }

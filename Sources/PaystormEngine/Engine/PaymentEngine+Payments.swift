@@ -33,7 +33,7 @@ extension PaymentEngine {
             card = try CardDetails(number: command.card.number, expiry: command.card.expiry, cvv: command.card.cvv,
                                    currentYear: .min, currentMonth: .min)
         } catch {
-            throw .invalidField(field: "payment_method.details", message: error.description)
+            throw .invalidField(field: error.field, message: error.description)
         }
         // The CVV has been checked and is not used past this line.
         let tokenized = vault.tokenized(card)
@@ -52,7 +52,8 @@ extension PaymentEngine {
                 return view
             }
             guard !card.isExpired(currentYear: calendar.year, currentMonth: calendar.month) else {
-                throw EngineError.invalidField(field: "payment_method.details", message: CardError.expired(command.card.expiry).description)
+                let expired = CardError.expired(command.card.expiry)
+                throw EngineError.invalidField(field: expired.field, message: expired.description)
             }
             let paymentID = "pay-\(try nextID("payment", in: db))"
             _ = try vault.store(card, tokenized, in: db, statements: statements)
