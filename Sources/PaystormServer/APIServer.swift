@@ -37,11 +37,15 @@ public struct APIKeys: Sendable {
         return difference == 0
     }
 
+    /// Whose key `key` is; `nil` for no one's. A test key names its merchant
+    /// only when the engine would take that id: `sk_test_m1, Bearer bogus`
+    /// (two headers joined by a proxy) is no key of merchant `m1, Bearer bogus`.
     public func principal(forKey key: String) -> Principal? {
         if Self.constantTimeEqual(key, adminKey) { return .admin }
         if let merchant = merchants[key] { return .merchant(merchant) }
-        if acceptsTestKeys, key.hasPrefix(Self.testKeyPrefix), key.count > Self.testKeyPrefix.count, key.utf8.count <= 255 {
-            return .merchant(String(key.dropFirst(Self.testKeyPrefix.count)))
+        if acceptsTestKeys, key.hasPrefix(Self.testKeyPrefix) {
+            let merchant = String(key.dropFirst(Self.testKeyPrefix.count))
+            if PaymentEngine.acceptsIdentifier(merchant) { return .merchant(merchant) }
         }
         return nil
     }
@@ -262,12 +266,9 @@ public struct PaystormAPI: Sendable {
     /// Checks the key and the rate limit, then runs `body` for the key's merchant.
     func authorized(_ request: Request, admin: Bool = false,
                     _ body: (String) async throws -> Response) async throws -> Response {
-        guard let header = request.headers[.authorization] else {
-            throw APIFailure(401, APIWire.ErrorBody(code: "unauthorized", message: "missing Authorization header; send `Authorization: Bearer <api key>`"))
-        }
-        let key = String(header.dropFirst("Bearer ".count))
-        guard header.hasPrefix("Bearer "), let principal = keys.principal(forKey: key) else {
-            throw APIFailure(401, APIWire.ErrorBody(code: "unauthorized", message: "unknown API key"))
+        let key = try Self.bearerKey(request.headers[values: .authorization])
+        guard let principal = keys.principal(forKey: key) else {
+            throw APIFailure(401, APIWire.ErrorBody(code: "unauthorized", message: "unknown API key", field: "Authorization"))
         }
         if let limiter, let wait = limiter.take(key) {
             let seconds = RateLimiter.retryAfterSeconds(wait)
@@ -283,6 +284,31 @@ public struct PaystormAPI: Sendable {
         case (.admin, false):
             throw APIFailure(403, APIWire.ErrorBody(code: "forbidden", message: "the admin key reads the ledger; payments and refunds need a merchant's key"))
         }
+    }
+
+    /// The key of the request's one `Authorization: Bearer <key>` header,
+    /// the scheme in any case (RFC 7235), or a 401 saying what is wrong.
+    /// Two headers are refused, not joined: which key was meant is not for
+    /// the server to guess.
+    static func bearerKey(_ values: [String]) throws -> String {
+        func refused(_ message: String) -> APIFailure {
+            APIFailure(401, APIWire.ErrorBody(code: "unauthorized", message: message, field: "Authorization"))
+        }
+        guard let header = values.first else {
+            throw refused("missing Authorization header; send `Authorization: Bearer <api key>`")
+        }
+        guard values.count == 1 else {
+            throw refused("more than one Authorization header (\(values.count)); send one: `Authorization: Bearer <api key>`")
+        }
+        guard let space = header.firstIndex(where: { $0 == " " || $0 == "\t" }) else {
+            throw refused("expected `Authorization: Bearer <api key>`, found no scheme before the key")
+        }
+        let scheme = header[..<space]
+        guard scheme.lowercased() == "bearer" else {
+            let shown = scheme.count <= 20 && scheme.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") } ? String(scheme) : "of \(scheme.count) characters"
+            throw refused("expected `Authorization: Bearer <api key>`, found scheme \(shown)")
+        }
+        return String(header[space...].drop { $0 == " " || $0 == "\t" })
     }
 
     func body(_ request: Request) async throws -> Data {

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import HummingbirdTesting
@@ -141,6 +142,45 @@ struct APIRouteTests {
                 #expect(refused.status == .badRequest, "\(query)")
                 #expect(try Self.error(refused)["field"] as? String == field, "\(query)")
             }
+        }
+    }
+
+    @Test("auth: the scheme in any case; another scheme, two Authorization headers or a key no merchant id could follow is a 401 that says why")
+    func authorizationHeaderForms() async throws {
+        try await withAPI { client, _ in
+            func headers(_ values: [String]) -> HTTPFields {
+                var fields: HTTPFields = [.contentType: "application/json"]
+                for value in values { fields.append(HTTPField(name: .authorization, value: value)) }
+                return fields
+            }
+            // RFC 7235: the scheme is case-insensitive.
+            for (index, scheme) in ["bearer", "BEARER", "Bearer"].enumerated() {
+                let body = ByteBuffer(string: ServerFixture.paymentJSON(key: "case-\(index)"))
+                let answered = try await client.execute(uri: "/payments", method: .post, headers: headers(["\(scheme) sk_test_m1"]), body: body)
+                #expect(answered.status == .created, "\(scheme): \(String(buffer: answered.body))")
+            }
+            let body = ByteBuffer(string: ServerFixture.paymentJSON(key: "refused"))
+            let cases: [([String], String)] = [
+                (["Basic c2tfdGVzdF9tMTo="], "expected `Authorization: Bearer <api key>`, found scheme Basic"),
+                (["sk_test_m1"], "expected `Authorization: Bearer <api key>`"),
+                (["Bearer sk_test_m1", "Bearer bogus"], "more than one Authorization header"),
+                (["Bearer sk_test_m1", "Bearer sk_test_m1"], "more than one Authorization header"),
+                // Two headers joined by a proxy: not merchant "m1, Bearer bogus".
+                (["Bearer sk_test_m1, Bearer bogus"], "unknown API key"),
+                (["Bearer sk_test_m\u{E9}"], "unknown API key"),
+            ]
+            for (values, message) in cases {
+                let refused = try await client.execute(uri: "/payments", method: .post, headers: headers(values), body: body)
+                #expect(refused.status == .unauthorized, "\(values): \(refused.status)")
+                let error = try Self.error(refused)
+                #expect((error["message"] as? String)?.contains(message) == true, "\(values): \(error)")
+                #expect(error["field"] as? String == "Authorization", "\(values): \(error)")
+            }
+        }
+        let keys = APIKeys(adminKey: "sk_admin_dev", acceptsTestKeys: true)
+        #expect(keys.principal(forKey: "sk_test_m-1") == .merchant("m-1"))
+        for key in ["sk_test_m1, Bearer bogus", "sk_test_m 1", "sk_test_m\t1", "sk_test_caf\u{E9}", "sk_test_" + String(repeating: "m", count: 65)] {
+            #expect(keys.principal(forKey: key) == nil, "\(key)")
         }
     }
 

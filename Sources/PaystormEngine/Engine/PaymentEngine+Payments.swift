@@ -125,6 +125,12 @@ extension PaymentEngine {
 
     // MARK: - Helpers
 
+    /// Whether the engine takes `value` as an identifier (a user, a merchant):
+    /// 1 to `maxLength` bytes of printable ASCII without spaces.
+    public static func acceptsIdentifier(_ value: String, maxLength: Int = 64) -> Bool {
+        (try? validateIdentifier(value, field: "", maxLength: maxLength)) != nil
+    }
+
     static func validateIdentifier(_ value: String, field: String, maxLength: Int = 64) throws(EngineError) {
         guard !value.isEmpty else { throw .invalidField(field: field, message: "must not be empty") }
         guard value.utf8.count <= maxLength else {
