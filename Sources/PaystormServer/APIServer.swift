@@ -50,14 +50,24 @@ public struct APIKeys: Sendable {
         return nil
     }
 
-    /// Reads a key file: one `merchant_id key` pair per line; `#` starts a comment.
-    public static func parse(_ text: String, file: String) throws(APIWire.BadRequest) -> [String: String] {
+    /// Reads a key file: one `merchant_id key` pair per line; `#` starts a
+    /// comment. Refused: a file without a key (no merchant could pay), a key
+    /// given twice, and `adminKey` given to a merchant — the admin key is
+    /// checked first, so that merchant could never pay or refund.
+    public static func parse(_ text: String, file: String, adminKey: String? = nil) throws(APIWire.BadRequest) -> [String: String] {
         var keys: [String: String] = [:]
         for (line, merchant, key) in try KeyFile.pairs(text, file: file, expected: "merchant_id key") {
             guard keys[key] == nil else {
                 throw APIWire.BadRequest(field: "\(file):\(line)", message: "this key is already given to merchant \(keys[key]!)")
             }
+            if let adminKey, constantTimeEqual(key, adminKey) {
+                throw APIWire.BadRequest(field: "\(file):\(line)", message: "merchant \(merchant) is given the admin key (--admin-key); "
+                                         + "the admin key reads the ledger only, so \(merchant) could never pay or refund: give it a key of its own")
+            }
             keys[key] = merchant
+        }
+        guard !keys.isEmpty else {
+            throw APIWire.BadRequest(field: file, message: "no keys; expected a `merchant_id key` line for each merchant")
         }
         return keys
     }

@@ -87,6 +87,35 @@ public struct ServerOptions: Sendable {
 
     public static let developmentAdminKey = "sk_admin_dev"
 
+    /// Refuses what would fail only once the server had made its database
+    /// and keys, or that it would take and then misuse: a URL that is not
+    /// http(s), a database path that is a directory or in a directory that
+    /// does not exist, a merchant given the admin key. (A PSP named twice is
+    /// refused by ``engineConfiguration()``.)
+    public func validate() throws(ServerError) {
+        try Self.checkHTTPURL(pspURL, option: "--psp-url")
+        if let notifyURL { try Self.checkHTTPURL(notifyURL, option: "--notify-url") }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: databasePath, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ServerError("--database: \(databasePath) is a directory; expected the path of a database file (made if absent)")
+        }
+        let directory = URL(fileURLWithPath: databasePath).deletingLastPathComponent().path
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ServerError("--database: no directory \(directory) to hold \(databasePath)")
+        }
+        if let merchant = apiKeys[adminKey] {
+            throw ServerError("--api-keys: merchant \(merchant) is given the admin key; a key is a merchant's or the admin's, not both")
+        }
+    }
+
+    /// Refuses `text` unless it is an `http://` or `https://` URL with a host.
+    public static func checkHTTPURL(_ text: String, option: String) throws(ServerError) {
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+              let host = url.host, !host.isEmpty else {
+            throw ServerError("\(option): expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:9090, found \"\(text)\"")
+        }
+    }
+
     /// The secrets in force: those configured, else the development
     /// defaults — refused unless ``host`` is a loopback address, since they
     /// are public and would let anyone who reaches the server forge a PSP
@@ -103,6 +132,10 @@ public struct ServerOptions: Sendable {
     /// The engine's configuration: the PSPs in preference order with their
     /// webhook secrets, and the merchant notifications' secret.
     public func engineConfiguration() throws(ServerError) -> EngineConfiguration {
+        var seen: Set<String> = []
+        if let twice = pspIDs.first(where: { !seen.insert($0).inserted }) {
+            throw ServerError("--psps: \(twice) is given more than once; name each PSP once, in preference order")
+        }
         let inForce = try secrets()
         do throws(APIWire.BadRequest) {
             try inForce.require(pspIDs: pspIDs, notifications: true, file: "--webhook-secrets")
@@ -111,6 +144,11 @@ public struct ServerOptions: Sendable {
         }
         var configuration = EngineConfiguration(psps: pspIDs.map { .init(id: $0, webhookSecret: inForce.psps[$0]!) })
         configuration.merchantWebhookSecret = inForce.notifications!
+        do throws(EngineError) {
+            try configuration.validate()
+        } catch {
+            throw ServerError("the engine's configuration: \(error)")
+        }
         return configuration
     }
 }
@@ -199,6 +237,7 @@ public enum PaymentServer {
         let server = try httpServer(certificate: options.tlsCertificatePath, key: options.tlsKeyPath, idleTimeout: options.idleTimeout)
         let configuration = try options.engineConfiguration()
         try options.checkKeysFitHost()
+        try options.validate()
         // Before anything is written: a refused start leaves no database or keys behind.
         try await checkPSPWire(client: .shared, baseURL: options.pspURL, pspIDs: options.pspIDs, log: log)
         try await checkCanListen(host: options.host, port: options.port)

@@ -92,7 +92,7 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("--api-keys: cannot read \(apiKeys)")
             }
             do {
-                options.apiKeys = try APIKeys.parse(text, file: apiKeys)
+                options.apiKeys = try APIKeys.parse(text, file: apiKeys, adminKey: adminKey)
             } catch {
                 throw ValidationError("--api-keys: \(error)")
             }
@@ -125,7 +125,16 @@ struct Sandbox: AsyncParsableCommand {
     @Option(help: "Port to listen on.") var port = 9090
     @Option(help: "Where to POST webhooks (the server's /webhook); none when absent.") var webhookURL: String?
     @Option(help: "The server's --webhook-secrets file: each PSP it names is served and signs its webhooks with its secret there (default: every PSP, with the public development secrets).") var webhookSecrets: String?
-    @Option(help: "Profile: stripe,paypal (the simulator's defaults), or ideal (fast, no errors).") var profile = "default"
+    /// Which behaviour the sandbox's PSPs (stripe and paypal) have.
+    enum Profile: String, CaseIterable, ExpressibleByArgument {
+        /// The simulator's stripe and paypal profiles.
+        case `default`
+        /// Each of them at its best (``PSPProfile/ideal``).
+        case ideal
+    }
+
+    @Option(help: "The PSPs' behaviour: default (the simulator's stripe and paypal profiles) or ideal (fast, no errors, no webhooks).")
+    var profile: Profile = .default
     @Option(help: "Override: median latency, seconds.") var latencyMedian: Double?
     @Option(help: "Override: share of transient errors.") var transientErrorRate: Double?
     @Option(help: "Override: share of ambiguous outcomes (charged, reply lost).") var ambiguousRate: Double?
@@ -137,6 +146,13 @@ struct Sandbox: AsyncParsableCommand {
     func validate() throws {
         _ = try profiles()
         guard (0...65_535).contains(port) else { throw ValidationError("--port: expected 0...65535, found \(port)") }
+        if let webhookURL {
+            do {
+                try ServerOptions.checkHTTPURL(webhookURL, option: "--webhook-url")
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
         guard (0...1).contains(notificationFailureRate) else {
             throw ValidationError("--notification-failure-rate: expected a share in 0...1, found \(notificationFailureRate)")
         }
@@ -148,12 +164,7 @@ struct Sandbox: AsyncParsableCommand {
     /// The PSP profiles with the overrides applied.
     func profiles() throws -> [PSPProfile] {
         var profiles: [PSPProfile] = [.stripeLike, .paypalLike]
-        switch profile {
-        case "default": break
-        case "ideal":
-            profiles = profiles.map(\.ideal)
-        default: throw ValidationError("--profile: expected default or ideal, found \"\(profile)\"")
-        }
+        if profile == .ideal { profiles = profiles.map(\.ideal) }
         func rate(_ value: Double?, _ name: String) throws -> Double? {
             guard let value else { return nil }
             guard (0...1).contains(value) else { throw ValidationError("--\(name): expected a share in 0...1, found \(value)") }
@@ -172,6 +183,15 @@ struct Sandbox: AsyncParsableCommand {
     }
 
     func run() async throws {
+        do {
+            try await serve()
+        } catch let error as ServerError {
+            // A secrets file that names none of its PSPs, a port in use: bad input.
+            throw ValidationError(error.description)
+        }
+    }
+
+    func serve() async throws {
         let secrets = try webhookSecrets.map { try readWebhookSecrets($0, pspIDs: [], notifications: false) }
         let profiles = try PSPSandbox.profiles(try profiles(), signedBy: secrets)
         // AsyncHTTPClient's default pool keeps 8 connections per host: at a

@@ -392,6 +392,36 @@ final class CLITests {
         #expect(first.process.terminationStatus == 0)
     }
 
+    @Test("serve and psp-sandbox refuse bad configuration at start with 64, writing nothing")
+    func serveRefusesBadConfiguration() throws {
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        func refused(_ arguments: [String], _ words: [String], file: Int = #line) throws {
+            var arguments = arguments
+            // No sandbox: a server that took the option would start and serve (until the timeout).
+            if arguments.first == "serve" && !arguments.contains("--psp-url") { arguments += ["--psp-url", "http://127.0.0.1:9"] }
+            let outcome = try paystorm(arguments, timeoutSeconds: 20)
+            #expect(outcome.status == 64, "\(arguments) (line \(file)): status \(outcome.status), \(outcome.error)")
+            for word in words { #expect(outcome.error.contains(word), "\(arguments) (line \(file)): \(outcome.error)") }
+        }
+        let database = scratch + "/config.sqlite"
+        let admin = try temporaryFile("admin-keys.txt", "m1 sk_live_0c4f8a2d6e1b9375\nm2 sk_admin_dev\n")
+        try refused(["serve", "--port", "0", "--database", database, "--api-keys", admin], ["admin-keys.txt:2", "admin key"])
+        let empty = try temporaryFile("no-keys.txt", "# no keys yet\n\n")
+        try refused(["serve", "--port", "0", "--database", database, "--api-keys", empty], ["no-keys.txt", "no keys"])
+        try refused(["serve", "--port", "0", "--database", database, "--psps", "stripe,stripe"], ["--psps", "stripe", "more than once"])
+        try FileManager.default.createDirectory(atPath: scratch + "/adir", withIntermediateDirectories: true)
+        try refused(["serve", "--port", "0", "--database", scratch + "/adir"], ["--database", "directory"])
+        try refused(["serve", "--port", "0", "--database", database, "--notify-url", "ftp://x"], ["--notify-url", "ftp://x", "http://"])
+        try refused(["serve", "--port", "0", "--database", database, "--psp-url", "notaurl"], ["--psp-url", "notaurl", "http://"])
+        #expect(scratchFiles("config").isEmpty && scratchFiles("adir.").isEmpty, "a refused start wrote \(scratchFiles("config") + scratchFiles("adir."))")
+        try refused(["psp-sandbox", "--port", "0", "--webhook-url", "notaurl"], ["--webhook-url", "notaurl"])
+        let onlyNotifications = try temporaryFile("notify-only.txt", "notifications ntf_5e0a7c3b9d1f2468\n")
+        try refused(["psp-sandbox", "--port", "0", "--webhook-secrets", onlyNotifications], ["--webhook-secrets", "names none"])
+        let help = try paystorm(["psp-sandbox", "--help"])
+        #expect(help.output.contains("default, ideal"), "the help names the profiles --profile takes: \(help.output)")
+        #expect(!help.output.contains("stripe,paypal (the simulator"), "\(help.output)")
+    }
+
     @Test("claim: the requests a 99.99% claim needs, and what a run proves")
     func claim() throws {
         let result = try paystorm(["claim", "--availability", "99.99", "--confidence", "95", "--requests", "10000"])
