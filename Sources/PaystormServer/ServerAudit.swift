@@ -26,6 +26,14 @@ public enum ServerAudit {
         public var brokerDeadLetters: [BrokerDeadLetter]?
     }
 
+    /// The payment ids of an `--acknowledged` file, one a line: trimmed of
+    /// spaces and tabs (a file edited by hand) and of a CR (one saved on
+    /// Windows), blank lines skipped. Untrimmed, each read as an id no
+    /// payment has: a false violation.
+    public static func acknowledgedIDs(_ text: String) -> [String] {
+        text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+    }
+
     /// What an audit says of the dead letters, a line each: every parked
     /// event is named (an operator replays or explains each one).
     public static func deadLetterReport(_ findings: Findings) -> [String] {

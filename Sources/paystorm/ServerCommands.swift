@@ -283,7 +283,7 @@ struct Audit: AsyncParsableCommand {
             guard let text = try? String(contentsOfFile: acknowledged, encoding: .utf8) else {
                 throw ValidationError("--acknowledged: cannot read \(acknowledged)")
             }
-            ids = text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+            ids = ServerAudit.acknowledgedIDs(text)
         }
         var doubleCharged: [String] = []
         if let sandbox {

@@ -380,6 +380,15 @@ struct OpenAPIDocumentTests {
 
 @Suite("Audit and load reports")
 struct AuditAndLoadTests {
+    /// A file edited by hand or on Windows: spaces around an id, CRLF line
+    /// ends and blank lines were read as ids no payment has (a false violation).
+    @Test("the acknowledged ids are read trimmed, blank lines skipped")
+    func acknowledgedIDsAreTrimmed() {
+        #expect(ServerAudit.acknowledgedIDs("pay-1\n  pay-2 \r\n\tpay-3\t\r\n\n   \npay-4\r\n") == ["pay-1", "pay-2", "pay-3", "pay-4"])
+        #expect(ServerAudit.acknowledgedIDs("pay-1\rpay-2\r") == ["pay-1", "pay-2"])
+        #expect(ServerAudit.acknowledgedIDs("").isEmpty && ServerAudit.acknowledgedIDs(" \r\n \n").isEmpty)
+    }
+
     @Test("the audit catches a lost acknowledged payment and a double charge, and passes a sound database")
     func auditCatches() async throws {
         let directory = TemporaryDirectory()
