@@ -207,6 +207,38 @@ struct WebhookTests {
         // The same event, properly signed, still applies: nothing was consumed by the bad ones.
         #expect(try h.webhook(event) == .applied)
     }
+
+    /// A PSP's integrator reads these: the field at fault and what it may be,
+    /// not a Swift `DecodingError`.
+    @Test func aMalformedWebhookBodyIsRefusedNamingTheFieldAndWhatItMayBe() throws {
+        let h = try EngineHarness()
+        func refusal(_ body: String) -> String {
+            let ts = h.now / 1_000_000_000
+            do {
+                _ = try h.engine.receiveWebhook(pspID: "stripe", body: body,
+                                                signature: PaymentEngine.webhookSignature(body: body, timestampSeconds: ts, secret: "whsec-stripe"),
+                                                timestampSeconds: ts, now: h.now)
+                return "accepted"
+            } catch {
+                return error.description
+            }
+        }
+        let cases: [(String, [String])] = [
+            (#"{"event_id":"e1","type":"charge.exploded","psp_reference":"pay-1:stripe"}"#,
+             ["type", "\"charge.exploded\"", "charge.succeeded, charge.failed, refund.succeeded, refund.failed"]),
+            (#"{"event_id":"e2","type":"charge.succeeded"}"#, ["psp_reference", "required"]),
+            (#"{"event_id":3,"type":"charge.succeeded","psp_reference":"pay-1:stripe"}"#, ["event_id", "expected a string"]),
+            (#"{"event_id":"e4","type":null,"psp_reference":"pay-1:stripe"}"#, ["type", "null"]),
+            ("{not json", ["not valid JSON"]),
+        ]
+        for (body, words) in cases {
+            let message = refusal(body)
+            for word in words { #expect(message.contains(word), "\(body) → \(message)") }
+            for swift in ["Cannot initialize", "CodingKeys", "DecodingError", "Context("] {
+                #expect(!message.contains(swift), "\(body) → \(message)")
+            }
+        }
+    }
 }
 
 @Suite("Payment engine: notifications and reconciliation")

@@ -4,7 +4,7 @@ import GRDB
 
 /// The body of a PSP webhook, as PSPs send it to `POST /webhook`.
 public struct PSPWebhookPayload: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable {
+    public enum Kind: String, Codable, Sendable, CaseIterable {
         case chargeSucceeded = "charge.succeeded"
         case chargeFailed = "charge.failed"
         case refundSucceeded = "refund.succeeded"
@@ -28,6 +28,55 @@ public struct PSPWebhookPayload: Codable, Sendable, Equatable {
         self.pspReference = pspReference
         self.chargeID = chargeID
         self.reason = reason
+    }
+}
+
+extension PSPWebhookPayload {
+    /// Why `body` is not a webhook event, for the PSP's integrator: the field
+    /// at fault and what it may be, not a Swift `DecodingError`.
+    static func problem(_ error: any Error) -> String {
+        guard let error = error as? DecodingError else { return "\(error)" }
+        func field(_ path: [any CodingKey], _ key: (any CodingKey)? = nil) -> String {
+            (path + (key.map { [$0] } ?? [])).map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case let .keyNotFound(key, context):
+            return "\(field(context.codingPath, key)) is required"
+        case let .valueNotFound(_, context):
+            return "\(field(context.codingPath)): expected \(expected(context.codingPath)), found null"
+        case let .typeMismatch(_, context):
+            return "\(field(context.codingPath)): expected \(expected(context.codingPath))"
+        case let .dataCorrupted(context):
+            guard !context.codingPath.isEmpty else { return "the body is not valid JSON" }
+            if context.codingPath.last?.stringValue == CodingKeys.type.stringValue {
+                return "\(field(context.codingPath)): \(context.debugDescription)"
+            }
+            return "\(field(context.codingPath)): expected \(expected(context.codingPath))"
+        @unknown default:
+            return "not a webhook event"
+        }
+    }
+
+    /// What the field at `path` holds, in words.
+    private static func expected(_ path: [any CodingKey]) -> String {
+        guard path.count == 1, let key = CodingKeys(stringValue: path[0].stringValue) else { return "an object of event_id, type and psp_reference" }
+        return key == .type ? "a string, one of \(Kind.allCases.map(\.rawValue).joined(separator: ", "))" : "a string"
+    }
+
+    /// The synthesized decoding, but for `type`: one not known names the
+    /// types that are, instead of "Cannot initialize Kind from invalid String value".
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        eventID = try container.decode(String.self, forKey: .eventID)
+        let type = try container.decode(String.self, forKey: .type)
+        guard let kind = Kind(rawValue: type) else {
+            throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription:
+                "\"\(type)\" is not a webhook event type; expected one of \(Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self.type = kind
+        pspReference = try container.decode(String.self, forKey: .pspReference)
+        chargeID = try container.decodeIfPresent(String.self, forKey: .chargeID)
+        reason = try container.decodeIfPresent(String.self, forKey: .reason)
     }
 }
 
@@ -160,7 +209,7 @@ extension PaymentEngine {
             payload = try PSPWebhookPayload.settlementEvent(fromJSON: body)
                 ?? JSONDecoder().decode(PSPWebhookPayload.self, from: Data(body.utf8))
         } catch {
-            throw .webhookRejected("body is not a webhook event: \(error)")
+            throw .webhookRejected("body is not a webhook event: \(PSPWebhookPayload.problem(error))")
         }
         try Self.validateIdentifier(payload.eventID, field: "event_id", maxLength: 255)
         return try transaction { db, effects in
