@@ -13,14 +13,21 @@ public struct LoadMeasurement: ThresholdSubject, Sendable {
         public var dueSeconds: Double
         public var latencySeconds: Double
         public var status: Int
-        public var isPayment: Bool
+        public var kind: Kind
 
-        public init(dueSeconds: Double, latencySeconds: Double, status: Int, isPayment: Bool) {
+        /// What a request asked for.
+        public enum Kind: Sendable {
+            case payment, refund, read
+        }
+
+        public init(dueSeconds: Double, latencySeconds: Double, status: Int, kind: Kind) {
             self.dueSeconds = dueSeconds
             self.latencySeconds = latencySeconds
             self.status = status
-            self.isPayment = isPayment
+            self.kind = kind
         }
+
+        public var isPayment: Bool { kind == .payment }
 
         /// Answered: anything but a 5xx, a 429 or no answer. A 4xx is the
         /// server working as specified.
@@ -120,15 +127,17 @@ public struct LoadMeasurement: ThresholdSubject, Sendable {
                             availabilityLowerBound: (try? Availability.lowerBound(failures: total - answered, requests: total, confidence: confidence)) ?? 0,
                             confidence: confidence),
             latency: quantiles, timeToTerminal: [],
-            payments: .init(started: count(\.isPayment), created: acknowledgedPayments, completed: 0, failed: 0, notTerminalAtEnd: 0,
-                            refundsRequested: count { !$0.isPayment }, refundsAccepted: 0),
+            // What became of each payment after its answer is the server's to know (`paystorm audit`), not the generator's.
+            payments: .init(started: count(\.isPayment), created: acknowledgedPayments, completed: nil, failed: nil, notTerminalAtEnd: nil,
+                            refundsRequested: count { $0.kind == .refund },
+                            refundsAccepted: count { $0.kind == .refund && (200..<300).contains($0.status) }),
             psps: [],
             fraud: .init(truePositives: 0, falsePositives: 0, falseNegatives: 0, trueNegatives: 0, precision: nil, recall: nil),
             infrastructure: zeroInfrastructure,
             reconciliation: [], faults: [], buggify: .init(enabled: [], fired: [:]), violations: [],
             windows: windows(),
             simulation: .init(virtualSeconds: elapsedSeconds, loadEndSeconds: durationSeconds, events: total,
-                              traceHash: "measured", safetyViolationCount: 0),
+                              traceHash: ReportDocument.measuredTraceHash, safetyViolationCount: 0),
             independence: """
                 A measured run against a live server on wall time (not reproducible bit for bit). Each request is \
                 treated as an independent Bernoulli trial for availability (Clopper–Pearson) and latencies as \

@@ -426,8 +426,8 @@ struct Load: AsyncParsableCommand {
         func ms(_ p: Double) -> String {
             document.latency.first { $0.percentile == p }.map { String(format: "%.2f ms", $0.seconds * 1_000) } ?? "n/a"
         }
-        print(String(format: "load: %d requests offered at %.1f/s for %.0f s; %d answered (%.1f/s), %d 5xx, %d 429, %d unanswered",
-                     r.total, r.offeredPerSecond, duration, r.answered, r.achievedPerSecond, r.serverErrors, r.throttled, r.timedOut))
+        print(String(format: "load: %d requests offered at %.1f/s for %.0f s; %d answered (%.1f/s; %d of them 4xx), %d 5xx, %d 429, %d unanswered",
+                     r.total, r.offeredPerSecond, duration, r.answered, r.achievedPerSecond, r.clientErrors, r.serverErrors, r.throttled, r.timedOut))
         print("latency from scheduled send: p50 \(ms(50)), p90 \(ms(90)), p99 \(ms(99)), p99.9 \(ms(99.9)); generator lag at worst \(String(format: "%.1f ms", result.maximumSendLagSeconds * 1_000))")
         if result.unsent > 0 {
             print("of the unanswered, \(result.unsent) were never sent within half their timeout: all \(connections) connections were busy (the server answered too slowly for this rate; --connections raises the limit), or the generator fell behind (its lag is below)")
@@ -442,6 +442,14 @@ struct Load: AsyncParsableCommand {
 
     static func request(_ sample: LoadGenerator.Sample) -> LoadMeasurement.Request {
         LoadMeasurement.Request(dueSeconds: Double(sample.intendedNanoseconds) / 1e9, latencySeconds: Double(sample.latencyNanoseconds) / 1e9,
-                                status: Int(sample.status), isPayment: sample.kind == .payment)
+                                status: Int(sample.status), kind: kind(sample.kind))
+    }
+
+    static func kind(_ kind: LoadGenerator.Kind) -> LoadMeasurement.Request.Kind {
+        switch kind {
+        case .payment: .payment
+        case .refund: .refund
+        case .read: .read
+        }
     }
 }

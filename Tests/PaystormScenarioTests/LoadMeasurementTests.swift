@@ -7,7 +7,7 @@ struct LoadMeasurementTests {
     func throttledIsFailed() {
         let statuses = [201, 400, 429, 429, 503, 0]
         let requests = statuses.enumerated().map { index, status in
-            LoadMeasurement.Request(dueSeconds: 0.1 * Double(index), latencySeconds: 0.01, status: status, isPayment: true)
+            LoadMeasurement.Request(dueSeconds: 0.1 * Double(index), latencySeconds: 0.01, status: status, kind: .payment)
         }
         let measurement = LoadMeasurement(target: "http://x", description: "throttled", seed: 1, durationSeconds: 1, elapsedSeconds: 1,
                                           maximumSendLagSeconds: 0, acknowledgedPayments: 1, requests: requests)
@@ -18,5 +18,34 @@ struct LoadMeasurementTests {
         #expect(window.failed == 4 && window.throttled == 2, "\(window)")
         #expect(window.answered + window.failed == window.offered)
         #expect(document.requests.total - document.requests.answered == window.failed)
+    }
+
+    /// A load generator sees answers, not what became of the payments: it
+    /// must not print zeros that read as measurements, nor a replay hint that
+    /// cannot work for a run against a live server.
+    @Test("a measured run reports what it saw (refunds asked and accepted, not reads) and says what it cannot know")
+    func reportsWhatItKnows() {
+        let requests: [LoadMeasurement.Request] = [
+            .init(dueSeconds: 0.1, latencySeconds: 0.01, status: 201, kind: .payment),
+            .init(dueSeconds: 0.2, latencySeconds: 0.01, status: 201, kind: .refund),
+            .init(dueSeconds: 0.3, latencySeconds: 0.01, status: 409, kind: .refund),
+            .init(dueSeconds: 0.4, latencySeconds: 0.01, status: 200, kind: .read),
+            .init(dueSeconds: 0.5, latencySeconds: 0.01, status: 200, kind: .read),
+            .init(dueSeconds: 0.6, latencySeconds: 0.01, status: 200, kind: .read),
+        ]
+        let measurement = LoadMeasurement(target: "http://127.0.0.1:8080", description: "mixed", seed: 1, durationSeconds: 1, elapsedSeconds: 1,
+                                          maximumSendLagSeconds: 0, acknowledgedPayments: 1, requests: requests)
+        let document = measurement.document(thresholds: [])
+        let payments = document.payments
+        #expect(payments.started == 1 && payments.created == 1)
+        #expect(payments.refundsRequested == 2, "reads are not refunds")
+        #expect(payments.refundsAccepted == 1)
+        #expect(payments.completed == nil && payments.failed == nil && payments.notTerminalAtEnd == nil, "\(payments)")
+        let markdown = ReportWriter.markdown(document)
+        #expect(!markdown.contains("paystorm replay"), "a measured run cannot be replayed")
+        #expect(!markdown.contains("0 completed") && markdown.contains("not known to the load generator"), "\(markdown)")
+        let html = HTMLReport.render(document)
+        #expect(!html.contains("paystorm replay"))
+        #expect(html.contains("not known"), "the HTML report says so too")
     }
 }

@@ -123,7 +123,7 @@ struct ScenarioRunTests {
         #expect(bound < 0.9999 && Threshold.percent(bound, rounding: .down) == "99.9899%")
         let clean = LoadMeasurement(target: "http://x", description: "clean", seed: 1, durationSeconds: 100, elapsedSeconds: 100,
                                     maximumSendLagSeconds: 0, acknowledgedPayments: 0,
-                                    requests: (0..<29_955).map { .init(dueSeconds: Double($0) / 300, latencySeconds: 0.01, status: 201, isPayment: true) })
+                                    requests: (0..<29_955).map { .init(dueSeconds: Double($0) / 300, latencySeconds: 0.01, status: 201, kind: .payment) })
         let verdict = try Threshold.parse("availability >= 99.99%").judge(clean)
         #expect(verdict.outcome == .inconclusive && verdict.observed.contains("[99.9899%,"), "\(verdict.observed)")
     }

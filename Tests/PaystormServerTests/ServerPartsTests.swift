@@ -434,7 +434,7 @@ struct AuditAndLoadTests {
         var requests: [LoadMeasurement.Request] = []
         for index in 0..<1_000 {
             let status = index % 100 == 0 ? 503 : index % 100 == 1 ? 429 : 201
-            requests.append(.init(dueSeconds: Double(index) / 100, latencySeconds: Double(index % 100 + 1) / 1_000, status: status, isPayment: true))
+            requests.append(.init(dueSeconds: Double(index) / 100, latencySeconds: Double(index % 100 + 1) / 1_000, status: status, kind: .payment))
         }
         let measurement = LoadMeasurement(target: "http://x", description: "test", seed: 1, durationSeconds: 10, elapsedSeconds: 10,
                                           maximumSendLagSeconds: 0, acknowledgedPayments: 980, requests: requests)

@@ -108,7 +108,11 @@ public enum HTMLReport {
                      "≥ \(ReportFormat.percent(requests.availabilityLowerBound, rounding: .down)) at \(confidence) confidence")
         html += card("offered rate", ReportFormat.rate(requests.offeredPerSecond), "due during the load phase")
         html += card("achieved rate", ReportFormat.rate(requests.achievedPerSecond), "answered during the load phase")
-        html += card("payments completed", ReportFormat.count(payments.completed), "of \(ReportFormat.count(payments.created)) created")
+        if let completed = payments.completed {
+            html += card("payments completed", ReportFormat.count(completed), "of \(ReportFormat.count(payments.created)) created")
+        } else {
+            html += card("payments created", ReportFormat.count(payments.created), "completed: not known to the load generator")
+        }
         html += card("violations", ReportFormat.count(document.violationTotal),
                      "\(ReportFormat.count(document.safetyViolationTotal)) safety")
         html += "</div>\n"
@@ -124,7 +128,7 @@ public enum HTMLReport {
             ("started", payments.started), ("created", payments.created), ("completed", payments.completed),
             ("failed", payments.failed), ("not terminal at end", payments.notTerminalAtEnd),
             ("refunds requested", payments.refundsRequested), ("refunds accepted", payments.refundsAccepted),
-        ].map { [.text($0.0), .count($0.1)] })
+        ].map { (name: String, value: Int?) in [.text(name), value.map { .count($0) } ?? .text("not known (measured run)")] })
         html += "</div>\n</div>\n<div class=\"columns\">\n<div>\n<h3>Latency (from intended send time)</h3>\n"
         html += quantiles(document.latency, confidence: confidence)
         html += "</div>\n<div>\n<h3>Time to terminal state</h3>\n"

@@ -10,6 +10,13 @@ import PaystormWorld
 public struct ReportDocument: Codable, Sendable, Equatable {
     public static let schema = "paystorm.report/1"
 
+    /// The trace hash of a run measured against a live server (`paystorm
+    /// load`): no trace, and nothing to replay.
+    public static let measuredTraceHash = "measured"
+
+    /// Whether this run was measured against a live server, not simulated.
+    public var isMeasured: Bool { simulation.traceHash == Self.measuredTraceHash }
+
     public var schema: String
     public var paystormVersion: String
     public var scenario: ScenarioInfo
@@ -79,12 +86,16 @@ public struct ReportDocument: Codable, Sendable, Equatable {
         public var upperSeconds: Double?
     }
 
+    /// What became of the payments. A run measured against a live server
+    /// (`paystorm load`) sees answers only, not what became of a payment
+    /// after its answer: it leaves `completed`, `failed` and
+    /// `notTerminalAtEnd` out (`nil`) rather than report zeros.
     public struct Payments: Codable, Sendable, Equatable {
         public var started: Int
         public var created: Int
-        public var completed: Int
-        public var failed: Int
-        public var notTerminalAtEnd: Int
+        public var completed: Int?
+        public var failed: Int?
+        public var notTerminalAtEnd: Int?
         public var refundsRequested: Int
         public var refundsAccepted: Int
     }
@@ -190,6 +201,7 @@ public struct ReportDocument: Codable, Sendable, Equatable {
         public var virtualSeconds: Double
         public var loadEndSeconds: Double
         public var events: Int
+        /// The run's trace hash; ``ReportDocument/measuredTraceHash`` for a run against a live server.
         public var traceHash: String
         public var safetyViolationCount: Int
     }

@@ -52,7 +52,11 @@ public enum ReportWriter {
         if !d.scenario.description.isEmpty { lines.append(d.scenario.description); lines.append("") }
         lines.append("\(d.verdict.summary).")
         lines.append("")
-        lines.append("Scenario `\(d.scenario.file)` (hash `\(d.scenario.hash)`), Paystorm \(d.paystormVersion), trace `\(d.simulation.traceHash)`. Replay: `paystorm replay <this report.json>` (it reads `Scenarios/\(d.scenario.file)`; for the file elsewhere, add `--scenario PATH`).")
+        if d.isMeasured {
+            lines.append("Measured against `\(d.scenario.file)`, Paystorm \(d.paystormVersion): a run against a live server cannot be replayed; `paystorm load` with seed \(d.seed) offers the same schedule again.")
+        } else {
+            lines.append("Scenario `\(d.scenario.file)` (hash `\(d.scenario.hash)`), Paystorm \(d.paystormVersion), trace `\(d.simulation.traceHash)`. Replay: `paystorm replay <this report.json>` (it reads `Scenarios/\(d.scenario.file)`; for the file elsewhere, add `--scenario PATH`).")
+        }
         lines.append("")
         if !d.thresholds.isEmpty {
             lines.append("## Thresholds")
@@ -80,7 +84,11 @@ public enum ReportWriter {
         lines.append("## Payments and PSPs")
         lines.append("")
         let p = d.payments
-        lines.append("\(p.started) started, \(p.created) created, \(p.completed) completed, \(p.failed) failed, \(p.notTerminalAtEnd) not terminal after healing; \(p.refundsRequested) refunds requested, \(p.refundsAccepted) accepted.")
+        if let completed = p.completed, let failed = p.failed, let notTerminal = p.notTerminalAtEnd {
+            lines.append("\(p.started) started, \(p.created) created, \(completed) completed, \(failed) failed, \(notTerminal) not terminal after healing; \(p.refundsRequested) refunds requested, \(p.refundsAccepted) accepted.")
+        } else {
+            lines.append("\(p.started) started, \(p.created) created; how many completed or failed is not known to the load generator, which sees answers only (`paystorm audit` checks the server's database); \(p.refundsRequested) refunds requested, \(p.refundsAccepted) accepted.")
+        }
         lines.append("")
         lines.append("| PSP | charges | refunds | status queries | voids | succeeded | declined | voided | transient | rate-limited | ambiguous | unanswered | webhooks |")
         lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
