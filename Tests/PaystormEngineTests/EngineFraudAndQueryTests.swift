@@ -99,7 +99,7 @@ struct EngineFraudAndQueryTests {
         #expect(windowed.entries.map(\.sequence) == [2, 3])
         #expect(try h.engine.ledger(LedgerQuery(account: "external:psp:stripe", transactionID: "pay-4")).entries.map(\.transactionID) == ["pay-4"])
         try h.engine.store.queue.write { db in
-            try Ledger.post(JournalEntry(id: "adjust-1", transactionID: "adjust-1", timeNanoseconds: h.now, postings: [
+            _ = try Ledger.post(JournalEntry(id: "adjust-1", transactionID: "adjust-1", timeNanoseconds: h.now, postings: [
                 .debit(.platformFees, Money(minorUnits: 1, currency: .usd)), .debit(.platformFees, Money(minorUnits: 1, currency: .usd)),
                 .credit(.merchant("m-1"), Money(minorUnits: 2, currency: .usd)),
             ]), in: db)
