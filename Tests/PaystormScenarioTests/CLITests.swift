@@ -26,7 +26,9 @@ final class CLITests {
     /// background, once its standard error has said `ready` (or it ended).
     final class Running {
         let process = Process()
-        let log: String
+        private let reader: FileHandle
+        /// Its standard error: up to `ready` once started, all of it once stopped.
+        private(set) var log: String
 
         init(_ arguments: [String], ready: String) throws {
             process.executableURL = URL(fileURLWithPath: CLITests.executable)
@@ -35,7 +37,7 @@ final class CLITests {
             process.standardError = err
             process.standardOutput = FileHandle.nullDevice
             try process.run()
-            let reader = err.fileHandleForReading
+            reader = err.fileHandleForReading
             var text = ""
             while !text.contains(ready) {
                 let chunk = reader.availableData
@@ -45,10 +47,13 @@ final class CLITests {
             log = text
         }
 
-        /// SIGTERM, then waits for it to end.
-        func stop() {
+        /// SIGTERM, then waits for it to end; returns its whole standard error.
+        @discardableResult
+        func stop() -> String {
             if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+            log += String(decoding: reader.readDataToEndOfFile(), as: UTF8.self)
             process.waitUntilExit()
+            return log
         }
 
         deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
@@ -97,26 +102,10 @@ final class CLITests {
     @Test("psp-sandbox stops cleanly on SIGTERM")
     func sandboxStopsCleanly() throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.executable), "build the executable first (swift build --build-tests)")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = ["psp-sandbox", "--port", "0", "--webhook-url", "http://127.0.0.1:9/webhook"]
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        // Read stderr until the sandbox says it listens (or it ends).
-        let reader = err.fileHandleForReading
-        var text = ""
-        while !text.contains(" on http://") {
-            let chunk = reader.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        #expect(text.contains(" on http://"), "\(text)")
-        kill(process.processIdentifier, SIGTERM)
-        let log = text + String(decoding: reader.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(log)")
+        let sandbox = try Running(["psp-sandbox", "--port", "0", "--webhook-url", "http://127.0.0.1:9/webhook"], ready: " on http://")
+        #expect(sandbox.log.contains(" on http://"), "\(sandbox.log)")
+        let log = sandbox.stop()
+        #expect(sandbox.process.terminationReason == .exit && sandbox.process.terminationStatus == 0, "\(log)")
         #expect(!log.contains("Fatal error"), "\(log)")
     }
 
