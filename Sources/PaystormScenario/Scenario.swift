@@ -89,7 +89,7 @@ public struct Scenario: Sendable {
         if expectation == .fail && expectedExit == nil {
             throw try required("expect").error("expect: fail needs expect_exit (the exit code the run must end with: 2 threshold failed, 3 invariant violated, 4 liveness failed, 5 inconclusive)")
         }
-        if let value = top["seed"] { world.seed = UInt64(try value.int(0...Int.max)) }
+        if let value = top["seed"] { world.seed = try value.seed() }
         world.payments = try required("payments").int(1...100_000_000)
         world.load = try loadProfile(required("load"))
         if let value = top["clients"] { try clients(value, into: &world.clients) }

@@ -102,6 +102,14 @@ struct YAMLValue {
         return value
     }
 
+    /// A seed: any whole number a UInt64 holds, as `--seed` takes.
+    func seed() throws(ScenarioError) -> UInt64 {
+        guard let text = scalar, let value = UInt64(text.replacingOccurrences(of: "_", with: "")) else {
+            throw expected("a whole number in 0...\(UInt64.max)")
+        }
+        return value
+    }
+
     func double(_ range: ClosedRange<Double>, what: String = "a number") throws(ScenarioError) -> Double {
         guard let text = scalar, let value = Double(text.replacingOccurrences(of: "_", with: "")), value.isFinite else {
             throw expected("\(what) in [\(Self.format(range.lowerBound)), \(Self.format(range.upperBound))]")

@@ -110,7 +110,16 @@ struct ScenarioFileTests {
         // Clocks a retention apart (added up where skews overlap) would read idempotency records as expired.
         let skew = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nfaults:\n  - {at: 1s, for: 9s, kind: clock_skew, replica: 0, offset: 43200}\n"
             + "  - {at: 2s, for: 5s, kind: clock_skew, replica: 1, offset: -43200}\n"))
-        #expect(skew.line == 6 && skew.message.contains("faults[1].offset") && skew.message.contains("86400 s apart"), "\(skew)")
+        #expect(skew.line == 5 && skew.message.contains("faults[0].offset") && skew.message.contains("replica 0's is 86400 s ahead"), "\(skew)")
+        // One replica a retention ahead of its own clock before the skew; every replica at once; a skew that ends and
+        // leaves another ahead of where the clock stood.
+        for faults in ["  - {at: 1s, for: 9s, kind: clock_skew, replica: 0, offset: 86400}\n",
+                       "  - {at: 1s, for: 9s, kind: clock_skew, replica: 0, offset: 86400}\n  - {at: 1s, for: 9s, kind: clock_skew, replica: 1, offset: 86400}\n",
+                       "  - {at: 1s, for: 9s, kind: clock_skew, replica: 1, offset: 86400}\n  - {at: 1s, for: 4s, kind: clock_skew, replica: 1, offset: -86400}\n"] {
+            let text = "name: x\npayments: 200\nload: {rate: 5}\nservice: {replicas: 2}\nfaults:\n" + faults
+            #expect(scenarioError(text)?.message.contains("86400 s ahead") == true, "\(faults)")
+            #expect(scenarioError(text.replacingOccurrences(of: "86400", with: "86399")) == nil, "just under the retention: \(faults)")
+        }
         #expect(scenarioError("name: x\npayments: 200\nload: {rate: 5}\nfaults:\n  - {at: 1s, for: 9s, kind: clock_skew, replica: 0, offset: 43200}\n"
             + "  - {at: 20s, for: 5s, kind: clock_skew, replica: 1, offset: -43200}\n") == nil, "skews that never overlap")
         // A rate off by a few decimal places, or windows too small, are refused before any of the run.
@@ -120,6 +129,10 @@ struct ScenarioFileTests {
         #expect(windows.message.contains("at most 100000 metrics windows"), "\(windows)")
         let healing = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nhealing: 5s\n"))
         #expect(healing.message.contains("at least 66 s"), "\(healing)")
+
+        // A seed is any UInt64, as --seed takes it.
+        #expect(try Scenario.parse("name: x\nseed: 18446744073709551615\npayments: 10\nload: {rate: 5}\n", file: "t.yaml").world.seed == UInt64.max)
+        #expect(scenarioError("name: x\nseed: -1\npayments: 10\nload: {rate: 5}\n")?.message.contains("a whole number in 0...18446744073709551615") == true)
 
         let threshold = try #require(scenarioError("name: x\npayments: 10\nload: {rate: 5}\nthresholds: [\"p(99) < 2\"]\n"))
         #expect(threshold.line == 4 && threshold.message.contains("needs a unit"))

@@ -114,12 +114,18 @@ public struct WorldConfiguration: Sendable {
         try require(confidence > 0.5 && confidence < 1, "confidence", "a value in (0.5, 1)")
     }
 
-    /// Clocks must stay closer than the idempotency retention. A replica
-    /// whose clock is that far ahead of another's reads every record the
-    /// other wrote as expired, and a retried request creates a second
-    /// payment: not a bug of the engine, whose retention assumes clocks a
-    /// day apart do not happen, but a world that cannot be.
-    /// Overlapping skews of one replica add up, as the injector applies them.
+    /// No clock may come to read a retention or more ahead of a clock that
+    /// wrote before it. A record written at true time t₁ by a replica offset
+    /// by o₁ expires, for a reader at t₂ offset by o₂, once o₂ − o₁ reaches
+    /// the idempotency retention less the seconds between them; a client's
+    /// retry comes seconds later, so a retried request would create a second
+    /// payment. That is not a bug of the engine, whose retention assumes
+    /// clocks do not jump a day, but a world that cannot be. The bound
+    /// compares every clock at each moment a skew starts or ends with every
+    /// clock before it (each replica's own included, and the true time every
+    /// replica keeps before any skew), ignoring the time between: stricter by
+    /// those seconds. Overlapping skews of one replica add up, as the injector
+    /// applies them.
     func validateClockSkews() throws(WorldConfigurationError) {
         let skews = faults.enumerated().compactMap { index, fault -> (index: Int, replica: Int, offset: Double, start: Double, end: Double)? in
             guard case let .clockSkew(replica, offset) = fault.kind else { return nil }
@@ -127,22 +133,23 @@ public struct WorldConfiguration: Sendable {
         }
         guard !skews.isEmpty else { return }
         let retention = Double(engineConfiguration.idempotencyRetentionNanoseconds) / 1e9
-        // The clocks' spread changes only when a skew starts.
-        for moment in skews {
-            var offsets = [Int: Double]()
-            for skew in skews where skew.start <= moment.start && moment.start < skew.end {
-                offsets[skew.replica, default: 0] += skew.offset
-            }
-            // A replica without a skew keeps the true time.
-            let values = Array(offsets.values) + (offsets.count < service.replicas ? [0] : [])
-            let spread = values.max()! - values.min()!
-            if spread >= retention {
-                throw WorldConfigurationError(
-                    field: "faults[\(moment.index)].offset",
-                    expected: "replicas' clocks less than the idempotency retention (\(String(format: "%g", retention)) s) apart; "
-                        + "from \(String(format: "%g", moment.start)) s they are \(String(format: "%g", spread)) s apart, "
-                        + "and a replica that far ahead reads the others' idempotency records as expired")
-            }
+        // Offsets change only where a skew starts or ends.
+        let moments = Set(skews.flatMap { [$0.start, $0.end] }).sorted()
+        var lowestSoFar = 0.0  // every clock keeps the true time before the first skew
+        for moment in moments {
+            var offsets = Array(repeating: 0.0, count: service.replicas)
+            for skew in skews where skew.start <= moment && moment < skew.end { offsets[skew.replica] += skew.offset }
+            lowestSoFar = min(lowestSoFar, offsets.min()!)
+            let highest = offsets.max()!
+            guard highest - lowestSoFar >= retention else { continue }
+            // Named: the skew that put the leading clock there.
+            let leader = offsets.firstIndex(of: highest)!
+            let culprit = skews.last { $0.replica == leader && $0.start <= moment && moment < $0.end } ?? skews.last { $0.end == moment }!
+            throw WorldConfigurationError(
+                field: "faults[\(culprit.index)].offset",
+                expected: "no replica's clock \(String(format: "%g", retention)) s (the idempotency retention) or more ahead of a clock "
+                    + "earlier in the run; from \(String(format: "%g", moment)) s replica \(leader)'s is \(String(format: "%g", highest - lowestSoFar)) s "
+                    + "ahead of one before it, and would read the idempotency records written then as expired")
         }
     }
 
