@@ -56,18 +56,30 @@ public enum Shrinker {
     }
 
     /// - Parameter fails: runs a world with the given faults; whether it fails the same way.
+    /// - Returns: the smallest schedule found, the runs spent, and whether it
+    ///   is 1-minimal (no single fault, or chunk ddmin tried, could go):
+    ///   `false` when `runLimit` ran out first.
     public static func shrink(_ faults: [ScheduledFault], runLimit: Int = 64,
-                              fails: ([ScheduledFault]) throws -> Bool) rethrows -> (minimal: [ScheduledFault], runs: Int) {
+                              fails: ([ScheduledFault]) throws -> Bool) rethrows -> (minimal: [ScheduledFault], runs: Int, proven: Bool) {
         var current = faults
         var granularity = 2
         var runs = 0
-        while current.count >= 2 && runs < runLimit {
+        var proven = false
+        search: while true {
+            if current.count < 2 {
+                proven = true
+                break
+            }
             let chunk = Int((Double(current.count) / Double(granularity)).rounded(.up))
-            var reduced = false
+            var reduced = false, triedAll = true
             // Try each complement (drop one chunk), the ddmin step that keeps progress steady.
-            for start in stride(from: 0, to: current.count, by: chunk) where runs < runLimit {
+            for start in stride(from: 0, to: current.count, by: chunk) {
                 let complement = Array(current[..<start]) + Array(current[min(current.count, start + chunk)...])
                 guard !complement.isEmpty else { continue }
+                guard runs < runLimit else {
+                    triedAll = false
+                    break
+                }
                 runs += 1
                 if try fails(complement) {
                     current = complement
@@ -76,16 +88,24 @@ public enum Shrinker {
                     break
                 }
             }
-            if !reduced {
-                if granularity >= current.count { break }
-                granularity = min(current.count, granularity * 2)
+            if reduced { continue }
+            if !triedAll { break search }  // the budget ran out
+            if granularity >= current.count {
+                proven = true
+                break
+            }
+            granularity = min(current.count, granularity * 2)
+        }
+        // One fault left: the failure may need none.
+        if proven && current.count == 1 {
+            if runs < runLimit {
+                runs += 1
+                if try fails([]) { current = [] }
+            } else {
+                proven = false
             }
         }
-        if current.count == 1 && runs < runLimit {
-            runs += 1
-            if try fails([]) { current = [] }
-        }
-        return (current, runs)
+        return (current, runs, proven)
     }
 
     /// The scenario file `original` with `world`'s seed and faults in place
@@ -98,11 +118,13 @@ public enum Shrinker {
         if swarm { replaced.formUnion(["buggify", "network"]) }
         var kept: [Substring] = []
         var cutting = false
-        for line in original.split(separator: "\n", omittingEmptySubsequences: false) {
-            let indented = line.first == " " || line.first == "\t"
-            if !indented && !line.isEmpty && !line.hasPrefix("#") {
+        // "\r\n" is one Character: split on it too. A block goes on through
+        // indented lines, comments and a list's items at the key's own column.
+        for line in original.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+            let continues = line.first == " " || line.first == "\t" || line.first == "-" || line.isEmpty || line.hasPrefix("#")
+            if !continues {
                 let key = line.prefix { $0 != ":" }.trimmingCharacters(in: .whitespaces)
-                cutting = replaced.contains(key)
+                cutting = replaced.contains(key.trimmingCharacters(in: CharacterSet(charactersIn: "\"'")))
             }
             if !cutting { kept.append(line) }
         }

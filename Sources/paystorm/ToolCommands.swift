@@ -151,14 +151,13 @@ extension Paystorm {
             }
             print("seed \(seed): \(first.status.label) with \(world.faults.count) fault(s); shrinking…")
             let target = first.status
-            let (minimal, runs) = try Shrinker.shrink(world.faults, runLimit: maxRuns) { faults in
+            let (minimal, runs, proven) = try Shrinker.shrink(world.faults, runLimit: maxRuns) { faults in
                 var trial = world
                 trial.faults = faults
                 return ScenarioRun.judge(scenario, try PaymentsWorld.run(trial)).status == target
             }
-            // ddmin stops at a schedule no single cut shortens; a spent budget stops it anywhere.
-            let spent = runs >= maxRuns && minimal.count > 1
-            print((spent ? "smallest schedule found before --max-runs \(maxRuns) ran out (not proven minimal; raise --max-runs to go on)"
+            // ddmin stops at a schedule no cut shortens; a spent budget stops it anywhere.
+            print((!proven ? "smallest schedule found before --max-runs \(maxRuns) ran out (not proven minimal; raise --max-runs to go on)"
                          : "minimal schedule after \(runs) run(s)")
                   + ": \(minimal.count) of \(world.faults.count) fault(s) still give \(target.label)"
                   + (fuzz ? ", with the BUGGIFY and network settings seed \(seed) drew:" : ":"))

@@ -21,9 +21,14 @@ struct SwarmTests {
     func shrinkerFindsTheCause() throws {
         let faults = (0..<9).map { ScheduledFault(atSeconds: Double($0), durationSeconds: 1, kind: .replicaCrash(replica: $0 % 3)) }
         let cause = [faults[2], faults[7]]
-        let (minimal, runs) = Shrinker.shrink(faults) { subset in cause.allSatisfy(subset.contains) }
-        #expect(minimal == cause)
+        let (minimal, runs, proven) = Shrinker.shrink(faults) { subset in cause.allSatisfy(subset.contains) }
+        #expect(minimal == cause && proven)
         #expect(runs < 40)
+        // A budget spent before the search ends says so, and a search that ends on its last allowed run does not.
+        let cut = Shrinker.shrink(faults, runLimit: 3) { subset in cause.allSatisfy(subset.contains) }
+        #expect(!cut.proven && cut.runs == 3 && cut.minimal.count > 2)
+        #expect(Shrinker.shrink(faults, runLimit: runs) { subset in cause.allSatisfy(subset.contains) }.proven)
+        #expect(!Shrinker.shrink(faults, runLimit: runs - 1) { subset in cause.allSatisfy(subset.contains) }.proven)
         let yaml = Shrinker.yaml(minimal)
         let scenario = try Scenario.parse("name: s\npayments: 100\nload: {rate: 5}\n" + yaml, file: "s.yaml")
         #expect(scenario.world.faults == cause)
@@ -47,6 +52,13 @@ struct SwarmTests {
         // Without the swarm's knobs, only the seed and faults are replaced; the file's own settings stay.
         let plain = try Scenario.parse(Shrinker.scenarioText(original, world: world, swarm: false), file: "t.yaml").world
         #expect(plain.seed == 7 && plain.faults == world.faults && !plain.buggify.enabled)
+        // Other layouts of the same file: Windows line ends, a list at its key's column, quoted keys.
+        for layout in [original.replacingOccurrences(of: "\n", with: "\r\n"),
+                       original.replacingOccurrences(of: "faults:\n  - ", with: "faults:\n- "),
+                       original.replacingOccurrences(of: "seed: 99", with: "\"seed\": 99").replacingOccurrences(of: "\nfaults:", with: "\n'faults':")] {
+            let written = try Scenario.parse(Shrinker.scenarioText(layout, world: world, swarm: true), file: "t.yaml").world
+            #expect(written.seed == 7 && written.faults == world.faults, "\(layout)")
+        }
     }
 
     @Test("shrinking a real failing run keeps only the fault that breaks the SLO")
@@ -59,7 +71,7 @@ struct SwarmTests {
         ]
         let failing = ScenarioRun.judge(scenario, try PaymentsWorld.run(scenario.world))
         #expect(failing.status == .thresholdFailed, "\(failing.verdicts)")
-        let (minimal, _) = try Shrinker.shrink(scenario.world.faults) { faults in
+        let (minimal, _, _) = try Shrinker.shrink(scenario.world.faults) { faults in
             var world = scenario.world
             world.faults = faults
             return ScenarioRun.judge(scenario, try PaymentsWorld.run(world)).status == .thresholdFailed
