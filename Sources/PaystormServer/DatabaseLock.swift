@@ -5,8 +5,8 @@ import Foundation
 /// one database would both relay its outbox, run its consumers and recover
 /// its attempts; the second is refused before it writes anything.
 ///
-/// The lock is on the file's inode, so another path to the same database
-/// (`./a.sqlite`, a symbolic link) meets it too, and the kernel releases it
+/// The lock file is named from the database's real path, so another path to
+/// the same database (`./a.sqlite`, a symbolic link) meets it too; the kernel releases it
 /// when the process ends however it ends (`kill -9` included): a lock file
 /// left behind holds nothing. It is not SQLite's own locking, which is
 /// per transaction and lets a second server in between them.
@@ -22,7 +22,21 @@ public final class DatabaseLock: Sendable {
     deinit { close(descriptor) }
 
     /// The lock file of the database at `databasePath`.
-    public static func lockPath(of databasePath: String) -> String { databasePath + ".lock" }
+    /// The file's real path (symbolic links and `.` and `..` resolved)
+    /// with `.lock` added, so every path to one database names one lock file.
+    /// For a database not made yet, its directory's real path and its name.
+    public static func lockPath(of databasePath: String) -> String {
+        func real(_ path: String) -> String? {
+            guard let resolved = realpath(path, nil) else { return nil }
+            defer { free(resolved) }
+            return String(cString: resolved)
+        }
+        if let file = real(databasePath) { return file + ".lock" }
+        let directory = (databasePath as NSString).deletingLastPathComponent
+        let name = (databasePath as NSString).lastPathComponent
+        guard let resolved = real(directory.isEmpty ? "." : directory) else { return databasePath + ".lock" }
+        return (resolved as NSString).appendingPathComponent(name) + ".lock"
+    }
 
     /// Takes the lock of the database at `databasePath`, making its lock
     /// file if need be, or throws a ``ServerError`` naming the database when

@@ -370,6 +370,10 @@ final class CLITests {
         let relative = try paystorm(["serve", "--port", "0", "--database", scratch + "/./held.sqlite", "--psp-url", "http://127.0.0.1:9"],
                                     timeoutSeconds: 20)
         #expect(relative.status == 64, "\(relative.error)")
+        let link = scratch + "/link.sqlite"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: database)
+        let linked = try paystorm(["serve", "--port", "0", "--database", link, "--psp-url", "http://127.0.0.1:9"], timeoutSeconds: 20)
+        #expect(linked.status == 64 && linked.error.contains("another paystorm serve"), "\(linked.error)")
         let taken = try paystorm(["serve", "--port", port, "--database", scratch + "/fresh.sqlite", "--psp-url", "http://127.0.0.1:9"],
                                  timeoutSeconds: 20)
         #expect(taken.status == 64, "\(taken.error)")
