@@ -131,8 +131,12 @@ final class Monitor: SimActor {
     /// this, a run shorter than one window, or the last part of any run,
     /// would report its answers with no latency and no gauges.
     func closeLastWindow(kernel: SimulationKernel<WorldMessage>) {
-        let now = kernel.now.nanoseconds
-        guard now % world.metrics.windowNanoseconds != 0 || world.metrics.hasOpenLatencies else { return }
-        closeWindow(at: now, kernel: kernel)
+        let now = kernel.now.nanoseconds, width = world.metrics.windowNanoseconds
+        if let open = world.metrics.openLatencyWindow {
+            // Answered in the window that begins at the run's last instant, after its sample: that window, not the one before.
+            closeWindow(at: (Int64(open) + 1) * width, kernel: kernel)
+        } else if now % width != 0 {
+            closeWindow(at: now, kernel: kernel)
+        }
     }
 }

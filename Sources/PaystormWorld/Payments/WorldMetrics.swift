@@ -125,6 +125,7 @@ public final class WorldMetrics {
             windows[index].answered += 1
             latencies.append(Float(latencySeconds))
             windowLatencies.append(latencySeconds)
+            openLatencyWindow = index
         } else {
             windows[index].failed += 1
             if throttled {
@@ -151,8 +152,8 @@ public final class WorldMetrics {
 
     func pspCallCounted(at nanoseconds: Int64) { windows[window(at: nanoseconds)].pspCalls += 1 }
 
-    /// Whether answers wait for a window to be closed.
-    var hasOpenLatencies: Bool { !windowLatencies.isEmpty }
+    /// The window whose answers wait to be closed, if any answers do.
+    private(set) var openLatencyWindow: Int?
 
     /// Closes the window that ends at `nanoseconds` with the sampled gauges.
     func closeWindow(at nanoseconds: Int64, queueDepth: Int, lag: Int, outboxBacklog: Int, deadLetters: Int) {
@@ -167,6 +168,7 @@ public final class WorldMetrics {
             windows[index].latencyP99Seconds = windowLatencies[SortedSample.nearestRankIndex(0.99, count: windowLatencies.count)]
             windows[index].latencyMaxSeconds = windowLatencies.last!
             windowLatencies.removeAll(keepingCapacity: true)
+            openLatencyWindow = nil
         }
     }
 }
