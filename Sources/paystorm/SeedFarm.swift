@@ -4,7 +4,7 @@ import PaystormScenario
 
 /// Runs one scenario over a range of seeds, one child process per seed,
 /// `jobs` at a time, then merges the per-seed reports: each seed is one
-/// independent unit, combined with t-intervals.
+/// independent unit, merged as `FarmSummary` says.
 struct SeedFarm {
     var scenario: Scenario
     var file: String

@@ -230,6 +230,7 @@ struct WebhookTests {
             (#"{"event_id":3,"type":"charge.succeeded","psp_reference":"pay-1:stripe"}"#, ["event_id", "expected a string"]),
             (#"{"event_id":"e4","type":null,"psp_reference":"pay-1:stripe"}"#, ["type", "null"]),
             ("{not json", ["not valid JSON"]),
+            ("[]", ["the body must be a JSON object of event_id, type and psp_reference"]),
         ]
         for (body, words) in cases {
             let message = refusal(body)

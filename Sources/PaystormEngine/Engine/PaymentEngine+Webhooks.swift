@@ -45,6 +45,7 @@ extension PSPWebhookPayload {
         case let .valueNotFound(_, context):
             return "\(field(context.codingPath)): expected \(expected(context.codingPath)), found null"
         case let .typeMismatch(_, context):
+            guard !context.codingPath.isEmpty else { return "the body must be a JSON object of event_id, type and psp_reference" }
             return "\(field(context.codingPath)): expected \(expected(context.codingPath))"
         case let .dataCorrupted(context):
             guard !context.codingPath.isEmpty else { return "the body is not valid JSON" }

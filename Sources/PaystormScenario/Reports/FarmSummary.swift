@@ -1,8 +1,9 @@
 import Foundation
 import PaystormStatistics
 
-/// A seed farm's per-seed results merged (`summary.md`): each seed is one
-/// independent unit, combined across seeds with t-intervals.
+/// A seed farm's per-seed results merged (`summary.md`): latency with each
+/// seed one independent unit (t-intervals across seeds); availability from
+/// every seed's requests together (Clopper–Pearson), beside the seeds' range.
 public struct FarmSummary {
     public var headline: String
     public var markdown: String
