@@ -204,19 +204,27 @@ public enum Comparison {
             let change = x == 0 ? (y == 0 ? "=" : "new") : String(format: "%+.1f%%", (y - x) / abs(x) * 100)
             return Row(metric: metric, a: format(x), b: format(y), change: change, pValue: p, significant: (p ?? 1) < alpha)
         }
-        func ms(_ v: Double) -> String { String(format: "%.1f ms", v * 1_000) }
-        func q(_ d: ReportDocument, _ percentile: Double, terminal: Bool = false) -> Double {
-            (terminal ? d.timeToTerminal : d.latency).first { abs($0.percentile - percentile) < 1e-9 }?.seconds ?? 0
+        /// A row with a side that has no value (no answer to take a latency
+        /// from, or a figure a measured run cannot see): "n/a", no change, no test.
+        func rowOrNA(_ metric: String, _ x: Double?, _ y: Double?, format: @escaping (Double) -> String,
+                 series: ((WorldMetrics.Window, Double) -> Double?)? = nil) -> Row {
+            guard let x, let y else {
+                return Row(metric: metric, a: x.map(format) ?? "n/a", b: y.map(format) ?? "n/a", change: "—", pValue: nil, significant: false)
+            }
+            return row(metric, x, y, format: format, series: series)
         }
+        func ms(_ v: Double) -> String { String(format: "%.1f ms", v * 1_000) }
+        func q(_ d: ReportDocument, _ percentile: Double, terminal: Bool = false) -> Double? {
+            (terminal ? d.timeToTerminal : d.latency).first { abs($0.percentile - percentile) < 1e-9 }?.seconds
+        }
+        /// A figure of the simulation only: a measured run (`paystorm load`) sees answers, not the server's inside.
+        func simulated(_ d: ReportDocument, _ value: Double) -> Double? { d.isMeasured ? nil : value }
         return [
-            row("latency p50", q(a, 50), q(b, 50), format: ms) { window, _ in window.answered > 0 ? window.latencyP50Seconds : nil },
-            row("latency p99", q(a, 99), q(b, 99), format: ms) { window, _ in window.answered > 0 ? window.latencyP99Seconds : nil },
-            row("latency p99.9", q(a, 99.9), q(b, 99.9), format: ms),
-            a.timeToTerminal.isEmpty || b.timeToTerminal.isEmpty
-                // A measured run (`paystorm load`) sees acknowledgements, not terminal states.
-                ? Row(metric: "time to terminal p99", a: a.timeToTerminal.isEmpty ? "n/a" : ms(q(a, 99, terminal: true)),
-                      b: b.timeToTerminal.isEmpty ? "n/a" : ms(q(b, 99, terminal: true)), change: "—", pValue: nil, significant: false)
-                : row("time to terminal p99", q(a, 99, terminal: true), q(b, 99, terminal: true), format: ms),
+            rowOrNA("latency p50", q(a, 50), q(b, 50), format: ms) { window, _ in window.answered > 0 ? window.latencyP50Seconds : nil },
+            rowOrNA("latency p99", q(a, 99), q(b, 99), format: ms) { window, _ in window.answered > 0 ? window.latencyP99Seconds : nil },
+            rowOrNA("latency p99.9", q(a, 99.9), q(b, 99.9), format: ms),
+            // A measured run sees acknowledgements, not terminal states.
+            rowOrNA("time to terminal p99", q(a, 99, terminal: true), q(b, 99, terminal: true), format: ms),
             row("availability", a.requests.availability, b.requests.availability, format: { Threshold.percent($0) }) { window, _ in
                 let finished = window.answered + window.failed
                 return finished > 0 ? Double(window.answered) / Double(finished) : nil
@@ -225,10 +233,10 @@ public enum Comparison {
             row("achieved rate", a.requests.achievedPerSecond, b.requests.achievedPerSecond, format: { String(format: "%.1f/s", $0) }) {
                 window, seconds in Double(window.answered) / seconds
             },
-            row("retries", Double(a.requests.retries), Double(b.requests.retries), format: { String(Int($0)) }),
-            row("consumer lag", Double(a.windows.map(\.consumerLag).max() ?? 0), Double(b.windows.map(\.consumerLag).max() ?? 0),
+            rowOrNA("retries", simulated(a, Double(a.requests.retries)), simulated(b, Double(b.requests.retries)), format: { String(Int($0)) }),
+            rowOrNA("consumer lag", simulated(a, Double(a.windows.map(\.consumerLag).max() ?? 0)), simulated(b, Double(b.windows.map(\.consumerLag).max() ?? 0)),
                 format: { "max \(Int($0))" }) { window, _ in Double(window.consumerLag) },
-            row("violations", Double(a.violationTotal), Double(b.violationTotal), format: { String(Int($0)) }),
+            rowOrNA("violations", simulated(a, Double(a.violationTotal)), simulated(b, Double(b.violationTotal)), format: { String(Int($0)) }),
         ]
     }
 }

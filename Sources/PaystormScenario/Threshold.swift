@@ -29,6 +29,16 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         case fraudPrecision, fraudRecall
     }
 
+    /// Whether a run measured from outside the server (`paystorm load`) sees
+    /// this metric: it sees answers and their latency, not the invariants,
+    /// the payments' ends or fraud, which only the server's database holds.
+    public var isMeasuredFromOutside: Bool {
+        switch metric {
+        case .latency, .latencyCountingUnanswered, .availability, .errorRate, .throughput: true
+        case .timeToTerminal, .violations, .safetyViolations, .livenessViolations, .lost, .fraudPrecision, .fraudRecall: false
+        }
+    }
+
     public enum Comparison: String, Sendable, CaseIterable {
         case lessOrEqual = "<=", greaterOrEqual = ">=", equal = "==", notEqual = "!=", less = "<", greater = ">"
 

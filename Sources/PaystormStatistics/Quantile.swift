@@ -85,8 +85,11 @@ public struct SortedSample: Sendable {
         let r = Self.largestIndex(upTo: n) { Binomial.cdf($0, trials: n, probability: p) <= tail }
         // s = smallest rank with B(s) ≥ 1 − tail; the upper end is X₍s+1₎.
         let s = Self.smallestIndex(upTo: n) { Binomial.cdf($0, trials: n, probability: p) >= 1 - tail }
-        let lower: Double? = r.map { values[$0] }                 // X₍r+1₎ is values[r]
-        let upper: Double? = (s < n) ? values[s] : nil             // X₍s+1₎ is values[s]
+        // The interval holds its own estimate: the estimate interpolates
+        // between ranks, and in a sample's far tail it can fall below X₍r+1₎.
+        // Widening to it only raises the coverage.
+        let lower: Double? = r.map { min(values[$0], value) }      // X₍r+1₎ is values[r]
+        let upper: Double? = (s < n) ? max(values[s], value) : nil // X₍s+1₎ is values[s]
         let coverageHigh = s < n ? Binomial.cdf(s, trials: n, probability: p) : 1
         let coverageLow = r.map { Binomial.cdf($0, trials: n, probability: p) } ?? 0
         return QuantileEstimate(
@@ -120,10 +123,11 @@ public struct SortedSample: Sendable {
         let tail = (1 - confidence) / 2
         let r = Self.largestIndex(upTo: n) { Binomial.cdf($0, trials: n, probability: p) <= tail }
         let s = Self.smallestIndex(upTo: n) { Binomial.cdf($0, trials: n, probability: p) >= 1 - tail }
-        let upper: Double? = s < known ? values[s] : nil
+        // As in quantile(_:confidence:), the interval holds its own estimate.
+        let upper: Double? = s < known ? (value.isFinite ? max(values[s], value) : values[s]) : nil
         let coverageHigh = s < n ? Binomial.cdf(s, trials: n, probability: p) : 1
         let coverageLow = r.map { Binomial.cdf($0, trials: n, probability: p) } ?? 0
-        return QuantileEstimate(probability: p, value: value, lower: r.map(at), upper: upper,
+        return QuantileEstimate(probability: p, value: value, lower: r.map { min(at($0), value) }, upper: upper,
                                 confidence: confidence, achievedCoverage: coverageHigh - coverageLow)
     }
 

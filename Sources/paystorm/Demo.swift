@@ -53,7 +53,7 @@ extension Paystorm {
             lines.append("availability >= \(format(r.availabilityLowerBound * 100, 4))% at \(confidence)% confidence (Clopper-Pearson)")
             lines.append("latency (ms, \(confidence)% order-statistic interval):")
             for q in r.latency {
-                let lower = q.lower.map { format($0 * 1000, 2) } ?? "-inf"
+                let lower = q.lower.map { format($0 * 1000, 2) } ?? "n/a (too few samples)"
                 let upper = q.upper.map { format($0 * 1000, 2) } ?? "n/a (too few samples)"
                 let label = "p" + trimmed(q.probability * 100)
                 lines.append("  \(label.padding(toLength: 8, withPad: " ", startingAt: 0)) \(format(q.value * 1000, 2))  [\(lower), \(upper)]")

@@ -360,11 +360,18 @@ struct Load: AsyncParsableCommand {
     }
 
     func parsedThresholds() throws -> [Threshold] {
+        let parsed: [Threshold]
         do {
-            return try thresholds.map { text throws(ThresholdSyntaxError) in try Threshold.parse(text) }
+            parsed = try thresholds.map { text throws(ThresholdSyntaxError) in try Threshold.parse(text) }
         } catch {
             throw ValidationError("--threshold: \(error)")
         }
+        // Judged from zeros it never measured, such a threshold would pass whatever the server did.
+        if let index = parsed.firstIndex(where: { !$0.isMeasuredFromOutside }) {
+            throw ValidationError("--threshold '\(thresholds[index])': a load run sees the answers, not the invariants, "
+                + "the payments' ends or fraud; check those on the server's database with `paystorm audit`")
+        }
+        return parsed
     }
 
     /// The generator's options from the command's: the mix as shares, the arrivals.
@@ -433,6 +440,11 @@ struct Load: AsyncParsableCommand {
             print("of the unanswered, \(result.unsent) were never sent within half their timeout: all \(connections) connections were busy (the server answered too slowly for this rate; --connections raises the limit), or the generator fell behind (its lag is below)")
         }
         print("acknowledged payments: \(result.acknowledged.count)")
+        // Counted as answered (the server worked as specified), but a generator refused this often is not measuring what it meant to.
+        if r.total > 0 && r.clientErrors * 10 >= r.total {
+            FileHandle.standardError.write(Data(("warning: \(r.clientErrors) of \(r.total) requests were refused with a 4xx. "
+                + "If this database has seen `paystorm load --seed \(seed)` before, its idempotency keys repeat: give each run its own --seed.\n").utf8))
+        }
         for verdict in document.thresholds {
             print("  \(verdict.outcome.rawValue.uppercased()) \(verdict.threshold): \(verdict.observed) — \(verdict.detail)")
         }

@@ -85,6 +85,11 @@ extension Paystorm {
 
         func run() throws {
             let original = try readReport(report)
+            guard !original.isMeasured else {
+                FileHandle.standardError.write(Data(("error: \(report) is a measured run (paystorm load against \(original.scenario.file)): "
+                    + "a live server cannot be replayed; `paystorm load` with --seed \(original.seed) offers the same schedule again\n").utf8))
+                throw ExitCode(ExitStatus.badInput.rawValue)
+            }
             let path = scenario ?? "Scenarios/\(original.scenario.file)"
             if scenario == nil && !FileManager.default.fileExists(atPath: path) {
                 FileHandle.standardError.write(Data(("error: the report was made from \(original.scenario.file) (hash \(original.scenario.hash)), "
@@ -205,8 +210,10 @@ extension Paystorm {
 
         func run() throws {
             let left = try readReport(a), right = try readReport(b)
-            print("A: \(left.scenario.name) seed \(left.seed) (\(left.verdict.status))")
-            print("B: \(right.scenario.name) seed \(right.seed) (\(right.verdict.status))")
+            for (side, document) in [("A", left), ("B", right)] {
+                print("\(side): \(document.scenario.name) seed \(document.seed) (\(document.verdict.status))"
+                      + (document.isMeasured ? ", measured against \(document.scenario.file) on wall time: what only the server sees reads n/a" : ""))
+            }
             print("")
             let rows = Comparison.compare(left, right, alpha: alpha)
             let width = (rows.map(\.metric.count).max() ?? 10) + 2

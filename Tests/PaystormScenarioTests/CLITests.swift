@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PaystormScenario
 
 /// The `paystorm` executable as CI meets it: exit codes and messages.
 @Suite("CLI: exit codes and messages")
@@ -153,6 +154,25 @@ final class CLITests {
         #expect(try paystorm(["run", scenario, "--out", out, "--quiet"]).status == 0)
         let lost = try paystorm(["replay", out + "/tiny-3"])
         #expect(lost.status == 64 && lost.error.contains("which is not at Scenarios/tiny.yaml; pass it with --scenario PATH"), "\(lost.error)")
+    }
+
+    @Test("what a command cannot do is refused before it starts: unmeasurable load thresholds, a measured run's replay, runs too short or too long")
+    func refusedUpFront() throws {
+        // Nothing listens on port 9: each is refused before any connection.
+        for threshold in ["violations == 0", "lost == 0", "terminal_p(99) < 5s", "fraud_recall >= 90%"] {
+            let load = try paystorm(["load", "http://127.0.0.1:9", "--rate", "1", "--duration", "1", "--threshold", threshold])
+            #expect(load.status == 64 && load.error.contains("paystorm audit"), "\(threshold): \(load.error)")
+        }
+        var document = sampleDocument()
+        document.simulation.traceHash = ReportDocument.measuredTraceHash
+        let measured = scratch + "/measured"
+        _ = try ReportWriter.write(document, to: measured)
+        let replay = try paystorm(["replay", measured])
+        #expect(replay.status == 64 && replay.error.contains("a live server cannot be replayed"), "\(replay.error)")
+        let world = try paystorm(["bench", "world", "--payments", "2000"])
+        #expect(world.status == 64 && world.error.contains("20000...100000000"), "\(world.error)")
+        let demo = try paystorm(["demo", "--requests", "100", "--rate", "1e-9"])
+        #expect(demo.status == 64 && demo.error.contains("30 days of virtual time"), "\(demo.status) \(demo.error)")
     }
 
     @Test("a seed farm runs every seed and merges them; replay re-runs a report and matches its trace")

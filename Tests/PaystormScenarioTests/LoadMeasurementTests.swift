@@ -49,3 +49,46 @@ struct LoadMeasurementTests {
         #expect(html.contains("not known"), "the HTML report says so too")
     }
 }
+
+@Suite("A measured run's reports and comparisons claim only what it measured")
+struct MeasuredReportTests {
+    /// The sample run as `paystorm load` would report it: measured, no latency where nothing was answered.
+    func measured() -> ReportDocument {
+        var document = sampleDocument()
+        document.simulation.traceHash = ReportDocument.measuredTraceHash
+        document.timeToTerminal = []
+        return document
+    }
+
+    @Test("no invariant is said to hold, nor given a JUnit case, and the time is wall time")
+    func reportsSayWhatWasNotChecked() {
+        let document = measured()
+        let markdown = ReportWriter.markdown(document)
+        #expect(markdown.contains("Not checked here: a load run sees the answers only") && !markdown.contains("every safety invariant held"))
+        #expect(markdown.contains("s of wall time") && !markdown.contains("virtual time"))
+        let junit = ReportWriter.junit(document)
+        #expect(!junit.contains(".invariants\""), "\(junit)")
+        let html = HTMLReport.render(document)
+        #expect(html.contains("Not checked here") && !html.contains("No violations: every safety invariant held"))
+        #expect(html.contains("wall time (s)") && !html.contains("virtual time (s)") && !html.contains("byte for byte"))
+        // A simulated run says all of it as before.
+        #expect(ReportWriter.markdown(sampleDocument()).contains("safety violation(s)"))
+        #expect(ReportWriter.junit(sampleDocument()).contains(".invariants\""))
+    }
+
+    @Test("compare reads n/a for a side without the figure, never a 0 that looks measured")
+    func compareSaysNotAvailable() throws {
+        var unanswered = sampleDocument()
+        unanswered.latency = []
+        let rows = Comparison.compare(sampleDocument(), unanswered)
+        let p50 = try #require(rows.first { $0.metric == "latency p50" })
+        #expect(p50.b == "n/a" && p50.change == "—" && p50.pValue == nil, "\(p50)")
+        let measuredRows = Comparison.compare(sampleDocument(), measured())
+        for metric in ["retries", "consumer lag", "violations", "time to terminal p99"] {
+            let row = try #require(measuredRows.first { $0.metric == metric })
+            #expect(row.a != "n/a" || metric == "time to terminal p99", "\(row)")
+            #expect(row.b == "n/a" && row.change == "—", "\(row)")
+        }
+        #expect(measuredRows.first { $0.metric == "latency p50" }?.b != "n/a")
+    }
+}

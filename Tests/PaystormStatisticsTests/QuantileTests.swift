@@ -33,6 +33,25 @@ struct QuantileTests {
         }
     }
 
+    /// In a small sample's far tail the order-statistic interval's lower rank
+    /// can sit above the interpolated estimate: of 1…10, p99.9 interpolates to
+    /// 9.991 while the lower end's rank is the 10th value.
+    @Test func theIntervalHoldsItsOwnEstimate() throws {
+        let sample = try SortedSample((1...10).map(Double.init))
+        let estimate = try sample.quantile(0.999, confidence: 0.95)
+        #expect(abs(estimate.value - 9.991) < 1e-9)
+        #expect(try #require(estimate.lower) <= estimate.value)
+        for n in [10, 17, 100, 1_000] {
+            let values = try SortedSample((1...n).map { pow(Double($0), 3) })
+            for p in [0.5, 0.9, 0.99, 0.999, 0.9999] {
+                let q = try values.quantile(p, confidence: 0.95)
+                #expect((q.lower ?? -.infinity) <= q.value && q.value <= (q.upper ?? .infinity), "n \(n) p \(p): \(q)")
+                let open = try values.quantile(p, confidence: 0.95, unboundedAbove: 1)
+                #expect((open.lower ?? -.infinity) <= open.value, "n \(n) p \(p) with one unanswered: \(open)")
+            }
+        }
+    }
+
     /// Values never observed (requests never answered) sit above every
     /// value: the same order statistics over them all, with the unbounded
     /// ranks at +infinity; none at all is the plain estimate.

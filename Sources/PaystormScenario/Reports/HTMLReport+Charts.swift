@@ -13,7 +13,7 @@ extension HTMLReport {
         let fallbackEnd = max(document.simulation.virtualSeconds, bands.map(\.toSeconds).filter(\.isFinite).max() ?? 0)
         func chart(_ title: String, _ yTitle: String, _ series: [TimeSeriesChart.Series]) -> String {
             TimeSeriesChart(title: title, yTitle: yTitle, windowStartSeconds: starts, windowSeconds: windowSeconds, series: series,
-                            bands: bands, fallbackEndSeconds: fallbackEnd).render()
+                            bands: bands, fallbackEndSeconds: fallbackEnd, xTitle: document.isMeasured ? "wall time (s)" : "virtual time (s)").render()
         }
         func perSecond(_ count: KeyPath<WorldMetrics.Window, Int>) -> [Double] {
             windows.map { Double($0[keyPath: count]) / windowSeconds }

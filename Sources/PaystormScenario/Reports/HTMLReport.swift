@@ -65,8 +65,11 @@ public enum HTMLReport {
         let meta: [(String, String)] = [
             ("seed", String(document.seed)), ("scenario hash", scenario.hash), ("file", scenario.file),
             ("paystorm", document.paystormVersion), ("schema", document.schema),
-            ("virtual time", ReportFormat.seconds(document.simulation.virtualSeconds)),
-            ("events", ReportFormat.count(document.simulation.events)), ("trace hash", document.simulation.traceHash),
+            document.isMeasured ? ("wall time", ReportFormat.seconds(document.simulation.virtualSeconds))
+                                : ("virtual time", ReportFormat.seconds(document.simulation.virtualSeconds)),
+            document.isMeasured ? ("requests", ReportFormat.count(document.simulation.events))
+                                : ("events", ReportFormat.count(document.simulation.events)),
+            ("trace hash", document.simulation.traceHash),
         ]
         html += "<div class=\"meta\">" + meta.map { "<span><b>\(ReportFormat.escape($0.0))</b> <code>\(ReportFormat.escape($0.1))</code></span>" }.joined() + "</div>\n"
 
@@ -87,7 +90,8 @@ public enum HTMLReport {
     private static func footer(_ document: ReportDocument) -> String {
         "<footer>paystorm \(ReportFormat.escape(document.paystormVersion)) · \(ReportFormat.escape(document.schema)) · "
             + "scenario \(ReportFormat.escape(document.scenario.name)) · seed \(document.seed) · hash <code>\(ReportFormat.escape(document.scenario.hash))</code>. "
-            + "The same scenario, seed and build give this page byte for byte.</footer>\n"
+            + (document.isMeasured ? "Measured against a live server on wall time: another run gives other figures."
+                                   : "The same scenario, seed and build give this page byte for byte.") + "</footer>\n"
     }
 
     // MARK: Sections
@@ -148,6 +152,9 @@ public enum HTMLReport {
 
     private static func violations(_ document: ReportDocument) -> String {
         let total = max(document.violationTotal, document.violations.count)
+        if document.isMeasured {
+            return "<p class=\"muted\">Not checked here: a load run sees the answers only. <code>paystorm audit</code> checks every invariant on the server's database.</p>\n"
+        }
         guard total > 0 else {
             return "<p class=\"clean\">✓ No violations: every safety invariant held and every liveness check passed.</p>\n"
         }

@@ -42,6 +42,8 @@ struct TimeSeriesChart {
     var bands: [Band]
     /// Where the time axis ends when there are no windows to say so.
     var fallbackEndSeconds: Double
+    /// The time axis's title: virtual time for a simulated run, wall time for a measured one.
+    var xTitle = "virtual time (s)"
 
     private let width = 1120.0, height = 344.0
     /// The legend sits above the plot and the fault labels between the two,
@@ -121,7 +123,7 @@ struct TimeSeriesChart {
             canvas.text(xAxis.label(tick), x: x(tick), y: plotBottom + 19, anchor: "middle", className: "tick")
         }
         canvas.line(x1: plotLeft, y1: plotTop, x2: plotLeft, y2: plotBottom, className: "axis")
-        canvas.text("virtual time (s)", x: (plotLeft + plotRight) / 2, y: height - 8, anchor: "middle", className: "axis-title")
+        canvas.text(xTitle, x: (plotLeft + plotRight) / 2, y: height - 8, anchor: "middle", className: "axis-title")
         canvas.text(yTitle, x: 16, y: (plotTop + plotBottom) / 2, anchor: "middle", className: "axis-title", rotated: true)
 
         let bandsDrawn = drawBands(&canvas, axisEndSeconds: xAxis.top, x: x)

@@ -34,6 +34,9 @@ public enum QueueingDemo {
             }
             try require((1...50_000_000).contains(requests), "requests", "1...50000000")
             try require(ratePerSecond.isFinite && ratePerSecond > 0 && ratePerSecond <= 1e7, "rate", "a rate in (0, 10000000] per second")
+            // Virtual time is kept in Int64 nanoseconds: a run must end well inside it.
+            try require(Double(requests) / ratePerSecond <= 30 * 86_400, "rate",
+                        "a rate at which the \(requests) requests take at most 30 days of virtual time (at least \(Double(requests) / (30 * 86_400)) per second)")
             try require((1...1000).contains(servers), "servers", "1...1000")
             try require((1...10_000).contains(workersPerServer), "workers", "1...10000")
             try require((1...10_000_000).contains(queueCapacity), "queue", "1...10000000")
