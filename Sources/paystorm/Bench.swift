@@ -168,6 +168,13 @@ struct BenchmarkDatabase: ParsableArguments {
         if let store, FileManager.default.fileExists(atPath: store) {
             throw ValidationError("--store \(store) already exists; the benchmark needs a new file")
         }
+        if let store {
+            let directory = (store as NSString).deletingLastPathComponent
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("--store \(store): no directory \(directory) to make it in")
+            }
+        }
     }
 
     var location: Store.Location { store.map { .file(path: $0) } ?? .memory }

@@ -335,7 +335,7 @@ struct Load: AsyncParsableCommand {
     @Argument(help: "The server's base URL.") var url: String
     @Option(help: "Requests per second offered.") var rate: Double
     @Option(help: "Seconds of load.") var duration: Double
-    @Option(help: "Shares of payments, refunds and reads, e.g. payments=0.8,refunds=0.1,reads=0.1.") var mix = "payments=1"
+    @Option(help: "Shares of payments, refunds and reads, as weights divided by their sum, e.g. payments=0.8,refunds=0.1,reads=0.1.") var mix = "payments=1"
     @Option(help: "Arrivals: poisson or constant.") var arrivals = "poisson"
     @Option(help: "Distinct merchants (keys sk_test_m0 … ).") var merchants = 20
     @Option(help: "HTTP connections, at most.") var connections = 64
@@ -378,11 +378,13 @@ struct Load: AsyncParsableCommand {
     func options() throws -> LoadGenerator.Options {
         var options = LoadGenerator.Options(url: url, rate: rate, durationSeconds: duration)
         var shares = ["payments": 0.0, "refunds": 0.0, "reads": 0.0]
+        var given: Set<String> = []
         for part in mix.split(separator: ",") {
             let pair = part.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
             guard pair.count == 2, shares[pair[0]] != nil, let value = Double(pair[1]), value >= 0, value.isFinite else {
                 throw ValidationError("--mix: expected payments=X,refunds=Y,reads=Z with shares >= 0, found \"\(part)\"")
             }
+            guard given.insert(pair[0]).inserted else { throw ValidationError("--mix: \(pair[0]) is given twice") }
             shares[pair[0]] = value
         }
         let sum = shares.values.reduce(0, +)

@@ -171,6 +171,10 @@ final class CLITests {
         #expect(replay.status == 64 && replay.error.contains("a live server cannot be replayed"), "\(replay.error)")
         let world = try paystorm(["bench", "world", "--payments", "2000"])
         #expect(world.status == 64 && world.error.contains("20000...100000000"), "\(world.error)")
+        let mix = try paystorm(["load", "http://127.0.0.1:9", "--rate", "1", "--duration", "1", "--mix", "payments=1,payments=2"])
+        #expect(mix.status == 64 && mix.error.contains("payments is given twice"), "\(mix.error)")
+        let store = try paystorm(["bench", "store", "--store", scratch + "/no/such/dir/x.sqlite"])
+        #expect(store.status == 64 && store.error.contains("no directory"), "\(store.error)")
         let demo = try paystorm(["demo", "--requests", "100", "--rate", "1e-9"])
         #expect(demo.status == 64 && demo.error.contains("30 days of virtual time"), "\(demo.status) \(demo.error)")
     }

@@ -32,6 +32,15 @@ struct EmptyWindowTests {
         #expect(html.contains("The lines break over windows in which no request was answered."))
     }
 
+    @Test("the error-rate chart of a window that failed whole tops out at 100%, not the headroom above it")
+    func errorRateCeiling() throws {
+        let html = HTMLReport.render(outageDocument())
+        let title = try #require(html.range(of: "Error and throttle rate per window"))
+        let chart = html[title.lowerBound ..< html.range(of: "</svg>", range: title.upperBound ..< html.endIndex)!.upperBound]
+        let ticks = chart.matches(of: /class="tick"[^>]*>([0-9.]+)</).map { String($0.output.1) }
+        #expect(ticks.contains("100") && !ticks.contains("150"), "\(ticks)")
+    }
+
     @Test("runs of values between gaps")
     func runs() {
         #expect(TimeSeriesChart.runs([1, nil, 2, 3, nil, nil, 4]) == [0..<1, 2..<4, 6..<7])

@@ -11,9 +11,10 @@ extension HTMLReport {
             TimeSeriesChart.Band(label: $0.label, fromSeconds: $0.atSeconds, toSeconds: $0.actedUntilSeconds)
         }
         let fallbackEnd = max(document.simulation.virtualSeconds, bands.map(\.toSeconds).filter(\.isFinite).max() ?? 0)
-        func chart(_ title: String, _ yTitle: String, _ series: [TimeSeriesChart.Series]) -> String {
+        func chart(_ title: String, _ yTitle: String, _ series: [TimeSeriesChart.Series], ceiling: Double? = nil) -> String {
             TimeSeriesChart(title: title, yTitle: yTitle, windowStartSeconds: starts, windowSeconds: windowSeconds, series: series,
-                            bands: bands, fallbackEndSeconds: fallbackEnd, xTitle: document.isMeasured ? "wall time (s)" : "virtual time (s)").render()
+                            bands: bands, fallbackEndSeconds: fallbackEnd, xTitle: document.isMeasured ? "wall time (s)" : "virtual time (s)",
+                            yCeiling: ceiling).render()
         }
         func perSecond(_ count: KeyPath<WorldMetrics.Window, Int>) -> [Double] {
             windows.map { Double($0[keyPath: count]) / windowSeconds }
@@ -55,7 +56,7 @@ extension HTMLReport {
                        chart("Error and throttle rate per window", "share of finished (%)", [
                            .init(name: "failed", color: palette[1], values: share(\.failed), reduction: .maximum),
                            .init(name: "throttled", color: palette[3], values: share(\.throttled), reduction: .maximum, dashed: true),
-                       ]))
+                       ], ceiling: 100))
         html += figure("Backlogs", "Sampled at each window's end: work queued on the replicas, consumer lag, outbox events not yet acknowledged, dead letters.",
                        chart("Queue depth, consumer lag, outbox backlog and dead letters", "items", [
                            .init(name: "replica queue depth", color: palette[0], values: windows.map { Double($0.replicaQueueDepth) }, reduction: .maximum),

@@ -44,6 +44,8 @@ struct TimeSeriesChart {
     var fallbackEndSeconds: Double
     /// The time axis's title: virtual time for a simulated run, wall time for a measured one.
     var xTitle = "virtual time (s)"
+    /// The most the values can be (100 for a share in percent): the headroom above a peak stops there.
+    var yCeiling: Double?
 
     private let width = 1120.0, height = 344.0
     /// The legend sits above the plot and the fault labels between the two,
@@ -109,7 +111,8 @@ struct TimeSeriesChart {
         }
         let endSeconds = windowStartSeconds.last.map { $0 + span } ?? fallbackEndSeconds
         let xAxis = ChartAxis(maximum: endSeconds, targetTicks: 10, compact: false)
-        let yAxis = ChartAxis(maximum: (ys.joined().compactMap { $0 }.max() ?? 0) * headroom)
+        let peak = ys.joined().compactMap { $0 }.max() ?? 0
+        let yAxis = ChartAxis(maximum: yCeiling.map { min(peak * headroom, max(peak, $0)) } ?? peak * headroom)
         let plotWidth = plotRight - plotLeft, plotHeight = plotBottom - plotTop
         func x(_ seconds: Double) -> Double { plotLeft + xAxis.scaled(seconds, length: plotWidth) }
         func y(_ value: Double) -> Double { plotBottom - yAxis.scaled(value, length: plotHeight) }
