@@ -404,10 +404,15 @@ public enum LoadGenerator {
         /// hands its connection on.
         private func record(_ index: Int, kind: Kind, status: Int16, paymentID: String?, merchant: String, sent: Bool) {
             let now = WallClock.monotonic()
+            // The client's deadline is kept by a sweep that may fire a little
+            // after it: an answer that came past it is a timeout all the same,
+            // and what it said was not heard, as a client that gave up would not.
+            let late = status != 0 && now > deadline(index)
+            let paymentID = late ? nil : paymentID
             shared.samples.append(Sample(intendedNanoseconds: offsets[index], latencyNanoseconds: now - start - offsets[index],
-                                         status: status, kind: kind))
+                                         status: late ? 0 : status, kind: kind))
             if !sent { shared.unsent += 1 }
-            if status == 200 || status == 201 { shared.lastAccepted = max(shared.lastAccepted, now) }
+            if !late && (status == 200 || status == 201) { shared.lastAccepted = max(shared.lastAccepted, now) }
             if let paymentID {
                 shared.acknowledged.append(paymentID)
                 if shared.recent.count < 10_000 { shared.recent.append((paymentID, merchant)) } else { shared.recent[index % 10_000] = (paymentID, merchant) }

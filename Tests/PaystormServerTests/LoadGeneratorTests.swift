@@ -81,6 +81,27 @@ struct LoadGeneratorTests {
         }
     }
 
+    @Test("an answer that comes past the request's timeout is a timeout, however late the deadline sweep runs")
+    func lateAnswersTimeOut() async throws {
+        let router = Router()
+        router.post("/payments") { _, _ -> Response in
+            Response(status: .created, body: .init(byteBuffer: ByteBuffer(string: #"{"payment_id":"pay-1"}"#)))
+        }
+        let app = Application(router: router)
+        try await app.test(.live) { client in
+            // 0.8 ms: below a loopback round trip here, and far below the sweep's 20 ms.
+            var options = LoadGenerator.Options(url: "http://127.0.0.1:\(try #require(client.port))", rate: 100, durationSeconds: 0.5)
+            options.timeoutSeconds = 0.0008
+            options.poisson = false
+            let result = try await LoadGenerator.run(options)
+            #expect(!result.samples.isEmpty)
+            for sample in result.samples where sample.status != 0 {
+                #expect(sample.latencyNanoseconds <= 800_000, "answered after its timeout: \(sample)")
+            }
+            #expect(result.acknowledged.count == result.samples.filter { $0.status == 201 }.count)
+        }
+    }
+
     @Test("the gate hands a freed connection to the oldest waiter within its deadline and tells expired ones so")
     func gateOrder() {
         var gate = LoadGenerator.ConnectionGate(limit: 1)
