@@ -51,7 +51,9 @@ extension Paystorm.Bench {
                 print("round \(round): \(result.events) events in \(format(result.seconds, 3)) s = \(format(result.eventsPerSecond / 1e6, 2))M events/s")
             }
             rates.sort()
-            print("hold model: pending=\(pending) events=\(events) best=\(Int(rates.last!)) events/s median=\(Int(rates[rates.count / 2])) events/s trace=\(hash)")
+            // Of an even count, the mean of the two middle rounds (the upper one alone was the best of two).
+            let median = (rates[(rates.count - 1) / 2] + rates[rates.count / 2]) / 2
+            print("hold model: pending=\(pending) events=\(events) best=\(Int(rates.last!)) events/s median=\(Int(median)) events/s trace=\(hash)")
         }
     }
 }

@@ -175,6 +175,17 @@ final class CLITests {
         #expect(mix.status == 64 && mix.error.contains("payments is given twice"), "\(mix.error)")
         let store = try paystorm(["bench", "store", "--store", scratch + "/no/such/dir/x.sqlite"])
         #expect(store.status == 64 && store.error.contains("no directory"), "\(store.error)")
+        // Two rounds: the median is their mean, not the better one.
+        let kernel = try paystorm(["bench", "kernel", "--pending", "1000", "--events", "200000", "--repeats", "2"])
+        let line = try #require(kernel.output.firstMatch(of: /best=(\d+) events\/s median=(\d+) events\/s/), "\(kernel.output)")
+        let rounds = kernel.output.matches(of: /round \d: 200000 events in ([0-9.]+) s/).compactMap { Double($0.output.1) }.map { 200_000 / $0 }
+        #expect(rounds.count == 2)
+        let (best, median) = (Double(line.output.1)!, Double(line.output.2)!)
+        if let slower = rounds.min(), let faster = rounds.max() {
+            // The printed seconds are rounded to the millisecond: about 0.2% of a round.
+            #expect(median >= slower * 0.995 && median <= (slower + faster) / 2 * 1.005, "\(kernel.output)")
+            if faster > slower * 1.005 { #expect(median < best, "\(kernel.output)") }
+        }
         let demo = try paystorm(["demo", "--requests", "100", "--rate", "1e-9"])
         #expect(demo.status == 64 && demo.error.contains("30 days of virtual time"), "\(demo.status) \(demo.error)")
     }
