@@ -88,10 +88,10 @@ public struct ServerOptions: Sendable {
     public static let developmentAdminKey = "sk_admin_dev"
 
     /// Refuses what would fail only once the server had made its database
-    /// and keys, or that it would take and then misuse: a URL that is not
-    /// http(s), a database path that is a directory or in a directory that
-    /// does not exist, a merchant given the admin key. (A PSP named twice is
-    /// refused by ``engineConfiguration()``.)
+    /// and keys: a URL that is not http(s), a database path that is a
+    /// directory or in a directory that does not exist. (A PSP named twice is
+    /// refused by ``engineConfiguration()``, a merchant given the admin key
+    /// by ``APIKeys/parse(_:file:adminKey:)``, which names the line.)
     public func validate() throws(ServerError) {
         try Self.checkHTTPURL(pspURL, option: "--psp-url")
         if let notifyURL { try Self.checkHTTPURL(notifyURL, option: "--notify-url") }
@@ -102,9 +102,6 @@ public struct ServerOptions: Sendable {
         let directory = URL(fileURLWithPath: databasePath).deletingLastPathComponent().path
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ServerError("--database: no directory \(directory) to hold \(databasePath)")
-        }
-        if let merchant = apiKeys[adminKey] {
-            throw ServerError("--api-keys: merchant \(merchant) is given the admin key; a key is a merchant's or the admin's, not both")
         }
     }
 

@@ -65,10 +65,8 @@ public enum HTMLReport {
         let meta: [(String, String)] = [
             ("seed", String(document.seed)), ("scenario hash", scenario.hash), ("file", scenario.file),
             ("paystorm", document.paystormVersion), ("schema", document.schema),
-            document.isMeasured ? ("wall time", ReportFormat.seconds(document.simulation.virtualSeconds))
-                                : ("virtual time", ReportFormat.seconds(document.simulation.virtualSeconds)),
-            document.isMeasured ? ("requests", ReportFormat.count(document.simulation.events))
-                                : ("events", ReportFormat.count(document.simulation.events)),
+            (document.isMeasured ? "wall time" : "virtual time", ReportFormat.seconds(document.simulation.virtualSeconds)),
+            (document.isMeasured ? "requests" : "events", ReportFormat.count(document.simulation.events)),
             ("trace hash", document.simulation.traceHash),
         ]
         html += "<div class=\"meta\">" + meta.map { "<span><b>\(ReportFormat.escape($0.0))</b> <code>\(ReportFormat.escape($0.1))</code></span>" }.joined() + "</div>\n"

@@ -142,11 +142,8 @@ public enum ReportWriter {
         lines.append("")
         lines.append("## Method")
         lines.append("")
-        if d.isMeasured {
-            lines.append("\(String(format: "%.1f", d.simulation.virtualSeconds)) s of wall time (load \(String(format: "%.1f", d.simulation.loadEndSeconds)) s), \(d.simulation.events) requests. \(d.independence)")
-        } else {
-            lines.append("\(String(format: "%.1f", d.simulation.virtualSeconds)) s of virtual time (load \(String(format: "%.1f", d.simulation.loadEndSeconds)) s), \(d.simulation.events) events. \(d.independence)")
-        }
+        let (time, counted) = d.isMeasured ? ("wall time", "requests") : ("virtual time", "events")
+        lines.append("\(String(format: "%.1f", d.simulation.virtualSeconds)) s of \(time) (load \(String(format: "%.1f", d.simulation.loadEndSeconds)) s), \(d.simulation.events) \(counted). \(d.independence)")
         return lines.joined(separator: "\n") + "\n"
     }
 
