@@ -19,7 +19,7 @@ struct Paystorm: AsyncParsableCommand {
     static func main() async {
         let command: any ParsableCommand
         do {
-            command = try await asyncParseAsRoot()
+            command = try await asyncParseAsRoot(negativeValuesJoined(Array(CommandLine.arguments.dropFirst())))
         } catch {
             exit(withError: error)
         }
@@ -36,5 +36,33 @@ struct Paystorm: AsyncParsableCommand {
         } catch {
             exit(withError: error)
         }
+    }
+
+    /// `--rate -5` as `--rate=-5`. ArgumentParser reads a word that starts
+    /// with a dash as the next option, so a negative number given to an
+    /// option used to be refused as "Missing value for '--rate <rate>'",
+    /// which sends the user looking for a value they did give. Joined, the
+    /// number reaches the option's own check, which names the range it
+    /// expects. Words after `--` are left alone.
+    static func negativeValuesJoined(_ arguments: [String]) -> [String] {
+        var joined: [String] = []
+        var index = arguments.startIndex
+        while index < arguments.endIndex {
+            let word = arguments[index]
+            if word == "--" {
+                joined += arguments[index...]
+                break
+            }
+            let next = arguments.index(after: index)
+            if word.hasPrefix("--"), !word.contains("="), next < arguments.endIndex,
+               arguments[next].wholeMatch(of: /-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?/) != nil {
+                joined.append(word + "=" + arguments[next])
+                index = arguments.index(after: next)
+            } else {
+                joined.append(word)
+                index = next
+            }
+        }
+        return joined
     }
 }

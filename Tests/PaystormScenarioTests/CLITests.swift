@@ -302,6 +302,22 @@ final class CLITests {
         #expect(try paystorm(["compare", "/nonexistent", "/nonexistent"]).status == 64)
     }
 
+    @Test("a negative number given to an option reaches that option's own check, which names what it expects")
+    func negativeOptionValues() throws {
+        let cases: [(arguments: [String], message: String)] = [
+            (["bench", "engine", "--payments", "-5"], "--payments must be in 1...50000000, got -5"),
+            (["load", "http://127.0.0.1:9", "--rate", "-2.5", "--duration", "1"], "--rate: expected requests per second in (0, 1000000], found -2.5"),
+            (["claim", "--availability", "99.9", "--failures", "-1"], "--failures"),
+            (["run", packageRoot + "/Scenarios/baseline.yaml", "--seed", "-1"], "The value '-1' is invalid for '--seed <seed>'"),
+        ]
+        for (arguments, message) in cases {
+            let outcome = try paystorm(arguments)
+            #expect(outcome.status == 64, "\(arguments): \(outcome.error)")
+            #expect(outcome.error.contains(message), "\(arguments): \(outcome.error)")
+            #expect(!outcome.error.contains("Missing value"), "\(arguments): \(outcome.error)")
+        }
+    }
+
     @Test("bench engine --runs: each run, then the median, best and worst; the SQL is the same in every run")
     func benchEngineRuns() throws {
         let result = try paystorm(["bench", "engine", "--payments", "300", "--batch", "100", "--runs", "3"])
