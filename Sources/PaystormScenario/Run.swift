@@ -74,7 +74,7 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
 
 /// The version written into every report (with the scenario hash and the
 /// seed it names a run exactly).
-public let paystormVersion = "0.8.0"
+public let paystormVersion = "0.8.1"
 
 /// One scenario run: the world's report judged by the scenario's thresholds.
 public struct ScenarioRun: Sendable {
@@ -158,7 +158,7 @@ public struct ScenarioRun: Sendable {
             psps: r.psp.map { .init(id: $0.id, charges: $0.charges, refunds: $0.refunds, statusQueries: $0.statusQueries, cancels: $0.cancels,
                                     succeeded: $0.succeeded, declined: $0.declined, transientErrors: $0.transientErrors,
                                     rateLimited: $0.rateLimited, ambiguous: $0.ambiguous, unanswered: $0.unanswered,
-                                    webhooksSent: $0.webhooksSent, voided: $0.voided) },
+                                    webhooksSent: $0.webhooksSent, voided: $0.voided, received: $0.received, notFound: $0.notFound) },
             fraud: .init(truePositives: r.fraud.truePositives, falsePositives: r.fraud.falsePositives, falseNegatives: r.fraud.falseNegatives,
                          trueNegatives: r.fraud.trueNegatives, precision: r.fraud.precision, recall: r.fraud.recall),
             infrastructure: .init(webhooksApplied: r.webhooksApplied, webhooksRejected: r.webhooksRejected, queueOverflows: r.queueOverflows,
@@ -167,7 +167,8 @@ public struct ScenarioRun: Sendable {
                                   consumerRedeliveries: r.consumerRedeliveries, rebalances: r.rebalances, brokerDeadLetters: r.brokerDeadLetters,
                                   notificationsDelivered: r.notificationsDelivered, notificationsFailed: r.notificationsFailed,
                                   networkSent: r.networkSent, networkLost: r.networkLost, networkDuplicated: r.networkDuplicated,
-                                  networkPartitioned: r.networkPartitioned, crashes: r.kernel.crashes, restarts: r.kernel.restarts),
+                                  networkPartitioned: r.networkPartitioned, crashes: r.kernel.crashes, restarts: r.kernel.restarts,
+                                  webhooksDropped: r.webhooksDropped),
             reconciliation: r.reconciliation.map { entry in
                 .init(psp: entry.psp, matched: entry.matched,
                       discrepancies: Dictionary(uniqueKeysWithValues: entry.discrepancies.map { ($0.kind, $0.count) }))

@@ -121,6 +121,23 @@ struct PaymentsWorldTests {
         #expect(report.timedOut == 0 && slowest < 10, "slowest answer \(slowest) s, \(report.timedOut) timed out")
     }
 
+    /// A webhook a full accept queue refuses is lost; the report used to
+    /// fold it into the queue overflows only, so a PSP's webhooks sent and
+    /// the webhooks applied differed with nothing to say where the rest went.
+    @Test("webhooks refused by a full accept queue are counted as dropped")
+    func droppedWebhooksCounted() throws {
+        var configuration = smallWorld(payments: 3_000, rate: 2_000)
+        configuration.service.replicas = 1
+        configuration.service.workersPerReplica = 8
+        configuration.service.queueCapacity = 200
+        configuration.service.apiServiceMedianSeconds = 0.005
+        let report = try PaymentsWorld.run(configuration)
+        #expect(report.violations == 0, "\(report.summary)")
+        #expect(report.webhooksDropped > 0 && report.webhooksDropped < report.queueOverflows, "\(report.summary)")
+        let sent = report.psp.reduce(0) { $0 + $1.webhooksSent }
+        #expect(report.webhooksApplied + report.webhooksRejected + report.webhooksDropped <= sent + report.networkDuplicated, "\(report.summary)")
+    }
+
     /// Fraudsters start bursts of payments on their own timers; the last
     /// payment a burst starts must not let an arrival start one more.
     @Test("a run starts exactly the payments asked for, fraud bursts and all", arguments: UInt64(1)...6)

@@ -79,6 +79,26 @@ struct WorldFaultTests {
         #expect(report.networkPartitioned > 0)
     }
 
+    /// The report's PSP table splits the calls that reached a PSP by what
+    /// it did with them. An ambiguous call was counted as succeeded too,
+    /// and a status query for a key the PSP never saw in no column, so the
+    /// columns did not add up to the calls.
+    @Test("each call that reached a PSP has exactly one outcome: the outcomes add up to the calls received")
+    func pspOutcomesAddUp() throws {
+        let report = try run([ScheduledFault(atSeconds: 1, durationSeconds: 3, kind: .partition(from: "replica", to: "psp.stripe", oneWay: false)),
+                              ScheduledFault(atSeconds: 5, durationSeconds: 2, kind: .pspOutage(psp: "stripe"))]) { configuration in
+            for index in configuration.psps.indices { configuration.psps[index].ambiguousRate = 0.02 }
+        }
+        expectClean(report)
+        for psp in report.psp {
+            #expect(psp.outcomes == psp.received, "\(psp)")
+        }
+        let stripe = report.psp[0]
+        let sent = stripe.charges + stripe.refunds + stripe.statusQueries + stripe.cancels
+        #expect(stripe.received < sent, "the partition lost calls on the way: \(stripe)")
+        #expect(stripe.notFound > 0 && stripe.ambiguous > 0 && stripe.unanswered > 0, "\(stripe)")
+    }
+
     @Test("a one-way partition (replies lost) leaves the outcome ambiguous until status queries settle it")
     func oneWayPartition() throws {
         let report = try run([ScheduledFault(atSeconds: 1, durationSeconds: 3, kind: .partition(from: "psp.stripe", to: "replica", oneWay: true))])

@@ -73,15 +73,15 @@ extension HTMLReport {
             title: "PSP outcomes by PSP", xTitle: "PSP calls",
             categories: [
                 .init(name: "succeeded", color: palette[2]), .init(name: "declined", color: palette[0]),
-                .init(name: "voided", color: palette[4]),
+                .init(name: "voided", color: palette[4]), .init(name: "not found", color: "#999999"),
                 .init(name: "transient", color: palette[5]), .init(name: "rate-limited", color: palette[3]),
                 .init(name: "ambiguous", color: palette[1]), .init(name: "unanswered", color: palette[6]),
             ],
             groups: document.psps.map {
-                .init(label: $0.id, counts: [$0.succeeded, $0.declined, $0.voided ?? 0, $0.transientErrors, $0.rateLimited, $0.ambiguous, $0.unanswered])
+                .init(label: $0.id, counts: [$0.succeeded, $0.declined, $0.voided ?? 0, $0.notFound ?? 0, $0.transientErrors, $0.rateLimited, $0.ambiguous, $0.unanswered])
             })
-        return figure("PSP outcomes", "What each PSP answered. Voided: the key voided at the engine's request, before a failover. "
-                          + "Ambiguous: charged, reply lost. Unanswered: dropped during an outage.", chart.render())
+        return figure("PSP outcomes", "What each PSP did with each call that reached it: one outcome a call. Voided: the key voided at the engine's request, before a failover. "
+                          + "Not found: a status query for a key the PSP never saw. Ambiguous: money moved, reply lost. Unanswered: dropped during an outage.", chart.render())
     }
 
     static func fraudChart(_ document: ReportDocument) -> String {

@@ -184,11 +184,12 @@ public enum HTMLReport {
 
     private static func pspTable(_ document: ReportDocument) -> String {
         guard !document.psps.isEmpty else { return "" }
-        let headers = ["PSP", "charges", "refunds", "status queries", "cancels", "succeeded", "declined", "voided", "transient",
-                       "rate-limited", "ambiguous", "unanswered", "webhooks sent"]
+        let headers = ["PSP", "charges", "refunds", "status queries", "cancels", "received", "succeeded", "declined", "voided", "not found",
+                       "transient", "rate-limited", "ambiguous", "unanswered", "webhooks sent"]
+        func known(_ count: Int?) -> Cell { count.map(Cell.count) ?? .number(ReportFormat.missing) }
         return table(headers, document.psps.map { psp in
-            [.code(psp.id)] + [psp.charges, psp.refunds, psp.statusQueries, psp.cancels, psp.succeeded, psp.declined].map(Cell.count)
-                + [psp.voided.map(Cell.count) ?? .number(ReportFormat.missing)]
+            [.code(psp.id)] + [psp.charges, psp.refunds, psp.statusQueries, psp.cancels].map(Cell.count)
+                + [known(psp.received), .count(psp.succeeded), .count(psp.declined), known(psp.voided), known(psp.notFound)]
                 + [psp.transientErrors, psp.rateLimited, psp.ambiguous, psp.unanswered, psp.webhooksSent].map(Cell.count)
         })
     }
@@ -238,7 +239,8 @@ public enum HTMLReport {
                                       ("lost in crashes", i.lostInCrashes), ("crashes", i.crashes), ("restarts", i.restarts)]),
             ("Broker and consumers", [("produced", i.brokerProduced), ("consumer redeliveries", i.consumerRedeliveries),
                                       ("rebalances", i.rebalances), ("dead letters", i.brokerDeadLetters)]),
-            ("Webhooks and notifications", [("webhooks applied", i.webhooksApplied), ("webhooks rejected", i.webhooksRejected),
+            ("Webhooks and notifications", [("webhooks applied", i.webhooksApplied), ("webhooks rejected", i.webhooksRejected)]
+                + (i.webhooksDropped.map { [("webhooks dropped (accept queue full)", $0)] } ?? []) + [
                                             ("notifications delivered", i.notificationsDelivered), ("notifications failed", i.notificationsFailed)]),
             ("Network", [("sent", i.networkSent), ("lost", i.networkLost), ("duplicated", i.networkDuplicated),
                          ("partitioned", i.networkPartitioned)]),

@@ -108,6 +108,14 @@ public struct ReportDocument: Codable, Sendable, Equatable {
         /// Calls answered "void" (from Paystorm 0.7.0; before, voids were
         /// counted as declines and this is absent).
         public var voided: Int? = nil
+        /// Calls that reached the PSP (network losses excluded, duplicates
+        /// included), and status queries for a key it never saw (both from
+        /// Paystorm 0.8.1; before, these were absent and `succeeded` also
+        /// counted the ambiguous calls). From 0.8.1 every received call has
+        /// exactly one outcome: succeeded, declined, voided, not found,
+        /// transient, rate-limited, ambiguous or unanswered.
+        public var received: Int? = nil
+        public var notFound: Int? = nil
     }
 
     public struct Fraud: Codable, Sendable, Equatable {
@@ -124,6 +132,8 @@ public struct ReportDocument: Codable, Sendable, Equatable {
         public var notificationsDelivered: Int, notificationsFailed: Int
         public var networkSent: Int, networkLost: Int, networkDuplicated: Int, networkPartitioned: Int
         public var crashes: Int, restarts: Int
+        /// Webhooks refused by a full accept queue, lost (from Paystorm 0.8.1).
+        public var webhooksDropped: Int? = nil
     }
 
     public struct Reconciliation: Codable, Sendable, Equatable {

@@ -90,11 +90,15 @@ public enum ReportWriter {
             lines.append("\(p.started) started, \(p.created) created; how many completed or failed is not known to the load generator, which sees answers only (`paystorm audit` checks the server's database); \(p.refundsRequested) refunds requested, \(p.refundsAccepted) accepted.")
         }
         lines.append("")
-        lines.append("| PSP | charges | refunds | status queries | voids | succeeded | declined | voided | transient | rate-limited | ambiguous | unanswered | webhooks |")
-        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        if !d.psps.isEmpty {
+            lines.append("Calls as the engine sent them; received: as they reached the PSP (network losses out, duplicates in). Each received call has one outcome: succeeded (answered), declined, voided, not found (a status query for a key the PSP never saw), transient, rate-limited, ambiguous (money moved, reply lost) or unanswered (dropped in an outage).")
+            lines.append("")
+        }
+        lines.append("| PSP | charges | refunds | status queries | voids | received | succeeded | declined | voided | not found | transient | rate-limited | ambiguous | unanswered | webhooks |")
+        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for s in d.psps {
-            let voided = s.voided.map(String.init) ?? ReportFormat.missing
-            lines.append("| \(s.id) | \(s.charges) | \(s.refunds) | \(s.statusQueries) | \(s.cancels) | \(s.succeeded) | \(s.declined) | \(voided) | \(s.transientErrors) | \(s.rateLimited) | \(s.ambiguous) | \(s.unanswered) | \(s.webhooksSent) |")
+            func known(_ count: Int?) -> String { count.map(String.init) ?? ReportFormat.missing }
+            lines.append("| \(s.id) | \(s.charges) | \(s.refunds) | \(s.statusQueries) | \(s.cancels) | \(known(s.received)) | \(s.succeeded) | \(s.declined) | \(known(s.voided)) | \(known(s.notFound)) | \(s.transientErrors) | \(s.rateLimited) | \(s.ambiguous) | \(s.unanswered) | \(s.webhooksSent) |")
         }
         lines.append("")
         let f = d.fraud
@@ -138,7 +142,7 @@ public enum ReportWriter {
         let i = d.infrastructure
         lines.append("## Infrastructure")
         lines.append("")
-        lines.append("Webhooks applied \(i.webhooksApplied), rejected \(i.webhooksRejected). Broker: \(i.brokerProduced) produced, \(i.consumerRedeliveries) redelivered, \(i.rebalances) rebalances, \(i.brokerDeadLetters) dead letters. Notifications delivered \(i.notificationsDelivered), failed \(i.notificationsFailed). Network: \(i.networkSent) sent, \(i.networkLost) lost, \(i.networkDuplicated) duplicated, \(i.networkPartitioned) partitioned. Queue overflows \(i.queueOverflows), lost in crashes \(i.lostInCrashes); \(i.crashes) crashes, \(i.restarts) restarts. Gateway: \(i.gatewayUnauthorized) unauthorized, \(i.gatewayThrottled) throttled, \(i.gatewayUnavailable) unavailable.")
+        lines.append("Webhooks applied \(i.webhooksApplied), rejected \(i.webhooksRejected)" + (i.webhooksDropped.map { ", dropped by a full accept queue \($0)" } ?? "") + ". Broker: \(i.brokerProduced) produced, \(i.consumerRedeliveries) redelivered, \(i.rebalances) rebalances, \(i.brokerDeadLetters) dead letters. Notifications delivered \(i.notificationsDelivered), failed \(i.notificationsFailed). Network: \(i.networkSent) sent, \(i.networkLost) lost, \(i.networkDuplicated) duplicated, \(i.networkPartitioned) partitioned. Queue overflows \(i.queueOverflows), lost in crashes \(i.lostInCrashes); \(i.crashes) crashes, \(i.restarts) restarts. Gateway: \(i.gatewayUnauthorized) unauthorized, \(i.gatewayThrottled) throttled, \(i.gatewayUnavailable) unavailable.")
         lines.append("")
         lines.append("## Method")
         lines.append("")

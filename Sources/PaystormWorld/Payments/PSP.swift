@@ -118,6 +118,7 @@ final class PSP: SimActor {
         switch message {
         case let .pspCall(request, replyTo):
             world.metrics.pspCallCounted(at: kernel.now.nanoseconds)
+            world.metrics.psp[index].received += 1
             guard !outage else {
                 world.metrics.psp[index].unanswered += 1
                 return
@@ -158,17 +159,21 @@ final class PSP: SimActor {
         } else {
             let decline = request.operation == .charge && random.bernoulli(profile.declineRate)
             reply = apply(request, decline: decline, kernel)
-            switch reply {
-            case .succeeded: counters.succeeded += 1
-            case .declined: counters.declined += 1
-            case .voided: counters.voided += 1
-            default: break
-            }
         }
+        // Each call that reached the PSP gets exactly one outcome: the reply
+        // it was sent, or lost after the money moved.
         let moved = request.operation == .charge || request.operation == .refund
         if moved, case .succeeded = reply, random.bernoulli(profile.ambiguousRate) || world.buggify.fires(.pspReplyLost) {
             counters.ambiguous += 1
             return  // charged; the reply is lost
+        }
+        switch reply {
+        case .succeeded: counters.succeeded += 1
+        case .declined: counters.declined += 1
+        case .voided: counters.voided += 1
+        case .notFound: counters.notFound += 1
+        case .rateLimited, .transientError: break  // counted above
+        case .pending: break  // never answered by the modelled PSP, which settles a call at once
         }
         world.network.send(.pspReply(attemptID: request.attemptID, sentAt: request.sentAtNanoseconds, outcome: reply), to: replyTo, kernel: kernel)
     }

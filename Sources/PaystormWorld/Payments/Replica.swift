@@ -88,6 +88,8 @@ final class Replica: SimActor {
                 world.metrics.queueOverflows += 1
                 if case let .api(request) = job {
                     reply(request, .error(status: 503, message: "replica \(index) overloaded"), kernel)
+                } else {
+                    world.metrics.webhooksDropped += 1
                 }
                 return  // a refused webhook is a lost webhook: status queries and reconciliation cover it
             }

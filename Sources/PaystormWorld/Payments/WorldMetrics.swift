@@ -37,18 +37,33 @@ public final class WorldMetrics {
         public var pspCalls = 0
     }
 
-    /// What one PSP saw and answered.
+    /// What one PSP saw and answered. The calls (charges, refunds, status
+    /// queries, cancels) are counted as the engine sends them; `received`
+    /// as they reach the PSP (network losses excluded, duplicates
+    /// included). Every received call gets exactly one outcome — succeeded,
+    /// declined, voided, not found, transient error, rate-limited,
+    /// ambiguous or unanswered — once the PSP has processed it.
     public struct PSPCounters: Sendable, Equatable {
         public var id: String
         public var charges = 0, refunds = 0, statusQueries = 0, cancels = 0
-        public var succeeded = 0, declined = 0, transientErrors = 0, rateLimited = 0
+        public var received = 0
+        /// Answered with success (an ambiguous call is not counted here).
+        public var succeeded = 0
+        public var declined = 0, transientErrors = 0, rateLimited = 0
         /// Answered "void": a cancel that voided the key, or a later call with a voided key.
         public var voided = 0
-        /// Charged, reply lost.
+        /// A status query for a key the PSP never saw (the call never landed).
+        public var notFound = 0
+        /// Charged or refunded, reply lost.
         public var ambiguous = 0
         /// Dropped during an outage.
         public var unanswered = 0
         public var webhooksSent = 0
+
+        /// The received calls that have an outcome.
+        public var outcomes: Int {
+            succeeded + declined + voided + notFound + transientErrors + rateLimited + ambiguous + unanswered
+        }
     }
 
     /// Fraud screening scored against who really was a fraudster.
@@ -91,6 +106,10 @@ public final class WorldMetrics {
     public internal(set) var refundsAccepted = 0
     public internal(set) var webhooksApplied = 0
     public internal(set) var webhooksRejected = 0
+    /// Webhooks a replica refused because its accept queue was full (also
+    /// in ``queueOverflows``): lost, as a webhook the network lost is;
+    /// status queries and reconciliation settle their payments.
+    public internal(set) var webhooksDropped = 0
     public internal(set) var queueOverflows = 0
     public internal(set) var lostInCrashes = 0
     public internal(set) var consumerRedeliveries = 0

@@ -46,6 +46,7 @@ public struct WorldReport: Sendable {
 
     public var webhooksApplied: Int
     public var webhooksRejected: Int
+    public var webhooksDropped: Int
     public var queueOverflows: Int
     public var lostInCrashes: Int
     public var gatewayUnauthorized: Int
@@ -159,6 +160,7 @@ public struct WorldReport: Sendable {
         windows = metrics.windows
         webhooksApplied = metrics.webhooksApplied
         webhooksRejected = metrics.webhooksRejected
+        webhooksDropped = metrics.webhooksDropped
         queueOverflows = metrics.queueOverflows
         lostInCrashes = metrics.lostInCrashes
         gatewayUnauthorized = gateway.unauthorized
@@ -219,12 +221,12 @@ public struct WorldReport: Sendable {
         lines.append("time to terminal: \(quantileLine(timeToTerminal))")
         lines.append("payments: created \(paymentsCreated), completed \(paymentsCompleted), failed \(paymentsFailed); refunds requested \(refundsRequested), accepted \(refundsAccepted)")
         for counters in psp {
-            lines.append("psp \(counters.id): charges \(counters.charges), refunds \(counters.refunds), status queries \(counters.statusQueries), cancels \(counters.cancels); succeeded \(counters.succeeded), declined \(counters.declined), transient \(counters.transientErrors), rate-limited \(counters.rateLimited), ambiguous \(counters.ambiguous), unanswered \(counters.unanswered), webhooks \(counters.webhooksSent)")
+            lines.append("psp \(counters.id): charges \(counters.charges), refunds \(counters.refunds), status queries \(counters.statusQueries), cancels \(counters.cancels); received \(counters.received): succeeded \(counters.succeeded), declined \(counters.declined), voided \(counters.voided), not found \(counters.notFound), transient \(counters.transientErrors), rate-limited \(counters.rateLimited), ambiguous \(counters.ambiguous), unanswered \(counters.unanswered), webhooks \(counters.webhooksSent)")
         }
         let precision = fraud.precision.map { String(format: "%.3f", $0) } ?? "n/a"
         let recall = fraud.recall.map { String(format: "%.3f", $0) } ?? "n/a"
         lines.append("fraud screening: precision \(precision), recall \(recall) (TP \(fraud.truePositives), FP \(fraud.falsePositives), FN \(fraud.falseNegatives), TN \(fraud.trueNegatives))")
-        lines.append("webhooks applied \(webhooksApplied), rejected \(webhooksRejected); broker produced \(brokerProduced), redelivered \(consumerRedeliveries), rebalances \(rebalances), dead letters \(brokerDeadLetters) (\(consumerRefusals) refused by the engine); notifications delivered \(notificationsDelivered), failed \(notificationsFailed)")
+        lines.append("webhooks applied \(webhooksApplied), rejected \(webhooksRejected), dropped by a full accept queue \(webhooksDropped); broker produced \(brokerProduced), redelivered \(consumerRedeliveries), rebalances \(rebalances), dead letters \(brokerDeadLetters) (\(consumerRefusals) refused by the engine); notifications delivered \(notificationsDelivered), failed \(notificationsFailed)")
         lines.append("network sent \(networkSent), lost \(networkLost), duplicated \(networkDuplicated), partitioned \(networkPartitioned); queue overflows \(queueOverflows), lost in crashes \(lostInCrashes); crashes \(kernel.crashes), restarts \(kernel.restarts)")
         for entry in reconciliation {
             let kinds = entry.discrepancies.map { "\($0.kind) \($0.count)" }.joined(separator: ", ")
