@@ -182,6 +182,15 @@ public enum Comparison {
         public var significant: Bool
     }
 
+    /// A warning when the two runs were offered loads more than 5% apart:
+    /// their rates and latencies then differ by the load, not only by the
+    /// system. Nil when the loads match.
+    public static func loadWarning(_ a: ReportDocument, _ b: ReportDocument) -> String? {
+        let x = a.requests.offeredPerSecond, y = b.requests.offeredPerSecond
+        guard max(x, y) > 0, abs(x - y) > 0.05 * max(x, y) else { return nil }
+        return String(format: "note: A was offered %.1f/s and B %.1f/s: rates and latencies below differ by the load as well as by the system", x, y)
+    }
+
     public static func compare(_ a: ReportDocument, _ b: ReportDocument, alpha: Double = 0.05) -> [Row] {
         func windows(_ d: ReportDocument, _ value: (WorldMetrics.Window) -> Double?) -> [Double] {
             d.windows.filter { $0.startSeconds < d.simulation.loadEndSeconds }.compactMap(value)
@@ -230,6 +239,11 @@ public enum Comparison {
                 return finished > 0 ? Double(window.answered) / Double(finished) : nil
             },
             // Per second: two reports may have windows of different lengths.
+            // The offered rate first: an achieved rate that differs because
+            // the load did is not a change in the system.
+            row("offered rate", a.requests.offeredPerSecond, b.requests.offeredPerSecond, format: { String(format: "%.1f/s", $0) }) {
+                window, seconds in Double(window.offered) / seconds
+            },
             row("achieved rate", a.requests.achievedPerSecond, b.requests.achievedPerSecond, format: { String(format: "%.1f/s", $0) }) {
                 window, seconds in Double(window.answered) / seconds
             },

@@ -214,6 +214,7 @@ extension Paystorm {
                 print("\(side): \(document.scenario.name) seed \(document.seed) (\(document.verdict.status))"
                       + (document.isMeasured ? ", measured against \(document.scenario.file) on wall time: what only the server sees reads n/a" : ""))
             }
+            if let warning = Comparison.loadWarning(left, right) { print(warning) }
             print("")
             let rows = Comparison.compare(left, right, alpha: alpha)
             let width = (rows.map(\.metric.count).max() ?? 10) + 2

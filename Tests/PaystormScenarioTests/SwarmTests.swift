@@ -93,6 +93,21 @@ struct SwarmTests {
         #expect(p50.significant && p50.change.hasPrefix("+"))
     }
 
+    /// Two runs offered different loads: the achieved rate differs by the
+    /// load. compare shows both rates and says the loads differ.
+    @Test("compare: runs offered different loads show the offered rate and a note")
+    func compareDifferentLoads() throws {
+        var scenario = try Scenario.parse(tinyScenario, file: "tiny.yaml")
+        let base = try ScenarioRun.run(scenario).document
+        #expect(Comparison.loadWarning(base, base) == nil)
+        scenario.world.load = .constant(ratePerSecond: 2 * (base.requests.offeredPerSecond))
+        let doubled = try ScenarioRun.run(scenario).document
+        let offered = try #require(Comparison.compare(base, doubled).first { $0.metric == "offered rate" })
+        #expect(offered.change.hasPrefix("+"), "\(offered)")
+        let warning = try #require(Comparison.loadWarning(base, doubled))
+        #expect(warning.contains(String(format: "%.1f/s", base.requests.offeredPerSecond)), "\(warning)")
+    }
+
     /// The same run measured in 1 s and in 2 s windows: a 2 s window holds
     /// twice the answers, which is no change in rate.
     @Test("compare: windows of different lengths compare per second")
