@@ -4,14 +4,18 @@ import PaystormScenario
 import PaystormWorld
 
 /// Runs one world for a scenario and writes its reports.
-func runAndReport(_ scenario: Scenario, world: WorldConfiguration, out: String, scratch: String?, quiet: Bool) throws -> ScenarioRun {
+/// Runs `scenario` with `world` and writes its reports under `out`, in
+/// `directoryName` (by default the run's own, `<scenario>-<seed>`).
+func runAndReport(_ scenario: Scenario, world: WorldConfiguration, out: String, scratch: String?, quiet: Bool,
+                  directoryName: String? = nil) throws -> (run: ScenarioRun, directory: String) {
     var scenario = scenario
     scenario.world = world
     let progress = ProgressBar(label: "\(scenario.name) seed \(world.seed)", quiet: quiet)
     let run = try ScenarioRun.run(scenario, scratchDirectory: scratch ?? NSTemporaryDirectory(), progress: progress.update)
     progress.finish()
-    try ReportWriter.write(run.document, to: (out as NSString).appendingPathComponent(run.directoryName))
-    return run
+    let directory = (out as NSString).appendingPathComponent(directoryName ?? run.directoryName)
+    try ReportWriter.write(run.document, to: directory)
+    return (run, directory)
 }
 
 func readReport(_ path: String) throws -> ReportDocument {
@@ -35,14 +39,15 @@ extension Paystorm {
             discussion: """
                 For every seed the scenario's world gets 1–4 random faults (outages, brownouts, \
                 partitions, crashes, broker partitions, storms, clock skew), BUGGIFY with a random fire \
-                rate, and sometimes lossy links. A failing seed prints the command that reproduces it; \
+                rate, and sometimes lossy links. Each seed's reports go to <out>/<scenario>-fuzz-<seed>, \
+                apart from `run`'s. A failing seed prints its report and the command that reproduces it; \
                 `paystorm shrink FILE --seed N --fuzz` cuts its faults down. Exit code: the worst seed's \
                 (3 invariant violated, then 4 liveness failed, 2 threshold failed, 5 inconclusive).
                 """)
 
         @Argument(help: "The scenario file (YAML).") var file: String
         @Option(help: "Seeds A-B.") var seeds: SeedRange
-        @Option(help: "Directory for reports.") var out: String = "Reports"
+        @Option(help: "Directory for reports (each seed's in <scenario>-fuzz-<seed>).") var out: String = "Reports"
         @Option(help: "Directory for the scratch database.") var scratch: String?
         @Flag(help: "Only failing seeds and the summary.") var quiet = false
 
@@ -53,14 +58,18 @@ extension Paystorm {
             var failing: [UInt64] = []
             for seed in seeds.seeds {
                 let world = Swarm.configure(scenario.world, seed: seed)
-                let result = try runAndReport(scenario, world: world, out: out, scratch: scratch, quiet: true)
+                // Apart from `run`'s reports of the same seed, which a fuzzed run
+                // would otherwise overwrite with one of different faults.
+                let (result, directory) = try runAndReport(scenario, world: world, out: out, scratch: scratch, quiet: true,
+                                                           directoryName: "\(scenario.name)-fuzz-\(seed)")
                 worst = ExitStatus.worst([worst, result.status])
                 if result.status != .passed { failing.append(seed) }
                 if !quiet || result.status != .passed {
                     print("seed \(seed): \(result.status.label) (exit \(result.status.rawValue)), \(world.faults.count) fault(s), buggify \(result.report.buggifyEnabled.joined(separator: ",")) — \(result.document.verdict.summary)")
                 }
                 if result.status != .passed {
-                    print("  reproduce: paystorm fuzz \(file) --seeds \(seed)-\(seed); shrink: paystorm shrink \(file) --seed \(seed) --fuzz")
+                    let outOption = out == "Reports" ? "" : " --out \(out)"
+                    print("  report: \(directory); reproduce: paystorm fuzz \(file) --seeds \(seed)-\(seed)\(outOption); shrink: paystorm shrink \(file) --seed \(seed) --fuzz\(outOption)")
                 }
             }
             print("fuzz \(scenario.name): \(seeds.seeds.count) seed(s), \(failing.count) failing\(failing.isEmpty ? "" : ": " + failing.map(String.init).joined(separator: ", "))")
@@ -114,7 +123,7 @@ extension Paystorm {
                 if !fuzz { print("the report's faults are those paystorm fuzz draws for seed \(original.seed): replaying them") }
                 world = swarm
             }
-            let result = try runAndReport(loaded, world: world, out: out, scratch: nil, quiet: false)
+            let (result, _) = try runAndReport(loaded, world: world, out: out, scratch: nil, quiet: false)
             let same = result.report.traceHash == original.simulation.traceHash
             print("replay \(loaded.name) seed \(original.seed): \(result.status.label) (exit \(result.status.rawValue)); trace \(result.report.traceHash) \(same ? "matches" : "DIFFERS from \(original.simulation.traceHash)")")
             if !same { throw ExitCode(1) }

@@ -288,7 +288,11 @@ final class CLITests {
         let scenario = try temporaryFile("tiny.yaml", tinyScenario)
         let fuzz = try paystorm(["fuzz", scenario, "--seeds", "4-4", "--out", scratch + "/fz", "--quiet"])
         #expect([0, 2, 3, 4, 5].contains(fuzz.status), "\(fuzz.output) \(fuzz.error)")
-        let replay = try paystorm(["replay", scratch + "/fz/tiny-4", "--scenario", scenario, "--out", scratch + "/fz-replay"])
+        // Its reports are apart from `run`'s of the same seed, which they used to overwrite.
+        #expect(FileManager.default.fileExists(atPath: scratch + "/fz/tiny-fuzz-4/report.json"))
+        #expect(!FileManager.default.fileExists(atPath: scratch + "/fz/tiny-4"))
+        if fuzz.status != 0 { #expect(fuzz.output.contains("report: \(scratch)/fz/tiny-fuzz-4; reproduce: paystorm fuzz \(scenario) --seeds 4-4 --out \(scratch)/fz"), "\(fuzz.output)") }
+        let replay = try paystorm(["replay", scratch + "/fz/tiny-fuzz-4", "--scenario", scenario, "--out", scratch + "/fz-replay"])
         #expect(replay.output.contains("replaying them") && replay.output.contains("matches"), "\(replay.output) \(replay.error)")
         #expect(replay.status == fuzz.status)
     }
