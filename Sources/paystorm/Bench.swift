@@ -167,6 +167,9 @@ struct BenchmarkDatabase: ParsableArguments {
     var store: String?
 
     func validate() throws {
+        if let store, store.isEmpty || store.hasSuffix("/") {
+            throw ValidationError("--store: give the path of a new database file, got \"\(store)\"")
+        }
         if let store, FileManager.default.fileExists(atPath: store) {
             throw ValidationError("--store \(store) already exists; the benchmark needs a new file")
         }
@@ -175,6 +178,9 @@ struct BenchmarkDatabase: ParsableArguments {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw ValidationError("--store \(store): no directory \(directory) to make it in")
+            }
+            guard FileManager.default.isWritableFile(atPath: directory.isEmpty ? "." : directory) else {
+                throw ValidationError("--store \(store): the directory \(directory) is not writable")
             }
         }
     }

@@ -20,7 +20,7 @@ extension Paystorm.Bench {
         @Option(help: "Root seed.")
         var seed: UInt64 = 1
 
-        @Option(help: "Directory for the scratch database (deleted afterwards).")
+        @Option(help: "Directory for the scratch database (deleted afterwards, also when interrupted).")
         var scratch: String = FileManager.default.temporaryDirectory.path
 
         @Flag(help: "Print the full report summary.")
@@ -39,6 +39,9 @@ extension Paystorm.Bench {
             guard FileManager.default.fileExists(atPath: scratch, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw ValidationError("--scratch \(scratch) is not a directory")
             }
+            guard FileManager.default.isWritableFile(atPath: scratch) else {
+                throw ValidationError("--scratch \(scratch): the directory is not writable")
+            }
         }
 
         func run() throws {
@@ -47,6 +50,7 @@ extension Paystorm.Bench {
             #endif
             var configuration = WorldConfiguration.reference(payments: payments, seed: seed)
             configuration.scratchDatabasePath = (scratch as NSString).appendingPathComponent("paystorm-world-\(getpid()).sqlite")
+            ScratchCleanup.register(directory: scratch)
             // Wall time per phase, taken here in the host: the run reads no clock.
             let clock = ContinuousClock()
             let start = clock.now

@@ -151,6 +151,7 @@ extension Paystorm {
                 return
             }
             let progress = ProgressBar(label: scenario.name, quiet: quiet)
+            ScratchCleanup.register(directory: scratch ?? NSTemporaryDirectory())
             let result = try ScenarioRun.run(scenario, seed: seed, scratchDirectory: scratch ?? NSTemporaryDirectory(),
                                               progress: progress.update)
             progress.finish()

@@ -143,6 +143,7 @@ extension Paystorm {
             try writeJSON(spec, to: (directory as NSString).appendingPathComponent("spec.json"))
             let mine = grid.enumerated().filter { shard == nil || $0.offset % shard!.count == shard!.index }.map(\.element)
             let progress = ProgressBar(label: "sweep \(scenario.name)", quiet: quiet)
+            ScratchCleanup.register(directory: scratch ?? NSTemporaryDirectory())
             var points: [Sweep.Point] = []
             for (done, run) in mine.enumerated() {
                 let point: Sweep.Point

@@ -11,6 +11,7 @@ func runAndReport(_ scenario: Scenario, world: WorldConfiguration, out: String, 
     var scenario = scenario
     scenario.world = world
     let progress = ProgressBar(label: "\(scenario.name) seed \(world.seed)", quiet: quiet)
+    ScratchCleanup.register(directory: scratch ?? NSTemporaryDirectory())
     let run = try ScenarioRun.run(scenario, scratchDirectory: scratch ?? NSTemporaryDirectory(), progress: progress.update)
     progress.finish()
     let directory = (out as NSString).appendingPathComponent(directoryName ?? run.directoryName)

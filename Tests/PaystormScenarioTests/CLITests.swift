@@ -322,6 +322,46 @@ final class CLITests {
         }
     }
 
+    /// A run stopped by Ctrl-C used to leave its scratch database behind:
+    /// at the reference size, gigabytes in the temporary directory.
+    @Test("an interrupted bench world removes its scratch database and ends by the signal")
+    func interruptedWorldRemovesScratch() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.executable), "build the executable first (swift build --build-tests)")
+        let directory = scratch + "/world-scratch"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.executable)
+        process.arguments = ["bench", "world", "--payments", "20000", "--scratch", directory]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        var waited = 0.0
+        while (try FileManager.default.contentsOfDirectory(atPath: directory)).isEmpty && waited < 60 && process.isRunning {
+            Thread.sleep(forTimeInterval: 0.1)
+            waited += 0.1
+        }
+        try #require(!(try FileManager.default.contentsOfDirectory(atPath: directory)).isEmpty, "the run never made its scratch database")
+        kill(process.processIdentifier, SIGINT)
+        waited = 0
+        while process.isRunning && waited < 20 {
+            Thread.sleep(forTimeInterval: 0.1)
+            waited += 0.1
+        }
+        #expect(!process.isRunning)
+        #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGINT)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == [])
+    }
+
+    @Test("bench --store: an empty path or an unusable place is refused up front (64), naming it")
+    func benchStorePaths() throws {
+        let empty = try paystorm(["bench", "engine", "--payments", "10", "--store", ""])
+        #expect(empty.status == 64 && empty.error.contains("--store: give the path of a new database file"), "\(empty.error)")
+        let file = try temporaryFile("plain", "x")
+        let underFile = try paystorm(["bench", "store", "--rows", "10", "--store", file + "/bench.db"])
+        #expect(underFile.status == 64 && underFile.error.contains("no directory \(file) to make it in"), "\(underFile.error)")
+    }
+
     @Test("bench engine --runs: each run, then the median, best and worst; the SQL is the same in every run")
     func benchEngineRuns() throws {
         let result = try paystorm(["bench", "engine", "--payments", "300", "--batch", "100", "--runs", "3"])
