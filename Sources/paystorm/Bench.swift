@@ -32,7 +32,10 @@ extension Paystorm.Bench {
             guard pending >= 1 && pending <= 50_000_000 else {
                 throw ValidationError("--pending must be in 1...50000000, got \(pending)")
             }
-            guard events >= 1 else { throw ValidationError("--events must be at least 1, got \(events)") }
+            // At ~5 M events/s: a round of up to about 3 minutes, and enough events to time one.
+            guard events >= 1_000 && events <= 1_000_000_000 else {
+                throw ValidationError("--events must be in 1000...1000000000, got \(events)")
+            }
             guard repeats >= 1 && repeats <= 100 else {
                 throw ValidationError("--repeats must be in 1...100, got \(repeats)")
             }
@@ -74,13 +77,13 @@ extension Paystorm.Bench {
 
         func validate() throws {
             guard rows >= 1 && rows <= 100_000_000 else { throw ValidationError("--rows must be in 1...100000000, got \(rows)") }
-            guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+            guard batch >= 1 && batch <= 100_000_000 else { throw ValidationError("--batch must be in 1...100000000, got \(batch)") }
         }
 
         func run() throws {
             let location = database.location
             let result = try StoreInsertBenchmark.run(location: location, rows: rows, batch: batch)
-            print("store inserts (\(location), \(batch) rows per transaction):")
+            print("store inserts (\(location), \(min(batch, rows)) rows per transaction):")
             print("  GRDB cached statement: \(Int(result.grdbRowsPerSecond)) rows/s")
             print("  PreparedStatement:     \(Int(result.rawRowsPerSecond)) rows/s")
             print("  GRDB overhead:         \(format((result.rawRowsPerSecond / result.grdbRowsPerSecond - 1) * 100, 1))%")
