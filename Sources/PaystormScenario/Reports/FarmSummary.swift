@@ -20,7 +20,7 @@ public struct FarmSummary {
         lines.append("| --- | --- | --- | --- | --- | --- |")
         for d in documents {
             let p99 = d.latency.first { abs($0.percentile - 99) < 1e-9 }?.seconds
-            lines.append("| \(d.seed) | \(d.verdict.status) | \(d.verdict.exitCode) | \(Threshold.percent(d.requests.availability)) | \(p99.map { String(format: "%.1f ms", $0 * 1_000) } ?? "—") | \(d.violationTotal) |")
+            lines.append("| \(d.seed) | \(d.verdict.status) | \(d.verdict.exitCode) | \(Threshold.percent(d.requests.availability)) | \(p99.map { ReportFormat.duration($0) } ?? "—") | \(d.violationTotal) |")
         }
         lines.append("")
         if count >= 2 {
@@ -53,10 +53,10 @@ public struct FarmSummary {
             }
             let p99s = documents.compactMap { $0.latency.first { abs($0.percentile - 99) < 1e-9 }?.seconds }
             if p99s.count == count {
-                try interval("p99 latency", p99s, within: 0...(.infinity)) { String(format: "%.1f ms", Threshold.rounded($0 * 1_000, decimals: 1, $1)) }
+                try interval("p99 latency", p99s, within: 0...(.infinity)) { ReportFormat.duration($0, rounding: $1) }
             }
             let ttt = documents.compactMap { $0.timeToTerminal.first { abs($0.percentile - 99) < 1e-9 }?.seconds }
-            if ttt.count == count { try interval("p99 time to terminal", ttt, within: 0...(.infinity)) { String(format: "%.3f s", Threshold.rounded($0, decimals: 3, $1)) } }
+            if ttt.count == count { try interval("p99 time to terminal", ttt, within: 0...(.infinity)) { ReportFormat.duration($0, rounding: $1) } }
             lines.append("")
         }
         let failing = documents.filter { $0.violationTotal > 0 }

@@ -55,7 +55,7 @@ struct FraudChart {
             }
             let length = axis.scaled(value * 100, length: barsWidth)
             canvas.rect(x: barsLeft, y: top, width: length, height: 22, fill: row.color)
-            let label = ReportFormat.percent(value)
+            let label = ReportFormat.share(value)
             let inside = length > 80
             canvas.text(label, x: inside ? barsLeft + length - 6 : barsLeft + length + 6, y: top + 15,
                         anchor: inside ? "end" : "start", className: inside ? "value-inverse" : "value")

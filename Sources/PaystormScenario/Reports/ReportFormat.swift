@@ -60,6 +60,13 @@ enum ReportFormat {
         return Threshold.percent(fraction, rounding: rounding)
     }
 
+    /// A share that is a ratio of counts, not a claim to many nines
+    /// (precision, recall): to one decimal, "60.3%".
+    static func share(_ fraction: Double?) -> String {
+        guard let fraction, fraction.isFinite else { return missing }
+        return String(format: "%.1f%%", fraction * 100)
+    }
+
     /// Seconds as "12.3 ms" below a second and "1.234 s" above (the thresholds'
     /// own rule); a confidence bound rounds `.down` (lower) or `.up` (upper).
     static func duration(_ seconds: Double?, rounding: FloatingPointRoundingRule = .toNearestOrAwayFromZero) -> String {

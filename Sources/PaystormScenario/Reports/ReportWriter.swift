@@ -102,7 +102,7 @@ public enum ReportWriter {
         }
         lines.append("")
         let f = d.fraud
-        lines.append("Fraud screening: precision \(percent(f.precision)), recall \(percent(f.recall)) (TP \(f.truePositives), FP \(f.falsePositives), FN \(f.falseNegatives), TN \(f.trueNegatives)).")
+        lines.append("Fraud screening: precision \(ReportFormat.share(f.precision)), recall \(ReportFormat.share(f.recall)) (TP \(f.truePositives), FP \(f.falsePositives), FN \(f.falseNegatives), TN \(f.trueNegatives)).")
         lines.append("")
         for entry in d.reconciliation {
             let kinds = entry.discrepancies.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
