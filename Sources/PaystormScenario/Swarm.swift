@@ -111,10 +111,13 @@ public enum Shrinker {
     /// The scenario file `original` with `world`'s seed and faults in place
     /// of its own, and for a swarm run (`swarm`) the knobs the swarm drew:
     /// BUGGIFY's settings and the network's. Run as it is, it makes the run
-    /// `world` makes. The blocks it replaces are cut out at the top level;
-    /// everything else, comments too, is kept.
-    public static func scenarioText(_ original: String, world: WorldConfiguration, swarm: Bool) -> String {
+    /// `world` makes. With `description`, that replaces the file's own
+    /// (which may say "no faults" of a file that now has some). The blocks
+    /// it replaces are cut out at the top level; everything else, comments
+    /// too, is kept.
+    public static func scenarioText(_ original: String, world: WorldConfiguration, swarm: Bool, description: String? = nil) -> String {
         var replaced: Set<String> = ["seed", "faults"]
+        if description != nil { replaced.insert("description") }
         if swarm { replaced.formUnion(["buggify", "network"]) }
         var kept: [Substring] = []
         var cutting = false
@@ -130,6 +133,12 @@ public enum Shrinker {
         }
         while kept.last?.isEmpty == true { kept.removeLast() }
         var text = kept.joined(separator: "\n") + "\n\n"
+        if let description {
+            // A double-quoted YAML scalar: backslashes and quotes escaped, on one line.
+            let escaped = description.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                .replacingOccurrences(of: "\n", with: " ")
+            text += "description: \"\(escaped)\"\n"
+        }
         text += "seed: \(world.seed)\n"
         if swarm {
             text += "buggify: { enabled: \(world.buggify.enabled), enable_probability: \(YAMLValue.format(world.buggify.enableProbability)), "

@@ -181,11 +181,13 @@ extension Paystorm {
             shrunk.faults = minimal
             // The scenario with the shrunk run's seed, faults and drawn knobs in place of its own: run as it is, it fails the same way.
             let original = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+            let description = "Shrunk from \(file) seed \(seed)\(fuzz ? " --fuzz" : ""): \(minimal.count) fault(s) that still give \(target.label)."
+                + (scenario.description.isEmpty ? "" : " The original: \(scenario.description)")
             let text = "# paystorm shrink --seed \(seed)\(fuzz ? " --fuzz" : ""): \(file) with the shrunk run's seed and faults"
                 + (fuzz ? " and the knobs the swarm drew" : "") + "; `paystorm run` it to see the \(target.label) run.\n"
-                + Shrinker.scenarioText(original, world: shrunk, swarm: fuzz)
+                + Shrinker.scenarioText(original, world: shrunk, swarm: fuzz, description: description)
             let written = try Scenario.parse(text, file: file)
-            guard written.world.seed == shrunk.seed, written.world.faults == shrunk.faults,
+            guard written.description == description, written.world.seed == shrunk.seed, written.world.faults == shrunk.faults,
                   written.world.buggify.enabled == shrunk.buggify.enabled,
                   written.world.buggify.enableProbability == shrunk.buggify.enableProbability,
                   written.world.buggify.fireProbability == shrunk.buggify.fireProbability,

@@ -61,6 +61,18 @@ struct SwarmTests {
         }
     }
 
+    /// The shrunk file used to keep the original's description, which for
+    /// a fault-free scenario said "no faults" above the faults it now lists.
+    @Test("a shrunk scenario's description replaces the file's own and reads back exactly")
+    func shrunkScenarioDescription() throws {
+        let original = tinyScenario.replacingOccurrences(of: "description: A small healthy world.", with: "description: no faults at all")
+        let world = try Scenario.parse(original, file: "tiny.yaml").world
+        let description = #"Shrunk from a "tiny" file\1: 1 fault(s) that still give threshold-failed. The original: no faults at all"#
+        let written = try Scenario.parse(Shrinker.scenarioText(original, world: world, swarm: false, description: description), file: "t.yaml")
+        #expect(written.description == description)
+        #expect(try Scenario.parse(Shrinker.scenarioText(original, world: world, swarm: false), file: "t.yaml").description == "no faults at all")
+    }
+
     @Test("shrinking a real failing run keeps only the fault that breaks the SLO")
     func shrinkRealRun() throws {
         var scenario = try Scenario.parse(tinyScenario.replacingOccurrences(of: "p(99) < 250ms", with: "p(99.9) < 1s"), file: "tiny.yaml")
