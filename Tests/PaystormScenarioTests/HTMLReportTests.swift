@@ -124,6 +124,30 @@ struct HTMLReportTests {
         #expect(amount != nil && missing != nil && amount!.lowerBound < missing!.lowerBound)
     }
 
+    /// A 10 s load followed by 120 s of healing: the requests' charts used
+    /// to spread over all 130 s, the load squeezed into the first 8%.
+    @Test("the requests' charts end with the requests; the backlogs span the whole run")
+    func requestChartsEndWithTheRequests() {
+        var document = sampleDocument(windows: 130)
+        for index in 10..<130 {
+            document.windows[index].offered = 0
+            document.windows[index].answered = 0
+            document.windows[index].failed = 0
+            document.windows[index].throttled = 0
+        }
+        document.simulation.loadEndSeconds = 10
+        #expect(HTMLReport.requestWindowCount(document) == 11)
+        let html = HTMLReport.render(document)
+        #expect(html.contains("Drawn to 11 s, past the last request; the backlogs below span the whole run."))
+        // Four request charts to 11 s (an axis tick at 10), the backlogs to 130 s (a tick at 120).
+        let charts = html.components(separatedBy: "<svg ").dropFirst()
+        #expect(charts.prefix(4).allSatisfy { !$0.contains(">120</text>") && $0.contains(">10</text>") })
+        #expect(charts.dropFirst(4).first?.contains(">120</text>") == true)
+        // A run whose requests fill it is drawn whole, with no note.
+        #expect(HTMLReport.requestWindowCount(sampleDocument()) == 30)
+        #expect(!HTMLReport.render(sampleDocument()).contains("Drawn to"))
+    }
+
     /// Healing ends a fault that outlasts the load and skips one due after
     /// it began: the report lists each as scheduled and says what the run
     /// made of it — in the table, in report.md, and in the shaded bands.
