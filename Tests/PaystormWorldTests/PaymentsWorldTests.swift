@@ -102,17 +102,23 @@ struct PaymentsWorldTests {
                 "\(described(whole))")
     }
 
+    /// One replica of 8 workers at 5 ms a request, offered 2,000/s: it sheds.
+    func overloadedReplica(payments: Int, queueCapacity: Int) -> WorldConfiguration {
+        var configuration = smallWorld(payments: payments, rate: 2_000)
+        configuration.service.replicas = 1
+        configuration.service.workersPerReplica = 8
+        configuration.service.queueCapacity = queueCapacity
+        configuration.service.apiServiceMedianSeconds = 0.005
+        return configuration
+    }
+
     /// An overloaded replica sheds with 503s, and the network duplicates
     /// some replies. Each 503 is retried once: a second copy of it, or one
     /// for an attempt already retried, must not leave the request waiting
     /// out its timeout, which was longer here than any answer could take.
     @Test("a duplicated 503 never leaves a request waiting for its timeout")
     func duplicatedSheddingReplies() throws {
-        var configuration = smallWorld(payments: 6_000, rate: 2_000)
-        configuration.service.replicas = 1
-        configuration.service.workersPerReplica = 8
-        configuration.service.queueCapacity = 500
-        configuration.service.apiServiceMedianSeconds = 0.005
+        var configuration = overloadedReplica(payments: 6_000, queueCapacity: 500)
         configuration.network.duplicationRate = 0.05
         configuration.clients.timeoutSeconds = 20
         let report = try PaymentsWorld.run(configuration)
@@ -126,12 +132,7 @@ struct PaymentsWorldTests {
     /// the webhooks applied differed with nothing to say where the rest went.
     @Test("webhooks refused by a full accept queue are counted as dropped")
     func droppedWebhooksCounted() throws {
-        var configuration = smallWorld(payments: 3_000, rate: 2_000)
-        configuration.service.replicas = 1
-        configuration.service.workersPerReplica = 8
-        configuration.service.queueCapacity = 200
-        configuration.service.apiServiceMedianSeconds = 0.005
-        let report = try PaymentsWorld.run(configuration)
+        let report = try PaymentsWorld.run(overloadedReplica(payments: 3_000, queueCapacity: 200))
         #expect(report.violations == 0, "\(report.summary)")
         #expect(report.webhooksDropped > 0 && report.webhooksDropped < report.queueOverflows, "\(report.summary)")
         let sent = report.psp.reduce(0) { $0 + $1.webhooksSent }
