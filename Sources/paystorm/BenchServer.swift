@@ -92,6 +92,10 @@ extension Paystorm.Bench {
                 let directory = keep.map { self.directory(run: number, keep: $0) } ?? NSTemporaryDirectory() + "paystorm-bench-server-\(getpid())-\(number)"
                 do {
                     figures.append(try await measure(offered, in: directory))
+                } catch let failure as BenchServerChildren.StartFailure {
+                    // What keeps a child from starting keeps the next run's too: stop here, with the child's own words.
+                    FileHandle.standardError.write(Data((failure.description + "\n").utf8))
+                    throw ExitCode(failure.exitStatus)
                 } catch {
                     // The runs done so far still count; this one's logs stay.
                     guard runs > 1 else { throw error }
@@ -139,38 +143,27 @@ extension Paystorm.Bench {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let serverPort = try freePort(), sandboxPort = try freePort()
             let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
-            func start(_ arguments: [String], log: String) throws -> Process {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: executable)
-                process.arguments = arguments
-                _ = FileManager.default.createFile(atPath: log, contents: nil)
-                process.standardError = FileHandle(forWritingAtPath: log)
-                process.standardOutput = FileHandle.nullDevice
-                try process.run()
-                return process
-            }
             // A run that fails keeps its directory, so that its logs can be read.
             var finished = false
             defer { if keep == nil && finished { try? FileManager.default.removeItem(atPath: directory) } }
-            let sandbox = try start(["psp-sandbox", "--port", String(sandboxPort), "--profile", pspProfile,
-                                     "--webhook-url", "http://127.0.0.1:\(serverPort)/webhook"], log: directory + "/sandbox.log")
-            defer {
-                sandbox.terminate()
-                sandbox.waitUntilExit()
-            }
-            let server = try start(["serve", "--port", String(serverPort), "--database", directory + "/bench.sqlite", "--quiet",
-                                    "--rate-limit", "0", "--psp-url", "http://127.0.0.1:\(sandboxPort)",
-                                    "--psp-connections", String(pspConnections)]
-                                   + (notify ? ["--notify-url", "http://127.0.0.1:\(sandboxPort)/notifications"] : []),
-                                   log: directory + "/serve.log")
-            defer {
-                server.terminate()
-                server.waitUntilExit()
-            }
+            let sandboxChild = try BenchServerChildren.start(
+                "paystorm psp-sandbox", executable,
+                ["psp-sandbox", "--port", String(sandboxPort), "--profile", pspProfile,
+                 "--webhook-url", "http://127.0.0.1:\(serverPort)/webhook"], log: directory + "/sandbox.log")
+            defer { BenchServerChildren.stop(sandboxChild) }
+            let serverChild = try BenchServerChildren.start(
+                "paystorm serve", executable,
+                ["serve", "--port", String(serverPort), "--database", directory + "/bench.sqlite", "--quiet",
+                 "--rate-limit", "0", "--psp-url", "http://127.0.0.1:\(sandboxPort)",
+                 "--psp-connections", String(pspConnections)]
+                    + (notify ? ["--notify-url", "http://127.0.0.1:\(sandboxPort)/notifications"] : []),
+                log: directory + "/serve.log")
+            defer { BenchServerChildren.stop(serverChild) }
+            let sandbox = sandboxChild.process, server = serverChild.process
             let url = "http://127.0.0.1:\(serverPort)"
-            guard await healthy(url), await healthy("http://127.0.0.1:\(sandboxPort)") else {
-                throw ValidationError("the server or the sandbox did not start; see \(directory)/serve.log and \(directory)/sandbox.log")
-            }
+            // Either child exiting ends the wait at once: the other is stopped by its defer.
+            try await BenchServerChildren.waitUntilHealthy([(serverChild, url), (sandboxChild, "http://127.0.0.1:\(sandboxPort)")],
+                                                           children: [serverChild, sandboxChild])
             print("bench server: durable POST /payments (WAL, synchronous FULL, group commit) through the \(pspProfile) PSP sandbox, loopback, \(ProcessInfo.processInfo.activeProcessorCount) cores")
             var figures: [RateFigures] = []
             for (index, rate) in offered.enumerated() {
@@ -230,14 +223,6 @@ extension Paystorm.Bench {
             if let status = try? await LoadGenerator.health(url) { print("server engine: \(status)") }
             finished = true
             return figures
-        }
-
-        func healthy(_ url: String) async -> Bool {
-            for _ in 0..<200 {
-                if (try? await LoadGenerator.health(url, timeout: .seconds(1))) != nil { return true }
-                try? await Task.sleep(for: .milliseconds(50))
-            }
-            return false
         }
 
         /// CPU seconds (user + system) a process has used so far, from

@@ -1,0 +1,96 @@
+import Foundation
+import PaystormServer
+
+/// The `psp-sandbox` and `serve` processes a `bench server` run starts, and
+/// what stops them: the run's end, or one of them failing to start (which the
+/// other must not outlive).
+enum BenchServerChildren {
+    /// A started child and the file its standard error goes to.
+    struct Child {
+        /// How messages name it: `paystorm serve`, `paystorm psp-sandbox`.
+        let name: String
+        let process: Process
+        let log: String
+    }
+
+    /// A child that did not come up; `exitStatus` is what `bench server` exits with.
+    struct StartFailure: Error, CustomStringConvertible {
+        var description: String
+        var exitStatus: Int32
+    }
+
+    /// How long a child gets at a run's end: it drains the backlog of the last rate.
+    static let finishedGraceSeconds = 30.0
+    /// The bound on waiting for both children's `GET /health`.
+    static let startTimeoutSeconds = 30.0
+
+    /// Starts this executable with `arguments`, its standard error to `log`
+    /// (created or emptied), its standard output discarded.
+    static func start(_ name: String, _ executable: String, _ arguments: [String], log: String) throws -> Child {
+        guard FileManager.default.createFile(atPath: log, contents: nil), let handle = FileHandle(forWritingAtPath: log) else {
+            throw StartFailure(description: "bench server: cannot create \(log)", exitStatus: 1)
+        }
+        defer { try? handle.close() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardError = handle
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        return Child(name: name, process: process, log: log)
+    }
+
+    /// Stops `child` if it still runs: SIGTERM, then SIGKILL after `graceSeconds`.
+    static func stop(_ child: Child, graceSeconds: Double = finishedGraceSeconds) {
+        terminate([child.process], graceSeconds: graceSeconds)
+    }
+
+    /// Waits until every `(child, url)` answers `GET url/health` with 200.
+    /// Fails as soon as any of `children` has exited, quoting the error lines
+    /// of its log, and after ``startTimeoutSeconds`` at most.
+    static func waitUntilHealthy(_ targets: [(child: Child, url: String)], children: [Child]) async throws {
+        let deadline = WallClock.monotonic() + Int64(Self.startTimeoutSeconds * 1e9)
+        for target in targets {
+            while true {
+                if let exited = children.first(where: { !$0.process.isRunning }) {
+                    throw Self.exitFailure(exited)
+                }
+                if (try? await LoadGenerator.health(target.url, timeout: .milliseconds(500))) != nil { break }
+                if WallClock.monotonic() >= deadline {
+                    throw StartFailure(
+                        description: "bench server: \(target.child.name) did not answer GET \(target.url)/health within "
+                            + String(format: "%.0f", Self.startTimeoutSeconds) + " s; its log: \(target.child.log)",
+                        exitStatus: 1)
+                }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
+    /// A child that exited during start-up, in words: its own error lines and where its whole log is.
+    static func exitFailure(_ child: Child) -> StartFailure {
+        child.process.waitUntilExit()
+        let status = child.process.terminationStatus
+        let signalled = child.process.terminationReason == .uncaughtSignal
+        let text = (try? String(contentsOfFile: child.log, encoding: .utf8)) ?? ""
+        let lines = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let errors = lines.filter { $0.localizedCaseInsensitiveContains("error") }
+        let quoted = (errors.isEmpty ? Array(lines.suffix(5)) : Array(errors.prefix(5)))
+        let how = signalled ? "was killed by signal \(status)" : "exited \(status)"
+        var description = "bench server: \(child.name) did not start: " + (quoted.first ?? "it wrote nothing to its log")
+        for line in quoted.dropFirst() { description += "\n  " + line }
+        description += "\n  (it \(how); its log: \(child.log))"
+        // 64 is the child refusing its input, which is bench server's input too.
+        return StartFailure(description: description, exitStatus: !signalled && status == 64 ? 64 : 1)
+    }
+
+    /// SIGTERM to each of `processes` still running; SIGKILL to those still
+    /// running `graceSeconds` later; returns once all have ended.
+    private static func terminate(_ processes: [Process], graceSeconds: Double) {
+        for process in processes where process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        let deadline = WallClock.monotonic() + Int64(graceSeconds * 1e9)
+        while processes.contains(where: \.isRunning), WallClock.monotonic() < deadline { usleep(20_000) }
+        for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        for process in processes { process.waitUntilExit() }
+    }
+}
