@@ -84,12 +84,26 @@ extension Paystorm.Bench {
         }
 
         func run() async throws {
+            BenchServerChildren.shared.stopOnSignals()
+            do {
+                try await measureEveryRun()
+            } catch {
+                await BenchServerChildren.shared.waitIfStopping()
+                throw error
+            }
+            await BenchServerChildren.shared.waitIfStopping()
+        }
+
+        /// Every run, each rate's figures, and with --runs above 1 their summary.
+        func measureEveryRun() async throws {
             let offered = try offeredRates()
             var figures: [[RateFigures]] = []
             var failures: [String] = []
             for number in 1...runs {
                 if runs > 1 { print("run \(number) of \(runs)") }
                 let directory = keep.map { self.directory(run: number, keep: $0) } ?? NSTemporaryDirectory() + "paystorm-bench-server-\(getpid())-\(number)"
+                // Interrupted, a run's logs are not worth a directory left behind; a --keep one stays.
+                BenchServerChildren.shared.setTemporaryDirectory(keep == nil ? directory : nil)
                 do {
                     figures.append(try await measure(offered, in: directory))
                 } catch let failure as BenchServerChildren.StartFailure {
@@ -146,23 +160,23 @@ extension Paystorm.Bench {
             // A run that fails keeps its directory, so that its logs can be read.
             var finished = false
             defer { if keep == nil && finished { try? FileManager.default.removeItem(atPath: directory) } }
-            let sandboxChild = try BenchServerChildren.start(
+            let sandboxChild = try BenchServerChildren.shared.start(
                 "paystorm psp-sandbox", executable,
                 ["psp-sandbox", "--port", String(sandboxPort), "--profile", pspProfile,
                  "--webhook-url", "http://127.0.0.1:\(serverPort)/webhook"], log: directory + "/sandbox.log")
-            defer { BenchServerChildren.stop(sandboxChild) }
-            let serverChild = try BenchServerChildren.start(
+            defer { BenchServerChildren.shared.stop(sandboxChild) }
+            let serverChild = try BenchServerChildren.shared.start(
                 "paystorm serve", executable,
                 ["serve", "--port", String(serverPort), "--database", directory + "/bench.sqlite", "--quiet",
                  "--rate-limit", "0", "--psp-url", "http://127.0.0.1:\(sandboxPort)",
                  "--psp-connections", String(pspConnections)]
                     + (notify ? ["--notify-url", "http://127.0.0.1:\(sandboxPort)/notifications"] : []),
                 log: directory + "/serve.log")
-            defer { BenchServerChildren.stop(serverChild) }
+            defer { BenchServerChildren.shared.stop(serverChild) }
             let sandbox = sandboxChild.process, server = serverChild.process
             let url = "http://127.0.0.1:\(serverPort)"
             // Either child exiting ends the wait at once: the other is stopped by its defer.
-            try await BenchServerChildren.waitUntilHealthy([(serverChild, url), (sandboxChild, "http://127.0.0.1:\(sandboxPort)")],
+            try await BenchServerChildren.shared.waitUntilHealthy([(serverChild, url), (sandboxChild, "http://127.0.0.1:\(sandboxPort)")],
                                                            children: [serverChild, sandboxChild])
             print("bench server: durable POST /payments (WAL, synchronous FULL, group commit) through the \(pspProfile) PSP sandbox, loopback, \(ProcessInfo.processInfo.activeProcessorCount) cores")
             var figures: [RateFigures] = []

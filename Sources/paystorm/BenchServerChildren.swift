@@ -2,9 +2,12 @@ import Foundation
 import PaystormServer
 
 /// The `psp-sandbox` and `serve` processes a `bench server` run starts, and
-/// what stops them: the run's end, or one of them failing to start (which the
-/// other must not outlive).
-enum BenchServerChildren {
+/// what stops them: the run's end, one of them failing to start, or SIGINT or
+/// SIGTERM to `bench server`. Left alone, a child outlives its parent, adopted
+/// by init, still holding its port and database.
+///
+/// One per process (``shared``): signal dispositions are the process's.
+final class BenchServerChildren: @unchecked Sendable {
     /// A started child and the file its standard error goes to.
     struct Child {
         /// How messages name it: `paystorm serve`, `paystorm psp-sandbox`.
@@ -19,14 +22,46 @@ enum BenchServerChildren {
         var exitStatus: Int32
     }
 
+    static let shared = BenchServerChildren()
+
+    /// How long a child stopped on SIGINT or SIGTERM gets to drain before SIGKILL.
+    static let interruptedGraceSeconds = 5.0
     /// How long a child gets at a run's end: it drains the backlog of the last rate.
     static let finishedGraceSeconds = 30.0
     /// The bound on waiting for both children's `GET /health`.
     static let startTimeoutSeconds = 30.0
 
+    private let lock = NSLock()
+    // Guarded by `lock`.
+    private var running: [Child] = []
+    private var temporaryDirectory: String?
+    private var stopping = false
+    private var signalSources: [DispatchSourceSignal] = []
+
+    /// From now on SIGINT and SIGTERM stop the children, remove the run's
+    /// temporary directory and end this process with 128 + the signal's number.
+    func stopOnSignals() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard signalSources.isEmpty else { return }
+        for number in [SIGINT, SIGTERM] {
+            // A signal source sees the signal only once its default action (ending the process at once) is off.
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [unowned self] in self.stopAndExit(signal: number) }
+            source.resume()
+            signalSources.append(source)
+        }
+    }
+
+    /// The directory to remove if a signal ends the run; nil for a `--keep` directory.
+    func setTemporaryDirectory(_ directory: String?) {
+        lock.withLock { temporaryDirectory = directory }
+    }
+
     /// Starts this executable with `arguments`, its standard error to `log`
     /// (created or emptied), its standard output discarded.
-    static func start(_ name: String, _ executable: String, _ arguments: [String], log: String) throws -> Child {
+    func start(_ name: String, _ executable: String, _ arguments: [String], log: String) throws -> Child {
         guard FileManager.default.createFile(atPath: log, contents: nil), let handle = FileHandle(forWritingAtPath: log) else {
             throw StartFailure(description: "bench server: cannot create \(log)", exitStatus: 1)
         }
@@ -36,31 +71,38 @@ enum BenchServerChildren {
         process.arguments = arguments
         process.standardError = handle
         process.standardOutput = FileHandle.nullDevice
+        let child = Child(name: name, process: process, log: log)
+        // Under the lock, so that a signal handled meanwhile either sees this child or stops the start.
+        lock.lock()
+        defer { lock.unlock() }
+        guard !stopping else { throw StartFailure(description: "bench server: stopping", exitStatus: 1) }
         try process.run()
-        return Child(name: name, process: process, log: log)
+        running.append(child)
+        return child
     }
 
     /// Stops `child` if it still runs: SIGTERM, then SIGKILL after `graceSeconds`.
-    static func stop(_ child: Child, graceSeconds: Double = finishedGraceSeconds) {
-        terminate([child.process], graceSeconds: graceSeconds)
+    func stop(_ child: Child, graceSeconds: Double = finishedGraceSeconds) {
+        lock.withLock { running.removeAll { $0.process === child.process } }
+        Self.terminate([child.process], graceSeconds: graceSeconds)
     }
 
     /// Waits until every `(child, url)` answers `GET url/health` with 200.
     /// Fails as soon as any of `children` has exited, quoting the error lines
     /// of its log, and after ``startTimeoutSeconds`` at most.
-    static func waitUntilHealthy(_ targets: [(child: Child, url: String)], children: [Child]) async throws {
+    func waitUntilHealthy(_ targets: [(child: Child, url: String)], children: [Child]) async throws {
         let deadline = WallClock.monotonic() + Int64(Self.startTimeoutSeconds * 1e9)
         for target in targets {
             while true {
                 if let exited = children.first(where: { !$0.process.isRunning }) {
-                    throw Self.exitFailure(exited)
+                    try await failIfNotStopping(Self.exitFailure(exited))
                 }
                 if (try? await LoadGenerator.health(target.url, timeout: .milliseconds(500))) != nil { break }
                 if WallClock.monotonic() >= deadline {
-                    throw StartFailure(
+                    try await failIfNotStopping(StartFailure(
                         description: "bench server: \(target.child.name) did not answer GET \(target.url)/health within "
                             + String(format: "%.0f", Self.startTimeoutSeconds) + " s; its log: \(target.child.log)",
-                        exitStatus: 1)
+                        exitStatus: 1))
                 }
                 try? await Task.sleep(for: .milliseconds(50))
             }
@@ -82,6 +124,34 @@ enum BenchServerChildren {
         description += "\n  (it \(how); its log: \(child.log))"
         // 64 is the child refusing its input, which is bench server's input too.
         return StartFailure(description: description, exitStatus: !signalled && status == 64 ? 64 : 1)
+    }
+
+    /// Returns at once unless a signal is stopping this process; else waits
+    /// for the signal's handler to end it. Stopped by the handler, the children
+    /// exit and the run fails: that is no failure to report, nor an exit status.
+    func waitIfStopping() async {
+        if lock.withLock({ stopping }) { try? await Task.sleep(for: .seconds(Self.interruptedGraceSeconds * 4)) }
+    }
+
+    private func failIfNotStopping(_ failure: StartFailure) async throws {
+        await waitIfStopping()
+        throw failure
+    }
+
+    private func stopAndExit(signal number: Int32) {
+        lock.lock()
+        let alreadyStopping = stopping
+        stopping = true
+        let children = running, directory = temporaryDirectory
+        lock.unlock()
+        guard !alreadyStopping else { return }
+        Self.terminate(children.map(\.process), graceSeconds: Self.interruptedGraceSeconds)
+        if let directory { try? FileManager.default.removeItem(atPath: directory) }
+        let name = number == SIGINT ? "SIGINT" : "SIGTERM"
+        FileHandle.standardError.write(Data("bench server: \(name): stopped the server and the PSP sandbox\n".utf8))
+        fflush(nil)
+        // Not exit(): the run's tasks are still going on other threads; no atexit work may race them.
+        _exit(128 + number)
     }
 
     /// SIGTERM to each of `processes` still running; SIGKILL to those still

@@ -11,6 +11,23 @@ extension CLITests {
         return pids.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\($0)/fd/2")) == target }
     }
 
+    /// The live (not zombie) children of `parent`, from /proc.
+    static func children(of parent: Int32) -> [Int32] {
+        let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init)
+        return pids.filter { pid in
+            // After the command name, which may hold spaces: state, then the parent's pid.
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let end = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: end)...].split(separator: " ")
+            return fields.count > 1 && fields[0] != "Z" && Int32(fields[1]) == parent
+        }
+    }
+
+    /// Whether `pid` is still a live process (a zombie is not).
+    static func alive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let end = stat.lastIndex(of: ")") else { return false }
+        return !stat[stat.index(after: end)...].hasPrefix(" Z")
+    }
+
     /// Kills what a test left running, so that a failing test does not leak servers.
     static func killAll(_ pids: [Int32]) {
         for pid in pids { kill(pid, SIGKILL) }
@@ -34,5 +51,49 @@ extension CLITests {
         #expect(seconds < 15, "it took \(seconds) s to notice")
         // The sandbox, which did start, was stopped with it.
         #expect(Self.processes(writingTo: kept + "/sandbox.log").isEmpty, "the sandbox outlived bench server")
+    }
+
+    /// Ctrl-C used to end bench server alone: serve and the sandbox (each in
+    /// a process group of its own) went on serving, adopted by init, holding
+    /// their ports and database, and the temporary directory stayed.
+    @Test("bench server: SIGINT or SIGTERM stops its children, removes its temporary directory and exits 130 or 143")
+    func benchServerStopsChildrenOnSignal() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.executable), "build the executable first (swift build --build-tests)")
+        for (signal, expected) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Self.executable)
+            process.arguments = ["bench", "server", "--rates", "50", "--duration", "60", "--warmup", "0"]
+            process.standardOutput = FileHandle.nullDevice
+            let err = Pipe()
+            process.standardError = err
+            try process.run()
+            let parent = process.processIdentifier
+            let directory = NSTemporaryDirectory() + "paystorm-bench-server-\(parent)-1"
+            var children: [Int32] = []
+            defer {
+                Self.killAll(children.filter(Self.alive))
+                if process.isRunning { kill(parent, SIGKILL) }
+                try? FileManager.default.removeItem(atPath: directory)
+            }
+            // Started: both children run, and serve has opened its database.
+            let startBy = Date().addingTimeInterval(15)
+            while Date() < startBy, children.count < 2 || !FileManager.default.fileExists(atPath: directory + "/bench.sqlite") {
+                usleep(50_000)
+                children = Self.children(of: parent)
+            }
+            try #require(children.count == 2, "bench server started \(children.count) children")
+            usleep(300_000)
+            kill(parent, signal)
+            let stopBy = Date().addingTimeInterval(10)
+            while process.isRunning, Date() < stopBy { usleep(50_000) }
+            #expect(!process.isRunning, "bench server still runs 10 s after signal \(signal)")
+            if process.isRunning { kill(parent, SIGKILL) }
+            process.waitUntilExit()
+            let error = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(process.terminationReason == .exit && process.terminationStatus == expected,
+                    "signal \(signal): \(process.terminationReason == .exit ? "exited" : "killed by signal") \(process.terminationStatus): \(error)")
+            #expect(children.filter(Self.alive).isEmpty, "signal \(signal): children \(children.filter(Self.alive)) outlived bench server")
+            #expect(!FileManager.default.fileExists(atPath: directory), "signal \(signal): \(directory) was left behind")
+        }
     }
 }
