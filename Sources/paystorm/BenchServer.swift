@@ -58,11 +58,29 @@ extension Paystorm.Bench {
             guard ["default", "ideal"].contains(pspProfile) else { throw ValidationError("--psp-profile: expected default or ideal, found \"\(pspProfile)\"") }
             guard (1...100).contains(runs) else { throw ValidationError("--runs must be in 1...100, got \(runs)") }
             if let keep {
-                for number in 1...runs where FileManager.default.fileExists(atPath: directory(run: number, keep: keep) + "/bench.sqlite") {
-                    // Its payments' idempotency keys are the generator's again: every request would be a replay.
-                    throw ValidationError("--keep: \(directory(run: number, keep: keep))/bench.sqlite exists from an earlier run; give an empty directory")
+                for number in 1...runs {
+                    let directory = directory(run: number, keep: keep)
+                    if FileManager.default.fileExists(atPath: directory + "/bench.sqlite") {
+                        // Its payments' idempotency keys are the generator's again: every request would be a replay.
+                        throw ValidationError("--keep: \(directory)/bench.sqlite exists from an earlier run; give an empty directory")
+                    }
+                    // Made here, not once the run starts, so that a place that cannot hold it is bad input, said plainly.
+                    if let problem = Self.makeDirectory(directory) { throw ValidationError("--keep: \(problem)") }
                 }
             }
+        }
+
+        /// Creates `path` and its missing parents; what stood in the way, in words, or nil.
+        static func makeDirectory(_ path: String) -> String? {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+                if !isDirectory.boolValue { return "\(path) is a file, not a directory" }
+                return access(path, W_OK | X_OK) == 0 ? nil : "cannot write in \(path): \(String(cString: strerror(errno)))"
+            }
+            let parent = (path as NSString).deletingLastPathComponent
+            if !parent.isEmpty, parent != path, let problem = makeDirectory(parent) { return problem }
+            guard mkdir(path, 0o777) == 0 else { return "cannot create \(path): \(String(cString: strerror(errno)))" }
+            return nil
         }
 
         /// Where run `number` keeps its database and logs under `--keep`.

@@ -96,4 +96,30 @@ extension CLITests {
             #expect(!FileManager.default.fileExists(atPath: directory), "signal \(signal): \(directory) was left behind")
         }
     }
+
+    /// Both used to be found only once the run began, as Foundation's errors (NSCocoaErrorDomain 516, 513), exit 1.
+    @Test("bench server --keep: a file, or a place where the directory cannot be made, is refused up front with 64, naming it")
+    func benchServerKeepUnusable() throws {
+        let file = try temporaryFile("keep-is-a-file", "")
+        let onFile = try paystorm(["bench", "server", "--rates", "50", "--duration", "1", "--keep", file], timeoutSeconds: 30)
+        #expect(onFile.status == 64, "\(onFile.status): \(onFile.error)")
+        #expect(onFile.error.contains("--keep: \(file) is a file, not a directory"), "\(onFile.error)")
+        let below = try paystorm(["bench", "server", "--rates", "50", "--duration", "1", "--keep", file + "/run"], timeoutSeconds: 30)
+        #expect(below.status == 64 && below.error.contains("--keep: \(file) is a file, not a directory"), "\(below.error)")
+        // Root may write anywhere a permission allows, but not in /sys; anyone else not in a directory without write permission.
+        let readOnly: String
+        if getuid() == 0 {
+            readOnly = "/sys/paystorm-keep-\(getpid())"
+        } else {
+            readOnly = scratch + "/read-only"
+            try FileManager.default.createDirectory(atPath: readOnly, withIntermediateDirectories: true)
+            chmod(readOnly, 0o555)
+        }
+        let target = readOnly + "/kept"
+        let refused = try paystorm(["bench", "server", "--rates", "50", "--duration", "1", "--keep", target], timeoutSeconds: 30)
+        #expect(refused.status == 64, "\(refused.status): \(refused.error)")
+        #expect(refused.error.contains("--keep: cannot create \(getuid() == 0 ? readOnly : target): "), "\(refused.error)")
+        #expect(!refused.error.contains("NSCocoaErrorDomain") && !onFile.error.contains("NSCocoaErrorDomain"))
+        #expect(!refused.output.contains("durable POST") && !onFile.output.contains("durable POST"), "refused before anything started")
+    }
 }
