@@ -50,9 +50,18 @@ extension Paystorm.Bench {
         }
 
         func validate() throws {
-            _ = try offeredRates()
-            guard duration > 0, duration.isFinite else { throw ValidationError("--duration: expected seconds > 0, found \(duration)") }
-            guard warmup >= 0, warmup.isFinite else { throw ValidationError("--warmup: expected seconds >= 0, found \(warmup)") }
+            let offered = try offeredRates()
+            // Below a second a rate yields no figure worth printing; past a day (an hour of warm-up) a typo, not a plan.
+            guard (1...86_400).contains(duration) else {
+                throw ValidationError("--duration: expected seconds in 1...86400 (a day), found \(Self.figure(duration))")
+            }
+            guard (0...3_600).contains(warmup) else {
+                throw ValidationError("--warmup: expected seconds in 0...3600 (an hour), found \(Self.figure(warmup))")
+            }
+            for rate in offered where rate * duration < 1 {
+                throw ValidationError("--rates: \(Self.figure(rate))/s for --duration \(Self.figure(duration)) s would send no request; "
+                                      + "expected a rate × duration of at least 1")
+            }
             guard pspConnections >= 1 else { throw ValidationError("--psp-connections: expected at least 1") }
             guard connections >= 1 else { throw ValidationError("--connections: expected at least 1") }
             guard ["default", "ideal"].contains(pspProfile) else { throw ValidationError("--psp-profile: expected default or ideal, found \"\(pspProfile)\"") }
@@ -81,6 +90,15 @@ extension Paystorm.Bench {
             if !parent.isEmpty, parent != path, let problem = makeDirectory(parent) { return problem }
             guard mkdir(path, 0o777) == 0 else { return "cannot create \(path): \(String(cString: strerror(errno)))" }
             return nil
+        }
+
+        /// A rate or a number of seconds as given: at most 2 decimals, trailing zeros
+        /// dropped (2500, 1.5, 0.4); a positive value that would round to 0 in full (%g).
+        static func figure(_ value: Double) -> String {
+            var text = String(format: "%.2f", value)
+            while text.hasSuffix("0") { text.removeLast() }
+            if text.hasSuffix(".") { text.removeLast() }
+            return text == "0" && value != 0 ? String(format: "%g", value) : text
         }
 
         /// Where run `number` keeps its database and logs under `--keep`.
@@ -162,7 +180,7 @@ extension Paystorm.Bench {
                     let sorted = values.sorted()
                     return "\(f(median(sorted), digits))\(unit) (\(f(sorted.first!, digits))–\(f(sorted.last!, digits))\(unit))" + partial(values)
                 }
-                print(String(format: "  offered %.0f/s: ", rate) + "accepted " + spread(runsOfRate.map(\.accepted), " payments/s", 0, lowIsBest: false)
+                print("  offered \(Self.figure(rate))/s: accepted " + spread(runsOfRate.map(\.accepted), " payments/s", 0, lowIsBest: false)
                       + "; p50 " + spread(runsOfRate.compactMap(\.p50), " ms", 2) + "; p99 " + spread(runsOfRate.compactMap(\.p99), " ms", 2)
                       + "; consumers behind at the end " + spread(runsOfRate.compactMap(\.behindSeconds), " s", 1)
                       + "; server CPU " + spread(runsOfRate.compactMap { $0.cpu?[0] }, " µs a payment", 0)
@@ -228,8 +246,9 @@ extension Paystorm.Bench {
                 // Per second from the first request due to the last acceptance:
                 // past capacity the answers run on after the offered seconds end.
                 let acceptedPerSecond = Double(accepted.count) / max(duration, result.acceptedSeconds)
-                print(String(format: "offered %.0f/s for %.0f s: %.0f payments/s accepted (%d of %d; %d not accepted); latency p50 %@, p99 %@, p99.9 %@, max %@; generator lag at worst %.1f ms",
-                             rate, duration, acceptedPerSecond, accepted.count, result.samples.count, failures,
+                print("offered \(Self.figure(rate))/s for \(Self.figure(duration)) s: "
+                      + String(format: "%.0f payments/s accepted (%d of %d; %d not accepted); latency p50 %@, p99 %@, p99.9 %@, max %@; generator lag at worst %.1f ms",
+                             acceptedPerSecond, accepted.count, result.samples.count, failures,
                              p(0.5), p(0.99), p(0.999), p(1), result.maximumSendLagSeconds * 1_000)
                       + (refused.isEmpty ? "" : "; not accepted: " + refused.joined(separator: ", ")))
                 var measured = RateFigures(accepted: acceptedPerSecond, p50: quantile(0.5), p99: quantile(0.99))

@@ -122,4 +122,23 @@ extension CLITests {
         #expect(!refused.error.contains("NSCocoaErrorDomain") && !onFile.error.contains("NSCocoaErrorDomain"))
         #expect(!refused.output.contains("durable POST") && !onFile.output.contains("durable POST"), "refused before anything started")
     }
+
+    /// --duration 1e12 was taken; 0.001 ran and exited 0 with no sample; --rates 0.4 printed "offered 0/s", 1.5 "offered 2/s".
+    @Test("bench server: --duration in 1...86400 and --warmup in 0...3600, a rate that would send nothing refused, offered rates shown as given")
+    func benchServerDurationAndRates() throws {
+        // Tiny rates, so that a build that takes the duration does not build a schedule of billions of requests.
+        for (arguments, message) in [
+            (["--rates", "0.000001", "--duration", "1e12"], "--duration: expected seconds in 1...86400 (a day), found 1000000000000"),
+            (["--rates", "2500", "--duration", "0.001"], "--duration: expected seconds in 1...86400 (a day), found 0.001"),
+            (["--rates", "0.01", "--duration", "100", "--warmup", "4000"], "--warmup: expected seconds in 0...3600 (an hour), found 4000"),
+            (["--rates", "50,0.4", "--duration", "1", "--warmup", "0"], "--rates: 0.4/s for --duration 1 s would send no request"),
+        ] {
+            let result = try paystorm(["bench", "server"] + arguments, timeoutSeconds: 20)
+            #expect(result.status == 64 && result.error.contains(message), "\(arguments): \(result.status) \(result.error)")
+        }
+        let fractional = try paystorm(["bench", "server", "--rates", "1.5", "--duration", "2", "--warmup", "0"], timeoutSeconds: 60)
+        #expect(fractional.status == 0, "\(fractional.error)")
+        #expect(fractional.output.contains("\noffered 1.5/s for 2 s: "), "\(fractional.output)")
+        #expect(!fractional.output.contains("offered 2/s"), "\(fractional.output)")
+    }
 }
