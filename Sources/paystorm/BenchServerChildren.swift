@@ -71,6 +71,9 @@ final class BenchServerChildren: @unchecked Sendable {
         process.arguments = arguments
         process.standardError = handle
         process.standardOutput = FileHandle.nullDevice
+        var environment = ProcessInfo.processInfo.environment
+        environment[Self.parentVariable] = String(getpid())
+        process.environment = environment
         let child = Child(name: name, process: process, log: log)
         // Under the lock, so that a signal handled meanwhile either sees this child or stops the start.
         lock.lock()
@@ -124,6 +127,28 @@ final class BenchServerChildren: @unchecked Sendable {
         description += "\n  (it \(how); its log: \(child.log))"
         // 64 is the child refusing its input, which is bench server's input too.
         return StartFailure(description: description, exitStatus: !signalled && status == 64 ? 64 : 1)
+    }
+
+    /// The environment variable that tells a child the pid of the `bench server` it must not outlive.
+    static let parentVariable = "PAYSTORM_BENCH_SERVER_PID"
+
+    /// In a child started by `bench server` (``parentVariable`` set), stops
+    /// this process once that parent is gone, even killed with SIGKILL, which
+    /// no handler of the parent sees: SIGTERM to itself (a graceful stop),
+    /// SIGKILL 10 s later if that did not end it. The parent is looked for once a
+    /// second. Not PR_SET_PDEATHSIG: that fires when the *thread* that
+    /// started the child ends, and Foundation starts it on the calling thread,
+    /// here one of the concurrency pool's, which may end while the parent runs.
+    static func stopWithParentIfAsked() {
+        guard let text = ProcessInfo.processInfo.environment[parentVariable], let parent = pid_t(text), parent > 1 else { return }
+        let watcher = Thread {
+            while getppid() == parent { sleep(1) }
+            kill(getpid(), SIGTERM)
+            sleep(10)
+            kill(getpid(), SIGKILL)
+        }
+        watcher.name = "bench-server-parent-watch"
+        watcher.start()
     }
 
     /// Returns at once unless a signal is stopping this process; else waits

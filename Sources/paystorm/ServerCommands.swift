@@ -71,6 +71,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        BenchServerChildren.stopWithParentIfAsked()
         var options = ServerOptions()
         options.host = host
         options.port = port
@@ -183,6 +184,7 @@ struct Sandbox: AsyncParsableCommand {
     }
 
     func run() async throws {
+        BenchServerChildren.stopWithParentIfAsked()
         do {
             try await serve()
         } catch let error as ServerError {

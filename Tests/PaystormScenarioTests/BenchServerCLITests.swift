@@ -53,36 +53,45 @@ extension CLITests {
         #expect(Self.processes(writingTo: kept + "/sandbox.log").isEmpty, "the sandbox outlived bench server")
     }
 
+    /// A `bench server` offering a small rate for a minute, once both its
+    /// children run and serve has opened its database; its standard error,
+    /// children and temporary directory.
+    func startBenchServer() throws -> (Process, Pipe, [Int32], String) {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.executable), "build the executable first (swift build --build-tests)")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.executable)
+        process.arguments = ["bench", "server", "--rates", "50", "--duration", "60", "--warmup", "0"]
+        process.standardOutput = FileHandle.nullDevice
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        let parent = process.processIdentifier
+        let directory = NSTemporaryDirectory() + "paystorm-bench-server-\(parent)-1"
+        var children: [Int32] = []
+        let startBy = Date().addingTimeInterval(15)
+        while Date() < startBy, children.count < 2 || !FileManager.default.fileExists(atPath: directory + "/bench.sqlite") {
+            usleep(50_000)
+            children = Self.children(of: parent)
+        }
+        if children.count < 2 { kill(parent, SIGKILL) }
+        try #require(children.count == 2, "bench server started \(children.count) children")
+        usleep(300_000)
+        return (process, err, children, directory)
+    }
+
     /// Ctrl-C used to end bench server alone: serve and the sandbox (each in
     /// a process group of its own) went on serving, adopted by init, holding
     /// their ports and database, and the temporary directory stayed.
     @Test("bench server: SIGINT or SIGTERM stops its children, removes its temporary directory and exits 130 or 143")
     func benchServerStopsChildrenOnSignal() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.executable), "build the executable first (swift build --build-tests)")
         for (signal, expected) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: Self.executable)
-            process.arguments = ["bench", "server", "--rates", "50", "--duration", "60", "--warmup", "0"]
-            process.standardOutput = FileHandle.nullDevice
-            let err = Pipe()
-            process.standardError = err
-            try process.run()
+            let (process, err, children, directory) = try startBenchServer()
             let parent = process.processIdentifier
-            let directory = NSTemporaryDirectory() + "paystorm-bench-server-\(parent)-1"
-            var children: [Int32] = []
             defer {
                 Self.killAll(children.filter(Self.alive))
                 if process.isRunning { kill(parent, SIGKILL) }
                 try? FileManager.default.removeItem(atPath: directory)
             }
-            // Started: both children run, and serve has opened its database.
-            let startBy = Date().addingTimeInterval(15)
-            while Date() < startBy, children.count < 2 || !FileManager.default.fileExists(atPath: directory + "/bench.sqlite") {
-                usleep(50_000)
-                children = Self.children(of: parent)
-            }
-            try #require(children.count == 2, "bench server started \(children.count) children")
-            usleep(300_000)
             kill(parent, signal)
             let stopBy = Date().addingTimeInterval(10)
             while process.isRunning, Date() < stopBy { usleep(50_000) }
@@ -140,5 +149,20 @@ extension CLITests {
         #expect(fractional.status == 0, "\(fractional.error)")
         #expect(fractional.output.contains("\noffered 1.5/s for 2 s: "), "\(fractional.output)")
         #expect(!fractional.output.contains("offered 2/s"), "\(fractional.output)")
+    }
+
+    /// SIGKILL reaches no handler of bench server: its children used to serve on forever, adopted by init.
+    @Test("bench server killed with SIGKILL: serve and the sandbox notice their parent is gone and stop within seconds")
+    func benchServerChildrenStopWithKilledParent() throws {
+        let (process, _, children, directory) = try startBenchServer()
+        defer {
+            Self.killAll(children.filter(Self.alive))
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let stopBy = Date().addingTimeInterval(15)
+        while Date() < stopBy, !children.filter(Self.alive).isEmpty { usleep(100_000) }
+        #expect(children.filter(Self.alive).isEmpty, "children \(children.filter(Self.alive)) still run 15 s after their parent was killed")
     }
 }
