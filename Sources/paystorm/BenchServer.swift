@@ -26,6 +26,11 @@ extension Paystorm.Bench {
                 sandbox and database, and each rate ends with the median, best and worst of its runs: on a machine \
                 whose speed drifts, p99 is a spread, not one figure.
 
+                If the server or the sandbox exits while starting, bench server stops the other and exits with \
+                its error lines (64 when it refused its input). SIGINT or SIGTERM stops both, removes the temporary \
+                directory (not a --keep one) and exits 130 or 143; killed outright, bench server leaves them to \
+                notice within a second that it is gone and stop.
+
                 Example: paystorm bench server --rates 2500,5000 --duration 20
                 Example: paystorm bench server --rates 2500 --duration 15 --runs 5
                 """)
