@@ -36,7 +36,7 @@ final class BenchServerChildren: @unchecked Sendable {
     private var running: [Child] = []
     private var temporaryDirectory: String?
     private var stopping = false
-    private var signalSources: [DispatchSourceSignal] = []
+    private var signalSources: [any DispatchSourceSignal] = []
 
     /// From now on SIGINT and SIGTERM stop the children, remove the run's
     /// temporary directory and end this process with 128 + the signal's number.
@@ -44,14 +44,7 @@ final class BenchServerChildren: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard signalSources.isEmpty else { return }
-        for number in [SIGINT, SIGTERM] {
-            // A signal source sees the signal only once its default action (ending the process at once) is off.
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [unowned self] in self.stopAndExit(signal: number) }
-            source.resume()
-            signalSources.append(source)
-        }
+        signalSources = Interrupts.handle { [unowned self] number in self.stopAndExit(signal: number) }
     }
 
     /// The directory to remove if a signal ends the run; nil for a `--keep` directory.

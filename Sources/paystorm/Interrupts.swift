@@ -24,17 +24,10 @@ enum ScratchCleanup {
         defer { lock.unlock() }
         directories.insert(directory)
         guard sources.isEmpty else { return }
-        for number in [SIGINT, SIGTERM] {
-            // Delivered to the source instead of ending the process at once.
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                removeFiles()
-                signal(number, SIG_DFL)
-                kill(getpid(), number)
-            }
-            source.resume()
-            sources.append(source)
+        sources = Interrupts.handle { number in
+            removeFiles()
+            signal(number, SIG_DFL)
+            kill(getpid(), number)
         }
     }
 
@@ -53,5 +46,21 @@ enum ScratchCleanup {
 
     private static func removeFiles() {
         for file in files() { try? FileManager.default.removeItem(atPath: file) }
+    }
+}
+
+/// SIGINT and SIGTERM handled on a dispatch queue instead of ending the
+/// process at once: for the CLI's hosts, which have processes or files to
+/// clean up first. Keep the sources returned: a released source stops.
+enum Interrupts {
+    static func handle(_ handler: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {
+        [SIGINT, SIGTERM].map { number in
+            // A signal source sees the signal only once its default action (ending the process) is off.
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { handler(number) }
+            source.resume()
+            return source
+        }
     }
 }
