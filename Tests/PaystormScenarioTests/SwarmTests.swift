@@ -70,6 +70,9 @@ struct SwarmTests {
         let description = #"Shrunk from a "tiny" file\1: 1 fault(s) that still give threshold-failed. The original: no faults at all"#
         let written = try Scenario.parse(Shrinker.scenarioText(original, world: world, swarm: false, description: description), file: "t.yaml")
         #expect(written.description == description)
+        // A description over several lines (a block scalar in the file) reads back with its line ends and tabs.
+        let lines = "Shrunk: 1 fault(s). The original: first line\n\tsecond \u{7} line\r\n"
+        #expect(try Scenario.parse(Shrinker.scenarioText(original, world: world, swarm: false, description: lines), file: "t.yaml").description == lines)
         #expect(try Scenario.parse(Shrinker.scenarioText(original, world: world, swarm: false), file: "t.yaml").description == "no faults at all")
     }
 
