@@ -147,8 +147,11 @@ extension Paystorm.Bench {
                 BenchServerChildren.shared.setTemporaryDirectory(keep == nil ? directory : nil)
                 do {
                     figures.append(try await measure(offered, in: directory))
-                } catch let failure as BenchServerChildren.StartFailure {
-                    // What keeps a child from starting keeps the next run's too: stop here, with the child's own words.
+                } catch let failure as BenchServerChildren.StartFailure where failure.interrupted {
+                    await BenchServerChildren.shared.waitIfStopping()
+                    throw ExitCode(failure.exitStatus)
+                } catch let failure as BenchServerChildren.StartFailure where failure.exitStatus == ExitStatus.badInput.rawValue || runs == 1 {
+                    // A child refusing its input refuses it in every run: stop here, with the child's own words.
                     FileHandle.standardError.write(Data((failure.description + "\n").utf8))
                     throw ExitCode(failure.exitStatus)
                 } catch {

@@ -20,6 +20,8 @@ final class BenchServerChildren: @unchecked Sendable {
     struct StartFailure: Error, CustomStringConvertible {
         var description: String
         var exitStatus: Int32
+        /// Refused because a signal is stopping the run: nothing to say.
+        var interrupted = false
     }
 
     static let shared = BenchServerChildren()
@@ -71,16 +73,20 @@ final class BenchServerChildren: @unchecked Sendable {
         // Under the lock, so that a signal handled meanwhile either sees this child or stops the start.
         lock.lock()
         defer { lock.unlock() }
-        guard !stopping else { throw StartFailure(description: "bench server: stopping", exitStatus: 1) }
+        guard !stopping else { throw StartFailure(description: "", exitStatus: 1, interrupted: true) }
         try process.run()
         running.append(child)
         return child
     }
 
-    /// Stops `child` if it still runs: SIGTERM, then SIGKILL after `graceSeconds`.
+    /// Stops `child` if it still runs: SIGTERM, then SIGKILL after
+    /// `graceSeconds`. It stays among the running children until it has
+    /// ended, so that a signal meanwhile (a user tired of waiting for the
+    /// last rate's drain) stops it too, and removes the directory only
+    /// after it.
     func stop(_ child: Child, graceSeconds: Double = finishedGraceSeconds) {
-        lock.withLock { running.removeAll { $0.process === child.process } }
         Self.terminate([child.process], graceSeconds: graceSeconds)
+        lock.withLock { running.removeAll { $0.process === child.process } }
     }
 
     /// Waits until every `(child, url)` answers `GET url/health` with 200.
@@ -91,7 +97,9 @@ final class BenchServerChildren: @unchecked Sendable {
         for target in targets {
             while true {
                 if let exited = children.first(where: { !$0.process.isRunning }) {
-                    try await failIfNotStopping(Self.exitFailure(exited))
+                    // Stopped by a signal's handler, it is no failure to report.
+                    await waitIfStopping()
+                    throw Self.exitFailure(exited)
                 }
                 if (try? await LoadGenerator.health(target.url, timeout: .milliseconds(500))) != nil { break }
                 if WallClock.monotonic() >= deadline {
@@ -107,7 +115,7 @@ final class BenchServerChildren: @unchecked Sendable {
 
     /// A child that exited during start-up, in words: its own error lines and where its whole log is.
     static func exitFailure(_ child: Child) -> StartFailure {
-        child.process.waitUntilExit()
+        waitUntilEnded([child.process])
         let status = child.process.terminationStatus
         let signalled = child.process.terminationReason == .uncaughtSignal
         let text = (try? String(contentsOfFile: child.log, encoding: .utf8)) ?? ""
@@ -179,6 +187,13 @@ final class BenchServerChildren: @unchecked Sendable {
         let deadline = WallClock.monotonic() + Int64(graceSeconds * 1e9)
         while processes.contains(where: \.isRunning), WallClock.monotonic() < deadline { usleep(20_000) }
         for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        for process in processes { process.waitUntilExit() }
+        waitUntilEnded(processes)
+    }
+
+    /// Polls rather than `Process.waitUntilExit()`, which is not safe to
+    /// call on one process from two threads, as a signal's handler and the
+    /// run's own stop may.
+    private static func waitUntilEnded(_ processes: [Process]) {
+        while processes.contains(where: \.isRunning) { usleep(10_000) }
     }
 }

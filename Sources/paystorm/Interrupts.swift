@@ -53,8 +53,16 @@ enum ScratchCleanup {
 /// process at once: for the CLI's hosts, which have processes or files to
 /// clean up first. Keep the sources returned: a released source stops.
 enum Interrupts {
+    /// A signal the process was started with ignored (a job a
+    /// non-interactive shell put in the background ignores SIGINT) stays
+    /// ignored.
     static func handle(_ handler: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {
-        [SIGINT, SIGTERM].map { number in
+        [SIGINT, SIGTERM].compactMap { number in
+            var current = sigaction()
+            sigaction(number, nil, &current)
+            // SIG_IGN is the handler whose address is 1; a C function pointer is not Equatable in Swift.
+            if let handler = current.__sigaction_handler.sa_handler,
+               unsafeBitCast(handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { return nil }
             // A signal source sees the signal only once its default action (ending the process) is off.
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
