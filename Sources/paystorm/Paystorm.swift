@@ -38,7 +38,7 @@ struct Paystorm: AsyncParsableCommand {
         }
     }
 
-    /// `--rate -5` as `--rate=-5`. ArgumentParser reads a word that starts
+    /// `--rate -5` as `--rate=-5`, and a list that starts with one (`--rates -5,10`). ArgumentParser reads a word that starts
     /// with a dash as the next option, so a negative number given to an
     /// option used to be refused as "Missing value for '--rate <rate>'",
     /// which sends the user looking for a value they did give. Joined, the
@@ -55,7 +55,7 @@ struct Paystorm: AsyncParsableCommand {
             }
             let next = arguments.index(after: index)
             if word.hasPrefix("--"), !word.contains("="), next < arguments.endIndex,
-               arguments[next].wholeMatch(of: /-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?/) != nil {
+               arguments[next].wholeMatch(of: /-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?(,.*)?/) != nil {
                 joined.append(word + "=" + arguments[next])
                 index = arguments.index(after: next)
             } else {

@@ -312,6 +312,7 @@ final class CLITests {
             (["bench", "engine", "--payments", "-5"], "--payments must be in 1...50000000, got -5"),
             (["load", "http://127.0.0.1:9", "--rate", "-2.5", "--duration", "1"], "--rate: expected requests per second in (0, 1000000], found -2.5"),
             (["claim", "--availability", "99.9", "--failures", "-1"], "--failures"),
+            (["bench", "server", "--rates", "-5,10"], "--rates"),
             (["run", packageRoot + "/Scenarios/baseline.yaml", "--seed", "-1"], "The value '-1' is invalid for '--seed <seed>'"),
         ]
         for (arguments, message) in cases {
