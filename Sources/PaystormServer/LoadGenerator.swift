@@ -227,6 +227,10 @@ public enum LoadGenerator {
         }
     }
 
+    /// The most requests one run may schedule: the schedule, and each
+    /// request's answer, are kept in memory (about 40 bytes a request).
+    public static let maximumRequests = 20_000_000
+
     public static func run(_ options: Options, progress: (@Sendable (Int, Int) -> Void)? = nil) async throws -> Result {
         let random = RandomStream(seed: options.seed)
         // The whole schedule, fixed before the first request.

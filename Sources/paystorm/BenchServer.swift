@@ -63,6 +63,10 @@ extension Paystorm.Bench {
             guard (0...3_600).contains(warmup) else {
                 throw ValidationError("--warmup: expected seconds in 0...3600 (an hour), found \(Self.figure(warmup))")
             }
+            for rate in offered where rate * max(duration, warmup) > Double(LoadGenerator.maximumRequests) {
+                throw ValidationError("--rates: \(Self.figure(rate))/s for \(Self.figure(max(duration, warmup))) s is \(Int(rate * max(duration, warmup))) requests; "
+                                      + "the schedule is kept in memory, at most \(LoadGenerator.maximumRequests) a run")
+            }
             for rate in offered where rate * duration < 1 {
                 throw ValidationError("--rates: \(Self.figure(rate))/s for --duration \(Self.figure(duration)) s would send no request; "
                                       + "expected a rate × duration of at least 1")

@@ -351,6 +351,10 @@ struct Load: AsyncParsableCommand {
     func validate() throws {
         guard rate > 0, rate <= 1_000_000 else { throw ValidationError("--rate: expected requests per second in (0, 1000000], found \(rate)") }
         guard duration > 0, duration <= 86_400 else { throw ValidationError("--duration: expected seconds in (0, 86400], found \(duration)") }
+        guard rate * duration <= Double(LoadGenerator.maximumRequests) else {
+            throw ValidationError("--rate \(rate) for --duration \(duration) s is \(Int(rate * duration)) requests; the schedule is kept in memory, "
+                                  + "at most \(LoadGenerator.maximumRequests) a run")
+        }
         guard merchants >= 1 else { throw ValidationError("--merchants: expected at least 1") }
         guard connections >= 1 else { throw ValidationError("--connections: expected at least 1") }
         guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout: expected seconds > 0") }

@@ -141,6 +141,8 @@ extension CLITests {
             (["--rates", "2500", "--duration", "0.001"], "--duration: expected seconds in 1...86400 (a day), found 0.001"),
             (["--rates", "0.01", "--duration", "100", "--warmup", "4000"], "--warmup: expected seconds in 0...3600 (an hour), found 4000"),
             (["--rates", "50,0.4", "--duration", "1", "--warmup", "0"], "--rates: 0.4/s for --duration 1 s would send no request"),
+            // A schedule of 8.6 billion requests used to be built in memory before anything was sent.
+            (["--rates", "100000", "--duration", "86400"], "--rates: 100000/s for 86400 s is 8640000000 requests; the schedule is kept in memory, at most 20000000 a run"),
         ] {
             let result = try paystorm(["bench", "server"] + arguments, timeoutSeconds: 20)
             #expect(result.status == 64 && result.error.contains(message), "\(arguments): \(result.status) \(result.error)")

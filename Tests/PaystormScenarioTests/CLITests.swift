@@ -304,6 +304,9 @@ final class CLITests {
         #expect(try paystorm(["run", "x.yaml", "--seeds", "9-3"]).status == 64)
         #expect(try paystorm(["claim", "--availability", "120"]).status == 64)
         #expect(try paystorm(["compare", "/nonexistent", "/nonexistent"]).status == 64)
+        // A schedule of 86.4 billion requests used to be built in memory before the first was sent.
+        let huge = try paystorm(["load", "http://127.0.0.1:9", "--rate", "1000000", "--duration", "86400"], timeoutSeconds: 20)
+        #expect(huge.status == 64 && huge.error.contains("the schedule is kept in memory, at most 20000000 a run"), "\(huge.error)")
     }
 
     @Test("a negative number given to an option reaches that option's own check, which names what it expects")
