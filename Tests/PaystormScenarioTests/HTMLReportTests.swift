@@ -114,6 +114,11 @@ struct HTMLReportTests {
         }
         // latency, throughput, outcomes, error rate, backlogs, PSPs, fraud
         #expect(html.components(separatedBy: "<svg ").count - 1 == 7)
+        // Offered is dashed and drawn over achieved: where they are equal, both show.
+        let throughput = html.components(separatedBy: "<svg ")[2]
+        let achieved = throughput.range(of: "<polyline class=\"series\" fill=\"none\" stroke=\"\(HTMLPalette.series[2])\" points=")
+        let offered = throughput.range(of: "<polyline class=\"series\" fill=\"none\" stroke=\"\(HTMLPalette.series[0])\" stroke-dasharray=\"6 4\" points=")
+        #expect(achieved != nil && offered != nil && achieved!.lowerBound < offered!.lowerBound, "\(throughput.prefix(3000))")
         #expect(html.contains(">psp-a outage</text>"))
         #expect(html.contains("needs more samples"))
         #expect(html.contains("9f2c1ab3e4d5"))

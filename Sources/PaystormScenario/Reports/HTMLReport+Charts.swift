@@ -52,10 +52,11 @@ extension HTMLReport {
                               .init(name: "p99", color: palette[1], values: latency(\.latencyP99Seconds), reduction: .maximum),
                               .init(name: "max", color: palette[6], values: latency(\.latencyMaxSeconds), reduction: .maximum, dashed: true),
                           ], windowsShown: requestWindows))
-        html += figure("Throughput: offered vs achieved", "Requests due per second (offered, open loop) against requests answered per second.",
+        // Offered dashed and drawn last: where the system keeps up the two lines coincide, and both stay visible.
+        html += figure("Throughput: offered vs achieved", "Requests due per second (offered, open loop, dashed) against requests answered per second.",
                        chart("Offered and achieved throughput per window", "requests / s", [
-                           .init(name: "offered", color: palette[0], values: perSecond(\.offered), reduction: .mean),
                            .init(name: "achieved (answered)", color: palette[2], values: perSecond(\.answered), reduction: .mean),
+                           .init(name: "offered", color: palette[0], values: perSecond(\.offered), reduction: .mean, dashed: true),
                        ], windowsShown: requestWindows))
         html += figure("Outcomes per window", "Requests finishing per second: answered, failed (5xx, timeout or throttled to the end) and, of those, throttled.",
                        chart("Answered, failed and throttled requests per window", "requests / s", [
