@@ -43,6 +43,10 @@ struct CardVaultTests {
     @Test func displayNeverShowsMoreThanFirstSixAndLastFour() throws {
         let details = try card()
         #expect(details.masked == "411111******1111")
+        // Shorter numbers show their last four only: first 6 and last 4 of 12 digits left two hidden, ten candidates by Luhn.
+        #expect(try card("500000123454").masked == "********3454")
+        #expect(try card("4222222222222").masked == "*********2222")
+        #expect(try card("500000123454").displayableFirst6 == "" && details.displayableFirst6 == "411111")
         #expect(!details.description.contains(visa))
         #expect(!details.description.contains(cvv))
         for error in [CardError.numberFailsLuhn, .expired("10/26"), .cvvFormat] {

@@ -95,9 +95,16 @@ public struct CardDetails: Sendable, CustomStringConvertible {
     /// Last four digits.
     public var last4: String { String(number.suffix(4)) }
 
-    /// The most that may ever be displayed: first 6 and last 4 digits.
+    /// The first six digits where they may be shown and stored: only when
+    /// at least six digits stay hidden beside them and the last four (16
+    /// digits or more). Of a 12-digit number, first 6 and last 4 left two
+    /// digits hidden, which the Luhn check narrows to ten candidates.
+    public var displayableFirst6: String { number.count >= 16 ? first6 : "" }
+
+    /// The most that may ever be displayed: first 6 and last 4 digits, and
+    /// only the last 4 of a number shorter than 16 digits.
     public var masked: String {
-        first6 + String(repeating: "*", count: number.count - 10) + last4
+        displayableFirst6 + String(repeating: "*", count: number.count - displayableFirst6.count - 4) + last4
     }
 
     public var description: String { "card \(masked) exp \(expiryMonth)/\(expiryYear)" }

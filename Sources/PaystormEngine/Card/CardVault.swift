@@ -156,7 +156,7 @@ public struct CardVault {
             insert.bind(tokenized.key, at: 1)
             insert.bind(token, at: 2)
             insert.bind(combined, at: 3)
-            insert.bind(card.first6, at: 4)
+            insert.bind(card.displayableFirst6, at: 4)
             insert.bind(card.last4, at: 5)
             insert.bind(Int64(card.expiryMonth), at: 6)
             insert.bind(Int64(card.expiryYear), at: 7)
