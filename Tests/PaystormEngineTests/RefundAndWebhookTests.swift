@@ -120,6 +120,9 @@ struct RefundTests {
         #expect(throws: EngineError.refundExceedsCaptured(paymentID: "pay-1", requestedMinor: 2_000, availableMinor: 1_000, currency: "USD")) {
             _ = try h.refund("pay-1", amount: "20.00", key: "c")
         }
+        // Said in the major units the merchant sent.
+        #expect(EngineError.refundExceedsCaptured(paymentID: "pay-1", requestedMinor: 2_000, availableMinor: 1_000, currency: "USD").description
+                == "refund of 20.00 USD on payment pay-1 exceeds the 10.00 USD still refundable")
         // A failed refund releases its reservation.
         try h.reply(.declined(reason: "card_closed"), to: try #require(h.takeCall()))
         #expect(try h.engine.refund("ref-1").status == .failed)

@@ -29,8 +29,13 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case let .paymentNotFound(id): return "payment \(id) not found"
         case let .refundNotFound(id): return "refund \(id) not found"
         case let .invalidState(message): return message
-        case let .refundExceedsCaptured(id, requested, available, currency):
-            return "refund of \(requested) \(currency) minor units on payment \(id) exceeds the \(available) still refundable"
+        case let .refundExceedsCaptured(id, requested, available, code):
+            // In the major units the merchant sent: "30.00 USD", not "3000 USD minor units".
+            guard let currency = Currency(code: code) else {
+                return "refund of \(requested) \(code) minor units on payment \(id) exceeds the \(available) still refundable"
+            }
+            let major = { (minor: Int64) in Money(minorUnits: minor, currency: currency).decimalString }
+            return "refund of \(major(requested)) \(code) on payment \(id) exceeds the \(major(available)) \(code) still refundable"
         case let .webhookRejected(message): return "webhook rejected: \(message)"
         case let .storage(message): return "storage: \(message)"
         case let .overloaded(message): return "overloaded: \(message)"
