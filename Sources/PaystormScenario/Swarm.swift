@@ -133,22 +133,7 @@ public enum Shrinker {
         }
         while kept.last?.isEmpty == true { kept.removeLast() }
         var text = kept.joined(separator: "\n") + "\n\n"
-        if let description {
-            // A double-quoted YAML scalar, on one line: what reads back as exactly `description`.
-            var escaped = ""
-            for scalar in description.unicodeScalars {
-                switch scalar {
-                case "\\": escaped += "\\\\"
-                case "\"": escaped += "\\\""
-                case "\n": escaped += "\\n"
-                case "\r": escaped += "\\r"
-                case "\t": escaped += "\\t"
-                case _ where scalar.value < 0x20 || scalar.value == 0x7F: escaped += String(format: "\\x%02X", scalar.value)
-                default: escaped.unicodeScalars.append(scalar)
-                }
-            }
-            text += "description: \"\(escaped)\"\n"
-        }
+        if let description { text += "description: \(YAMLValue.quoted(description))\n" }
         text += "seed: \(world.seed)\n"
         if swarm {
             text += "buggify: { enabled: \(world.buggify.enabled), enable_probability: \(YAMLValue.format(world.buggify.enableProbability)), "

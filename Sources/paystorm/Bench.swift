@@ -178,11 +178,12 @@ struct BenchmarkDatabase: ParsableArguments {
         }
         if let store {
             let directory = (store as NSString).deletingLastPathComponent
+            let place = directory.isEmpty ? "." : directory
             var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            guard FileManager.default.fileExists(atPath: place, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw ValidationError("--store \(store): no directory \(directory) to make it in")
             }
-            guard FileManager.default.isWritableFile(atPath: directory.isEmpty ? "." : directory) else {
+            guard FileManager.default.isWritableFile(atPath: place) else {
                 throw ValidationError("--store \(store): the directory \(directory) is not writable")
             }
         }

@@ -63,8 +63,10 @@ extension Paystorm.Bench {
             guard (0...3_600).contains(warmup) else {
                 throw ValidationError("--warmup: expected seconds in 0...3600 (an hour), found \(Self.figure(warmup))")
             }
-            for rate in offered where rate * max(duration, warmup) > Double(LoadGenerator.maximumRequests) {
-                throw ValidationError("--rates: \(Self.figure(rate))/s for \(Self.figure(max(duration, warmup))) s is \(Int(rate * max(duration, warmup))) requests; "
+            // The warm-up and the measured load are each one schedule.
+            let longest = max(duration, warmup)
+            for rate in offered where rate * longest > Double(LoadGenerator.maximumRequests) {
+                throw ValidationError("--rates: \(Self.figure(rate))/s for \(Self.figure(longest)) s is \(Int(rate * longest)) requests; "
                                       + "the schedule is kept in memory, at most \(LoadGenerator.maximumRequests) a run")
             }
             for rate in offered where rate * duration < 1 {

@@ -17,22 +17,24 @@ enum ScratchCleanup {
     nonisolated(unsafe) private static var directories: Set<String> = []
     nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
 
-    /// Removes this process's scratch files in `directory` if it is
-    /// interrupted from now on.
-    static func register(directory: String) {
+    /// `directory`, whose scratch files of this process are removed if it
+    /// is interrupted from now on.
+    static func registered(_ directory: String) -> String {
         lock.lock()
         defer { lock.unlock() }
         directories.insert(directory)
-        guard sources.isEmpty else { return }
-        sources = Interrupts.handle { number in
-            removeFiles()
-            signal(number, SIG_DFL)
-            kill(getpid(), number)
+        if sources.isEmpty {
+            sources = Interrupts.handle { number in
+                removeFiles()
+                signal(number, SIG_DFL)
+                kill(getpid(), number)
+            }
         }
+        return directory
     }
 
     /// This process's scratch files in the registered directories.
-    static func files() -> [String] {
+    private static func files() -> [String] {
         lock.lock()
         let registered = directories
         lock.unlock()

@@ -38,12 +38,13 @@ struct Paystorm: AsyncParsableCommand {
         }
     }
 
-    /// `--rate -5` as `--rate=-5`, and a list that starts with one (`--rates -5,10`). ArgumentParser reads a word that starts
-    /// with a dash as the next option, so a negative number given to an
-    /// option used to be refused as "Missing value for '--rate <rate>'",
-    /// which sends the user looking for a value they did give. Joined, the
-    /// number reaches the option's own check, which names the range it
-    /// expects. Words after `--` are left alone.
+    /// `--rate -5` as `--rate=-5`, and a list that starts with one
+    /// (`--rates -5,10`). ArgumentParser reads a word that starts with a
+    /// dash as the next option, so a negative number given to an option
+    /// used to be refused as "Missing value for '--rate <rate>'", which
+    /// sends the user looking for a value they did give. Joined, the number
+    /// reaches the option's own check, which names the range it expects.
+    /// Words after `--` are left alone.
     static func negativeValuesJoined(_ arguments: [String]) -> [String] {
         var joined: [String] = []
         var index = arguments.startIndex

@@ -151,8 +151,7 @@ extension Paystorm {
                 return
             }
             let progress = ProgressBar(label: scenario.name, quiet: quiet)
-            ScratchCleanup.register(directory: scratch ?? NSTemporaryDirectory())
-            let result = try ScenarioRun.run(scenario, seed: seed, scratchDirectory: scratch ?? NSTemporaryDirectory(),
+            let result = try ScenarioRun.run(scenario, seed: seed, scratchDirectory: ScratchCleanup.registered(scratch ?? NSTemporaryDirectory()),
                                               progress: progress.update)
             progress.finish()
             let directory = (out as NSString).appendingPathComponent(result.directoryName)

@@ -143,13 +143,13 @@ extension Paystorm {
             try writeJSON(spec, to: (directory as NSString).appendingPathComponent("spec.json"))
             let mine = grid.enumerated().filter { shard == nil || $0.offset % shard!.count == shard!.index }.map(\.element)
             let progress = ProgressBar(label: "sweep \(scenario.name)", quiet: quiet)
-            ScratchCleanup.register(directory: scratch ?? NSTemporaryDirectory())
+            let scratchDirectory = ScratchCleanup.registered(scratch ?? NSTemporaryDirectory())
             var points: [Sweep.Point] = []
             for (done, run) in mine.enumerated() {
                 let point: Sweep.Point
                 do {
                     point = try Sweep.run(scenario, index: run.index, settings: run.settings, seed: run.seed,
-                                          scratchDirectory: scratch ?? NSTemporaryDirectory())
+                                          scratchDirectory: scratchDirectory)
                 } catch let error as SweepError {
                     progress.finish()
                     FileHandle.standardError.write(Data("error: \(error)\n".utf8))

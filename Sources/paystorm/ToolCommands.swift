@@ -3,7 +3,6 @@ import Foundation
 import PaystormScenario
 import PaystormWorld
 
-/// Runs one world for a scenario and writes its reports.
 /// Runs `scenario` with `world` and writes its reports under `out`, in
 /// `directoryName` (by default the run's own, `<scenario>-<seed>`).
 func runAndReport(_ scenario: Scenario, world: WorldConfiguration, out: String, scratch: String?, quiet: Bool,
@@ -11,8 +10,7 @@ func runAndReport(_ scenario: Scenario, world: WorldConfiguration, out: String, 
     var scenario = scenario
     scenario.world = world
     let progress = ProgressBar(label: "\(scenario.name) seed \(world.seed)", quiet: quiet)
-    ScratchCleanup.register(directory: scratch ?? NSTemporaryDirectory())
-    let run = try ScenarioRun.run(scenario, scratchDirectory: scratch ?? NSTemporaryDirectory(), progress: progress.update)
+    let run = try ScenarioRun.run(scenario, scratchDirectory: ScratchCleanup.registered(scratch ?? NSTemporaryDirectory()), progress: progress.update)
     progress.finish()
     let directory = (out as NSString).appendingPathComponent(directoryName ?? run.directoryName)
     try ReportWriter.write(run.document, to: directory)

@@ -96,8 +96,8 @@ public enum ReportWriter {
         }
         lines.append("| PSP | charges | refunds | status queries | voids | received | succeeded | declined | voided | not found | transient | rate-limited | ambiguous | unanswered | webhooks |")
         lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        func known(_ count: Int?) -> String { count.map(String.init) ?? ReportFormat.missing }
         for s in d.psps {
-            func known(_ count: Int?) -> String { count.map(String.init) ?? ReportFormat.missing }
             lines.append("| \(s.id) | \(s.charges) | \(s.refunds) | \(s.statusQueries) | \(s.cancels) | \(known(s.received)) | \(s.succeeded) | \(s.declined) | \(known(s.voided)) | \(known(s.notFound)) | \(s.transientErrors) | \(s.rateLimited) | \(s.ambiguous) | \(s.unanswered) | \(s.webhooksSent) |")
         }
         lines.append("")
